@@ -1,0 +1,27 @@
+#pragma once
+// Writes a file so that readers see either the old content or the whole new content: data goes to a
+// temporary file beside the target, which commit() flushes and renames over it. Without commit() the
+// temporary file is removed and the target is untouched.
+#include <cstddef>
+#include <cstdio>
+#include <filesystem>
+
+namespace fisedit {
+
+class AtomicFile {
+public:
+  explicit AtomicFile(std::filesystem::path target);  // throws Error(io)
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const std::byte* data, std::size_t size);  // throws Error(io)
+  void commit();                                         // throws Error(io)
+
+private:
+  std::filesystem::path target_;
+  std::filesystem::path temp_;
+  std::FILE* file_ = nullptr;
+};
+
+}  // namespace fisedit
