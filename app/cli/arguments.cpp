@@ -1,0 +1,53 @@
+#include "cli/arguments.h"
+
+#include <stdexcept>
+
+namespace fisedit::cli {
+
+Arguments::Arguments(const std::vector<std::string>& args, const std::set<std::string>& options,
+                     const std::set<std::string>& switches) {
+  bool only_positional = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const auto& a = args[i];
+    if (only_positional || !a.starts_with("--")) {
+      positional_.push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      only_positional = true;
+      continue;
+    }
+    auto name = a.substr(2);
+    std::optional<std::string> inline_value;
+    if (const auto eq = name.find('='); eq != std::string::npos) {
+      inline_value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (switches.count(name)) {
+      switches_.insert(name);
+    } else if (options.count(name)) {
+      if (inline_value) {
+        values_[name] = *inline_value;
+      } else {
+        if (i + 1 >= args.size()) throw std::invalid_argument("option --" + name + " needs a value");
+        values_[name] = args[++i];
+      }
+    } else {
+      throw std::invalid_argument("unknown option --" + name);
+    }
+  }
+}
+
+std::optional<std::string> Arguments::get(const std::string& name) const {
+  const auto it = values_.find(name);
+  return it == values_.end() ? std::nullopt : std::optional(it->second);
+}
+
+std::string Arguments::require(const std::string& name) const {
+  if (auto v = get(name)) return *v;
+  throw std::invalid_argument("option --" + name + " is required");
+}
+
+bool Arguments::has(const std::string& name) const { return switches_.count(name) > 0; }
+
+}  // namespace fisedit::cli

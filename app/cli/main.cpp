@@ -1,0 +1,53 @@
+// fisedit-cli: the engine from the command line, for scripts and measurement.
+#include "cli/commands.h"
+#include "core/error.h"
+
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: fisedit-cli <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  info      --model PATH [--config DIR]        what the model is: family, prediction, sizes, parameters\n"
+    "  tokenize  --model PATH [--config DIR] TEXT   the 77 CLIP token ids of TEXT\n"
+    "\n"
+    "PATH is a diffusers pipeline folder or a single-file .safetensors checkpoint. --config DIR gives the\n"
+    "configs (and tokenizer) of a single-file checkpoint, as diffusers' from_single_file(config=DIR).\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::map<std::string, std::function<int(const std::vector<std::string>&)>> commands = {
+      {"info", fisedit::cli::info_command},
+      {"tokenize", fisedit::cli::tokenize_command},
+  };
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const auto it = commands.find(argv[1]);
+  if (it == commands.end()) {
+    std::fprintf(stderr, "fisedit-cli: unknown command '%s' (try --help)\n", argv[1]);
+    return 2;
+  }
+  try {
+    return it->second(std::vector<std::string>(argv + 2, argv + argc));
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "fisedit-cli %s: %s\n", argv[1], e.what());
+    return 2;
+  } catch (const fisedit::Error& e) {
+    std::fprintf(stderr, "fisedit-cli %s: error: %s\n", argv[1], e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fisedit-cli %s: internal error: %s\n", argv[1], e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,11 @@
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+namespace fisedit {
+
+// Reads and parses a JSON file; throws Error(not_found / corrupt_file) naming the file.
+nlohmann::json read_json_file(const std::filesystem::path& path);
+
+}  // namespace fisedit

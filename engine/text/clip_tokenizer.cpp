@@ -1,0 +1,466 @@
+#include "text/clip_tokenizer.h"
+
+#include "core/error.h"
+#include "io/json_file.h"
+
+#include <nlohmann/json.hpp>
+#include <unicode/uchar.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
+#include <unicode/utf16.h>
+
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <unordered_map>
+#include <utility>
+
+namespace fisedit {
+namespace {
+
+constexpr std::size_t kCacheCapacity = 10000;  // HF's BPE cache size: bounded for a long-running app
+constexpr std::string_view kEndOfWord = "</w>";
+
+using Json = nlohmann::json;
+namespace fs = std::filesystem;
+
+[[noreturn]] void corrupt(const fs::path& path, const std::string& what) {
+  throw Error(ErrorCode::corrupt_file, path.string() + ": not a valid CLIP tokenizer file: " + what);
+}
+
+void check_icu(UErrorCode status) {
+  if (U_FAILURE(status))
+    throw Error(ErrorCode::unsupported, std::string("Unicode text processing failed (ICU: ") + u_errorName(status) + ")");
+}
+
+void append_utf8(std::string& out, char32_t c) {
+  if (c < 0x80) {
+    out += static_cast<char>(c);
+  } else if (c < 0x800) {
+    out += static_cast<char>(0xC0 | (c >> 6));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else if (c < 0x10000) {
+    out += static_cast<char>(0xE0 | (c >> 12));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (c >> 18));
+    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (c & 0x3F));
+  }
+}
+
+// GPT-2's bytes_to_unicode(): printable Latin-1 bytes stand for themselves, the others are moved to
+// U+0100.., so every byte sequence becomes a string without whitespace or control characters.
+std::array<std::string, 256> byte_symbols() {
+  std::array<std::string, 256> out;
+  char32_t next = 256;
+  for (char32_t b = 0; b < 256; ++b) {
+    const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+    append_utf8(out[b], printable ? b : next++);
+  }
+  return out;
+}
+
+bool is_space(char32_t c) { return c == ' ' || (c >= '\t' && c <= '\r') || u_isUWhiteSpace(static_cast<UChar32>(c)); }
+bool is_letter(char32_t c) { return (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_L_MASK) != 0; }
+bool is_number(char32_t c) { return (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_N_MASK) != 0; }
+
+// The normalizer: NFC, then lowercase one code point at a time, because HF lowercases each char on
+// its own (Rust's char::to_lowercase), so a word-final capital sigma becomes σ, not ς as a
+// context-aware u_strToLower of the whole string would give. The normalizer's Replace(\s+ -> " ") is
+// left out: the word split drops all whitespace anyway. Invalid UTF-8 becomes U+FFFD.
+std::u32string normalize(std::string_view text) {
+  UErrorCode status = U_ZERO_ERROR;
+  std::u16string utf16(text.size(), u'\0');  // never more UTF-16 units than UTF-8 bytes
+  std::int32_t utf16_len = 0;
+  u_strFromUTF8WithSub(utf16.data(), static_cast<std::int32_t>(utf16.size()), &utf16_len, text.data(),
+                       static_cast<std::int32_t>(text.size()), 0xFFFD, nullptr, &status);
+  check_icu(status);
+  const UNormalizer2* nfc = unorm2_getNFCInstance(&status);
+  check_icu(status);
+  std::u16string composed(static_cast<std::size_t>(utf16_len) + 16, u'\0');
+  std::int32_t n = unorm2_normalize(nfc, utf16.data(), utf16_len, composed.data(),
+                                    static_cast<std::int32_t>(composed.size()), &status);
+  if (status == U_BUFFER_OVERFLOW_ERROR) {  // NFC can lengthen a few scripts' text
+    status = U_ZERO_ERROR;
+    composed.resize(static_cast<std::size_t>(n));
+    n = unorm2_normalize(nfc, utf16.data(), utf16_len, composed.data(), n, &status);
+  }
+  check_icu(status);
+
+  std::u32string out;
+  out.reserve(static_cast<std::size_t>(n));
+  for (std::int32_t i = 0; i < n;) {
+    UChar32 c = 0;
+    U16_NEXT(composed.data(), i, n, c);
+    if (c < 0x80) {
+      out += static_cast<char32_t>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+      continue;
+    }
+    UChar one[2];
+    std::int32_t one_len = 0;
+    U16_APPEND_UNSAFE(one, one_len, c);
+    UChar lower[8];
+    const std::int32_t lower_len = u_strToLower(lower, 8, one, one_len, "", &status);
+    check_icu(status);
+    for (std::int32_t j = 0; j < lower_len;) {
+      U16_NEXT(lower, j, lower_len, c);
+      out += static_cast<char32_t>(c);
+    }
+  }
+  return out;
+}
+
+// The Split pre-tokenizer's regex, hand-coded: at each non-space position the alternatives are tried
+// in the regex's order:
+//   <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
+// The ByteLevel pre-tokenizer then applies GPT-2's regex to each piece; that only changes the two
+// special-token literals, which it cuts into "<|", the letters and "|>".
+std::vector<std::u32string_view> split_words(std::u32string_view text) {
+  static constexpr std::u32string_view kLiterals[] = {U"<|startoftext|>", U"<|endoftext|>"};
+  static constexpr std::u32string_view kContractions[] = {U"'s", U"'t", U"'re", U"'ve", U"'m", U"'ll", U"'d"};
+  std::vector<std::u32string_view> words;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const char32_t c = text[i];
+    if (is_space(c)) {
+      ++i;
+      continue;
+    }
+    const std::u32string_view rest = text.substr(i);
+    std::size_t len = 0;
+    for (const auto literal : kLiterals) {
+      if (rest.starts_with(literal)) {
+        words.push_back(rest.substr(0, 2));
+        words.push_back(rest.substr(2, literal.size() - 4));
+        words.push_back(rest.substr(literal.size() - 2, 2));
+        len = literal.size();
+        break;
+      }
+    }
+    if (len == 0) {
+      for (const auto contraction : kContractions) {
+        if (rest.starts_with(contraction)) {
+          len = contraction.size();
+          break;
+        }
+      }
+      if (len == 0) {
+        len = 1;
+        if (is_letter(c)) {
+          while (len < rest.size() && is_letter(rest[len])) ++len;
+        } else if (!is_number(c)) {
+          while (len < rest.size() && !is_space(rest[len]) && !is_letter(rest[len]) && !is_number(rest[len])) ++len;
+        }
+      }
+      words.push_back(rest.substr(0, len));
+    }
+    i += len;
+  }
+  return words;
+}
+
+// Cuts added tokens out of `text`, leftmost first and longest at a position (HF matches them with a
+// leftmost-longest Aho-Corasick automaton).
+template <class Char, class OnText, class OnToken>
+void split_added(std::basic_string_view<Char> text,
+                 const std::vector<std::pair<std::basic_string<Char>, std::int64_t>>& tokens, OnText on_text,
+                 OnToken on_token) {
+  std::size_t start = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const std::pair<std::basic_string<Char>, std::int64_t>* best = nullptr;
+    for (const auto& token : tokens) {
+      if (text.substr(i).starts_with(token.first) && (!best || token.first.size() > best->first.size()))
+        best = &token;
+    }
+    if (!best) {
+      ++i;
+      continue;
+    }
+    if (i > start) on_text(text.substr(start, i - start));
+    on_token(best->second);
+    i += best->first.size();
+    start = i;
+  }
+  if (start < text.size()) on_text(text.substr(start));
+}
+
+std::uint64_t pair_key(std::int64_t a, std::int64_t b) {
+  return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint32_t>(b);
+}
+
+struct MergeRule {
+  std::int32_t rank;
+  std::int64_t new_id;
+};
+
+// "bos_token" etc. of tokenizer_config.json / special_tokens_map.json: a string, an AddedToken object
+// with "content", or null.
+std::optional<std::string> special_string(const Json& config, const char* key) {
+  const auto it = config.find(key);
+  if (it == config.end()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"].get<std::string>();
+  return std::string();  // explicitly none
+}
+
+}  // namespace
+
+struct ClipTokenizer::Impl {
+  std::unordered_map<std::string, std::int64_t> vocab;
+  std::unordered_map<std::int64_t, std::string> id_to_token;
+  std::unordered_map<std::uint64_t, MergeRule> merges;
+  std::vector<std::pair<std::string, std::int64_t>> raw_added;            // matched in the raw text
+  std::vector<std::pair<std::u32string, std::int64_t>> normalized_added;  // matched after normalization
+  std::array<std::string, 256> bytes = byte_symbols();
+  std::int64_t bos = 0;
+  std::int64_t eos = 0;
+  std::int64_t pad = 0;
+
+  std::mutex cache_mutex;
+  std::unordered_map<std::string, std::vector<std::int64_t>> cache;  // word -> ids
+
+  void read_vocab(const Json& json, const fs::path& file);
+  void read_merges(const std::vector<std::pair<std::string, std::string>>& pairs, const fs::path& file);
+  std::int64_t add_token(const std::string& content, bool normalized);
+  std::vector<std::int64_t> bpe(const std::string& word) const;
+  void append_word(std::u32string_view word, std::vector<std::int64_t>& out);
+};
+
+void ClipTokenizer::Impl::read_vocab(const Json& json, const fs::path& file) {
+  if (!json.is_object()) corrupt(file, "the vocabulary is not a JSON object of token -> id");
+  for (const auto& [token, id] : json.items()) {
+    if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
+      corrupt(file, "the id of token \"" + token + "\" is not a non-negative 32-bit integer");
+    vocab.emplace(token, id.get<std::int64_t>());
+    id_to_token.emplace(id.get<std::int64_t>(), token);
+  }
+  // BPE starts from one symbol per byte; checking them once here keeps unknown symbols out of it.
+  for (const auto& symbol : bytes) {
+    if (!vocab.contains(symbol) || !vocab.contains(symbol + std::string(kEndOfWord)))
+      corrupt(file, "the vocabulary lacks the byte symbol \"" + symbol + "\"");
+  }
+}
+
+void ClipTokenizer::Impl::read_merges(const std::vector<std::pair<std::string, std::string>>& pairs,
+                                      const fs::path& file) {
+  for (std::size_t rank = 0; rank < pairs.size(); ++rank) {
+    const auto& [a, b] = pairs[rank];
+    const auto ia = vocab.find(a);
+    const auto ib = vocab.find(b);
+    const auto merged = vocab.find(a + b);
+    if (ia == vocab.end() || ib == vocab.end() || merged == vocab.end())
+      corrupt(file, "merge " + std::to_string(rank) + " (\"" + a + " " + b + "\") uses a token missing from the vocabulary");
+    // A repeated pair takes its last rank, as in HF's merge map.
+    merges.insert_or_assign(pair_key(ia->second, ib->second), MergeRule{static_cast<std::int32_t>(rank), merged->second});
+  }
+}
+
+std::int64_t ClipTokenizer::Impl::add_token(const std::string& content, bool normalized) {
+  for (const auto& [text, id] : raw_added)
+    if (text == content) return id;
+  const auto known = vocab.find(content);
+  std::int64_t id = 0;
+  if (known != vocab.end()) {
+    id = known->second;
+  } else {  // a token outside the vocabulary gets the next free id, as HF's add_tokens does
+    for (const auto& entry : id_to_token) id = std::max(id, entry.first + 1);
+    id_to_token.emplace(id, content);
+  }
+  if (normalized)
+    normalized_added.emplace_back(normalize(content), id);
+  else
+    raw_added.emplace_back(content, id);
+  return id;
+}
+
+// HF's BPE merge loop (tokenizers' Word::merge_all): a queue ordered by (rank, position); entries
+// whose pair has changed since they were queued are dropped when popped.
+std::vector<std::int64_t> ClipTokenizer::Impl::bpe(const std::string& word) const {
+  struct Symbol {
+    std::int64_t id;
+    int prev;
+    int next;
+    bool merged_away;
+  };
+  std::vector<Symbol> symbols;
+  for (std::size_t i = 0; i < word.size(); ++i) {
+    std::string text = bytes[static_cast<unsigned char>(word[i])];
+    if (i + 1 == word.size()) text += kEndOfWord;
+    const int index = static_cast<int>(symbols.size());
+    symbols.push_back({vocab.at(text), index - 1, i + 1 == word.size() ? -1 : index + 1, false});
+  }
+  struct Candidate {
+    std::int32_t rank;
+    int pos;
+    std::int64_t new_id;
+  };
+  const auto later = [](const Candidate& x, const Candidate& y) { return x.rank != y.rank ? x.rank > y.rank : x.pos > y.pos; };
+  std::priority_queue<Candidate, std::vector<Candidate>, decltype(later)> queue(later);
+  const auto rule_at = [&](int left) -> const MergeRule* {
+    const int right = symbols[left].next;
+    if (right < 0) return nullptr;
+    const auto it = merges.find(pair_key(symbols[left].id, symbols[right].id));
+    return it == merges.end() ? nullptr : &it->second;
+  };
+  const auto push = [&](int left) {
+    if (const MergeRule* rule = rule_at(left)) queue.push({rule->rank, left, rule->new_id});
+  };
+  for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) push(i);
+
+  while (!queue.empty()) {
+    const Candidate top = queue.top();
+    queue.pop();
+    Symbol& left = symbols[top.pos];
+    if (left.merged_away) continue;
+    const MergeRule* rule = rule_at(top.pos);
+    if (!rule || rule->new_id != top.new_id) continue;
+    Symbol& right = symbols[left.next];
+    right.merged_away = true;
+    left.id = top.new_id;
+    left.next = right.next;
+    if (left.next >= 0) symbols[left.next].prev = top.pos;
+    if (left.prev >= 0) push(left.prev);
+    push(top.pos);
+  }
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i >= 0 && !symbols.empty(); i = symbols[i].next) ids.push_back(symbols[i].id);
+  return ids;
+}
+
+void ClipTokenizer::Impl::append_word(std::u32string_view word, std::vector<std::int64_t>& out) {
+  std::string utf8;
+  for (const char32_t c : word) append_utf8(utf8, c);
+  {
+    std::lock_guard lock(cache_mutex);
+    if (const auto it = cache.find(utf8); it != cache.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  auto ids = bpe(utf8);
+  out.insert(out.end(), ids.begin(), ids.end());
+  std::lock_guard lock(cache_mutex);
+  if (cache.size() < kCacheCapacity) cache.emplace(std::move(utf8), std::move(ids));
+}
+
+ClipTokenizer ClipTokenizer::from_folder(const fs::path& dir) {
+  auto impl = std::make_shared<Impl>();
+  std::vector<std::pair<std::string, std::string>> pairs;
+  std::vector<std::pair<std::string, bool>> added;  // content, normalized
+  const fs::path tokenizer_json = dir / "tokenizer.json";
+  fs::path merges_file;
+  if (fs::exists(tokenizer_json)) {
+    const Json json = read_json_file(tokenizer_json);
+    const Json* model = json.is_object() && json.contains("model") ? &json["model"] : nullptr;
+    if (!model || !model->is_object() || model->value("type", Json()) != "BPE" || !model->contains("vocab") ||
+        !model->contains("merges") || !(*model)["merges"].is_array())
+      corrupt(tokenizer_json, "\"model\" is not a BPE model with \"vocab\" and \"merges\"");
+    const Json prefix = model->value("continuing_subword_prefix", Json());
+    if (model->value("end_of_word_suffix", Json()) != "</w>" || !(prefix.is_null() || prefix == ""))
+      throw Error(ErrorCode::unsupported, tokenizer_json.string() + ": not a CLIP BPE model (word suffix \"</w>\", no prefix)");
+    impl->read_vocab((*model)["vocab"], tokenizer_json);
+    for (const Json& merge : (*model)["merges"]) {
+      if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+        pairs.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
+      } else if (const auto text = merge.is_string() ? merge.get<std::string>() : std::string(); text.find(' ') != std::string::npos) {
+        pairs.emplace_back(text.substr(0, text.find(' ')), text.substr(text.find(' ') + 1));
+      } else {
+        corrupt(tokenizer_json, "merge " + std::to_string(pairs.size()) + " is neither [\"a\", \"b\"] nor \"a b\"");
+      }
+    }
+    for (const Json& token : json.value("added_tokens", Json::array())) {
+      if (!token.is_object() || !token.contains("content") || !token["content"].is_string() || token["content"].get<std::string>().empty())
+        corrupt(tokenizer_json, "an entry of \"added_tokens\" has no \"content\"");
+      const auto normalized = token.find("normalized");
+      added.emplace_back(token["content"].get<std::string>(),
+                         normalized != token.end() && normalized->is_boolean() && normalized->get<bool>());
+    }
+    merges_file = tokenizer_json;
+  } else {
+    impl->read_vocab(read_json_file(dir / "vocab.json"), dir / "vocab.json");
+    merges_file = dir / "merges.txt";
+    std::ifstream in(merges_file, std::ios::binary);
+    if (!in)
+      throw Error(fs::exists(merges_file) ? ErrorCode::io : ErrorCode::not_found, merges_file.string() + ": cannot open");
+    std::string line;
+    for (std::size_t number = 1; std::getline(in, line); ++number) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty() || line.starts_with("#version")) continue;
+      const auto space = line.find(' ');
+      if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
+        corrupt(merges_file, "line " + std::to_string(number) + " is not \"a b\"");
+      pairs.emplace_back(line.substr(0, space), line.substr(space + 1));
+    }
+  }
+  impl->read_merges(pairs, merges_file);
+
+  // The special tokens' strings: tokenizer_config.json, else special_tokens_map.json, else
+  // CLIPTokenizer's defaults. transformers registers them as special tokens matched in the raw text,
+  // which is what turns SD2's pad token "!" into a token of its own.
+  std::vector<Json> configs;
+  for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
+    if (!fs::exists(dir / name)) continue;
+    configs.push_back(read_json_file(dir / name));
+    if (!configs.back().is_object()) corrupt(dir / name, "not a JSON object");
+  }
+  const auto special = [&](const char* key, const std::string& fallback) {
+    for (const Json& config : configs)
+      if (auto value = special_string(config, key)) return value->empty() ? fallback : *value;
+    return fallback;
+  };
+  for (const auto& [content, normalized] : added) impl->add_token(content, normalized);
+  impl->bos = impl->add_token(special("bos_token", "<|startoftext|>"), false);
+  impl->eos = impl->add_token(special("eos_token", "<|endoftext|>"), false);
+  impl->add_token(special("unk_token", "<|endoftext|>"), false);
+  const std::string pad = special("pad_token", "");
+  impl->pad = pad.empty() ? impl->eos : impl->add_token(pad, false);
+  return ClipTokenizer(std::move(impl));
+}
+
+std::vector<std::int64_t> ClipTokenizer::encode_unpadded(std::string_view text) const {
+  if (text.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max() / 4))
+    throw Error(ErrorCode::invalid_argument, "prompt too long to tokenize");
+  Impl& impl = *impl_;
+  std::vector<std::int64_t> ids{impl.bos};
+  const auto on_token = [&](std::int64_t id) { ids.push_back(id); };
+  split_added<char>(text, impl.raw_added, [&](std::string_view segment) {
+    const std::u32string normalized = normalize(segment);
+    split_added<char32_t>(normalized, impl.normalized_added, [&](std::u32string_view part) {
+      for (const auto word : split_words(part)) impl.append_word(word, ids);
+    }, on_token);
+  }, on_token);
+  ids.push_back(impl.eos);
+  return ids;
+}
+
+std::vector<std::int64_t> ClipTokenizer::encode(std::string_view text) const {
+  auto ids = encode_unpadded(text);
+  if (ids.size() > static_cast<std::size_t>(kMaxLength)) {
+    ids.resize(kMaxLength - 1);
+    ids.push_back(impl_->eos);
+  }
+  ids.resize(kMaxLength, impl_->pad);
+  return ids;
+}
+
+std::int64_t ClipTokenizer::bos_id() const { return impl_->bos; }
+std::int64_t ClipTokenizer::eos_id() const { return impl_->eos; }
+std::int64_t ClipTokenizer::pad_id() const { return impl_->pad; }
+std::size_t ClipTokenizer::vocab_size() const { return impl_->id_to_token.size(); }
+
+std::string ClipTokenizer::token_text(std::int64_t id) const {
+  const auto it = impl_->id_to_token.find(id);
+  if (it == impl_->id_to_token.end())
+    throw Error(ErrorCode::invalid_argument, "token id " + std::to_string(id) + " is not in the vocabulary");
+  return it->second;
+}
+
+}  // namespace fisedit
