@@ -8,11 +8,11 @@
 #include <unicode/unorm2.h>
 #include <unicode/ustring.h>
 #include <unicode/utf16.h>
+#include <unicode/utf8.h>
 
 #include <algorithm>
 #include <array>
 #include <fstream>
-#include <limits>
 #include <mutex>
 #include <optional>
 #include <queue>
@@ -34,25 +34,14 @@ namespace fs = std::filesystem;
 
 void check_icu(UErrorCode status) {
   if (U_FAILURE(status))
-    throw Error(ErrorCode::unsupported, std::string("Unicode text processing failed (ICU: ") + u_errorName(status) + ")");
+    throw Error(ErrorCode::unsupported, std::string("Unicode text processing failed: ") + u_errorName(status));
 }
 
 void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
+  std::uint8_t buffer[U8_MAX_LENGTH];
+  std::int32_t length = 0;
+  U8_APPEND_UNSAFE(buffer, length, c);
+  out.append(reinterpret_cast<const char*>(buffer), static_cast<std::size_t>(length));
 }
 
 // GPT-2's bytes_to_unicode(): printable Latin-1 bytes stand for themselves, the others are moved to
@@ -67,9 +56,10 @@ std::array<std::string, 256> byte_symbols() {
   return out;
 }
 
-bool is_space(char32_t c) { return c == ' ' || (c >= '\t' && c <= '\r') || u_isUWhiteSpace(static_cast<UChar32>(c)); }
-bool is_letter(char32_t c) { return (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_L_MASK) != 0; }
-bool is_number(char32_t c) { return (U_GET_GC_MASK(static_cast<UChar32>(c)) & U_GC_N_MASK) != 0; }
+// \s, \p{L} and \p{N} of the regexes.
+bool is_space(char32_t c) { return c == ' ' || (c >= '\t' && c <= '\r') || u_isUWhiteSpace(UChar32(c)); }
+bool is_letter(char32_t c) { return (U_GET_GC_MASK(UChar32(c)) & U_GC_L_MASK) != 0; }
+bool is_number(char32_t c) { return (U_GET_GC_MASK(UChar32(c)) & U_GC_N_MASK) != 0; }
 
 // The normalizer: NFC, then lowercase one code point at a time, because HF lowercases each char on
 // its own (Rust's char::to_lowercase), so a word-final capital sigma becomes σ, not ς as a
@@ -206,9 +196,65 @@ struct MergeRule {
 std::optional<std::string> special_string(const Json& config, const char* key) {
   const auto it = config.find(key);
   if (it == config.end()) return std::nullopt;
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object() && it->contains("content") && (*it)["content"].is_string()) return (*it)["content"].get<std::string>();
-  return std::string();  // explicitly none
+  const Json& value = it->is_object() ? it->value("content", Json()) : *it;
+  return value.is_string() ? value.get<std::string>() : std::string();  // "" for none
+}
+
+// What a tokenizer folder provides, before the lookup tables are built from it.
+struct Sources {
+  Json vocab;
+  fs::path vocab_file;
+  std::vector<std::pair<std::string, std::string>> merges;  // in rank order
+  fs::path merges_file;
+  std::vector<std::pair<std::string, bool>> added;  // content, matched after normalization
+};
+
+Sources read_tokenizer_json(const fs::path& file) {
+  Json json = read_json_file(file);
+  Json* model = json.is_object() && json.contains("model") ? &json["model"] : nullptr;
+  if (!model || !model->is_object() || model->value("type", Json()) != "BPE" || !model->contains("vocab") ||
+      !model->contains("merges") || !model->at("merges").is_array())
+    corrupt(file, "\"model\" is not a BPE model with \"vocab\" and \"merges\"");
+  const Json prefix = model->value("continuing_subword_prefix", Json());
+  if (model->value("end_of_word_suffix", Json()) != kEndOfWord || !(prefix.is_null() || prefix == ""))
+    throw Error(ErrorCode::unsupported, file.string() + ": not CLIP's BPE (word suffix \"</w>\", no prefix)");
+  Sources out{std::move(model->at("vocab")), file, {}, file, {}};
+  for (const Json& merge : model->at("merges")) {
+    const std::string text = merge.is_string() ? merge.get<std::string>() : std::string();
+    const auto space = text.find(' ');
+    if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string())
+      out.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
+    else if (space != std::string::npos)
+      out.merges.emplace_back(text.substr(0, space), text.substr(space + 1));
+    else
+      corrupt(file, "merge " + std::to_string(out.merges.size()) + " is neither [\"a\", \"b\"] nor \"a b\"");
+  }
+  for (const Json& token : json.value("added_tokens", Json::array())) {
+    const Json content = token.is_object() ? token.value("content", Json()) : Json();
+    if (!content.is_string() || content.get<std::string>().empty())
+      corrupt(file, "an entry of \"added_tokens\" has no \"content\"");
+    out.added.emplace_back(content.get<std::string>(), token.value("normalized", Json()) == true);
+  }
+  return out;
+}
+
+Sources read_vocab_files(const fs::path& dir) {
+  Sources out{read_json_file(dir / "vocab.json"), dir / "vocab.json", {}, dir / "merges.txt", {}};
+  std::ifstream in(out.merges_file, std::ios::binary);
+  if (!in) {
+    throw Error(fs::exists(out.merges_file) ? ErrorCode::io : ErrorCode::not_found,
+                out.merges_file.string() + ": cannot open");
+  }
+  std::string line;
+  for (std::size_t number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line.starts_with("#version")) continue;
+    const auto space = line.find(' ');
+    if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
+      corrupt(out.merges_file, "line " + std::to_string(number) + " is not \"a b\"");
+    out.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+  }
+  return out;
 }
 
 }  // namespace
@@ -237,7 +283,7 @@ struct ClipTokenizer::Impl {
 void ClipTokenizer::Impl::read_vocab(const Json& json, const fs::path& file) {
   if (!json.is_object()) corrupt(file, "the vocabulary is not a JSON object of token -> id");
   for (const auto& [token, id] : json.items()) {
-    if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max())
+    if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > INT32_MAX)
       corrupt(file, "the id of token \"" + token + "\" is not a non-negative 32-bit integer");
     vocab.emplace(token, id.get<std::int64_t>());
     id_to_token.emplace(id.get<std::int64_t>(), token);
@@ -257,9 +303,9 @@ void ClipTokenizer::Impl::read_merges(const std::vector<std::pair<std::string, s
     const auto ib = vocab.find(b);
     const auto merged = vocab.find(a + b);
     if (ia == vocab.end() || ib == vocab.end() || merged == vocab.end())
-      corrupt(file, "merge " + std::to_string(rank) + " (\"" + a + " " + b + "\") uses a token missing from the vocabulary");
+      corrupt(file, "merge " + std::to_string(rank) + " \"" + a + " " + b + "\" uses a token not in the vocabulary");
     // A repeated pair takes its last rank, as in HF's merge map.
-    merges.insert_or_assign(pair_key(ia->second, ib->second), MergeRule{static_cast<std::int32_t>(rank), merged->second});
+    merges.insert_or_assign(pair_key(ia->second, ib->second), MergeRule{std::int32_t(rank), merged->second});
   }
 }
 
@@ -352,55 +398,11 @@ void ClipTokenizer::Impl::append_word(std::u32string_view word, std::vector<std:
 }
 
 ClipTokenizer ClipTokenizer::from_folder(const fs::path& dir) {
-  auto impl = std::make_shared<Impl>();
-  std::vector<std::pair<std::string, std::string>> pairs;
-  std::vector<std::pair<std::string, bool>> added;  // content, normalized
   const fs::path tokenizer_json = dir / "tokenizer.json";
-  fs::path merges_file;
-  if (fs::exists(tokenizer_json)) {
-    const Json json = read_json_file(tokenizer_json);
-    const Json* model = json.is_object() && json.contains("model") ? &json["model"] : nullptr;
-    if (!model || !model->is_object() || model->value("type", Json()) != "BPE" || !model->contains("vocab") ||
-        !model->contains("merges") || !(*model)["merges"].is_array())
-      corrupt(tokenizer_json, "\"model\" is not a BPE model with \"vocab\" and \"merges\"");
-    const Json prefix = model->value("continuing_subword_prefix", Json());
-    if (model->value("end_of_word_suffix", Json()) != "</w>" || !(prefix.is_null() || prefix == ""))
-      throw Error(ErrorCode::unsupported, tokenizer_json.string() + ": not a CLIP BPE model (word suffix \"</w>\", no prefix)");
-    impl->read_vocab((*model)["vocab"], tokenizer_json);
-    for (const Json& merge : (*model)["merges"]) {
-      if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
-        pairs.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
-      } else if (const auto text = merge.is_string() ? merge.get<std::string>() : std::string(); text.find(' ') != std::string::npos) {
-        pairs.emplace_back(text.substr(0, text.find(' ')), text.substr(text.find(' ') + 1));
-      } else {
-        corrupt(tokenizer_json, "merge " + std::to_string(pairs.size()) + " is neither [\"a\", \"b\"] nor \"a b\"");
-      }
-    }
-    for (const Json& token : json.value("added_tokens", Json::array())) {
-      if (!token.is_object() || !token.contains("content") || !token["content"].is_string() || token["content"].get<std::string>().empty())
-        corrupt(tokenizer_json, "an entry of \"added_tokens\" has no \"content\"");
-      const auto normalized = token.find("normalized");
-      added.emplace_back(token["content"].get<std::string>(),
-                         normalized != token.end() && normalized->is_boolean() && normalized->get<bool>());
-    }
-    merges_file = tokenizer_json;
-  } else {
-    impl->read_vocab(read_json_file(dir / "vocab.json"), dir / "vocab.json");
-    merges_file = dir / "merges.txt";
-    std::ifstream in(merges_file, std::ios::binary);
-    if (!in)
-      throw Error(fs::exists(merges_file) ? ErrorCode::io : ErrorCode::not_found, merges_file.string() + ": cannot open");
-    std::string line;
-    for (std::size_t number = 1; std::getline(in, line); ++number) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty() || line.starts_with("#version")) continue;
-      const auto space = line.find(' ');
-      if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
-        corrupt(merges_file, "line " + std::to_string(number) + " is not \"a b\"");
-      pairs.emplace_back(line.substr(0, space), line.substr(space + 1));
-    }
-  }
-  impl->read_merges(pairs, merges_file);
+  const Sources sources = fs::exists(tokenizer_json) ? read_tokenizer_json(tokenizer_json) : read_vocab_files(dir);
+  auto impl = std::make_shared<Impl>();
+  impl->read_vocab(sources.vocab, sources.vocab_file);
+  impl->read_merges(sources.merges, sources.merges_file);
 
   // The special tokens' strings: tokenizer_config.json, else special_tokens_map.json, else
   // CLIPTokenizer's defaults. transformers registers them as special tokens matched in the raw text,
@@ -416,7 +418,7 @@ ClipTokenizer ClipTokenizer::from_folder(const fs::path& dir) {
       if (auto value = special_string(config, key)) return value->empty() ? fallback : *value;
     return fallback;
   };
-  for (const auto& [content, normalized] : added) impl->add_token(content, normalized);
+  for (const auto& [content, normalized] : sources.added) impl->add_token(content, normalized);
   impl->bos = impl->add_token(special("bos_token", "<|startoftext|>"), false);
   impl->eos = impl->add_token(special("eos_token", "<|endoftext|>"), false);
   impl->add_token(special("unk_token", "<|endoftext|>"), false);
@@ -426,7 +428,7 @@ ClipTokenizer ClipTokenizer::from_folder(const fs::path& dir) {
 }
 
 std::vector<std::int64_t> ClipTokenizer::encode_unpadded(std::string_view text) const {
-  if (text.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max() / 4))
+  if (text.size() > static_cast<std::size_t>(INT32_MAX / 4))  // ICU counts in int32
     throw Error(ErrorCode::invalid_argument, "prompt too long to tokenize");
   Impl& impl = *impl_;
   std::vector<std::int64_t> ids{impl.bos};
