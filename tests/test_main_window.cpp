@@ -1,0 +1,151 @@
+// The main window against the real engine: a model loads off the UI thread and its facts reach the
+// panel, the prompt counter counts with the model's tokenizer, and a failed load is shown without
+// losing the model already loaded.
+#include "test_support.h"
+#include "ui/main_window.h"
+
+#include <QtTest>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPlainTextEdit>
+#include <QSettings>
+#include <QSignalSpy>
+
+using fisedit::ui::MainWindow;
+
+namespace {
+
+constexpr int kLoadTimeoutMs = 30000;
+
+QString referenceModel(const char* relative) {
+  return QString::fromStdString((fisedit::test::reference_dir() / relative).string());
+}
+
+QString labelText(const MainWindow& window, const char* name) {
+  const auto* label = window.findChild<QLabel*>(QString::fromLatin1(name));
+  return label ? label->text() : QStringLiteral("<no QLabel named %1>").arg(QLatin1String(name));
+}
+
+// Opens `path` and waits for the window's answer; true when it loaded.
+bool openAndWait(MainWindow& window, const QString& path) {
+  QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+  QSignalSpy failed(&window, &MainWindow::loadFailed);
+  window.openModel(path);
+  if (!window.isLoading()) return false;  // the load must be in flight, not done on the UI thread
+  if (!QTest::qWaitFor([&] { return loaded.count() + failed.count() > 0; }, kLoadTimeoutMs)) return false;
+  return loaded.count() == 1;
+}
+
+}  // namespace
+
+class TestMainWindow : public QObject {
+  Q_OBJECT
+
+private slots:
+  void initTestCase() {
+    // Keeps the test's "last model" out of the user's real fisedit settings.
+    QStandardPaths::setTestModeEnabled(true);
+    QSettings settings(QStringLiteral("fisedit"), QStringLiteral("fisedit"));
+    settings.clear();
+    QVERIFY2(settings.fileName().contains(QLatin1String(".qttest")), qPrintable(settings.fileName()));
+  }
+
+  void welcomeBannerWithoutModel() {
+    MainWindow window;
+    window.show();
+    QVERIFY(!window.model());
+    QVERIFY(window.findChild<QWidget*>(QStringLiteral("welcomeBanner"))->isVisible());
+    QCOMPARE(labelText(window, "promptTokenCounter"), QStringLiteral("– / 75"));
+  }
+
+  void loadsModelAndCountsTokens() {
+    MainWindow window;
+    window.show();
+    QVERIFY(openAndWait(window, referenceModel("tiny-sd2/model")));
+    QCOMPARE(labelText(window, "familyValue"), QStringLiteral("SD2.x"));
+    QCOMPARE(labelText(window, "predictionValue"), QStringLiteral("v_prediction"));
+    QCOMPARE(labelText(window, "formatValue"), QStringLiteral("diffusers folder"));
+    QVERIFY(!window.findChild<QWidget*>(QStringLiteral("welcomeBanner"))->isVisible());
+
+    auto* prompt = window.findChild<QPlainTextEdit*>(QStringLiteral("promptEdit"));
+    QVERIFY(prompt);
+    QTest::keyClicks(prompt, QStringLiteral("a photo of a cat"));
+    QCOMPARE(labelText(window, "promptTokenCounter"), QStringLiteral("5 / 75"));
+    QCOMPARE(labelText(window, "negativePromptTokenCounter"), QStringLiteral("0 / 75"));
+
+    // 80 words of one token each: past the limit the counter turns red and says what is lost.
+    prompt->setPlainText(QStringLiteral("cat ").repeated(80));
+    const auto* counter = window.findChild<QLabel*>(QStringLiteral("promptTokenCounter"));
+    QCOMPARE(counter->text(), QStringLiteral("80 / 75"));
+    QVERIFY(counter->styleSheet().contains(QLatin1String("color")));
+    QVERIFY2(counter->toolTip().contains(QLatin1String("truncated")), qPrintable(counter->toolTip()));
+
+    const QSettings settings(QStringLiteral("fisedit"), QStringLiteral("fisedit"));
+    QCOMPARE(settings.value(QStringLiteral("model/path")).toString(), referenceModel("tiny-sd2/model"));
+  }
+
+  void failedLoadKeepsPreviousModel() {
+    MainWindow window;
+    window.show();
+    QVERIFY(openAndWait(window, referenceModel("tiny-sd2/model")));
+    const QString missing = referenceModel("tiny-sd2/no-such-model");
+    QVERIFY(!openAndWait(window, missing));
+
+    const auto* banner = window.findChild<QWidget*>(QStringLiteral("errorBanner"));
+    QVERIFY(banner->isVisible());
+    const QString message = labelText(window, "errorMessage");
+    QVERIFY2(message.contains(QLatin1String("no-such-model")), qPrintable(message));
+    QVERIFY2(message.contains(QLatin1String("still loaded")), qPrintable(message));
+
+    QCOMPARE(labelText(window, "familyValue"), QStringLiteral("SD2.x"));
+    QCOMPARE(labelText(window, "predictionValue"), QStringLiteral("v_prediction"));
+    QCOMPARE(window.findChild<QLineEdit*>(QStringLiteral("sourceValue"))->text(), referenceModel("tiny-sd2/model"));
+    QVERIFY(window.model());
+
+    // A failed path is not remembered: the next start reopens the model that worked.
+    const QSettings settings(QStringLiteral("fisedit"), QStringLiteral("fisedit"));
+    QCOMPARE(settings.value(QStringLiteral("model/path")).toString(), referenceModel("tiny-sd2/model"));
+  }
+
+  void singleFileTakesConfigFolder() {
+    MainWindow window;
+    window.show();
+    QVERIFY(openAndWait(window, referenceModel("tiny-sd2/single-file.safetensors")));
+    QCOMPARE(labelText(window, "formatValue"), QStringLiteral("single-file checkpoint"));
+    QVERIFY(window.findChild<QWidget*>(QStringLiteral("configFolderButton"))->isVisible());
+    QCOMPARE(labelText(window, "promptTokenCounter"), QStringLiteral("no tokenizer"));
+    QVERIFY(!labelText(window, "assumptionsValue").isEmpty());
+
+    QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+    window.setConfigFolder(referenceModel("tiny-sd2/model"));
+    QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, kLoadTimeoutMs);
+    QCOMPARE(labelText(window, "configDirValue"), referenceModel("tiny-sd2/model"));
+    QTest::keyClicks(window.findChild<QPlainTextEdit*>(QStringLiteral("promptEdit")), QStringLiteral("a photo of a cat"));
+    QCOMPARE(labelText(window, "promptTokenCounter"), QStringLiteral("5 / 75"));
+  }
+
+  void closingWhileLoadingIsSafe() {
+    // The window's destructor must wait for the worker rather than leave it writing to a dead window.
+    auto window = std::make_unique<MainWindow>();
+    window->openModel(referenceModel("tiny-sd2/model"));
+    QVERIFY(window->isLoading());
+    window.reset();
+  }
+
+  void restoresLastModel() {
+    {
+      QSettings settings(QStringLiteral("fisedit"), QStringLiteral("fisedit"));
+      settings.setValue(QStringLiteral("model/path"), referenceModel("tiny-sd2/single-file.safetensors"));
+      settings.setValue(QStringLiteral("model/configDir"), referenceModel("tiny-sd2/model"));
+    }
+    MainWindow window;
+    QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+    QVERIFY(window.restoreLastModel());
+    QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, kLoadTimeoutMs);
+    QCOMPARE(labelText(window, "formatValue"), QStringLiteral("single-file checkpoint"));
+    QCOMPARE(labelText(window, "configDirValue"), referenceModel("tiny-sd2/model"));
+  }
+};
+
+QTEST_MAIN(TestMainWindow)
+#include "test_main_window.moc"

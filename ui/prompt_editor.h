@@ -1,0 +1,45 @@
+#pragma once
+// Prompt and negative prompt, each with a live token counter like AUTOMATIC1111's: CLIP conditions on
+// 75 tokens (77 positions less BOS and EOS), so the user must see when a prompt runs past them.
+#include "text/clip_tokenizer.h"
+
+#include <QWidget>
+
+#include <optional>
+
+class QLabel;
+class QPlainTextEdit;
+
+namespace fisedit::ui {
+
+class PromptEditor : public QWidget {
+  Q_OBJECT
+
+public:
+  static constexpr int kTokenLimit = ClipTokenizer::kMaxLength - 2;
+
+  explicit PromptEditor(QWidget* parent = nullptr);
+
+  // The loaded model's tokenizer. Without one the counters say why (noTokenizerReason); before any
+  // model is loaded, call with an empty reason.
+  void setTokenizer(std::optional<ClipTokenizer> tokenizer, const QString& noTokenizerReason);
+
+  QString prompt() const;
+  QString negativePrompt() const;
+
+private:
+  struct Field {
+    QPlainTextEdit* edit = nullptr;
+    QLabel* counter = nullptr;
+  };
+
+  Field addField(const QString& title, const QString& placeholder, const QString& name);
+  void updateCounter(const Field& field);
+
+  Field m_prompt;
+  Field m_negative;
+  std::optional<ClipTokenizer> m_tokenizer;
+  QString m_noTokenizerReason;
+};
+
+}  // namespace fisedit::ui
