@@ -161,7 +161,7 @@ void default_scheduler_config(LoadedModel& m) {
   m.scheduler = s;
   m.assumptions.push_back(std::string("prediction type: ") + prediction_name(s.prediction_type) + " (" +
                           family_name(m.family) +
-                          (m.family == ModelFamily::sd2 ? " rule for the 768-v models; a 512-base model predicts epsilon: pass --config)"
+                          (m.family == ModelFamily::sd2 ? " rule for the 768-v models; a 512-base model predicts epsilon: give its config folder)"
                                                         : " rule)"));
 }
 
@@ -208,7 +208,7 @@ LoadedModel load_single_file(const std::filesystem::path& path, const LoadOption
   if (!read.text_encoder) infer_text_encoder_config(m, text_layers, path);
   if (!read.scheduler) default_scheduler_config(m);
   if (!m.tokenizer_dir)
-    m.assumptions.push_back("no tokenizer: a single file carries none; pass --config DIR with a tokenizer/ folder");
+    m.assumptions.push_back("no tokenizer: a single file carries none; give a config folder that has a tokenizer/ folder");
   check_weights_match_configs(m, options.config_dir ? "the config folder " + options.config_dir->string()
                                                     : std::string("the ") + family_name(m.family) + " rules");
   return m;
