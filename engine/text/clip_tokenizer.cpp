@@ -14,8 +14,8 @@
 #include <array>
 #include <fstream>
 #include <mutex>
-#include <optional>
 #include <queue>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -23,10 +23,13 @@ namespace fisedit {
 namespace {
 
 constexpr std::size_t kCacheCapacity = 10000;  // HF's BPE cache size: bounded for a long-running app
-constexpr std::string_view kEndOfWord = "</w>";
+constexpr char kEndOfWord[] = "</w>";
 
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
+using Merges = std::vector<std::pair<std::string, std::string>>;  // "a", "b"
+template <class Char>
+using AddedTokens = std::vector<std::pair<std::basic_string<Char>, std::int64_t>>;  // content, id
 
 [[noreturn]] void corrupt(const fs::path& path, const std::string& what) {
   throw Error(ErrorCode::corrupt_file, path.string() + ": not a valid CLIP tokenizer file: " + what);
@@ -60,6 +63,7 @@ std::array<std::string, 256> byte_symbols() {
 bool is_space(char32_t c) { return c == ' ' || (c >= '\t' && c <= '\r') || u_isUWhiteSpace(UChar32(c)); }
 bool is_letter(char32_t c) { return (U_GET_GC_MASK(UChar32(c)) & U_GC_L_MASK) != 0; }
 bool is_number(char32_t c) { return (U_GET_GC_MASK(UChar32(c)) & U_GC_N_MASK) != 0; }
+bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
 
 // The normalizer: NFC, then lowercase one code point at a time, because HF lowercases each char on
 // its own (Rust's char::to_lowercase), so a word-final capital sigma becomes σ, not ς as a
@@ -71,33 +75,19 @@ std::u32string normalize(std::string_view text) {
   std::int32_t utf16_len = 0;
   u_strFromUTF8WithSub(utf16.data(), static_cast<std::int32_t>(utf16.size()), &utf16_len, text.data(),
                        static_cast<std::int32_t>(text.size()), 0xFFFD, nullptr, &status);
-  check_icu(status);
-  const UNormalizer2* nfc = unorm2_getNFCInstance(&status);
-  check_icu(status);
-  std::u16string composed(static_cast<std::size_t>(utf16_len) + 16, u'\0');
-  std::int32_t n = unorm2_normalize(nfc, utf16.data(), utf16_len, composed.data(),
-                                    static_cast<std::int32_t>(composed.size()), &status);
-  if (status == U_BUFFER_OVERFLOW_ERROR) {  // NFC can lengthen a few scripts' text
-    status = U_ZERO_ERROR;
-    composed.resize(static_cast<std::size_t>(n));
-    n = unorm2_normalize(nfc, utf16.data(), utf16_len, composed.data(), n, &status);
-  }
+  // NFC lengthens a string at most threefold (a Unicode stability guarantee). ICU calls do nothing
+  // once `status` holds an error, so one check after them suffices.
+  std::u16string composed(3 * static_cast<std::size_t>(utf16_len), u'\0');
+  const std::int32_t n = unorm2_normalize(unorm2_getNFCInstance(&status), utf16.data(), utf16_len, composed.data(),
+                                          static_cast<std::int32_t>(composed.size()), &status);
   check_icu(status);
 
   std::u32string out;
-  out.reserve(static_cast<std::size_t>(n));
-  for (std::int32_t i = 0; i < n;) {
+  for (std::int32_t i = 0, start = 0; i < n; start = i) {
     UChar32 c = 0;
     U16_NEXT(composed.data(), i, n, c);
-    if (c < 0x80) {
-      out += static_cast<char32_t>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-      continue;
-    }
-    UChar one[2];
-    std::int32_t one_len = 0;
-    U16_APPEND_UNSAFE(one, one_len, c);
     UChar lower[8];
-    const std::int32_t lower_len = u_strToLower(lower, 8, one, one_len, "", &status);
+    const std::int32_t lower_len = u_strToLower(lower, 8, composed.data() + start, i - start, "", &status);
     check_icu(status);
     for (std::int32_t j = 0; j < lower_len;) {
       U16_NEXT(lower, j, lower_len, c);
@@ -116,42 +106,19 @@ std::vector<std::u32string_view> split_words(std::u32string_view text) {
   static constexpr std::u32string_view kLiterals[] = {U"<|startoftext|>", U"<|endoftext|>"};
   static constexpr std::u32string_view kContractions[] = {U"'s", U"'t", U"'re", U"'ve", U"'m", U"'ll", U"'d"};
   std::vector<std::u32string_view> words;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const char32_t c = text[i];
-    if (is_space(c)) {
-      ++i;
+  for (std::size_t i = 0, len = 1; i < text.size(); i += len, len = 1) {
+    const std::u32string_view rest = text.substr(i);
+    const auto match = [&](std::u32string_view prefix) { return rest.starts_with(prefix) && (len = prefix.size()); };
+    if (is_space(rest[0])) continue;
+    if (std::ranges::any_of(kLiterals, match)) {
+      words.insert(words.end(), {rest.substr(0, 2), rest.substr(2, len - 4), rest.substr(len - 2, 2)});
       continue;
     }
-    const std::u32string_view rest = text.substr(i);
-    std::size_t len = 0;
-    for (const auto literal : kLiterals) {
-      if (rest.starts_with(literal)) {
-        words.push_back(rest.substr(0, 2));
-        words.push_back(rest.substr(2, literal.size() - 4));
-        words.push_back(rest.substr(literal.size() - 2, 2));
-        len = literal.size();
-        break;
-      }
+    if (!std::ranges::any_of(kContractions, match)) {
+      bool (*same_run)(char32_t) = is_letter(rest[0]) ? is_letter : is_number(rest[0]) ? nullptr : is_other;
+      while (same_run && len < rest.size() && same_run(rest[len])) ++len;
     }
-    if (len == 0) {
-      for (const auto contraction : kContractions) {
-        if (rest.starts_with(contraction)) {
-          len = contraction.size();
-          break;
-        }
-      }
-      if (len == 0) {
-        len = 1;
-        if (is_letter(c)) {
-          while (len < rest.size() && is_letter(rest[len])) ++len;
-        } else if (!is_number(c)) {
-          while (len < rest.size() && !is_space(rest[len]) && !is_letter(rest[len]) && !is_number(rest[len])) ++len;
-        }
-      }
-      words.push_back(rest.substr(0, len));
-    }
-    i += len;
+    words.push_back(rest.substr(0, len));
   }
   return words;
 }
@@ -159,13 +126,11 @@ std::vector<std::u32string_view> split_words(std::u32string_view text) {
 // Cuts added tokens out of `text`, leftmost first and longest at a position (HF matches them with a
 // leftmost-longest Aho-Corasick automaton).
 template <class Char, class OnText, class OnToken>
-void split_added(std::basic_string_view<Char> text,
-                 const std::vector<std::pair<std::basic_string<Char>, std::int64_t>>& tokens, OnText on_text,
+void split_added(std::basic_string_view<Char> text, const AddedTokens<Char>& tokens, OnText on_text,
                  OnToken on_token) {
   std::size_t start = 0;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const std::pair<std::basic_string<Char>, std::int64_t>* best = nullptr;
+  for (std::size_t i = 0; i < text.size();) {
+    const typename AddedTokens<Char>::value_type* best = nullptr;
     for (const auto& token : tokens) {
       if (text.substr(i).starts_with(token.first) && (!best || token.first.size() > best->first.size()))
         best = &token;
@@ -176,38 +141,27 @@ void split_added(std::basic_string_view<Char> text,
     }
     if (i > start) on_text(text.substr(start, i - start));
     on_token(best->second);
-    i += best->first.size();
-    start = i;
+    start = i += best->first.size();
   }
   if (start < text.size()) on_text(text.substr(start));
-}
-
-std::uint64_t pair_key(std::int64_t a, std::int64_t b) {
-  return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint32_t>(b);
-}
-
-struct MergeRule {
-  std::int32_t rank;
-  std::int64_t new_id;
-};
-
-// "bos_token" etc. of tokenizer_config.json / special_tokens_map.json: a string, an AddedToken object
-// with "content", or null.
-std::optional<std::string> special_string(const Json& config, const char* key) {
-  const auto it = config.find(key);
-  if (it == config.end()) return std::nullopt;
-  const Json& value = it->is_object() ? it->value("content", Json()) : *it;
-  return value.is_string() ? value.get<std::string>() : std::string();  // "" for none
 }
 
 // What a tokenizer folder provides, before the lookup tables are built from it.
 struct Sources {
   Json vocab;
   fs::path vocab_file;
-  std::vector<std::pair<std::string, std::string>> merges;  // in rank order
+  Merges merges;  // in rank order
   fs::path merges_file;
   std::vector<std::pair<std::string, bool>> added;  // content, matched after normalization
 };
+
+// Appends the merge "a b"; false when `line` is not of that form.
+bool add_merge(std::string_view line, Merges& merges) {
+  const auto space = line.find(' ');
+  if (space == std::string_view::npos || line.find(' ', space + 1) != std::string_view::npos) return false;
+  merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+  return true;
+}
 
 Sources read_tokenizer_json(const fs::path& file) {
   Json json = read_json_file(file);
@@ -219,14 +173,10 @@ Sources read_tokenizer_json(const fs::path& file) {
   if (model->value("end_of_word_suffix", Json()) != kEndOfWord || !(prefix.is_null() || prefix == ""))
     throw Error(ErrorCode::unsupported, file.string() + ": not CLIP's BPE (word suffix \"</w>\", no prefix)");
   Sources out{std::move(model->at("vocab")), file, {}, file, {}};
-  for (const Json& merge : model->at("merges")) {
-    const std::string text = merge.is_string() ? merge.get<std::string>() : std::string();
-    const auto space = text.find(' ');
+  for (const Json& merge : model->at("merges")) {  // ["a", "b"] in newer files, "a b" in older ones
     if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string())
       out.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
-    else if (space != std::string::npos)
-      out.merges.emplace_back(text.substr(0, space), text.substr(space + 1));
-    else
+    else if (!merge.is_string() || !add_merge(merge.get<std::string>(), out.merges))
       corrupt(file, "merge " + std::to_string(out.merges.size()) + " is neither [\"a\", \"b\"] nor \"a b\"");
   }
   for (const Json& token : json.value("added_tokens", Json::array())) {
@@ -241,21 +191,23 @@ Sources read_tokenizer_json(const fs::path& file) {
 Sources read_vocab_files(const fs::path& dir) {
   Sources out{read_json_file(dir / "vocab.json"), dir / "vocab.json", {}, dir / "merges.txt", {}};
   std::ifstream in(out.merges_file, std::ios::binary);
-  if (!in) {
+  if (!in)
     throw Error(fs::exists(out.merges_file) ? ErrorCode::io : ErrorCode::not_found,
                 out.merges_file.string() + ": cannot open");
-  }
   std::string line;
   for (std::size_t number = 1; std::getline(in, line); ++number) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line.starts_with("#version")) continue;
-    const auto space = line.find(' ');
-    if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
+    if (!line.empty() && !line.starts_with("#version") && !add_merge(line, out.merges))
       corrupt(out.merges_file, "line " + std::to_string(number) + " is not \"a b\"");
-    out.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }
   return out;
 }
+
+std::uint64_t pair_key(std::int64_t a, std::int64_t b) {
+  return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint32_t>(b);
+}
+
+struct MergeRule { std::int32_t rank; std::int64_t new_id; };  // new_id: of the merged symbol
 
 }  // namespace
 
@@ -263,26 +215,23 @@ struct ClipTokenizer::Impl {
   std::unordered_map<std::string, std::int64_t> vocab;
   std::unordered_map<std::int64_t, std::string> id_to_token;
   std::unordered_map<std::uint64_t, MergeRule> merges;
-  std::vector<std::pair<std::string, std::int64_t>> raw_added;            // matched in the raw text
-  std::vector<std::pair<std::u32string, std::int64_t>> normalized_added;  // matched after normalization
+  AddedTokens<char> raw_added;              // matched in the raw text
+  AddedTokens<char32_t> normalized_added;  // matched after normalization
   std::array<std::string, 256> bytes = byte_symbols();
-  std::int64_t bos = 0;
-  std::int64_t eos = 0;
-  std::int64_t pad = 0;
-
+  std::int64_t bos = 0, eos = 0, pad = 0;
   std::mutex cache_mutex;
   std::unordered_map<std::string, std::vector<std::int64_t>> cache;  // word -> ids
 
-  void read_vocab(const Json& json, const fs::path& file);
-  void read_merges(const std::vector<std::pair<std::string, std::string>>& pairs, const fs::path& file);
+  void build(const Sources& sources);
   std::int64_t add_token(const std::string& content, bool normalized);
   std::vector<std::int64_t> bpe(const std::string& word) const;
   void append_word(std::u32string_view word, std::vector<std::int64_t>& out);
 };
 
-void ClipTokenizer::Impl::read_vocab(const Json& json, const fs::path& file) {
-  if (!json.is_object()) corrupt(file, "the vocabulary is not a JSON object of token -> id");
-  for (const auto& [token, id] : json.items()) {
+void ClipTokenizer::Impl::build(const Sources& sources) {
+  const fs::path& file = sources.vocab_file;
+  if (!sources.vocab.is_object()) corrupt(file, "the vocabulary is not a JSON object of token -> id");
+  for (const auto& [token, id] : sources.vocab.items()) {
     if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > INT32_MAX)
       corrupt(file, "the id of token \"" + token + "\" is not a non-negative 32-bit integer");
     vocab.emplace(token, id.get<std::int64_t>());
@@ -290,31 +239,27 @@ void ClipTokenizer::Impl::read_vocab(const Json& json, const fs::path& file) {
   }
   // BPE starts from one symbol per byte; checking them once here keeps unknown symbols out of it.
   for (const auto& symbol : bytes) {
-    if (!vocab.contains(symbol) || !vocab.contains(symbol + std::string(kEndOfWord)))
+    if (!vocab.contains(symbol) || !vocab.contains(symbol + kEndOfWord))
       corrupt(file, "the vocabulary lacks the byte symbol \"" + symbol + "\"");
   }
-}
-
-void ClipTokenizer::Impl::read_merges(const std::vector<std::pair<std::string, std::string>>& pairs,
-                                      const fs::path& file) {
-  for (std::size_t rank = 0; rank < pairs.size(); ++rank) {
-    const auto& [a, b] = pairs[rank];
+  for (std::size_t rank = 0; rank < sources.merges.size(); ++rank) {
+    const auto& [a, b] = sources.merges[rank];
     const auto ia = vocab.find(a);
     const auto ib = vocab.find(b);
     const auto merged = vocab.find(a + b);
     if (ia == vocab.end() || ib == vocab.end() || merged == vocab.end())
-      corrupt(file, "merge " + std::to_string(rank) + " \"" + a + " " + b + "\" uses a token not in the vocabulary");
+      corrupt(sources.merges_file, "merge " + std::to_string(rank) + " \"" + a + " " + b + "\" uses an unknown token");
     // A repeated pair takes its last rank, as in HF's merge map.
     merges.insert_or_assign(pair_key(ia->second, ib->second), MergeRule{std::int32_t(rank), merged->second});
   }
+  for (const auto& [content, normalized] : sources.added) add_token(content, normalized);
 }
 
 std::int64_t ClipTokenizer::Impl::add_token(const std::string& content, bool normalized) {
   for (const auto& [text, id] : raw_added)
     if (text == content) return id;
-  const auto known = vocab.find(content);
   std::int64_t id = 0;
-  if (known != vocab.end()) {
+  if (const auto known = vocab.find(content); known != vocab.end()) {
     id = known->second;
   } else {  // a token outside the vocabulary gets the next free id, as HF's add_tokens does
     for (const auto& entry : id_to_token) id = std::max(id, entry.first + 1);
@@ -330,25 +275,16 @@ std::int64_t ClipTokenizer::Impl::add_token(const std::string& content, bool nor
 // HF's BPE merge loop (tokenizers' Word::merge_all): a queue ordered by (rank, position); entries
 // whose pair has changed since they were queued are dropped when popped.
 std::vector<std::int64_t> ClipTokenizer::Impl::bpe(const std::string& word) const {
-  struct Symbol {
-    std::int64_t id;
-    int prev;
-    int next;
-    bool merged_away;
-  };
+  // prev/next link the symbols into a list over the vector, so merges never move elements.
+  struct Symbol { std::int64_t id; int prev, next; bool merged_away; };
   std::vector<Symbol> symbols;
   for (std::size_t i = 0; i < word.size(); ++i) {
-    std::string text = bytes[static_cast<unsigned char>(word[i])];
-    if (i + 1 == word.size()) text += kEndOfWord;
-    const int index = static_cast<int>(symbols.size());
-    symbols.push_back({vocab.at(text), index - 1, i + 1 == word.size() ? -1 : index + 1, false});
+    const bool last = i + 1 == word.size();
+    const std::string& symbol = bytes[static_cast<unsigned char>(word[i])];
+    symbols.push_back({vocab.at(last ? symbol + kEndOfWord : symbol), int(i) - 1, last ? -1 : int(i) + 1, false});
   }
-  struct Candidate {
-    std::int32_t rank;
-    int pos;
-    std::int64_t new_id;
-  };
-  const auto later = [](const Candidate& x, const Candidate& y) { return x.rank != y.rank ? x.rank > y.rank : x.pos > y.pos; };
+  struct Candidate { std::int32_t rank; int pos; std::int64_t new_id; };
+  const auto later = [](const auto& a, const auto& b) { return std::tie(a.rank, a.pos) > std::tie(b.rank, b.pos); };
   std::priority_queue<Candidate, std::vector<Candidate>, decltype(later)> queue(later);
   const auto rule_at = [&](int left) -> const MergeRule* {
     const int right = symbols[left].next;
@@ -360,13 +296,11 @@ std::vector<std::int64_t> ClipTokenizer::Impl::bpe(const std::string& word) cons
     if (const MergeRule* rule = rule_at(left)) queue.push({rule->rank, left, rule->new_id});
   };
   for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) push(i);
-
   while (!queue.empty()) {
     const Candidate top = queue.top();
     queue.pop();
     Symbol& left = symbols[top.pos];
-    if (left.merged_away) continue;
-    const MergeRule* rule = rule_at(top.pos);
+    const MergeRule* rule = left.merged_away ? nullptr : rule_at(top.pos);
     if (!rule || rule->new_id != top.new_id) continue;
     Symbol& right = symbols[left.next];
     right.merged_away = true;
@@ -377,7 +311,7 @@ std::vector<std::int64_t> ClipTokenizer::Impl::bpe(const std::string& word) cons
     push(top.pos);
   }
   std::vector<std::int64_t> ids;
-  for (int i = 0; i >= 0 && !symbols.empty(); i = symbols[i].next) ids.push_back(symbols[i].id);
+  for (int i = 0; i >= 0; i = symbols[i].next) ids.push_back(symbols[i].id);  // symbol 0 is never merged away
   return ids;
 }
 
@@ -399,26 +333,26 @@ void ClipTokenizer::Impl::append_word(std::u32string_view word, std::vector<std:
 
 ClipTokenizer ClipTokenizer::from_folder(const fs::path& dir) {
   const fs::path tokenizer_json = dir / "tokenizer.json";
-  const Sources sources = fs::exists(tokenizer_json) ? read_tokenizer_json(tokenizer_json) : read_vocab_files(dir);
   auto impl = std::make_shared<Impl>();
-  impl->read_vocab(sources.vocab, sources.vocab_file);
-  impl->read_merges(sources.merges, sources.merges_file);
+  impl->build(fs::exists(tokenizer_json) ? read_tokenizer_json(tokenizer_json) : read_vocab_files(dir));
 
-  // The special tokens' strings: tokenizer_config.json, else special_tokens_map.json, else
-  // CLIPTokenizer's defaults. transformers registers them as special tokens matched in the raw text,
-  // which is what turns SD2's pad token "!" into a token of its own.
+  // Special tokens: as named in tokenizer_config.json, else special_tokens_map.json, else CLIPTokenizer's
+  // defaults. transformers matches them in the raw text, so SD2's pad token "!" splits words apart.
   std::vector<Json> configs;
   for (const char* name : {"tokenizer_config.json", "special_tokens_map.json"}) {
     if (!fs::exists(dir / name)) continue;
     configs.push_back(read_json_file(dir / name));
     if (!configs.back().is_object()) corrupt(dir / name, "not a JSON object");
   }
+  // Each is a string, an AddedToken object with "content", or null (then the fallback).
   const auto special = [&](const char* key, const std::string& fallback) {
-    for (const Json& config : configs)
-      if (auto value = special_string(config, key)) return value->empty() ? fallback : *value;
+    for (const Json& config : configs) {
+      if (!config.contains(key)) continue;
+      const Json value = config[key].is_object() ? config[key].value("content", Json()) : config[key];
+      return value.is_string() && !value.get<std::string>().empty() ? value.get<std::string>() : fallback;
+    }
     return fallback;
   };
-  for (const auto& [content, normalized] : sources.added) impl->add_token(content, normalized);
   impl->bos = impl->add_token(special("bos_token", "<|startoftext|>"), false);
   impl->eos = impl->add_token(special("eos_token", "<|endoftext|>"), false);
   impl->add_token(special("unk_token", "<|endoftext|>"), false);
@@ -433,23 +367,21 @@ std::vector<std::int64_t> ClipTokenizer::encode_unpadded(std::string_view text) 
   Impl& impl = *impl_;
   std::vector<std::int64_t> ids{impl.bos};
   const auto on_token = [&](std::int64_t id) { ids.push_back(id); };
-  split_added<char>(text, impl.raw_added, [&](std::string_view segment) {
-    const std::u32string normalized = normalize(segment);
-    split_added<char32_t>(normalized, impl.normalized_added, [&](std::u32string_view part) {
-      for (const auto word : split_words(part)) impl.append_word(word, ids);
-    }, on_token);
-  }, on_token);
+  const auto on_normalized = [&](std::u32string_view part) {
+    for (const auto word : split_words(part)) impl.append_word(word, ids);
+  };
+  const auto on_raw = [&](std::string_view segment) {
+    split_added<char32_t>(normalize(segment), impl.normalized_added, on_normalized, on_token);
+  };
+  split_added<char>(text, impl.raw_added, on_raw, on_token);
   ids.push_back(impl.eos);
   return ids;
 }
 
 std::vector<std::int64_t> ClipTokenizer::encode(std::string_view text) const {
   auto ids = encode_unpadded(text);
-  if (ids.size() > static_cast<std::size_t>(kMaxLength)) {
-    ids.resize(kMaxLength - 1);
-    ids.push_back(impl_->eos);
-  }
-  ids.resize(kMaxLength, impl_->pad);
+  if (ids.size() > static_cast<std::size_t>(kMaxLength)) ids.erase(ids.begin() + kMaxLength - 1, ids.end() - 1);
+  ids.resize(kMaxLength, impl_->pad);  // the erase above kept the EOS
   return ids;
 }
 

@@ -42,9 +42,8 @@ public:
   // for ids outside the vocabulary.
   std::string token_text(std::int64_t id) const;
 
-  struct Impl;
-
 private:
+  struct Impl;
   explicit ClipTokenizer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
   // Shared between copies: the tables are immutable after loading and the word cache is
   // mutex-guarded, so one tokenizer (or its copies) can be used from several threads.
