@@ -1,0 +1,70 @@
+// Coefficients are float32 scalars and the update runs in float32 in diffusers' order of operations,
+// which is what keeps a 20-step rollout within ~1e-7 of diffusers.
+#include "sched/ddim.h"
+
+#include "sched/noise_schedule.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace fisedit {
+
+DdimScheduler::DdimScheduler(const SchedulerConfig& config) : Scheduler(config) {
+  const SamplerOptions options(config, "DDIMScheduler");
+  spacing_ = options.timestep_spacing;
+  steps_offset_ = options.steps_offset;
+  // Without set_alpha_to_one the last step lands on the first training timestep, not on a clean image
+  // (SD configs say false; DDIMScheduler's own default is true).
+  const bool alpha_to_one = options.own ? config.set_alpha_to_one : true;
+  final_alpha_cumprod_ = alpha_to_one ? 1.0f : alphas_cumprod_.front();
+  clip_sample_ = options.flag("clip_sample", false);
+  clip_sample_range_ = static_cast<float>(options.number("clip_sample_range", 1.0));
+  options.require("thresholding", false);
+}
+
+void DdimScheduler::compute_timesteps(int steps) {
+  const int train = config_.num_train_timesteps;
+  std::vector<std::int64_t> ts;
+  if (spacing_ == "linspace") {
+    for (double t : np_linspace(0.0, train - 1, steps))
+      ts.push_back(static_cast<std::int64_t>(np_round(t)));
+    std::reverse(ts.begin(), ts.end());
+  } else if (spacing_ == "leading") {
+    const int ratio = train / steps;
+    for (int i = steps - 1; i >= 0; --i) ts.push_back(static_cast<std::int64_t>(i) * ratio + steps_offset_);
+  } else {  // trailing
+    for (double t : np_arange(train, 0.0, -static_cast<double>(train) / steps))
+      ts.push_back(static_cast<std::int64_t>(np_round(t)) - 1);
+  }
+  timesteps_ = std::move(ts);
+  model_timesteps_.assign(timesteps_.begin(), timesteps_.end());
+}
+
+std::vector<float> DdimScheduler::step(std::span<const float> model_output, int i,
+                                       std::span<const float> x) {
+  check_step(i, model_output, x);
+  const std::int64_t t = timesteps_[static_cast<std::size_t>(i)];
+  // diffusers steps back by train/steps whatever the spacing, not to the next listed timestep.
+  const std::int64_t prev_t = t - config_.num_train_timesteps / num_steps();
+  const float alpha = alphas_cumprod_.at(static_cast<std::size_t>(t));
+  const float alpha_prev =
+      prev_t >= 0 ? alphas_cumprod_.at(static_cast<std::size_t>(prev_t)) : final_alpha_cumprod_;
+  const float sqrt_alpha = std::sqrt(alpha);
+  const float sqrt_beta = std::sqrt(1.0f - alpha);
+  const float sqrt_alpha_prev = std::sqrt(alpha_prev);
+  const float direction = std::sqrt(1.0f - alpha_prev);
+  const bool v_prediction = config_.prediction_type == PredictionType::v_prediction;
+
+  std::vector<float> out(x.size());
+  for (std::size_t k = 0; k < x.size(); ++k) {
+    const float m = model_output[k];
+    float x0 = v_prediction ? sqrt_alpha * x[k] - sqrt_beta * m : (x[k] - sqrt_beta * m) / sqrt_alpha;
+    const float eps = v_prediction ? sqrt_alpha * m + sqrt_beta * x[k] : m;
+    // diffusers clips only the clean-image estimate; the noise estimate keeps the model's value.
+    if (clip_sample_) x0 = std::clamp(x0, -clip_sample_range_, clip_sample_range_);
+    out[k] = sqrt_alpha_prev * x0 + direction * eps;
+  }
+  return out;
+}
+
+}  // namespace fisedit

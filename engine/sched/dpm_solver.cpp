@@ -1,0 +1,133 @@
+// Follows diffusers' float32 tensor arithmetic: sigmas are float32, the log-SNR differences and
+// coefficients are float32 scalars, and the update is applied elementwise in diffusers' order.
+#include "sched/dpm_solver.h"
+
+#include "core/error.h"
+#include "sched/noise_schedule.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace fisedit {
+namespace {
+
+struct AlphaSigma {
+  float alpha;
+  float sigma;
+  float lambda;  // log-SNR: log(alpha) - log(sigma); +inf at sigma 0
+};
+
+// A variance-exploding noise level as the pair (alpha_t, sigma_t) of x_t = alpha_t x0 + sigma_t eps.
+AlphaSigma alpha_sigma(float sigma) {
+  const float alpha = 1.0f / std::sqrt(sigma * sigma + 1.0f);
+  const float s = sigma * alpha;
+  return {alpha, s, std::log(alpha) - std::log(s)};
+}
+
+}  // namespace
+
+DpmSolverScheduler::DpmSolverScheduler(const SchedulerConfig& config)
+    : Scheduler(config), train_sigmas_(train_sigmas(alphas_cumprod_)) {
+  const SamplerOptions options(config, "DPMSolverMultistepScheduler");
+  spacing_ = options.timestep_spacing;
+  steps_offset_ = options.steps_offset;
+  lower_order_final_ = options.flag("lower_order_final", true);
+  euler_at_final_ = options.flag("euler_at_final", false);
+  const std::string final_sigmas = options.text("final_sigmas_type", "zero");
+  if (final_sigmas != "zero" && final_sigmas != "sigma_min")
+    throw Error(ErrorCode::unsupported, "DPMSolverMultistepScheduler final_sigmas_type \"" + final_sigmas +
+                                            "\" is not supported (zero or sigma_min)");
+  final_sigma_zero_ = final_sigmas == "zero";
+  options.require("algorithm_type", "dpmsolver++");
+  options.require("solver_order", 2);
+  options.require("solver_type", "midpoint");
+  options.require("use_karras_sigmas", false);
+  options.require("use_exponential_sigmas", false);
+  options.require("use_beta_sigmas", false);
+  options.require("use_lu_lambdas", false);
+  options.require("thresholding", false);
+  options.require("variance_type", nullptr);
+}
+
+void DpmSolverScheduler::compute_timesteps(int steps) {
+  const int train = config_.num_train_timesteps;
+  std::vector<std::int64_t> ts;
+  // linspace and leading divide the range into steps + 1 parts and drop the lowest point.
+  if (spacing_ == "linspace") {
+    const auto points = np_linspace(0.0, train - 1, steps + 1);
+    for (int i = steps; i >= 1; --i) ts.push_back(static_cast<std::int64_t>(np_round(points[i])));
+  } else if (spacing_ == "leading") {
+    const int ratio = train / (steps + 1);
+    for (int i = steps; i >= 1; --i) ts.push_back(static_cast<std::int64_t>(i) * ratio + steps_offset_);
+  } else {  // trailing
+    for (double t : np_arange(train, 0.0, -static_cast<double>(train) / steps))
+      ts.push_back(static_cast<std::int64_t>(np_round(t)) - 1);
+  }
+  timesteps_ = std::move(ts);
+  model_timesteps_.assign(timesteps_.begin(), timesteps_.end());
+
+  sigmas_.clear();
+  for (std::int64_t t : timesteps_)
+    sigmas_.push_back(static_cast<float>(np_interp(static_cast<double>(t), train_sigmas_)));
+  sigmas_.push_back(final_sigma_zero_ ? 0.0f : train_sigmas_.front());
+  next_step_ = 0;
+  previous_x0_.clear();
+}
+
+std::vector<float> DpmSolverScheduler::predict_x0(std::span<const float> model_output, int i,
+                                                  std::span<const float> x) const {
+  const AlphaSigma s = alpha_sigma(sigmas_[static_cast<std::size_t>(i)]);
+  std::vector<float> x0(x.size());
+  if (config_.prediction_type == PredictionType::v_prediction) {
+    for (std::size_t k = 0; k < x.size(); ++k) x0[k] = s.alpha * x[k] - s.sigma * model_output[k];
+  } else {
+    for (std::size_t k = 0; k < x.size(); ++k) x0[k] = (x[k] - s.sigma * model_output[k]) / s.alpha;
+  }
+  return x0;
+}
+
+std::vector<float> DpmSolverScheduler::step(std::span<const float> model_output, int i,
+                                            std::span<const float> x) {
+  check_step(i, model_output, x);
+  if (i == 0) previous_x0_.clear();
+  else if (i != next_step_)
+    throw Error(ErrorCode::invalid_argument, "dpmpp2m: steps must run in order (expected step " +
+                                                 std::to_string(next_step_) + ", got " +
+                                                 std::to_string(i) + ")");
+  const std::size_t n = x.size();
+  if (!previous_x0_.empty() && previous_x0_.size() != n)
+    throw Error(ErrorCode::invalid_argument, "dpmpp2m: the latent size changed between steps");
+  std::vector<float> x0 = predict_x0(model_output, i, x);
+
+  const auto u = static_cast<std::size_t>(i);
+  const AlphaSigma to = alpha_sigma(sigmas_[u + 1]);
+  const AlphaSigma from = alpha_sigma(sigmas_[u]);
+  const float h = to.lambda - from.lambda;
+  const float ratio = to.sigma / from.sigma;
+  const float coef = to.alpha * (std::exp(-h) - 1.0f);
+
+  // diffusers' rule: the final step is first order when it goes to sigma 0 (the log-SNR step is infinite
+  // there, which the second-order term cannot take), when asked to, or for runs under 15 steps with
+  // lower_order_final; the first step has no history to extrapolate from.
+  const bool last = i == num_steps() - 1;
+  const bool first_order_final =
+      last && (euler_at_final_ || (lower_order_final_ && num_steps() < 15) || final_sigma_zero_);
+  std::vector<float> out(n);
+  if (previous_x0_.empty() || first_order_final) {
+    for (std::size_t k = 0; k < n; ++k) out[k] = ratio * x[k] - coef * x0[k];
+  } else {
+    const AlphaSigma before = alpha_sigma(sigmas_[u - 1]);
+    const float h0 = from.lambda - before.lambda;
+    const float inv_r0 = 1.0f / (h0 / h);
+    const float half_coef = 0.5f * coef;
+    for (std::size_t k = 0; k < n; ++k) {
+      const float d1 = inv_r0 * (x0[k] - previous_x0_[k]);
+      out[k] = ratio * x[k] - coef * x0[k] - half_coef * d1;
+    }
+  }
+  previous_x0_ = std::move(x0);
+  next_step_ = i + 1;
+  return out;
+}
+
+}  // namespace fisedit

@@ -1,0 +1,38 @@
+#pragma once
+// DPM-Solver++ 2M, as diffusers' DPMSolverMultistepScheduler with algorithm_type "dpmsolver++",
+// solver_order 2 and the midpoint solver: each step extrapolates from the last two clean-image
+// estimates; the first step, and the last (which jumps to sigma 0), are first order.
+#include "sched/scheduler.h"
+
+#include <string>
+
+namespace fisedit {
+
+class DpmSolverScheduler final : public Scheduler {
+public:
+  explicit DpmSolverScheduler(const SchedulerConfig& config);
+
+  const char* name() const override { return "dpmpp2m"; }
+  std::vector<float> step(std::span<const float> model_output, int step_index,
+                          std::span<const float> x) override;
+
+protected:
+  void compute_timesteps(int steps) override;
+
+private:
+  // The clean-image estimate x0 from the model output at step i.
+  std::vector<float> predict_x0(std::span<const float> model_output, int i, std::span<const float> x) const;
+
+  std::vector<float> train_sigmas_;
+  std::vector<float> sigmas_;  // per step, plus the final sigma
+  std::string spacing_;
+  int steps_offset_;
+  bool lower_order_final_;
+  bool euler_at_final_;
+  bool final_sigma_zero_;
+
+  int next_step_ = 0;                  // steps must come in order
+  std::vector<float> previous_x0_;     // the estimate of the step before, empty at the start
+};
+
+}  // namespace fisedit

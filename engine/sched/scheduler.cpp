@@ -1,0 +1,59 @@
+#include "sched/scheduler.h"
+
+#include "core/error.h"
+#include "sched/ddim.h"
+#include "sched/dpm_solver.h"
+#include "sched/euler.h"
+#include "sched/noise_schedule.h"
+
+#include <string>
+
+namespace fisedit {
+
+Scheduler::Scheduler(const SchedulerConfig& config)
+    : config_(config), alphas_cumprod_(train_alphas_cumprod(config)) {}
+
+void Scheduler::set_timesteps(int steps) {
+  if (steps <= 0 || steps > config_.num_train_timesteps)
+    throw Error(ErrorCode::invalid_argument,
+                std::string(name()) + ": the number of steps must be between 1 and " +
+                    std::to_string(config_.num_train_timesteps) + ", got " + std::to_string(steps));
+  compute_timesteps(steps);
+  // A large steps_offset can push the first timestep past the training range (diffusers fails there).
+  for (std::int64_t t : timesteps_) {
+    if (t < 0 || t >= config_.num_train_timesteps) {
+      timesteps_.clear();
+      model_timesteps_.clear();
+      throw Error(ErrorCode::invalid_argument,
+                  std::string(name()) + ": " + std::to_string(steps) + " steps reach timestep " +
+                      std::to_string(t) + ", outside the " + std::to_string(config_.num_train_timesteps) +
+                      " training timesteps (check steps_offset)");
+    }
+  }
+}
+
+std::vector<float> Scheduler::scale_model_input(std::span<const float> x, int step_index) const {
+  return {x.begin(), x.end()};
+}
+
+void Scheduler::check_step(int i, std::span<const float> model_output, std::span<const float> x) const {
+  if (timesteps_.empty())
+    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": set_timesteps was not called");
+  if (i < 0 || i >= num_steps())
+    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": step " + std::to_string(i) +
+                                                 " outside 0.." + std::to_string(num_steps() - 1));
+  if (model_output.size() != x.size())
+    throw Error(ErrorCode::invalid_argument,
+                std::string(name()) + ": model output has " + std::to_string(model_output.size()) +
+                    " values but the latents have " + std::to_string(x.size()));
+}
+
+std::unique_ptr<Scheduler> make_scheduler(std::string_view name, const SchedulerConfig& config) {
+  if (name == "ddim") return std::make_unique<DdimScheduler>(config);
+  if (name == "dpmpp2m") return std::make_unique<DpmSolverScheduler>(config);
+  if (name == "euler") return std::make_unique<EulerScheduler>(config);
+  throw Error(ErrorCode::invalid_argument,
+              "unknown scheduler \"" + std::string(name) + "\" (valid: ddim, dpmpp2m, euler)");
+}
+
+}  // namespace fisedit

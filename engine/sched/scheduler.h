@@ -1,0 +1,73 @@
+#pragma once
+// Diffusion samplers with diffusers' numerics: DDIM (eta 0), DPM-Solver++ 2M and Euler, for epsilon and
+// v-prediction models. A pipeline drives one like this:
+//
+//   auto sched = make_scheduler("dpmpp2m", config);
+//   sched->set_timesteps(steps);
+//   x = noise * sched->init_noise_sigma();
+//   for (int i = 0; i < sched->num_steps(); ++i) {
+//     auto out = unet(sched->scale_model_input(x, i), sched->model_timesteps()[i]);
+//     x = sched->step(out, i, x);
+//   }
+//
+// Latents are flat float32 spans (any shape: every operation is elementwise).
+#include "io/model_config.h"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace fisedit {
+
+class Scheduler {
+public:
+  virtual ~Scheduler() = default;
+
+  virtual const char* name() const = 0;  // "ddim", "dpmpp2m", "euler"
+
+  // Chooses the timesteps of an N-step run and restarts the sampler; throws Error(invalid_argument)
+  // unless 0 < steps <= num_train_timesteps.
+  void set_timesteps(int steps);
+  int num_steps() const { return static_cast<int>(timesteps_.size()); }
+  // The training timesteps of the run, highest first, as diffusers reports them (truncated to integers
+  // where its own are fractional).
+  const std::vector<std::int64_t>& timesteps() const { return timesteps_; }
+  // The timestep to give the U-Net at each step: Euler's are fractional.
+  const std::vector<float>& model_timesteps() const { return model_timesteps_; }
+
+  // Standard deviation of the initial noise: multiply unit-normal latents by it.
+  virtual float init_noise_sigma() const { return 1.0f; }
+  // The U-Net input for step `step_index` (a copy of x for samplers that need no scaling).
+  virtual std::vector<float> scale_model_input(std::span<const float> x, int step_index) const;
+  // Advances latents x over step `step_index` given the U-Net output for it. Multistep samplers remember
+  // earlier outputs: their steps must run in order from 0.
+  virtual std::vector<float> step(std::span<const float> model_output, int step_index,
+                                  std::span<const float> x) = 0;
+
+protected:
+  explicit Scheduler(const SchedulerConfig& config);
+
+  // Fills timesteps_ and model_timesteps_ and resets per-run state; steps is already validated.
+  virtual void compute_timesteps(int steps) = 0;
+  // Throws unless set_timesteps ran, i is a valid step and the two spans match in size.
+  void check_step(int i, std::span<const float> model_output, std::span<const float> x) const;
+
+  SchedulerConfig config_;
+  std::vector<float> alphas_cumprod_;  // per training timestep, float32 as diffusers holds them
+  std::vector<std::int64_t> timesteps_;
+  std::vector<float> model_timesteps_;
+};
+
+// name: "ddim", "dpmpp2m" or "euler"; throws Error(invalid_argument) for any other name and
+// Error(unsupported) for config options these samplers do not implement.
+//
+// The noise schedule (betas, training steps, prediction type) always comes from `config`. Options of
+// the sampler itself (timestep spacing, steps offset, set_alpha_to_one, solver settings in `raw`) are
+// read from it only when it was written for that sampler's diffusers class (`_class_name`); otherwise
+// the class's defaults apply, as in the reference goldens: a DDIMScheduler config's "leading" spacing
+// does not carry over to DPM-Solver or Euler, which use "linspace".
+std::unique_ptr<Scheduler> make_scheduler(std::string_view name, const SchedulerConfig& config);
+
+}  // namespace fisedit
