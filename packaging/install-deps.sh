@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   qt6-base-dev qt6-base-dev-tools libgl-dev
-  libopencv-dev nlohmann-json3-dev libstb-dev libopenblas-dev libicu-dev
+  libopencv-dev nlohmann-json3-dev libstb-dev libopenblas-dev libicu-dev zlib1g-dev
   xvfb xauth
 )
 

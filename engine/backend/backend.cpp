@@ -1,0 +1,278 @@
+// The checks every backend shares: shapes and dtypes of op inputs, output shapes, and allocation.
+#include "backend/backend.h"
+
+#include "core/error.h"
+
+#include <cassert>
+#include <limits>
+
+namespace fisedit {
+
+DeviceTensor::DeviceTensor(std::shared_ptr<DeviceBuffer> buffer, std::size_t offset, DType dtype, Shape shape)
+    : buffer_(std::move(buffer)), offset_(offset), dtype_(dtype), shape_(std::move(shape)) {
+  assert(!buffer_ || offset_ + nbytes() <= buffer_->size());
+}
+
+std::int64_t DeviceTensor::dim(int i) const {
+  const int r = rank();
+  assert(-r <= i && i < r);
+  return shape_[static_cast<std::size_t>(i < 0 ? i + r : i)];
+}
+
+DeviceTensor DeviceTensor::reshaped(Shape shape) const {
+  if (shape_numel(shape) != numel())
+    throw Error(ErrorCode::invalid_argument,
+                "cannot reshape " + shape_to_string(shape_) + " to " + shape_to_string(shape));
+  return DeviceTensor(buffer_, offset_, dtype_, std::move(shape));
+}
+
+DeviceTensor DeviceTensor::slice_rows(std::int64_t begin, std::int64_t end) const {
+  assert(rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0]);
+  Shape s = shape_;
+  s[0] = end - begin;
+  const std::size_t row_bytes = shape_[0] ? nbytes() / static_cast<std::size_t>(shape_[0]) : 0;
+  return DeviceTensor(buffer_, offset_ + static_cast<std::size_t>(begin) * row_bytes, dtype_, std::move(s));
+}
+
+namespace {
+
+void require(bool ok, const char* op, const std::string& what) {
+  if (!ok) throw Error(ErrorCode::invalid_argument, std::string(op) + ": " + what);
+}
+
+std::string shapes(const DeviceTensor& a) { return shape_to_string(a.shape()); }
+
+Shape with_last(Shape s, std::int64_t last) {
+  s.back() = last;
+  return s;
+}
+
+// Op inputs must be present and of the backend's activation dtype (weights too: upload converts them).
+void check_act(const char* op, const DeviceTensor& t, const char* what, DType act) {
+  if (t.empty()) require(false, op, std::string(what) + " is missing");
+  require(t.dtype() == act, op, std::string(what) + " has dtype " + std::string(dtype_name(t.dtype())) +
+                                    ", not the backend's activation dtype " + std::string(dtype_name(act)));
+}
+
+}  // namespace
+
+DeviceTensor Backend::upload(const Tensor& host) {
+  const DType dtype = dtype_is_float(host.dtype()) ? activation_dtype() : DType::i32;
+  if (host.dtype() == DType::boolean)
+    throw Error(ErrorCode::invalid_argument, "upload: boolean tensors are not supported");
+  auto out = allocate(dtype, host.shape());
+  upload_impl(host, out);
+  return out;
+}
+
+Tensor Backend::download(const DeviceTensor& t) {
+  std::vector<float> values(static_cast<std::size_t>(t.numel()));
+  if (!values.empty()) download_impl(t, values);
+  return Tensor::from_f32(t.shape(), values);
+}
+
+ConvWeight Backend::prepare_conv_weight(const Tensor& weight, const Tensor& bias) {
+  const char* op = "prepare_conv_weight";
+  require(weight.rank() == 4 && dtype_is_float(weight.dtype()), op,
+          "weight must be a float [Cout, Cin, kh, kw] tensor, got " + shape_to_string(weight.shape()));
+  require(bias.empty() || (bias.rank() == 1 && bias.dim(0) == weight.dim(0) && dtype_is_float(bias.dtype())), op,
+          "bias " + shape_to_string(bias.shape()) + " does not match weight " + shape_to_string(weight.shape()));
+  return prepare_conv_weight_impl(weight, bias);
+}
+
+DeviceTensor Backend::linear(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                             Activation act) {
+  check_act("linear", x, "x", activation_dtype());
+  check_act("linear", weight, "weight", activation_dtype());
+  require(x.rank() >= 1 && weight.rank() == 2 && x.dim(-1) == weight.dim(1), "linear",
+          "x " + shapes(x) + " does not match weight " + shapes(weight) + " ([N, K])");
+  if (!bias.empty()) {
+    check_act("linear", bias, "bias", activation_dtype());
+    require(bias.rank() == 1 && bias.dim(0) == weight.dim(0), "linear",
+            "bias " + shapes(bias) + " does not match weight " + shapes(weight));
+  }
+  auto out = allocate(with_last(x.shape(), weight.dim(0)));
+  linear_impl(x, weight, bias, act, out);
+  return out;
+}
+
+DeviceTensor Backend::conv2d(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p) {
+  check_act("conv2d", x, "x", activation_dtype());
+  require(!w.weight.empty(), "conv2d", "weights were not prepared (prepare_conv_weight)");
+  require(x.rank() == 4 && x.dim(3) == w.in_channels, "conv2d",
+          "x " + shapes(x) + " is not [N, H, W, " + std::to_string(w.in_channels) + "]");
+  require(p.stride >= 1 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, "conv2d",
+          "stride must be positive and padding non-negative");
+  const std::int64_t hp = x.dim(1) + p.pad_top + p.pad_bottom, wp = x.dim(2) + p.pad_left + p.pad_right;
+  require(hp >= w.kernel_h && wp >= w.kernel_w, "conv2d",
+          "input " + shapes(x) + " is smaller than the kernel after padding");
+  auto out = allocate({x.dim(0), (hp - w.kernel_h) / p.stride + 1, (wp - w.kernel_w) / p.stride + 1, w.out_channels});
+  conv2d_impl(x, w, p, out);
+  return out;
+}
+
+DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
+                                 int groups, float eps, bool silu, GroupNormStats* stats_out,
+                                 const GroupNormStats* stats_in) {
+  const char* op = "group_norm";
+  check_act(op, x, "x", activation_dtype());
+  check_act(op, gamma, "gamma", activation_dtype());
+  check_act(op, beta, "beta", activation_dtype());
+  require(x.rank() >= 2, op, "x " + shapes(x) + " is not [N, ..., C]");
+  const std::int64_t n = x.dim(0), c = x.dim(-1);
+  require(groups >= 1 && c % groups == 0, op,
+          std::to_string(c) + " channels do not split into " + std::to_string(groups) + " groups");
+  require(gamma.shape() == Shape{c} && beta.shape() == Shape{c}, op,
+          "gamma " + shapes(gamma) + " / beta " + shapes(beta) + " do not match " + std::to_string(c) + " channels");
+  if (stats_in)
+    require(stats_in->mean.dtype() == DType::f32 && stats_in->var.dtype() == DType::f32 &&
+                stats_in->mean.shape() == Shape{n, groups} && stats_in->var.shape() == Shape{n, groups},
+            op, "given statistics are not float32 [N, groups] = [" + std::to_string(n) + ", " +
+                    std::to_string(groups) + "]");
+  if (stats_out) {
+    stats_out->mean = allocate(DType::f32, {n, groups});
+    stats_out->var = allocate(DType::f32, {n, groups});
+  }
+  auto out = allocate(x.shape());
+  group_norm_impl(x.reshaped({n, x.numel() / (n * c), c}), gamma, beta, groups, eps, silu, stats_out, stats_in, out);
+  return out;
+}
+
+DeviceTensor Backend::layer_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
+                                 float eps) {
+  const char* op = "layer_norm";
+  check_act(op, x, "x", activation_dtype());
+  check_act(op, gamma, "gamma", activation_dtype());
+  check_act(op, beta, "beta", activation_dtype());
+  require(x.rank() >= 1 && gamma.shape() == Shape{x.dim(-1)} && beta.shape() == Shape{x.dim(-1)}, op,
+          "gamma " + shapes(gamma) + " / beta " + shapes(beta) + " do not match x " + shapes(x));
+  auto out = allocate(x.shape());
+  layer_norm_impl(x, gamma, beta, eps, out);
+  return out;
+}
+
+DeviceTensor Backend::attention(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
+                                const AttentionParams& params) {
+  const char* op = "attention";
+  check_act(op, q, "q", activation_dtype());
+  check_act(op, k, "k", activation_dtype());
+  check_act(op, v, "v", activation_dtype());
+  require(q.rank() == 3 && k.rank() == 3 && k.shape() == v.shape() && q.dim(0) == k.dim(0) && q.dim(2) == k.dim(2),
+          op, "q " + shapes(q) + ", k " + shapes(k) + ", v " + shapes(v) + " are not [B, Lq, C], [B, Lk, C] x2");
+  require(params.heads >= 1 && q.dim(2) % params.heads == 0, op,
+          std::to_string(q.dim(2)) + " channels do not split into " + std::to_string(params.heads) + " heads");
+  require(k.dim(1) >= 1, op, "no keys");
+  auto out = allocate(q.shape());
+  attention_impl(q, k, v, params, out);
+  return out;
+}
+
+DeviceTensor Backend::activation(const DeviceTensor& x, Activation act) {
+  check_act("activation", x, "x", activation_dtype());
+  auto out = allocate(x.shape());
+  activation_impl(x, act, out);
+  return out;
+}
+
+DeviceTensor Backend::geglu(const DeviceTensor& x) {
+  check_act("geglu", x, "x", activation_dtype());
+  require(x.rank() >= 1 && x.dim(-1) % 2 == 0, "geglu", "x " + shapes(x) + " has an odd channel count");
+  auto out = allocate(with_last(x.shape(), x.dim(-1) / 2));
+  geglu_impl(x, out);
+  return out;
+}
+
+void Backend::geglu_impl(const DeviceTensor& x, DeviceTensor& out) {
+  const auto f = x.dim(-1) / 2;
+  const auto hidden = slice_channels(x, 0, f);
+  const auto gate = activation(slice_channels(x, f, 2 * f), Activation::gelu);
+  binary_impl(BinaryOp::mul, hidden, gate, {1, 1, hidden.numel()}, out);
+}
+
+DeviceTensor Backend::binary(BinaryOp op, const char* name, const DeviceTensor& a, const DeviceTensor& b) {
+  check_act(name, a, "a", activation_dtype());
+  check_act(name, b, "b", activation_dtype());
+  const auto fail = [&] { require(false, name, "b " + shapes(b) + " does not broadcast to a " + shapes(a)); };
+  if (b.rank() > a.rank()) fail();
+  Shape bs(static_cast<std::size_t>(a.rank() - b.rank()), 1);
+  bs.insert(bs.end(), b.shape().begin(), b.shape().end());
+  // Leading dims equal to a's, then dims where b is 1, then trailing dims equal to a's.
+  std::size_t i = 0;
+  const std::size_t r = bs.size();
+  Broadcast shape;
+  while (i < r && bs[i] == a.shape()[i] && a.shape()[i] != 1) shape.outer *= bs[i++];
+  while (i < r && bs[i] == 1) shape.repeat *= a.shape()[i++];
+  for (; i < r; ++i) {
+    if (bs[i] != a.shape()[i]) fail();
+    shape.inner *= bs[i];
+  }
+  auto out = allocate(a.shape());
+  binary_impl(op, a, b, shape, out);
+  return out;
+}
+
+DeviceTensor Backend::add(const DeviceTensor& a, const DeviceTensor& b) { return binary(BinaryOp::add, "add", a, b); }
+DeviceTensor Backend::mul(const DeviceTensor& a, const DeviceTensor& b) { return binary(BinaryOp::mul, "mul", a, b); }
+
+DeviceTensor Backend::scale(const DeviceTensor& x, float s) {
+  check_act("scale", x, "x", activation_dtype());
+  auto out = allocate(x.shape());
+  scale_impl(x, s, out);
+  return out;
+}
+
+DeviceTensor Backend::upsample_nearest2x(const DeviceTensor& x) {
+  check_act("upsample_nearest2x", x, "x", activation_dtype());
+  require(x.rank() == 4, "upsample_nearest2x", "x " + shapes(x) + " is not [N, H, W, C]");
+  auto out = allocate({x.dim(0), 2 * x.dim(1), 2 * x.dim(2), x.dim(3)});
+  upsample_nearest2x_impl(x, out);
+  return out;
+}
+
+DeviceTensor Backend::concat_channels(const DeviceTensor& a, const DeviceTensor& b) {
+  check_act("concat_channels", a, "a", activation_dtype());
+  check_act("concat_channels", b, "b", activation_dtype());
+  require(a.rank() >= 1 && a.rank() == b.rank() && with_last(a.shape(), 0) == with_last(b.shape(), 0),
+          "concat_channels", "a " + shapes(a) + " and b " + shapes(b) + " differ in more than channels");
+  auto out = allocate(with_last(a.shape(), a.dim(-1) + b.dim(-1)));
+  concat_channels_impl(a, b, out);
+  return out;
+}
+
+DeviceTensor Backend::slice_channels(const DeviceTensor& x, std::int64_t begin, std::int64_t end) {
+  check_act("slice_channels", x, "x", activation_dtype());
+  require(x.rank() >= 1 && 0 <= begin && begin <= end && end <= x.dim(-1), "slice_channels",
+          "[" + std::to_string(begin) + ", " + std::to_string(end) + ") is not inside the channels of " + shapes(x));
+  auto out = allocate(with_last(x.shape(), end - begin));
+  slice_channels_impl(x, begin, out);
+  return out;
+}
+
+DeviceTensor Backend::embedding(const DeviceTensor& table, const DeviceTensor& ids) {
+  check_act("embedding", table, "table", activation_dtype());
+  require(table.rank() == 2, "embedding", "table " + shapes(table) + " is not [V, C]");
+  require(!ids.empty() && ids.dtype() == DType::i32, "embedding", "ids must be an I32 tensor (upload integer ids)");
+  Shape s = ids.shape();
+  s.push_back(table.dim(1));
+  auto out = allocate(std::move(s));
+  embedding_impl(table, ids, out);
+  return out;
+}
+
+DeviceTensor Backend::nchw_to_nhwc(const DeviceTensor& x) {
+  check_act("nchw_to_nhwc", x, "x", activation_dtype());
+  require(x.rank() == 4, "nchw_to_nhwc", "x " + shapes(x) + " is not [N, C, H, W]");
+  auto out = allocate({x.dim(0), x.dim(2), x.dim(3), x.dim(1)});
+  convert_layout_impl(x, true, out);
+  return out;
+}
+
+DeviceTensor Backend::nhwc_to_nchw(const DeviceTensor& x) {
+  check_act("nhwc_to_nchw", x, "x", activation_dtype());
+  require(x.rank() == 4, "nhwc_to_nchw", "x " + shapes(x) + " is not [N, H, W, C]");
+  auto out = allocate({x.dim(0), x.dim(3), x.dim(1), x.dim(2)});
+  convert_layout_impl(x, false, out);
+  return out;
+}
+
+}  // namespace fisedit

@@ -1,0 +1,215 @@
+#pragma once
+// The backend contract: what a device must provide for the models to run on it. One header, nothing
+// else. Models (engine/models) are written against this interface only; the CPU backend
+// (backend/cpu, float32) is the reference every other backend is tested against, op by op.
+//
+// Conventions
+// - Activations are channels-last: images are [N, H, W, C], token sequences [N, L, C]. Layout
+//   conversion happens only at a model's boundary (nchw_to_nhwc / nhwc_to_nchw), because the CUDA
+//   backend runs cuDNN convolutions channels-last and every op then reads contiguous channels.
+// - Activations and weights are stored in the backend's activation dtype (f32 on the CPU, f16 on
+//   CUDA); accumulation is always float32. GroupNorm statistics are float32 everywhere.
+// - Every public op is non-virtual: it checks its inputs (throwing fisedit::Error(invalid_argument)
+//   naming the op and the shapes), allocates the output, and calls the backend's `*_impl`. Backends
+//   therefore see only valid, contiguous inputs of their own activation dtype.
+// - A Backend is used from one thread at a time. Device tensors must not outlive the backend that
+//   allocated them (a CUDA buffer goes back to its backend's memory pool).
+//
+// Required: every pure virtual. Optional: virtuals with a default (synchronize, geglu_impl).
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace fisedit {
+
+enum class DeviceKind { cpu, cuda };
+
+// Memory owned by one backend; the destructor frees it (and never throws).
+class DeviceBuffer {
+public:
+  virtual ~DeviceBuffer() = default;
+  virtual std::byte* data() = 0;  // a device address: dereference it only on that device
+  virtual std::size_t size() const = 0;
+};
+
+// A contiguous, row-major tensor in device memory: a shared buffer, a byte offset, dtype and shape.
+// Copies are cheap handles to the same memory (like torch tensors); views share the buffer.
+class DeviceTensor {
+public:
+  DeviceTensor() = default;
+  DeviceTensor(std::shared_ptr<DeviceBuffer> buffer, std::size_t offset, DType dtype, Shape shape);
+
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int rank() const { return static_cast<int>(shape_.size()); }
+  std::int64_t dim(int i) const;  // negative i counts from the end
+  std::int64_t numel() const { return shape_numel(shape_); }
+  std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
+  bool empty() const { return buffer_ == nullptr; }
+
+  std::byte* data() const { return buffer_ ? buffer_->data() + offset_ : nullptr; }
+  template <class T>
+  T* data_as() const { return reinterpret_cast<T*>(data()); }
+
+  // The same memory under another shape of the same element count.
+  DeviceTensor reshaped(Shape shape) const;
+  // Rows [begin, end) of the first dimension (e.g. one half of a CFG batch).
+  DeviceTensor slice_rows(std::int64_t begin, std::int64_t end) const;
+
+private:
+  std::shared_ptr<DeviceBuffer> buffer_;
+  std::size_t offset_ = 0;
+  DType dtype_ = DType::f32;
+  Shape shape_;
+};
+
+enum class Activation {
+  none,
+  silu,        // x * sigmoid(x)
+  gelu,        // exact: 0.5 x (1 + erf(x / sqrt 2)) (OpenCLIP, the U-Net's GEGLU)
+  quick_gelu,  // x * sigmoid(1.702 x) (OpenAI CLIP)
+};
+
+struct Conv2dParams {
+  int stride = 1;
+  // Asymmetric padding exists for the VAE encoder's downsampler (pad right and bottom by one, then a
+  // stride-2 convolution); a backend whose library only pads symmetrically pads explicitly first.
+  int pad_top = 0, pad_bottom = 0, pad_left = 0, pad_right = 0;
+  static Conv2dParams same(int stride, int padding) { return {stride, padding, padding, padding, padding}; }
+};
+
+// A convolution's weights in the layout the backend that prepared them chose (only it reads them).
+struct ConvWeight {
+  DeviceTensor weight;
+  DeviceTensor bias;  // [Cout], or empty
+  int out_channels = 0, in_channels = 0, kernel_h = 0, kernel_w = 0;
+};
+
+// Per-(batch, group) GroupNorm statistics, float32 [N, G] each: the sparse editor normalises a
+// few tiles with the statistics of the full activation it cached.
+struct GroupNormStats {
+  DeviceTensor mean;
+  DeviceTensor var;  // biased (divided by the element count), as torch computes it; eps not added
+};
+
+struct AttentionParams {
+  int heads = 1;
+  float scale = 1.0f;   // applied to q . k before the softmax
+  bool causal = false;  // query i attends to keys j <= i (top-left aligned, like torch's is_causal)
+  bool upcast = false;  // scores and softmax in float32 even with fp16 activations (SD2's U-Net)
+};
+
+class Backend {
+public:
+  virtual ~Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  // ---- The device -------------------------------------------------------------------------------
+  virtual DeviceKind kind() const = 0;
+  virtual std::string name() const = 0;  // shown to users, e.g. "CPU (float32, 16 threads)"
+  virtual DType activation_dtype() const = 0;
+  virtual void synchronize() {}  // optional: blocks until queued work is done
+
+  // ---- Memory -----------------------------------------------------------------------------------
+  // Uninitialised memory; throws Error(out_of_memory).
+  virtual DeviceTensor allocate(DType dtype, Shape shape) = 0;
+  DeviceTensor allocate(Shape shape) { return allocate(activation_dtype(), std::move(shape)); }
+  // Float tensors (F64/F32/F16/BF16) become the activation dtype; integer tensors become I32 (token
+  // ids), refusing values outside its range.
+  DeviceTensor upload(const Tensor& host);
+  // Float32 on the host, whatever the device dtype.
+  Tensor download(const DeviceTensor& t);
+  // A convolution's weights, uploaded once. weight [Cout, Cin, kh, kw] (torch layout), bias [Cout]
+  // or an empty Tensor.
+  ConvWeight prepare_conv_weight(const Tensor& weight, const Tensor& bias);
+
+  // ---- Ops (all required unless marked) ---------------------------------------------------------
+  // x [..., K] . weight[N, K]^T + bias[N] -> [..., N], then `act`. bias may be empty.
+  DeviceTensor linear(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                      Activation act = Activation::none);
+  // [N, H, W, Cin] -> [N, Ho, Wo, Cout], Ho = (H + pad_top + pad_bottom - kh) / stride + 1.
+  DeviceTensor conv2d(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params);
+  // [N, ..., C] -> [N, ..., C], statistics over (positions, C / groups channels) per (n, group).
+  // `stats_out` (optional) receives the statistics used; `stats_in` (optional) replaces computing them.
+  DeviceTensor group_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
+                          int groups, float eps, bool silu = false, GroupNormStats* stats_out = nullptr,
+                          const GroupNormStats* stats_in = nullptr);
+  // [..., C] -> [..., C], normalised over C.
+  DeviceTensor layer_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta, float eps);
+  // q [B, Lq, heads * D], k and v [B, Lk, heads * D] -> [B, Lq, heads * D]: softmax(scale q k^T) v
+  // per head, heads side by side in the channel dimension (as diffusers' and CLIP's projections give).
+  DeviceTensor attention(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
+                         const AttentionParams& params);
+  // [...] -> [...]
+  DeviceTensor activation(const DeviceTensor& x, Activation act);
+  // [..., 2F] -> [..., F]: x[..., :F] * gelu(x[..., F:]) (diffusers' GEGLU after its projection).
+  DeviceTensor geglu(const DeviceTensor& x);
+  // a [...] op b -> [...]. b has a's shape, or a broadcast form of it: b's shape, left-padded with
+  // ones to a's rank, is a's leading dims, then ones, then a's trailing dims. So [C] and [L, C] (a
+  // suffix) and [N, 1, 1, C] (a time embedding over [N, H, W, C]) all broadcast.
+  DeviceTensor add(const DeviceTensor& a, const DeviceTensor& b);
+  DeviceTensor mul(const DeviceTensor& a, const DeviceTensor& b);
+  // [...] -> [...] * s
+  DeviceTensor scale(const DeviceTensor& x, float s);
+  // [N, H, W, C] -> [N, 2H, 2W, C], nearest neighbour.
+  DeviceTensor upsample_nearest2x(const DeviceTensor& x);
+  // [..., Ca], [..., Cb] -> [..., Ca + Cb] (the U-Net's skip connections).
+  DeviceTensor concat_channels(const DeviceTensor& a, const DeviceTensor& b);
+  // [..., C] -> [..., end - begin]
+  DeviceTensor slice_channels(const DeviceTensor& x, std::int64_t begin, std::int64_t end);
+  // table [V, C], ids I32 [...] -> [..., C]; ids outside [0, V) are an Error.
+  DeviceTensor embedding(const DeviceTensor& table, const DeviceTensor& ids);
+  // [N, C, H, W] <-> [N, H, W, C], at model boundaries.
+  DeviceTensor nchw_to_nhwc(const DeviceTensor& x);
+  DeviceTensor nhwc_to_nchw(const DeviceTensor& x);
+
+protected:
+  Backend() = default;
+
+  // How b broadcasts over a: a is viewed as [outer, repeat, inner], b as [outer, inner].
+  struct Broadcast {
+    std::int64_t outer = 1, repeat = 1, inner = 1;
+  };
+  enum class BinaryOp { add, mul };
+
+  // Implementations. Inputs are validated and of the activation dtype unless stated; `out` is
+  // allocated with the output shape.
+  virtual void upload_impl(const Tensor& host, DeviceTensor& out) = 0;  // float -> act. dtype, int -> I32
+  virtual void download_impl(const DeviceTensor& t, std::span<float> out) = 0;
+  virtual ConvWeight prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) = 0;
+  virtual void linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                           Activation act, DeviceTensor& out) = 0;
+  virtual void conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                           DeviceTensor& out) = 0;
+  // x viewed as [N, L, C]. stats_out and stats_in are null or hold [N, G] f32 tensors.
+  virtual void group_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
+                               int groups, float eps, bool silu, GroupNormStats* stats_out,
+                               const GroupNormStats* stats_in, DeviceTensor& out) = 0;
+  virtual void layer_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
+                               float eps, DeviceTensor& out) = 0;
+  virtual void attention_impl(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
+                              const AttentionParams& params, DeviceTensor& out) = 0;
+  virtual void activation_impl(const DeviceTensor& x, Activation act, DeviceTensor& out) = 0;
+  // Optional: the default composes slice_channels, activation and mul.
+  virtual void geglu_impl(const DeviceTensor& x, DeviceTensor& out);
+  virtual void binary_impl(BinaryOp op, const DeviceTensor& a, const DeviceTensor& b, Broadcast shape,
+                           DeviceTensor& out) = 0;
+  virtual void scale_impl(const DeviceTensor& x, float s, DeviceTensor& out) = 0;
+  virtual void upsample_nearest2x_impl(const DeviceTensor& x, DeviceTensor& out) = 0;
+  virtual void concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) = 0;
+  virtual void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) = 0;
+  virtual void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) = 0;
+  // to_nhwc: [N, C, H, W] -> [N, H, W, C]; otherwise the reverse.
+  virtual void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) = 0;
+
+private:
+  DeviceTensor binary(BinaryOp op, const char* name, const DeviceTensor& a, const DeviceTensor& b);
+};
+
+}  // namespace fisedit

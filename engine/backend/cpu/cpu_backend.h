@@ -1,0 +1,56 @@
+#pragma once
+// The float32 CPU backend: the reference every other backend is tested against, and the engine of
+// machines without a GPU. GEMMs (linear, convolution via im2col, attention) go through OpenBLAS;
+// all ops, GEMMs included, are split over the backend's own thread pool (see thread_pool.h).
+// Convolution weights are stored [Cout, kh * kw * Cin], so a convolution is one GEMM against
+// im2col rows, and a 1x1 convolution one GEMM against the input itself.
+#include "backend/backend.h"
+#include "backend/cpu/thread_pool.h"
+
+#include <memory>
+
+namespace fisedit {
+
+class CpuBackend final : public Backend {
+public:
+  // `threads` counts the calling thread; 0 means one per available CPU.
+  explicit CpuBackend(int threads = 0);
+
+  DeviceKind kind() const override { return DeviceKind::cpu; }
+  std::string name() const override;
+  DType activation_dtype() const override { return DType::f32; }
+  DeviceTensor allocate(DType dtype, Shape shape) override;
+  using Backend::allocate;
+
+protected:
+  void upload_impl(const Tensor& host, DeviceTensor& out) override;
+  void download_impl(const DeviceTensor& t, std::span<float> out) override;
+  ConvWeight prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) override;
+  void linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
+                   DeviceTensor& out) override;
+  void conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, DeviceTensor& out) override;
+  void group_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta, int groups,
+                       float eps, bool silu, GroupNormStats* stats_out, const GroupNormStats* stats_in,
+                       DeviceTensor& out) override;
+  void layer_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
+                       DeviceTensor& out) override;
+  void attention_impl(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
+                      const AttentionParams& params, DeviceTensor& out) override;
+  void activation_impl(const DeviceTensor& x, Activation act, DeviceTensor& out) override;
+  void geglu_impl(const DeviceTensor& x, DeviceTensor& out) override;
+  void binary_impl(BinaryOp op, const DeviceTensor& a, const DeviceTensor& b, Broadcast shape,
+                   DeviceTensor& out) override;
+  void scale_impl(const DeviceTensor& x, float s, DeviceTensor& out) override;
+  void upsample_nearest2x_impl(const DeviceTensor& x, DeviceTensor& out) override;
+  void concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) override;
+  void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) override;
+  void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) override;
+  void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) override;
+
+private:
+  cpu::ThreadPool pool_;
+};
+
+std::unique_ptr<Backend> make_cpu_backend();
+
+}  // namespace fisedit

@@ -1,0 +1,123 @@
+// Element-wise ops and data movement: activations, GEGLU, broadcast add/mul, scale, upsampling,
+// channel concat/slice, embedding lookup and layout conversion.
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "core/error.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace fisedit {
+namespace {
+
+// Rows of a flat tensor for element-wise loops: long enough to vectorise, many enough to split.
+constexpr std::int64_t kRow = 4096;
+
+template <class F>
+void for_each_block(cpu::ThreadPool& pool, std::int64_t n, F&& f) {
+  cpu::parallel_for(pool, (n + kRow - 1) / kRow, kRow, [&](std::int64_t r) { f(r * kRow, std::min(n, (r + 1) * kRow)); });
+}
+
+void copy_floats(float* dst, const float* src, std::int64_t n) {
+  std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
+}
+
+}  // namespace
+
+void CpuBackend::activation_impl(const DeviceTensor& x, Activation act, DeviceTensor& out) {
+  const float* src = x.data_as<const float>();
+  float* dst = out.data_as<float>();
+  for_each_block(pool_, x.numel(), [&](std::int64_t begin, std::int64_t end) {
+    copy_floats(dst + begin, src + begin, end - begin);
+    cpu::apply_activation(dst + begin, end - begin, act);
+  });
+}
+
+void CpuBackend::geglu_impl(const DeviceTensor& x, DeviceTensor& out) {
+  const std::int64_t f = out.dim(-1), rows = out.numel() / std::max<std::int64_t>(f, 1);
+  cpu::parallel_for(pool_, rows, f, [&](std::int64_t r) {
+    const float* hidden = x.data_as<const float>() + r * 2 * f;
+    const float* gate = hidden + f;
+    float* y = out.data_as<float>() + r * f;
+    for (std::int64_t j = 0; j < f; ++j) y[j] = hidden[j] * cpu::gelu(gate[j]);
+  });
+}
+
+void CpuBackend::binary_impl(BinaryOp op, const DeviceTensor& a, const DeviceTensor& b, Broadcast shape,
+                             DeviceTensor& out) {
+  const std::int64_t inner = shape.inner;
+  cpu::parallel_for(pool_, shape.outer * shape.repeat, inner, [&](std::int64_t row) {
+    const float* x = a.data_as<const float>() + row * inner;
+    const float* y = b.data_as<const float>() + row / shape.repeat * inner;
+    float* z = out.data_as<float>() + row * inner;
+    if (op == BinaryOp::add)
+      for (std::int64_t j = 0; j < inner; ++j) z[j] = x[j] + y[j];
+    else
+      for (std::int64_t j = 0; j < inner; ++j) z[j] = x[j] * y[j];
+  });
+}
+
+void CpuBackend::scale_impl(const DeviceTensor& x, float s, DeviceTensor& out) {
+  const float* src = x.data_as<const float>();
+  float* dst = out.data_as<float>();
+  for_each_block(pool_, x.numel(), [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) dst[i] = src[i] * s;
+  });
+}
+
+void CpuBackend::upsample_nearest2x_impl(const DeviceTensor& x, DeviceTensor& out) {
+  const std::int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+  // One output row (y) per item: each input pixel's channels written twice, the row then duplicated.
+  cpu::parallel_for(pool_, n * h, 4 * w * c, [&](std::int64_t row) {
+    const float* src = x.data_as<const float>() + row * w * c;
+    float* dst = out.data_as<float>() + row * 4 * w * c;
+    for (std::int64_t i = 0; i < w; ++i) {
+      copy_floats(dst + 2 * i * c, src + i * c, c);
+      copy_floats(dst + (2 * i + 1) * c, src + i * c, c);
+    }
+    copy_floats(dst + 2 * w * c, dst, 2 * w * c);
+  });
+}
+
+void CpuBackend::concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) {
+  const std::int64_t ca = a.dim(-1), cb = b.dim(-1), rows = out.numel() / std::max<std::int64_t>(ca + cb, 1);
+  cpu::parallel_for(pool_, rows, ca + cb, [&](std::int64_t r) {
+    float* dst = out.data_as<float>() + r * (ca + cb);
+    copy_floats(dst, a.data_as<const float>() + r * ca, ca);
+    copy_floats(dst + ca, b.data_as<const float>() + r * cb, cb);
+  });
+}
+
+void CpuBackend::slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) {
+  const std::int64_t c = x.dim(-1), width = out.dim(-1), rows = out.numel() / std::max<std::int64_t>(width, 1);
+  cpu::parallel_for(pool_, rows, width, [&](std::int64_t r) {
+    copy_floats(out.data_as<float>() + r * width, x.data_as<const float>() + r * c + begin, width);
+  });
+}
+
+void CpuBackend::embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) {
+  const std::int64_t vocab = table.dim(0), c = table.dim(1), n = ids.numel();
+  const auto* id = ids.data_as<const std::int32_t>();
+  for (std::int64_t i = 0; i < n; ++i)
+    if (id[i] < 0 || id[i] >= vocab)
+      throw Error(ErrorCode::invalid_argument, "embedding: id " + std::to_string(id[i]) + " at position " +
+                                                   std::to_string(i) + " is outside the table of " +
+                                                   std::to_string(vocab) + " entries");
+  cpu::parallel_for(pool_, n, c, [&](std::int64_t i) {
+    copy_floats(out.data_as<float>() + i * c, table.data_as<const float>() + id[i] * c, c);
+  });
+}
+
+void CpuBackend::convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) {
+  // Both directions are a [C, P] <-> [P, C] transpose per batch item (P = H * W positions).
+  const std::int64_t n = x.dim(0), c = to_nhwc ? x.dim(1) : x.dim(3), p = x.numel() / std::max<std::int64_t>(n * c, 1);
+  const std::int64_t rows = to_nhwc ? p : c, cols = to_nhwc ? c : p;  // of the output, per item
+  cpu::parallel_for(pool_, n * rows, cols, [&](std::int64_t item_row) {
+    const std::int64_t b = item_row / rows, r = item_row % rows;
+    const float* src = x.data_as<const float>() + b * p * c;
+    float* dst = out.data_as<float>() + b * p * c + r * cols;
+    for (std::int64_t j = 0; j < cols; ++j) dst[j] = src[j * rows + r];
+  });
+}
+
+}  // namespace fisedit

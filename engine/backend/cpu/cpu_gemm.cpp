@@ -1,0 +1,149 @@
+// Linear layers and convolutions: OpenBLAS GEMMs split over the pool (a convolution over im2col rows,
+// in blocks so the column buffers stay small at any image size), then a bias-and-activation pass.
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace fisedit {
+namespace cpu {
+
+void gemm_nt(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
+             const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blas_int(m), blas_int(n), blas_int(k), alpha, a,
+              blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
+}
+
+void gemm_nn(std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a, std::int64_t lda,
+             const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blas_int(m), blas_int(n), blas_int(k), alpha, a,
+              blas_int(lda), b, blas_int(ldb), beta, c, blas_int(ldc));
+}
+
+void parallel_gemm_nt(ThreadPool& pool, std::int64_t m, std::int64_t n, std::int64_t k, const float* a,
+                      std::int64_t lda, const float* b, std::int64_t ldb, float* c, std::int64_t ldc) {
+  // Below ~1M multiply-adds, or when neither side splits into useful blocks, one thread does it.
+  const std::int64_t threads = pool.size();
+  if (threads == 1 || m * n * k < (std::int64_t{1} << 20) || (m < 32 * threads && n < 32 * threads)) {
+    gemm_nt(m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    return;
+  }
+  const bool by_rows = m >= 32 * threads;
+  const std::int64_t extent = by_rows ? m : n;
+  pool.run(threads, [&](std::int64_t t, int) {
+    const std::int64_t begin = extent * t / threads, count = extent * (t + 1) / threads - begin;
+    if (by_rows)
+      gemm_nt(count, n, k, 1.0f, a + begin * lda, lda, b, ldb, 0.0f, c + begin * ldc, ldc);
+    else
+      gemm_nt(m, count, k, 1.0f, a, lda, b + begin * ldb, ldb, 0.0f, c + begin, ldc);
+  });
+}
+
+}  // namespace cpu
+
+namespace {
+
+// out[rows, n] += bias (if any), then the activation.
+void bias_activation_rows(float* out, std::int64_t rows, std::int64_t n, const float* bias, Activation act) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    float* row = out + r * n;
+    if (bias)
+      for (std::int64_t j = 0; j < n; ++j) row[j] += bias[j];
+    cpu::apply_activation(row, n, act);
+  }
+}
+
+void bias_activation(cpu::ThreadPool& pool, float* out, std::int64_t rows, std::int64_t n, const float* bias,
+                     Activation act) {
+  if (!bias && act == Activation::none) return;
+  cpu::parallel_for(pool, rows, n, [&](std::int64_t r) { bias_activation_rows(out + r * n, 1, n, bias, act); });
+}
+
+// The column buffers of all threads together: at most this many floats (16 MiB).
+constexpr std::int64_t kColumnBudget = std::int64_t{1} << 22;
+
+}  // namespace
+
+ConvWeight CpuBackend::prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) {
+  const auto cout = weight.dim(0), cin = weight.dim(1), kh = weight.dim(2), kw = weight.dim(3);
+  const auto src = weight.to_f32();
+  ConvWeight w;
+  w.out_channels = static_cast<int>(cout);
+  w.in_channels = static_cast<int>(cin);
+  w.kernel_h = static_cast<int>(kh);
+  w.kernel_w = static_cast<int>(kw);
+  // [Cout, Cin, kh, kw] -> [Cout, kh, kw, Cin]: the order of an im2col row of channels-last input.
+  w.weight = allocate(DType::f32, {cout, kh * kw * cin});
+  float* dst = w.weight.data_as<float>();
+  for (std::int64_t o = 0; o < cout; ++o)
+    for (std::int64_t c = 0; c < cin; ++c)
+      for (std::int64_t y = 0; y < kh; ++y)
+        for (std::int64_t x = 0; x < kw; ++x)
+          dst[((o * kh + y) * kw + x) * cin + c] = src[static_cast<std::size_t>(((o * cin + c) * kh + y) * kw + x)];
+  if (!bias.empty()) w.bias = upload(bias);
+  return w;
+}
+
+void CpuBackend::linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                             Activation act, DeviceTensor& out) {
+  const std::int64_t k = weight.dim(1), n = weight.dim(0), m = x.numel() / std::max<std::int64_t>(k, 1);
+  float* y = out.data_as<float>();
+  cpu::parallel_gemm_nt(pool_, m, n, k, x.data_as<const float>(), k, weight.data_as<const float>(), k, y, n);
+  bias_activation(pool_, y, m, n, bias.empty() ? nullptr : bias.data_as<const float>(), act);
+}
+
+void CpuBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, DeviceTensor& out) {
+  const std::int64_t n = x.dim(0), h = x.dim(1), wd = x.dim(2), cin = x.dim(3);
+  const std::int64_t ho = out.dim(1), wo = out.dim(2), cout = out.dim(3);
+  const std::int64_t kh = w.kernel_h, kw = w.kernel_w, k = kh * kw * cin;
+  const float* src = x.data_as<const float>();
+  const float* weight = w.weight.data_as<const float>();
+  const float* bias = w.bias.empty() ? nullptr : w.bias.data_as<const float>();
+  float* y = out.data_as<float>();
+  const std::int64_t pixels = n * ho * wo;
+
+  const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_left == 0 &&
+                         p.pad_bottom == 0 && p.pad_right == 0;
+  if (pointwise) {
+    cpu::parallel_gemm_nt(pool_, pixels, cout, cin, src, cin, weight, cin, y, cout);
+    bias_activation(pool_, y, pixels, cout, bias, Activation::none);
+  } else {
+    // Blocks of output pixels, each gathered into its thread's column buffer, then one GEMM and the
+    // bias while the block is in cache. Small convolutions stay on one thread.
+    const std::int64_t threads = pixels * k * cout < (std::int64_t{1} << 20) ? 1 : pool_.size();
+    const std::int64_t rows = std::clamp<std::int64_t>(kColumnBudget / (threads * k), 1, (pixels + threads - 1) / threads);
+    std::vector<float> columns(static_cast<std::size_t>(threads * rows * k));
+    const auto block_gemm = [&](std::int64_t block, int thread) {
+      const std::int64_t first = block * rows, count = std::min(rows, pixels - first);
+      float* dst = columns.data() + thread * rows * k;
+      for (std::int64_t pixel = first; pixel < first + count; ++pixel) {
+        const std::int64_t b = pixel / (ho * wo), oy = pixel / wo % ho, ox = pixel % wo;
+        for (std::int64_t ky = 0; ky < kh; ++ky) {
+          const std::int64_t iy = oy * p.stride - p.pad_top + ky;
+          for (std::int64_t kx = 0; kx < kw; ++kx, dst += cin) {
+            const std::int64_t ix = ox * p.stride - p.pad_left + kx;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= wd)
+              std::fill(dst, dst + cin, 0.0f);
+            else
+              std::memcpy(dst, src + ((b * h + iy) * wd + ix) * cin, static_cast<std::size_t>(cin) * sizeof(float));
+          }
+        }
+      }
+      cpu::gemm_nt(count, cout, k, 1.0f, columns.data() + thread * rows * k, k, weight, k, 0.0f, y + first * cout, cout);
+      bias_activation_rows(y + first * cout, count, cout, bias, Activation::none);
+    };
+    const std::int64_t blocks = (pixels + rows - 1) / rows;
+    if (threads == 1)
+      for (std::int64_t block = 0; block < blocks; ++block) block_gemm(block, 0);
+    else
+      pool_.run(blocks, block_gemm);
+  }
+}
+
+}  // namespace fisedit

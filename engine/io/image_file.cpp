@@ -1,0 +1,132 @@
+#include "io/image_file.h"
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb_image_write.h>
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#include <stb_image.h>
+
+namespace fisedit {
+namespace {
+
+constexpr unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+void put_u32(std::string& out, std::uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+std::uint32_t get_u32(const unsigned char* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+}
+
+std::string chunk(const std::string& type, const std::string& data) {
+  std::string out;
+  put_u32(out, static_cast<std::uint32_t>(data.size()));
+  const std::string body = type + data;
+  out += body;
+  put_u32(out, static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+  return out;
+}
+
+std::string text_chunk(const std::string& keyword, const std::string& text) {
+  if (keyword.empty() || keyword.size() > 79 || keyword.find('\0') != std::string::npos)
+    throw Error(ErrorCode::invalid_argument, "PNG text keyword '" + keyword + "' must be 1-79 characters");
+  const bool ascii = std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (ascii) return chunk("tEXt", keyword + '\0' + text);
+  // keyword, NUL, compression flag 0, method 0, empty language tag NUL, empty translated keyword NUL, text
+  return chunk("iTXt", keyword + std::string("\0\0\0\0\0", 5) + text);
+}
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(std::filesystem::exists(path) ? ErrorCode::io : ErrorCode::not_found, path.string() + ": cannot open");
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+void write_png(const std::filesystem::path& path, const Image8& image, const TextChunks& text) {
+  if (image.width <= 0 || image.height <= 0 || (image.channels != 1 && image.channels != 3 && image.channels != 4) ||
+      image.pixels.size() != static_cast<std::size_t>(image.width) * image.height * image.channels)
+    throw Error(ErrorCode::invalid_argument, path.string() + ": inconsistent image (" + std::to_string(image.width) + "x" +
+                                                 std::to_string(image.height) + "x" + std::to_string(image.channels) + ", " +
+                                                 std::to_string(image.pixels.size()) + " bytes)");
+  int length = 0;
+  unsigned char* encoded = stbi_write_png_to_mem(image.pixels.data(), image.width * image.channels, image.width,
+                                                 image.height, image.channels, &length);
+  if (!encoded) throw Error(ErrorCode::out_of_memory, path.string() + ": PNG encoding failed");
+  std::string png(reinterpret_cast<const char*>(encoded), static_cast<std::size_t>(length));
+  STBIW_FREE(encoded);
+
+  // Text chunks go right after IHDR (signature 8 bytes + IHDR 4+4+13+4), where readers look first.
+  constexpr std::size_t kAfterHeader = 8 + 25;
+  std::string texts;
+  for (const auto& [keyword, value] : text) texts += text_chunk(keyword, value);
+  png.insert(kAfterHeader, texts);
+
+  AtomicFile out(path);
+  out.write(reinterpret_cast<const std::byte*>(png.data()), png.size());
+  out.commit();
+}
+
+Image8 read_png(const std::filesystem::path& path) {
+  const auto bytes = read_all(path);
+  int w = 0, h = 0, c = 0;
+  unsigned char* data = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                                              static_cast<int>(bytes.size()), &w, &h, &c, 0);
+  if (!data) throw Error(ErrorCode::corrupt_file, path.string() + ": not a readable PNG (" + stbi_failure_reason() + ")");
+  if (c == 2) {  // grey + alpha: keep the grey
+    Image8 grey{w, h, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(w) * h)};
+    for (std::size_t i = 0; i < grey.pixels.size(); ++i) grey.pixels[i] = data[2 * i];
+    stbi_image_free(data);
+    return grey;
+  }
+  Image8 image{w, h, c, std::vector<std::uint8_t>(data, data + static_cast<std::size_t>(w) * h * c)};
+  stbi_image_free(data);
+  return image;
+}
+
+TextChunks read_png_text(const std::filesystem::path& path) {
+  const auto bytes = read_all(path);
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  if (bytes.size() < 8 || std::memcmp(p, kSignature, 8) != 0)
+    throw Error(ErrorCode::corrupt_file, path.string() + ": not a PNG file");
+  TextChunks out;
+  std::size_t pos = 8;
+  while (pos + 12 <= bytes.size()) {
+    const std::uint32_t length = get_u32(p + pos);
+    if (length > bytes.size() - pos - 12) throw Error(ErrorCode::corrupt_file, path.string() + ": truncated PNG chunk");
+    const std::string type(bytes, pos + 4, 4);
+    const std::string data(bytes, pos + 8, length);
+    if (type == "tEXt" || type == "iTXt") {
+      const auto nul = data.find('\0');
+      if (nul != std::string::npos) {
+        const auto keyword = data.substr(0, nul);
+        if (type == "tEXt") {
+          out.emplace_back(keyword, data.substr(nul + 1));
+        } else if (nul + 2 < data.size() && data[nul + 1] == 0) {  // uncompressed iTXt only
+          const auto lang_end = data.find('\0', nul + 3);
+          const auto key_end = lang_end == std::string::npos ? lang_end : data.find('\0', lang_end + 1);
+          if (key_end != std::string::npos) out.emplace_back(keyword, data.substr(key_end + 1));
+        }
+      }
+    }
+    if (type == "IEND") break;
+    pos += 12 + length;
+  }
+  return out;
+}
+
+}  // namespace fisedit

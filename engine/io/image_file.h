@@ -1,0 +1,29 @@
+#pragma once
+// PNG files: 8-bit images with text chunks (the "parameters" chunk AUTOMATIC1111 writes and reads, and
+// our own JSON record), written atomically.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fisedit {
+
+struct Image8 {
+  int width = 0;
+  int height = 0;
+  int channels = 0;                 // 1 (grey), 3 (RGB) or 4 (RGBA)
+  std::vector<std::uint8_t> pixels;  // row-major, interleaved channels
+};
+
+using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword, UTF-8 text
+
+// Throws Error(invalid_argument) for an inconsistent image, Error(io) when the file cannot be written.
+// ASCII texts go in tEXt chunks, others in uncompressed iTXt (UTF-8), as PIL does for latin-1-unsafe text.
+void write_png(const std::filesystem::path& path, const Image8& image, const TextChunks& text = {});
+// Throws Error(not_found / corrupt_file).
+Image8 read_png(const std::filesystem::path& path);
+// tEXt and uncompressed iTXt chunks of a PNG, in file order.
+TextChunks read_png_text(const std::filesystem::path& path);
+
+}  // namespace fisedit

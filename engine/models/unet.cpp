@@ -1,0 +1,249 @@
+// UNet2DConditionModel: time embedding, conv_in, the down path (pushing every resnet and downsampler
+// output as a skip), the mid block, the up path (popping them), conv_norm_out + SiLU, conv_out.
+// Follows diffusers' unet_2d_condition.py and unet_2d_blocks.py.
+#include "models/unet.h"
+
+#include "core/error.h"
+#include "models/unet_blocks.h"
+
+#include <cmath>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fisedit {
+namespace {
+
+using namespace unet;
+
+// CrossAttnDownBlock2D, or DownBlock2D when it has no attentions.
+struct DownBlock {
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<Transformer2DModel> attentions;  // one per resnet, or none
+  std::optional<Downsample2D> downsampler;     // all levels but the last
+
+  // [N, H, W, Cin] -> [N, H/2, W/2, C] (H, W kept on the last level); pushes each output onto `skips`.
+  DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
+                       std::vector<DeviceTensor>& skips) const {
+    for (std::size_t i = 0; i < resnets.size(); ++i) {
+      h = resnets[i].forward(b, h, temb);
+      if (!attentions.empty()) h = attentions[i].forward(b, h, context);
+      skips.push_back(h);
+    }
+    if (downsampler) {
+      h = downsampler->forward(b, h);
+      skips.push_back(h);
+    }
+    return h;
+  }
+};
+
+// UNetMidBlock2DCrossAttn: resnet, transformer, resnet.
+struct MidBlock {
+  std::vector<ResnetBlock2D> resnets;
+  Transformer2DModel attention;
+
+  // [N, H, W, C] -> [N, H, W, C]
+  DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context) const {
+    h = resnets[0].forward(b, h, temb);
+    h = attention.forward(b, h, context);
+    return resnets[1].forward(b, h, temb);
+  }
+};
+
+// CrossAttnUpBlock2D, or UpBlock2D when it has no attentions.
+struct UpBlock {
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<Transformer2DModel> attentions;
+  std::optional<Upsample2D> upsampler;  // all levels but the last
+
+  // [N, H, W, Cin] -> [N, 2H, 2W, C] (H, W kept on the last level); pops one skip per resnet.
+  DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
+                       std::vector<DeviceTensor>& skips) const {
+    for (std::size_t i = 0; i < resnets.size(); ++i) {
+      h = b.concat_channels(h, skips.back());  // [N, H, W, Ch], [N, H, W, Cs] -> [N, H, W, Ch + Cs]
+      skips.pop_back();
+      h = resnets[i].forward(b, h, temb);
+      if (!attentions.empty()) h = attentions[i].forward(b, h, context);
+    }
+    return upsampler ? upsampler->forward(b, h) : h;
+  }
+};
+
+// TimestepEmbedding: linear_1 -> SiLU -> linear_2.
+struct TimestepEmbedding {
+  Linear linear_1, linear_2;
+};
+
+void require_supported(bool ok, const std::string& what) {
+  if (!ok) throw Error(ErrorCode::unsupported, "U-Net: " + what + " (fisedit runs Stable Diffusion 1.x and 2.x U-Nets)");
+}
+
+void require_input(bool ok, const std::string& what) {
+  if (!ok) throw Error(ErrorCode::invalid_argument, "U-Net: " + what);
+}
+
+}  // namespace
+
+std::vector<float> timestep_embedding(std::span<const float> timesteps, int dim, bool flip_sin_to_cos, int freq_shift) {
+  // Each step rounded to float32 in torch's order, so the embedding matches diffusers' to the last
+  // bits its float32 sin/cos/exp allow.
+  const int half = dim / 2;
+  const float log_max_period = static_cast<float>(std::log(10000.0));
+  std::vector<float> freqs(static_cast<std::size_t>(half));
+  for (int i = 0; i < half; ++i)
+    freqs[static_cast<std::size_t>(i)] =
+        std::exp(-log_max_period * static_cast<float>(i) / static_cast<float>(half - freq_shift));
+  // An odd dim leaves the last column zero, as diffusers pads it.
+  std::vector<float> out(timesteps.size() * static_cast<std::size_t>(dim), 0.0f);
+  for (std::size_t b = 0; b < timesteps.size(); ++b) {
+    float* row = out.data() + b * static_cast<std::size_t>(dim);
+    for (int i = 0; i < half; ++i) {
+      const float arg = timesteps[b] * freqs[static_cast<std::size_t>(i)];
+      row[flip_sin_to_cos ? half + i : i] = std::sin(arg);
+      row[flip_sin_to_cos ? i : half + i] = std::cos(arg);
+    }
+  }
+  return out;
+}
+
+struct UNet::Layers {
+  TimestepEmbedding time_embedding;
+  Conv2d conv_in;
+  std::vector<DownBlock> down_blocks;
+  MidBlock mid_block;
+  std::vector<UpBlock> up_blocks;
+  GroupNorm conv_norm_out;
+  Conv2d conv_out;
+};
+
+UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
+    : backend_(&backend), config_(config), layers_(std::make_unique<Layers>()) {
+  const auto& c = config_;
+  const std::size_t levels = c.block_out_channels.size();
+  require_supported(levels > 0 && c.down_block_types.size() == levels && c.up_block_types.size() == levels &&
+                        c.num_attention_heads.size() == levels,
+                    "block_out_channels, block types and head counts must list every level");
+  require_supported(c.mid_block_type == "UNetMidBlock2DCrossAttn", "mid block type " + c.mid_block_type);
+  for (const auto& t : c.down_block_types)
+    require_supported(t == "CrossAttnDownBlock2D" || t == "DownBlock2D", "down block type " + t);
+  for (const auto& t : c.up_block_types)
+    require_supported(t == "CrossAttnUpBlock2D" || t == "UpBlock2D", "up block type " + t);
+  require_supported(c.transformer_layers_per_block >= 1, "transformer_layers_per_block must be positive");
+
+  const WeightSource w(backend, weights, "U-Net");
+  auto& L = *layers_;
+  const std::int64_t c0 = c.block_out_channels[0], temb = c.time_embed_dim(), context = c.cross_attention_dim;
+  const int groups = c.norm_num_groups, lpb = c.layers_per_block;
+  const auto transformer = [&](int heads) {
+    return Transformer2DModel::Options{heads, c.transformer_layers_per_block, groups, c.use_linear_projection,
+                                       c.upcast_attention};
+  };
+
+  L.time_embedding.linear_1 = Linear::load(w, "time_embedding.linear_1", c0, temb);
+  L.time_embedding.linear_2 = Linear::load(w, "time_embedding.linear_2", temb, temb);
+  L.conv_in = Conv2d::load(w, "conv_in", c.in_channels, c0, 3, Conv2dParams::same(1, 1));
+
+  std::int64_t channels = c0;
+  for (std::size_t level = 0; level < levels; ++level) {
+    const auto prefix = "down_blocks." + std::to_string(level);
+    const std::int64_t out = c.block_out_channels[level];
+    DownBlock block;
+    for (int i = 0; i < lpb; ++i) {
+      const auto index = std::to_string(i);
+      block.resnets.push_back(ResnetBlock2D::load(w, prefix + ".resnets." + index, i == 0 ? channels : out, out, temb,
+                                                  groups, c.norm_eps));
+      if (c.down_block_types[level] == "CrossAttnDownBlock2D")
+        block.attentions.push_back(Transformer2DModel::load(w, prefix + ".attentions." + index, out, context,
+                                                            transformer(c.num_attention_heads[level])));
+    }
+    if (level + 1 < levels) block.downsampler = Downsample2D::load(w, prefix + ".downsamplers.0", out);
+    L.down_blocks.push_back(std::move(block));
+    channels = out;
+  }
+
+  const std::int64_t mid = c.block_out_channels.back();
+  for (int i = 0; i < 2; ++i)
+    L.mid_block.resnets.push_back(
+        ResnetBlock2D::load(w, "mid_block.resnets." + std::to_string(i), mid, mid, temb, groups, c.norm_eps));
+  L.mid_block.attention =
+      Transformer2DModel::load(w, "mid_block.attentions.0", mid, context, transformer(c.num_attention_heads.back()));
+
+  // Up level i mirrors down level (levels - 1 - i). Its resnet j takes the running channels plus a
+  // skip: the down level's resnet outputs, and last the skip from one level up (the previous level's
+  // downsampler output, or conv_in's at the top).
+  for (std::size_t i = 0; i < levels; ++i) {
+    const std::size_t mirror = levels - 1 - i;
+    const auto prefix = "up_blocks." + std::to_string(i);
+    const std::int64_t out = c.block_out_channels[mirror];
+    const std::int64_t skip_from_above = c.block_out_channels[mirror == 0 ? 0 : mirror - 1];
+    UpBlock block;
+    for (int j = 0; j <= lpb; ++j) {
+      const auto index = std::to_string(j);
+      const std::int64_t skip = j == lpb ? skip_from_above : out;
+      block.resnets.push_back(
+          ResnetBlock2D::load(w, prefix + ".resnets." + index, channels + skip, out, temb, groups, c.norm_eps));
+      if (c.up_block_types[i] == "CrossAttnUpBlock2D")
+        block.attentions.push_back(Transformer2DModel::load(w, prefix + ".attentions." + index, out, context,
+                                                            transformer(c.num_attention_heads[mirror])));
+      channels = out;
+    }
+    if (i + 1 < levels) block.upsampler = Upsample2D::load(w, prefix + ".upsamplers.0", out);
+    L.up_blocks.push_back(std::move(block));
+  }
+
+  L.conv_norm_out = GroupNorm::load(w, "conv_norm_out", c0, groups, c.norm_eps);
+  L.conv_out = Conv2d::load(w, "conv_out", c0, c.out_channels, 3, Conv2dParams::same(1, 1));
+}
+
+UNet::~UNet() = default;
+UNet::UNet(UNet&&) noexcept = default;
+UNet& UNet::operator=(UNet&&) noexcept = default;
+
+int UNet::size_multiple() const { return 1 << (config_.block_out_channels.size() - 1); }
+
+DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> timesteps, const DeviceTensor& context) {
+  Backend& b = *backend_;
+  const auto& c = config_;
+  const auto& L = *layers_;
+  require_input(sample.rank() == 4 && sample.dim(0) >= 1 && sample.dim(3) == c.in_channels,
+                "sample " + shape_to_string(sample.shape()) + " is not [N, H, W, " + std::to_string(c.in_channels) + "]");
+  const std::int64_t n = sample.dim(0), m = size_multiple();
+  require_input(sample.dim(1) > 0 && sample.dim(2) > 0 && sample.dim(1) % m == 0 && sample.dim(2) % m == 0,
+                "latent size " + std::to_string(sample.dim(1)) + "x" + std::to_string(sample.dim(2)) +
+                    " is not a multiple of " + std::to_string(m) + " (image sizes must be multiples of " +
+                    std::to_string(8 * m) + " pixels)");
+  require_input(timesteps.size() == 1 || timesteps.size() == static_cast<std::size_t>(n),
+                std::to_string(timesteps.size()) + " timesteps for a batch of " + std::to_string(n));
+  require_input(context.rank() == 3 && context.dim(0) == n && context.dim(2) == c.cross_attention_dim,
+                "context " + shape_to_string(context.shape()) + " is not [" + std::to_string(n) + ", L, " +
+                    std::to_string(c.cross_attention_dim) + "]");
+
+  // Every consumer of the time embedding (each resnet's time_emb_proj) takes SiLU(temb), so
+  // linear_2 applies it once here.
+  const std::int64_t c0 = c.block_out_channels[0];
+  std::vector<float> per_row(timesteps.begin(), timesteps.end());
+  if (per_row.size() == 1) per_row.assign(static_cast<std::size_t>(n), timesteps[0]);
+  const auto sinusoids = b.upload(Tensor::from_f32(
+      {n, c0}, timestep_embedding(per_row, static_cast<int>(c0), c.flip_sin_to_cos, c.freq_shift)));
+  const auto& te = L.time_embedding;
+  const auto temb_silu =
+      te.linear_2.forward(b, te.linear_1.forward(b, sinusoids, Activation::silu), Activation::silu);  // [N, C0] -> [N, 4 C0]
+
+  auto h = L.conv_in.forward(b, sample);  // [N, H, W, in] -> [N, H, W, C0]
+  std::vector<DeviceTensor> skips{h};
+  for (const auto& block : L.down_blocks) h = block.forward(b, h, temb_silu, context, skips);  // -> [N, H/m, W/m, Clast]
+  h = L.mid_block.forward(b, h, temb_silu, context);
+  for (const auto& block : L.up_blocks) h = block.forward(b, h, temb_silu, context, skips);  // -> [N, H, W, C0]
+  return L.conv_out.forward(b, L.conv_norm_out.forward(b, h, true));                       // -> [N, H, W, out]
+}
+
+Tensor UNet::forward(const Tensor& sample, std::span<const float> timesteps, const Tensor& context) {
+  Backend& b = *backend_;
+  require_input(sample.rank() == 4, "sample " + shape_to_string(sample.shape()) + " is not [N, C, H, W]");
+  const auto out = forward(b.nchw_to_nhwc(b.upload(sample)), timesteps, b.upload(context));
+  return b.download(b.nhwc_to_nchw(out));  // [N, H, W, out] -> [N, out, H, W]
+}
+
+}  // namespace fisedit

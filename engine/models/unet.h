@@ -1,0 +1,50 @@
+#pragma once
+// diffusers' UNet2DConditionModel as Stable Diffusion 1.x and 2.x configure it, on a Backend: the
+// noise (or v) predictor that every sampling step runs, once per step on the CFG batch of two.
+// Weights carry diffusers names ("down_blocks.0.attentions.1.transformer_blocks.0.attn1.to_q.weight");
+// the layers mirror diffusers' modules (see models/unet_blocks.h).
+#include "backend/backend.h"
+#include "core/tensor.h"
+#include "io/model_config.h"
+#include "io/model_loader.h"
+
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace fisedit {
+
+// diffusers' get_timestep_embedding (max_period 10000) in float32: one row of `dim` sinusoids per
+// timestep, [N] -> [N, dim] row-major; the cos half first when flip_sin_to_cos (as SD configures it).
+std::vector<float> timestep_embedding(std::span<const float> timesteps, int dim, bool flip_sin_to_cos, int freq_shift);
+
+class UNet {
+public:
+  // Checks every weight against `config` and uploads it once. Throws Error naming the first weight
+  // that is missing or misshapen, and Error(unsupported) for block types SD 1.x/2.x do not use.
+  // `backend` must outlive the UNet; `weights` is only read during construction.
+  UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights);
+  ~UNet();
+  UNet(UNet&&) noexcept;
+  UNet& operator=(UNet&&) noexcept;
+
+  const UNetConfig& config() const { return config_; }
+  // Latent height and width must be multiples of this (each down level but the last halves them).
+  int size_multiple() const;
+
+  // sample [N, H, W, in_channels] channels-last; timesteps: one per batch element (any real value,
+  // e.g. Euler's 499.5), or one for the whole batch; context [N, L, cross_attention_dim] (the text
+  // encoder's hidden states) -> [N, H, W, out_channels].
+  DeviceTensor forward(const DeviceTensor& sample, std::span<const float> timesteps, const DeviceTensor& context);
+  // The same on host tensors: sample [N, in_channels, H, W] (NCHW, as diffusers takes it), context
+  // [N, L, cross_attention_dim] -> float32 [N, out_channels, H, W].
+  Tensor forward(const Tensor& sample, std::span<const float> timesteps, const Tensor& context);
+
+private:
+  struct Layers;
+  Backend* backend_;
+  UNetConfig config_;
+  std::unique_ptr<Layers> layers_;
+};
+
+}  // namespace fisedit

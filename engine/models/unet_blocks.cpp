@@ -1,0 +1,130 @@
+// The U-Net's layers on the backend, following diffusers' modules line by line (resnet.py,
+// attention.py, attention_processor.py, transformer_2d.py, downsampling.py, upsampling.py).
+#include "models/unet_blocks.h"
+
+#include "core/error.h"
+
+#include <cmath>
+
+namespace fisedit::unet {
+
+namespace {
+
+// A 1x1 nn.Conv2d ([out, in, 1, 1]) as the Linear it is on channels-last activations.
+Linear load_pointwise_conv(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out) {
+  return {w.backend().upload(w.host(prefix + ".weight", {out, in, 1, 1}).reshaped({out, in})),
+          w.upload(prefix + ".bias", {out})};
+}
+
+}  // namespace
+
+ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out,
+                                  std::int64_t temb_channels, int groups, float eps) {
+  ResnetBlock2D r;
+  r.norm1 = GroupNorm::load(w, prefix + ".norm1", in, groups, eps);
+  r.conv1 = Conv2d::load(w, prefix + ".conv1", in, out, 3, Conv2dParams::same(1, 1));
+  r.time_emb_proj = Linear::load(w, prefix + ".time_emb_proj", temb_channels, out);
+  r.norm2 = GroupNorm::load(w, prefix + ".norm2", out, groups, eps);
+  r.conv2 = Conv2d::load(w, prefix + ".conv2", out, out, 3, Conv2dParams::same(1, 1));
+  if (in != out) r.conv_shortcut = Conv2d::load(w, prefix + ".conv_shortcut", in, out, 1, Conv2dParams::same(1, 0));
+  return r;
+}
+
+DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu) const {
+  auto h = conv1.forward(b, norm1.forward(b, x, true));  // [N, H, W, in] -> [N, H, W, out]
+  const auto t = time_emb_proj.forward(b, temb_silu);    // [N, T] -> [N, out]
+  h = b.add(h, t.reshaped({t.dim(0), 1, 1, t.dim(1)}));  // broadcast over H, W
+  h = conv2.forward(b, norm2.forward(b, h, true));       // [N, H, W, out]
+  return b.add(conv_shortcut ? conv_shortcut->forward(b, x) : x, h);
+}
+
+Attention Attention::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
+                          std::int64_t context_channels, int heads, bool upcast) {
+  Attention a;
+  a.to_q = Linear::load(w, prefix + ".to_q", channels, channels, false);
+  a.to_k = Linear::load(w, prefix + ".to_k", context_channels, channels, false);
+  a.to_v = Linear::load(w, prefix + ".to_v", context_channels, channels, false);
+  a.to_out = Linear::load(w, prefix + ".to_out.0", channels, channels);
+  a.params.heads = heads;
+  a.params.scale = 1.0f / std::sqrt(static_cast<float>(channels / heads));
+  a.params.upcast = upcast;
+  return a;
+}
+
+DeviceTensor Attention::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const {
+  const auto q = to_q.forward(b, x);        // [N, L, C]
+  const auto k = to_k.forward(b, context);  // [N, Lc, Cc] -> [N, Lc, C]
+  const auto v = to_v.forward(b, context);
+  return to_out.forward(b, b.attention(q, k, v, params));  // [N, L, C]
+}
+
+BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
+                                                  std::int64_t context_channels, int heads, bool upcast) {
+  // diffusers' BasicTransformerBlock default; the U-Net's norm_eps is for its GroupNorms only.
+  constexpr float kLayerNormEps = 1e-5f;
+  const std::int64_t inner = 4 * channels;
+  BasicTransformerBlock t;
+  t.norm1 = LayerNorm::load(w, prefix + ".norm1", channels, kLayerNormEps);
+  t.attn1 = Attention::load(w, prefix + ".attn1", channels, channels, heads, upcast);
+  t.norm2 = LayerNorm::load(w, prefix + ".norm2", channels, kLayerNormEps);
+  t.attn2 = Attention::load(w, prefix + ".attn2", channels, context_channels, heads, upcast);
+  t.norm3 = LayerNorm::load(w, prefix + ".norm3", channels, kLayerNormEps);
+  t.ff_proj = Linear::load(w, prefix + ".ff.net.0.proj", channels, 2 * inner);
+  t.ff_out = Linear::load(w, prefix + ".ff.net.2", inner, channels);
+  return t;
+}
+
+DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const {
+  auto h = norm1.forward(b, x);
+  auto y = b.add(attn1.forward(b, h, h), x);              // [N, L, C]: self-attention
+  h = norm2.forward(b, y);
+  y = b.add(attn2.forward(b, h, context), y);             // cross-attention to the prompt
+  h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));  // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
+  return b.add(ff_out.forward(b, h), y);                  // [N, L, 4C] -> [N, L, C]
+}
+
+Transformer2DModel Transformer2DModel::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
+                                            std::int64_t context_channels, const Options& o) {
+  // Transformer2DModel's GroupNorm always uses eps 1e-6, whatever the U-Net's norm_eps.
+  constexpr float kNormEps = 1e-6f;
+  Transformer2DModel t;
+  t.norm = GroupNorm::load(w, prefix + ".norm", channels, o.groups, kNormEps);
+  if (o.linear_projection) {
+    t.proj_in = Linear::load(w, prefix + ".proj_in", channels, channels);
+    t.proj_out = Linear::load(w, prefix + ".proj_out", channels, channels);
+  } else {
+    t.proj_in = load_pointwise_conv(w, prefix + ".proj_in", channels, channels);
+    t.proj_out = load_pointwise_conv(w, prefix + ".proj_out", channels, channels);
+  }
+  for (int i = 0; i < o.layers; ++i)
+    t.transformer_blocks.push_back(BasicTransformerBlock::load(w, prefix + ".transformer_blocks." + std::to_string(i),
+                                                               channels, context_channels, o.heads, o.upcast));
+  return t;
+}
+
+DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const {
+  const auto n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+  // Channels-last, proj_in is the same matmul whether it was a Linear or a 1x1 Conv2d.
+  auto y = proj_in.forward(b, norm.forward(b, x)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
+  for (const auto& block : transformer_blocks) y = block.forward(b, y, context);
+  y = proj_out.forward(b, y).reshaped({n, h, w, c});                          // [N, HW, C] -> [N, H, W, C]
+  return b.add(y, x);
+}
+
+Downsample2D Downsample2D::load(const WeightSource& w, const std::string& prefix, std::int64_t channels) {
+  return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(2, 1))};
+}
+
+DeviceTensor Downsample2D::forward(Backend& b, const DeviceTensor& x) const {
+  return conv.forward(b, x);  // [N, H, W, C] -> [N, H/2, W/2, C]
+}
+
+Upsample2D Upsample2D::load(const WeightSource& w, const std::string& prefix, std::int64_t channels) {
+  return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(1, 1))};
+}
+
+DeviceTensor Upsample2D::forward(Backend& b, const DeviceTensor& x) const {
+  return conv.forward(b, b.upsample_nearest2x(x));  // [N, H, W, C] -> [N, 2H, 2W, C]
+}
+
+}  // namespace fisedit::unet

@@ -1,0 +1,88 @@
+#pragma once
+// The layers of diffusers' UNet2DConditionModel, named after their diffusers modules (ResnetBlock2D,
+// Transformer2DModel, ...) so that each one loads its weights from the prefix diffusers gives it.
+// Private to engine/models/unet.cpp: the U-Net is the public interface. Built of the leaf modules of
+// models/layers.h; every layer uploads its weights once, when it is loaded.
+#include "backend/backend.h"
+#include "models/layers.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fisedit::unet {
+
+// norm1 + SiLU -> conv1 -> + time_emb_proj(SiLU(temb)) -> norm2 + SiLU -> conv2 -> + shortcut.
+struct ResnetBlock2D {
+  GroupNorm norm1, norm2;
+  Conv2d conv1, conv2;
+  Linear time_emb_proj;
+  std::optional<Conv2d> conv_shortcut;  // 1x1, where the channel count changes
+
+  static ResnetBlock2D load(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out,
+                            std::int64_t temb_channels, int groups, float eps);
+  // x [N, H, W, in], temb_silu [N, temb_channels] (already through SiLU) -> [N, H, W, out]
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu) const;
+};
+
+// Multi-head attention with diffusers' Attention names: to_q/to_k/to_v without bias, to_out.0 with.
+struct Attention {
+  Linear to_q, to_k, to_v, to_out;
+  AttentionParams params;
+
+  static Attention load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
+                        std::int64_t context_channels, int heads, bool upcast);
+  // x [N, L, C], context [N, Lc, context_channels] -> [N, L, C]
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const;
+};
+
+// LayerNorm -> self-attention, LayerNorm -> cross-attention, LayerNorm -> GEGLU feed-forward; each
+// added to its input.
+struct BasicTransformerBlock {
+  LayerNorm norm1, norm2, norm3;
+  Attention attn1, attn2;
+  Linear ff_proj;  // ff.net.0.proj: C -> 2 * 4C (value and gate)
+  Linear ff_out;   // ff.net.2: 4C -> C
+
+  static BasicTransformerBlock load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
+                                    std::int64_t context_channels, int heads, bool upcast);
+  // x [N, L, C], context [N, Lc, context_channels] -> [N, L, C]
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const;
+};
+
+// GroupNorm -> proj_in -> transformer blocks over the H*W positions -> proj_out -> + input.
+struct Transformer2DModel {
+  GroupNorm norm;
+  Linear proj_in, proj_out;
+  std::vector<BasicTransformerBlock> transformer_blocks;
+
+  struct Options {
+    int heads = 8;
+    int layers = 1;
+    int groups = 32;
+    bool linear_projection = false;  // SD2: nn.Linear; SD1: 1x1 nn.Conv2d (same maths, other shape)
+    bool upcast = false;
+  };
+  static Transformer2DModel load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
+                                 std::int64_t context_channels, const Options& options);
+  // x [N, H, W, C], context [N, Lc, context_channels] -> [N, H, W, C]
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const;
+};
+
+// 3x3 convolution, stride 2, padding 1.
+struct Downsample2D {
+  Conv2d conv;
+  static Downsample2D load(const WeightSource& w, const std::string& prefix, std::int64_t channels);
+  // [N, H, W, C] -> [N, H/2, W/2, C]
+  DeviceTensor forward(Backend& b, const DeviceTensor& x) const;
+};
+
+// Nearest-neighbour 2x, then a 3x3 convolution.
+struct Upsample2D {
+  Conv2d conv;
+  static Upsample2D load(const WeightSource& w, const std::string& prefix, std::int64_t channels);
+  // [N, H, W, C] -> [N, 2H, 2W, C]
+  DeviceTensor forward(Backend& b, const DeviceTensor& x) const;
+};
+
+}  // namespace fisedit::unet

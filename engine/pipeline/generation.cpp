@@ -1,0 +1,188 @@
+#include "pipeline/generation.h"
+
+#include "core/error.h"
+#include "core/torch_random.h"
+#include "models/text_encoder.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "sched/scheduler.h"
+#include "text/clip_tokenizer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+namespace fisedit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+void check_stop(const std::stop_token& stop) {
+  if (stop.stop_requested()) throw Error(ErrorCode::cancelled, "generation cancelled");
+}
+
+// The diffusers class a model's scheduler_config.json names -> our sampler. Samplers we do not
+// implement (PNDM, the SD1.x default; LMS; ...) fall back to DDIM, which every SD model supports.
+std::string sampler_for_class(const std::string& class_name) {
+  if (class_name == "DPMSolverMultistepScheduler") return "dpmpp2m";
+  if (class_name == "EulerDiscreteScheduler") return "euler";
+  return "ddim";
+}
+
+std::string format_float(float v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+}  // namespace
+
+const std::vector<std::string>& scheduler_names() {
+  static const std::vector<std::string> names = {"ddim", "dpmpp2m", "euler"};
+  return names;
+}
+
+std::string a1111_sampler_name(const std::string& scheduler) {
+  if (scheduler == "dpmpp2m") return "DPM++ 2M";
+  if (scheduler == "euler") return "Euler";
+  return "DDIM";
+}
+
+struct StableDiffusion::Components {
+  ClipTokenizer tokenizer;
+  TextEncoder text_encoder;
+  UNet unet;
+  VaeDecoder vae_decoder;
+};
+
+StableDiffusion::StableDiffusion(std::shared_ptr<const LoadedModel> model, Backend& backend)
+    : model_(std::move(model)), backend_(backend) {
+  if (!model_->tokenizer_dir)
+    throw Error(ErrorCode::not_found, model_->source.string() +
+                                          ": no tokenizer: a single-file checkpoint needs a config folder (a diffusers folder of the same model)");
+  c_.reset(new Components{ClipTokenizer::from_folder(*model_->tokenizer_dir),
+                          TextEncoder(backend, model_->text_encoder, model_->text_encoder_weights),
+                          UNet(backend, model_->unet, model_->unet_weights),
+                          VaeDecoder(backend, model_->vae, model_->vae_weights)});
+}
+
+StableDiffusion::~StableDiffusion() = default;
+
+GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
+  const int default_size = model_->unet.sample_size * 8;
+  if (r.width == 0) r.width = default_size;
+  if (r.height == 0) r.height = default_size;
+  if (r.width < 0 || r.height < 0 || r.width % 8 || r.height % 8)
+    throw Error(ErrorCode::invalid_argument, "size " + std::to_string(r.width) + "x" + std::to_string(r.height) +
+                                                 " is not a multiple of 8 in both directions");
+  const int multiple = 8 * c_->unet.size_multiple();
+  if (r.width % multiple || r.height % multiple)
+    throw Error(ErrorCode::invalid_argument, "size " + std::to_string(r.width) + "x" + std::to_string(r.height) +
+                                                 " is not supported by this model yet: use multiples of " + std::to_string(multiple));
+  if (r.steps <= 0 || r.steps > 1000)
+    throw Error(ErrorCode::invalid_argument, "steps must be between 1 and 1000 (got " + std::to_string(r.steps) + ")");
+  if (!(r.cfg_scale >= 0.0f) || !std::isfinite(r.cfg_scale))
+    throw Error(ErrorCode::invalid_argument, "CFG scale must be a non-negative number (got " + format_float(r.cfg_scale) + ")");
+  if (r.scheduler.empty()) r.scheduler = sampler_for_class(model_->scheduler.class_name);
+  const auto& names = scheduler_names();
+  if (std::find(names.begin(), names.end(), r.scheduler) == names.end())
+    throw Error(ErrorCode::invalid_argument, "unknown scheduler '" + r.scheduler + "' (use ddim, dpmpp2m or euler)");
+  if (r.initial_noise) {
+    const Shape expected = {1, model_->unet.in_channels, r.height / 8, r.width / 8};
+    if (r.initial_noise->shape() != expected)
+      throw Error(ErrorCode::invalid_argument, "initial noise has shape " + shape_to_string(r.initial_noise->shape()) +
+                                                   ", expected " + shape_to_string(expected));
+  }
+  return r;
+}
+
+Tensor StableDiffusion::encode_prompt(const std::string& text) const {
+  const auto ids = c_->tokenizer.encode(text);
+  return c_->text_encoder.encode(Tensor::from_i64({1, static_cast<std::int64_t>(ids.size())}, ids));
+}
+
+GenerationResult StableDiffusion::generate(const GenerationRequest& request, const ProgressCallback& progress,
+                                           std::stop_token stop) {
+  const auto t0 = Clock::now();
+  const GenerationRequest r = resolve(request);
+  GenerationResult result;
+  result.scheduler = r.scheduler;
+  result.width = r.width;
+  result.height = r.height;
+  check_stop(stop);
+
+  // Conditioning: [uncond, cond] with guidance, as diffusers orders the CFG batch.
+  const bool guidance = r.cfg_scale > 1.0f;
+  auto t = Clock::now();
+  const Tensor cond = encode_prompt(r.prompt);
+  std::vector<float> context = cond.to_f32();
+  if (guidance) {
+    auto uncond = encode_prompt(r.negative_prompt).to_f32();
+    uncond.insert(uncond.end(), context.begin(), context.end());
+    context = std::move(uncond);
+  }
+  const std::int64_t batch = guidance ? 2 : 1;
+  const DeviceTensor context_d = backend_.upload(Tensor::from_f32({batch, cond.dim(1), cond.dim(2)}, context));
+  result.timings.text_encoder_ms = ms_since(t);
+  check_stop(stop);
+
+  auto scheduler = make_scheduler(r.scheduler, model_->scheduler);
+  scheduler->set_timesteps(r.steps);
+  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
+  const std::int64_t n = c * h * w;
+  std::vector<float> latents = r.initial_noise ? r.initial_noise->to_f32() : TorchGenerator(r.seed).randn(n);
+  for (auto& v : latents) v *= scheduler->init_noise_sigma();
+
+  t = Clock::now();
+  for (int i = 0; i < scheduler->num_steps(); ++i) {
+    check_stop(stop);
+    const auto input = scheduler->scale_model_input(latents, i);
+    std::vector<float> batch_input = input;
+    if (guidance) batch_input.insert(batch_input.end(), input.begin(), input.end());
+    auto sample = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({batch, c, h, w}, batch_input)));
+    const float timestep = scheduler->model_timesteps()[static_cast<std::size_t>(i)];
+    const auto out = backend_.download(backend_.nhwc_to_nchw(c_->unet.forward(sample, std::span(&timestep, 1), context_d)));
+    const auto pred = out.to_f32();
+    std::vector<float> noise(pred.begin(), pred.begin() + n);
+    if (guidance)  // uncond + scale * (cond - uncond)
+      for (std::int64_t j = 0; j < n; ++j) noise[j] = pred[j] + r.cfg_scale * (pred[n + j] - pred[j]);
+    latents = scheduler->step(noise, i, latents);
+    if (progress) progress({i + 1, scheduler->num_steps(), ms_since(t0)});
+  }
+  result.timings.unet_ms = ms_since(t);
+  result.latents = Tensor::from_f32({1, c, h, w}, latents);
+  check_stop(stop);
+
+  t = Clock::now();
+  std::vector<float> z = latents;
+  for (auto& v : z) v /= model_->vae.scaling_factor;
+  const auto z_d = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({1, c, h, w}, z)));
+  const auto decoded_d = c_->vae_decoder.decode(z_d);
+  const auto decoded_nhwc = backend_.download(decoded_d);
+  result.decoded = backend_.download(backend_.nhwc_to_nchw(decoded_d));
+  result.timings.vae_ms = ms_since(t);
+
+  // 8-bit RGB as diffusers' numpy_to_pil: round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even as numpy.
+  const auto pixels = decoded_nhwc.to_f32();
+  result.image = Image8{r.width, r.height, 3, std::vector<std::uint8_t>(pixels.size())};
+  for (std::size_t i = 0; i < pixels.size(); ++i)
+    result.image.pixels[i] = static_cast<std::uint8_t>(std::nearbyint(255.0f * std::clamp(pixels[i] / 2.0f + 0.5f, 0.0f, 1.0f)));
+  result.timings.total_ms = ms_since(t0);
+  return result;
+}
+
+std::string a1111_parameters(const GenerationRequest& r, const std::string& model_name) {
+  std::ostringstream s;
+  s << r.prompt << "\n";
+  if (!r.negative_prompt.empty()) s << "Negative prompt: " << r.negative_prompt << "\n";
+  s << "Steps: " << r.steps << ", Sampler: " << a1111_sampler_name(r.scheduler) << ", CFG scale: " << format_float(r.cfg_scale)
+    << ", Seed: " << r.seed << ", Size: " << r.width << "x" << r.height << ", Model: " << model_name;
+  return s.str();
+}
+
+}  // namespace fisedit

@@ -1,0 +1,89 @@
+#pragma once
+// Text-to-image generation as diffusers' StableDiffusionPipeline does it: the one API the UI, the CLI
+// and the benchmark use. A StableDiffusion object owns the loaded model on one backend.
+#include "backend/backend.h"
+#include "core/tensor.h"
+#include "io/image_file.h"
+#include "io/model_loader.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+namespace fisedit {
+
+struct GenerationRequest {
+  std::string prompt;
+  std::string negative_prompt;
+  std::uint64_t seed = 0;
+  int steps = 50;
+  float cfg_scale = 7.5f;  // classifier-free guidance; <= 1 runs the prompt alone (batch 1), as diffusers
+  std::string scheduler;   // "ddim", "dpmpp2m", "euler"; empty: the model's own
+  int width = 0;           // pixels, multiples of 8; 0: the model's default size
+  int height = 0;
+  // Unit-normal initial noise [1, 4, H/8, W/8] instead of the seed's (diffusers' `latents=` argument).
+  std::optional<Tensor> initial_noise;
+};
+
+struct GenerationTimings {
+  double text_encoder_ms = 0;
+  double unet_ms = 0;  // all steps
+  double vae_ms = 0;
+  double total_ms = 0;
+};
+
+struct GenerationResult {
+  Tensor latents;  // final latents, float32 [1, 4, H/8, W/8], before the VAE
+  Tensor decoded;  // the VAE's output, float32 [1, 3, H, W], about [-1, 1]
+  Image8 image;    // RGB, round(255 * clamp(x / 2 + 0.5, 0, 1))
+  std::string scheduler;  // the one used
+  int width = 0, height = 0;
+  GenerationTimings timings;
+};
+
+struct GenerationProgress {
+  int step = 0;  // steps done, 1..total
+  int total = 0;
+  double elapsed_ms = 0;
+};
+using ProgressCallback = std::function<void(const GenerationProgress&)>;
+
+// The sampler names, and their AUTOMATIC1111 spellings ("DDIM", "DPM++ 2M", "Euler").
+const std::vector<std::string>& scheduler_names();
+std::string a1111_sampler_name(const std::string& scheduler);
+
+class StableDiffusion {
+public:
+  // Builds every component on `backend` (which must outlive this object). Throws Error.
+  StableDiffusion(std::shared_ptr<const LoadedModel> model, Backend& backend);
+  ~StableDiffusion();
+
+  const LoadedModel& model() const { return *model_; }
+  Backend& backend() const { return backend_; }
+
+  // The request with defaults filled in (size, scheduler), validated: throws Error(invalid_argument)
+  // with a message naming the bad parameter.
+  GenerationRequest resolve(GenerationRequest request) const;
+
+  // Throws Error(cancelled) when `stop` is requested (checked before each step and stage).
+  GenerationResult generate(const GenerationRequest& request, const ProgressCallback& progress = {},
+                            std::stop_token stop = {});
+
+  // Text embeddings [1, 77, hidden] of a prompt.
+  Tensor encode_prompt(const std::string& text) const;
+
+private:
+  struct Components;
+  std::shared_ptr<const LoadedModel> model_;
+  Backend& backend_;
+  std::unique_ptr<Components> c_;
+};
+
+// The "parameters" text AUTOMATIC1111 writes into its PNGs (and reads back):
+//   prompt \n Negative prompt: ... \n Steps: N, Sampler: S, CFG scale: F, Seed: N, Size: WxH, Model: M
+std::string a1111_parameters(const GenerationRequest& resolved, const std::string& model_name);
+
+}  // namespace fisedit

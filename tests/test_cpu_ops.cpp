@@ -1,0 +1,447 @@
+// Every CPU backend op against a naive loop written from the op's definition (torch semantics), on
+// small random inputs of odd sizes and batch 2: relative L2 error <= 1e-5. Bad input gives Errors.
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "core/half.h"
+
+#include <QtTest>
+
+#include <cmath>
+#include <random>
+
+using namespace fisedit;
+using Values = std::vector<float>;
+
+namespace {
+
+constexpr double kTolerance = 1e-5;
+
+Values random_values(std::int64_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  Values v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+double relative_l2(const Values& got, const Values& want) {
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += double(want[i]) * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+float reference_activation(float x, Activation act) {
+  switch (act) {
+    case Activation::none: return x;
+    case Activation::silu: return float(x / (1 + std::exp(-double(x))));
+    case Activation::gelu: return float(0.5 * x * (1 + std::erf(x / std::sqrt(2.0))));
+    case Activation::quick_gelu: return float(x / (1 + std::exp(-1.702 * x)));
+  }
+  return x;
+}
+
+// Compares a downloaded result with the reference, shapes first.
+#define EXPECT_CLOSE(device_tensor, want_shape, want_values)                                              \
+  do {                                                                                                    \
+    const auto got_ = backend.download(device_tensor);                                                   \
+    QCOMPARE(QString::fromStdString(shape_to_string(got_.shape())),                                     \
+             QString::fromStdString(shape_to_string(want_shape)));                                       \
+    const double err_ = relative_l2(got_.to_f32(), want_values);                                         \
+    QVERIFY2(err_ <= kTolerance, qPrintable(QString("relative L2 error %1").arg(err_)));                 \
+  } while (0)
+
+#define EXPECT_ERROR(statement)                                                                           \
+  do {                                                                                                    \
+    bool thrown_ = false;                                                                                 \
+    try {                                                                                                 \
+      statement;                                                                                          \
+    } catch (const Error& e) {                                                                            \
+      thrown_ = e.code() == ErrorCode::invalid_argument;                                                  \
+    }                                                                                                     \
+    QVERIFY2(thrown_, "expected Error(invalid_argument) from " #statement);                               \
+  } while (0)
+
+}  // namespace
+
+Q_DECLARE_METATYPE(Activation)
+
+class TestCpuOps : public QObject {
+  Q_OBJECT
+  CpuBackend backend;
+
+  DeviceTensor up(const Shape& shape, const Values& v) { return backend.upload(Tensor::from_f32(shape, v)); }
+
+private slots:
+  void memory_conversions() {
+    const Values v = {1.5f, -2.25f, 0.0f, 65504.0f, 1e-3f};
+    std::vector<std::uint16_t> half, bf;
+    for (float x : v) half.push_back(float_to_half(x)), bf.push_back(float_to_bf16(x));
+    auto owner = std::make_shared<std::vector<std::uint16_t>>(half);
+    const Tensor th(DType::f16, {5}, reinterpret_cast<const std::byte*>(owner->data()), owner);
+    auto bowner = std::make_shared<std::vector<std::uint16_t>>(bf);
+    const Tensor tb(DType::bf16, {5}, reinterpret_cast<const std::byte*>(bowner->data()), bowner);
+    const auto dh = backend.upload(th), db = backend.upload(tb);
+    QCOMPARE(dh.dtype(), DType::f32);
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      QCOMPARE(backend.download(dh).to_f32()[i], half_to_float(half[i]));
+      QCOMPARE(backend.download(db).to_f32()[i], bf16_to_float(bf[i]));
+    }
+    const std::vector<std::int64_t> ids = {0, 49407, 7};
+    const auto di = backend.upload(Tensor::from_i64({3}, ids));
+    QCOMPARE(di.dtype(), DType::i32);
+    QCOMPARE(backend.download(di).to_f32(), (Values{0, 49407, 7}));
+    const std::vector<std::int64_t> huge = {std::int64_t{1} << 40};
+    EXPECT_ERROR(backend.upload(Tensor::from_i64({1}, huge)));
+    const auto x = up({2, 3}, Values{1, 2, 3, 4, 5, 6});
+    QCOMPARE(backend.download(x.slice_rows(1, 2)).to_f32(), (Values{4, 5, 6}));
+    QCOMPARE(backend.download(x.reshaped({3, 2})).shape(), (Shape{3, 2}));
+  }
+
+  void linear_data() {
+    QTest::addColumn<Activation>("act");
+    QTest::addColumn<bool>("with_bias");
+    QTest::newRow("none") << Activation::none << true;
+    QTest::newRow("no bias") << Activation::none << false;
+    QTest::newRow("silu") << Activation::silu << true;
+    QTest::newRow("gelu") << Activation::gelu << true;
+    QTest::newRow("quick_gelu") << Activation::quick_gelu << true;
+  }
+  void linear() {
+    QFETCH(Activation, act);
+    QFETCH(bool, with_bias);
+    const std::int64_t b = 2, l = 5, k = 7, n = 9;
+    const auto x = random_values(b * l * k, 1), w = random_values(n * k, 2), bias = random_values(n, 3);
+    Values want(static_cast<std::size_t>(b * l * n));
+    for (std::int64_t r = 0; r < b * l; ++r)
+      for (std::int64_t j = 0; j < n; ++j) {
+        double s = with_bias ? bias[j] : 0.0;
+        for (std::int64_t i = 0; i < k; ++i) s += double(x[r * k + i]) * w[j * k + i];
+        want[r * n + j] = reference_activation(float(s), act);
+      }
+    const auto y = backend.linear(up({b, l, k}, x), up({n, k}, w), with_bias ? up({n}, bias) : DeviceTensor(), act);
+    EXPECT_CLOSE(y, (Shape{b, l, n}), want);
+  }
+
+  void conv2d_data() {
+    QTest::addColumn<int>("kernel");
+    QTest::addColumn<int>("stride");
+    QTest::addColumn<QList<int>>("pad");  // top, bottom, left, right
+    QTest::addColumn<int>("cin");
+    QTest::addColumn<int>("size");
+    QTest::newRow("3x3 pad 1") << 3 << 1 << QList<int>{1, 1, 1, 1} << 5 << 9;
+    QTest::newRow("3x3 stride 2 pad 1") << 3 << 2 << QList<int>{1, 1, 1, 1} << 5 << 9;
+    QTest::newRow("3x3 stride 2 pad (0,1,0,1)") << 3 << 2 << QList<int>{0, 1, 0, 1} << 5 << 9;
+    QTest::newRow("1x1") << 1 << 1 << QList<int>{0, 0, 0, 0} << 5 << 9;
+    QTest::newRow("1x1 stride 2") << 1 << 2 << QList<int>{0, 0, 0, 0} << 5 << 9;
+    QTest::newRow("3x3 chunked im2col") << 3 << 1 << QList<int>{1, 1, 1, 1} << 64 << 91;
+  }
+  void conv2d() {
+    QFETCH(int, kernel);
+    QFETCH(int, stride);
+    QFETCH(QList<int>, pad);
+    QFETCH(int, cin);
+    QFETCH(int, size);
+    const std::int64_t n = 2, h = size, w = size - 2, cout = 6, kk = kernel;
+    const Conv2dParams p{stride, pad[0], pad[1], pad[2], pad[3]};
+    const std::int64_t ho = (h + p.pad_top + p.pad_bottom - kk) / stride + 1;
+    const std::int64_t wo = (w + p.pad_left + p.pad_right - kk) / stride + 1;
+    const auto x = random_values(n * h * w * cin, 4), wt = random_values(cout * cin * kk * kk, 5);
+    const auto bias = random_values(cout, 6);
+    Values want(static_cast<std::size_t>(n * ho * wo * cout));
+    for (std::int64_t b = 0; b < n; ++b)
+      for (std::int64_t oy = 0; oy < ho; ++oy)
+        for (std::int64_t ox = 0; ox < wo; ++ox)
+          for (std::int64_t o = 0; o < cout; ++o) {
+            double s = bias[o];
+            for (std::int64_t c = 0; c < cin; ++c)
+              for (std::int64_t ky = 0; ky < kk; ++ky)
+                for (std::int64_t kx = 0; kx < kk; ++kx) {
+                  const std::int64_t iy = oy * stride - p.pad_top + ky, ix = ox * stride - p.pad_left + kx;
+                  if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                  s += double(x[((b * h + iy) * w + ix) * cin + c]) * wt[((o * cin + c) * kk + ky) * kk + kx];
+                }
+            want[((b * ho + oy) * wo + ox) * cout + o] = float(s);
+          }
+    const auto cw = backend.prepare_conv_weight(Tensor::from_f32({cout, cin, kk, kk}, wt), Tensor::from_f32({cout}, bias));
+    EXPECT_CLOSE(backend.conv2d(up({n, h, w, cin}, x), cw, p), (Shape{n, ho, wo, cout}), want);
+  }
+
+  void group_norm_data() {
+    QTest::addColumn<int>("groups");
+    QTest::addColumn<bool>("silu");
+    QTest::newRow("4 groups") << 4 << false;
+    QTest::newRow("4 groups + silu") << 4 << true;
+    QTest::newRow("3 groups + silu") << 3 << true;
+  }
+  void group_norm() {
+    QFETCH(int, groups);
+    QFETCH(bool, silu);
+    const std::int64_t n = 2, h = 5, w = 7, c = 12, cg = c / groups;
+    auto x = random_values(n * h * w * c, 7);
+    for (auto& v : x) v = 3.0f * v + 0.5f;  // a mean and variance far from the normalised ones
+    const auto gamma = random_values(c, 8), beta = random_values(c, 9);
+    const float eps = 1e-6f;
+    Values want(x.size()), want_mean, want_var;
+    for (std::int64_t b = 0; b < n; ++b)
+      for (std::int64_t g = 0; g < groups; ++g) {
+        double s = 0, q = 0, count = double(h * w * cg);
+        for (std::int64_t p = 0; p < h * w; ++p)
+          for (std::int64_t j = g * cg; j < (g + 1) * cg; ++j) s += x[(b * h * w + p) * c + j];
+        const double mean = s / count;
+        for (std::int64_t p = 0; p < h * w; ++p)
+          for (std::int64_t j = g * cg; j < (g + 1) * cg; ++j) q += std::pow(x[(b * h * w + p) * c + j] - mean, 2);
+        const double var = q / count;
+        want_mean.push_back(float(mean));
+        want_var.push_back(float(var));
+        for (std::int64_t p = 0; p < h * w; ++p)
+          for (std::int64_t j = g * cg; j < (g + 1) * cg; ++j) {
+            const auto i = (b * h * w + p) * c + j;
+            const float y = float((x[i] - mean) / std::sqrt(var + eps) * gamma[j] + beta[j]);
+            want[i] = silu ? reference_activation(y, Activation::silu) : y;
+          }
+      }
+    const auto dx = up({n, h, w, c}, x), dg = up({c}, gamma), db = up({c}, beta);
+    GroupNormStats stats;
+    EXPECT_CLOSE(backend.group_norm(dx, dg, db, groups, eps, silu, &stats), (Shape{n, h, w, c}), want);
+    EXPECT_CLOSE(stats.mean, (Shape{n, groups}), want_mean);
+    EXPECT_CLOSE(stats.var, (Shape{n, groups}), want_var);
+    // Given statistics replace computed ones: normalising other data with x's statistics.
+    const auto other = up({n, h, w, c}, random_values(n * h * w * c, 10));
+    const auto with_stats = backend.group_norm(other, dg, db, groups, eps, silu, nullptr, &stats);
+    const auto other_v = backend.download(other).to_f32();
+    Values want_other(other_v.size());
+    for (std::size_t i = 0; i < other_v.size(); ++i) {
+      const auto j = static_cast<std::int64_t>(i) % c, b = static_cast<std::int64_t>(i) / (h * w * c);
+      const auto g = b * groups + j / cg;
+      const float y = float((other_v[i] - want_mean[g]) / std::sqrt(double(want_var[g]) + eps) * gamma[j] + beta[j]);
+      want_other[i] = silu ? reference_activation(y, Activation::silu) : y;
+    }
+    EXPECT_CLOSE(with_stats, (Shape{n, h, w, c}), want_other);
+    EXPECT_ERROR(backend.group_norm(dx, dg, db, 5, eps));
+  }
+
+  void layer_norm() {
+    const std::int64_t rows = 2 * 7, c = 13;
+    auto x = random_values(rows * c, 11);
+    for (auto& v : x) v = 2.0f * v - 0.7f;
+    const auto gamma = random_values(c, 12), beta = random_values(c, 13);
+    Values want(x.size());
+    for (std::int64_t r = 0; r < rows; ++r) {
+      double s = 0, q = 0;
+      for (std::int64_t j = 0; j < c; ++j) s += x[r * c + j];
+      const double mean = s / c;
+      for (std::int64_t j = 0; j < c; ++j) q += std::pow(x[r * c + j] - mean, 2);
+      for (std::int64_t j = 0; j < c; ++j)
+        want[r * c + j] = float((x[r * c + j] - mean) / std::sqrt(q / c + 1e-5) * gamma[j] + beta[j]);
+    }
+    EXPECT_CLOSE(backend.layer_norm(up({2, 7, c}, x), up({c}, gamma), up({c}, beta), 1e-5f), (Shape{2, 7, c}), want);
+  }
+
+  void attention_data() {
+    QTest::addColumn<int>("batch");
+    QTest::addColumn<int>("lq");
+    QTest::addColumn<int>("lk");
+    QTest::addColumn<int>("heads");
+    QTest::addColumn<bool>("causal");
+    QTest::newRow("self, causal") << 2 << 7 << 7 << 3 << true;
+    QTest::newRow("self") << 2 << 7 << 7 << 3 << false;
+    QTest::newRow("cross, Lq < Lk") << 2 << 7 << 11 << 2 << false;
+    QTest::newRow("cross, Lq > Lk, causal") << 2 << 13 << 5 << 2 << true;
+    QTest::newRow("chunked queries") << 1 << 2053 << 2053 << 1 << false;
+  }
+  void attention() {
+    QFETCH(int, batch);
+    QFETCH(int, lq);
+    QFETCH(int, lk);
+    QFETCH(int, heads);
+    QFETCH(bool, causal);
+    const std::int64_t d = 5, c = heads * d;
+    const auto q = random_values(batch * lq * c, 14), k = random_values(batch * lk * c, 15);
+    const auto v = random_values(batch * lk * c, 16);
+    const float scale = 1.0f / std::sqrt(float(d));
+    Values want(q.size());
+    std::vector<double> p(static_cast<std::size_t>(lk));
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t h = 0; h < heads; ++h)
+        for (std::int64_t i = 0; i < lq; ++i) {
+          const std::int64_t valid = causal ? std::min<std::int64_t>(lk, i + 1) : lk;
+          double max = -1e300, sum = 0;
+          for (std::int64_t j = 0; j < valid; ++j) {
+            double s = 0;
+            for (std::int64_t e = 0; e < d; ++e)
+              s += double(q[(b * lq + i) * c + h * d + e]) * k[(b * lk + j) * c + h * d + e];
+            p[j] = s * scale;
+            max = std::max(max, p[j]);
+          }
+          for (std::int64_t j = 0; j < valid; ++j) sum += (p[j] = std::exp(p[j] - max));
+          for (std::int64_t e = 0; e < d; ++e) {
+            double o = 0;
+            for (std::int64_t j = 0; j < valid; ++j) o += p[j] / sum * v[(b * lk + j) * c + h * d + e];
+            want[(b * lq + i) * c + h * d + e] = float(o);
+          }
+        }
+    const AttentionParams params{.heads = heads, .scale = scale, .causal = causal};
+    const auto out = backend.attention(up({batch, lq, c}, q), up({batch, lk, c}, k), up({batch, lk, c}, v), params);
+    EXPECT_CLOSE(out, (Shape{batch, lq, c}), want);
+  }
+
+  void activations_data() {
+    QTest::addColumn<Activation>("act");
+    QTest::newRow("silu") << Activation::silu;
+    QTest::newRow("gelu") << Activation::gelu;
+    QTest::newRow("quick_gelu") << Activation::quick_gelu;
+  }
+  void activations() {
+    QFETCH(Activation, act);
+    auto x = random_values(2 * 4999, 17);
+    for (auto& v : x) v *= 6.0f;
+    Values want(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) want[i] = reference_activation(x[i], act);
+    EXPECT_CLOSE(backend.activation(up({2, 4999}, x), act), (Shape{2, 4999}), want);
+  }
+
+  void geglu() {
+    const std::int64_t rows = 2 * 3, f = 7;
+    const auto x = random_values(rows * 2 * f, 18);
+    Values want(static_cast<std::size_t>(rows * f));
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t j = 0; j < f; ++j)
+        want[r * f + j] = x[r * 2 * f + j] * reference_activation(x[r * 2 * f + f + j], Activation::gelu);
+    EXPECT_CLOSE(backend.geglu(up({2, 3, 2 * f}, x)), (Shape{2, 3, f}), want);
+  }
+
+  void binary_broadcast_data() {
+    QTest::addColumn<QList<qint64>>("b_shape");
+    QTest::newRow("same") << QList<qint64>{2, 3, 5, 7};
+    QTest::newRow("channels") << QList<qint64>{7};
+    QTest::newRow("suffix") << QList<qint64>{5, 7};
+    QTest::newRow("per batch and channel") << QList<qint64>{2, 1, 1, 7};
+  }
+  void binary_broadcast() {
+    QFETCH(QList<qint64>, b_shape);
+    const Shape as{2, 3, 5, 7};
+    Shape bs(b_shape.begin(), b_shape.end()), padded(as.size() - bs.size(), 1);
+    padded.insert(padded.end(), bs.begin(), bs.end());
+    const auto a = random_values(shape_numel(as), 19), b = random_values(shape_numel(bs), 20);
+    Values want_add(a.size()), want_mul(a.size());
+    for (std::int64_t i = 0; i < shape_numel(as); ++i) {
+      std::int64_t rest = i, bi = 0, stride = 1;
+      for (int d = 3; d >= 0; --d) {
+        const auto coord = rest % as[d];
+        rest /= as[d];
+        if (padded[d] != 1) bi += coord * stride;
+        stride *= padded[d];
+      }
+      want_add[i] = a[i] + b[bi];
+      want_mul[i] = a[i] * b[bi];
+    }
+    const auto da = up(as, a), db = up(bs, b);
+    EXPECT_CLOSE(backend.add(da, db), as, want_add);
+    EXPECT_CLOSE(backend.mul(da, db), as, want_mul);
+    EXPECT_ERROR(backend.add(da, up({3}, Values{1, 2, 3})));
+    EXPECT_ERROR(backend.add(da, up({2, 1, 5, 1}, random_values(10, 21))));  // broadcast twice: not supported
+  }
+
+  void scale() {
+    const auto x = random_values(2 * 11, 22);
+    Values want(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) want[i] = x[i] * -0.37f;
+    EXPECT_CLOSE(backend.scale(up({2, 11}, x), -0.37f), (Shape{2, 11}), want);
+  }
+
+  void upsample_nearest2x() {
+    const std::int64_t n = 2, h = 3, w = 5, c = 7;
+    const auto x = random_values(n * h * w * c, 23);
+    Values want(static_cast<std::size_t>(4 * x.size()));
+    for (std::int64_t b = 0; b < n; ++b)
+      for (std::int64_t y = 0; y < 2 * h; ++y)
+        for (std::int64_t xx = 0; xx < 2 * w; ++xx)
+          for (std::int64_t j = 0; j < c; ++j)
+            want[((b * 2 * h + y) * 2 * w + xx) * c + j] = x[((b * h + y / 2) * w + xx / 2) * c + j];
+    EXPECT_CLOSE(backend.upsample_nearest2x(up({n, h, w, c}, x)), (Shape{n, 2 * h, 2 * w, c}), want);
+  }
+
+  void concat_and_slice_channels() {
+    const std::int64_t rows = 2 * 3 * 5, ca = 4, cb = 7;
+    const auto a = random_values(rows * ca, 24), b = random_values(rows * cb, 25);
+    Values want, want_slice;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      want.insert(want.end(), a.begin() + r * ca, a.begin() + (r + 1) * ca);
+      want.insert(want.end(), b.begin() + r * cb, b.begin() + (r + 1) * cb);
+      want_slice.insert(want_slice.end(), want.end() - cb - 1, want.end() - 2);
+    }
+    const auto cat = backend.concat_channels(up({2, 3, 5, ca}, a), up({2, 3, 5, cb}, b));
+    EXPECT_CLOSE(cat, (Shape{2, 3, 5, ca + cb}), want);
+    EXPECT_CLOSE(backend.slice_channels(cat, ca - 1, ca + cb - 2), (Shape{2, 3, 5, cb - 1}), want_slice);
+    EXPECT_ERROR(backend.concat_channels(up({2, 3, 5, ca}, a), up({2, 5, 3, cb}, b)));
+    EXPECT_ERROR(backend.slice_channels(cat, 3, ca + cb + 1));
+  }
+
+  void embedding() {
+    const std::int64_t vocab = 11, c = 5;
+    const auto table = random_values(vocab * c, 26);
+    const std::vector<std::int64_t> ids = {3, 0, 10, 3, 7, 1};
+    Values want;
+    for (auto id : ids) want.insert(want.end(), table.begin() + id * c, table.begin() + (id + 1) * c);
+    const auto dt = up({vocab, c}, table);
+    EXPECT_CLOSE(backend.embedding(dt, backend.upload(Tensor::from_i64({2, 3}, ids))), (Shape{2, 3, c}), want);
+    const std::vector<std::int64_t> bad = {1, 11};
+    EXPECT_ERROR(backend.embedding(dt, backend.upload(Tensor::from_i64({2}, bad))));
+  }
+
+  void layout_conversion() {
+    const std::int64_t n = 2, c = 3, h = 5, w = 7;
+    const auto x = random_values(n * c * h * w, 27);
+    Values want(x.size());
+    for (std::int64_t b = 0; b < n; ++b)
+      for (std::int64_t j = 0; j < c; ++j)
+        for (std::int64_t p = 0; p < h * w; ++p) want[(b * h * w + p) * c + j] = x[(b * c + j) * h * w + p];
+    const auto nhwc = backend.nchw_to_nhwc(up({n, c, h, w}, x));
+    EXPECT_CLOSE(nhwc, (Shape{n, h, w, c}), want);
+    EXPECT_CLOSE(backend.nhwc_to_nchw(nhwc), (Shape{n, c, h, w}), x);
+  }
+
+  // Work is split differently with 1 and 3 threads (uneven blocks, serial paths): same results.
+  void thread_counts_agree() {
+    const auto x = random_values(2 * 37 * 29 * 24, 35), wt = random_values(16 * 24 * 9, 36);
+    const auto q = random_values(2 * 301 * 24, 37), kv = random_values(2 * 77 * 24, 38);
+    const auto gamma = random_values(24, 39), beta = random_values(24, 40);
+    std::vector<Values> results;
+    for (int threads : {1, 3}) {
+      CpuBackend b(threads);
+      QCOMPARE(QString::fromStdString(b.name()),
+               QString("CPU (float32, %1 thread%2)").arg(threads).arg(threads == 1 ? "" : "s"));
+      const auto dx = b.upload(Tensor::from_f32({2, 37, 29, 24}, x));
+      const auto cw = b.prepare_conv_weight(Tensor::from_f32({16, 24, 3, 3}, wt), Tensor());
+      const auto conv = b.conv2d(b.group_norm(dx, b.upload(Tensor::from_f32({24}, gamma)),
+                                              b.upload(Tensor::from_f32({24}, beta)), 4, 1e-5f, true),
+                                 cw, Conv2dParams::same(2, 1));
+      const auto dkv = b.upload(Tensor::from_f32({2, 77, 24}, kv));
+      const auto att = b.attention(b.upload(Tensor::from_f32({2, 301, 24}, q)), dkv, dkv, {.heads = 3, .scale = 0.3f});
+      auto r = b.download(conv).to_f32();
+      const auto a = b.download(att).to_f32();
+      r.insert(r.end(), a.begin(), a.end());
+      results.push_back(std::move(r));
+    }
+    const double err = relative_l2(results[1], results[0]);
+    QVERIFY2(err <= 1e-6, qPrintable(QString("1 vs 3 threads: relative L2 %1").arg(err)));
+  }
+
+  void shape_errors() {
+    const auto x = up({2, 3}, random_values(6, 28));
+    EXPECT_ERROR(backend.linear(x, up({4, 5}, random_values(20, 29)), DeviceTensor()));
+    EXPECT_ERROR(backend.linear(x, up({4, 3}, random_values(12, 30)), up({5}, random_values(5, 31))));
+    EXPECT_ERROR(backend.layer_norm(x, up({2}, Values{1, 1}), up({3}, Values{0, 0, 0}), 1e-5f));
+    EXPECT_ERROR(backend.attention(x.reshaped({1, 2, 3}), x.reshaped({1, 2, 3}), x.reshaped({1, 2, 3}), {.heads = 2}));
+    EXPECT_ERROR(backend.upsample_nearest2x(x));
+    const auto cw = backend.prepare_conv_weight(Tensor::from_f32({1, 2, 3, 3}, random_values(18, 32)), Tensor());
+    EXPECT_ERROR(backend.conv2d(up({1, 4, 4, 3}, random_values(48, 33)), cw, Conv2dParams::same(1, 1)));
+    EXPECT_ERROR(backend.conv2d(up({1, 2, 2, 2}, random_values(8, 34)), cw, Conv2dParams::same(1, 0)));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestCpuOps)
+#include "test_cpu_ops.moc"

@@ -1,0 +1,176 @@
+// The U-Net on the CPU backend against diffusers' goldens (tiny SD2 and SD1.5, a square CFG batch and
+// a non-square latent); single-file weights give the same output as the diffusers folder; the
+// timestep embedding at fractional timesteps; and the errors a caller or a broken file can cause.
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "io/model_loader.h"
+#include "io/safetensors.h"
+#include "models/unet.h"
+#include "test_support.h"
+
+#include <QtTest>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+using namespace fisedit;
+
+namespace {
+
+// ||got - want|| / ||want||
+double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    diff += d * d;
+    norm += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+template <typename F>
+void expect_error(F&& f, ErrorCode code, const std::string& fragment) {
+  try {
+    f();
+    QFAIL("no error thrown");
+  } catch (const Error& e) {
+    QVERIFY2(e.code() == code, (std::string("wrong code: ") + error_code_name(e.code()) + ": " + e.what()).c_str());
+    QVERIFY2(std::string(e.what()).find(fragment) != std::string::npos, e.what());
+  }
+}
+
+}  // namespace
+
+class TestUNet : public QObject {
+  Q_OBJECT
+
+private slots:
+  void golden_data() {
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<QString>("prefix");
+    for (const char* model : {"tiny-sd2", "tiny-sd15"})
+      for (const char* prefix : {"unet", "unet_nonsquare"})
+        QTest::addRow("%s/%s", model, prefix) << model << prefix;
+  }
+  void golden() {
+    QFETCH(QString, model);
+    QFETCH(QString, prefix);
+    const auto dir = test::reference_dir() / model.toStdString();
+    const auto loaded = load_model(dir / "model");
+    const auto goldens = SafetensorsFile::open(dir / "golden.safetensors");
+    const auto key = prefix.toStdString() + ".";
+    const Tensor want = goldens.tensor(key + "out");
+
+    CpuBackend backend;
+    UNet unet(backend, loaded.unet, loaded.unet_weights);
+    const auto timesteps = goldens.tensor(key + "timesteps").to_f32();
+    const Tensor got = unet.forward(goldens.tensor(key + "sample"), timesteps, goldens.tensor(key + "context"));
+
+    QCOMPARE(got.shape(), want.shape());
+    const double error = relative_l2(got.to_f32(), want.to_f32());
+    QVERIFY2(error <= 1e-4, ("relative L2 error " + std::to_string(error)).c_str());
+  }
+
+  // Each half of a CFG batch, run alone with its own timestep, gives that half of the batched output
+  // (up to GEMM blocking, which depends on the batch size); one timestep serves the whole batch.
+  void batch_rows_are_independent() {
+    const auto dir = test::reference_dir() / "tiny-sd2";
+    const auto loaded = load_model(dir / "model");
+    const auto goldens = SafetensorsFile::open(dir / "golden.safetensors");
+    CpuBackend backend;
+    UNet unet(backend, loaded.unet, loaded.unet_weights);
+    const Tensor sample = goldens.tensor("unet.sample"), context = goldens.tensor("unet.context");
+    const auto timesteps = goldens.tensor("unet.timesteps").to_f32();
+    const auto batched = unet.forward(sample, timesteps, context).to_f32();
+    const auto half = batched.size() / 2;
+    for (std::size_t row = 0; row < 2; ++row) {
+      const auto r = static_cast<std::int64_t>(row);
+      const auto alone =
+          unet.forward(sample.slice_rows(r, r + 1), std::span(timesteps).subspan(row, 1), context.slice_rows(r, r + 1))
+              .to_f32();
+      const std::vector<float> part(batched.begin() + static_cast<std::ptrdiff_t>(row * half),
+                                    batched.begin() + static_cast<std::ptrdiff_t>((row + 1) * half));
+      QVERIFY(relative_l2(alone, part) <= 1e-5);
+    }
+    QVERIFY(unet.forward(sample, std::vector<float>{981.0f}, context).to_f32() ==
+            unet.forward(sample, std::vector<float>{981.0f, 981.0f}, context).to_f32());
+  }
+
+  void single_file_matches_folder_data() {
+    QTest::addColumn<QString>("model");
+    QTest::newRow("tiny-sd2") << "tiny-sd2";
+    QTest::newRow("tiny-sd15") << "tiny-sd15";
+  }
+  void single_file_matches_folder() {
+    QFETCH(QString, model);
+    const auto dir = test::reference_dir() / model.toStdString();
+    const auto folder = load_model(dir / "model");
+    const auto single = load_model(dir / "single-file.safetensors", {.config_dir = dir / "model"});
+    const auto goldens = SafetensorsFile::open(dir / "golden.safetensors");
+    const Tensor sample = goldens.tensor("unet_nonsquare.sample"), context = goldens.tensor("unet_nonsquare.context");
+    const std::vector<float> timesteps{499.5f};
+
+    CpuBackend backend;
+    UNet from_folder(backend, folder.unet, folder.unet_weights);
+    UNet from_single(backend, single.unet, single.unet_weights);
+    QVERIFY(from_single.forward(sample, timesteps, context).to_f32() ==
+            from_folder.forward(sample, timesteps, context).to_f32());
+  }
+
+  // Against the formula in double: a fractional timestep, the cos half first (flip_sin_to_cos).
+  void timestep_embedding_fractional() {
+    const std::vector<float> timesteps{499.5f, 0.25f};
+    const int dim = 32, half = dim / 2;
+    const auto emb = timestep_embedding(timesteps, dim, true, 0);
+    QCOMPARE(emb.size(), timesteps.size() * dim);
+    for (std::size_t b = 0; b < timesteps.size(); ++b)
+      for (int i = 0; i < half; ++i) {
+        const double arg = timesteps[b] * std::exp(-std::log(10000.0) * i / half);
+        QVERIFY(std::abs(emb[b * dim + static_cast<std::size_t>(i)] - std::cos(arg)) < 1e-4);
+        QVERIFY(std::abs(emb[b * dim + static_cast<std::size_t>(half + i)] - std::sin(arg)) < 1e-4);
+      }
+    // freq_shift 1 divides by half - 1, so the slowest frequency is exactly 1e-4.
+    const auto shifted = timestep_embedding(std::vector<float>{1000.0f}, dim, false, 1);
+    QVERIFY(std::abs(shifted[half - 1] - std::sin(0.1)) < 1e-6);
+  }
+
+  void missing_or_misshapen_weight() {
+    const auto loaded = load_model(test::reference_dir() / "tiny-sd15" / "model");
+    CpuBackend backend;
+
+    const std::string missing = "up_blocks.2.attentions.1.transformer_blocks.0.attn2.to_v.weight";
+    auto weights = loaded.unet_weights;
+    QVERIFY(weights.erase(missing) == 1);
+    expect_error([&] { UNet(backend, loaded.unet, weights); }, ErrorCode::not_found, "'" + missing + "'");
+
+    const std::string shortcut = "up_blocks.0.resnets.2.conv_shortcut.weight";
+    weights = loaded.unet_weights;
+    weights.at(shortcut) = Tensor::zeros(DType::f16, {64, 96, 3, 3});
+    expect_error([&] { UNet(backend, loaded.unet, weights); }, ErrorCode::invalid_argument, "'" + shortcut + "'");
+  }
+
+  void bad_inputs() {
+    const auto loaded = load_model(test::reference_dir() / "tiny-sd15" / "model");
+    CpuBackend backend;
+    UNet unet(backend, loaded.unet, loaded.unet_weights);
+    const auto context = Tensor::zeros(DType::f32, {1, 77, 32});
+    const std::vector<float> t{10.0f};
+    // Three halvings need latents divisible by 8 (64-pixel images).
+    expect_error([&] { unet.forward(Tensor::zeros(DType::f32, {1, 4, 16, 20}), t, context); },
+                 ErrorCode::invalid_argument, "multiple of 8");
+    expect_error([&] { unet.forward(Tensor::zeros(DType::f32, {1, 3, 16, 16}), t, context); },
+                 ErrorCode::invalid_argument, "sample");
+    expect_error([&] { unet.forward(Tensor::zeros(DType::f32, {1, 4, 16, 16}), std::vector<float>{1, 2}, context); },
+                 ErrorCode::invalid_argument, "2 timesteps for a batch of 1");
+    expect_error([&] { unet.forward(Tensor::zeros(DType::f32, {1, 4, 16, 16}), t, Tensor::zeros(DType::f32, {1, 77, 16})); },
+                 ErrorCode::invalid_argument, "context");
+
+    auto config = loaded.unet;
+    config.mid_block_type = "UNetMidBlock2DSimpleCrossAttn";
+    expect_error([&] { UNet(backend, config, loaded.unet_weights); }, ErrorCode::unsupported, "UNetMidBlock2DSimpleCrossAttn");
+  }
+};
+
+QTEST_GUILESS_MAIN(TestUNet)
+#include "test_unet.moc"
