@@ -1,0 +1,188 @@
+// Text-to-image end to end on the CPU backend against diffusers: the pipelines from given initial
+// latents (both tiny models, DDIM and DPM-Solver++), seeded generation (torch-compatible noise), the
+// single-file form, progress, cancellation and bad requests.
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "pipeline/generation.h"
+#include "test_support.h"
+
+#include <QtTest>
+
+#include <cmath>
+
+using namespace fisedit;
+
+namespace {
+
+double relative_l2(const std::vector<float>& out, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    num += (double(out[i]) - ref[i]) * (double(out[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+std::shared_ptr<const LoadedModel> load(const std::string& name, bool single_file = false) {
+  const auto ref = test::reference_dir() / name;
+  if (single_file) return std::make_shared<LoadedModel>(load_model(ref / "single-file.safetensors", {.config_dir = ref / "model"}));
+  return std::make_shared<LoadedModel>(load_model(ref / "model"));
+}
+
+}  // namespace
+
+class TestPipeline : public QObject {
+  Q_OBJECT
+
+  CpuBackend backend_;
+
+private slots:
+  void golden_pipelines_data() {
+    QTest::addColumn<QString>("model");
+    QTest::addColumn<QString>("scheduler");
+    QTest::addColumn<bool>("single_file");
+    for (const char* m : {"tiny-sd2", "tiny-sd15"})
+      for (const char* s : {"ddim", "dpmpp2m"}) {
+        QTest::addRow("%s %s", m, s) << m << s << false;
+        QTest::addRow("%s %s single file", m, s) << m << s << true;
+      }
+  }
+
+  void golden_pipelines() {
+    QFETCH(QString, model);
+    QFETCH(QString, scheduler);
+    QFETCH(bool, single_file);
+    const auto golden = SafetensorsFile::open(test::reference_dir() / model.toStdString() / "golden.safetensors");
+    const auto key = "pipeline." + scheduler.toStdString() + ".";
+    const auto init = golden.tensor(key + "init_latents");
+    StableDiffusion sd(load(model.toStdString(), single_file), backend_);
+    GenerationRequest r;
+    r.prompt = "a photo of a cat";
+    r.steps = 10;
+    r.cfg_scale = 7.5f;
+    r.scheduler = scheduler.toStdString();
+    r.height = static_cast<int>(init.dim(2)) * 8;
+    r.width = static_cast<int>(init.dim(3)) * 8;
+    r.initial_noise = Tensor::from_f32(init.shape(), init.to_f32());
+    int calls = 0;
+    const auto result = sd.generate(r, [&](const GenerationProgress& p) {
+      ++calls;
+      QCOMPARE(p.total, 10);
+      QCOMPARE(p.step, calls);
+    });
+    QCOMPARE(calls, 10);
+    const double latent_error = relative_l2(result.latents.to_f32(), golden.tensor(key + "final_latents").to_f32());
+    const double image_error = relative_l2(result.decoded.to_f32(), golden.tensor(key + "image").to_f32());
+    qInfo("%s: latents rel L2 %.3g, image rel L2 %.3g", qPrintable(QTest::currentDataTag()), latent_error, image_error);
+    QVERIFY2(latent_error <= 1e-3, qPrintable(QString::number(latent_error)));
+    QVERIFY2(image_error <= 1e-3, qPrintable(QString::number(image_error)));
+    QCOMPARE(result.image.width, 128);
+    QCOMPARE(result.image.channels, 3);
+  }
+
+  void seeded_data() {
+    QTest::addColumn<QString>("scheduler");
+    QTest::addColumn<QString>("prompt");
+    QTest::addColumn<QString>("negative");
+    QTest::addColumn<int>("seed");
+    QTest::addColumn<int>("steps");
+    QTest::addColumn<float>("cfg");
+    QTest::addColumn<int>("width");
+    QTest::addColumn<int>("height");
+    // The parameters of ../shared/reference/seeded/golden.json.
+    QTest::newRow("ddim") << "ddim" << "a photo of a cat" << "" << 7 << 10 << 7.5f << 128 << 128;
+    QTest::newRow("dpmpp2m") << "dpmpp2m" << "a red car in the snow" << "blurry" << 8 << 12 << 5.0f << 192 << 128;
+  }
+
+  void seeded() {
+    QFETCH(QString, scheduler);
+    QFETCH(QString, prompt);
+    QFETCH(QString, negative);
+    QFETCH(int, seed);
+    QFETCH(int, steps);
+    QFETCH(float, cfg);
+    QFETCH(int, width);
+    QFETCH(int, height);
+    const auto golden = SafetensorsFile::open(test::reference_dir() / "seeded" / "golden.safetensors");
+    const auto key = "seeded.tiny-sd2." + scheduler.toStdString() + ".";
+    StableDiffusion sd(load("tiny-sd2"), backend_);
+    GenerationRequest r{prompt.toStdString(), negative.toStdString(), static_cast<std::uint64_t>(seed), steps, cfg,
+                        scheduler.toStdString(), width, height, std::nullopt};
+    const auto result = sd.generate(r);
+    const double latent_error = relative_l2(result.latents.to_f32(), golden.tensor(key + "latents").to_f32());
+    QVERIFY2(latent_error <= 1e-3, qPrintable(QString::number(latent_error)));
+    // 8-bit images within 1 (rounding).
+    const auto image = golden.tensor(key + "image").to_f32();  // [1, H, W, 3] in [0, 1]
+    QCOMPARE(result.image.pixels.size(), image.size());
+    int worst = 0;
+    for (std::size_t i = 0; i < image.size(); ++i)
+      worst = std::max(worst, std::abs(int(result.image.pixels[i]) - int(std::nearbyint(255.0f * image[i]))));
+    QVERIFY2(worst <= 1, qPrintable(QString("max 8-bit difference %1").arg(worst)));
+  }
+
+  void cancel_between_steps() {
+    StableDiffusion sd(load("tiny-sd15"), backend_);
+    std::stop_source stop;
+    GenerationRequest r;
+    r.prompt = "a cat";
+    r.steps = 8;
+    int last = 0;
+    try {
+      sd.generate(r, [&](const GenerationProgress& p) {
+        last = p.step;
+        if (p.step == 3) stop.request_stop();
+      }, stop.get_token());
+      QFAIL("generation ran to the end");
+    } catch (const Error& e) {
+      QCOMPARE(e.code(), ErrorCode::cancelled);
+    }
+    QCOMPARE(last, 3);
+    // The pipeline is still usable after a cancel.
+    r.steps = 2;
+    QCOMPARE(sd.generate(r).latents.shape(), (Shape{1, 4, 16, 16}));
+  }
+
+  void bad_requests_data() {
+    QTest::addColumn<int>("width");
+    QTest::addColumn<int>("height");
+    QTest::addColumn<int>("steps");
+    QTest::addColumn<float>("cfg");
+    QTest::addColumn<QString>("scheduler");
+    QTest::addColumn<QString>("message");
+    QTest::newRow("size not a multiple of 8") << 130 << 128 << 10 << 7.5f << "ddim" << "not a multiple of 8";
+    QTest::newRow("zero steps") << 128 << 128 << 0 << 7.5f << "ddim" << "steps must be between 1 and 1000";
+    QTest::newRow("unknown scheduler") << 128 << 128 << 10 << 7.5f << "plms" << "unknown scheduler 'plms'";
+    QTest::newRow("negative cfg") << 128 << 128 << 10 << -1.0f << "ddim" << "CFG scale must be a non-negative number";
+    QTest::newRow("nan cfg") << 128 << 128 << 10 << std::nanf("") << "ddim" << "CFG scale";
+  }
+
+  void bad_requests() {
+    QFETCH(int, width);
+    QFETCH(int, height);
+    QFETCH(int, steps);
+    QFETCH(float, cfg);
+    QFETCH(QString, scheduler);
+    QFETCH(QString, message);
+    StableDiffusion sd(load("tiny-sd2"), backend_);
+    GenerationRequest r{"a cat", "", 1, steps, cfg, scheduler.toStdString(), width, height, std::nullopt};
+    try {
+      sd.generate(r);
+      QFAIL("a bad request was accepted");
+    } catch (const Error& e) {
+      QCOMPARE(e.code(), ErrorCode::invalid_argument);
+      QVERIFY2(QString(e.what()).contains(message), e.what());
+    }
+  }
+
+  void a1111_parameters_text() {
+    GenerationRequest r{"a cat", "blurry", 42, 20, 7.5f, "dpmpp2m", 512, 768, std::nullopt};
+    QCOMPARE(QString::fromStdString(a1111_parameters(r, "sd15")),
+             QString("a cat\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 7.5, Seed: 42, Size: 512x768, Model: sd15"));
+    r.negative_prompt.clear();
+    QVERIFY(!QString::fromStdString(a1111_parameters(r, "m")).contains("Negative prompt"));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestPipeline)
+#include "test_pipeline.moc"
