@@ -1,9 +1,14 @@
 // fisedit-cli info and tokenize on every reference model, and their error paths, through the real binary.
+#include "io/image_file.h"
 #include "io/safetensors.h"
 #include "test_support.h"
 
+#include <nlohmann/json.hpp>
+
 #include <QProcess>
 #include <QtTest>
+
+#include <algorithm>
 
 using namespace fisedit;
 
@@ -88,6 +93,70 @@ private slots:
     QCOMPARE(r.out, expected.join(' ') + "\n");
   }
 
+  void generate_writes_golden_images_data() {
+    QTest::addColumn<QStringList>("args");
+    QTest::addColumn<QString>("golden_file");
+    QTest::addColumn<QString>("golden_key");
+    QTest::addColumn<bool>("nhwc_unit");  // golden image layout: [1,H,W,3] in [0,1], else [1,3,H,W] in [-1,1]
+    QTest::newRow("tiny-sd2 seed 7 ddim")
+        << QStringList{"--model", reference_path("tiny-sd2/model"), "--prompt", "a photo of a cat", "--seed", "7", "--steps", "10",
+                       "--cfg", "7.5", "--scheduler", "ddim", "--width", "128", "--height", "128"}
+        << reference_path("seeded/golden.safetensors") << "seeded.tiny-sd2.ddim.image" << true;
+    QTest::newRow("tiny-sd2 seed 8 dpmpp2m non-square")
+        << QStringList{"--model", reference_path("tiny-sd2/model"), "--prompt", "a red car in the snow", "--negative", "blurry",
+                       "--seed", "8", "--steps", "12", "--cfg", "5", "--scheduler", "dpmpp2m", "--width", "192", "--height", "128"}
+        << reference_path("seeded/golden.safetensors") << "seeded.tiny-sd2.dpmpp2m.image" << true;
+    for (const char* s : {"ddim", "dpmpp2m"}) {
+      const QString noise = reference_path("tiny-sd15/golden.safetensors") + "#pipeline." + s + ".init_latents";
+      QTest::addRow("tiny-sd15 single file %s", s)
+          << QStringList{"--model", reference_path("tiny-sd15/single-file.safetensors"), "--config", reference_path("tiny-sd15/model"),
+                         "--prompt", "a photo of a cat", "--steps", "10", "--scheduler", s, "--initial-noise", noise}
+          << reference_path("tiny-sd15/golden.safetensors") << QString("pipeline.%1.image").arg(s) << false;
+    }
+  }
+
+  void generate_writes_golden_images() {
+    QFETCH(QStringList, args);
+    QFETCH(QString, golden_file);
+    QFETCH(QString, golden_key);
+    QFETCH(bool, nhwc_unit);
+    test::TempDir dir;
+    const auto png = QString::fromStdString((dir / "out.png").string());
+    const auto latents = QString::fromStdString((dir / "latents.safetensors").string());
+    const auto r = run_cli(QStringList{"generate"} + args + QStringList{"--out", png, "--save-latents", latents});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY2(r.err.contains("step 1/") && r.err.contains("device: CPU"), qPrintable(r.err));
+
+    const auto image = read_png(png.toStdString());
+    const auto golden = SafetensorsFile::open(golden_file.toStdString()).tensor(golden_key.toStdString());
+    const auto values = golden.to_f32();
+    const int h = int(golden.dim(nhwc_unit ? 1 : 2)), w = int(golden.dim(nhwc_unit ? 2 : 3));
+    QCOMPARE(image.width, w);
+    QCOMPARE(image.height, h);
+    QCOMPARE(image.channels, 3);
+    int worst = 0;
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        for (int c = 0; c < 3; ++c) {
+          const float v = nhwc_unit ? values[(std::size_t(y) * w + x) * 3 + c]
+                                    : std::clamp(values[(std::size_t(c) * h + y) * w + x] / 2 + 0.5f, 0.0f, 1.0f);
+          const int expected = int(std::nearbyint(255.0f * v));
+          worst = std::max(worst, std::abs(expected - int(image.pixels[(std::size_t(y) * w + x) * 3 + c])));
+        }
+    QVERIFY2(worst <= 1, qPrintable(QString("max 8-bit difference %1").arg(worst)));
+
+    // The AUTOMATIC1111 parameters chunk and our JSON record.
+    const auto text = read_png_text(png.toStdString());
+    QCOMPARE(text.size(), std::size_t{2});
+    QCOMPARE(text[0].first, std::string("parameters"));
+    QVERIFY2(QString::fromStdString(text[0].second).contains(QRegularExpression("\\nSteps: \\d+, Sampler: (DDIM|DPM\\+\\+ 2M), CFG scale: [0-9.]+, Seed: \\d+, Size: \\d+x\\d+, Model: ")),
+             text[0].second.c_str());
+    QCOMPARE(text[1].first, std::string("fisedit"));
+    QVERIFY(nlohmann::json::parse(text[1].second).contains("timings_ms"));
+    const auto saved = SafetensorsFile::open(latents.toStdString()).tensor("latents");
+    QCOMPARE(saved.shape(), (Shape{1, 4, h / 8, w / 8}));
+  }
+
   void errors_data() {
     QTest::addColumn<QStringList>("args");
     QTest::addColumn<int>("code");
@@ -98,6 +167,12 @@ private slots:
     QTest::newRow("unknown option") << QStringList{"info", "--modle", "x"} << 2 << "unknown option --modle";
     QTest::newRow("missing --model") << QStringList{"info"} << 2 << "option --model is required";
     QTest::newRow("no text") << QStringList{"tokenize", "--model", reference_path("tiny-sd2/model")} << 2 << "exactly one TEXT";
+    const QStringList gen{"generate", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat", "--steps", "2"};
+    QTest::newRow("size not a multiple of 8") << gen + QStringList{"--width", "130"} << 1 << "not a multiple of 8";
+    QTest::newRow("unknown scheduler") << gen + QStringList{"--scheduler", "plms"} << 1 << "unknown scheduler 'plms'";
+    QTest::newRow("cuda unavailable") << gen + QStringList{"--device", "cuda"} << 1 << "no CUDA backend";
+    QTest::newRow("steps not a number") << gen + QStringList{"--steps", "ten"} << 2 << "--steps expects a number";
+    QTest::newRow("missing prompt") << QStringList{"generate", "--model", reference_path("tiny-sd2/model")} << 2 << "option --prompt is required";
     QTest::newRow("unknown command") << QStringList{"paint"} << 2 << "unknown command 'paint'";
   }
 

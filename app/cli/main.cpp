@@ -18,6 +18,10 @@ constexpr const char* kUsage =
     "commands:\n"
     "  info      --model PATH [--config DIR]        what the model is: family, prediction, sizes, parameters\n"
     "  tokenize  --model PATH [--config DIR] TEXT   the 77 CLIP token ids of TEXT\n"
+    "  generate  --model PATH [--config DIR] --prompt TEXT [--negative TEXT] [--seed N] [--steps N]\n"
+    "            [--cfg F] [--scheduler ddim|dpmpp2m|euler] [--width W] [--height H]\n"
+    "            [--device auto|cpu|cuda] [--out FILE.png] [--save-latents FILE.safetensors]\n"
+    "            [--initial-noise FILE.safetensors[#KEY]]   an image from a prompt\n"
     "\n"
     "PATH is a diffusers pipeline folder or a single-file .safetensors checkpoint. --config DIR gives the\n"
     "configs (and tokenizer) of a single-file checkpoint, as diffusers' from_single_file(config=DIR).\n";
@@ -28,6 +32,7 @@ int main(int argc, char** argv) {
   const std::map<std::string, std::function<int(const std::vector<std::string>&)>> commands = {
       {"info", fisedit::cli::info_command},
       {"tokenize", fisedit::cli::tokenize_command},
+      {"generate", fisedit::cli::generate_command},
   };
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);

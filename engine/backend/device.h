@@ -1,0 +1,19 @@
+#pragma once
+// Choosing the backend a session runs on: --device auto|cpu|cuda in the CLI, the device setting in the app.
+#include "backend/backend.h"
+
+#include <memory>
+#include <string_view>
+
+namespace fisedit {
+
+enum class DeviceChoice { automatic, cpu, cuda };
+
+// "auto", "cpu" or "cuda"; throws Error(invalid_argument) otherwise.
+DeviceChoice parse_device_choice(std::string_view name);
+
+// automatic: the GPU when this build has a CUDA backend and a device is present, else the CPU.
+// cuda: throws Error(unsupported) saying why when no CUDA backend or device is available.
+std::unique_ptr<Backend> make_backend(DeviceChoice choice);
+
+}  // namespace fisedit
