@@ -364,6 +364,19 @@ private slots:
     EXPECT_CLOSE(backend.upsample_nearest2x(up({n, h, w, c}, x)), (Shape{n, 2 * h, 2 * w, c}), want);
   }
 
+  // Resizing to a skip connection's size: 2x3 -> 5x7 picks source floor(o * in / out) like torch.
+  void upsample_nearest_to_size() {
+    const std::int64_t n = 2, h = 2, w = 3, c = 3, oh = 5, ow = 7;
+    const auto x = random_values(n * h * w * c, 35);
+    const std::int64_t src_y[oh] = {0, 0, 0, 1, 1}, src_x[ow] = {0, 0, 0, 1, 1, 2, 2};
+    Values want;
+    for (std::int64_t b = 0; b < n; ++b)
+      for (std::int64_t y = 0; y < oh; ++y)
+        for (std::int64_t xx = 0; xx < ow; ++xx)
+          for (std::int64_t j = 0; j < c; ++j) want.push_back(x[((b * h + src_y[y]) * w + src_x[xx]) * c + j]);
+    EXPECT_CLOSE(backend.upsample_nearest(up({n, h, w, c}, x), oh, ow), (Shape{n, oh, ow, c}), want);
+  }
+
   void concat_and_slice_channels() {
     const std::int64_t rows = 2 * 3 * 5, ca = 4, cb = 7;
     const auto a = random_values(rows * ca, 24), b = random_values(rows * cb, 25);

@@ -175,6 +175,17 @@ private slots:
     }
   }
 
+  // 136 x 72 pixels: 17 x 9 latents, which the U-Net's levels cannot halve evenly.
+  void sizes_that_are_multiples_of_8_only() {
+    StableDiffusion sd(load("tiny-sd15"), backend_);
+    GenerationRequest r{"a cat", "", 3, 2, 7.5f, "euler", 136, 72, std::nullopt};
+    const auto result = sd.generate(r);
+    QCOMPARE(result.latents.shape(), (Shape{1, 4, 9, 17}));
+    QCOMPARE(result.image.width, 136);
+    QCOMPARE(result.image.height, 72);
+    for (float v : result.decoded.to_f32()) QVERIFY(std::isfinite(v));
+  }
+
   void a1111_parameters_text() {
     GenerationRequest r{"a cat", "blurry", 42, 20, 7.5f, "dpmpp2m", 512, 768, std::nullopt};
     QCOMPARE(QString::fromStdString(a1111_parameters(r, "sd15")),

@@ -221,11 +221,12 @@ DeviceTensor Backend::scale(const DeviceTensor& x, float s) {
   return out;
 }
 
-DeviceTensor Backend::upsample_nearest2x(const DeviceTensor& x) {
-  check_act("upsample_nearest2x", x, "x", activation_dtype());
-  require(x.rank() == 4, "upsample_nearest2x", "x " + shapes(x) + " is not [N, H, W, C]");
-  auto out = allocate({x.dim(0), 2 * x.dim(1), 2 * x.dim(2), x.dim(3)});
-  upsample_nearest2x_impl(x, out);
+DeviceTensor Backend::upsample_nearest(const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w) {
+  check_act("upsample_nearest", x, "x", activation_dtype());
+  require(x.rank() == 4, "upsample_nearest", "x " + shapes(x) + " is not [N, H, W, C]");
+  require(out_h > 0 && out_w > 0, "upsample_nearest", "target size must be positive");
+  auto out = allocate({x.dim(0), out_h, out_w, x.dim(3)});
+  upsample_nearest_impl(x, out);
   return out;
 }
 

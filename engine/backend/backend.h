@@ -29,6 +29,16 @@ namespace fisedit {
 
 enum class DeviceKind { cpu, cuda };
 
+// torch's nearest-neighbour source index for output index o when resizing `in` to `out` elements
+// (shared by every backend so they agree bit for bit).
+inline std::int64_t nearest_source_index(std::int64_t o, std::int64_t in, std::int64_t out) {
+  if (out == in) return o;
+  if (out == 2 * in) return o >> 1;
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  const auto i = static_cast<std::int64_t>(static_cast<float>(o) * scale);
+  return i < in - 1 ? i : in - 1;
+}
+
 // Memory owned by one backend; the destructor frees it (and never throws).
 class DeviceBuffer {
 public:
@@ -157,8 +167,12 @@ public:
   DeviceTensor mul(const DeviceTensor& a, const DeviceTensor& b);
   // [...] -> [...] * s
   DeviceTensor scale(const DeviceTensor& x, float s);
-  // [N, H, W, C] -> [N, 2H, 2W, C], nearest neighbour.
-  DeviceTensor upsample_nearest2x(const DeviceTensor& x);
+  // [N, H, W, C] -> [N, Ho, Wo, C], nearest neighbour as torch's F.interpolate(mode="nearest"):
+  // source index floor(o * (in / out)) in float, exactly o / 2 when doubling. Odd latent sizes need
+  // targets other than 2x (the U-Net upsamples to its skip connection's size).
+  DeviceTensor upsample_nearest(const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w);
+  // [N, H, W, C] -> [N, 2H, 2W, C]
+  DeviceTensor upsample_nearest2x(const DeviceTensor& x) { return upsample_nearest(x, 2 * x.dim(1), 2 * x.dim(2)); }
   // [..., Ca], [..., Cb] -> [..., Ca + Cb] (the U-Net's skip connections).
   DeviceTensor concat_channels(const DeviceTensor& a, const DeviceTensor& b);
   // [..., C] -> [..., end - begin]
@@ -201,7 +215,8 @@ protected:
   virtual void binary_impl(BinaryOp op, const DeviceTensor& a, const DeviceTensor& b, Broadcast shape,
                            DeviceTensor& out) = 0;
   virtual void scale_impl(const DeviceTensor& x, float s, DeviceTensor& out) = 0;
-  virtual void upsample_nearest2x_impl(const DeviceTensor& x, DeviceTensor& out) = 0;
+  // out [N, Ho, Wo, C] gives the target size.
+  virtual void upsample_nearest_impl(const DeviceTensor& x, DeviceTensor& out) = 0;
   virtual void concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) = 0;
   virtual void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) = 0;
   virtual void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) = 0;

@@ -58,7 +58,8 @@ struct UpBlock {
   std::vector<Transformer2DModel> attentions;
   std::optional<Upsample2D> upsampler;  // all levels but the last
 
-  // [N, H, W, Cin] -> [N, 2H, 2W, C] (H, W kept on the last level); pops one skip per resnet.
+  // [N, H, W, Cin] -> [N, Hs, Ws, C], the size of the next level's skip (2H, 2W unless H or W was odd
+  // on the way down), or H, W on the last level; pops one skip per resnet.
   DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
                        std::vector<DeviceTensor>& skips) const {
     for (std::size_t i = 0; i < resnets.size(); ++i) {
@@ -67,7 +68,8 @@ struct UpBlock {
       h = resnets[i].forward(b, h, temb);
       if (!attentions.empty()) h = attentions[i].forward(b, h, context);
     }
-    return upsampler ? upsampler->forward(b, h) : h;
+    if (!upsampler) return h;
+    return upsampler->forward(b, h, skips.back().dim(1), skips.back().dim(2));
   }
 };
 
@@ -201,19 +203,15 @@ UNet::~UNet() = default;
 UNet::UNet(UNet&&) noexcept = default;
 UNet& UNet::operator=(UNet&&) noexcept = default;
 
-int UNet::size_multiple() const { return 1 << (config_.block_out_channels.size() - 1); }
-
 DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> timesteps, const DeviceTensor& context) {
   Backend& b = *backend_;
   const auto& c = config_;
   const auto& L = *layers_;
   require_input(sample.rank() == 4 && sample.dim(0) >= 1 && sample.dim(3) == c.in_channels,
                 "sample " + shape_to_string(sample.shape()) + " is not [N, H, W, " + std::to_string(c.in_channels) + "]");
-  const std::int64_t n = sample.dim(0), m = size_multiple();
-  require_input(sample.dim(1) > 0 && sample.dim(2) > 0 && sample.dim(1) % m == 0 && sample.dim(2) % m == 0,
-                "latent size " + std::to_string(sample.dim(1)) + "x" + std::to_string(sample.dim(2)) +
-                    " is not a multiple of " + std::to_string(m) + " (image sizes must be multiples of " +
-                    std::to_string(8 * m) + " pixels)");
+  const std::int64_t n = sample.dim(0);
+  require_input(sample.dim(1) > 0 && sample.dim(2) > 0,
+                "latent size " + std::to_string(sample.dim(1)) + "x" + std::to_string(sample.dim(2)) + " is empty");
   require_input(timesteps.size() == 1 || timesteps.size() == static_cast<std::size_t>(n),
                 std::to_string(timesteps.size()) + " timesteps for a batch of " + std::to_string(n));
   require_input(context.rank() == 3 && context.dim(0) == n && context.dim(2) == c.cross_attention_dim,

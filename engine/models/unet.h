@@ -29,8 +29,6 @@ public:
   UNet& operator=(UNet&&) noexcept;
 
   const UNetConfig& config() const { return config_; }
-  // Latent height and width must be multiples of this (each down level but the last halves them).
-  int size_multiple() const;
 
   // sample [N, H, W, in_channels] channels-last; timesteps: one per batch element (any real value,
   // e.g. Euler's 499.5), or one for the whole batch; context [N, L, cross_attention_dim] (the text

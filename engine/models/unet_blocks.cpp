@@ -123,8 +123,8 @@ Upsample2D Upsample2D::load(const WeightSource& w, const std::string& prefix, st
   return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(1, 1))};
 }
 
-DeviceTensor Upsample2D::forward(Backend& b, const DeviceTensor& x) const {
-  return conv.forward(b, b.upsample_nearest2x(x));  // [N, H, W, C] -> [N, 2H, 2W, C]
+DeviceTensor Upsample2D::forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w) const {
+  return conv.forward(b, b.upsample_nearest(x, out_h, out_w));  // [N, H, W, C] -> [N, out_h, out_w, C]
 }
 
 }  // namespace fisedit::unet

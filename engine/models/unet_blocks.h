@@ -81,8 +81,8 @@ struct Downsample2D {
 struct Upsample2D {
   Conv2d conv;
   static Upsample2D load(const WeightSource& w, const std::string& prefix, std::int64_t channels);
-  // [N, H, W, C] -> [N, 2H, 2W, C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x) const;
+  // [N, H, W, C] -> [N, out_h, out_w, C] (2H, 2W but where the down path halved an odd size)
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w) const;
 };
 
 }  // namespace fisedit::unet

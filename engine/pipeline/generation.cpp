@@ -80,10 +80,6 @@ GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
   if (r.width < 0 || r.height < 0 || r.width % 8 || r.height % 8)
     throw Error(ErrorCode::invalid_argument, "size " + std::to_string(r.width) + "x" + std::to_string(r.height) +
                                                  " is not a multiple of 8 in both directions");
-  const int multiple = 8 * c_->unet.size_multiple();
-  if (r.width % multiple || r.height % multiple)
-    throw Error(ErrorCode::invalid_argument, "size " + std::to_string(r.width) + "x" + std::to_string(r.height) +
-                                                 " is not supported by this model yet: use multiples of " + std::to_string(multiple));
   if (r.steps <= 0 || r.steps > 1000)
     throw Error(ErrorCode::invalid_argument, "steps must be between 1 and 1000 (got " + std::to_string(r.steps) + ")");
   if (!(r.cfg_scale >= 0.0f) || !std::isfinite(r.cfg_scale))

@@ -41,7 +41,7 @@ protected:
   void binary_impl(BinaryOp op, const DeviceTensor& a, const DeviceTensor& b, Broadcast shape,
                    DeviceTensor& out) override;
   void scale_impl(const DeviceTensor& x, float s, DeviceTensor& out) override;
-  void upsample_nearest2x_impl(const DeviceTensor& x, DeviceTensor& out) override;
+  void upsample_nearest_impl(const DeviceTensor& x, DeviceTensor& out) override;
   void concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) override;
   void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) override;
   void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) override;

@@ -65,17 +65,15 @@ void CpuBackend::scale_impl(const DeviceTensor& x, float s, DeviceTensor& out) {
   });
 }
 
-void CpuBackend::upsample_nearest2x_impl(const DeviceTensor& x, DeviceTensor& out) {
+void CpuBackend::upsample_nearest_impl(const DeviceTensor& x, DeviceTensor& out) {
   const std::int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
-  // One output row (y) per item: each input pixel's channels written twice, the row then duplicated.
-  cpu::parallel_for(pool_, n * h, 4 * w * c, [&](std::int64_t row) {
-    const float* src = x.data_as<const float>() + row * w * c;
-    float* dst = out.data_as<float>() + row * 4 * w * c;
-    for (std::int64_t i = 0; i < w; ++i) {
-      copy_floats(dst + 2 * i * c, src + i * c, c);
-      copy_floats(dst + (2 * i + 1) * c, src + i * c, c);
-    }
-    copy_floats(dst + 2 * w * c, dst, 2 * w * c);
+  const std::int64_t oh = out.dim(1), ow = out.dim(2);
+  // One output row per item: each output pixel copies its source pixel's channels.
+  cpu::parallel_for(pool_, n * oh, ow * c, [&](std::int64_t row) {
+    const std::int64_t b = row / oh, y = row % oh;
+    const float* src = x.data_as<const float>() + (b * h + nearest_source_index(y, h, oh)) * w * c;
+    float* dst = out.data_as<float>() + row * ow * c;
+    for (std::int64_t i = 0; i < ow; ++i) copy_floats(dst + i * c, src + nearest_source_index(i, w, ow) * c, c);
   });
 }
 
