@@ -1,0 +1,69 @@
+#pragma once
+// The CUDA backend: fp16 activations and weights with float32 accumulation, channels-last, one
+// stream. cuDNN for convolutions (algorithm chosen once per shape), cuBLASLt for GEMMs, fisedit's own
+// kernels (kernels/) where fusion pays: GroupNorm(+SiLU), LayerNorm, GEGLU, flash attention.
+// Ops are asynchronous: they enqueue work and return; download() and synchronize() wait.
+#include "backend/backend.h"
+
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+
+namespace fisedit {
+
+namespace cuda {
+class MemoryPool;
+}
+
+class CudaBackend final : public Backend {
+public:
+  // Throws Error(device) when no usable device is there (the message says why).
+  explicit CudaBackend(int device = 0);
+  ~CudaBackend() override;
+
+  // Whether a CUDA device can be used; `why` receives the reason when not.
+  static bool device_available(std::string* why = nullptr);
+
+  DeviceKind kind() const override { return DeviceKind::cuda; }
+  std::string name() const override;  // e.g. "NVIDIA H100 80GB HBM3 (CUDA, float16)"
+  DType activation_dtype() const override { return DType::f16; }
+  void synchronize() override;
+  DeviceTensor allocate(DType dtype, Shape shape) override;
+  using Backend::allocate;
+
+  cudaStream_t stream() const;
+  cuda::MemoryPool& memory_pool() const;
+
+  struct State;  // handles, pool, caches: backend/cuda/cuda_state.h
+
+protected:
+  void upload_impl(const Tensor& host, DeviceTensor& out) override;
+  void download_impl(const DeviceTensor& t, std::span<float> out) override;
+  ConvWeight prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) override;
+  void linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
+                   DeviceTensor& out) override;
+  void conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, DeviceTensor& out) override;
+  void group_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta, int groups,
+                       float eps, bool silu, GroupNormStats* stats_out, const GroupNormStats* stats_in,
+                       DeviceTensor& out) override;
+  void layer_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta, float eps,
+                       DeviceTensor& out) override;
+  void attention_impl(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
+                      const AttentionParams& params, DeviceTensor& out) override;
+  void activation_impl(const DeviceTensor& x, Activation act, DeviceTensor& out) override;
+  void geglu_impl(const DeviceTensor& x, DeviceTensor& out) override;
+  void binary_impl(BinaryOp op, const DeviceTensor& a, const DeviceTensor& b, Broadcast shape,
+                   DeviceTensor& out) override;
+  void scale_impl(const DeviceTensor& x, float s, DeviceTensor& out) override;
+  void upsample_nearest_impl(const DeviceTensor& x, DeviceTensor& out) override;
+  void concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) override;
+  void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) override;
+  void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) override;
+  void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) override;
+
+private:
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace fisedit

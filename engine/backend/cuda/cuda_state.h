@@ -1,0 +1,35 @@
+#pragma once
+// What the CudaBackend's implementation files share. Each op family keeps its fields in its own
+// section; the state is created in cuda_backend.cpp.
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_memory.h"
+#include "backend/cuda/cuda_resources.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+
+namespace fisedit {
+
+struct CudaBackend::State {
+  int device = 0;
+  cudaDeviceProp props{};
+  std::shared_ptr<cuda::MemoryPool> pool;
+  cuda::Stream stream;
+
+  // GEMMs (cuda_gemm.cpp)
+  cuda::CublasLtHandle cublas_lt;
+  std::shared_ptr<DeviceBuffer> gemm_workspace;
+
+  // Convolutions (cuda_conv.cpp): cuDNN handle and the algorithm chosen for each problem shape.
+  cuda::CudnnHandle cudnn;
+  struct ConvChoice {
+    int algorithm = 0;  // cudnnConvolutionFwdAlgo_t
+    std::size_t workspace_bytes = 0;
+  };
+  std::map<std::string, ConvChoice> conv_choices;  // key: shapes, strides, padding
+};
+
+}  // namespace fisedit
