@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 
+#include <algorithm>
 #include <cassert>
 #include <limits>
 
@@ -246,6 +247,20 @@ DeviceTensor Backend::slice_channels(const DeviceTensor& x, std::int64_t begin, 
           "[" + std::to_string(begin) + ", " + std::to_string(end) + ") is not inside the channels of " + shapes(x));
   auto out = allocate(with_last(x.shape(), end - begin));
   slice_channels_impl(x, begin, out);
+  return out;
+}
+
+DeviceTensor Backend::select_positions(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b) {
+  check_act("select_positions", mask, "mask", activation_dtype());
+  check_act("select_positions", a, "a", activation_dtype());
+  check_act("select_positions", b, "b", activation_dtype());
+  require(a.shape() == b.shape(), "select_positions", "a " + shapes(a) + " and b " + shapes(b) + " differ");
+  require(a.rank() >= 2, "select_positions", "a " + shapes(a) + " is not [N, ..., C]");
+  const std::int64_t positions = a.numel() / std::max<std::int64_t>(1, a.dim(0) * a.dim(-1));
+  require(mask.numel() == positions, "select_positions",
+          "mask " + shapes(mask) + " does not have one value per position of " + shapes(a));
+  auto out = allocate(a.shape());
+  select_positions_impl(mask, a, b, out);
   return out;
 }
 

@@ -179,6 +179,10 @@ public:
   DeviceTensor slice_channels(const DeviceTensor& x, std::int64_t begin, std::int64_t end);
   // table [V, C], ids I32 [...] -> [..., C]; ids outside [0, V) are an Error.
   DeviceTensor embedding(const DeviceTensor& table, const DeviceTensor& ids);
+  // mask [P] (nonzero: take a), a and b [N, P, C] (P positions, e.g. H * W of [N, H, W, C]) -> [N, P, C]:
+  // a's values where the mask is set, b's elsewhere, copied bit for bit. Sparse editing keeps the
+  // cached activations outside the edited region with it.
+  DeviceTensor select_positions(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b);
   // [N, C, H, W] <-> [N, H, W, C], at model boundaries.
   DeviceTensor nchw_to_nhwc(const DeviceTensor& x);
   DeviceTensor nhwc_to_nchw(const DeviceTensor& x);
@@ -220,6 +224,9 @@ protected:
   virtual void concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) = 0;
   virtual void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) = 0;
   virtual void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) = 0;
+  // mask [P], a, b and out viewed as [N, P, C].
+  virtual void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
+                                     DeviceTensor& out) = 0;
   // to_nhwc: [N, C, H, W] -> [N, H, W, C]; otherwise the reverse.
   virtual void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) = 0;
 

@@ -25,14 +25,14 @@ struct DownBlock {
 
   // [N, H, W, Cin] -> [N, H/2, W/2, C] (H, W kept on the last level); pushes each output onto `skips`.
   DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
-                       std::vector<DeviceTensor>& skips) const {
+                       std::vector<DeviceTensor>& skips, SparseStep* s) const {
     for (std::size_t i = 0; i < resnets.size(); ++i) {
-      h = resnets[i].forward(b, h, temb);
-      if (!attentions.empty()) h = attentions[i].forward(b, h, context);
+      h = resnets[i].forward(b, h, temb, s);
+      if (!attentions.empty()) h = attentions[i].forward(b, h, context, s);
       skips.push_back(h);
     }
     if (downsampler) {
-      h = downsampler->forward(b, h);
+      h = downsampler->forward(b, h, s);
       skips.push_back(h);
     }
     return h;
@@ -45,10 +45,11 @@ struct MidBlock {
   Transformer2DModel attention;
 
   // [N, H, W, C] -> [N, H, W, C]
-  DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context) const {
-    h = resnets[0].forward(b, h, temb);
-    h = attention.forward(b, h, context);
-    return resnets[1].forward(b, h, temb);
+  DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
+                       SparseStep* s) const {
+    h = resnets[0].forward(b, h, temb, s);
+    h = attention.forward(b, h, context, s);
+    return resnets[1].forward(b, h, temb, s);
   }
 };
 
@@ -61,15 +62,15 @@ struct UpBlock {
   // [N, H, W, Cin] -> [N, Hs, Ws, C], the size of the next level's skip (2H, 2W unless H or W was odd
   // on the way down), or H, W on the last level; pops one skip per resnet.
   DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
-                       std::vector<DeviceTensor>& skips) const {
+                       std::vector<DeviceTensor>& skips, SparseStep* s) const {
     for (std::size_t i = 0; i < resnets.size(); ++i) {
       h = b.concat_channels(h, skips.back());  // [N, H, W, Ch], [N, H, W, Cs] -> [N, H, W, Ch + Cs]
       skips.pop_back();
-      h = resnets[i].forward(b, h, temb);
-      if (!attentions.empty()) h = attentions[i].forward(b, h, context);
+      h = resnets[i].forward(b, h, temb, s);
+      if (!attentions.empty()) h = attentions[i].forward(b, h, context, s);
     }
     if (!upsampler) return h;
-    return upsampler->forward(b, h, skips.back().dim(1), skips.back().dim(2));
+    return upsampler->forward(b, h, skips.back().dim(1), skips.back().dim(2), s);
   }
 };
 
@@ -203,7 +204,8 @@ UNet::~UNet() = default;
 UNet::UNet(UNet&&) noexcept = default;
 UNet& UNet::operator=(UNet&&) noexcept = default;
 
-DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> timesteps, const DeviceTensor& context) {
+DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> timesteps, const DeviceTensor& context,
+                           SparseStep* s) {
   Backend& b = *backend_;
   const auto& c = config_;
   const auto& L = *layers_;
@@ -229,12 +231,16 @@ DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> ti
   const auto temb_silu =
       te.linear_2.forward(b, te.linear_1.forward(b, sinusoids, Activation::silu), Activation::silu);  // [N, C0] -> [N, 4 C0]
 
-  auto h = L.conv_in.forward(b, sample);  // [N, H, W, in] -> [N, H, W, C0]
+  const auto H = sample.dim(1), W = sample.dim(2);
+  auto h = unet::spatial(b, s, L.conv_in.forward(b, sample), H, W);  // [N, H, W, in] -> [N, H, W, C0]
   std::vector<DeviceTensor> skips{h};
-  for (const auto& block : L.down_blocks) h = block.forward(b, h, temb_silu, context, skips);  // -> [N, H/m, W/m, Clast]
-  h = L.mid_block.forward(b, h, temb_silu, context);
-  for (const auto& block : L.up_blocks) h = block.forward(b, h, temb_silu, context, skips);  // -> [N, H, W, C0]
-  return L.conv_out.forward(b, L.conv_norm_out.forward(b, h, true));                       // -> [N, H, W, out]
+  for (const auto& block : L.down_blocks) h = block.forward(b, h, temb_silu, context, skips, s);  // -> [N, H/m, W/m, Clast]
+  h = L.mid_block.forward(b, h, temb_silu, context, s);
+  for (const auto& block : L.up_blocks) h = block.forward(b, h, temb_silu, context, skips, s);  // -> [N, H, W, C0]
+  h = L.conv_out.forward(b, unet::group_norm(b, L.conv_norm_out, h, true, s));                 // -> [N, H, W, out]
+  h = unet::spatial(b, s, h, H, W);
+  if (s) s->finish();
+  return h;
 }
 
 Tensor UNet::forward(const Tensor& sample, std::span<const float> timesteps, const Tensor& context) {

@@ -18,6 +18,14 @@ Linear load_pointwise_conv(const WeightSource& w, const std::string& prefix, std
 
 }  // namespace
 
+DeviceTensor group_norm(Backend& b, const GroupNorm& norm, const DeviceTensor& x, bool silu, SparseStep* s) {
+  return s ? s->group_norm(b, x, norm.weight, norm.bias, norm.groups, norm.eps, silu) : norm.forward(b, x, silu);
+}
+
+DeviceTensor spatial(Backend& b, SparseStep* s, const DeviceTensor& y, std::int64_t h, std::int64_t w) {
+  return s ? s->spatial_output(b, y, h, w) : y;
+}
+
 ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out,
                                   std::int64_t temb_channels, int groups, float eps) {
   ResnetBlock2D r;
@@ -30,11 +38,13 @@ ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, const std::string& pref
   return r;
 }
 
-DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu) const {
-  auto h = conv1.forward(b, norm1.forward(b, x, true));  // [N, H, W, in] -> [N, H, W, out]
-  const auto t = time_emb_proj.forward(b, temb_silu);    // [N, T] -> [N, out]
-  h = b.add(h, t.reshaped({t.dim(0), 1, 1, t.dim(1)}));  // broadcast over H, W
-  h = conv2.forward(b, norm2.forward(b, h, true));       // [N, H, W, out]
+DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu,
+                                    SparseStep* s) const {
+  const auto H = x.dim(1), W = x.dim(2);
+  auto h = spatial(b, s, conv1.forward(b, group_norm(b, norm1, x, true, s)), H, W);  // [N, H, W, in] -> [N, H, W, out]
+  const auto t = time_emb_proj.forward(b, temb_silu);                                 // [N, T] -> [N, out]
+  h = b.add(h, t.reshaped({t.dim(0), 1, 1, t.dim(1)}));                               // broadcast over H, W
+  h = spatial(b, s, conv2.forward(b, group_norm(b, norm2, h, true, s)), H, W);        // [N, H, W, out]
   return b.add(conv_shortcut ? conv_shortcut->forward(b, x) : x, h);
 }
 
@@ -74,11 +84,12 @@ BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const s
   return t;
 }
 
-DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const {
+DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
+                                            std::int64_t height, std::int64_t width, SparseStep* s) const {
   auto h = norm1.forward(b, x);
-  auto y = b.add(attn1.forward(b, h, h), x);              // [N, L, C]: self-attention
+  auto y = spatial(b, s, b.add(attn1.forward(b, h, h), x), height, width);  // [N, L, C]: self-attention
   h = norm2.forward(b, y);
-  y = b.add(attn2.forward(b, h, context), y);             // cross-attention to the prompt
+  y = spatial(b, s, b.add(attn2.forward(b, h, context), y), height, width);  // cross-attention to the prompt
   h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));  // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
   return b.add(ff_out.forward(b, h), y);                  // [N, L, 4C] -> [N, L, C]
 }
@@ -102,11 +113,12 @@ Transformer2DModel Transformer2DModel::load(const WeightSource& w, const std::st
   return t;
 }
 
-DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const {
+DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
+                                         SparseStep* s) const {
   const auto n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   // Channels-last, proj_in is the same matmul whether it was a Linear or a 1x1 Conv2d.
-  auto y = proj_in.forward(b, norm.forward(b, x)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
-  for (const auto& block : transformer_blocks) y = block.forward(b, y, context);
+  auto y = proj_in.forward(b, group_norm(b, norm, x, false, s)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
+  for (const auto& block : transformer_blocks) y = block.forward(b, y, context, h, w, s);
   y = proj_out.forward(b, y).reshaped({n, h, w, c});                          // [N, HW, C] -> [N, H, W, C]
   return b.add(y, x);
 }
@@ -115,16 +127,19 @@ Downsample2D Downsample2D::load(const WeightSource& w, const std::string& prefix
   return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(2, 1))};
 }
 
-DeviceTensor Downsample2D::forward(Backend& b, const DeviceTensor& x) const {
-  return conv.forward(b, x);  // [N, H, W, C] -> [N, H/2, W/2, C]
+DeviceTensor Downsample2D::forward(Backend& b, const DeviceTensor& x, SparseStep* s) const {
+  const auto y = conv.forward(b, x);  // [N, H, W, C] -> [N, H/2, W/2, C]
+  return spatial(b, s, y, y.dim(1), y.dim(2));
 }
 
 Upsample2D Upsample2D::load(const WeightSource& w, const std::string& prefix, std::int64_t channels) {
   return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(1, 1))};
 }
 
-DeviceTensor Upsample2D::forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w) const {
-  return conv.forward(b, b.upsample_nearest(x, out_h, out_w));  // [N, H, W, C] -> [N, out_h, out_w, C]
+DeviceTensor Upsample2D::forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w,
+                                 SparseStep* s) const {
+  const auto y = conv.forward(b, b.upsample_nearest(x, out_h, out_w));  // [N, H, W, C] -> [N, out_h, out_w, C]
+  return spatial(b, s, y, out_h, out_w);
 }
 
 }  // namespace fisedit::unet

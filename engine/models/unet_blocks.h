@@ -3,14 +3,24 @@
 // Transformer2DModel, ...) so that each one loads its weights from the prefix diffusers gives it.
 // Private to engine/models/unet.cpp: the U-Net is the public interface. Built of the leaf modules of
 // models/layers.h; every layer uploads its weights once, when it is loaded.
+//
+// Every forward takes a SparseStep (null for a plain dense call) that records or replays the outputs
+// of the spatial layers (3x3 convolutions, attention) and the GroupNorm statistics: see
+// sparse/sparse_step.h.
 #include "backend/backend.h"
 #include "models/layers.h"
+#include "sparse/sparse_step.h"
 
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace fisedit::unet {
+
+// A GroupNorm as the step calls for (cached statistics in an edit), or plainly without a step.
+DeviceTensor group_norm(Backend& b, const GroupNorm& norm, const DeviceTensor& x, bool silu, SparseStep* s);
+// A spatial layer's output [N, H, W, C] (or [N, h * w, C]) kept or blended by the step.
+DeviceTensor spatial(Backend& b, SparseStep* s, const DeviceTensor& y, std::int64_t h, std::int64_t w);
 
 // norm1 + SiLU -> conv1 -> + time_emb_proj(SiLU(temb)) -> norm2 + SiLU -> conv2 -> + shortcut.
 struct ResnetBlock2D {
@@ -22,7 +32,7 @@ struct ResnetBlock2D {
   static ResnetBlock2D load(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out,
                             std::int64_t temb_channels, int groups, float eps);
   // x [N, H, W, in], temb_silu [N, temb_channels] (already through SiLU) -> [N, H, W, out]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu) const;
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu, SparseStep* s) const;
 };
 
 // Multi-head attention with diffusers' Attention names: to_q/to_k/to_v without bias, to_out.0 with.
@@ -46,8 +56,9 @@ struct BasicTransformerBlock {
 
   static BasicTransformerBlock load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                                     std::int64_t context_channels, int heads, bool upcast);
-  // x [N, L, C], context [N, Lc, context_channels] -> [N, L, C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const;
+  // x [N, L = h * w, C], context [N, Lc, context_channels] -> [N, L, C]
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, std::int64_t h, std::int64_t w,
+                       SparseStep* s) const;
 };
 
 // GroupNorm -> proj_in -> transformer blocks over the H*W positions -> proj_out -> + input.
@@ -66,7 +77,7 @@ struct Transformer2DModel {
   static Transformer2DModel load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                                  std::int64_t context_channels, const Options& options);
   // x [N, H, W, C], context [N, Lc, context_channels] -> [N, H, W, C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const;
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const;
 };
 
 // 3x3 convolution, stride 2, padding 1.
@@ -74,7 +85,7 @@ struct Downsample2D {
   Conv2d conv;
   static Downsample2D load(const WeightSource& w, const std::string& prefix, std::int64_t channels);
   // [N, H, W, C] -> [N, H/2, W/2, C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x) const;
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, SparseStep* s) const;
 };
 
 // Nearest-neighbour 2x, then a 3x3 convolution.
@@ -82,7 +93,7 @@ struct Upsample2D {
   Conv2d conv;
   static Upsample2D load(const WeightSource& w, const std::string& prefix, std::int64_t channels);
   // [N, H, W, C] -> [N, out_h, out_w, C] (2H, 2W but where the down path halved an odd size)
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w) const;
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w, SparseStep* s) const;
 };
 
 }  // namespace fisedit::unet

@@ -77,6 +77,16 @@ void CpuBackend::upsample_nearest_impl(const DeviceTensor& x, DeviceTensor& out)
   });
 }
 
+void CpuBackend::select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
+                                       DeviceTensor& out) {
+  const std::int64_t positions = mask.numel(), c = a.dim(-1), rows = a.dim(0) * positions;
+  const float* m = mask.data_as<const float>();
+  cpu::parallel_for(pool_, rows, c, [&](std::int64_t row) {
+    const float* src = (m[row % positions] != 0.0f ? a : b).data_as<const float>() + row * c;
+    copy_floats(out.data_as<float>() + row * c, src, c);
+  });
+}
+
 void CpuBackend::concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) {
   const std::int64_t ca = a.dim(-1), cb = b.dim(-1), rows = out.numel() / std::max<std::int64_t>(ca + cb, 1);
   cpu::parallel_for(pool_, rows, ca + cb, [&](std::int64_t r) {

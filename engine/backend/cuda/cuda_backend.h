@@ -61,6 +61,8 @@ protected:
   void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) override;
   void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) override;
   void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) override;
+  void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
+                             DeviceTensor& out) override;
 
 private:
   std::unique_ptr<State> s_;

@@ -1,0 +1,113 @@
+#include "sparse/sparse_step.h"
+
+#include "core/error.h"
+
+#include <algorithm>
+
+namespace fisedit {
+
+std::size_t LayerRecord::bytes() const {
+  std::size_t n = 0;
+  for (const auto& t : outputs) n += t.nbytes();
+  for (const auto& s : norm_stats) n += s.mean.nbytes() + s.var.nbytes();
+  return n;
+}
+
+double LatentMask::fraction() const {
+  if (values.empty()) return 0.0;
+  return static_cast<double>(std::count_if(values.begin(), values.end(), [](float v) { return v != 0.0f; })) /
+         static_cast<double>(values.size());
+}
+
+bool LatentMask::empty() const { return std::all_of(values.begin(), values.end(), [](float v) { return v == 0.0f; }); }
+bool LatentMask::full() const { return std::all_of(values.begin(), values.end(), [](float v) { return v != 0.0f; }); }
+
+std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int64_t w) {
+  std::vector<float> m = latent.values;
+  std::int64_t mh = latent.height, mw = latent.width;
+  while (mh > h || mw > w) {  // 2x2 max-pool, ceil mode: the down path's ceil(n / 2)
+    const std::int64_t nh = (mh + 1) / 2, nw = (mw + 1) / 2;
+    std::vector<float> next(static_cast<std::size_t>(nh * nw), 0.0f);
+    for (std::int64_t y = 0; y < mh; ++y)
+      for (std::int64_t x = 0; x < mw; ++x)
+        if (m[y * mw + x] != 0.0f) next[(y / 2) * nw + x / 2] = 1.0f;
+    m = std::move(next);
+    mh = nh;
+    mw = nw;
+  }
+  if (mh != h || mw != w)
+    throw Error(ErrorCode::invalid_argument, "a " + std::to_string(h) + "x" + std::to_string(w) +
+                                                 " layer is not a level of the " + std::to_string(latent.height) + "x" +
+                                                 std::to_string(latent.width) + " latent mask");
+  return m;
+}
+
+SparseStep::SparseStep(LayerRecord& out) : out_(out) { out_ = {}; }
+
+SparseStep::SparseStep(const LayerRecord& cached, const LatentMask& mask, LayerRecord& out)
+    : cached_(&cached), mask_(&mask), out_(out) {
+  out_ = {};
+}
+
+SparseStep::Coverage SparseStep::coverage(Backend& b, std::int64_t h, std::int64_t w, const DeviceTensor** mask) {
+  auto it = levels_.find({h, w});
+  if (it == levels_.end()) {
+    auto values = level_mask(*mask_, h, w);
+    const auto active = std::count_if(values.begin(), values.end(), [](float v) { return v != 0.0f; });
+    LevelMask level{active == 0 ? Coverage::none : active == h * w ? Coverage::all : Coverage::partial, {}};
+    if (level.coverage == Coverage::partial) level.mask = b.upload(Tensor::from_f32({h * w}, values));
+    it = levels_.emplace(std::pair{h, w}, std::move(level)).first;
+  }
+  *mask = &it->second.mask;
+  return it->second.coverage;
+}
+
+DeviceTensor SparseStep::spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w) {
+  DeviceTensor result = computed;
+  if (cached_) {
+    if (next_output_ >= cached_->outputs.size())
+      throw Error(ErrorCode::invalid_argument, "the edit runs more layers than the cached generation recorded");
+    const auto& cached = cached_->outputs[next_output_++];
+    if (cached.shape() != computed.shape())
+      throw Error(ErrorCode::invalid_argument, "a layer output of shape " + shape_to_string(computed.shape()) +
+                                                   " does not match the cached " + shape_to_string(cached.shape()));
+    const DeviceTensor* mask = nullptr;
+    switch (coverage(b, h, w, &mask)) {
+      case Coverage::none: result = cached; break;
+      case Coverage::all: break;
+      case Coverage::partial: {
+        const auto n = computed.dim(0), c = computed.dim(-1);
+        result = b.select_positions(*mask, computed.reshaped({n, h * w, c}), cached.reshaped({n, h * w, c}))
+                     .reshaped(computed.shape());
+        break;
+      }
+    }
+  }
+  out_.outputs.push_back(result);
+  return result;
+}
+
+DeviceTensor SparseStep::group_norm(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma,
+                                    const DeviceTensor& beta, int groups, float eps, bool silu) {
+  const GroupNormStats* stats_in = nullptr;
+  if (cached_) {
+    if (next_norm_ >= cached_->norm_stats.size())
+      throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");
+    const auto& cached = cached_->norm_stats[next_norm_++];
+    const DeviceTensor* mask = nullptr;
+    // A small edit barely moves the statistics (METHOD 3.3); a level computed in full takes its own,
+    // so an edit whose mask covers everything is the dense generation.
+    if (coverage(b, x.dim(1), x.dim(2), &mask) != Coverage::all) stats_in = &cached;
+  }
+  GroupNormStats stats;
+  auto y = b.group_norm(x, gamma, beta, groups, eps, silu, stats_in ? nullptr : &stats, stats_in);
+  out_.norm_stats.push_back(stats_in ? *stats_in : stats);
+  return y;
+}
+
+void SparseStep::finish() const {
+  if (cached_ && (next_output_ != cached_->outputs.size() || next_norm_ != cached_->norm_stats.size()))
+    throw Error(ErrorCode::invalid_argument, "the edit ran a different network than the cached generation recorded");
+}
+
+}  // namespace fisedit

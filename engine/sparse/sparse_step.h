@@ -1,0 +1,73 @@
+#pragma once
+// How one U-Net call relates to a cached generation (METHOD.md sections 2 and 3.3).
+//
+// Recording (a dense step of a generation): every spatial layer's full output and every GroupNorm's
+// statistics are kept, in call order, as the step's LayerRecord.
+// Editing (a step of an edit): each spatial layer's output outside the edit mask is the cached one,
+// inside it is computed anew; GroupNorms of partly masked levels take the cached statistics. The
+// result is itself recorded, so the edited generation can be edited again.
+//
+// Spatial layers are those whose output at a position depends on other positions: 3x3 convolutions
+// (resampling ones included) and attention. Token-wise layers need no blending: fed cached values
+// they reproduce cached values. Levels are the U-Net's resolutions; a level's mask is the latent mask
+// max-pooled the way the down path halves sizes (rounding up), so a position is active when any
+// latent pixel under it is.
+#include "backend/backend.h"
+
+#include <cstdint>
+#include <map>
+#include <utility>
+#include <vector>
+
+namespace fisedit {
+
+struct LayerRecord {
+  std::vector<DeviceTensor> outputs;       // spatial layer outputs, in call order
+  std::vector<GroupNormStats> norm_stats;  // GroupNorm statistics, in call order
+  std::size_t bytes() const;
+};
+
+// A latent-resolution mask: h x w values, 1 = the edit may change this latent pixel.
+struct LatentMask {
+  std::int64_t height = 0, width = 0;
+  std::vector<float> values;
+  double fraction() const;  // share of active latent pixels
+  bool empty() const;       // no active pixel
+  bool full() const;        // every pixel active
+};
+
+// The mask at a level of size h x w, max-pooled from the latent mask.
+std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int64_t w);
+
+class SparseStep {
+public:
+  // Dense call, kept in `out`.
+  explicit SparseStep(LayerRecord& out);
+  // Edit call against `cached` (a record of the same step of the base generation), kept in `out`.
+  SparseStep(const LayerRecord& cached, const LatentMask& mask, LayerRecord& out);
+
+  // A spatial layer's output: [N, H, W, C] or [N, H * W, C] with the level's H, W given.
+  DeviceTensor spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w);
+  // A GroupNorm of x [N, H, W, C], with the statistics the mode calls for.
+  DeviceTensor group_norm(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
+                          int groups, float eps, bool silu);
+  // Throws Error(invalid_argument) unless the edit consumed exactly the cached record (a different
+  // model or size than the cached generation's).
+  void finish() const;
+
+private:
+  enum class Coverage { none, partial, all };
+  Coverage coverage(Backend& b, std::int64_t h, std::int64_t w, const DeviceTensor** mask);
+
+  const LayerRecord* cached_ = nullptr;
+  const LatentMask* mask_ = nullptr;
+  LayerRecord& out_;
+  std::size_t next_output_ = 0, next_norm_ = 0;
+  struct LevelMask {
+    Coverage coverage;
+    DeviceTensor mask;  // [H * W], activation dtype, for partial coverage
+  };
+  std::map<std::pair<std::int64_t, std::int64_t>, LevelMask> levels_;
+};
+
+}  // namespace fisedit
