@@ -5,6 +5,7 @@
 #include "models/text_encoder.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "sparse/sparse_step.h"
 #include "sched/scheduler.h"
 #include "text/clip_tokenizer.h"
 
@@ -102,8 +103,68 @@ Tensor StableDiffusion::encode_prompt(const std::string& text) const {
   return c_->text_encoder.encode(Tensor::from_i64({1, static_cast<std::int64_t>(ids.size())}, ids));
 }
 
+StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prompt, const std::string& negative,
+                                                        float cfg_scale) const {
+  // [uncond, cond] with guidance, as diffusers orders the CFG batch.
+  const bool guidance = cfg_scale > 1.0f;
+  const Tensor cond = encode_prompt(prompt);
+  std::vector<float> context = cond.to_f32();
+  if (guidance) {
+    auto uncond = encode_prompt(negative).to_f32();
+    uncond.insert(uncond.end(), context.begin(), context.end());
+    context = std::move(uncond);
+  }
+  const std::int64_t batch = guidance ? 2 : 1;
+  return {backend_.upload(Tensor::from_f32({batch, cond.dim(1), cond.dim(2)}, context)), guidance};
+}
+
+std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, const std::vector<float>& x,
+                                            const Conditioning& cond, const GenerationRequest& r, SparseStep* step) {
+  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8, n = c * h * w;
+  const std::int64_t batch = cond.guidance ? 2 : 1;
+  const auto input = scheduler.scale_model_input(x, i);
+  std::vector<float> batch_input = input;
+  if (cond.guidance) batch_input.insert(batch_input.end(), input.begin(), input.end());
+  auto sample = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({batch, c, h, w}, batch_input)));
+  const float timestep = scheduler.model_timesteps()[static_cast<std::size_t>(i)];
+  const auto out = backend_.download(backend_.nhwc_to_nchw(c_->unet.forward(sample, std::span(&timestep, 1), cond.context, step)));
+  const auto pred = out.to_f32();
+  std::vector<float> noise(pred.begin(), pred.begin() + n);
+  if (cond.guidance)  // uncond + scale * (cond - uncond)
+    for (std::int64_t j = 0; j < n; ++j) noise[j] = pred[j] + r.cfg_scale * (pred[n + j] - pred[j]);
+  return noise;
+}
+
+void StableDiffusion::decode(const std::vector<float>& latents, const GenerationRequest& r, GenerationResult& result) {
+  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
+  std::vector<float> z = latents;
+  for (auto& v : z) v /= model_->vae.scaling_factor;
+  const auto z_d = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({1, c, h, w}, z)));
+  const auto decoded_d = c_->vae_decoder.decode(z_d);
+  const auto decoded_nhwc = backend_.download(decoded_d);
+  result.decoded = backend_.download(backend_.nhwc_to_nchw(decoded_d));
+
+  // 8-bit RGB as diffusers' numpy_to_pil: round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even as numpy.
+  const auto pixels = decoded_nhwc.to_f32();
+  result.image = Image8{r.width, r.height, 3, std::vector<std::uint8_t>(pixels.size())};
+  for (std::size_t i = 0; i < pixels.size(); ++i)
+    result.image.pixels[i] = static_cast<std::uint8_t>(std::nearbyint(255.0f * std::clamp(pixels[i] / 2.0f + 0.5f, 0.0f, 1.0f)));
+}
+
 GenerationResult StableDiffusion::generate(const GenerationRequest& request, const ProgressCallback& progress,
                                            std::stop_token stop) {
+  return run(request, progress, stop, nullptr);
+}
+
+CachedGeneration StableDiffusion::generate_cached(const GenerationRequest& request, const ProgressCallback& progress,
+                                                  std::stop_token stop) {
+  CachedGeneration cache;
+  cache.result = run(request, progress, stop, &cache);
+  return cache;
+}
+
+GenerationResult StableDiffusion::run(const GenerationRequest& request, const ProgressCallback& progress,
+                                      std::stop_token stop, CachedGeneration* keep) {
   const auto t0 = Clock::now();
   const GenerationRequest r = resolve(request);
   GenerationResult result;
@@ -112,64 +173,52 @@ GenerationResult StableDiffusion::generate(const GenerationRequest& request, con
   result.height = r.height;
   check_stop(stop);
 
-  // Conditioning: [uncond, cond] with guidance, as diffusers orders the CFG batch.
-  const bool guidance = r.cfg_scale > 1.0f;
   auto t = Clock::now();
-  const Tensor cond = encode_prompt(r.prompt);
-  std::vector<float> context = cond.to_f32();
-  if (guidance) {
-    auto uncond = encode_prompt(r.negative_prompt).to_f32();
-    uncond.insert(uncond.end(), context.begin(), context.end());
-    context = std::move(uncond);
-  }
-  const std::int64_t batch = guidance ? 2 : 1;
-  const DeviceTensor context_d = backend_.upload(Tensor::from_f32({batch, cond.dim(1), cond.dim(2)}, context));
+  const auto cond = condition(r.prompt, r.negative_prompt, r.cfg_scale);
   result.timings.text_encoder_ms = ms_since(t);
   check_stop(stop);
 
   auto scheduler = make_scheduler(r.scheduler, model_->scheduler);
   scheduler->set_timesteps(r.steps);
-  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
-  const std::int64_t n = c * h * w;
+  const std::int64_t n = model_->unet.in_channels * (r.height / 8) * (r.width / 8);
   std::vector<float> latents = r.initial_noise ? r.initial_noise->to_f32() : TorchGenerator(r.seed).randn(n);
   for (auto& v : latents) v *= scheduler->init_noise_sigma();
+  if (keep) {
+    keep->request = r;
+    keep->latents = {latents};
+    keep->steps.resize(static_cast<std::size_t>(scheduler->num_steps()));
+  }
 
   t = Clock::now();
   for (int i = 0; i < scheduler->num_steps(); ++i) {
     check_stop(stop);
-    const auto input = scheduler->scale_model_input(latents, i);
-    std::vector<float> batch_input = input;
-    if (guidance) batch_input.insert(batch_input.end(), input.begin(), input.end());
-    auto sample = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({batch, c, h, w}, batch_input)));
-    const float timestep = scheduler->model_timesteps()[static_cast<std::size_t>(i)];
-    const auto out = backend_.download(backend_.nhwc_to_nchw(c_->unet.forward(sample, std::span(&timestep, 1), context_d)));
-    const auto pred = out.to_f32();
-    std::vector<float> noise(pred.begin(), pred.begin() + n);
-    if (guidance)  // uncond + scale * (cond - uncond)
-      for (std::int64_t j = 0; j < n; ++j) noise[j] = pred[j] + r.cfg_scale * (pred[n + j] - pred[j]);
+    std::optional<SparseStep> record;
+    if (keep) record.emplace(keep->steps[static_cast<std::size_t>(i)]);
+    const auto noise = predict(*scheduler, i, latents, cond, r, record ? &*record : nullptr);
     latents = scheduler->step(noise, i, latents);
+    if (keep) keep->latents.push_back(latents);
     if (progress) progress({i + 1, scheduler->num_steps(), ms_since(t0)});
   }
   result.timings.unet_ms = ms_since(t);
-  result.latents = Tensor::from_f32({1, c, h, w}, latents);
+  result.latents = Tensor::from_f32({1, model_->unet.in_channels, r.height / 8, r.width / 8}, latents);
   check_stop(stop);
 
   t = Clock::now();
-  std::vector<float> z = latents;
-  for (auto& v : z) v /= model_->vae.scaling_factor;
-  const auto z_d = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({1, c, h, w}, z)));
-  const auto decoded_d = c_->vae_decoder.decode(z_d);
-  const auto decoded_nhwc = backend_.download(decoded_d);
-  result.decoded = backend_.download(backend_.nhwc_to_nchw(decoded_d));
+  decode(latents, r, result);
   result.timings.vae_ms = ms_since(t);
-
-  // 8-bit RGB as diffusers' numpy_to_pil: round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even as numpy.
-  const auto pixels = decoded_nhwc.to_f32();
-  result.image = Image8{r.width, r.height, 3, std::vector<std::uint8_t>(pixels.size())};
-  for (std::size_t i = 0; i < pixels.size(); ++i)
-    result.image.pixels[i] = static_cast<std::uint8_t>(std::nearbyint(255.0f * std::clamp(pixels[i] / 2.0f + 0.5f, 0.0f, 1.0f)));
   result.timings.total_ms = ms_since(t0);
   return result;
+}
+
+std::size_t CachedGeneration::cache_bytes() const {
+  std::size_t n = 0;
+  for (const auto& s : steps) n += s.bytes();
+  return n;
+}
+
+bool edit_compatible(const GenerationRequest& a, const GenerationRequest& b) {
+  return a.seed == b.seed && a.steps == b.steps && a.cfg_scale == b.cfg_scale && a.scheduler == b.scheduler &&
+         a.width == b.width && a.height == b.height && !a.initial_noise && !b.initial_noise;
 }
 
 std::string a1111_parameters(const GenerationRequest& r, const std::string& model_name) {

@@ -5,6 +5,7 @@
 #include "core/tensor.h"
 #include "io/image_file.h"
 #include "io/model_loader.h"
+#include "sparse/sparse_step.h"
 
 #include <cstdint>
 #include <functional>
@@ -12,8 +13,11 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <vector>
 
 namespace fisedit {
+
+class Scheduler;
 
 struct GenerationRequest {
   std::string prompt;
@@ -51,6 +55,44 @@ struct GenerationProgress {
 };
 using ProgressCallback = std::function<void(const GenerationProgress&)>;
 
+// A generation with what an edit of it reuses (METHOD.md section 2): the latents before every step
+// and after the last, and every step's layer record.
+struct CachedGeneration {
+  GenerationRequest request;                 // resolved
+  std::vector<std::vector<float>> latents;   // [steps + 1] x (4 * h * w): x before step i; the final latents last
+  std::vector<LayerRecord> steps;            // per step
+  GenerationResult result;
+  std::size_t cache_bytes() const;           // the layer records
+};
+
+enum class MaskMode { automatic, painted, intersect };
+
+struct EditRequest {
+  std::string prompt;
+  std::string negative_prompt;
+  MaskMode mask_mode = MaskMode::automatic;
+  std::optional<Image8> painted_mask;  // image size, white = may change; needed by painted / intersect
+  int margin = 0;                      // dilation of the mask, latent pixels
+  int detect_steps = -1;               // dense detection steps; -1: 20% of the steps (painted: none)
+  int feather = 8;                     // pixels of blending at the composite's edge
+};
+
+struct EditStats {
+  double edit_fraction = 0;  // share of latent pixels in the mask
+  int detect_steps = 0;
+  double detect_ms = 0, sparse_ms = 0, decode_ms = 0, total_ms = 0;
+};
+
+struct EditResult {
+  CachedGeneration generation;  // the edited image, itself editable
+  LatentMask mask;              // where the U-Net recomputed
+  Image8 changed_region;        // image size: white where pixels may differ from the previous image
+  EditStats stats;
+};
+
+// Whether `next` can be made as an edit of `base`: only the prompts differ (METHOD.md section 1).
+bool edit_compatible(const GenerationRequest& base, const GenerationRequest& next);
+
 // The sampler names, and their AUTOMATIC1111 spellings ("DDIM", "DPM++ 2M", "Euler").
 const std::vector<std::string>& scheduler_names();
 std::string a1111_sampler_name(const std::string& scheduler);
@@ -71,12 +113,32 @@ public:
   // Throws Error(cancelled) when `stop` is requested (checked before each step and stage).
   GenerationResult generate(const GenerationRequest& request, const ProgressCallback& progress = {},
                             std::stop_token stop = {});
+  // The same, keeping the activation cache for edits.
+  CachedGeneration generate_cached(const GenerationRequest& request, const ProgressCallback& progress = {},
+                                   std::stop_token stop = {});
+  // Re-renders only the region the prompt change affects, reusing `base`'s cache: outside the
+  // region the image is `base`'s, byte for byte. Throws Error(invalid_argument) for a bad mask.
+  EditResult edit(const CachedGeneration& base, const EditRequest& request, const ProgressCallback& progress = {},
+                  std::stop_token stop = {});
 
   // Text embeddings [1, 77, hidden] of a prompt.
   Tensor encode_prompt(const std::string& text) const;
 
 private:
   struct Components;
+  struct Conditioning {
+    DeviceTensor context;  // [B, 77, hidden]: [uncond, cond] with guidance, else cond
+    bool guidance = false;
+  };
+  Conditioning condition(const std::string& prompt, const std::string& negative, float cfg_scale) const;
+  // The guided model output for latents x at step i (batch 1, NCHW flattened).
+  std::vector<float> predict(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
+                             const GenerationRequest& r, SparseStep* step);
+  // The final latents through the VAE: fills result.decoded and result.image.
+  void decode(const std::vector<float>& latents, const GenerationRequest& r, GenerationResult& result);
+  GenerationResult run(const GenerationRequest& request, const ProgressCallback& progress, std::stop_token stop,
+                       CachedGeneration* keep);
+
   std::shared_ptr<const LoadedModel> model_;
   Backend& backend_;
   std::unique_ptr<Components> c_;

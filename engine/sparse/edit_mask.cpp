@@ -1,0 +1,133 @@
+#include "sparse/edit_mask.h"
+
+#include "core/error.h"
+
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace fisedit {
+namespace {
+
+LatentMask from_mat(const cv::Mat& m) {  // CV_8U, nonzero = active
+  LatentMask out{m.rows, m.cols, std::vector<float>(static_cast<std::size_t>(m.rows) * m.cols)};
+  for (int y = 0; y < m.rows; ++y)
+    for (int x = 0; x < m.cols; ++x) out.values[static_cast<std::size_t>(y) * m.cols + x] = m.at<std::uint8_t>(y, x) ? 1.0f : 0.0f;
+  return out;
+}
+
+cv::Mat to_mat(const LatentMask& mask) {
+  cv::Mat m(static_cast<int>(mask.height), static_cast<int>(mask.width), CV_8U);
+  for (int y = 0; y < m.rows; ++y)
+    for (int x = 0; x < m.cols; ++x) m.at<std::uint8_t>(y, x) = mask.values[static_cast<std::size_t>(y) * m.cols + x] != 0.0f ? 255 : 0;
+  return m;
+}
+
+}  // namespace
+
+LatentMask automatic_mask(const std::vector<std::vector<float>>& differences, std::int64_t height, std::int64_t width,
+                          int margin) {
+  const auto n = static_cast<std::size_t>(height * width);
+  std::vector<float> sum(n, 0.0f);
+  for (const auto& d : differences) {
+    if (d.size() != n) throw Error(ErrorCode::invalid_argument, "a difference map does not match the latent size");
+    const auto [lo, hi] = std::minmax_element(d.begin(), d.end());
+    if (*hi <= *lo) continue;  // this step moved nothing, or everything equally: no information
+    for (std::size_t i = 0; i < n; ++i) sum[i] += (d[i] - *lo) / (*hi - *lo);
+  }
+  const float top = *std::max_element(sum.begin(), sum.end());
+  if (!(top > 0.0f)) return LatentMask{height, width, std::vector<float>(n, 0.0f)};
+
+  cv::Mat scaled(static_cast<int>(height), static_cast<int>(width), CV_8U);
+  for (std::size_t i = 0; i < n; ++i)
+    scaled.data[i] = static_cast<std::uint8_t>(std::lround(255.0f * sum[i] / top));
+  cv::Mat binary;
+  cv::threshold(scaled, binary, 0, 255, cv::THRESH_BINARY | cv::THRESH_OTSU);
+  // Opening with a 2x2 square. An even kernel has no centre, so the erosion looks right and down and
+  // the dilation left and up: together they keep every 2x2-coverable shape exactly where it was
+  // (cv::morphologyEx would shift it by a pixel).
+  const cv::Mat square = cv::getStructuringElement(cv::MORPH_RECT, {2, 2});
+  cv::erode(binary, binary, square, {0, 0});
+  cv::dilate(binary, binary, square, {1, 1});
+  return dilate(from_mat(binary), margin);
+}
+
+LatentMask latent_mask_from_image(const Image8& painted, std::int64_t height, std::int64_t width) {
+  if (painted.width != width * 8 || painted.height != height * 8)
+    throw Error(ErrorCode::invalid_argument, "the mask is " + std::to_string(painted.width) + "x" +
+                                                 std::to_string(painted.height) + " but the image is " +
+                                                 std::to_string(width * 8) + "x" + std::to_string(height * 8));
+  LatentMask out{height, width, std::vector<float>(static_cast<std::size_t>(height * width), 0.0f)};
+  const int c = painted.channels;
+  for (int y = 0; y < painted.height; ++y)
+    for (int x = 0; x < painted.width; ++x) {
+      const auto* p = &painted.pixels[(static_cast<std::size_t>(y) * painted.width + x) * c];
+      const int grey = c >= 3 ? (p[0] + p[1] + p[2]) / 3 : p[0];
+      if (grey > 127) out.values[static_cast<std::size_t>(y / 8) * width + x / 8] = 1.0f;
+    }
+  return out;
+}
+
+LatentMask intersect(const LatentMask& a, const LatentMask& b) {
+  if (a.height != b.height || a.width != b.width) throw Error(ErrorCode::invalid_argument, "masks of different sizes");
+  LatentMask out = a;
+  for (std::size_t i = 0; i < out.values.size(); ++i) out.values[i] = (a.values[i] != 0.0f && b.values[i] != 0.0f) ? 1.0f : 0.0f;
+  return out;
+}
+
+LatentMask dilate(const LatentMask& mask, int margin) {
+  if (margin <= 0) return mask;
+  cv::Mat m = to_mat(mask);
+  cv::dilate(m, m, cv::getStructuringElement(cv::MORPH_ELLIPSE, {2 * margin + 1, 2 * margin + 1}));
+  return from_mat(m);
+}
+
+std::vector<float> feathered_alpha(const LatentMask& mask, int feather) {
+  const int h = static_cast<int>(mask.height) * 8, w = static_cast<int>(mask.width) * 8;
+  cv::Mat pixels;
+  cv::resize(to_mat(mask), pixels, {w, h}, 0, 0, cv::INTER_NEAREST);
+  cv::Mat alpha;
+  if (feather > 0) {
+    // A square dilation and a box blur of the same radius: every box centred on the mask lies inside
+    // the dilation (alpha exactly 1 there), and alpha is exactly 0 beyond twice the radius. Border
+    // pixels replicate so the image edge does not darken the alpha.
+    cv::dilate(pixels, pixels, cv::getStructuringElement(cv::MORPH_RECT, {2 * feather + 1, 2 * feather + 1}));
+    pixels.convertTo(alpha, CV_32F, 1.0 / 255.0);
+    cv::blur(alpha, alpha, {2 * feather + 1, 2 * feather + 1}, {-1, -1}, cv::BORDER_REPLICATE);
+  } else {
+    pixels.convertTo(alpha, CV_32F, 1.0 / 255.0);
+  }
+  std::vector<float> out(static_cast<std::size_t>(h) * w);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      const float a = alpha.at<float>(y, x);
+      out[static_cast<std::size_t>(y) * w + x] = a < 1e-6f ? 0.0f : std::min(a, 1.0f);
+    }
+  return out;
+}
+
+Image8 composite(const Image8& previous, const Image8& edited, const std::vector<float>& alpha) {
+  if (previous.width != edited.width || previous.height != edited.height || previous.channels != edited.channels ||
+      alpha.size() != static_cast<std::size_t>(previous.width) * previous.height)
+    throw Error(ErrorCode::invalid_argument, "composite: images and alpha of different sizes");
+  Image8 out = previous;
+  const int c = previous.channels;
+  for (std::size_t p = 0; p < alpha.size(); ++p) {
+    const float a = alpha[p];
+    if (a == 0.0f) continue;
+    for (int k = 0; k < c; ++k) {
+      const std::size_t i = p * c + k;
+      out.pixels[i] = static_cast<std::uint8_t>(std::lround(previous.pixels[i] * (1.0f - a) + edited.pixels[i] * a));
+    }
+  }
+  return out;
+}
+
+Image8 alpha_region(const std::vector<float>& alpha, int width, int height) {
+  Image8 out{width, height, 1, std::vector<std::uint8_t>(alpha.size())};
+  for (std::size_t i = 0; i < alpha.size(); ++i) out.pixels[i] = alpha[i] > 0.0f ? 255 : 0;
+  return out;
+}
+
+}  // namespace fisedit

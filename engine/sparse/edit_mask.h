@@ -1,0 +1,38 @@
+#pragma once
+// The region an edit may change (METHOD.md 3.1 and 3.4): found automatically from how the first
+// denoising steps with the new prompt move away from the cached generation, or painted by the user;
+// and, at image resolution, the feathered alpha that composites the edit onto the previous image.
+#include "io/image_file.h"
+#include "sparse/sparse_step.h"
+
+#include <vector>
+
+namespace fisedit {
+
+// Per detection step, D_t = sum over channels of |x_t(new) - x_t(cached)| per latent pixel; each D_t
+// min-max normalised, the sum rescaled to 0..255, thresholded with Otsu's method, opened with a 2x2
+// kernel (drops isolated pixels), then dilated by `margin` latent pixels. No detection step, or no
+// difference at all, gives an empty mask.
+LatentMask automatic_mask(const std::vector<std::vector<float>>& differences, std::int64_t height, std::int64_t width,
+                          int margin);
+
+// A painted mask at image size (white = re-render; any channel count) -> latent mask: a latent pixel
+// is active when any image pixel over it is brighter than mid-grey. Throws Error(invalid_argument)
+// when the image is not height*8 x width*8.
+LatentMask latent_mask_from_image(const Image8& painted, std::int64_t height, std::int64_t width);
+
+LatentMask intersect(const LatentMask& a, const LatentMask& b);
+LatentMask dilate(const LatentMask& mask, int margin);
+
+// The composite's alpha at image size: the latent mask scaled to pixels, dilated by `feather` pixels,
+// then box-blurred over as many: exactly 1 over the mask, exactly 0 from 2 * feather pixels away, so
+// those pixels stay the previous image's.
+std::vector<float> feathered_alpha(const LatentMask& mask, int feather_pixels);
+
+// previous * (1 - alpha) + edited * alpha, rounded; previous's bytes wherever alpha is 0.
+Image8 composite(const Image8& previous, const Image8& edited, const std::vector<float>& alpha);
+
+// White where alpha > 0: every pixel outside it is the previous image's pixel.
+Image8 alpha_region(const std::vector<float>& alpha, int width, int height);
+
+}  // namespace fisedit

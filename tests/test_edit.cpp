@@ -1,0 +1,205 @@
+// Sparse prompt editing on the CPU backend (METHOD.md section 3): the properties that make an edit an
+// edit: a full mask is the dense generation with the new prompt, an empty mask the cached image, and
+// outside the mask the image and latents stay the previous ones, byte for byte, through chains of
+// edits, with every scheduler, CFG and non-square sizes.
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "pipeline/generation.h"
+#include "sparse/edit_mask.h"
+#include "test_support.h"
+
+#include <QtTest>
+
+#include <cmath>
+
+using namespace fisedit;
+
+namespace {
+
+double relative_l2(const std::vector<float>& out, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    num += (double(out[i]) - ref[i]) * (double(out[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+Image8 solid_mask(int width, int height, std::uint8_t value) {
+  return Image8{width, height, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height, value)};
+}
+
+// Every pixel outside `region` (white = may change) equals the previous image's.
+int pixels_changed_outside(const Image8& previous, const Image8& edited, const Image8& region) {
+  int changed = 0;
+  for (std::size_t p = 0; p < region.pixels.size(); ++p)
+    if (region.pixels[p] == 0)
+      for (int c = 0; c < 3; ++c) changed += previous.pixels[p * 3 + c] != edited.pixels[p * 3 + c];
+  return changed;
+}
+
+// Latents outside the mask equal the previous final latents bit for bit.
+int latents_changed_outside(const CachedGeneration& previous, const EditResult& edit) {
+  const auto& a = previous.latents.back();
+  const auto& b = edit.generation.latents.back();
+  const std::size_t pixels = edit.mask.values.size();
+  int changed = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) changed += edit.mask.values[i % pixels] == 0.0f && a[i] != b[i];
+  return changed;
+}
+
+}  // namespace
+
+class TestEdit : public QObject {
+  Q_OBJECT
+
+  CpuBackend backend_;
+  std::shared_ptr<const LoadedModel> sd2_ =
+      std::make_shared<LoadedModel>(load_model(test::reference_dir() / "tiny-sd2" / "model"));
+
+  GenerationRequest base_request(const std::string& scheduler, int width, int height) const {
+    return GenerationRequest{"a photo of a cat", "", 11, 8, 7.5f, scheduler, width, height, std::nullopt};
+  }
+
+private slots:
+  void full_mask_is_the_dense_generation_data() {
+    QTest::addColumn<QString>("scheduler");
+    QTest::newRow("ddim") << "ddim";
+    QTest::newRow("dpmpp2m") << "dpmpp2m";
+    QTest::newRow("euler") << "euler";
+  }
+
+  void full_mask_is_the_dense_generation() {
+    QFETCH(QString, scheduler);
+    StableDiffusion sd(sd2_, backend_);
+    const auto base = sd.generate_cached(base_request(scheduler.toStdString(), 128, 192));
+    EditRequest e{"a photo of a dog", "", MaskMode::painted, solid_mask(128, 192, 255)};
+    const auto edit = sd.edit(base, e);
+    auto dense_request = base_request(scheduler.toStdString(), 128, 192);
+    dense_request.prompt = "a photo of a dog";
+    const auto dense = sd.generate(dense_request);
+    const double error = relative_l2(edit.generation.result.latents.to_f32(), dense.latents.to_f32());
+    QVERIFY2(error < 1e-5, qPrintable(QString::number(error)));
+    QCOMPARE(edit.stats.detect_steps, 0);
+    QCOMPARE(edit.stats.edit_fraction, 1.0);
+  }
+
+  void empty_mask_is_the_cached_image() {
+    StableDiffusion sd(sd2_, backend_);
+    const auto base = sd.generate_cached(base_request("dpmpp2m", 128, 128));
+    EditRequest e{"a photo of a dog", "blurry", MaskMode::painted, solid_mask(128, 128, 0)};
+    const auto edit = sd.edit(base, e);
+    QCOMPARE(edit.generation.latents.back(), base.latents.back());
+    QVERIFY(edit.generation.result.image.pixels == base.result.image.pixels);
+    QCOMPARE(edit.stats.edit_fraction, 0.0);
+  }
+
+  void outside_the_mask_nothing_changes_data() {
+    QTest::addColumn<QString>("scheduler");
+    QTest::addColumn<int>("width");
+    QTest::addColumn<int>("height");
+    QTest::newRow("ddim square") << "ddim" << 128 << 128;
+    QTest::newRow("dpmpp2m non-square") << "dpmpp2m" << 192 << 128;
+    QTest::newRow("euler non-square") << "euler" << 128 << 192;
+  }
+
+  void outside_the_mask_nothing_changes() {
+    QFETCH(QString, scheduler);
+    QFETCH(int, width);
+    QFETCH(int, height);
+    StableDiffusion sd(sd2_, backend_);
+    const auto base = sd.generate_cached(base_request(scheduler.toStdString(), width, height));
+    EditRequest e{"a photo of a cat wearing a red hat", ""};
+    e.detect_steps = 2;
+    const auto edit = sd.edit(base, e);
+    QCOMPARE(edit.stats.detect_steps, 2);
+    QVERIFY2(edit.stats.edit_fraction > 0.0 && edit.stats.edit_fraction < 1.0,
+             qPrintable(QString("edit fraction %1").arg(edit.stats.edit_fraction)));
+    QCOMPARE(latents_changed_outside(base, edit), 0);
+    QCOMPARE(pixels_changed_outside(base.result.image, edit.generation.result.image, edit.changed_region), 0);
+    // Something did change inside.
+    QVERIFY(edit.generation.result.image.pixels != base.result.image.pixels);
+
+    // Chained: an edit of the edit keeps the edit's pixels outside its own region.
+    EditRequest again{"a photo of a cat wearing a blue hat", ""};
+    again.detect_steps = 2;
+    const auto chained = sd.edit(edit.generation, again);
+    QCOMPARE(latents_changed_outside(edit.generation, chained), 0);
+    QCOMPARE(pixels_changed_outside(edit.generation.result.image, chained.generation.result.image, chained.changed_region), 0);
+  }
+
+  void painted_region_limits_the_automatic_mask() {
+    StableDiffusion sd(sd2_, backend_);
+    const auto base = sd.generate_cached(base_request("ddim", 128, 128));
+    Image8 painted = solid_mask(128, 128, 0);
+    for (int y = 0; y < 64; ++y)
+      for (int x = 0; x < 64; ++x) painted.pixels[static_cast<std::size_t>(y) * 128 + x] = 255;  // top-left quarter
+    EditRequest e{"a photo of a dog", "", MaskMode::intersect, painted};
+    const auto edit = sd.edit(base, e);
+    for (std::int64_t y = 0; y < 16; ++y)
+      for (std::int64_t x = 0; x < 16; ++x)
+        if (y >= 8 || x >= 8) QCOMPARE(edit.mask.values[static_cast<std::size_t>(y * 16 + x)], 0.0f);
+    QCOMPARE(pixels_changed_outside(base.result.image, edit.generation.result.image, edit.changed_region), 0);
+  }
+
+  void bad_edit_requests() {
+    StableDiffusion sd(sd2_, backend_);
+    const auto base = sd.generate_cached(base_request("ddim", 128, 128));
+    auto expect = [&](EditRequest e, const char* message) {
+      try {
+        sd.edit(base, e);
+        QFAIL("a bad edit was accepted");
+      } catch (const Error& error) {
+        QCOMPARE(error.code(), ErrorCode::invalid_argument);
+        QVERIFY2(QString(error.what()).contains(message), error.what());
+      }
+    };
+    expect(EditRequest{"a dog", "", MaskMode::painted}, "needs a painted mask");
+    expect(EditRequest{"a dog", "", MaskMode::painted, solid_mask(64, 64, 255)}, "the mask is 64x64 but the image is 128x128");
+    EditRequest too_many{"a dog"};
+    too_many.detect_steps = 9;
+    expect(too_many, "detection steps (9) exceed the steps (8)");
+    expect(EditRequest{"a dog", "", MaskMode::automatic, std::nullopt, -1}, "must not be negative");
+    CachedGeneration uncached;
+    uncached.request = base.request;
+    try {
+      sd.edit(uncached, EditRequest{"a dog"});
+      QFAIL("an edit without a cache was accepted");
+    } catch (const Error& error) {
+      QVERIFY(QString(error.what()).contains("no activation cache"));
+    }
+  }
+
+  void automatic_mask_finds_the_changed_blob() {
+    // Two detection steps that differ most in a 4x3 block of a 12x10 latent, with noise elsewhere.
+    const std::int64_t h = 10, w = 12;
+    std::vector<std::vector<float>> diffs(2, std::vector<float>(h * w));
+    for (int s = 0; s < 2; ++s)
+      for (std::int64_t y = 0; y < h; ++y)
+        for (std::int64_t x = 0; x < w; ++x)
+          diffs[s][y * w + x] = (y >= 3 && y < 6 && x >= 5 && x < 9) ? 5.0f + s : 0.1f * float((x * 7 + y * 3 + s) % 5);
+    const auto mask = automatic_mask(diffs, h, w, 0);
+    for (std::int64_t y = 0; y < h; ++y)
+      for (std::int64_t x = 0; x < w; ++x)
+        QCOMPARE(mask.values[y * w + x], (y >= 3 && y < 6 && x >= 5 && x < 9) ? 1.0f : 0.0f);
+    QCOMPARE(dilate(mask, 1).fraction() > mask.fraction(), true);
+    QVERIFY(automatic_mask({std::vector<float>(h * w, 0.0f)}, h, w, 2).empty());
+  }
+
+  void feathered_alpha_is_exact_at_both_ends() {
+    LatentMask mask{4, 4, std::vector<float>(16, 0.0f)};
+    mask.values[5] = 1.0f;  // latent (1, 1): pixels 8..15
+    const auto alpha = feathered_alpha(mask, 3);
+    for (int y = 0; y < 32; ++y)
+      for (int x = 0; x < 32; ++x) {
+        const float a = alpha[static_cast<std::size_t>(y) * 32 + x];
+        const int distance = std::max({8 - x, x - 15, 8 - y, y - 15, 0});
+        if (distance == 0) QCOMPARE(a, 1.0f);
+        if (distance > 6) QCOMPARE(a, 0.0f);
+        QVERIFY(a >= 0.0f && a <= 1.0f);
+      }
+  }
+};
+
+QTEST_GUILESS_MAIN(TestEdit)
+#include "test_edit.moc"
