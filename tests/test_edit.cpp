@@ -109,7 +109,7 @@ private slots:
     QFETCH(int, height);
     StableDiffusion sd(sd2_, backend_);
     const auto base = sd.generate_cached(base_request(scheduler.toStdString(), width, height));
-    EditRequest e{"a photo of a cat wearing a red hat", ""};
+    EditRequest e{.prompt = "a photo of a cat wearing a red hat"};
     e.detect_steps = 2;
     const auto edit = sd.edit(base, e);
     QCOMPARE(edit.stats.detect_steps, 2);
@@ -121,7 +121,7 @@ private slots:
     QVERIFY(edit.generation.result.image.pixels != base.result.image.pixels);
 
     // Chained: an edit of the edit keeps the edit's pixels outside its own region.
-    EditRequest again{"a photo of a cat wearing a blue hat", ""};
+    EditRequest again{.prompt = "a photo of a cat wearing a blue hat"};
     again.detect_steps = 2;
     const auto chained = sd.edit(edit.generation, again);
     QCOMPARE(latents_changed_outside(edit.generation, chained), 0);
@@ -154,16 +154,16 @@ private slots:
         QVERIFY2(QString(error.what()).contains(message), error.what());
       }
     };
-    expect(EditRequest{"a dog", "", MaskMode::painted}, "needs a painted mask");
+    expect(EditRequest{.prompt = "a dog", .mask_mode = MaskMode::painted}, "needs a painted mask");
     expect(EditRequest{"a dog", "", MaskMode::painted, solid_mask(64, 64, 255)}, "the mask is 64x64 but the image is 128x128");
-    EditRequest too_many{"a dog"};
+    EditRequest too_many{.prompt = "a dog"};
     too_many.detect_steps = 9;
     expect(too_many, "detection steps (9) exceed the steps (8)");
-    expect(EditRequest{"a dog", "", MaskMode::automatic, std::nullopt, -1}, "must not be negative");
+    expect(EditRequest{.prompt = "a dog", .margin = -1}, "must not be negative");
     CachedGeneration uncached;
     uncached.request = base.request;
     try {
-      sd.edit(uncached, EditRequest{"a dog"});
+      sd.edit(uncached, EditRequest{.prompt = "a dog"});
       QFAIL("an edit without a cache was accepted");
     } catch (const Error& error) {
       QVERIFY(QString(error.what()).contains("no activation cache"));

@@ -1,15 +1,19 @@
 #include "test_support.h"
 
+#include <cstdlib>
 #include <random>
 #include <stdexcept>
 
 namespace fisedit::test {
 
 std::filesystem::path reference_dir() {
-  std::filesystem::path dir = FISEDIT_REFERENCE_DIR;
+  // The environment wins over the configured path: on the GPU machine the reference data travels in
+  // .device/reference, not at the ../shared/reference the build saw.
+  const char* env = std::getenv("FISEDIT_REFERENCE_DIR");
+  std::filesystem::path dir = env && *env ? env : FISEDIT_REFERENCE_DIR;
   if (!std::filesystem::is_directory(dir / "tiny-sd2"))
     throw std::runtime_error("reference data missing at " + dir.string() +
-                             " (configure with -DFISEDIT_REFERENCE_DIR=...)");
+                             " (set FISEDIT_REFERENCE_DIR, or configure with -DFISEDIT_REFERENCE_DIR=...)");
   return dir;
 }
 

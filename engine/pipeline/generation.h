@@ -68,10 +68,10 @@ struct CachedGeneration {
 enum class MaskMode { automatic, painted, intersect };
 
 struct EditRequest {
-  std::string prompt;
-  std::string negative_prompt;
+  std::string prompt{};
+  std::string negative_prompt{};
   MaskMode mask_mode = MaskMode::automatic;
-  std::optional<Image8> painted_mask;  // image size, white = may change; needed by painted / intersect
+  std::optional<Image8> painted_mask{};  // image size, white = may change; needed by painted / intersect
   int margin = 0;                      // dilation of the mask, latent pixels
   int detect_steps = -1;               // dense detection steps; -1: 20% of the steps (painted: none)
   int feather = 8;                     // pixels of blending at the composite's edge

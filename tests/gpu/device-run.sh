@@ -1,37 +1,105 @@
 #!/usr/bin/env bash
-# The GPU test suite (CTest label `gpu`) on a machine with an NVIDIA GPU that lacks Qt and OpenCV.
-#   tests/gpu/device-run.sh pack [BUILD_DIR]  here: bundle the gpu-labelled test binaries with the
-#                                             libraries they need into .device/gpu-tests.tar.xz
-#   tests/gpu/device-run.sh run               there (repo root, .device carried): run each test, print
-#                                             a summary, keep logs in $OUT (or ./gpu-results)
-# Exit status: non-zero when any test failed or was skipped for want of a GPU.
+# The GPU test suite (CTest label `gpu`) and the benchmarks on a machine with an NVIDIA GPU that lacks
+# Qt, OpenCV and the reference data.
+#   tests/gpu/device-run.sh pack [BUILD_DIR]    here: bundle the gpu-labelled tests, fisedit-bench and
+#                                               fisedit-cli (stripped) with the libraries they need into
+#                                               .device/gpu-tests.tar.xz, and copy the reference data
+#                                               the GPU tests read into .device/reference
+#   tests/gpu/device-run.sh run [tests] [bench] there (repo root, .device carried): the tests, then the
+#                                               benchmarks (both when neither is named); results in
+#                                               $OUT (or ./gpu-results): device.txt, gpu-tests.log,
+#                                               bench.log and one bench-ARCH.json per architecture
+# Environment for `run`: BENCH_ARCHS (default "sd2-768 sd15-512 sd2-512"), BENCH_ARGS (extra
+# fisedit-bench options, e.g. "--repeat 5 --generations 2").
+# Exit status: non-zero when any test failed (or was skipped for want of a GPU) or a benchmark failed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+# What the GPU tests read (test_cuda_models): the diffusers folders and goldens, not the single-file
+# checkpoints (26 MB that only the CPU loader tests use).
+reference_files=(tiny-sd2/model tiny-sd2/golden.safetensors tiny-sd2/golden.json
+                 tiny-sd15/model tiny-sd15/golden.safetensors tiny-sd15/golden.json
+                 seeded/golden.safetensors seeded/golden.json README.md)
 
 case ${1:-} in
   pack)
     build=${2:-build/default}
     mapfile -t tests < <(ctest --test-dir "$build" -L gpu -N | sed -n 's/^ *Test *#[0-9]*: *//p')
     [ ${#tests[@]} -gt 0 ] || { echo "no gpu-labelled tests in $build (was it built with CUDA?)" >&2; exit 1; }
+    binaries=("${tests[@]/#/$build/tests/}" "$build/app/fisedit-bench" "$build/app/fisedit-cli")
+    # Debug info would triple the bundle, and the carried tree is limited to 64 MiB.
+    stripped=$(mktemp -d)
+    trap 'rm -rf "$stripped"' EXIT
+    for b in "${binaries[@]}"; do
+      [ -x "$b" ] || { echo "$b is missing: build it first (cmake --build $build)" >&2; exit 1; }
+      strip --strip-debug -o "$stripped/$(basename "$b")" "$b"
+    done
     mkdir -p .device
-    ../shared/tools/device-bundle.sh .device/gpu-tests.tar.xz "${tests[@]/#/$build/tests/}"
+    ../shared/tools/device-bundle.sh .device/gpu-tests.tar.xz "$stripped"/*
+    rm -rf .device/reference
+    for f in "${reference_files[@]}"; do
+      mkdir -p ".device/reference/$(dirname "$f")"
+      cp -r "../shared/reference/$f" ".device/reference/$f"
+    done
+    echo ".device: $(du -sh .device | cut -f1) (reference $(du -sh .device/reference | cut -f1));" \
+         "the carried tree may hold 64 MiB in all"
     ;;
   run)
+    shift
+    want_tests=1 want_bench=1
+    if [ $# -gt 0 ]; then
+      want_tests=0 want_bench=0
+      for w in "$@"; do
+        case $w in tests) want_tests=1 ;; bench) want_bench=1 ;; *) echo "run: unknown part '$w'" >&2; exit 2 ;; esac
+      done
+    fi
     out=${OUT:-gpu-results}
     mkdir -p "$out" /tmp/fisedit-gpu
     tar xJf .device/gpu-tests.tar.xz -C /tmp/fisedit-gpu
+    export LD_LIBRARY_PATH=/tmp/fisedit-gpu/lib QT_QPA_PLATFORM=offscreen
+    export FISEDIT_REFERENCE_DIR=$PWD/.device/reference
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
     failed=0
-    for t in /tmp/fisedit-gpu/bin/*; do
-      name=$(basename "$t")
-      if LD_LIBRARY_PATH=/tmp/fisedit-gpu/lib QT_QPA_PLATFORM=offscreen "$t" >"$out/$name.log" 2>&1; then
-        echo "PASS $name"
+    # Only a few files come back from the device machine: one log for all tests, one for all benchmarks.
+    if [ $want_tests = 1 ]; then
+      : >"$out/gpu-tests.log"
+      for t in /tmp/fisedit-gpu/bin/test_*; do
+        name=$(basename "$t")
+        start=$SECONDS
+        echo "==== $name" >>"$out/gpu-tests.log"
+        if "$t" >"/tmp/fisedit-gpu/$name.log" 2>&1; then
+          echo "PASS $name ($((SECONDS - start)) s)"
+        else
+          status=$?
+          echo "FAIL $name (exit $status, $((SECONDS - start)) s)"; failed=1
+          grep -E '^(FAIL|SKIPPED|QWARN|QFATAL)|Loc:' "/tmp/fisedit-gpu/$name.log" | head -20 || true
+        fi
+        cat "/tmp/fisedit-gpu/$name.log" >>"$out/gpu-tests.log"
+      done
+    fi
+    if [ $want_bench = 1 ]; then
+      : >"$out/bench.log"
+      tokenizer=.device/reference/tiny-sd2/model/tokenizer  # the real CLIP vocabulary
+      for arch in ${BENCH_ARCHS:-sd2-768 sd15-512 sd2-512}; do
+        start=$SECONDS
+        # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
+        if /tmp/fisedit-gpu/bin/fisedit-bench --arch "$arch" --device cuda --tokenizer "$tokenizer" \
+             --json "$out/bench-$arch.json" ${BENCH_ARGS:-} >>"$out/bench.log" 2>&1; then
+          echo "BENCH $arch done ($((SECONDS - start)) s)"
+        else
+          echo "BENCH $arch FAILED ($((SECONDS - start)) s)"; failed=1
+        fi
+      done
+      # The CLI on the GPU too: the path users take.
+      if /tmp/fisedit-gpu/bin/fisedit-cli generate --model .device/reference/tiny-sd2/model --prompt "a photo of a cat" \
+           --seed 7 --steps 10 --device cuda --out /tmp/fisedit-gpu/cli.png >>"$out/bench.log" 2>&1; then
+        echo "CLI generate --device cuda done"
       else
-        echo "FAIL $name (exit $?)"; failed=1
-        tail -20 "$out/$name.log"
+        echo "CLI generate --device cuda FAILED"; failed=1
       fi
-    done
+      cat "$out/bench.log"
+    fi
     exit $failed
     ;;
-  *) echo "usage: tests/gpu/device-run.sh pack [BUILD_DIR] | run" >&2; exit 2 ;;
+  *) echo "usage: tests/gpu/device-run.sh pack [BUILD_DIR] | run [tests] [bench]" >&2; exit 2 ;;
 esac

@@ -21,15 +21,21 @@ struct CudaBackend::State {
 
   // GEMMs (cuda_gemm.cpp)
   cuda::CublasLtHandle cublas_lt;
-  std::shared_ptr<DeviceBuffer> gemm_workspace;
+  std::shared_ptr<DeviceBuffer> gemm_workspace;  // allocated by the first GEMM when still empty
+  struct GemmPlan;  // descriptors, layouts and the chosen algorithm of one problem (cuda_gemm.cpp)
+  // key: M, N, K, bias, and the alignments of x, W and out (cuBLASLt's kernels depend on them)
+  using GemmKey = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool, int, int, int>;
+  std::map<GemmKey, std::shared_ptr<GemmPlan>> gemm_plans;
 
   // Convolutions (cuda_conv.cpp): cuDNN handle and the algorithm chosen for each problem shape.
   cuda::CudnnHandle cudnn;
   struct ConvChoice {
     int algorithm = 0;  // cudnnConvolutionFwdAlgo_t
     std::size_t workspace_bytes = 0;
+    int math_type = 0;  // cudnnMathType_t the algorithm was measured with
   };
   std::map<std::string, ConvChoice> conv_choices;  // key: shapes, strides, padding
+  std::shared_ptr<DeviceBuffer> conv_workspace;    // grown to the largest chosen algorithm's need
 };
 
 }  // namespace fisedit

@@ -1,0 +1,152 @@
+// fisedit-bench: how fast and how large the engine runs on one device, stage by stage (text encoder,
+// one U-Net step on the CFG batch, VAE decode) and end to end (prompt to pixels), on a real model or on
+// a built-in architecture with random weights (which costs what the real model costs). One table on
+// stdout, the same numbers as JSON with --json. Benchmarks are programs, not timed tests: see
+// docs/benchmarks.md for the runs on the GPU machine.
+#include "backend/device.h"
+#include "bench/measure.h"
+#include "bench/report.h"
+#include "bench/stages.h"
+#include "cli/arguments.h"
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "models/arch_presets.h"
+
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+
+namespace {
+
+using namespace fisedit;
+
+constexpr const char* kUsage =
+    "usage: fisedit-bench --arch sd15-512|sd2-512|sd2-768|tiny-sd2|tiny-sd15 [--tokenizer DIR]\n"
+    "       fisedit-bench --model PATH [--config DIR] [--arch NAME]\n"
+    "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler (dpmpp2m)] [--cfg F (7.5)]\n"
+    "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
+    "\n"
+    "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
+    "names and shapes). End-to-end generation needs a CLIP tokenizer: the model's own, or --tokenizer DIR\n"
+    "(e.g. a diffusers folder's tokenizer/); without one it is skipped. Times are milliseconds with the\n"
+    "device synchronised around each run, after warm-up runs; memory is the device pool's (CUDA).\n";
+
+template <class T>
+T number(const cli::Arguments& args, const std::string& name, T fallback, T min) {
+  const auto text = args.get(name);
+  if (!text) return fallback;
+  T value{};
+  const auto* end = text->data() + text->size();
+  const auto [ptr, ec] = std::from_chars(text->data(), end, value);
+  if (ec != std::errc() || ptr != end || value < min)
+    throw std::invalid_argument("--" + name + " expects a number >= " + std::to_string(min) + ", not '" + *text + "'");
+  return value;
+}
+
+bench::Settings parse(const std::vector<std::string>& raw) {
+  const cli::Arguments args(raw,
+                            {"arch", "model", "config", "tokenizer", "width", "height", "steps", "scheduler", "cfg",
+                             "repeat", "warmup", "generations", "device", "json"});
+  if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
+  bench::Settings s;
+  s.arch = args.get("arch").value_or("");
+  s.model = args.get("model").value_or("");
+  if (s.arch.empty() && s.model.empty()) throw std::invalid_argument("give --arch NAME or --model PATH (try --help)");
+  s.config = args.get("config").value_or("");
+  s.tokenizer = args.get("tokenizer").value_or("");
+  s.width = number(args, "width", 0, 8);
+  s.height = number(args, "height", 0, 8);
+  s.steps = number(args, "steps", 20, 1);
+  s.scheduler = args.get("scheduler").value_or("dpmpp2m");
+  s.cfg = number(args, "cfg", 7.5f, 1.0f);
+  s.repeat = number(args, "repeat", 10, 1);
+  s.warmup = number(args, "warmup", 2, 0);
+  s.generations = number(args, "generations", 3, 0);
+  s.device = parse_device_choice(args.get("device").value_or("auto"));
+  s.json = args.get("json").value_or("");
+  return s;
+}
+
+std::shared_ptr<const LoadedModel> load(const bench::Settings& s, nlohmann::json& about) {
+  LoadedModel m;
+  if (!s.model.empty()) {
+    LoadOptions options;
+    if (!s.config.empty()) options.config_dir = s.config;
+    m = load_model(s.model, options);
+    about = {{"source", m.source.string()}, {"random_weights", false}};
+  } else {
+    const auto preset = arch_preset(s.arch);
+    m = random_model(preset);
+    about = {{"source", "random weights"}, {"random_weights", true}, {"description", preset.description}};
+  }
+  if (!s.tokenizer.empty()) m.tokenizer_dir = s.tokenizer;
+  about["arch"] = s.arch.empty() ? std::string(family_name(m.family)) : s.arch;
+  about["family"] = family_name(m.family);
+  about["prediction"] = prediction_name(m.prediction());
+  about["parameters"] = {{"unet", parameter_count(m.unet_weights)},
+                         {"text_encoder", parameter_count(m.text_encoder_weights)},
+                         {"vae", parameter_count(m.vae_weights)}};
+  about["weights_dtype"] = std::string(dtype_name(dominant_dtype(m.unet_weights)));
+  about["tokenizer"] = m.tokenizer_dir ? m.tokenizer_dir->string() : "";
+  return std::make_shared<const LoadedModel>(std::move(m));
+}
+
+int run(int argc, char** argv) {
+  auto s = parse(std::vector<std::string>(argv + 1, argv + argc));
+  nlohmann::json report = {{"tool", "fisedit-bench"}, {"date", bench::utc_now()},
+                           {"command", bench::command_line(argc, argv)}};
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto model = load(s, report["model"]);
+  report["model"]["load_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (s.width == 0) s.width = model->unet.sample_size * 8;
+  if (s.height == 0) s.height = model->unet.sample_size * 8;
+  if (s.width % 8 || s.height % 8) throw std::invalid_argument("--width and --height must be multiples of 8");
+
+  auto backend = make_backend(s.device);
+  report["device"] = {{"name", backend->name()}, {"kind", backend->kind() == DeviceKind::cuda ? "cuda" : "cpu"}};
+  report["settings"] = {{"width", s.width},         {"height", s.height}, {"steps", s.steps},
+                        {"scheduler", s.scheduler}, {"cfg", s.cfg},       {"cfg_batch", 2},
+                        {"repeat", s.repeat},       {"warmup", s.warmup}, {"generations", s.generations}};
+  std::fprintf(stderr, "fisedit-bench: %s on %s, %dx%d\n", report["model"]["arch"].get<std::string>().c_str(),
+               backend->name().c_str(), s.width, s.height);
+
+  // One component on the device at a time, so each stage's memory is its own; generation last, with all.
+  bench::Stages stages(*backend, model, s);
+  auto& results = report["results"];
+  results["text_encoder"] = stages.text_encoder();
+  results["unet_step"] = stages.unet_step();
+  results["vae_decode"] = stages.vae_decode();
+  results["generation"] = stages.generation();
+  report["host_peak_rss_bytes"] = bench::host_peak_rss();
+
+  bench::print_report(report, stdout);
+  if (!s.json.empty()) {
+    const auto text = report.dump(2) + "\n";
+    AtomicFile file(s.json);
+    file.write(reinterpret_cast<const std::byte*>(text.data()), text.size());
+    file.commit();
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  try {
+    return run(argc, argv);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "fisedit-bench: %s\n\n%s", e.what(), kUsage);
+    return 2;
+  } catch (const fisedit::Error& e) {
+    std::fprintf(stderr, "fisedit-bench: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fisedit-bench: internal error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,73 @@
+#include "bench/report.h"
+
+#include <string>
+
+namespace fisedit::bench {
+namespace {
+
+std::string gib(const nlohmann::json& bytes) {
+  if (!bytes.is_number()) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", bytes.get<double>() / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+void stage_row(std::FILE* out, const char* label, const nlohmann::json& stage) {
+  if (stage.contains("skipped")) {
+    std::fprintf(out, "%-26s skipped: %s\n", label, stage["skipped"].get<std::string>().c_str());
+    return;
+  }
+  const auto& t = stage["time_ms"];
+  const auto& m = stage["memory"];
+  std::fprintf(out, "%-26s %10.2f %9.2f %9.2f %8.2f %4d %12s %12s %12s\n", label, t["median"].get<double>(),
+               t["min"].get<double>(), t["max"].get<double>(), t["stddev"].get<double>(), t["n"].get<int>(),
+               gib(m["weights_bytes"]).c_str(), gib(m["peak_bytes"]).c_str(), gib(m["peak_above_weights_bytes"]).c_str());
+}
+
+}  // namespace
+
+void print_report(const nlohmann::json& r, std::FILE* out) {
+  const auto& model = r["model"];
+  const auto& s = r["settings"];
+  const auto& res = r["results"];
+  std::string what = model["arch"].get<std::string>() + ": " +
+                     (model.contains("description") ? model["description"].get<std::string>() : model["source"].get<std::string>());
+  if (model["random_weights"].get<bool>()) what += ", random weights";
+  const auto& params = model["parameters"];
+  std::fprintf(out, "model      %s\n", what.c_str());
+  std::fprintf(out, "           %.1fM U-Net + %.1fM text encoder + %.1fM VAE parameters, %s, %s in %.1f s\n",
+               params["unet"].get<double>() / 1e6, params["text_encoder"].get<double>() / 1e6,
+               params["vae"].get<double>() / 1e6, model["weights_dtype"].get<std::string>().c_str(),
+               model["random_weights"].get<bool>() ? "generated" : "loaded", model["load_ms"].get<double>() / 1000.0);
+  std::fprintf(out, "device     %s\n", r["device"]["name"].get<std::string>().c_str());
+  std::fprintf(out, "date       %s\n", r["date"].get<std::string>().c_str());
+  std::fprintf(out, "command    %s\n", r["command"].get<std::string>().c_str());
+  std::fprintf(out, "settings   %dx%d (latents %dx%d), CFG %.1f (batch 2), %d steps %s; %d repeats after %d warm-up\n\n",
+               s["width"].get<int>(), s["height"].get<int>(), s["width"].get<int>() / 8, s["height"].get<int>() / 8,
+               s["cfg"].get<double>(), s["steps"].get<int>(), s["scheduler"].get<std::string>().c_str(),
+               s["repeat"].get<int>(), s["warmup"].get<int>());
+
+  std::fprintf(out, "%-26s %10s %9s %9s %8s %4s %12s %12s %12s\n", "stage (ms)", "median", "min", "max", "stddev", "n",
+               "weights", "peak", "above wts");
+  stage_row(out, "text encoder (batch 2)", res["text_encoder"]);
+  stage_row(out, "U-Net step (batch 2)", res["unet_step"]);
+  stage_row(out, "VAE decode (batch 1)", res["vae_decode"]);
+  const auto& g = res["generation"];
+  const std::string label = "generation (" + std::to_string(s["steps"].get<int>()) + " steps)";
+  stage_row(out, label.c_str(), g);
+  if (!g.contains("skipped")) {
+    std::fprintf(out, "  of which: text encoder %.2f, U-Net %.2f (%.2f per step), VAE %.2f (medians)\n",
+                 g["text_encoder_ms"]["median"].get<double>(), g["unet_ms"]["median"].get<double>(),
+                 g["unet_per_step_ms"]["median"].get<double>(), g["vae_ms"]["median"].get<double>());
+    const auto& c = g["checks"];
+    std::fprintf(out, "  output: latents rms %.3g, max |x| %.3g, %s\n", c["latents_rms"].get<double>(),
+                 c["latents_max_abs"].get<double>(), c["finite"].get<bool>() ? "all finite" : "NaN OR INF");
+  }
+  const auto& driver = g.contains("memory") ? g["memory"].value("driver", nlohmann::json()) : nlohmann::json();
+  if (driver.is_object())
+    std::fprintf(out, "driver     %s used of %s (after generation; pool cache and CUDA context included)\n",
+                 gib(driver["used_bytes"]).c_str(), gib(driver["total_bytes"]).c_str());
+  std::fprintf(out, "host       peak RSS %s\n", gib(r["host_peak_rss_bytes"]).c_str());
+}
+
+}  // namespace fisedit::bench

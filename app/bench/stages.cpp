@@ -1,0 +1,139 @@
+#include "bench/stages.h"
+
+#include "core/torch_random.h"
+#include "models/text_encoder.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "pipeline/generation.h"
+#include "text/clip_tokenizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace fisedit::bench {
+namespace {
+
+constexpr const char* kPrompt = "a photograph of an astronaut riding a horse on the moon, detailed, 8k";
+constexpr const char* kNegative = "blurry, low quality";
+
+// Unit-normal values: what latents after scale_model_input and layer-normed text states look like.
+Tensor normal(Shape shape, std::uint64_t seed) {
+  const auto n = shape_numel(shape);
+  return Tensor::from_f32(std::move(shape), TorchGenerator(seed).randn(n));
+}
+
+// [negative, prompt] token ids, [2, 77], as the pipeline's CFG batch; without a tokenizer, ids of the
+// same length (attention cost does not depend on which tokens they are).
+Tensor prompt_ids(const LoadedModel& model) {
+  std::vector<std::int64_t> ids;
+  if (model.tokenizer_dir) {
+    const auto tokenizer = ClipTokenizer::from_folder(*model.tokenizer_dir);
+    ids = tokenizer.encode(kNegative);
+    const auto cond = tokenizer.encode(kPrompt);
+    ids.insert(ids.end(), cond.begin(), cond.end());
+  } else {
+    for (int row = 0; row < 2; ++row)
+      for (std::int64_t i = 0; i < ClipTokenizer::kMaxLength; ++i)
+        ids.push_back(i == 0 ? 49406 : i < 12 + 4 * row ? 320 + 37 * i : 49407);  // BOS, words, EOS padding
+  }
+  return Tensor::from_i64({2, ClipTokenizer::kMaxLength}, ids);
+}
+
+nlohmann::json optional_bytes(std::optional<std::size_t> v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+
+}  // namespace
+
+Stages::Stages(Backend& backend, std::shared_ptr<const LoadedModel> model, const Settings& settings)
+    : backend_(backend), model_(std::move(model)), s_(settings), memory_(backend) {}
+
+nlohmann::json Stages::memory(std::optional<std::size_t> before, std::optional<std::size_t> loaded) const {
+  const auto peak = memory_.peak();
+  nlohmann::json m = {{"weights_bytes", nullptr}, {"peak_bytes", optional_bytes(peak)}, {"peak_above_weights_bytes", nullptr}};
+  if (before && loaded) m["weights_bytes"] = *loaded - std::min(*loaded, *before);
+  if (peak && loaded) m["peak_above_weights_bytes"] = *peak - std::min(*peak, *loaded);
+  if (const auto driver = memory_.driver())
+    m["driver"] = {{"used_bytes", driver->used}, {"total_bytes", driver->total}};
+  return m;
+}
+
+nlohmann::json Stages::text_encoder() {
+  const auto before = memory_.in_use();
+  const TextEncoder encoder(backend_, model_->text_encoder, model_->text_encoder_weights);
+  const auto loaded = memory_.in_use();
+  const auto ids = backend_.upload(prompt_ids(*model_));
+  memory_.reset_peak();
+  const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] { encoder.forward(ids); });
+  return {{"time_ms", to_json(time)}, {"batch", 2}, {"memory", memory(before, loaded)}};
+}
+
+nlohmann::json Stages::unet_step() {
+  const auto before = memory_.in_use();
+  UNet unet(backend_, model_->unet, model_->unet_weights);
+  const auto loaded = memory_.in_use();
+  const std::int64_t h = s_.height / 8, w = s_.width / 8;
+  const auto sample = backend_.nchw_to_nhwc(backend_.upload(normal({2, model_->unet.in_channels, h, w}, 1)));
+  const auto context = backend_.upload(normal({2, 77, model_->unet.cross_attention_dim}, 2));
+  const float timestep = 500.0f;
+  memory_.reset_peak();
+  const auto time =
+      time_repeats(backend_, s_.warmup, s_.repeat, [&] { unet.forward(sample, std::span(&timestep, 1), context); });
+  return {{"time_ms", to_json(time)}, {"batch", 2}, {"latent", {h, w}}, {"memory", memory(before, loaded)}};
+}
+
+nlohmann::json Stages::vae_decode() {
+  const auto before = memory_.in_use();
+  const VaeDecoder decoder(backend_, model_->vae, model_->vae_weights);
+  const auto loaded = memory_.in_use();
+  const std::int64_t h = s_.height / 8, w = s_.width / 8;
+  // Diffusion latents are about unit scale; the VAE takes them divided by the scaling factor.
+  const auto z = backend_.scale(backend_.nchw_to_nhwc(backend_.upload(normal({1, model_->vae.latent_channels, h, w}, 3))),
+                                1.0f / model_->vae.scaling_factor);
+  memory_.reset_peak();
+  const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] { decoder.decode(z); });
+  return {{"time_ms", to_json(time)}, {"batch", 1}, {"memory", memory(before, loaded)}};
+}
+
+nlohmann::json Stages::generation() {
+  if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
+  if (s_.generations == 0) return {{"skipped", "--generations 0"}};
+  const auto before = memory_.in_use();
+  StableDiffusion sd(model_, backend_);
+  const auto loaded = memory_.in_use();
+  GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
+  r = sd.resolve(r);
+  if (s_.warmup > 0) {  // a short run warms every stage at this size; the step count does not matter
+    auto warm = r;
+    warm.steps = std::min(r.steps, 2);
+    sd.generate(warm);
+  }
+  memory_.reset_peak();
+  std::vector<double> total, text, unet, vae;
+  GenerationResult last;
+  for (int i = 0; i < s_.generations; ++i) {
+    last = sd.generate(r);  // generate() downloads its results: every timing ends synchronised
+    total.push_back(last.timings.total_ms);
+    text.push_back(last.timings.text_encoder_ms);
+    unet.push_back(last.timings.unet_ms);
+    vae.push_back(last.timings.vae_ms);
+  }
+  std::vector<double> per_step = unet;
+  for (auto& v : per_step) v /= r.steps;
+
+  // A random model's image is noise, but it must be finite noise of a sane scale.
+  const auto latents = last.latents.to_f32(), decoded = last.decoded.to_f32();
+  double sq = 0, peak = 0;
+  for (float v : latents) sq += double(v) * v, peak = std::max(peak, double(std::abs(v)));
+  const auto finite = [](const std::vector<float>& v) { return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }); };
+  return {{"time_ms", to_json(summarize(total))},
+          {"text_encoder_ms", to_json(summarize(text))},
+          {"unet_ms", to_json(summarize(unet))},
+          {"unet_per_step_ms", to_json(summarize(per_step))},
+          {"vae_ms", to_json(summarize(vae))},
+          {"steps", r.steps},
+          {"scheduler", r.scheduler},
+          {"memory", memory(before, loaded)},
+          {"checks", {{"latents_rms", std::sqrt(sq / double(latents.size()))}, {"latents_max_abs", peak},
+                      {"finite", finite(latents) && finite(decoded)}}}};
+}
+
+}  // namespace fisedit::bench

@@ -1,0 +1,46 @@
+#pragma once
+// The stages fisedit-bench times. Each builds its component on the backend, times it on inputs of the
+// real scale (unit-normal latents and text states, token ids of real prompts), records the device
+// memory its weights take and the peak above them, and frees it again before the next stage.
+#include "backend/backend.h"
+#include "backend/device.h"
+#include "bench/measure.h"
+#include "io/model_loader.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace fisedit::bench {
+
+struct Settings {
+  std::string arch, model, config, tokenizer, scheduler, json;
+  int width = 0, height = 0, steps = 20, repeat = 10, warmup = 2, generations = 3;
+  float cfg = 7.5f;
+  DeviceChoice device = DeviceChoice::automatic;
+};
+
+class Stages {
+public:
+  Stages(Backend& backend, std::shared_ptr<const LoadedModel> model, const Settings& settings);
+
+  // Each returns {"time_ms": stats, "memory": {...}, ...}.
+  nlohmann::json text_encoder();  // the CFG pair of prompts, [2, 77] ids
+  nlohmann::json unet_step();     // one U-Net call on the CFG batch, [2, 4, H/8, W/8]
+  nlohmann::json vae_decode();    // [1, 4, H/8, W/8] -> [1, 3, H, W]
+  // StableDiffusion::generate, prompt to pixels; {"skipped": why} without a tokenizer.
+  nlohmann::json generation();
+
+private:
+  // Weights = what the pool grew by while the component was built; peak above them = the rest.
+  nlohmann::json memory(std::optional<std::size_t> before, std::optional<std::size_t> loaded) const;
+
+  Backend& backend_;
+  std::shared_ptr<const LoadedModel> model_;
+  Settings s_;
+  DeviceMemory memory_;
+};
+
+}  // namespace fisedit::bench

@@ -1,0 +1,198 @@
+// Convolutions on cuDNN, channels-last: fp16 tensors (NHWC) and filters (KRSC = [Cout, kh, kw, Cin]),
+// float32 accumulation, tensor cores. The algorithm is measured once per problem shape
+// (cudnnFindConvolutionForwardAlgorithmEx) and cached with its workspace size and math type.
+//
+// Channel counts are padded to multiples of 8 once, in the prepared weights: cuDNN's tensor-core
+// kernels want 16-byte channel vectors, and conv_in (4 latent or 3 image channels) and conv_out (4)
+// would otherwise fall to slow or unsupported paths. An input whose channels are padded, whose
+// padding is asymmetric (cuDNN pads symmetrically: the VAE encoder's downsamplers pad only right
+// and bottom) or whose address is not 16-byte aligned goes through kernels/pad first; an output
+// with padded channels is cropped by the same kernel. The bias is added by kernels/bias_act.
+#include "backend/cuda/cuda_state.h"
+
+#include "bias_act.cuh"
+#include "pad.cuh"
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+namespace fisedit {
+namespace {
+
+struct TensorDescDestroy {
+  void operator()(cudnnTensorDescriptor_t d) const { cudnnDestroyTensorDescriptor(d); }
+};
+struct FilterDescDestroy {
+  void operator()(cudnnFilterDescriptor_t d) const { cudnnDestroyFilterDescriptor(d); }
+};
+struct ConvDescDestroy {
+  void operator()(cudnnConvolutionDescriptor_t d) const { cudnnDestroyConvolutionDescriptor(d); }
+};
+using TensorDesc = cuda::UniqueHandle<cudnnTensorDescriptor_t, TensorDescDestroy>;
+using FilterDesc = cuda::UniqueHandle<cudnnFilterDescriptor_t, FilterDescDestroy>;
+using ConvDesc = cuda::UniqueHandle<cudnnConvolutionDescriptor_t, ConvDescDestroy>;
+
+// Largest workspace an algorithm may use (the VAE decoder's full-resolution convolutions are the
+// ones that ask for much).
+constexpr std::size_t kMaxWorkspaceBytes = std::size_t{512} << 20;
+
+std::int64_t round_up8(std::int64_t c) { return (c + 7) / 8 * 8; }
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+int as_int(std::int64_t v, const char* what) {
+  if (v > std::numeric_limits<int>::max())
+    throw Error(ErrorCode::unsupported, std::string("conv2d: ") + what + " is too large for cuDNN");
+  return static_cast<int>(v);
+}
+
+TensorDesc nhwc_desc(std::int64_t n, std::int64_t h, std::int64_t w, std::int64_t c) {
+  as_int(n * h * w * c, "a tensor of over 2^31 elements");
+  cudnnTensorDescriptor_t d{};
+  FISEDIT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
+  TensorDesc desc(d);
+  FISEDIT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NHWC, CUDNN_DATA_HALF, static_cast<int>(n),
+                                                 static_cast<int>(c), static_cast<int>(h), static_cast<int>(w)));
+  return desc;
+}
+
+// Picks the algorithm for a problem: measured (FindEx) normally; the heuristic alone while the stream
+// is being captured into a graph, where nothing may synchronise.
+CudaBackend::State::ConvChoice choose_algorithm(cudnnHandle_t cudnn, cuda::MemoryPool& pool, cudaStream_t stream,
+                                                cudnnTensorDescriptor_t xd, const void* x, cudnnFilterDescriptor_t wd,
+                                                const void* w, cudnnConvolutionDescriptor_t cd,
+                                                cudnnTensorDescriptor_t yd, void* y) {
+  constexpr int kCount = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+  cudnnConvolutionFwdAlgoPerf_t perf[kCount]{};
+  int count = 0;
+  FISEDIT_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(cudnn, xd, wd, cd, yd, kCount, &count, perf));
+  const auto usable = [](const cudnnConvolutionFwdAlgoPerf_t& p) {
+    return p.status == CUDNN_STATUS_SUCCESS && p.memory <= kMaxWorkspaceBytes;
+  };
+
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  FISEDIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture == cudaStreamCaptureStatusNone) {
+    // Enough workspace for every candidate the heuristic knows, so FindEx can time them all.
+    std::size_t bytes = 0;
+    for (int i = 0; i < count; ++i)
+      if (usable(perf[i])) bytes = std::max(bytes, perf[i].memory);
+    std::shared_ptr<DeviceBuffer> workspace;
+    if (bytes > 0) {
+      try {
+        workspace = pool.allocate(bytes);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::out_of_memory) throw;
+        bytes = 0;  // time only the algorithms that need no workspace
+      }
+    }
+    int measured = 0;
+    cudnnConvolutionFwdAlgoPerf_t timed[kCount]{};
+    FISEDIT_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(cudnn, xd, x, wd, w, cd, yd, y, kCount, &measured,
+                                                               timed, workspace ? workspace->data() : nullptr, bytes));
+    for (int i = 0; i < measured; ++i)  // sorted fastest first
+      if (usable(timed[i])) return {static_cast<int>(timed[i].algo), timed[i].memory, static_cast<int>(timed[i].mathType)};
+  }
+  for (int i = 0; i < count; ++i)  // sorted by expected speed
+    if (usable(perf[i])) return {static_cast<int>(perf[i].algo), perf[i].memory, static_cast<int>(perf[i].mathType)};
+  throw Error(ErrorCode::unsupported, "conv2d: cuDNN offers no fp16 NHWC algorithm for this convolution");
+}
+
+}  // namespace
+
+// weight [Cout, Cin, kh, kw] (torch) -> fp16 [Cout8, kh, kw, Cin8] with zero padding channels; bias -> fp16 [Cout].
+ConvWeight CudaBackend::prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) {
+  const std::int64_t cout = weight.dim(0), cin = weight.dim(1), kh = weight.dim(2), kw = weight.dim(3);
+  const std::int64_t cout8 = round_up8(cout), cin8 = round_up8(cin);
+  const auto src = weight.to_f32();
+  std::vector<float> krsc(static_cast<std::size_t>(cout8 * kh * kw * cin8), 0.0f);
+  for (std::int64_t o = 0; o < cout; ++o)
+    for (std::int64_t c = 0; c < cin; ++c)
+      for (std::int64_t y = 0; y < kh; ++y)
+        for (std::int64_t x = 0; x < kw; ++x)
+          krsc[static_cast<std::size_t>(((o * kh + y) * kw + x) * cin8 + c)] =
+              src[static_cast<std::size_t>(((o * cin + c) * kh + y) * kw + x)];
+  ConvWeight w;
+  w.out_channels = static_cast<int>(cout);
+  w.in_channels = static_cast<int>(cin);
+  w.kernel_h = static_cast<int>(kh);
+  w.kernel_w = static_cast<int>(kw);
+  w.weight = upload(Tensor::from_f32({cout8, kh, kw, cin8}, krsc));
+  if (!bias.empty()) w.bias = upload(bias);
+  return w;
+}
+
+// [N, H, W, Cin] -> [N, Ho, Wo, Cout]
+void CudaBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, DeviceTensor& out) {
+  const std::int64_t n = x.dim(0), h = x.dim(1), wd = x.dim(2), cin = x.dim(3);
+  const std::int64_t ho = out.dim(1), wo = out.dim(2), cout = out.dim(3);
+  const std::int64_t cout8 = w.weight.dim(0), kh = w.kernel_h, kw = w.kernel_w, cin8 = w.weight.dim(3);
+  if (out.numel() == 0) return;
+  const cudaStream_t stream = s_->stream.get();
+  const cudnnHandle_t cudnn = s_->cudnn.get();
+  FISEDIT_CUDNN_CHECK(cudnnSetStream(cudnn, stream));
+
+  // cuDNN takes the symmetric part of the padding; the rest is explicit.
+  const std::int64_t pad_h = std::min(p.pad_top, p.pad_bottom), pad_w = std::min(p.pad_left, p.pad_right);
+  const std::int64_t extra_top = p.pad_top - pad_h, extra_left = p.pad_left - pad_w;
+  const std::int64_t hp = h + extra_top + (p.pad_bottom - pad_h), wp = wd + extra_left + (p.pad_right - pad_w);
+  DeviceTensor input = x;
+  if (cin8 != cin || hp != h || wp != wd || !aligned16(x.data())) {
+    input = allocate(DType::f16, {n, hp, wp, cin8});
+    kernels::PadNhwcArgs pad{x.data_as<const std::uint16_t>(), input.data_as<std::uint16_t>(), n, h, wd, cin, hp, wp,
+                             cin8, extra_top, extra_left};
+    FISEDIT_CUDA_CHECK(kernels::pad_nhwc(pad, stream));
+  }
+  DeviceTensor result = out;
+  if (cout8 != cout || !aligned16(out.data())) result = allocate(DType::f16, {n, ho, wo, cout8});
+
+  const TensorDesc xd = nhwc_desc(n, hp, wp, cin8), yd = nhwc_desc(n, ho, wo, cout8);
+  cudnnFilterDescriptor_t f{};
+  FISEDIT_CUDNN_CHECK(cudnnCreateFilterDescriptor(&f));
+  const FilterDesc fd(f);
+  FISEDIT_CUDNN_CHECK(cudnnSetFilter4dDescriptor(f, CUDNN_DATA_HALF, CUDNN_TENSOR_NHWC, as_int(cout8, "Cout"),
+                                                 as_int(cin8, "Cin"), as_int(kh, "kh"), as_int(kw, "kw")));
+  cudnnConvolutionDescriptor_t c{};
+  FISEDIT_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&c));
+  const ConvDesc cd(c);
+  FISEDIT_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, as_int(pad_h, "padding"), as_int(pad_w, "padding"), p.stride,
+                                                      p.stride, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  FISEDIT_CUDNN_CHECK(cudnnSetConvolutionMathType(c, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION));
+  int on = 0, oc = 0, oh = 0, ow = 0;
+  FISEDIT_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(c, xd.get(), fd.get(), &on, &oc, &oh, &ow));
+  if (on != n || oc != cout8 || oh != ho || ow != wo)
+    throw Error(ErrorCode::device, "conv2d: cuDNN's output shape differs from the backend's");
+
+  const std::string key = std::to_string(n) + "x" + std::to_string(hp) + "x" + std::to_string(wp) + "x" +
+                          std::to_string(cin8) + " k" + std::to_string(cout8) + "x" + std::to_string(kh) + "x" +
+                          std::to_string(kw) + " s" + std::to_string(p.stride) + " p" + std::to_string(pad_h) + "x" +
+                          std::to_string(pad_w);
+  auto found = s_->conv_choices.find(key);
+  if (found == s_->conv_choices.end()) {
+    const auto choice = choose_algorithm(cudnn, *s_->pool, stream, xd.get(), input.data(), fd.get(), w.weight.data(),
+                                         c, yd.get(), result.data());
+    found = s_->conv_choices.emplace(key, choice).first;
+  }
+  const State::ConvChoice& choice = found->second;
+  FISEDIT_CUDNN_CHECK(cudnnSetConvolutionMathType(c, static_cast<cudnnMathType_t>(choice.math_type)));
+  if (choice.workspace_bytes > 0 && (!s_->conv_workspace || s_->conv_workspace->size() < choice.workspace_bytes)) {
+    s_->conv_workspace.reset();  // back to the pool first, so growing never holds both
+    s_->conv_workspace = s_->pool->allocate(choice.workspace_bytes);
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  FISEDIT_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &alpha, xd.get(), input.data(), fd.get(), w.weight.data(), c,
+                                              static_cast<cudnnConvolutionFwdAlgo_t>(choice.algorithm),
+                                              choice.workspace_bytes ? s_->conv_workspace->data() : nullptr,
+                                              choice.workspace_bytes, &beta, yd.get(), result.data()));
+
+  if (result.data() != out.data()) {  // drop the padding channels
+    kernels::PadNhwcArgs crop{result.data_as<const std::uint16_t>(), out.data_as<std::uint16_t>(), n, ho, wo, cout8,
+                              ho, wo, cout, 0, 0};
+    FISEDIT_CUDA_CHECK(kernels::pad_nhwc(crop, stream));
+  }
+  if (!w.bias.empty())
+    FISEDIT_CUDA_CHECK(kernels::bias_activation(out.data_as<std::uint16_t>(), w.bias.data_as<const std::uint16_t>(),
+                                                n * ho * wo, cout, kernels::BiasActivation::none, stream));
+}
+
+}  // namespace fisedit

@@ -1,0 +1,170 @@
+// Linear layers on cuBLASLt: out[M, N] = x[M, K] . W[N, K]^T (+ bias), fp16 storage, float32
+// compute (CUBLAS_COMPUTE_32F). Row-major tensors are column-major transposes to cuBLASLt, so it
+// computes out^T[N, M] = W (stored [K, N] column-major, transposed) . x^T ([K, M]): no copies.
+// The bias rides in cuBLASLt's BIAS epilogue. Activations run in kernels/bias_act afterwards,
+// because cuBLASLt's GELU epilogue is the tanh approximation and the engine's GELU is erf-exact
+// (and SiLU / quick GELU have no epilogue at all).
+// Descriptors, layouts and the heuristic's algorithm are built once per problem and cached: the
+// U-Net calls the same few dozen shapes every step.
+#include "backend/cuda/cuda_state.h"
+
+#include "bias_act.cuh"
+
+#include <algorithm>
+#include <cstdint>
+
+namespace fisedit {
+namespace {
+
+struct MatmulDescDestroy {
+  void operator()(cublasLtMatmulDesc_t d) const { cublasLtMatmulDescDestroy(d); }
+};
+struct LayoutDestroy {
+  void operator()(cublasLtMatrixLayout_t l) const { cublasLtMatrixLayoutDestroy(l); }
+};
+struct PreferenceDestroy {
+  void operator()(cublasLtMatmulPreference_t p) const { cublasLtMatmulPreferenceDestroy(p); }
+};
+using MatmulDesc = cuda::UniqueHandle<cublasLtMatmulDesc_t, MatmulDescDestroy>;
+using Layout = cuda::UniqueHandle<cublasLtMatrixLayout_t, LayoutDestroy>;
+using Preference = cuda::UniqueHandle<cublasLtMatmulPreference_t, PreferenceDestroy>;
+
+// cuBLASLt's recommendation for Hopper; enough for its split-K and stream-K kernels.
+constexpr std::size_t kGemmWorkspaceBytes = std::size_t{32} << 20;
+
+// The largest power of two (up to 256) dividing the address: what cuBLASLt may assume of a pointer.
+int alignment(const void* p) {
+  const auto address = reinterpret_cast<std::uintptr_t>(p);
+  int a = 256;
+  while (a > 1 && address % static_cast<std::uintptr_t>(a) != 0) a /= 2;
+  return a;
+}
+
+// A column-major fp16 matrix of `rows` x `cols` with leading dimension `ld`.
+Layout make_layout(std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+  cublasLtMatrixLayout_t l{};
+  FISEDIT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l, CUDA_R_16F, static_cast<std::uint64_t>(rows),
+                                                  static_cast<std::uint64_t>(cols), ld));
+  return Layout(l);
+}
+
+template <class T>
+void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute, const T& value) {
+  FISEDIT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof value));
+}
+
+template <class T>
+void set_preference(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attribute, T value) {
+  FISEDIT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof value));
+}
+
+kernels::BiasActivation kernel_activation(Activation act) {
+  switch (act) {
+    case Activation::none: return kernels::BiasActivation::none;
+    case Activation::silu: return kernels::BiasActivation::silu;
+    case Activation::gelu: return kernels::BiasActivation::gelu;
+    case Activation::quick_gelu: return kernels::BiasActivation::quick_gelu;
+  }
+  return kernels::BiasActivation::none;
+}
+
+}  // namespace
+
+struct CudaBackend::State::GemmPlan {
+  MatmulDesc desc;
+  Layout w, x, out;  // A, B and C = D in cuBLASLt's terms
+  cublasLtMatmulAlgo_t algo{};
+  bool bias_epilogue = false;
+};
+
+namespace {
+
+using GemmPlan = CudaBackend::State::GemmPlan;
+
+// The plan for out[M, N] = x[M, K] . W[N, K]^T, or null when cuBLASLt offers no algorithm (then the
+// caller retries without the bias epilogue).
+std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t m, std::int64_t n, std::int64_t k,
+                                    bool bias_epilogue, int align_x, int align_w, int align_out,
+                                    std::size_t workspace_bytes) {
+  auto plan = std::make_shared<GemmPlan>();
+  cublasLtMatmulDesc_t desc{};
+  FISEDIT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  plan->desc = MatmulDesc(desc);
+  set_desc(desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+  set_desc(desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
+  if (bias_epilogue) {
+    set_desc(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS);
+    set_desc(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, CUDA_R_16F);
+  }
+  plan->bias_epilogue = bias_epilogue;
+  plan->w = make_layout(k, n, k);    // W[N, K] row-major = [K, N] column-major, used transposed
+  plan->x = make_layout(k, m, k);    // x[M, K] row-major = [K, M] column-major
+  plan->out = make_layout(n, m, n);  // out[M, N] row-major = [N, M] column-major
+
+  cublasLtMatmulPreference_t pref{};
+  FISEDIT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const Preference preference(pref);
+  set_preference(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<std::uint64_t>(workspace_bytes));
+  set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, static_cast<std::uint32_t>(align_w));
+  set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<std::uint32_t>(align_x));
+  set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<std::uint32_t>(align_out));
+  set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<std::uint32_t>(align_out));
+
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(lt, desc, plan->w.get(), plan->x.get(), plan->out.get(),
+                                                               plan->out.get(), pref, 1, &result, &found);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) return nullptr;
+  FISEDIT_CUBLAS_CHECK(status);
+  plan->algo = result.algo;
+  return plan;
+}
+
+}  // namespace
+
+// x [..., K] (viewed as [M, K]), weight [N, K], bias [N] or empty -> out [..., N] (viewed as [M, N]).
+void CudaBackend::linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                              Activation act, DeviceTensor& out) {
+  const std::int64_t n = weight.dim(0), k = weight.dim(1);
+  const std::int64_t m = n > 0 ? out.numel() / n : 0;
+  if (m == 0 || n == 0) return;
+  const cudaStream_t stream = s_->stream.get();
+  auto* y = out.data_as<std::uint16_t>();
+  const auto* b = bias.empty() ? nullptr : bias.data_as<const std::uint16_t>();
+
+  if (k == 0) {  // an empty sum: out = act(bias or 0)
+    FISEDIT_CUDA_CHECK(cudaMemsetAsync(y, 0, out.nbytes(), stream));
+    FISEDIT_CUDA_CHECK(kernels::bias_activation(y, b, m, n, kernel_activation(act), stream));
+    return;
+  }
+
+  if (!s_->gemm_workspace) s_->gemm_workspace = s_->pool->allocate(kGemmWorkspaceBytes);
+  const std::size_t workspace_bytes = s_->gemm_workspace->size();
+  // The epilogue reads the bias with the kernel's own vector width; an odd view of one goes to bias_act.
+  const bool want_epilogue = b != nullptr && alignment(b) >= 16;
+  const int align_x = alignment(x.data()), align_w = alignment(weight.data()), align_out = alignment(y);
+  const State::GemmKey key{m, n, k, want_epilogue, align_x, align_w, align_out};
+  auto found = s_->gemm_plans.find(key);
+  if (found == s_->gemm_plans.end()) {
+    const cublasLtHandle_t lt = s_->cublas_lt.get();
+    auto plan = make_plan(lt, m, n, k, want_epilogue, align_x, align_w, align_out, workspace_bytes);
+    if (!plan && want_epilogue) plan = make_plan(lt, m, n, k, false, align_x, align_w, align_out, workspace_bytes);
+    if (!plan)
+      throw Error(ErrorCode::unsupported, "linear: cuBLASLt offers no fp16 algorithm for [" + std::to_string(m) +
+                                              ", " + std::to_string(k) + "] x [" + std::to_string(n) + ", " +
+                                              std::to_string(k) + "]^T");
+    found = s_->gemm_plans.emplace(key, std::move(plan)).first;
+  }
+  GemmPlan& plan = *found->second;
+  if (plan.bias_epilogue) set_desc(plan.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(b));
+
+  const float alpha = 1.0f, beta = 0.0f;
+  FISEDIT_CUBLAS_CHECK(cublasLtMatmul(s_->cublas_lt.get(), plan.desc.get(), &alpha, weight.data(), plan.w.get(),
+                                      x.data(), plan.x.get(), &beta, y, plan.out.get(), y, plan.out.get(), &plan.algo,
+                                      s_->gemm_workspace->data(), workspace_bytes, stream));
+  const auto* rest_bias = plan.bias_epilogue ? nullptr : b;
+  if (rest_bias || act != Activation::none)
+    FISEDIT_CUDA_CHECK(kernels::bias_activation(y, rest_bias, m, n, kernel_activation(act), stream));
+}
+
+}  // namespace fisedit

@@ -1,0 +1,223 @@
+// GPU: the CUDA backend's matrix ops (linear, conv2d, attention) against the float32 CPU backend on
+// random inputs of odd sizes and batch 2: relative L2 error <= 1e-2 (fp16 storage). Inputs are rounded
+// to fp16 before both backends see them, so the error measured is the ops', not the upload's.
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "core/error.h"
+#include "core/half.h"
+
+#include <QtTest>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+
+using namespace fisedit;
+using Values = std::vector<float>;
+
+namespace {
+
+constexpr double kTolerance = 1e-2;
+
+// Uniform in [-amplitude, amplitude], rounded to fp16.
+Values random_values(std::int64_t n, unsigned seed, float amplitude = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-amplitude, amplitude);
+  Values v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = half_to_float(float_to_half(dist(rng)));
+  return v;
+}
+
+double relative_l2(const Values& got, const Values& want) {
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += double(want[i]) * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+}  // namespace
+
+Q_DECLARE_METATYPE(Activation)
+
+class TestCudaGemm : public QObject {
+  Q_OBJECT
+  CpuBackend cpu;
+  std::unique_ptr<CudaBackend> gpu;
+
+  // Runs `op` on both backends with the same host inputs; compares shapes and values.
+  template <class Op>
+  void compare(const std::vector<std::pair<Shape, Values>>& inputs, Op op) {
+    std::vector<DeviceTensor> on_cpu, on_gpu;
+    for (const auto& [shape, values] : inputs) {
+      const auto host = Tensor::from_f32(shape, values);
+      on_cpu.push_back(cpu.upload(host));
+      on_gpu.push_back(gpu->upload(host));
+    }
+    const Tensor want = cpu.download(op(static_cast<Backend&>(cpu), on_cpu));
+    const Tensor got = gpu->download(op(static_cast<Backend&>(*gpu), on_gpu));
+    QCOMPARE(QString::fromStdString(shape_to_string(got.shape())), QString::fromStdString(shape_to_string(want.shape())));
+    const auto g = got.to_f32();
+    for (float x : g) QVERIFY2(std::isfinite(x), "non-finite value in the CUDA result");
+    const double err = relative_l2(g, want.to_f32());
+    QVERIFY2(err <= kTolerance, qPrintable(QString("relative L2 error %1").arg(err)));
+  }
+
+private slots:
+  void initTestCase() {
+    try {
+      gpu = std::make_unique<CudaBackend>();
+    } catch (const Error& e) {
+      QFAIL(e.what());
+    }
+  }
+
+  void linear_data() {
+    QTest::addColumn<Activation>("act");
+    QTest::addColumn<bool>("with_bias");
+    QTest::addColumn<int>("rows");  // per batch item; the batch is 2
+    QTest::addColumn<int>("k");
+    QTest::addColumn<int>("n");
+    QTest::newRow("none 77x768->320") << Activation::none << true << 77 << 768 << 320;
+    QTest::newRow("no bias 77x320->1280") << Activation::none << false << 77 << 320 << 1280;
+    QTest::newRow("odd K and N 13x77->77") << Activation::none << true << 13 << 77 << 77;
+    QTest::newRow("silu 1x320->1280 (time embedding)") << Activation::silu << true << 1 << 320 << 1280;
+    QTest::newRow("gelu 77x1280->320") << Activation::gelu << true << 77 << 1280 << 320;
+    QTest::newRow("gelu no bias odd 5x77->9") << Activation::gelu << false << 5 << 77 << 9;
+    QTest::newRow("quick_gelu 77x768->3072") << Activation::quick_gelu << true << 77 << 768 << 3072;
+    QTest::newRow("large M 4103x320->640") << Activation::none << true << 4103 << 320 << 640;
+  }
+  void linear() {
+    QFETCH(Activation, act);
+    QFETCH(bool, with_bias);
+    QFETCH(int, rows);
+    QFETCH(int, k);
+    QFETCH(int, n);
+    const std::int64_t b = 2;
+    std::vector<std::pair<Shape, Values>> in = {{{b, rows, k}, random_values(b * rows * k, 1)},
+                                                {{n, k}, random_values(std::int64_t{n} * k, 2, 0.1f)}};
+    if (with_bias) in.push_back({{n}, random_values(n, 3)});
+    compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.linear(t[0], t[1], with_bias ? t[2] : DeviceTensor(), act);
+    });
+  }
+
+  // The second half of a CFG-style batch: x starts at an odd byte offset (K = 77 halves a row).
+  void linear_unaligned_view() {
+    const std::int64_t k = 77, n = 40;
+    std::vector<std::pair<Shape, Values>> in = {{{3, 5, k}, random_values(3 * 5 * k, 4)},
+                                                {{n, k}, random_values(n * k, 5, 0.1f)},
+                                                {{n}, random_values(n, 6)}};
+    compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.linear(t[0].slice_rows(1, 3).reshaped({2 * 5, k}).slice_rows(1, 10), t[1], t[2], Activation::silu);
+    });
+  }
+
+  void conv2d_data() {
+    QTest::addColumn<int>("kernel");
+    QTest::addColumn<int>("stride");
+    QTest::addColumn<QList<int>>("pad");  // top, bottom, left, right
+    QTest::addColumn<int>("cin");
+    QTest::addColumn<int>("cout");
+    QTest::addColumn<bool>("bias");
+    QTest::newRow("conv_in 3x3 4->320") << 3 << 1 << QList<int>{1, 1, 1, 1} << 4 << 320 << true;
+    QTest::newRow("conv_out 3x3 320->4") << 3 << 1 << QList<int>{1, 1, 1, 1} << 320 << 4 << true;
+    QTest::newRow("vae conv_in 3x3 3->320") << 3 << 1 << QList<int>{1, 1, 1, 1} << 3 << 320 << true;
+    QTest::newRow("3x3 320->320") << 3 << 1 << QList<int>{1, 1, 1, 1} << 320 << 320 << true;
+    QTest::newRow("3x3 stride 2 320->320") << 3 << 2 << QList<int>{1, 1, 1, 1} << 320 << 320 << true;
+    QTest::newRow("3x3 stride 2 pad (0,1,0,1) 320->320") << 3 << 2 << QList<int>{0, 1, 0, 1} << 320 << 320 << true;
+    QTest::newRow("3x3 stride 2 pad (0,1,0,1) 3->4") << 3 << 2 << QList<int>{0, 1, 0, 1} << 3 << 4 << false;
+    QTest::newRow("1x1 320->4 no bias") << 1 << 1 << QList<int>{0, 0, 0, 0} << 320 << 4 << false;
+    QTest::newRow("1x1 4->320") << 1 << 1 << QList<int>{0, 0, 0, 0} << 4 << 320 << true;
+    QTest::newRow("1x1 stride 2 320->320") << 1 << 2 << QList<int>{0, 0, 0, 0} << 320 << 320 << true;
+  }
+  void conv2d() {
+    QFETCH(int, kernel);
+    QFETCH(int, stride);
+    QFETCH(QList<int>, pad);
+    QFETCH(int, cin);
+    QFETCH(int, cout);
+    QFETCH(bool, bias);
+    const std::int64_t n = 2, h = 13, w = 11, kk = kernel;
+    const Conv2dParams p{stride, pad[0], pad[1], pad[2], pad[3]};
+    const auto weight = Tensor::from_f32({cout, cin, kk, kk}, random_values(std::int64_t{cout} * cin * kk * kk, 7, 0.1f));
+    const auto b = bias ? Tensor::from_f32({cout}, random_values(cout, 8)) : Tensor();
+    const ConvWeight cw_cpu = cpu.prepare_conv_weight(weight, b), cw_gpu = gpu->prepare_conv_weight(weight, b);
+    compare({{{n, h, w, cin}, random_values(n * h * w * cin, 9)}}, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.conv2d(t[0], &be == &cpu ? cw_cpu : cw_gpu, p);
+    });
+  }
+
+  // Batch item 1 of [2, 5, 7, 3] starts 210 bytes in: not 16-byte aligned.
+  void conv2d_unaligned_view() {
+    const auto weight = Tensor::from_f32({16, 3, 3, 3}, random_values(16 * 3 * 9, 10, 0.3f));
+    const auto b = Tensor::from_f32({16}, random_values(16, 11));
+    const ConvWeight cw_cpu = cpu.prepare_conv_weight(weight, b), cw_gpu = gpu->prepare_conv_weight(weight, b);
+    compare({{{2, 5, 7, 3}, random_values(2 * 5 * 7 * 3, 12)}}, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.conv2d(t[0].slice_rows(1, 2), &be == &cpu ? cw_cpu : cw_gpu, Conv2dParams::same(1, 1));
+    });
+  }
+
+  void attention_data() {
+    QTest::addColumn<int>("batch");
+    QTest::addColumn<int>("heads");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<int>("lq");
+    QTest::addColumn<int>("lk");
+    QTest::addColumn<bool>("causal");
+    QTest::addColumn<bool>("upcast");
+    QTest::newRow("d16") << 2 << 4 << 16 << 100 << 100 << false << false;
+    QTest::newRow("d40 cross Lk 77") << 2 << 8 << 40 << 257 << 77 << false << false;
+    QTest::newRow("d64 upcast") << 2 << 5 << 64 << 300 << 300 << false << true;
+    QTest::newRow("d80 cross Lk 77") << 2 << 8 << 80 << 129 << 77 << false << false;
+    QTest::newRow("d96") << 2 << 2 << 96 << 70 << 90 << false << false;
+    QTest::newRow("d128") << 2 << 2 << 128 << 65 << 130 << false << false;
+    QTest::newRow("d160 cross Lk 77") << 2 << 8 << 160 << 65 << 77 << false << true;
+    QTest::newRow("d24 (flash padded to 32)") << 2 << 3 << 24 << 70 << 70 << false << false;
+    QTest::newRow("d20 (fallback)") << 2 << 3 << 20 << 70 << 50 << false << false;
+    QTest::newRow("d512 (fallback, VAE)") << 1 << 1 << 512 << 200 << 200 << false << true;
+    QTest::newRow("causal L 77 d64") << 2 << 12 << 64 << 77 << 77 << true << false;
+    QTest::newRow("causal L 77 d20 (fallback)") << 2 << 4 << 20 << 77 << 77 << true << false;
+    QTest::newRow("causal Lq 50 < Lk 77") << 2 << 2 << 64 << 50 << 77 << true << false;
+    QTest::newRow("causal Lq 150 > Lk 77") << 2 << 2 << 64 << 150 << 77 << true << false;
+    QTest::newRow("long L 4096 d64 upcast") << 1 << 2 << 64 << 4096 << 4096 << false << true;
+  }
+  void attention() {
+    QFETCH(int, batch);
+    QFETCH(int, heads);
+    QFETCH(int, head_dim);
+    QFETCH(int, lq);
+    QFETCH(int, lk);
+    QFETCH(bool, causal);
+    QFETCH(bool, upcast);
+    const std::int64_t c = std::int64_t{heads} * head_dim;
+    AttentionParams params;
+    params.heads = heads;
+    params.scale = 1.0f / std::sqrt(float(head_dim));
+    params.causal = causal;
+    params.upcast = upcast;
+    // q of amplitude 3 makes the softmax peaked rather than nearly uniform.
+    compare({{{batch, lq, c}, random_values(batch * lq * c, 13, 3.0f)},
+             {{batch, lk, c}, random_values(batch * lk * c, 14, 1.0f)},
+             {{batch, lk, c}, random_values(batch * lk * c, 15, 1.0f)}},
+            [&](Backend& be, const std::vector<DeviceTensor>& t) { return be.attention(t[0], t[1], t[2], params); });
+  }
+};
+
+int main(int argc, char** argv) {
+  int devices = 0;
+  const cudaError_t status = cudaGetDeviceCount(&devices);
+  if (status != cudaSuccess || devices == 0) {
+    std::printf("SKIPPED: no CUDA device (%s); run the gpu-labelled tests on a machine with an NVIDIA GPU\n",
+                status != cudaSuccess ? cudaGetErrorString(status) : "0 devices");
+    return 77;
+  }
+  TestCudaGemm test;
+  return QTest::qExec(&test, argc, argv);
+}
+
+#include "test_cuda_gemm.moc"

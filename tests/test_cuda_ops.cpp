@@ -1,0 +1,499 @@
+// GPU: every CUDA backend op except the GEMM family (linear, conv2d, attention: test_cuda_gemm.cpp)
+// against the CPU backend on the same random inputs, odd sizes and batch 2. Inputs are values fp16
+// represents exactly, so both backends start from identical data: data movement must then match
+// bit for bit, arithmetic within relative L2 1e-2 (and every element within 1e-2 (1 + |want|), so a
+// few wrong elements cannot hide in a large tensor). Also: transfers, the memory pool, and
+// out-of-memory errors that leave the backend usable.
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_memory.h"
+#include "core/error.h"
+#include "core/half.h"
+
+#include <QtTest>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <random>
+
+using namespace fisedit;
+using Values = std::vector<float>;
+
+namespace {
+
+constexpr double kTolerance = 1e-2;  // fp16 storage
+constexpr double kExact = 0.0;
+
+// Uniform in [offset - scale, offset + scale], rounded to fp16.
+Values random_values(std::int64_t n, unsigned seed, float scale = 1.0f, float offset = 0.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  Values v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = half_to_float(float_to_half(offset + scale * dist(rng)));
+  return v;
+}
+
+Shape to_shape(const QList<qint64>& list) { return Shape(list.begin(), list.end()); }
+
+QString coordinates(const Shape& shape, std::int64_t index) {
+  QStringList parts;
+  for (auto d = shape.rbegin(); d != shape.rend(); ++d) {
+    parts.prepend(QString::number(*d ? index % *d : 0));
+    index = *d ? index / *d : 0;
+  }
+  return "[" + parts.join(", ") + "]";
+}
+
+// Empty when `got` matches `want` (exactly when tolerance is 0); otherwise what is wrong and where.
+QString compare(const Tensor& got, const Tensor& want, double tolerance) {
+  if (got.shape() != want.shape())
+    return QString("shape %1, expected %2")
+        .arg(QString::fromStdString(shape_to_string(got.shape())), QString::fromStdString(shape_to_string(want.shape())));
+  const Values g = got.to_f32(), w = want.to_f32();
+  double diff2 = 0, norm2 = 0, largest = 0;
+  std::int64_t bad = 0, first_bad = -1, largest_at = 0;
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    const double d = g[i] == w[i] ? 0.0 : std::abs(double(g[i]) - w[i]);
+    // Equal values pass outright: with an exact tolerance, 0 * (1 + inf) would be NaN for infinities.
+    const bool ok = g[i] == w[i] || (std::isfinite(d) && d <= tolerance * (1.0 + std::abs(double(w[i]))));
+    if (!ok && bad++ == 0) first_bad = static_cast<std::int64_t>(i);
+    if (std::isfinite(d)) diff2 += d * d;
+    norm2 += double(w[i]) * w[i];
+    if (d > largest) largest = d, largest_at = static_cast<std::int64_t>(i);
+  }
+  const double relative = std::sqrt(diff2 / std::max(norm2, 1e-30));
+  if (bad == 0 && relative <= tolerance) return {};
+  QString message = QString("relative L2 error %1 (limit %2); largest difference %3 at %4; %5 of %6 elements off")
+                        .arg(relative)
+                        .arg(tolerance)
+                        .arg(largest)
+                        .arg(coordinates(want.shape(), largest_at))
+                        .arg(bad)
+                        .arg(w.size());
+  if (first_bad >= 0)
+    message += QString(", first at %1: got %2, expected %3")
+                   .arg(coordinates(want.shape(), first_bad))
+                   .arg(double(g[first_bad]), 0, 'g', 9)
+                   .arg(double(w[first_bad]), 0, 'g', 9);
+  return message;
+}
+
+Tensor host_tensor(DType dtype, Shape shape, std::vector<std::uint16_t> bits) {
+  auto owner = std::make_shared<std::vector<std::uint16_t>>(std::move(bits));
+  return Tensor(dtype, std::move(shape), reinterpret_cast<const std::byte*>(owner->data()), owner);
+}
+
+}  // namespace
+
+// `op` uploads its inputs to the backend it is given, runs the op there and downloads the result.
+#define EXPECT_SAME_RESULT(op, tolerance)                                      \
+  do {                                                                         \
+    const QString mismatch_ = compare((op)(*gpu), (op)(cpu), tolerance);      \
+    QVERIFY2(mismatch_.isEmpty(), qPrintable("CUDA vs CPU: " + mismatch_));    \
+  } while (0)
+
+#define EXPECT_ERROR_CODE(statement, expected_code)                                                   \
+  do {                                                                                                \
+    QString got_ = "no error";                                                                        \
+    try {                                                                                             \
+      statement;                                                                                      \
+    } catch (const Error& e) {                                                                        \
+      got_ = e.code() == (expected_code) ? QString()                                                  \
+                                         : QString("Error(%1): %2").arg(error_code_name(e.code()), e.what()); \
+    }                                                                                                 \
+    QVERIFY2(got_.isEmpty(), qPrintable("expected Error(" + QString(error_code_name(expected_code)) + \
+                                        ") from " #statement ", got " + got_));                       \
+  } while (0)
+
+Q_DECLARE_METATYPE(Activation)
+Q_DECLARE_METATYPE(DType)
+
+class TestCudaOps : public QObject {
+  Q_OBJECT
+  std::unique_ptr<CudaBackend> gpu;
+  CpuBackend cpu;
+
+  using Op = std::function<Tensor(Backend&)>;
+
+  // A quick op on fresh data, to show the backend still works after an error.
+  void expect_backend_usable() {
+    const Tensor x = Tensor::from_f32({2, 33}, random_values(66, 99));
+    EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.scale(b.upload(x), 0.5f)); }), kTolerance);
+    QCOMPARE(cudaGetLastError(), cudaSuccess);
+  }
+
+private slots:
+  void initTestCase() {
+    try {
+      gpu = std::make_unique<CudaBackend>(0);
+    } catch (const Error& e) {
+      QFAIL(qPrintable(QString("CudaBackend(0) failed: ") + e.what()));
+    }
+    std::printf("device: %s\n", gpu->name().c_str());
+    QVERIFY(QString::fromStdString(gpu->name()).endsWith(" (CUDA, float16)"));
+    QCOMPARE(gpu->activation_dtype(), DType::f16);
+    std::string why = "unchanged";
+    QVERIFY(CudaBackend::device_available(&why));
+    QVERIFY2(why == "unchanged", why.c_str());
+  }
+
+  // Host F32 / F16 / BF16 / F64 -> device fp16 -> host float: exactly the host's fp16 rounding.
+  void upload_download_round_trip_data() {
+    QTest::addColumn<DType>("dtype");
+    QTest::newRow("F32") << DType::f32;
+    QTest::newRow("F16") << DType::f16;
+    QTest::newRow("BF16") << DType::bf16;
+    QTest::newRow("F64") << DType::f64;
+  }
+  void upload_download_round_trip() {
+    QFETCH(DType, dtype);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> mantissa;
+    std::uniform_real_distribution<float> exponent(-26.0f, 15.0f);
+    Values v = {0.0f, -0.0f, 65504.0f, -65504.0f, 6e-8f, 1.00048828125f};
+    while (v.size() < 1001) v.push_back(mantissa(rng) * std::exp2(exponent(rng)));  // odd size
+    Tensor host;
+    Values want;
+    std::vector<std::uint16_t> bits;
+    if (dtype == DType::f32) {
+      host = Tensor::from_f32({7, 143}, v);
+      for (float x : v) want.push_back(half_to_float(float_to_half(x)));
+    } else if (dtype == DType::f16) {
+      for (float x : v) bits.push_back(float_to_half(x)), want.push_back(half_to_float(bits.back()));
+      host = host_tensor(DType::f16, {7, 143}, bits);
+    } else if (dtype == DType::bf16) {
+      for (float x : v) bits.push_back(float_to_bf16(x)), want.push_back(half_to_float(float_to_half(bf16_to_float(bits.back()))));
+      host = host_tensor(DType::bf16, {7, 143}, bits);
+    } else {
+      auto owner = std::make_shared<std::vector<double>>(v.begin(), v.end());
+      host = Tensor(DType::f64, {7, 143}, reinterpret_cast<const std::byte*>(owner->data()), owner);
+      for (float x : v) want.push_back(half_to_float(float_to_half(x)));
+    }
+    const DeviceTensor d = gpu->upload(host);
+    QCOMPARE(d.dtype(), DType::f16);
+    const QString mismatch = compare(gpu->download(d), Tensor::from_f32({7, 143}, want), kExact);
+    QVERIFY2(mismatch.isEmpty(), qPrintable(mismatch));
+  }
+
+  void integers_views_and_empty_tensors() {
+    const std::vector<std::int64_t> ids = {0, 49407, 7, -3, 2147483647};
+    const DeviceTensor di = gpu->upload(Tensor::from_i64({5}, ids));
+    QCOMPARE(di.dtype(), DType::i32);
+    QCOMPARE(gpu->download(di).to_f32(), (Values{0, 49407, 7, -3, 2147483647.0f}));
+    const std::vector<std::int64_t> huge = {std::int64_t{1} << 40};
+    EXPECT_ERROR_CODE(gpu->upload(Tensor::from_i64({1}, huge)), ErrorCode::invalid_argument);
+
+    const DeviceTensor x = gpu->upload(Tensor::from_f32({3, 5}, Values{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+    QCOMPARE(gpu->download(x.slice_rows(1, 3)).to_f32(), (Values{6, 7, 8, 9, 10, 11, 12, 13, 14, 15}));
+    QCOMPARE(gpu->download(x.reshaped({5, 3})).shape(), (Shape{5, 3}));
+    const DeviceTensor none = gpu->upload(Tensor::from_f32({0, 4}, Values{}));
+    QCOMPARE(gpu->download(none).shape(), (Shape{0, 4}));
+    QCOMPARE(gpu->download(gpu->scale(none, 2.0f)).shape(), (Shape{0, 4}));
+  }
+
+  void activations_data() {
+    QTest::addColumn<Activation>("act");
+    QTest::addColumn<QList<qint64>>("shape");
+    QTest::addColumn<bool>("unaligned");  // a row view at an odd offset: the one-element path
+    for (auto [name, act] : {std::pair{"silu", Activation::silu}, std::pair{"gelu", Activation::gelu},
+                             std::pair{"quick_gelu", Activation::quick_gelu}, std::pair{"none", Activation::none}}) {
+      QTest::addRow("%s [2, 4999]", name) << act << QList<qint64>{2, 4999} << false;
+      QTest::addRow("%s [2, 64, 40]", name) << act << QList<qint64>{2, 64, 40} << false;
+      QTest::addRow("%s unaligned view", name) << act << QList<qint64>{2, 4999} << true;
+    }
+  }
+  void activations() {
+    QFETCH(Activation, act);
+    QFETCH(QList<qint64>, shape);
+    QFETCH(bool, unaligned);
+    Shape s = to_shape(shape);
+    if (unaligned) s[0] += 1;  // uploaded with one extra row, viewed from row 1
+    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 2, 6.0f));
+    EXPECT_SAME_RESULT(Op([&](Backend& b) {
+                         auto dx = b.upload(x);
+                         if (unaligned) dx = dx.slice_rows(1, s[0]);
+                         return b.download(b.activation(dx, act));
+                       }),
+                       kTolerance);
+  }
+
+  void geglu_data() {
+    QTest::addColumn<QList<qint64>>("shape");
+    QTest::newRow("F = 7") << QList<qint64>{2, 3, 14};
+    QTest::newRow("F = 40") << QList<qint64>{2, 5, 80};
+    QTest::newRow("F = 1280") << QList<qint64>{2, 9, 2560};
+  }
+  void geglu() {
+    QFETCH(QList<qint64>, shape);
+    const Tensor x = Tensor::from_f32(to_shape(shape), random_values(shape_numel(to_shape(shape)), 3, 3.0f));
+    EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.geglu(b.upload(x))); }), kTolerance);
+  }
+
+  void binary_broadcast_data() {
+    QTest::addColumn<QList<qint64>>("a_shape");
+    QTest::addColumn<QList<qint64>>("b_shape");
+    const QList<qint64> odd{2, 3, 5, 7}, even{2, 4, 6, 16};
+    QTest::newRow("same, odd") << odd << odd;
+    QTest::newRow("channels, odd") << odd << QList<qint64>{7};
+    QTest::newRow("suffix, odd") << odd << QList<qint64>{5, 7};
+    QTest::newRow("per batch and channel, odd") << odd << QList<qint64>{2, 1, 1, 7};
+    QTest::newRow("per batch and row") << odd << QList<qint64>{2, 3, 1, 1};
+    QTest::newRow("scalar") << odd << QList<qint64>{1};
+    QTest::newRow("same, 16 channels") << even << even;
+    QTest::newRow("channels, 16") << even << QList<qint64>{16};
+    QTest::newRow("suffix, 16") << even << QList<qint64>{6, 16};
+    QTest::newRow("time embedding, 16") << even << QList<qint64>{2, 1, 1, 16};
+    QTest::newRow("bias over [2, 9, 320]") << QList<qint64>{2, 9, 320} << QList<qint64>{320};
+  }
+  void binary_broadcast() {
+    QFETCH(QList<qint64>, a_shape);
+    QFETCH(QList<qint64>, b_shape);
+    const Shape as = to_shape(a_shape), bs = to_shape(b_shape);
+    const Tensor a = Tensor::from_f32(as, random_values(shape_numel(as), 4, 2.0f));
+    const Tensor b = Tensor::from_f32(bs, random_values(shape_numel(bs), 5, 2.0f));
+    EXPECT_SAME_RESULT(Op([&](Backend& be) { return be.download(be.add(be.upload(a), be.upload(b))); }), kTolerance);
+    EXPECT_SAME_RESULT(Op([&](Backend& be) { return be.download(be.mul(be.upload(a), be.upload(b))); }), kTolerance);
+  }
+
+  void scale() {
+    for (const Shape& s : {Shape{2, 11}, Shape{2, 64, 8}}) {
+      const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 6, 4.0f));
+      EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.scale(b.upload(x), -0.37f)); }), kTolerance);
+      EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.scale(b.upload(x), 0.18215f)); }), kTolerance);
+    }
+  }
+
+  // Sizes as the U-Net meets them (2x, and to a skip connection's odd size), plus shrinking.
+  void upsample_nearest_data() {
+    QTest::addColumn<QList<qint64>>("in");   // H, W, C
+    QTest::addColumn<QList<qint64>>("out");  // Ho, Wo
+    QTest::newRow("2x, C = 7") << QList<qint64>{3, 5, 7} << QList<qint64>{6, 10};
+    QTest::newRow("2x3 -> 5x7") << QList<qint64>{2, 3, 3} << QList<qint64>{5, 7};
+    QTest::newRow("7x13 -> 13x25, C = 16") << QList<qint64>{7, 13, 16} << QList<qint64>{13, 25};
+    QTest::newRow("17x9 -> 33x19, C = 16") << QList<qint64>{17, 9, 16} << QList<qint64>{33, 19};
+    QTest::newRow("9x8 -> 4x5 (shrink)") << QList<qint64>{9, 8, 7} << QList<qint64>{4, 5};
+    QTest::newRow("same size") << QList<qint64>{5, 5, 8} << QList<qint64>{5, 5};
+    QTest::newRow("2x, C = 320") << QList<qint64>{8, 8, 320} << QList<qint64>{16, 16};
+    QTest::newRow("27x41 -> 80x123, C = 3") << QList<qint64>{27, 41, 3} << QList<qint64>{80, 123};
+  }
+  void upsample_nearest() {
+    QFETCH(QList<qint64>, in);
+    QFETCH(QList<qint64>, out);
+    const Shape s{2, in[0], in[1], in[2]};
+    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 7));
+    EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.upsample_nearest(b.upload(x), out[0], out[1])); }),
+                       kExact);
+  }
+
+  void concat_and_slice_channels_data() {
+    QTest::addColumn<int>("ca");
+    QTest::addColumn<int>("cb");
+    QTest::addColumn<int>("begin");  // of the slice of the concatenation
+    QTest::addColumn<int>("end");
+    QTest::newRow("odd") << 4 << 7 << 3 << 9;
+    QTest::newRow("multiples of 8") << 16 << 24 << 8 << 32;
+    QTest::newRow("U-Net skip 320 + 320") << 320 << 320 << 0 << 320;
+    QTest::newRow("b at an odd channel") << 5 << 16 << 5 << 21;
+    QTest::newRow("slice at odd offsets") << 8 << 8 << 1 << 15;
+  }
+  void concat_and_slice_channels() {
+    QFETCH(int, ca);
+    QFETCH(int, cb);
+    QFETCH(int, begin);
+    QFETCH(int, end);
+    const Tensor a = Tensor::from_f32({2, 3, 5, ca}, random_values(2 * 3 * 5 * ca, 8));
+    const Tensor b = Tensor::from_f32({2, 3, 5, cb}, random_values(2 * 3 * 5 * cb, 9));
+    EXPECT_SAME_RESULT(Op([&](Backend& be) { return be.download(be.concat_channels(be.upload(a), be.upload(b))); }),
+                       kExact);
+    EXPECT_SAME_RESULT(Op([&](Backend& be) {
+                         return be.download(be.slice_channels(be.concat_channels(be.upload(a), be.upload(b)), begin, end));
+                       }),
+                       kExact);
+  }
+
+  void embedding() {
+    struct Case {
+      std::int64_t vocab, c;
+    };
+    for (const Case& size : {Case{11, 5}, Case{1000, 64}}) {
+      const std::int64_t vocab = size.vocab, c = size.c;
+      const Tensor table = Tensor::from_f32({vocab, c}, random_values(vocab * c, 10));
+      const std::vector<std::int64_t> id_values = {3, 0, vocab - 1, 3, 7, 1, 9, 2, 0, 5, 4, 8, 6, 10};
+      const Tensor ids = Tensor::from_i64({2, 7}, id_values);
+      EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.embedding(b.upload(table), b.upload(ids))); }),
+                         kExact);
+      const DeviceTensor dt = gpu->upload(table);
+      for (const auto& bad : {std::vector<std::int64_t>{1, vocab, 2}, std::vector<std::int64_t>{-1, 0}}) {
+        try {
+          gpu->embedding(dt, gpu->upload(Tensor::from_i64({static_cast<std::int64_t>(bad.size())}, bad)));
+          QFAIL("embedding with an id outside the table did not throw");
+        } catch (const Error& e) {
+          QCOMPARE(e.code(), ErrorCode::invalid_argument);
+          const QString expected = bad[0] < 0 ? "id -1 at position 0" : QString("id %1 at position 1").arg(vocab);
+          QVERIFY2(QString(e.what()).contains(expected), e.what());
+        }
+      }
+      expect_backend_usable();
+    }
+  }
+
+  void layout_conversion_data() {
+    QTest::addColumn<QList<qint64>>("nchw");
+    QTest::newRow("[2, 3, 5, 7]") << QList<qint64>{2, 3, 5, 7};
+    QTest::newRow("[2, 40, 33, 35] (partial tiles)") << QList<qint64>{2, 40, 33, 35};
+    QTest::newRow("[1, 4, 64, 64] (latent)") << QList<qint64>{1, 4, 64, 64};
+  }
+  void layout_conversion() {
+    QFETCH(QList<qint64>, nchw);
+    const Shape s = to_shape(nchw);
+    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 11));
+    EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.nchw_to_nhwc(b.upload(x))); }), kExact);
+    EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.nhwc_to_nchw(b.nchw_to_nhwc(b.upload(x)))); }),
+                       kExact);
+    const QString round_trip = compare(gpu->download(gpu->nhwc_to_nchw(gpu->nchw_to_nhwc(gpu->upload(x)))), x, kExact);
+    QVERIFY2(round_trip.isEmpty(), qPrintable("NCHW -> NHWC -> NCHW: " + round_trip));
+  }
+
+  void group_norm_data() {
+    QTest::addColumn<int>("groups");
+    QTest::addColumn<QList<qint64>>("shape");  // [N, H, W, C]
+    QTest::addColumn<bool>("silu");
+    QTest::addColumn<float>("offset");  // mean of the input: large offsets test the variance's stability
+    QTest::newRow("4 groups") << 4 << QList<qint64>{2, 5, 7, 12} << false << 0.5f;
+    QTest::newRow("4 groups + silu") << 4 << QList<qint64>{2, 5, 7, 12} << true << 0.5f;
+    QTest::newRow("3 groups + silu") << 3 << QList<qint64>{2, 5, 7, 12} << true << 0.5f;
+    QTest::newRow("32 groups of 2") << 32 << QList<qint64>{2, 9, 11, 64} << true << -1.0f;
+    QTest::newRow("32 groups of 10, C = 320") << 32 << QList<qint64>{2, 8, 8, 320} << true << 0.5f;
+    QTest::newRow("8 groups of 8, 3 blocks per group") << 8 << QList<qint64>{2, 65, 64, 64} << false << 0.5f;
+    QTest::newRow("32 groups of 8, offset 20") << 32 << QList<qint64>{2, 64, 64, 256} << true << 20.0f;
+    QTest::newRow("[N, L, C] sequence") << 32 << QList<qint64>{2, 77, 128} << false << 0.0f;
+  }
+  void group_norm() {
+    QFETCH(int, groups);
+    QFETCH(QList<qint64>, shape);
+    QFETCH(bool, silu);
+    QFETCH(float, offset);
+    const Shape s = to_shape(shape);
+    const std::int64_t n = s[0], c = s.back();
+    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 12, 3.0f, offset));
+    const Tensor other = Tensor::from_f32(s, random_values(shape_numel(s), 13, 2.0f, offset));
+    const Tensor gamma = Tensor::from_f32({c}, random_values(c, 14, 1.0f, 1.0f));
+    const Tensor beta = Tensor::from_f32({c}, random_values(c, 15));
+    const float eps = 1e-6f;
+
+    struct Result {
+      Tensor y, mean, var, y_given_own, y_other;
+      QString copied_stats;  // stats_out given stats_in against stats_in
+    };
+    const auto run = [&](Backend& b) {
+      const auto dx = b.upload(x), dg = b.upload(gamma), db = b.upload(beta);
+      GroupNormStats stats;
+      Result r;
+      r.y = b.download(b.group_norm(dx, dg, db, groups, eps, silu, &stats));
+      r.mean = b.download(stats.mean);
+      r.var = b.download(stats.var);
+      GroupNormStats copied;
+      r.y_given_own = b.download(b.group_norm(dx, dg, db, groups, eps, silu, &copied, &stats));
+      r.copied_stats = compare(b.download(copied.mean), r.mean, kExact) + compare(b.download(copied.var), r.var, kExact);
+      r.y_other = b.download(b.group_norm(b.upload(other), dg, db, groups, eps, silu, nullptr, &stats));
+      return r;
+    };
+    const Result got = run(*gpu), want = run(cpu);
+    QCOMPARE(got.mean.shape(), (Shape{n, groups}));
+    const QString checks[] = {
+        compare(got.y, want.y, kTolerance),
+        compare(got.mean, want.mean, 1e-3),
+        compare(got.var, want.var, 1e-3),
+        // The same statistics given back must give the same output, bit for bit.
+        compare(got.y_given_own, got.y, kExact),
+        compare(got.y_other, want.y_other, kTolerance),
+        got.copied_stats,
+    };
+    const char* what[] = {"output", "stats_out mean", "stats_out var", "output from its own stats_in (vs computed)",
+                          "other data normalised with x's stats_in", "stats_out when stats_in is given"};
+    for (int i = 0; i < 6; ++i) QVERIFY2(checks[i].isEmpty(), qPrintable(QString(what[i]) + ": " + checks[i]));
+  }
+
+  void layer_norm_data() {
+    QTest::addColumn<QList<qint64>>("shape");
+    QTest::addColumn<float>("offset");
+    QTest::newRow("[2, 7, 13]") << QList<qint64>{2, 7, 13} << -0.7f;
+    QTest::newRow("[1, 4, 7]") << QList<qint64>{1, 4, 7} << 0.0f;
+    QTest::newRow("[2, 9, 320]") << QList<qint64>{2, 9, 320} << 0.3f;
+    QTest::newRow("[2, 77, 1024]") << QList<qint64>{2, 77, 1024} << 1.0f;
+    QTest::newRow("[2, 5, 1280]") << QList<qint64>{2, 5, 1280} << 0.0f;
+    QTest::newRow("[3, 2000], offset 30") << QList<qint64>{3, 2000} << 30.0f;
+  }
+  void layer_norm() {
+    QFETCH(QList<qint64>, shape);
+    QFETCH(float, offset);
+    const Shape s = to_shape(shape);
+    const std::int64_t c = s.back();
+    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 16, 2.0f, offset));
+    const Tensor gamma = Tensor::from_f32({c}, random_values(c, 17, 1.0f, 1.0f));
+    const Tensor beta = Tensor::from_f32({c}, random_values(c, 18));
+    EXPECT_SAME_RESULT(Op([&](Backend& b) {
+                         return b.download(b.layer_norm(b.upload(x), b.upload(gamma), b.upload(beta), 1e-5f));
+                       }),
+                       kTolerance);
+  }
+
+  // A freed block goes back to the cache and serves the next request of its size.
+  void memory_pool_reuses_blocks() {
+    cuda::MemoryPool& pool = gpu->memory_pool();
+    gpu->synchronize();
+    pool.release_cached();
+    QCOMPARE(pool.bytes_cached(), std::size_t{0});
+    const std::size_t in_use = pool.bytes_in_use();
+    pool.reset_peak();
+    std::size_t block = 0;
+    {
+      const DeviceTensor t = gpu->allocate(DType::f16, {1000003});
+      block = pool.bytes_in_use() - in_use;
+      QVERIFY2(block >= 2000006, qPrintable(QString("block of %1 bytes for 2000006").arg(block)));
+    }
+    QCOMPARE(pool.bytes_in_use(), in_use);
+    QCOMPARE(pool.bytes_cached(), block);
+    const std::size_t peak = pool.peak_bytes_in_use();
+    {
+      const DeviceTensor again = gpu->allocate(DType::f16, {1000003});
+      QCOMPARE(pool.bytes_cached(), std::size_t{0});
+      QCOMPARE(pool.bytes_in_use(), in_use + block);
+      QCOMPARE(pool.peak_bytes_in_use(), peak);
+    }
+    QCOMPARE(pool.bytes_cached(), block);
+    pool.release_cached();
+    QCOMPARE(pool.bytes_cached(), std::size_t{0});
+    QCOMPARE(pool.bytes_in_use(), in_use);
+  }
+
+  // Requests no GPU can hold are Error(out_of_memory), from allocate and from an op's output, and the
+  // backend goes on working.
+  void out_of_memory_is_an_error() {
+    const std::size_t in_use = gpu->memory_pool().bytes_in_use();
+    EXPECT_ERROR_CODE(gpu->allocate(DType::u8, {std::int64_t{1} << 50}), ErrorCode::out_of_memory);  // 1 PiB
+    QCOMPARE(gpu->memory_pool().bytes_in_use(), in_use);
+    expect_backend_usable();
+    const DeviceTensor x = gpu->upload(Tensor::from_f32({2, 4, 4, 8}, random_values(256, 19)));
+    const std::size_t with_x = gpu->memory_pool().bytes_in_use();
+    EXPECT_ERROR_CODE(gpu->upsample_nearest(x, std::int64_t{1} << 22, std::int64_t{1} << 22), ErrorCode::out_of_memory);
+    QCOMPARE(gpu->memory_pool().bytes_in_use(), with_x);
+    expect_backend_usable();
+  }
+};
+
+int main(int argc, char** argv) {
+  std::string why;
+  if (!CudaBackend::device_available(&why)) {
+    std::printf("SKIPPED: no CUDA device (%s); run the gpu-labelled tests on a machine with an NVIDIA GPU\n",
+                why.c_str());
+    return 77;
+  }
+  TestCudaOps test;
+  return QTest::qExec(&test, argc, argv);
+}
+
+#include "test_cuda_ops.moc"
