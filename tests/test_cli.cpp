@@ -9,6 +9,7 @@
 #include <QtTest>
 
 #include <algorithm>
+#include <fstream>
 
 using namespace fisedit;
 
@@ -157,6 +158,54 @@ private slots:
     QCOMPARE(saved.shape(), (Shape{1, 4, h / 8, w / 8}));
   }
 
+  void edit_keeps_pixels_outside_the_mask_data() {
+    QTest::addColumn<QStringList>("mask_args");
+    QTest::addColumn<int>("detect_steps");
+    QTest::newRow("automatic") << QStringList{"--detect-steps", "2", "--mask-margin", "1"} << 2;
+    QTest::newRow("painted") << QStringList{"--mask", "PAINTED"} << 0;             // a painted mask needs no detection
+    QTest::newRow("intersect") << QStringList{"--mask", "PAINTED", "--mask-mode", "intersect"} << 1;  // 20% of 6 steps
+  }
+
+  void edit_keeps_pixels_outside_the_mask() {
+    QFETCH(QStringList, mask_args);
+    QFETCH(int, detect_steps);
+    test::TempDir dir;
+    auto path = [&](const char* name) { return QString::fromStdString((dir / name).string()); };
+    // A painted mask: the left half of a 192x128 image.
+    Image8 painted{192, 128, 1, std::vector<std::uint8_t>(192 * 128, 0)};
+    for (int y = 0; y < 128; ++y)
+      for (int x = 0; x < 96; ++x) painted.pixels[static_cast<std::size_t>(y) * 192 + x] = 255;
+    write_png(dir / "painted.png", painted);
+    mask_args.replaceInStrings("PAINTED", path("painted.png"));
+    const auto r = run_cli(QStringList{"edit", "--model", reference_path("tiny-sd15/model"), "--prompt", "a photo of a cat",
+                                       "--edit-prompt", "a photo of a dog", "--seed", "5", "--steps", "6", "--width", "192",
+                                       "--height", "128", "--scheduler", "euler", "--out", path("edit.png"), "--base-out",
+                                       path("base.png"), "--mask-out", path("mask.png"), "--stats-json", path("stats.json")} +
+                           mask_args);
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto base = read_png(dir / "base.png"), edited = read_png(dir / "edit.png"), mask = read_png(dir / "mask.png");
+    QCOMPARE(mask.width, 192);
+    int outside = 0, changed_outside = 0;
+    for (std::size_t p = 0; p < mask.pixels.size(); ++p)
+      if (mask.pixels[p] == 0) {
+        ++outside;
+        for (int c = 0; c < 3; ++c) changed_outside += base.pixels[p * 3 + c] != edited.pixels[p * 3 + c];
+      }
+    QVERIFY(outside > 0);
+    QCOMPARE(changed_outside, 0);
+    if (mask_args.contains("--mask"))  // the right half was never painted
+      for (int y = 0; y < 128; ++y) QCOMPARE(int(mask.pixels[static_cast<std::size_t>(y) * 192 + 191]), 0);
+    std::ifstream in(dir / "stats.json");
+    const auto stats = nlohmann::json::parse(in);
+    for (const char* key : {"edit_fraction", "detect_steps", "base_ms", "detect_ms", "sparse_ms", "decode_ms", "edit_ms",
+                            "cache_bytes_device", "cache_bytes_host"})
+      QVERIFY2(stats.contains(key), key);
+    QCOMPARE(stats["detect_steps"].get<int>(), detect_steps);
+    QVERIFY(stats["cache_bytes_host"].get<std::int64_t>() > 0);
+    const auto text = read_png_text(dir / "edit.png");
+    QVERIFY(QString::fromStdString(text[0].second).startsWith("a photo of a dog\n"));
+  }
+
   void errors_data() {
     QTest::addColumn<QStringList>("args");
     QTest::addColumn<int>("code");
@@ -173,6 +222,10 @@ private slots:
     QTest::newRow("cuda unavailable") << gen + QStringList{"--device", "cuda"} << 1 << "no CUDA backend";
     QTest::newRow("steps not a number") << gen + QStringList{"--steps", "ten"} << 2 << "--steps expects a number";
     QTest::newRow("missing prompt") << QStringList{"generate", "--model", reference_path("tiny-sd2/model")} << 2 << "option --prompt is required";
+    const QStringList edit{"edit", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat", "--edit-prompt", "a dog", "--steps", "2"};
+    QTest::newRow("painted mode without a mask") << edit + QStringList{"--mask-mode", "painted"} << 2 << "need --mask FILE.png";
+    QTest::newRow("mask of the wrong size") << edit + QStringList{"--mask", reference_path("../shared-missing.png")} << 1 << "cannot open";
+    QTest::newRow("missing edit prompt") << QStringList{"edit", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat"} << 2 << "option --edit-prompt is required";
     QTest::newRow("unknown command") << QStringList{"paint"} << 2 << "unknown command 'paint'";
   }
 

@@ -8,5 +8,6 @@ namespace fisedit::cli {
 int tokenize_command(const std::vector<std::string>& args);
 int info_command(const std::vector<std::string>& args);
 int generate_command(const std::vector<std::string>& args);
+int edit_command(const std::vector<std::string>& args);
 
 }  // namespace fisedit::cli

@@ -22,6 +22,10 @@ constexpr const char* kUsage =
     "            [--cfg F] [--scheduler ddim|dpmpp2m|euler] [--width W] [--height H]\n"
     "            [--device auto|cpu|cuda] [--out FILE.png] [--save-latents FILE.safetensors]\n"
     "            [--initial-noise FILE.safetensors[#KEY]]   an image from a prompt\n"
+    "  edit      generate's options and --edit-prompt TEXT [--edit-negative TEXT] [--mask FILE.png]\n"
+    "            [--mask-mode auto|painted|intersect] [--mask-margin N] [--detect-steps K]\n"
+    "            [--out EDITED.png] [--base-out BASE.png] [--mask-out MASK.png] [--stats-json FILE]\n"
+    "            the image of --prompt, then edited to --edit-prompt: only the affected region re-renders\n"
     "\n"
     "PATH is a diffusers pipeline folder or a single-file .safetensors checkpoint. --config DIR gives the\n"
     "configs (and tokenizer) of a single-file checkpoint, as diffusers' from_single_file(config=DIR).\n";
@@ -33,6 +37,7 @@ int main(int argc, char** argv) {
       {"info", fisedit::cli::info_command},
       {"tokenize", fisedit::cli::tokenize_command},
       {"generate", fisedit::cli::generate_command},
+      {"edit", fisedit::cli::edit_command},
   };
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);

@@ -1,0 +1,109 @@
+// The generation options and model session that fisedit-cli's generate and edit commands share.
+#include "cli/session.h"
+
+#include "backend/device.h"
+#include "core/error.h"
+#include "io/image_file.h"
+#include "io/model_loader.h"
+#include "io/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <cstdio>
+#include <random>
+#include <stdexcept>
+
+namespace fisedit::cli {
+namespace {
+
+template <class T>
+T parse_number(const Arguments& args, const std::string& name, T fallback) {
+  const auto text = args.get(name);
+  if (!text) return fallback;
+  T value{};
+  const auto* end = text->data() + text->size();
+  const auto [ptr, ec] = std::from_chars(text->data(), end, value);
+  if (ec != std::errc() || ptr != end) throw std::invalid_argument("--" + name + " expects a number, not '" + *text + "'");
+  return value;
+}
+
+// FILE or FILE#KEY: the tensor KEY of a safetensors file, or its only tensor.
+Tensor read_noise(const std::string& spec) {
+  const auto hash = spec.rfind('#');
+  const auto file = SafetensorsFile::open(hash == std::string::npos ? spec : spec.substr(0, hash));
+  if (hash != std::string::npos) {
+    const auto t = file.tensor(spec.substr(hash + 1));
+    return Tensor::from_f32(t.shape(), t.to_f32());
+  }
+  if (file.tensors().size() != 1)
+    throw Error(ErrorCode::invalid_argument, spec + ": holds " + std::to_string(file.tensors().size()) +
+                                                 " tensors; name one as FILE#KEY");
+  const auto t = file.tensor(file.tensors().front());
+  return Tensor::from_f32(t.shape(), t.to_f32());
+}
+
+nlohmann::json record(const GenerationRequest& r, const GenerationResult& result, const LoadedModel& model,
+                      const Backend& backend) {
+  return {{"prompt", r.prompt},          {"negative_prompt", r.negative_prompt},
+          {"seed", r.seed},              {"steps", r.steps},
+          {"cfg_scale", r.cfg_scale},    {"scheduler", r.scheduler},
+          {"width", r.width},            {"height", r.height},
+          {"model", model.source.filename().string()},
+          {"model_family", family_name(model.family)},
+          {"device", backend.name()},
+          {"timings_ms", {{"text_encoder", result.timings.text_encoder_ms}, {"unet", result.timings.unet_ms},
+                          {"vae", result.timings.vae_ms}, {"total", result.timings.total_ms}}}};
+}
+
+}  // namespace
+
+int int_option(const Arguments& args, const std::string& name, int fallback) {
+  return parse_number<int>(args, name, fallback);
+}
+
+std::set<std::string> generation_options() {
+  return {"model", "config", "prompt", "negative", "seed", "steps", "cfg", "scheduler", "width",
+          "height", "device", "out", "save-latents", "initial-noise"};
+}
+
+GenerationRequest parse_generation_request(const Arguments& args) {
+  GenerationRequest r;
+  r.prompt = args.require("prompt");
+  r.negative_prompt = args.get("negative").value_or("");
+  r.seed = args.get("seed") ? parse_number<std::uint64_t>(args, "seed", 0) : std::random_device{}();
+  r.steps = parse_number<int>(args, "steps", 50);
+  r.cfg_scale = parse_number<float>(args, "cfg", 7.5f);
+  r.scheduler = args.get("scheduler").value_or("");
+  r.width = parse_number<int>(args, "width", 0);
+  r.height = parse_number<int>(args, "height", 0);
+  if (const auto noise = args.get("initial-noise")) r.initial_noise = read_noise(*noise);
+  if (args.get("width") && r.width <= 0) throw std::invalid_argument("--width must be positive");
+  if (args.get("height") && r.height <= 0) throw std::invalid_argument("--height must be positive");
+  return r;
+}
+
+Session open_session(const Arguments& args) {
+  const auto device = parse_device_choice(args.get("device").value_or("auto"));
+  LoadOptions options;
+  if (auto config = args.get("config")) options.config_dir = *config;
+  Session s;
+  s.model = std::make_shared<const LoadedModel>(load_model(args.require("model"), options));
+  s.backend = make_backend(device);
+  s.sd = std::make_unique<StableDiffusion>(s.model, *s.backend);
+  return s;
+}
+
+void print_progress(const GenerationProgress& p) {
+  std::fprintf(stderr, "step %d/%d  %.1f s\n", p.step, p.total, p.elapsed_ms / 1000.0);
+}
+
+void write_generation_png(const std::string& path, const Image8& image, const GenerationRequest& r,
+                          const GenerationResult& result, const Session& session, const nlohmann::json& extra) {
+  auto json = record(r, result, *session.model, *session.backend);
+  for (const auto& [key, value] : extra.items()) json[key] = value;
+  write_png(path, image, {{"parameters", a1111_parameters(r, session.model->source.filename().string())},
+                          {"fisedit", json.dump()}});
+}
+
+}  // namespace fisedit::cli
