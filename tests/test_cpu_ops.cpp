@@ -167,6 +167,42 @@ private slots:
           }
     const auto cw = backend.prepare_conv_weight(Tensor::from_f32({cout, cin, kk, kk}, wt), Tensor::from_f32({cout}, bias));
     EXPECT_CLOSE(backend.conv2d(up({n, h, w, cin}, x), cw, p), (Shape{n, ho, wo, cout}), want);
+
+    // The same convolution at every third output position only (sparse execution).
+    std::vector<std::int64_t> at;
+    for (std::int64_t i = 1; i < ho * wo; i += 3) at.push_back(i);
+    Values want_at;
+    for (std::int64_t b = 0; b < n; ++b)
+      for (auto i : at) want_at.insert(want_at.end(), want.begin() + (b * ho * wo + i) * cout, want.begin() + (b * ho * wo + i + 1) * cout);
+    const auto positions = backend.upload(Tensor::from_i64({static_cast<std::int64_t>(at.size())}, at));
+    EXPECT_CLOSE(backend.conv2d_at(up({n, h, w, cin}, x), cw, p, positions),
+                 (Shape{n, static_cast<std::int64_t>(at.size()), cout}), want_at);
+  }
+
+  void gather_scatter_select_positions() {
+    const std::int64_t n = 2, l = 11, c = 5;
+    const auto x = random_values(n * l * c, 40), base = random_values(n * l * c, 41);
+    const std::vector<std::int64_t> at = {0, 3, 4, 10};
+    const auto positions = backend.upload(Tensor::from_i64({4}, at));
+    Values gathered, scattered = base, selected = base, mask(static_cast<std::size_t>(l), 0.0f);
+    for (std::int64_t b = 0; b < n; ++b)
+      for (auto i : at) {
+        gathered.insert(gathered.end(), x.begin() + (b * l + i) * c, x.begin() + (b * l + i + 1) * c);
+        mask[static_cast<std::size_t>(i)] = 1.0f;
+      }
+    for (std::int64_t b = 0; b < n; ++b)
+      for (std::size_t k = 0; k < at.size(); ++k)
+        for (std::int64_t j = 0; j < c; ++j) {
+          scattered[(b * l + at[k]) * c + j] = gathered[(b * static_cast<std::int64_t>(at.size()) + static_cast<std::int64_t>(k)) * c + j];
+          selected[(b * l + at[k]) * c + j] = x[(b * l + at[k]) * c + j];
+        }
+    const auto g = backend.gather_positions(up({n, l, c}, x), positions);
+    EXPECT_CLOSE(g, (Shape{n, 4, c}), gathered);
+    EXPECT_CLOSE(backend.scatter_positions(up({n, l, c}, base), g, positions), (Shape{n, l, c}), scattered);
+    EXPECT_CLOSE(backend.select_positions(up({l}, mask), up({n, l, c}, x), up({n, l, c}, base)), (Shape{n, l, c}), selected);
+    EXPECT_CLOSE(backend.clone(up({n, l, c}, x)), (Shape{n, l, c}), x);
+    EXPECT_ERROR(backend.gather_positions(up({n, l, c}, x), backend.upload(Tensor::from_f32({2}, Values{1, 2}))));
+    EXPECT_ERROR(backend.scatter_positions(up({n, l, c}, base), g.slice_rows(0, 1), positions));
   }
 
   void group_norm_data() {

@@ -12,6 +12,7 @@
 #include "io/atomic_file.h"
 #include "models/arch_presets.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
     "       fisedit-bench --model PATH [--config DIR] [--arch NAME]\n"
     "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler (dpmpp2m)] [--cfg F (7.5)]\n"
     "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
+    "   [--stages text_encoder,unet,vae,generation (all)]\n"
     "\n"
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
     "names and shapes). End-to-end generation needs a CLIP tokenizer: the model's own, or --tokenizer DIR\n"
@@ -47,7 +49,7 @@ T number(const cli::Arguments& args, const std::string& name, T fallback, T min)
 bench::Settings parse(const std::vector<std::string>& raw) {
   const cli::Arguments args(raw,
                             {"arch", "model", "config", "tokenizer", "width", "height", "steps", "scheduler", "cfg",
-                             "repeat", "warmup", "generations", "device", "json"});
+                             "repeat", "warmup", "generations", "device", "json", "stages"});
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
   bench::Settings s;
   s.arch = args.get("arch").value_or("");
@@ -65,6 +67,15 @@ bench::Settings parse(const std::vector<std::string>& raw) {
   s.generations = number(args, "generations", 3, 0);
   s.device = parse_device_choice(args.get("device").value_or("auto"));
   s.json = args.get("json").value_or("");
+  const std::string stages = args.get("stages").value_or("text_encoder,unet,vae,generation");
+  for (std::size_t begin = 0; begin <= stages.size();) {
+    const auto end = std::min(stages.find(',', begin), stages.size());
+    const auto stage = stages.substr(begin, end - begin);
+    if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation")
+      throw std::invalid_argument("--stages: unknown stage '" + stage + "' (text_encoder, unet, vae, generation)");
+    s.stages.insert(stage);
+    begin = end + 1;
+  }
   return s;
 }
 
@@ -114,10 +125,13 @@ int run(int argc, char** argv) {
   // One component on the device at a time, so each stage's memory is its own; generation last, with all.
   bench::Stages stages(*backend, model, s);
   auto& results = report["results"];
-  results["text_encoder"] = stages.text_encoder();
-  results["unet_step"] = stages.unet_step();
-  results["vae_decode"] = stages.vae_decode();
-  results["generation"] = stages.generation();
+  const auto run_stage = [&](const char* stage, const char* key, nlohmann::json (bench::Stages::*measure)()) {
+    results[key] = s.stages.count(stage) ? (stages.*measure)() : nlohmann::json{{"skipped", "not in --stages"}};
+  };
+  run_stage("text_encoder", "text_encoder", &bench::Stages::text_encoder);
+  run_stage("unet", "unet_step", &bench::Stages::unet_step);
+  run_stage("vae", "vae_decode", &bench::Stages::vae_decode);
+  run_stage("generation", "generation", &bench::Stages::generation);
   report["host_peak_rss_bytes"] = bench::host_peak_rss();
 
   bench::print_report(report, stdout);

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace fisedit::bench {
@@ -20,6 +21,7 @@ struct Settings {
   int width = 0, height = 0, steps = 20, repeat = 10, warmup = 2, generations = 3;
   float cfg = 7.5f;
   DeviceChoice device = DeviceChoice::automatic;
+  std::set<std::string> stages;  // of text_encoder, unet, vae, generation
 };
 
 class Stages {

@@ -97,18 +97,73 @@ DeviceTensor Backend::linear(const DeviceTensor& x, const DeviceTensor& weight, 
   return out;
 }
 
-DeviceTensor Backend::conv2d(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p) {
-  check_act("conv2d", x, "x", activation_dtype());
-  require(!w.weight.empty(), "conv2d", "weights were not prepared (prepare_conv_weight)");
-  require(x.rank() == 4 && x.dim(3) == w.in_channels, "conv2d",
+namespace {
+
+// The output size of a convolution, after checking its arguments.
+std::pair<std::int64_t, std::int64_t> conv_output_size(const char* op, const DeviceTensor& x, const ConvWeight& w,
+                                                       const Conv2dParams& p, DType act) {
+  check_act(op, x, "x", act);
+  require(!w.weight.empty(), op, "weights were not prepared (prepare_conv_weight)");
+  require(x.rank() == 4 && x.dim(3) == w.in_channels, op,
           "x " + shapes(x) + " is not [N, H, W, " + std::to_string(w.in_channels) + "]");
-  require(p.stride >= 1 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, "conv2d",
+  require(p.stride >= 1 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, op,
           "stride must be positive and padding non-negative");
   const std::int64_t hp = x.dim(1) + p.pad_top + p.pad_bottom, wp = x.dim(2) + p.pad_left + p.pad_right;
-  require(hp >= w.kernel_h && wp >= w.kernel_w, "conv2d",
-          "input " + shapes(x) + " is smaller than the kernel after padding");
-  auto out = allocate({x.dim(0), (hp - w.kernel_h) / p.stride + 1, (wp - w.kernel_w) / p.stride + 1, w.out_channels});
+  require(hp >= w.kernel_h && wp >= w.kernel_w, op, "input " + shapes(x) + " is smaller than the kernel after padding");
+  return {(hp - w.kernel_h) / p.stride + 1, (wp - w.kernel_w) / p.stride + 1};
+}
+
+void check_positions(const char* op, const DeviceTensor& positions, std::int64_t limit) {
+  require(!positions.empty() && positions.dtype() == DType::i32 && positions.rank() == 1, op,
+          "positions must be an I32 [P] tensor (upload integer indices)");
+  require(positions.dim(0) <= limit, op, std::to_string(positions.dim(0)) + " positions for " + std::to_string(limit) + " places");
+}
+
+}  // namespace
+
+DeviceTensor Backend::clone(const DeviceTensor& x) {
+  require(!x.empty(), "clone", "x is empty");
+  auto out = allocate(x.dtype(), x.shape());
+  copy_impl(x, out);
+  return out;
+}
+
+DeviceTensor Backend::conv2d(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p) {
+  const auto [ho, wo] = conv_output_size("conv2d", x, w, p, activation_dtype());
+  auto out = allocate({x.dim(0), ho, wo, w.out_channels});
   conv2d_impl(x, w, p, out);
+  return out;
+}
+
+DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
+                                const DeviceTensor& positions) {
+  const auto [ho, wo] = conv_output_size("conv2d_at", x, w, p, activation_dtype());
+  check_positions("conv2d_at", positions, ho * wo);
+  auto out = allocate({x.dim(0), positions.dim(0), w.out_channels});
+  conv2d_at_impl(x, w, p, ho, wo, positions, out);
+  return out;
+}
+
+DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor& positions) {
+  check_act("gather_positions", x, "x", activation_dtype());
+  require(x.rank() == 3, "gather_positions", "x " + shapes(x) + " is not [N, L, C]");
+  check_positions("gather_positions", positions, x.dim(1));
+  auto out = allocate({x.dim(0), positions.dim(0), x.dim(2)});
+  gather_positions_impl(x, positions, out);
+  return out;
+}
+
+DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTensor& values,
+                                        const DeviceTensor& positions) {
+  check_act("scatter_positions", base, "base", activation_dtype());
+  check_act("scatter_positions", values, "values", activation_dtype());
+  require(base.rank() == 3 && values.rank() == 3 && base.dim(0) == values.dim(0) && base.dim(2) == values.dim(2),
+          "scatter_positions", "base " + shapes(base) + " and values " + shapes(values) + " are not [N, L, C] and [N, P, C]");
+  check_positions("scatter_positions", positions, base.dim(1));
+  require(positions.dim(0) == values.dim(1), "scatter_positions", "values " + shapes(values) + " for " +
+                                                                      std::to_string(positions.dim(0)) + " positions");
+  auto out = clone(base);
+  scatter_positions_impl(values, positions, out);
   return out;
 }
 

@@ -139,6 +139,9 @@ public:
   // or an empty Tensor.
   ConvWeight prepare_conv_weight(const Tensor& weight, const Tensor& bias);
 
+  // A copy in new memory, bit for bit.
+  DeviceTensor clone(const DeviceTensor& x);
+
   // ---- Ops (all required unless marked) ---------------------------------------------------------
   // x [..., K] . weight[N, K]^T + bias[N] -> [..., N], then `act`. bias may be empty.
   DeviceTensor linear(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
@@ -183,6 +186,17 @@ public:
   // a's values where the mask is set, b's elsewhere, copied bit for bit. Sparse editing keeps the
   // cached activations outside the edited region with it.
   DeviceTensor select_positions(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b);
+  // ---- Sparse execution (METHOD.md 3.3): the same work at a subset of positions --------------------
+  // `positions` is I32 [P]: indices into H * W (row-major) of the output's level, ascending, unique.
+  // x [N, H, W, Cin] -> [N, P, Cout]: the convolution's output at those positions only (the GEMM work
+  // scales with P; halos are read from x).
+  DeviceTensor conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                         const DeviceTensor& positions);
+  // x [N, L, C] -> [N, P, C]: the rows at positions.
+  DeviceTensor gather_positions(const DeviceTensor& x, const DeviceTensor& positions);
+  // base [N, L, C], values [N, P, C] -> a copy of base with the rows at positions replaced by values.
+  DeviceTensor scatter_positions(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions);
+
   // [N, C, H, W] <-> [N, H, W, C], at model boundaries.
   DeviceTensor nchw_to_nhwc(const DeviceTensor& x);
   DeviceTensor nhwc_to_nchw(const DeviceTensor& x);
@@ -224,6 +238,16 @@ protected:
   virtual void concat_channels_impl(const DeviceTensor& a, const DeviceTensor& b, DeviceTensor& out) = 0;
   virtual void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) = 0;
   virtual void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) = 0;
+  // dst has src's dtype and shape.
+  virtual void copy_impl(const DeviceTensor& src, DeviceTensor& dst) = 0;
+  // out [N, P, Cout]; positions valid for the output size the params give.
+  virtual void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                              std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
+                              DeviceTensor& out) = 0;
+  // x and out viewed as [N, L, C] and [N, P, C].
+  virtual void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) = 0;
+  // out already holds a copy of base; write values' rows at positions.
+  virtual void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // mask [P], a, b and out viewed as [N, P, C].
   virtual void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                                      DeviceTensor& out) = 0;

@@ -232,13 +232,12 @@ DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> ti
       te.linear_2.forward(b, te.linear_1.forward(b, sinusoids, Activation::silu), Activation::silu);  // [N, C0] -> [N, 4 C0]
 
   const auto H = sample.dim(1), W = sample.dim(2);
-  auto h = unet::spatial(b, s, L.conv_in.forward(b, sample), H, W);  // [N, H, W, in] -> [N, H, W, C0]
+  auto h = unet::planned_conv(b, s, L.conv_in, sample, H, W);  // [N, H, W, in] -> [N, H, W, C0]
   std::vector<DeviceTensor> skips{h};
   for (const auto& block : L.down_blocks) h = block.forward(b, h, temb_silu, context, skips, s);  // -> [N, H/m, W/m, Clast]
   h = L.mid_block.forward(b, h, temb_silu, context, s);
   for (const auto& block : L.up_blocks) h = block.forward(b, h, temb_silu, context, skips, s);  // -> [N, H, W, C0]
-  h = L.conv_out.forward(b, unet::group_norm(b, L.conv_norm_out, h, true, s));                 // -> [N, H, W, out]
-  h = unet::spatial(b, s, h, H, W);
+  h = unet::planned_conv(b, s, L.conv_out, unet::group_norm(b, L.conv_norm_out, h, true, s), H, W);  // -> [N, H, W, out]
   if (s) s->finish();
   return h;
 }

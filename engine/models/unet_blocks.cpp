@@ -26,6 +26,27 @@ DeviceTensor spatial(Backend& b, SparseStep* s, const DeviceTensor& y, std::int6
   return s ? s->spatial_output(b, y, h, w) : y;
 }
 
+namespace {
+
+using Plan = SparseStep::Plan;
+
+Plan plan_of(Backend& b, SparseStep* s, std::int64_t h, std::int64_t w) { return s ? s->plan(b, h, w) : Plan::dense; }
+
+// [N, H, W, C] -> [N, H * W, C]
+DeviceTensor tokens(const DeviceTensor& x) { return x.reshaped({x.dim(0), x.dim(1) * x.dim(2), x.dim(3)}); }
+
+}  // namespace
+
+DeviceTensor planned_conv(Backend& b, SparseStep* s, const Conv2d& conv, const DeviceTensor& x, std::int64_t ho,
+                          std::int64_t wo) {
+  switch (plan_of(b, s, ho, wo)) {
+    case Plan::cached: return s->cached_output();
+    case Plan::sparse: return s->scatter_output(b, b.conv2d_at(x, conv.weight, conv.params, s->positions(b, ho, wo)), ho, wo);
+    case Plan::dense: break;
+  }
+  return spatial(b, s, conv.forward(b, x), ho, wo);
+}
+
 ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out,
                                   std::int64_t temb_channels, int groups, float eps) {
   ResnetBlock2D r;
@@ -41,11 +62,28 @@ ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, const std::string& pref
 DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu,
                                     SparseStep* s) const {
   const auto H = x.dim(1), W = x.dim(2);
+  const Plan plan = plan_of(b, s, H, W);
+  if (plan == Plan::cached) {  // two outputs and two statistics, in the order a full run keeps them
+    s->skip_group_norm();
+    s->cached_output();
+    s->skip_group_norm();
+    return s->cached_output();
+  }
+  const auto t = time_emb_proj.forward(b, temb_silu);  // [N, T] -> [N, out]
+  const auto temb = t.reshaped({t.dim(0), 1, 1, t.dim(1)});
+  if (plan == Plan::sparse) {
+    const auto& at = s->positions(b, H, W);
+    auto h = s->scatter_output(b, b.conv2d_at(group_norm(b, norm1, x, true, s), conv1.weight, conv1.params, at), H, W);
+    h = b.add(h, temb);                                                                        // [N, H, W, out]
+    const auto y = b.conv2d_at(group_norm(b, norm2, h, true, s), conv2.weight, conv2.params, at);  // [N, P, out]
+    const auto shortcut = conv_shortcut ? b.conv2d_at(x, conv_shortcut->weight, conv_shortcut->params, at)
+                                        : b.gather_positions(tokens(x), at);                   // [N, P, out]
+    return s->scatter_output(b, b.add(shortcut, y), H, W);
+  }
   auto h = spatial(b, s, conv1.forward(b, group_norm(b, norm1, x, true, s)), H, W);  // [N, H, W, in] -> [N, H, W, out]
-  const auto t = time_emb_proj.forward(b, temb_silu);                                 // [N, T] -> [N, out]
-  h = b.add(h, t.reshaped({t.dim(0), 1, 1, t.dim(1)}));                               // broadcast over H, W
-  h = spatial(b, s, conv2.forward(b, group_norm(b, norm2, h, true, s)), H, W);        // [N, H, W, out]
-  return b.add(conv_shortcut ? conv_shortcut->forward(b, x) : x, h);
+  h = b.add(h, temb);                                                                 // broadcast over H, W
+  h = conv2.forward(b, group_norm(b, norm2, h, true, s));                             // [N, H, W, out]
+  return spatial(b, s, b.add(conv_shortcut ? conv_shortcut->forward(b, x) : x, h), H, W);
 }
 
 Attention Attention::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -86,12 +124,32 @@ BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const s
 
 DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
                                             std::int64_t height, std::int64_t width, SparseStep* s) const {
+  const Plan plan = plan_of(b, s, height, width);
+  if (plan == Plan::cached) {  // three outputs, in the order a full run keeps them
+    s->cached_output();
+    s->cached_output();
+    return s->cached_output();
+  }
+  if (plan == Plan::sparse) {
+    // Queries, the cross-attention and the feed-forward at the active positions; keys and values of
+    // the self-attention over all of them (outside the mask they are the cached ones recomputed).
+    const auto& at = s->positions(b, height, width);
+    const auto h = norm1.forward(b, x);                                           // [N, L, C]
+    const auto q = attn1.to_q.forward(b, b.gather_positions(h, at));              // [N, P, C]
+    const auto k = attn1.to_k.forward(b, h), v = attn1.to_v.forward(b, h);         // [N, L, C]
+    auto y = b.add(attn1.to_out.forward(b, b.attention(q, k, v, attn1.params)), b.gather_positions(x, at));
+    s->scatter_output(b, y, height, width);
+    y = b.add(attn2.forward(b, norm2.forward(b, y), context), y);                 // [N, P, C]
+    s->scatter_output(b, y, height, width);
+    const auto f = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));              // [N, P, 4C]
+    return s->scatter_output(b, b.add(ff_out.forward(b, f), y), height, width);   // [N, L, C]
+  }
   auto h = norm1.forward(b, x);
   auto y = spatial(b, s, b.add(attn1.forward(b, h, h), x), height, width);  // [N, L, C]: self-attention
   h = norm2.forward(b, y);
   y = spatial(b, s, b.add(attn2.forward(b, h, context), y), height, width);  // cross-attention to the prompt
-  h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));  // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
-  return b.add(ff_out.forward(b, h), y);                  // [N, L, 4C] -> [N, L, C]
+  h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                      // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
+  return spatial(b, s, b.add(ff_out.forward(b, h), y), height, width);       // [N, L, 4C] -> [N, L, C]
 }
 
 Transformer2DModel Transformer2DModel::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -116,11 +174,23 @@ Transformer2DModel Transformer2DModel::load(const WeightSource& w, const std::st
 DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
                                          SparseStep* s) const {
   const auto n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+  const Plan plan = plan_of(b, s, h, w);
+  if (plan == Plan::cached) {
+    s->skip_group_norm();
+    for (std::size_t i = 0; i < transformer_blocks.size(); ++i)
+      for (int output = 0; output < 3; ++output) s->cached_output();
+    return s->cached_output();
+  }
   // Channels-last, proj_in is the same matmul whether it was a Linear or a 1x1 Conv2d.
   auto y = proj_in.forward(b, group_norm(b, norm, x, false, s)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
   for (const auto& block : transformer_blocks) y = block.forward(b, y, context, h, w, s);
-  y = proj_out.forward(b, y).reshaped({n, h, w, c});                          // [N, HW, C] -> [N, H, W, C]
-  return b.add(y, x);
+  if (plan == Plan::sparse) {
+    const auto& at = s->positions(b, h, w);
+    const auto out = b.add(proj_out.forward(b, b.gather_positions(y, at)), b.gather_positions(tokens(x), at));
+    return s->scatter_output(b, out, h, w);  // [N, P, C] -> [N, H, W, C]
+  }
+  y = proj_out.forward(b, y).reshaped({n, h, w, c});  // [N, HW, C] -> [N, H, W, C]
+  return spatial(b, s, b.add(y, x), h, w);
 }
 
 Downsample2D Downsample2D::load(const WeightSource& w, const std::string& prefix, std::int64_t channels) {
@@ -128,8 +198,8 @@ Downsample2D Downsample2D::load(const WeightSource& w, const std::string& prefix
 }
 
 DeviceTensor Downsample2D::forward(Backend& b, const DeviceTensor& x, SparseStep* s) const {
-  const auto y = conv.forward(b, x);  // [N, H, W, C] -> [N, H/2, W/2, C]
-  return spatial(b, s, y, y.dim(1), y.dim(2));
+  // [N, H, W, C] -> [N, ceil(H/2), ceil(W/2), C] (3x3, stride 2, padding 1)
+  return planned_conv(b, s, conv, x, (x.dim(1) + 1) / 2, (x.dim(2) + 1) / 2);
 }
 
 Upsample2D Upsample2D::load(const WeightSource& w, const std::string& prefix, std::int64_t channels) {
@@ -138,8 +208,8 @@ Upsample2D Upsample2D::load(const WeightSource& w, const std::string& prefix, st
 
 DeviceTensor Upsample2D::forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w,
                                  SparseStep* s) const {
-  const auto y = conv.forward(b, b.upsample_nearest(x, out_h, out_w));  // [N, H, W, C] -> [N, out_h, out_w, C]
-  return spatial(b, s, y, out_h, out_w);
+  // [N, H, W, C] -> [N, out_h, out_w, C]
+  return planned_conv(b, s, conv, b.upsample_nearest(x, out_h, out_w), out_h, out_w);
 }
 
 }  // namespace fisedit::unet

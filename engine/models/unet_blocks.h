@@ -5,8 +5,10 @@
 // models/layers.h; every layer uploads its weights once, when it is loaded.
 //
 // Every forward takes a SparseStep (null for a plain dense call) that records or replays the outputs
-// of the spatial layers (3x3 convolutions, attention) and the GroupNorm statistics: see
-// sparse/sparse_step.h.
+// of the spatial layers (3x3 convolutions, attention) and of each block, and the GroupNorm
+// statistics: see sparse/sparse_step.h. In an edit a block runs as its level's plan says: in full,
+// not at all (its cached outputs), or at the active positions (convolutions and every token-wise
+// layer; only the self-attention keys and values and the pointwise norms run over all positions).
 #include "backend/backend.h"
 #include "models/layers.h"
 #include "sparse/sparse_step.h"
@@ -21,6 +23,10 @@ namespace fisedit::unet {
 DeviceTensor group_norm(Backend& b, const GroupNorm& norm, const DeviceTensor& x, bool silu, SparseStep* s);
 // A spatial layer's output [N, H, W, C] (or [N, h * w, C]) kept or blended by the step.
 DeviceTensor spatial(Backend& b, SparseStep* s, const DeviceTensor& y, std::int64_t h, std::int64_t w);
+// A convolution whose output is ho x wo, run as the step plans it: in full, not at all (the cached
+// output), or at the active positions only.
+DeviceTensor planned_conv(Backend& b, SparseStep* s, const Conv2d& conv, const DeviceTensor& x, std::int64_t ho,
+                          std::int64_t wo);
 
 // norm1 + SiLU -> conv1 -> + time_emb_proj(SiLU(temb)) -> norm2 + SiLU -> conv2 -> + shortcut.
 struct ResnetBlock2D {

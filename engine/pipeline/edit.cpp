@@ -109,7 +109,8 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   gen.latents.back() = x;
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
-    SparseStep step(base.steps[static_cast<std::size_t>(i)], out.mask, gen.steps[static_cast<std::size_t>(i)]);
+    SparseStep step(base.steps[static_cast<std::size_t>(i)], out.mask, gen.steps[static_cast<std::size_t>(i)],
+                    e.dense_reference);
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &step), i, x);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);
     gen.latents.push_back(x);

@@ -75,6 +75,9 @@ struct EditRequest {
   int margin = 0;                      // dilation of the mask, latent pixels
   int detect_steps = -1;               // dense detection steps; -1: 20% of the steps (painted: none)
   int feather = 8;                     // pixels of blending at the composite's edge
+  // Run every layer in full and keep the cached values outside the mask afterwards, instead of
+  // running layers at the active positions only: the same image, slower; a reference to check against.
+  bool dense_reference = false;
 };
 
 struct EditStats {

@@ -44,8 +44,8 @@ std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int
 
 SparseStep::SparseStep(LayerRecord& out) : out_(out) { out_ = {}; }
 
-SparseStep::SparseStep(const LayerRecord& cached, const LatentMask& mask, LayerRecord& out)
-    : cached_(&cached), mask_(&mask), out_(out) {
+SparseStep::SparseStep(const LayerRecord& cached, const LatentMask& mask, LayerRecord& out, bool reference)
+    : cached_(&cached), mask_(&mask), reference_(reference), out_(out) {
   out_ = {};
 }
 
@@ -54,20 +54,70 @@ SparseStep::Coverage SparseStep::coverage(Backend& b, std::int64_t h, std::int64
   if (it == levels_.end()) {
     auto values = level_mask(*mask_, h, w);
     const auto active = std::count_if(values.begin(), values.end(), [](float v) { return v != 0.0f; });
-    LevelMask level{active == 0 ? Coverage::none : active == h * w ? Coverage::all : Coverage::partial, {}};
-    if (level.coverage == Coverage::partial) level.mask = b.upload(Tensor::from_f32({h * w}, values));
+    LevelMask level{active == 0 ? Coverage::none : active == h * w ? Coverage::all : Coverage::partial, {}, {}};
+    if (level.coverage == Coverage::partial) {
+      level.mask = b.upload(Tensor::from_f32({h * w}, values));
+      std::vector<std::int64_t> index;
+      for (std::int64_t i = 0; i < h * w; ++i)
+        if (values[static_cast<std::size_t>(i)] != 0.0f) index.push_back(i);
+      level.positions = b.upload(Tensor::from_i64({static_cast<std::int64_t>(index.size())}, index));
+    }
     it = levels_.emplace(std::pair{h, w}, std::move(level)).first;
   }
   *mask = &it->second.mask;
   return it->second.coverage;
 }
 
+const DeviceTensor& SparseStep::next_cached() {
+  if (next_output_ >= cached_->outputs.size())
+    throw Error(ErrorCode::invalid_argument, "the edit runs more layers than the cached generation recorded");
+  return cached_->outputs[next_output_++];
+}
+
+SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
+  if (!cached_ || reference_) return Plan::dense;
+  const DeviceTensor* mask = nullptr;
+  switch (coverage(b, h, w, &mask)) {
+    case Coverage::none: return Plan::cached;
+    case Coverage::all: return Plan::dense;
+    case Coverage::partial: return Plan::sparse;
+  }
+  return Plan::dense;
+}
+
+const DeviceTensor& SparseStep::positions(Backend& b, std::int64_t h, std::int64_t w) {
+  const DeviceTensor* mask = nullptr;
+  coverage(b, h, w, &mask);
+  return levels_.at({h, w}).positions;
+}
+
+DeviceTensor SparseStep::cached_output() {
+  const auto cached = next_cached();
+  out_.outputs.push_back(cached);
+  return cached;
+}
+
+DeviceTensor SparseStep::scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w) {
+  const auto& cached = next_cached();
+  const auto n = cached.dim(0), c = cached.dim(-1);
+  if (values.rank() != 3 || values.dim(0) != n || values.dim(2) != c)
+    throw Error(ErrorCode::invalid_argument, "sparse values " + shape_to_string(values.shape()) +
+                                                 " do not match the cached output " + shape_to_string(cached.shape()));
+  auto result = b.scatter_positions(cached.reshaped({n, h * w, c}), values, positions(b, h, w)).reshaped(cached.shape());
+  out_.outputs.push_back(result);
+  return result;
+}
+
+void SparseStep::skip_group_norm() {
+  if (!cached_ || next_norm_ >= cached_->norm_stats.size())
+    throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");
+  out_.norm_stats.push_back(cached_->norm_stats[next_norm_++]);
+}
+
 DeviceTensor SparseStep::spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w) {
   DeviceTensor result = computed;
   if (cached_) {
-    if (next_output_ >= cached_->outputs.size())
-      throw Error(ErrorCode::invalid_argument, "the edit runs more layers than the cached generation recorded");
-    const auto& cached = cached_->outputs[next_output_++];
+    const auto& cached = next_cached();
     if (cached.shape() != computed.shape())
       throw Error(ErrorCode::invalid_argument, "a layer output of shape " + shape_to_string(computed.shape()) +
                                                    " does not match the cached " + shape_to_string(cached.shape()));

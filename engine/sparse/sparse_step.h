@@ -44,7 +44,26 @@ public:
   // Dense call, kept in `out`.
   explicit SparseStep(LayerRecord& out);
   // Edit call against `cached` (a record of the same step of the base generation), kept in `out`.
-  SparseStep(const LayerRecord& cached, const LatentMask& mask, LayerRecord& out);
+  // `reference`: compute every layer densely and keep the cached values outside the mask afterwards:
+  // the same result as sparse execution, by the obvious route (the tests' oracle).
+  SparseStep(const LayerRecord& cached, const LatentMask& mask, LayerRecord& out, bool reference = false);
+
+  // How a layer whose output is at a level of h x w positions runs.
+  enum class Plan {
+    dense,   // in full (no edit, a fully masked level, or the reference route), then spatial_output()
+    cached,  // not at all: its output is the cached one (cached_output())
+    sparse,  // at positions() only, then scatter_output()
+  };
+  Plan plan(Backend& b, std::int64_t h, std::int64_t w);
+  // I32 [P]: the active positions of a level, for Plan::sparse.
+  const DeviceTensor& positions(Backend& b, std::int64_t h, std::int64_t w);
+  // The next recorded output as it was (Plan::cached), kept for the edited generation.
+  DeviceTensor cached_output();
+  // values [N, P, C] at the active positions -> the cached output with them written in, shaped like
+  // the cached output, kept.
+  DeviceTensor scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w);
+  // A GroupNorm whose output nobody reads (its layer runs Plan::cached): keeps its statistics in order.
+  void skip_group_norm();
 
   // A spatial layer's output: [N, H, W, C] or [N, H * W, C] with the level's H, W given.
   DeviceTensor spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w);
@@ -59,13 +78,17 @@ private:
   enum class Coverage { none, partial, all };
   Coverage coverage(Backend& b, std::int64_t h, std::int64_t w, const DeviceTensor** mask);
 
+  const DeviceTensor& next_cached();
+
   const LayerRecord* cached_ = nullptr;
   const LatentMask* mask_ = nullptr;
+  bool reference_ = false;
   LayerRecord& out_;
   std::size_t next_output_ = 0, next_norm_ = 0;
   struct LevelMask {
     Coverage coverage;
-    DeviceTensor mask;  // [H * W], activation dtype, for partial coverage
+    DeviceTensor mask;       // [H * W], activation dtype, for partial coverage
+    DeviceTensor positions;  // I32 [P], for partial coverage
   };
   std::map<std::pair<std::int64_t, std::int64_t>, LevelMask> levels_;
 };

@@ -77,6 +77,28 @@ void CpuBackend::upsample_nearest_impl(const DeviceTensor& x, DeviceTensor& out)
   });
 }
 
+void CpuBackend::copy_impl(const DeviceTensor& src, DeviceTensor& dst) {
+  std::memcpy(dst.data(), src.data(), src.nbytes());
+}
+
+void CpuBackend::gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) {
+  const std::int64_t l = x.dim(1), p = positions.dim(0), c = x.dim(2);
+  const auto* index = positions.data_as<const std::int32_t>();
+  cpu::parallel_for(pool_, x.dim(0) * p, c, [&](std::int64_t row) {
+    const std::int64_t b = row / p;
+    copy_floats(out.data_as<float>() + row * c, x.data_as<const float>() + (b * l + index[row % p]) * c, c);
+  });
+}
+
+void CpuBackend::scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) {
+  const std::int64_t l = out.dim(1), p = positions.dim(0), c = out.dim(2);
+  const auto* index = positions.data_as<const std::int32_t>();
+  cpu::parallel_for(pool_, values.dim(0) * p, c, [&](std::int64_t row) {
+    const std::int64_t b = row / p;
+    copy_floats(out.data_as<float>() + (b * l + index[row % p]) * c, values.data_as<const float>() + row * c, c);
+  });
+}
+
 void CpuBackend::select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                                        DeviceTensor& out) {
   const std::int64_t positions = mask.numel(), c = a.dim(-1), rows = a.dim(0) * positions;

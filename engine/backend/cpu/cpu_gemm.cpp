@@ -99,51 +99,68 @@ void CpuBackend::linear_impl(const DeviceTensor& x, const DeviceTensor& weight, 
 }
 
 void CpuBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, DeviceTensor& out) {
+  const std::int64_t cin = x.dim(3), ho = out.dim(1), wo = out.dim(2), cout = out.dim(3);
+  const bool pointwise = w.kernel_h == 1 && w.kernel_w == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_left == 0 &&
+                         p.pad_bottom == 0 && p.pad_right == 0;
+  if (pointwise) {
+    const std::int64_t pixels = x.dim(0) * ho * wo;
+    const float* bias = w.bias.empty() ? nullptr : w.bias.data_as<const float>();
+    cpu::parallel_gemm_nt(pool_, pixels, cout, cin, x.data_as<const float>(), cin, w.weight.data_as<const float>(), cin,
+                          out.data_as<float>(), cout);
+    bias_activation(pool_, out.data_as<float>(), pixels, cout, bias, Activation::none);
+    return;
+  }
+  im2col_gemm(x, w, p, wo, nullptr, ho * wo, out.data_as<float>());
+}
+
+void CpuBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, std::int64_t out_h,
+                                std::int64_t out_w, const DeviceTensor& positions, DeviceTensor& out) {
+  (void)out_h;  // positions are already checked against the output size
+  im2col_gemm(x, w, p, out_w, positions.data_as<const std::int32_t>(), positions.dim(0), out.data_as<float>());
+}
+
+// Output pixels in blocks, each gathered into its thread's column buffer, then one GEMM and the bias
+// while the block is in cache; small convolutions stay on one thread. Pixel i of image b is output
+// position positions[i] (or i itself without positions) of an output out_w wide.
+void CpuBackend::im2col_gemm(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, std::int64_t out_w,
+                             const std::int32_t* positions, std::int64_t per_image, float* y) {
   const std::int64_t n = x.dim(0), h = x.dim(1), wd = x.dim(2), cin = x.dim(3);
-  const std::int64_t ho = out.dim(1), wo = out.dim(2), cout = out.dim(3);
-  const std::int64_t kh = w.kernel_h, kw = w.kernel_w, k = kh * kw * cin;
+  const std::int64_t cout = w.out_channels, kh = w.kernel_h, kw = w.kernel_w, k = kh * kw * cin;
   const float* src = x.data_as<const float>();
   const float* weight = w.weight.data_as<const float>();
   const float* bias = w.bias.empty() ? nullptr : w.bias.data_as<const float>();
-  float* y = out.data_as<float>();
-  const std::int64_t pixels = n * ho * wo;
+  const std::int64_t pixels = n * per_image;
+  if (pixels == 0) return;
 
-  const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_left == 0 &&
-                         p.pad_bottom == 0 && p.pad_right == 0;
-  if (pointwise) {
-    cpu::parallel_gemm_nt(pool_, pixels, cout, cin, src, cin, weight, cin, y, cout);
-    bias_activation(pool_, y, pixels, cout, bias, Activation::none);
-  } else {
-    // Blocks of output pixels, each gathered into its thread's column buffer, then one GEMM and the
-    // bias while the block is in cache. Small convolutions stay on one thread.
-    const std::int64_t threads = pixels * k * cout < (std::int64_t{1} << 20) ? 1 : pool_.size();
-    const std::int64_t rows = std::clamp<std::int64_t>(kColumnBudget / (threads * k), 1, (pixels + threads - 1) / threads);
-    std::vector<float> columns(static_cast<std::size_t>(threads * rows * k));
-    const auto block_gemm = [&](std::int64_t block, int thread) {
-      const std::int64_t first = block * rows, count = std::min(rows, pixels - first);
-      float* dst = columns.data() + thread * rows * k;
-      for (std::int64_t pixel = first; pixel < first + count; ++pixel) {
-        const std::int64_t b = pixel / (ho * wo), oy = pixel / wo % ho, ox = pixel % wo;
-        for (std::int64_t ky = 0; ky < kh; ++ky) {
-          const std::int64_t iy = oy * p.stride - p.pad_top + ky;
-          for (std::int64_t kx = 0; kx < kw; ++kx, dst += cin) {
-            const std::int64_t ix = ox * p.stride - p.pad_left + kx;
-            if (iy < 0 || iy >= h || ix < 0 || ix >= wd)
-              std::fill(dst, dst + cin, 0.0f);
-            else
-              std::memcpy(dst, src + ((b * h + iy) * wd + ix) * cin, static_cast<std::size_t>(cin) * sizeof(float));
-          }
+  const std::int64_t threads = pixels * k * cout < (std::int64_t{1} << 20) ? 1 : pool_.size();
+  const std::int64_t rows = std::clamp<std::int64_t>(kColumnBudget / (threads * k), 1, (pixels + threads - 1) / threads);
+  std::vector<float> columns(static_cast<std::size_t>(threads * rows * k));
+  const auto block_gemm = [&](std::int64_t block, int thread) {
+    const std::int64_t first = block * rows, count = std::min(rows, pixels - first);
+    float* dst = columns.data() + thread * rows * k;
+    for (std::int64_t pixel = first; pixel < first + count; ++pixel) {
+      const std::int64_t b = pixel / per_image, i = pixel % per_image;
+      const std::int64_t position = positions ? positions[i] : i;
+      const std::int64_t oy = position / out_w, ox = position % out_w;
+      for (std::int64_t ky = 0; ky < kh; ++ky) {
+        const std::int64_t iy = oy * p.stride - p.pad_top + ky;
+        for (std::int64_t kx = 0; kx < kw; ++kx, dst += cin) {
+          const std::int64_t ix = ox * p.stride - p.pad_left + kx;
+          if (iy < 0 || iy >= h || ix < 0 || ix >= wd)
+            std::fill(dst, dst + cin, 0.0f);
+          else
+            std::memcpy(dst, src + ((b * h + iy) * wd + ix) * cin, static_cast<std::size_t>(cin) * sizeof(float));
         }
       }
-      cpu::gemm_nt(count, cout, k, 1.0f, columns.data() + thread * rows * k, k, weight, k, 0.0f, y + first * cout, cout);
-      bias_activation_rows(y + first * cout, count, cout, bias, Activation::none);
-    };
-    const std::int64_t blocks = (pixels + rows - 1) / rows;
-    if (threads == 1)
-      for (std::int64_t block = 0; block < blocks; ++block) block_gemm(block, 0);
-    else
-      pool_.run(blocks, block_gemm);
-  }
+    }
+    cpu::gemm_nt(count, cout, k, 1.0f, columns.data() + thread * rows * k, k, weight, k, 0.0f, y + first * cout, cout);
+    bias_activation_rows(y + first * cout, count, cout, bias, Activation::none);
+  };
+  const std::int64_t blocks = (pixels + rows - 1) / rows;
+  if (threads == 1)
+    for (std::int64_t block = 0; block < blocks; ++block) block_gemm(block, 0);
+  else
+    pool_.run(blocks, block_gemm);
 }
 
 }  // namespace fisedit

@@ -1,6 +1,9 @@
 // The CUDA backend's ops for sparse editing.
 #include "backend/cuda/cuda_state.h"
 #include "select_positions.cuh"
+#include "sparse_gather.cuh"
+
+#include <algorithm>
 
 namespace fisedit {
 
@@ -10,6 +13,60 @@ void CudaBackend::select_positions_impl(const DeviceTensor& mask, const DeviceTe
   kernels::SelectPositionsParams p{mask.data_as<const __half>(), a.data_as<const __half>(), b.data_as<const __half>(),
                                    out.data_as<__half>(), a.numel() / (positions * channels), positions, channels};
   FISEDIT_CUDA_CHECK(kernels::select_positions(p, s_->stream.get()));
+}
+
+}  // namespace fisedit
+
+namespace fisedit {
+
+void CudaBackend::copy_impl(const DeviceTensor& src, DeviceTensor& dst) {
+  FISEDIT_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyDeviceToDevice, s_->stream.get()));
+}
+
+void CudaBackend::gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) {
+  kernels::RowsParams p{x.data_as<const __half>(), out.data_as<__half>(), positions.data_as<const std::int32_t>(),
+                        x.dim(0), x.dim(1), positions.dim(0), x.dim(2)};
+  FISEDIT_CUDA_CHECK(kernels::gather_rows(p, s_->stream.get()));
+}
+
+void CudaBackend::scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) {
+  kernels::RowsParams p{values.data_as<const __half>(), out.data_as<__half>(), positions.data_as<const std::int32_t>(),
+                        out.dim(0), out.dim(1), positions.dim(0), out.dim(2)};
+  FISEDIT_CUDA_CHECK(kernels::scatter_rows(p, s_->stream.get()));
+}
+
+void CudaBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                                 std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
+                                 DeviceTensor& out) {
+  (void)out_h;  // positions are checked against the output size by the caller
+  conv_by_gemm(x, w, params, out_w, &positions, positions.dim(0), out);
+}
+
+// im2col patches, in chunks of rows, each one GEMM against the prepared [Cout8, kh, kw, Cin8] weights
+// (the layout cuDNN uses here, read as a [Cout8, kh * kw * Cin8] matrix). out [N, count, Cout] rows.
+void CudaBackend::conv_by_gemm(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                               std::int64_t out_w, const DeviceTensor* positions, std::int64_t count, DeviceTensor& out) {
+  const std::int64_t n = x.dim(0), rows = n * count, cout = w.out_channels;
+  const std::int64_t cout8 = w.weight.dim(0), cin8 = w.weight.dim(3), k = std::int64_t{w.kernel_h} * w.kernel_w * cin8;
+  if (rows == 0) return;
+  constexpr std::int64_t kColumnBytes = std::int64_t{128} << 20;
+  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(rows, kColumnBytes / (2 * k)));
+  const auto out_rows = out.reshaped({rows, cout});
+  const auto weight = w.weight.reshaped({cout8, k});
+  for (std::int64_t first = 0; first < rows; first += chunk) {
+    const std::int64_t m = std::min(chunk, rows - first);
+    auto columns = allocate(DType::f16, {m, k});
+    kernels::Im2colParams p{x.data_as<const __half>(), columns.data_as<__half>(),
+                            positions ? positions->data_as<const std::int32_t>() : nullptr,
+                            n, x.dim(1), x.dim(2), x.dim(3), cin8, count, out_w, w.kernel_h, w.kernel_w,
+                            params.stride, params.pad_top, params.pad_left, first, m};
+    FISEDIT_CUDA_CHECK(kernels::im2col_positions(p, s_->stream.get()));
+    auto y = linear(columns, weight, DeviceTensor());  // [m, Cout8]
+    if (cout8 != cout) y = slice_channels(y, 0, cout);
+    if (!w.bias.empty()) y = add(y, w.bias);
+    auto destination = out_rows.slice_rows(first, first + m);
+    copy_impl(y, destination);
+  }
 }
 
 }  // namespace fisedit

@@ -1,0 +1,35 @@
+#pragma once
+// Data movement of sparse execution: rows at a set of positions, and the im2col patches of a
+// convolution's output positions (so a sparse convolution is one GEMM over the active positions).
+#include <cstdint>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace fisedit::kernels {
+
+// src [batch, length, channels] -> dst [batch, count, channels]: dst row i = src row positions[i].
+// scatter: the reverse, into dst [batch, length, channels].
+struct RowsParams {
+  const __half* src;
+  __half* dst;
+  const std::int32_t* positions;
+  std::int64_t batch, length, count, channels;
+};
+cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream);
+cudaError_t scatter_rows(const RowsParams& p, cudaStream_t stream);
+
+// x [batch, h, w, cin] -> columns [rows, kh * kw * cin_padded]: for patch rows first_row ..
+// first_row + rows - 1 of the batch * count output pixels, the patch of output position positions[r %
+// count] (or r % count itself when positions is null) of image r / count, in an output out_w wide;
+// zero outside the image and in the padding channels. Rows in chunks bound the columns' memory.
+struct Im2colParams {
+  const __half* x;
+  __half* columns;
+  const std::int32_t* positions;
+  std::int64_t batch, h, w, cin, cin_padded, count, out_w;
+  int kh, kw, stride, pad_top, pad_left;
+  std::int64_t first_row, rows;
+};
+cudaError_t im2col_positions(const Im2colParams& p, cudaStream_t stream);
+
+}  // namespace fisedit::kernels
