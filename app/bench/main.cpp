@@ -32,7 +32,8 @@ constexpr const char* kUsage =
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
     "names and shapes). End-to-end generation needs a CLIP tokenizer: the model's own, or --tokenizer DIR\n"
     "(e.g. a diffusers folder's tokenizer/); without one it is skipped. Times are milliseconds with the\n"
-    "device synchronised around each run, after warm-up runs; memory is the device pool's (CUDA).\n";
+    "device synchronised around each run, after warm-up runs; memory is the device pool's (CUDA).\n"
+    "Exit status: 1 on errors, 2 on bad arguments, 3 when the generated image holds NaN or Inf.\n";
 
 template <class T>
 T number(const cli::Arguments& args, const std::string& name, T fallback, T min) {
@@ -118,7 +119,8 @@ int run(int argc, char** argv) {
   report["device"] = {{"name", backend->name()}, {"kind", backend->kind() == DeviceKind::cuda ? "cuda" : "cpu"}};
   report["settings"] = {{"width", s.width},         {"height", s.height}, {"steps", s.steps},
                         {"scheduler", s.scheduler}, {"cfg", s.cfg},       {"cfg_batch", 2},
-                        {"repeat", s.repeat},       {"warmup", s.warmup}, {"generations", s.generations}};
+                        {"repeat", s.repeat},       {"warmup", s.warmup}, {"generations", s.generations},
+                        {"stages", s.stages}};
   std::fprintf(stderr, "fisedit-bench: %s on %s, %dx%d\n", report["model"]["arch"].get<std::string>().c_str(),
                backend->name().c_str(), s.width, s.height);
 
@@ -140,6 +142,12 @@ int run(int argc, char** argv) {
     AtomicFile file(s.json);
     file.write(reinterpret_cast<const std::byte*>(text.data()), text.size());
     file.commit();
+  }
+  // NaN or Inf in the image is a broken engine whatever the timings say: fail the run (and CTest).
+  const auto& checks = results["generation"].value("checks", nlohmann::json::object());
+  if (!checks.value("finite", true)) {
+    std::fprintf(stderr, "fisedit-bench: the generated latents or image hold NaN or Inf\n");
+    return 3;
   }
   return 0;
 }
