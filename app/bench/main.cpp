@@ -27,7 +27,7 @@ constexpr const char* kUsage =
     "       fisedit-bench --model PATH [--config DIR] [--arch NAME]\n"
     "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler (dpmpp2m)] [--cfg F (7.5)]\n"
     "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
-    "   [--stages text_encoder,unet,vae,generation (all)]\n"
+    "   [--stages text_encoder,unet,vae,generation,edit (all)]\n"
     "\n"
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
     "names and shapes). End-to-end generation needs a CLIP tokenizer: the model's own, or --tokenizer DIR\n"
@@ -68,12 +68,12 @@ bench::Settings parse(const std::vector<std::string>& raw) {
   s.generations = number(args, "generations", 3, 0);
   s.device = parse_device_choice(args.get("device").value_or("auto"));
   s.json = args.get("json").value_or("");
-  const std::string stages = args.get("stages").value_or("text_encoder,unet,vae,generation");
+  const std::string stages = args.get("stages").value_or("text_encoder,unet,vae,generation,edit");
   for (std::size_t begin = 0; begin <= stages.size();) {
     const auto end = std::min(stages.find(',', begin), stages.size());
     const auto stage = stages.substr(begin, end - begin);
-    if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation")
-      throw std::invalid_argument("--stages: unknown stage '" + stage + "' (text_encoder, unet, vae, generation)");
+    if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation" && stage != "edit")
+      throw std::invalid_argument("--stages: unknown stage '" + stage + "' (text_encoder, unet, vae, generation, edit)");
     s.stages.insert(stage);
     begin = end + 1;
   }
@@ -134,6 +134,7 @@ int run(int argc, char** argv) {
   run_stage("unet", "unet_step", &bench::Stages::unet_step);
   run_stage("vae", "vae_decode", &bench::Stages::vae_decode);
   run_stage("generation", "generation", &bench::Stages::generation);
+  run_stage("edit", "edit", &bench::Stages::edit_steps);
   report["host_peak_rss_bytes"] = bench::host_peak_rss();
 
   bench::print_report(report, stdout);

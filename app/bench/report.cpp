@@ -67,6 +67,14 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
   if (driver.is_object())
     std::fprintf(out, "driver     %s used of %s (after generation; pool cache and CUDA context included)\n",
                  gib(driver["used_bytes"]).c_str(), gib(driver["total_bytes"]).c_str());
+  const auto& e = res["edit"];
+  if (e.is_object() && !e.contains("skipped")) {
+    std::fprintf(out, "\nsparse edit steps (batch 2)    median ms   speed-up   (dense step %.2f ms; cache %s per step)\n",
+                 e["dense_time_ms"]["median"].get<double>(), gib(e["cache_bytes_per_step"]).c_str());
+    for (const auto& row : e["sparse"])
+      std::fprintf(out, "  edit region %5.1f%%          %9.2f   %7.2fx\n", 100.0 * row["edit_fraction"].get<double>(),
+                   row["time_ms"]["median"].get<double>(), row["speedup"].get<double>());
+  }
   std::fprintf(out, "host       peak RSS %s\n", gib(r["host_peak_rss_bytes"]).c_str());
 }
 

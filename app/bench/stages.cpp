@@ -5,6 +5,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "pipeline/generation.h"
+#include "sparse/sparse_step.h"
 #include "text/clip_tokenizer.h"
 
 #include <algorithm>
@@ -78,6 +79,36 @@ nlohmann::json Stages::unet_step() {
   const auto time =
       time_repeats(backend_, s_.warmup, s_.repeat, [&] { unet.forward(sample, std::span(&timestep, 1), context); });
   return {{"time_ms", to_json(time)}, {"batch", 2}, {"latent", {h, w}}, {"memory", memory(before, loaded)}};
+}
+
+nlohmann::json Stages::edit_steps() {
+  UNet unet(backend_, model_->unet, model_->unet_weights);
+  const std::int64_t h = s_.height / 8, w = s_.width / 8;
+  const auto sample = backend_.nchw_to_nhwc(backend_.upload(normal({2, model_->unet.in_channels, h, w}, 1)));
+  const auto context = backend_.upload(normal({2, 77, model_->unet.cross_attention_dim}, 2));
+  const float timestep = 500.0f;
+  LayerRecord record;
+  {
+    SparseStep step(record);
+    unet.forward(sample, std::span(&timestep, 1), context, &step);
+  }
+  const auto dense = time_repeats(backend_, s_.warmup, s_.repeat, [&] { unet.forward(sample, std::span(&timestep, 1), context); });
+  nlohmann::json rows = nlohmann::json::array();
+  for (const double fraction : {0.01, 0.05, 0.10, 0.20, 0.50}) {
+    // A centred square of about `fraction` of the latent pixels.
+    LatentMask mask{h, w, std::vector<float>(static_cast<std::size_t>(h * w), 0.0f)};
+    const auto side_h = std::max<std::int64_t>(1, std::lround(h * std::sqrt(fraction)));
+    const auto side_w = std::max<std::int64_t>(1, std::lround(w * std::sqrt(fraction)));
+    for (std::int64_t y = (h - side_h) / 2; y < (h - side_h) / 2 + side_h; ++y)
+      for (std::int64_t x = (w - side_w) / 2; x < (w - side_w) / 2 + side_w; ++x) mask.values[static_cast<std::size_t>(y * w + x)] = 1.0f;
+    LayerRecord out;
+    const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] {
+      SparseStep step(record, mask, out);
+      unet.forward(sample, std::span(&timestep, 1), context, &step);
+    });
+    rows.push_back({{"edit_fraction", mask.fraction()}, {"time_ms", to_json(time)}, {"speedup", dense.median / time.median}});
+  }
+  return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}}};
 }
 
 nlohmann::json Stages::vae_decode() {

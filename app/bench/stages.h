@@ -21,7 +21,7 @@ struct Settings {
   int width = 0, height = 0, steps = 20, repeat = 10, warmup = 2, generations = 3;
   float cfg = 7.5f;
   DeviceChoice device = DeviceChoice::automatic;
-  std::set<std::string> stages;  // of text_encoder, unet, vae, generation
+  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit
 };
 
 class Stages {
@@ -34,6 +34,9 @@ public:
   nlohmann::json vae_decode();    // [1, 4, H/8, W/8] -> [1, 3, H, W]
   // StableDiffusion::generate, prompt to pixels; {"skipped": why} without a tokenizer.
   nlohmann::json generation();
+  // Sparse U-Net steps of an edit against a recorded dense step, for edit regions of 1% to 50% of the
+  // latent pixels (a centred square), with the dense step as the baseline; and the cache one step takes.
+  nlohmann::json edit_steps();
 
 private:
   // Weights = what the pool grew by while the component was built; peak above them = the rest.
