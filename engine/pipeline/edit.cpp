@@ -107,9 +107,10 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   t = Clock::now();
   keep_outside(x, base.latents[static_cast<std::size_t>(k)], out.mask);
   gen.latents.back() = x;
+  SparseLevels levels(out.mask);
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
-    SparseStep step(base.steps[static_cast<std::size_t>(i)], out.mask, gen.steps[static_cast<std::size_t>(i)],
+    SparseStep step(base.steps[static_cast<std::size_t>(i)], levels, gen.steps[static_cast<std::size_t>(i)],
                     e.dense_reference);
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &step), i, x);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);

@@ -44,28 +44,25 @@ std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int
 
 SparseStep::SparseStep(LayerRecord& out) : out_(out) { out_ = {}; }
 
-SparseStep::SparseStep(const LayerRecord& cached, const LatentMask& mask, LayerRecord& out, bool reference)
-    : cached_(&cached), mask_(&mask), reference_(reference), out_(out) {
+SparseStep::SparseStep(const LayerRecord& cached, SparseLevels& levels, LayerRecord& out, bool reference)
+    : cached_(&cached), levels_(&levels), reference_(reference), out_(out) {
   out_ = {};
 }
 
-SparseStep::Coverage SparseStep::coverage(Backend& b, std::int64_t h, std::int64_t w, const DeviceTensor** mask) {
+const SparseLevels::Level& SparseLevels::level(Backend& b, std::int64_t h, std::int64_t w) {
   auto it = levels_.find({h, w});
-  if (it == levels_.end()) {
-    auto values = level_mask(*mask_, h, w);
-    const auto active = std::count_if(values.begin(), values.end(), [](float v) { return v != 0.0f; });
-    LevelMask level{active == 0 ? Coverage::none : active == h * w ? Coverage::all : Coverage::partial, {}, {}};
-    if (level.coverage == Coverage::partial) {
-      level.mask = b.upload(Tensor::from_f32({h * w}, values));
-      std::vector<std::int64_t> index;
-      for (std::int64_t i = 0; i < h * w; ++i)
-        if (values[static_cast<std::size_t>(i)] != 0.0f) index.push_back(i);
-      level.positions = b.upload(Tensor::from_i64({static_cast<std::int64_t>(index.size())}, index));
-    }
-    it = levels_.emplace(std::pair{h, w}, std::move(level)).first;
+  if (it != levels_.end()) return it->second;
+  const auto values = level_mask(mask_, h, w);
+  std::vector<std::int64_t> index;
+  for (std::int64_t i = 0; i < h * w; ++i)
+    if (values[static_cast<std::size_t>(i)] != 0.0f) index.push_back(i);
+  Level level;
+  level.coverage = index.empty() ? Coverage::none : static_cast<std::int64_t>(index.size()) == h * w ? Coverage::all : Coverage::partial;
+  if (level.coverage == Coverage::partial) {
+    level.mask = b.upload(Tensor::from_f32({h * w}, values));
+    level.positions = b.upload(Tensor::from_i64({static_cast<std::int64_t>(index.size())}, index));
   }
-  *mask = &it->second.mask;
-  return it->second.coverage;
+  return levels_.emplace(std::pair{h, w}, std::move(level)).first->second;
 }
 
 const DeviceTensor& SparseStep::next_cached() {
@@ -76,8 +73,7 @@ const DeviceTensor& SparseStep::next_cached() {
 
 SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
   if (!cached_ || reference_) return Plan::dense;
-  const DeviceTensor* mask = nullptr;
-  switch (coverage(b, h, w, &mask)) {
+  switch (levels_->level(b, h, w).coverage) {
     case Coverage::none: return Plan::cached;
     case Coverage::all: return Plan::dense;
     case Coverage::partial: return Plan::sparse;
@@ -86,9 +82,7 @@ SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
 }
 
 const DeviceTensor& SparseStep::positions(Backend& b, std::int64_t h, std::int64_t w) {
-  const DeviceTensor* mask = nullptr;
-  coverage(b, h, w, &mask);
-  return levels_.at({h, w}).positions;
+  return levels_->level(b, h, w).positions;
 }
 
 DeviceTensor SparseStep::cached_output() {
@@ -121,13 +115,13 @@ DeviceTensor SparseStep::spatial_output(Backend& b, const DeviceTensor& computed
     if (cached.shape() != computed.shape())
       throw Error(ErrorCode::invalid_argument, "a layer output of shape " + shape_to_string(computed.shape()) +
                                                    " does not match the cached " + shape_to_string(cached.shape()));
-    const DeviceTensor* mask = nullptr;
-    switch (coverage(b, h, w, &mask)) {
+    const auto& level = levels_->level(b, h, w);
+    switch (level.coverage) {
       case Coverage::none: result = cached; break;
       case Coverage::all: break;
       case Coverage::partial: {
         const auto n = computed.dim(0), c = computed.dim(-1);
-        result = b.select_positions(*mask, computed.reshaped({n, h * w, c}), cached.reshaped({n, h * w, c}))
+        result = b.select_positions(level.mask, computed.reshaped({n, h * w, c}), cached.reshaped({n, h * w, c}))
                      .reshaped(computed.shape());
         break;
       }
@@ -144,10 +138,9 @@ DeviceTensor SparseStep::group_norm(Backend& b, const DeviceTensor& x, const Dev
     if (next_norm_ >= cached_->norm_stats.size())
       throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");
     const auto& cached = cached_->norm_stats[next_norm_++];
-    const DeviceTensor* mask = nullptr;
     // A small edit barely moves the statistics (METHOD 3.3); a level computed in full takes its own,
     // so an edit whose mask covers everything is the dense generation.
-    if (coverage(b, x.dim(1), x.dim(2), &mask) != Coverage::all) stats_in = &cached;
+    if (levels_->level(b, x.dim(1), x.dim(2)).coverage != Coverage::all) stats_in = &cached;
   }
   GroupNormStats stats;
   auto y = b.group_norm(x, gamma, beta, groups, eps, silu, stats_in ? nullptr : &stats, stats_in);

@@ -39,6 +39,27 @@ struct LatentMask {
 // The mask at a level of size h x w, max-pooled from the latent mask.
 std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int64_t w);
 
+// An edit's mask at every level of the U-Net, on the device. Made once per edit and shared by its
+// steps: an upload waits for the device, so uploading per step would stall the step loop.
+class SparseLevels {
+public:
+  explicit SparseLevels(LatentMask mask) : mask_(std::move(mask)) {}
+  const LatentMask& latent() const { return mask_; }
+
+  enum class Coverage { none, partial, all };
+  struct Level {
+    Coverage coverage = Coverage::none;
+    DeviceTensor mask;       // [h * w], activation dtype, for partial coverage
+    DeviceTensor positions;  // I32 [P], for partial coverage
+  };
+  // The level of size h x w, computed and uploaded on first use.
+  const Level& level(Backend& b, std::int64_t h, std::int64_t w);
+
+private:
+  LatentMask mask_;
+  std::map<std::pair<std::int64_t, std::int64_t>, Level> levels_;
+};
+
 class SparseStep {
 public:
   // Dense call, kept in `out`.
@@ -46,7 +67,7 @@ public:
   // Edit call against `cached` (a record of the same step of the base generation), kept in `out`.
   // `reference`: compute every layer densely and keep the cached values outside the mask afterwards:
   // the same result as sparse execution, by the obvious route (the tests' oracle).
-  SparseStep(const LayerRecord& cached, const LatentMask& mask, LayerRecord& out, bool reference = false);
+  SparseStep(const LayerRecord& cached, SparseLevels& levels, LayerRecord& out, bool reference = false);
 
   // How a layer whose output is at a level of h x w positions runs.
   enum class Plan {
@@ -75,22 +96,14 @@ public:
   void finish() const;
 
 private:
-  enum class Coverage { none, partial, all };
-  Coverage coverage(Backend& b, std::int64_t h, std::int64_t w, const DeviceTensor** mask);
-
+  using Coverage = SparseLevels::Coverage;
   const DeviceTensor& next_cached();
 
   const LayerRecord* cached_ = nullptr;
-  const LatentMask* mask_ = nullptr;
+  SparseLevels* levels_ = nullptr;
   bool reference_ = false;
   LayerRecord& out_;
   std::size_t next_output_ = 0, next_norm_ = 0;
-  struct LevelMask {
-    Coverage coverage;
-    DeviceTensor mask;       // [H * W], activation dtype, for partial coverage
-    DeviceTensor positions;  // I32 [P], for partial coverage
-  };
-  std::map<std::pair<std::int64_t, std::int64_t>, LevelMask> levels_;
 };
 
 }  // namespace fisedit
