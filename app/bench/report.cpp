@@ -74,6 +74,14 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
     for (const auto& row : e["sparse"])
       std::fprintf(out, "  edit region %5.1f%%          %9.2f   %7.2fx\n", 100.0 * row["edit_fraction"].get<double>(),
                    row["time_ms"]["median"].get<double>(), row["speedup"].get<double>());
+    for (const char* key : {"profile_dense_step", "profile_sparse_step_5pct"}) {
+      std::fprintf(out, "  %s (device ms by op, each op timed alone):\n   ", key);
+      int shown = 0;
+      for (const auto& op : e[key])
+        if (shown++ < 12)
+          std::fprintf(out, " %s %.2f (%d)", op["op"].get<std::string>().c_str(), op["total_ms"].get<double>(), op["calls"].get<int>());
+      std::fprintf(out, "\n");
+    }
   }
   std::fprintf(out, "host       peak RSS %s\n", gib(r["host_peak_rss_bytes"]).c_str());
 }

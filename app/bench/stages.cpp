@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 namespace fisedit::bench {
 namespace {
@@ -109,7 +110,29 @@ nlohmann::json Stages::edit_steps() {
     });
     rows.push_back({{"edit_fraction", mask.fraction()}, {"time_ms", to_json(time)}, {"speedup", dense.median / time.median}});
   }
-  return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}}};
+  // Where the time of one dense step and of one 5% sparse step goes, op by op.
+  const auto profile = [&](const std::function<void()>& body) {
+    backend_.set_profiling(true);
+    body();
+    const auto times = backend_.profile_report();
+    backend_.set_profiling(false);
+    nlohmann::json ops = nlohmann::json::array();
+    for (const auto& t : times) ops.push_back({{"op", t.op}, {"calls", t.calls}, {"total_ms", t.total_ms}});
+    return ops;
+  };
+  LatentMask five{h, w, std::vector<float>(static_cast<std::size_t>(h * w), 0.0f)};
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t x = 0; x < w; ++x)
+      if (std::abs(y - h / 2) * 2 < h * 0.2236 && std::abs(x - w / 2) * 2 < w * 0.2236) five.values[static_cast<std::size_t>(y * w + x)] = 1.0f;
+  SparseLevels five_levels(five);
+  LayerRecord scratch;
+  const auto dense_ops = profile([&] { unet.forward(sample, std::span(&timestep, 1), context); });
+  const auto sparse_ops = profile([&] {
+    SparseStep step(record, five_levels, scratch);
+    unet.forward(sample, std::span(&timestep, 1), context, &step);
+  });
+  return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}},
+          {"profile_dense_step", dense_ops}, {"profile_sparse_step_5pct", sparse_ops}};
 }
 
 nlohmann::json Stages::vae_decode() {

@@ -4,6 +4,7 @@
 #include "core/error.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cassert>
 #include <limits>
 
@@ -57,6 +58,62 @@ void check_act(const char* op, const DeviceTensor& t, const char* what, DType ac
 
 }  // namespace
 
+// Times the outermost op while profiling is on.
+class OpScope {
+public:
+  OpScope(Backend& b, const char* op) : b_(b), op_(op) {
+    if (b_.profiling_ && b_.op_depth_++ == 0) b_.profile_begin();
+  }
+  ~OpScope() {
+    if (b_.profiling_ && --b_.op_depth_ == 0) b_.profile_end(op_);
+  }
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+
+private:
+  Backend& b_;
+  const char* op_;
+};
+
+void Backend::set_profiling(bool on) {
+  synchronize();
+  profiling_ = on;
+  op_depth_ = 0;
+}
+
+std::vector<Backend::OpTime> Backend::profile_report() {
+  synchronize();
+  auto times = profile_collect();
+  std::sort(times.begin(), times.end(), [](const OpTime& a, const OpTime& b) { return a.total_ms > b.total_ms; });
+  return times;
+}
+
+namespace {
+double host_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+void Backend::profile_begin() {
+  synchronize();
+  host_begin_ms_ = host_ms();
+}
+
+void Backend::profile_end(const char* op) {
+  synchronize();
+  auto& t = host_times_[op];
+  t.op = op;
+  ++t.calls;
+  t.total_ms += host_ms() - host_begin_ms_;
+}
+
+std::vector<Backend::OpTime> Backend::profile_collect() {
+  std::vector<OpTime> out;
+  for (auto& [name, t] : host_times_) out.push_back(t);
+  host_times_.clear();
+  return out;
+}
+
 DeviceTensor Backend::upload(const Tensor& host) {
   const DType dtype = dtype_is_float(host.dtype()) ? activation_dtype() : DType::i32;
   if (host.dtype() == DType::boolean)
@@ -83,6 +140,7 @@ ConvWeight Backend::prepare_conv_weight(const Tensor& weight, const Tensor& bias
 
 DeviceTensor Backend::linear(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
                              Activation act) {
+  const OpScope scope(*this, "linear");
   check_act("linear", x, "x", activation_dtype());
   check_act("linear", weight, "weight", activation_dtype());
   require(x.rank() >= 1 && weight.rank() == 2 && x.dim(-1) == weight.dim(1), "linear",
@@ -122,6 +180,7 @@ void check_positions(const char* op, const DeviceTensor& positions, std::int64_t
 }  // namespace
 
 DeviceTensor Backend::clone(const DeviceTensor& x) {
+  const OpScope scope(*this, "clone");
   require(!x.empty(), "clone", "x is empty");
   auto out = allocate(x.dtype(), x.shape());
   copy_impl(x, out);
@@ -129,6 +188,7 @@ DeviceTensor Backend::clone(const DeviceTensor& x) {
 }
 
 DeviceTensor Backend::conv2d(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p) {
+  const OpScope scope(*this, "conv2d");
   const auto [ho, wo] = conv_output_size("conv2d", x, w, p, activation_dtype());
   auto out = allocate({x.dim(0), ho, wo, w.out_channels});
   conv2d_impl(x, w, p, out);
@@ -137,6 +197,7 @@ DeviceTensor Backend::conv2d(const DeviceTensor& x, const ConvWeight& w, const C
 
 DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
                                 const DeviceTensor& positions) {
+  const OpScope scope(*this, "conv2d_at");
   const auto [ho, wo] = conv_output_size("conv2d_at", x, w, p, activation_dtype());
   check_positions("conv2d_at", positions, ho * wo);
   auto out = allocate({x.dim(0), positions.dim(0), w.out_channels});
@@ -145,6 +206,7 @@ DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, cons
 }
 
 DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor& positions) {
+  const OpScope scope(*this, "gather_positions");
   check_act("gather_positions", x, "x", activation_dtype());
   require(x.rank() == 3, "gather_positions", "x " + shapes(x) + " is not [N, L, C]");
   check_positions("gather_positions", positions, x.dim(1));
@@ -155,6 +217,7 @@ DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor
 
 DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTensor& values,
                                         const DeviceTensor& positions) {
+  const OpScope scope(*this, "scatter_positions");
   check_act("scatter_positions", base, "base", activation_dtype());
   check_act("scatter_positions", values, "values", activation_dtype());
   require(base.rank() == 3 && values.rank() == 3 && base.dim(0) == values.dim(0) && base.dim(2) == values.dim(2),
@@ -170,6 +233,7 @@ DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTe
 DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
                                  int groups, float eps, bool silu, GroupNormStats* stats_out,
                                  const GroupNormStats* stats_in) {
+  const OpScope scope(*this, "group_norm");
   const char* op = "group_norm";
   check_act(op, x, "x", activation_dtype());
   check_act(op, gamma, "gamma", activation_dtype());
@@ -196,6 +260,7 @@ DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamm
 
 DeviceTensor Backend::layer_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
                                  float eps) {
+  const OpScope scope(*this, "layer_norm");
   const char* op = "layer_norm";
   check_act(op, x, "x", activation_dtype());
   check_act(op, gamma, "gamma", activation_dtype());
@@ -209,6 +274,7 @@ DeviceTensor Backend::layer_norm(const DeviceTensor& x, const DeviceTensor& gamm
 
 DeviceTensor Backend::attention(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
                                 const AttentionParams& params) {
+  const OpScope scope(*this, "attention");
   const char* op = "attention";
   check_act(op, q, "q", activation_dtype());
   check_act(op, k, "k", activation_dtype());
@@ -224,6 +290,7 @@ DeviceTensor Backend::attention(const DeviceTensor& q, const DeviceTensor& k, co
 }
 
 DeviceTensor Backend::activation(const DeviceTensor& x, Activation act) {
+  const OpScope scope(*this, "activation");
   check_act("activation", x, "x", activation_dtype());
   auto out = allocate(x.shape());
   activation_impl(x, act, out);
@@ -231,6 +298,7 @@ DeviceTensor Backend::activation(const DeviceTensor& x, Activation act) {
 }
 
 DeviceTensor Backend::geglu(const DeviceTensor& x) {
+  const OpScope scope(*this, "geglu");
   check_act("geglu", x, "x", activation_dtype());
   require(x.rank() >= 1 && x.dim(-1) % 2 == 0, "geglu", "x " + shapes(x) + " has an odd channel count");
   auto out = allocate(with_last(x.shape(), x.dim(-1) / 2));
@@ -246,6 +314,7 @@ void Backend::geglu_impl(const DeviceTensor& x, DeviceTensor& out) {
 }
 
 DeviceTensor Backend::binary(BinaryOp op, const char* name, const DeviceTensor& a, const DeviceTensor& b) {
+  const OpScope scope(*this, name);
   check_act(name, a, "a", activation_dtype());
   check_act(name, b, "b", activation_dtype());
   const auto fail = [&] { require(false, name, "b " + shapes(b) + " does not broadcast to a " + shapes(a)); };
@@ -271,6 +340,7 @@ DeviceTensor Backend::add(const DeviceTensor& a, const DeviceTensor& b) { return
 DeviceTensor Backend::mul(const DeviceTensor& a, const DeviceTensor& b) { return binary(BinaryOp::mul, "mul", a, b); }
 
 DeviceTensor Backend::scale(const DeviceTensor& x, float s) {
+  const OpScope scope(*this, "scale");
   check_act("scale", x, "x", activation_dtype());
   auto out = allocate(x.shape());
   scale_impl(x, s, out);
@@ -278,6 +348,7 @@ DeviceTensor Backend::scale(const DeviceTensor& x, float s) {
 }
 
 DeviceTensor Backend::upsample_nearest(const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w) {
+  const OpScope scope(*this, "upsample_nearest");
   check_act("upsample_nearest", x, "x", activation_dtype());
   require(x.rank() == 4, "upsample_nearest", "x " + shapes(x) + " is not [N, H, W, C]");
   require(out_h > 0 && out_w > 0, "upsample_nearest", "target size must be positive");
@@ -287,6 +358,7 @@ DeviceTensor Backend::upsample_nearest(const DeviceTensor& x, std::int64_t out_h
 }
 
 DeviceTensor Backend::concat_channels(const DeviceTensor& a, const DeviceTensor& b) {
+  const OpScope scope(*this, "concat_channels");
   check_act("concat_channels", a, "a", activation_dtype());
   check_act("concat_channels", b, "b", activation_dtype());
   require(a.rank() >= 1 && a.rank() == b.rank() && with_last(a.shape(), 0) == with_last(b.shape(), 0),
@@ -297,6 +369,7 @@ DeviceTensor Backend::concat_channels(const DeviceTensor& a, const DeviceTensor&
 }
 
 DeviceTensor Backend::slice_channels(const DeviceTensor& x, std::int64_t begin, std::int64_t end) {
+  const OpScope scope(*this, "slice_channels");
   check_act("slice_channels", x, "x", activation_dtype());
   require(x.rank() >= 1 && 0 <= begin && begin <= end && end <= x.dim(-1), "slice_channels",
           "[" + std::to_string(begin) + ", " + std::to_string(end) + ") is not inside the channels of " + shapes(x));
@@ -306,6 +379,7 @@ DeviceTensor Backend::slice_channels(const DeviceTensor& x, std::int64_t begin, 
 }
 
 DeviceTensor Backend::select_positions(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b) {
+  const OpScope scope(*this, "select_positions");
   check_act("select_positions", mask, "mask", activation_dtype());
   check_act("select_positions", a, "a", activation_dtype());
   check_act("select_positions", b, "b", activation_dtype());
@@ -320,6 +394,7 @@ DeviceTensor Backend::select_positions(const DeviceTensor& mask, const DeviceTen
 }
 
 DeviceTensor Backend::embedding(const DeviceTensor& table, const DeviceTensor& ids) {
+  const OpScope scope(*this, "embedding");
   check_act("embedding", table, "table", activation_dtype());
   require(table.rank() == 2, "embedding", "table " + shapes(table) + " is not [V, C]");
   require(!ids.empty() && ids.dtype() == DType::i32, "embedding", "ids must be an I32 tensor (upload integer ids)");
@@ -331,6 +406,7 @@ DeviceTensor Backend::embedding(const DeviceTensor& table, const DeviceTensor& i
 }
 
 DeviceTensor Backend::nchw_to_nhwc(const DeviceTensor& x) {
+  const OpScope scope(*this, "layout");
   check_act("nchw_to_nhwc", x, "x", activation_dtype());
   require(x.rank() == 4, "nchw_to_nhwc", "x " + shapes(x) + " is not [N, C, H, W]");
   auto out = allocate({x.dim(0), x.dim(2), x.dim(3), x.dim(1)});
@@ -339,6 +415,7 @@ DeviceTensor Backend::nchw_to_nhwc(const DeviceTensor& x) {
 }
 
 DeviceTensor Backend::nhwc_to_nchw(const DeviceTensor& x) {
+  const OpScope scope(*this, "layout");
   check_act("nhwc_to_nchw", x, "x", activation_dtype());
   require(x.rank() == 4, "nhwc_to_nchw", "x " + shapes(x) + " is not [N, H, W, C]");
   auto out = allocate({x.dim(0), x.dim(3), x.dim(1), x.dim(2)});

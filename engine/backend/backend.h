@@ -23,7 +23,9 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <map>
 #include <string>
+#include <vector>
 
 namespace fisedit {
 
@@ -142,6 +144,18 @@ public:
   // A copy in new memory, bit for bit.
   DeviceTensor clone(const DeviceTensor& x);
 
+  // ---- Profiling --------------------------------------------------------------------------------
+  struct OpTime {
+    std::string op;
+    int calls = 0;
+    double total_ms = 0;
+  };
+  // While on, the device time of every op is accumulated by op name (ops inside ops count for the
+  // outer one). Waits for the device when switched and when reported.
+  void set_profiling(bool on);
+  // Accumulated times, largest first; resets them.
+  std::vector<OpTime> profile_report();
+
   // ---- Ops (all required unless marked) ---------------------------------------------------------
   // x [..., K] . weight[N, K]^T + bias[N] -> [..., N], then `act`. bias may be empty.
   DeviceTensor linear(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
@@ -204,6 +218,13 @@ public:
 protected:
   Backend() = default;
 
+  // Optional: timing an op on the device (the default times it on the host around synchronize(),
+  // right for synchronous backends). begin/end pair up around the outermost op; collect returns and
+  // clears what was timed.
+  virtual void profile_begin();
+  virtual void profile_end(const char* op);
+  virtual std::vector<OpTime> profile_collect();
+
   // How b broadcasts over a: a is viewed as [outer, repeat, inner], b as [outer, inner].
   struct Broadcast {
     std::int64_t outer = 1, repeat = 1, inner = 1;
@@ -255,7 +276,13 @@ protected:
   virtual void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) = 0;
 
 private:
+  friend class OpScope;
   DeviceTensor binary(BinaryOp op, const char* name, const DeviceTensor& a, const DeviceTensor& b);
+
+  bool profiling_ = false;
+  int op_depth_ = 0;
+  double host_begin_ms_ = 0;
+  std::map<std::string, OpTime> host_times_;
 };
 
 }  // namespace fisedit

@@ -69,6 +69,10 @@ protected:
   void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                              DeviceTensor& out) override;
 
+  void profile_begin() override;
+  void profile_end(const char* op) override;
+  std::vector<OpTime> profile_collect() override;
+
 private:
   // A convolution as im2col + GEMM at `count` output positions per image (all of them when
   // positions is null): sparse execution, and convolutions with too few channels for cuDNN's

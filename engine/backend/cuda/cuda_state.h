@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
 namespace fisedit {
 
@@ -35,6 +36,14 @@ struct CudaBackend::State {
     int math_type = 0;  // cudnnMathType_t the algorithm was measured with
   };
   std::map<std::string, ConvChoice> conv_choices;  // key: shapes, strides, padding
+
+  // Profiling (cuda_profile.cpp): an event pair per timed op, read when the profile is reported.
+  struct TimedOp {
+    std::string op;
+    cuda::Event begin, end;
+  };
+  std::vector<TimedOp> timed_ops;
+  cuda::Event pending_begin;
   std::shared_ptr<DeviceBuffer> conv_workspace;    // grown to the largest chosen algorithm's need
 };
 

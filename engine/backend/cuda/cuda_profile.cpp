@@ -1,0 +1,34 @@
+// Op-level profiling on the device: events around each outermost op, read when reported, so the
+// stream never waits while a profiled run is under way.
+#include "backend/cuda/cuda_state.h"
+
+namespace fisedit {
+
+void CudaBackend::profile_begin() {
+  s_->pending_begin = cuda::make_event(cudaEventDefault);
+  FISEDIT_CUDA_CHECK(cudaEventRecord(s_->pending_begin.get(), s_->stream.get()));
+}
+
+void CudaBackend::profile_end(const char* op) {
+  auto end = cuda::make_event(cudaEventDefault);
+  FISEDIT_CUDA_CHECK(cudaEventRecord(end.get(), s_->stream.get()));
+  s_->timed_ops.push_back({op, std::move(s_->pending_begin), std::move(end)});
+}
+
+std::vector<Backend::OpTime> CudaBackend::profile_collect() {
+  std::map<std::string, OpTime> totals;
+  for (const auto& t : s_->timed_ops) {
+    float ms = 0.0f;
+    FISEDIT_CUDA_CHECK(cudaEventElapsedTime(&ms, t.begin.get(), t.end.get()));
+    auto& total = totals[t.op];
+    total.op = t.op;
+    ++total.calls;
+    total.total_ms += ms;
+  }
+  s_->timed_ops.clear();
+  std::vector<OpTime> out;
+  for (auto& [name, t] : totals) out.push_back(t);
+  return out;
+}
+
+}  // namespace fisedit
