@@ -73,10 +73,16 @@ const DeviceTensor& SparseStep::next_cached() {
 
 SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
   if (!cached_ || reference_) return Plan::dense;
-  switch (levels_->level(b, h, w).coverage) {
+  const auto& level = levels_->level(b, h, w);
+  switch (level.coverage) {
     case Coverage::none: return Plan::cached;
     case Coverage::all: return Plan::dense;
-    case Coverage::partial: return Plan::sparse;
+    case Coverage::partial:
+      // Past this share of a level, gathering costs more than it saves and the level runs in full
+      // (then blended): measured on an H100, SD2 at 768x768, a 50% region ran at 0.88x of dense.
+      constexpr double kDenseAbove = 0.45;
+      return static_cast<double>(level.positions.dim(0)) > kDenseAbove * static_cast<double>(h * w) ? Plan::dense
+                                                                                                  : Plan::sparse;
   }
   return Plan::dense;
 }
