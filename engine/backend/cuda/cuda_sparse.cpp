@@ -61,10 +61,14 @@ void CudaBackend::conv_by_gemm(const DeviceTensor& x, const ConvWeight& w, const
                             n, x.dim(1), x.dim(2), x.dim(3), cin8, count, out_w, w.kernel_h, w.kernel_w,
                             params.stride, params.pad_top, params.pad_left, first, m};
     FISEDIT_CUDA_CHECK(kernels::im2col_positions(p, s_->stream.get()));
-    auto y = linear(columns, weight, DeviceTensor());  // [m, Cout8]
-    if (cout8 != cout) y = slice_channels(y, 0, cout);
-    if (!w.bias.empty()) y = add(y, w.bias);
     auto destination = out_rows.slice_rows(first, first + m);
+    if (cout8 == cout) {  // straight into the output, bias in the GEMM's epilogue
+      linear_impl(columns, weight, w.bias, Activation::none, destination);
+      continue;
+    }
+    auto y = linear(columns, weight, DeviceTensor());  // [m, Cout8]: padded output channels to drop
+    y = slice_channels(y, 0, cout);
+    if (!w.bias.empty()) y = add(y, w.bias);
     copy_impl(y, destination);
   }
 }

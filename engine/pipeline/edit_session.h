@@ -1,0 +1,102 @@
+#pragma once
+// The history of one model's generations and edits (METHOD.md section 2): a tree whose roots are
+// dense generations and whose children are prompt edits of their parent. Several nodes keep their
+// activation caches at once, within a byte budget, least recently used evicted first; editing an
+// evicted node first rebuilds its cache deterministically (the root generated again, then the
+// stored edits replayed down to it), so what the user sees never depends on what was evicted.
+//
+// What eviction keeps: a node's request, edit request (painted mask included), result (image,
+// decoded pixels, final latents) and mask. What it drops: the per-step layer records and the
+// per-step latents. The latents are small next to the records (under 2% at 768px), but nothing can use
+// them alone: an edit reads both, and a rebuild computes both again.
+//
+// Not thread-safe: one owner (the UI's engine worker, the CLI) calls it from one thread.
+#include "pipeline/generation.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <vector>
+
+namespace fisedit {
+
+using NodeId = std::uint64_t;
+
+// The cache rebuild that an edit of an evicted node needed first (EditStats is per edit; this is
+// the session's own cost on top of it).
+struct RegenerationStats {
+  int nodes = 0;  // generations and edits run again: the root (if it was evicted too) and replayed edits
+  double ms = 0;
+};
+
+class EditSession {
+public:
+  struct Node {
+    NodeId id = 0;
+    std::optional<NodeId> parent;    // none for a root
+    GenerationRequest request;       // resolved: for an edit, its parent's with the edit's prompts
+    std::optional<EditRequest> edit; // how this node was made from its parent; none for a root
+    GenerationResult result;
+    std::optional<LatentMask> mask;  // where the edit recomputed; none for a root
+    Image8 changed_region;           // edits only: white where pixels may differ from the parent's
+    EditStats stats;                 // edits only
+    RegenerationStats regeneration;  // edits only: the rebuild of the parent's cache, if it was evicted
+    bool cached = false;             // whether the activation cache is held (editing it is immediate)
+  };
+
+  // `sd` must outlive the session. A budget of 0 keeps only the newest node's cache.
+  EditSession(StableDiffusion& sd, std::size_t cache_budget_bytes);
+
+  // A new root: a dense generation, cached. Throws Error (cancelled, invalid_argument, ...), leaving
+  // the session unchanged.
+  NodeId generate(const GenerationRequest& request, const ProgressCallback& progress = {}, std::stop_token stop = {});
+  // A new child of `base`: an edit of it, rebuilding base's cache first when it was evicted (progress
+  // then counts the rebuild's steps too). Leaves the session unchanged when it throws.
+  NodeId edit(NodeId base, const EditRequest& request, const ProgressCallback& progress = {}, std::stop_token stop = {});
+  // What the UI's "Generate" does from the selected node: an edit of `current` (automatic mask, default
+  // options) when only the prompts differ, else a new root.
+  NodeId submit(NodeId current, const GenerationRequest& request, const ProgressCallback& progress = {},
+                std::stop_token stop = {});
+  // Whether submit() would edit; false for a request that does not resolve (submit then throws).
+  bool would_edit(NodeId current, const GenerationRequest& request) const;
+
+  const Node& node(NodeId id) const;
+  std::vector<NodeId> children(NodeId id) const;  // oldest first
+  std::vector<NodeId> roots() const;              // oldest first
+  // Removes the node and its whole subtree.
+  void remove(NodeId id);
+  bool contains(NodeId id) const { return entries_.contains(id); }
+
+  std::size_t cache_budget() const { return budget_; }
+  std::size_t cache_bytes() const;  // of all cached nodes
+
+private:
+  struct Entry {
+    Node node;
+    std::vector<NodeId> children;
+    std::vector<std::vector<float>> latents;  // per step; empty when evicted
+    std::vector<LayerRecord> steps;           // per step; empty when evicted
+    std::uint64_t last_used = 0;
+  };
+
+  Entry& entry(NodeId id);
+  const Entry& entry(NodeId id) const;
+  // The generation to edit, with base's cache rebuilt if it was evicted. Touches no entry.
+  CachedGeneration cached_generation(NodeId base, const ProgressCallback& progress, std::stop_token stop,
+                                     RegenerationStats& regeneration) const;
+  NodeId add(Entry entry);
+  void store_cache(Entry& e, CachedGeneration& generation);
+  // Drops least recently used caches until the budget holds, sparing `newest`, and `base` while
+  // anything else can go.
+  void enforce_budget(NodeId newest, std::optional<NodeId> base);
+
+  StableDiffusion& sd_;
+  std::size_t budget_;
+  std::map<NodeId, Entry> entries_;  // ordered by id, which is creation order
+  NodeId next_id_ = 1;
+  std::uint64_t clock_ = 0;  // advances on every use, for least-recently-used order
+};
+
+}  // namespace fisedit
