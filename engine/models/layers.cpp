@@ -50,4 +50,17 @@ LayerNorm LayerNorm::load(const WeightSource& w, const std::string& name, std::i
   return {w.upload(name + ".weight", {channels}), w.upload(name + ".bias", {channels}), eps};
 }
 
+DeviceTensor GroupNorm::forward(Backend& b, const DeviceTensor& x, bool silu, NormTape* tape) const {
+  if (!tape) return b.group_norm(x, weight, bias, groups, eps, silu);
+  if (tape->replay) {
+    if (tape->next >= tape->stats.size())
+      throw Error(ErrorCode::invalid_argument, "more GroupNorms than the recorded statistics cover");
+    return b.group_norm(x, weight, bias, groups, eps, silu, nullptr, &tape->stats[tape->next++]);
+  }
+  GroupNormStats stats;
+  auto y = b.group_norm(x, weight, bias, groups, eps, silu, &stats);
+  tape->stats.push_back(std::move(stats));
+  return y;
+}
+
 }  // namespace fisedit

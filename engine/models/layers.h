@@ -6,6 +6,7 @@
 #include "io/model_loader.h"
 
 #include <string>
+#include <vector>
 
 namespace fisedit {
 
@@ -52,6 +53,14 @@ struct Conv2d {
   DeviceTensor forward(Backend& b, const DeviceTensor& x) const { return b.conv2d(x, weight, params); }
 };
 
+// The statistics of a model's GroupNorms in call order: kept by one run, used by another. A crop of an
+// image decodes with the statistics of the whole image, so it matches what the whole decode gives.
+struct NormTape {
+  std::vector<GroupNormStats> stats;
+  bool replay = false;  // use `stats` (in order) instead of computing and keeping them
+  std::size_t next = 0;
+};
+
 // torch.nn.GroupNorm over channels-last activations, SiLU optionally fused.
 struct GroupNorm {
   DeviceTensor weight, bias;
@@ -59,10 +68,8 @@ struct GroupNorm {
   float eps = 1e-5f;
 
   static GroupNorm load(const WeightSource& w, const std::string& name, std::int64_t channels, int groups, float eps);
-  // [N, ..., C] -> [N, ..., C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, bool silu = false) const {
-    return b.group_norm(x, weight, bias, groups, eps, silu);
-  }
+  // [N, ..., C] -> [N, ..., C]; with a tape, its statistics are kept or replayed.
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, bool silu = false, NormTape* tape = nullptr) const;
 };
 
 // torch.nn.LayerNorm over the last dimension.

@@ -16,11 +16,11 @@ ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, const std::string& pref
   return r;
 }
 
-DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x) const {
+DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, NormTape* tape) const {
   // [N, H, W, in] -> [N, H, W, out]
-  const auto h = conv1.forward(b, norm1.forward(b, x, /*silu=*/true));
+  const auto h = conv1.forward(b, norm1.forward(b, x, /*silu=*/true, tape));
   // [N, H, W, out] -> [N, H, W, out]
-  const auto y = conv2.forward(b, norm2.forward(b, h, /*silu=*/true));
+  const auto y = conv2.forward(b, norm2.forward(b, h, /*silu=*/true, tape));
   return b.add(conv_shortcut ? conv_shortcut->forward(b, x) : x, y);
 }
 

@@ -20,7 +20,7 @@ struct ResnetBlock2D {
   static ResnetBlock2D load(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out,
                             int groups, float eps);
   // [N, H, W, in] -> [N, H, W, out]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x) const;
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, NormTape* tape = nullptr) const;
 };
 
 }  // namespace fisedit

@@ -34,10 +34,10 @@ VaeAttention VaeAttention::load(const WeightSource& w, const std::string& prefix
   };
 }
 
-DeviceTensor VaeAttention::forward(Backend& b, const DeviceTensor& x) const {
+DeviceTensor VaeAttention::forward(Backend& b, const DeviceTensor& x, NormTape* tape) const {
   const std::int64_t n = x.dim(0), c = x.dim(3);
   // [N, H, W, C] -> [N, H * W, C]: positions are the tokens.
-  const auto t = group_norm.forward(b, x).reshaped({n, x.numel() / (n * c), c});
+  const auto t = group_norm.forward(b, x, false, tape).reshaped({n, x.numel() / (n * c), c});
   const AttentionParams params{.heads = 1, .scale = 1.0f / std::sqrt(static_cast<float>(c)), .upcast = true};
   const auto a = b.attention(to_q.forward(b, t), to_k.forward(b, t), to_v.forward(b, t), params);
   // [N, H * W, C] -> [N, H, W, C]
@@ -54,11 +54,11 @@ VaeMidBlock VaeMidBlock::load(const WeightSource& w, const std::string& prefix, 
   return m;
 }
 
-DeviceTensor VaeMidBlock::forward(Backend& b, const DeviceTensor& x) const {
+DeviceTensor VaeMidBlock::forward(Backend& b, const DeviceTensor& x, NormTape* tape) const {
   // [N, H, W, C] -> [N, H, W, C]
-  auto h = resnets[0].forward(b, x);
-  if (attention) h = attention->forward(b, h);
-  return resnets[1].forward(b, h);
+  auto h = resnets[0].forward(b, x, tape);
+  if (attention) h = attention->forward(b, h, tape);
+  return resnets[1].forward(b, h, tape);
 }
 
 VaeDecoder::VaeDecoder(Backend& backend, const VaeConfig& config, const WeightMap& weights)
@@ -89,19 +89,19 @@ VaeDecoder::VaeDecoder(Backend& backend, const VaeConfig& config, const WeightMa
   conv_out_ = Conv2d::load(w, "decoder.conv_out", channels.front(), config.out_channels, 3, same);
 }
 
-DeviceTensor VaeDecoder::decode(const DeviceTensor& z) const {
+DeviceTensor VaeDecoder::decode(const DeviceTensor& z, NormTape* tape) const {
   check_input("VAE decoder: latents", z, config_.latent_channels);
   auto& b = backend_;
   // [N, h, w, latent] -> [N, h, w, top]
   auto x = conv_in_.forward(b, post_quant_conv_ ? post_quant_conv_->forward(b, z) : z);
-  x = mid_block_.forward(b, x);
+  x = mid_block_.forward(b, x, tape);
   // [N, h, w, top] -> [N, 8h, 8w, block_out_channels[0]]: each level but the last doubles the size.
   for (const auto& block : up_blocks_) {
-    for (const auto& resnet : block.resnets) x = resnet.forward(b, x);
+    for (const auto& resnet : block.resnets) x = resnet.forward(b, x, tape);
     if (block.upsampler) x = block.upsampler->forward(b, b.upsample_nearest2x(x));
   }
   // [N, 8h, 8w, C0] -> [N, 8h, 8w, out_channels]
-  return conv_out_.forward(b, conv_norm_out_.forward(b, x, /*silu=*/true));
+  return conv_out_.forward(b, conv_norm_out_.forward(b, x, /*silu=*/true, tape));
 }
 
 VaeEncoder::VaeEncoder(Backend& backend, const VaeConfig& config, const WeightMap& weights)

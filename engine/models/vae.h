@@ -23,7 +23,7 @@ struct VaeAttention {
 
   static VaeAttention load(const WeightSource& w, const std::string& prefix, std::int64_t channels, int groups);
   // [N, H, W, C] -> [N, H, W, C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x) const;
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, NormTape* tape = nullptr) const;
 };
 
 // UNetMidBlock2D: resnet, attention (unless the config turns it off), resnet.
@@ -34,7 +34,7 @@ struct VaeMidBlock {
   static VaeMidBlock load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                           const VaeConfig& config);
   // [N, H, W, C] -> [N, H, W, C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x) const;
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, NormTape* tape = nullptr) const;
 };
 
 class VaeDecoder {
@@ -44,7 +44,8 @@ public:
 
   // z [N, h, w, latent_channels] -> image [N, 8h, 8w, out_channels], about [-1, 1]. Like diffusers'
   // vae.decode, z is unscaled: the diffusion latents divided by config().scaling_factor.
-  DeviceTensor decode(const DeviceTensor& z) const;
+  // `tape` keeps the GroupNorm statistics, or replays those of a decode of the whole image (a crop).
+  DeviceTensor decode(const DeviceTensor& z, NormTape* tape = nullptr) const;
   const VaeConfig& config() const { return config_; }
 
 private:

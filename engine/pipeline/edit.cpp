@@ -6,7 +6,9 @@
 #include "sched/scheduler.h"
 #include "sparse/edit_mask.h"
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cmath>
 
 namespace fisedit {
@@ -45,7 +47,67 @@ int detection_steps(const EditRequest& e, int steps) {
   return k;
 }
 
+// The latent box a decode of the edit needs: the mask's bounding box, widened by the feathered alpha's
+// reach and by kDecodeContext latent pixels of surrounding context for the decoder's convolutions.
+struct LatentBox {
+  std::int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;
+  std::int64_t area() const { return (y1 - y0) * (x1 - x0); }
+};
+constexpr std::int64_t kDecodeContext = 4;
+
+std::optional<LatentBox> decode_box(const LatentMask& mask, int feather) {
+  LatentBox box{mask.height, 0, mask.width, 0};
+  for (std::int64_t y = 0; y < mask.height; ++y)
+    for (std::int64_t x = 0; x < mask.width; ++x)
+      if (mask.values[static_cast<std::size_t>(y * mask.width + x)] != 0.0f) {
+        box.y0 = std::min(box.y0, y), box.y1 = std::max(box.y1, y + 1);
+        box.x0 = std::min(box.x0, x), box.x1 = std::max(box.x1, x + 1);
+      }
+  if (box.y1 == 0) return std::nullopt;
+  const std::int64_t grow = (2 * feather + 7) / 8 + kDecodeContext;
+  return LatentBox{std::max<std::int64_t>(0, box.y0 - grow), std::min(mask.height, box.y1 + grow),
+                   std::max<std::int64_t>(0, box.x0 - grow), std::min(mask.width, box.x1 + grow)};
+}
+
 }  // namespace
+
+void StableDiffusion::decode_region(const CachedGeneration& base, const std::vector<float>& latents,
+                                    const LatentMask& mask, int feather, CachedGeneration& gen) {
+  const std::int64_t h = mask.height, w = mask.width, c = model_->unet.in_channels;
+  const auto box = decode_box(mask, feather);
+  if (!box) {  // nothing changed: the previous image as it was
+    gen.result.image = base.result.image;
+    gen.result.decoded = base.result.decoded;
+    gen.decoder_norms = base.decoder_norms;
+    return;
+  }
+  // A mask over everything decodes with its own statistics: the dense generation's image.
+  if (mask.full() || base.decoder_norms.empty()) {
+    NormTape tape;
+    decode(latents, h, w, gen.result, &tape);
+    gen.decoder_norms = std::move(tape.stats);
+    return;
+  }
+  // The region's crop, with the whole previous image's GroupNorm statistics (METHOD 3.4).
+  const std::int64_t bh = box->y1 - box->y0, bw = box->x1 - box->x0;
+  std::vector<float> crop(static_cast<std::size_t>(c * bh * bw));
+  for (std::int64_t k = 0; k < c; ++k)
+    for (std::int64_t y = 0; y < bh; ++y)
+      for (std::int64_t x = 0; x < bw; ++x)
+        crop[static_cast<std::size_t>((k * bh + y) * bw + x)] =
+            latents[static_cast<std::size_t>((k * h + box->y0 + y) * w + box->x0 + x)];
+  NormTape tape{base.decoder_norms, true};
+  GenerationResult part;
+  decode(crop, bh, bw, part, &tape);
+  gen.decoder_norms = base.decoder_norms;
+  // Paste the crop into the previous image: the composite takes from it only where alpha > 0.
+  gen.result.image = base.result.image;
+  const int width = static_cast<int>(8 * w);
+  for (std::int64_t y = 0; y < 8 * bh; ++y)
+    std::copy_n(&part.image.pixels[static_cast<std::size_t>(y * 8 * bw * 3)], 8 * bw * 3,
+                &gen.result.image.pixels[static_cast<std::size_t>(((8 * box->y0 + y) * width + 8 * box->x0) * 3)]);
+  gen.result.decoded = Tensor();  // only the crop was decoded
+}
 
 EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest& e, const ProgressCallback& progress,
                                  std::stop_token stop) {
@@ -122,9 +184,9 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   gen.result.latents = Tensor::from_f32({1, model_->unet.in_channels, h, w}, x);
   check_stop(stop);
 
-  // Decode, then composite: outside the feathered region the previous image's bytes.
+  // Decode the region, then composite: outside the feathered region the previous image's bytes.
   t = Clock::now();
-  decode(x, r, gen.result);
+  decode_region(base, x, out.mask, e.feather, gen);
   const auto alpha = feathered_alpha(out.mask, e.feather);
   gen.result.image = composite(base.result.image, gen.result.image, alpha);
   out.changed_region = alpha_region(alpha, r.width, r.height);

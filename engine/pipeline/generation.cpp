@@ -135,20 +135,30 @@ std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, c
   return noise;
 }
 
-void StableDiffusion::decode(const std::vector<float>& latents, const GenerationRequest& r, GenerationResult& result) {
-  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
+void StableDiffusion::decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,
+                             NormTape* tape) {
+  const std::int64_t c = model_->unet.in_channels;
   std::vector<float> z = latents;
   for (auto& v : z) v /= model_->vae.scaling_factor;
   const auto z_d = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({1, c, h, w}, z)));
-  const auto decoded_d = c_->vae_decoder.decode(z_d);
+  const auto decoded_d = c_->vae_decoder.decode(z_d, tape);
   const auto decoded_nhwc = backend_.download(decoded_d);
   result.decoded = backend_.download(backend_.nhwc_to_nchw(decoded_d));
 
   // 8-bit RGB as diffusers' numpy_to_pil: round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even as numpy.
   const auto pixels = decoded_nhwc.to_f32();
-  result.image = Image8{r.width, r.height, 3, std::vector<std::uint8_t>(pixels.size())};
+  result.image = Image8{static_cast<int>(8 * w), static_cast<int>(8 * h), 3, std::vector<std::uint8_t>(pixels.size())};
   for (std::size_t i = 0; i < pixels.size(); ++i)
     result.image.pixels[i] = static_cast<std::uint8_t>(std::nearbyint(255.0f * std::clamp(pixels[i] / 2.0f + 0.5f, 0.0f, 1.0f)));
+}
+
+Image8 StableDiffusion::decode_image(const Tensor& latents) {
+  if (latents.rank() != 4 || latents.dim(0) != 1 || latents.dim(1) != model_->unet.in_channels)
+    throw Error(ErrorCode::invalid_argument, "latents " + shape_to_string(latents.shape()) + " are not [1, " +
+                                                 std::to_string(model_->unet.in_channels) + ", h, w]");
+  GenerationResult result;
+  decode(latents.to_f32(), latents.dim(2), latents.dim(3), result);
+  return result.image;
 }
 
 GenerationResult StableDiffusion::generate(const GenerationRequest& request, const ProgressCallback& progress,
@@ -204,7 +214,9 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
   check_stop(stop);
 
   t = Clock::now();
-  decode(latents, r, result);
+  NormTape tape;
+  decode(latents, r.height / 8, r.width / 8, result, keep ? &tape : nullptr);
+  if (keep) keep->decoder_norms = std::move(tape.stats);
   result.timings.vae_ms = ms_since(t);
   result.timings.total_ms = ms_since(t0);
   return result;

@@ -5,6 +5,7 @@
 #include "core/tensor.h"
 #include "io/image_file.h"
 #include "io/model_loader.h"
+#include "models/layers.h"
 #include "sparse/sparse_step.h"
 
 #include <cstdint>
@@ -61,6 +62,7 @@ struct CachedGeneration {
   GenerationRequest request;                 // resolved
   std::vector<std::vector<float>> latents;   // [steps + 1] x (4 * h * w): x before step i; the final latents last
   std::vector<LayerRecord> steps;            // per step
+  std::vector<GroupNormStats> decoder_norms; // the VAE decoder's GroupNorm statistics, for decoding crops
   GenerationResult result;
   std::size_t cache_bytes() const;           // the layer records
 };
@@ -126,6 +128,8 @@ public:
 
   // Text embeddings [1, 77, hidden] of a prompt.
   Tensor encode_prompt(const std::string& text) const;
+  // Final latents [1, C, h, w] through the VAE as a generation decodes them.
+  Image8 decode_image(const Tensor& latents);
 
 private:
   struct Components;
@@ -137,10 +141,16 @@ private:
   // The guided model output for latents x at step i (batch 1, NCHW flattened).
   std::vector<float> predict(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
                              const GenerationRequest& r, SparseStep* step);
-  // The final latents through the VAE: fills result.decoded and result.image.
-  void decode(const std::vector<float>& latents, const GenerationRequest& r, GenerationResult& result);
+  // Latents [C, h, w] through the VAE: fills result.decoded and result.image (8h x 8w); `tape` keeps
+  // or replays the decoder's GroupNorm statistics.
+  void decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,
+              NormTape* tape = nullptr);
   GenerationResult run(const GenerationRequest& request, const ProgressCallback& progress, std::stop_token stop,
                        CachedGeneration* keep);
+  // An edit's image before compositing: the edited latents decoded over the mask's region (a crop,
+  // with the previous decode's GroupNorm statistics), the previous image elsewhere.
+  void decode_region(const CachedGeneration& base, const std::vector<float>& latents, const LatentMask& mask,
+                     int feather, CachedGeneration& gen);
 
   std::shared_ptr<const LoadedModel> model_;
   Backend& backend_;
