@@ -1,4 +1,4 @@
-// Dispatch between the flash kernel and the fallback, and the fallback itself: CUDA cores, any head
+// Dispatch between the flash kernels and the fallback, and the fallback itself: CUDA cores, any head
 // width. A block holds kRows query rows of one (batch, head), one warp each, and streams the keys
 // through shared memory in tiles of kKeys shared by all its warps (an 8x cut of the key/value
 // traffic against one row per block, which is what keeps the VAE's single 512-wide head usable).
@@ -6,11 +6,15 @@
 // one lane. Everything is float32; probabilities stay float32 for the P.V product too.
 #include "attention.cuh"
 #include "attention_flash.cuh"
+#include "attention_flash2.cuh"
 
 #include <cuda_fp16.h>
 
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace fisedit::kernels {
 namespace {
@@ -115,13 +119,43 @@ bool valid_sizes(const AttentionArgs& a) {
          std::int64_t{a.batch} * a.heads <= 65535;
 }
 
+// FISEDIT_ATTENTION, read once: which tensor-core kernel runs (see attention.cuh).
+enum class FlashChoice { flash2_auto, flash2_rows128, flash2_rows64, legacy };
+
+FlashChoice flash_choice() {
+  static const FlashChoice choice = [] {
+    const char* env = std::getenv("FISEDIT_ATTENTION");
+    if (!env || !*env || std::strcmp(env, "auto") == 0 || std::strcmp(env, "flash2") == 0) return FlashChoice::flash2_auto;
+    if (std::strcmp(env, "legacy") == 0) return FlashChoice::legacy;
+    if (std::strcmp(env, "flash2-rows128") == 0) return FlashChoice::flash2_rows128;
+    if (std::strcmp(env, "flash2-rows64") == 0) return FlashChoice::flash2_rows64;
+    std::fprintf(stderr,
+                 "fisedit: FISEDIT_ATTENTION=%s is not one of auto, flash2, flash2-rows128, flash2-rows64, legacy; "
+                 "using auto\n",
+                 env);
+    return FlashChoice::flash2_auto;
+  }();
+  return choice;
+}
+
 }  // namespace
+
+const char* attention_path_name(AttentionPath path) {
+  switch (path) {
+    case AttentionPath::flash2: return "flash2";
+    case AttentionPath::flash: return "flash (legacy)";
+    case AttentionPath::fallback: return "fallback";
+    case AttentionPath::unsupported: return "unsupported";
+  }
+  return "?";
+}
 
 std::size_t attention_fallback_shared_bytes(int head_dim) {
   return std::size_t{kRows} * 2 * head_dim * sizeof(float) + std::size_t{2} * kKeys * head_dim * sizeof(__half);
 }
 
 AttentionPath attention_path(const AttentionArgs& a) {
+  if (flash_choice() != FlashChoice::legacy && flash2_attention_can_implement(a)) return AttentionPath::flash2;
   if (flash_attention_can_implement(a)) return AttentionPath::flash;
   if (attention_fallback_shared_bytes(a.head_dim) <= static_cast<std::size_t>(max_shared_optin()))
     return AttentionPath::fallback;
@@ -132,6 +166,11 @@ cudaError_t attention(const AttentionArgs& a, cudaStream_t stream) {
   if (!valid_sizes(a)) return cudaErrorInvalidValue;
   if (a.batch == 0 || a.lq == 0) return cudaSuccess;
   switch (attention_path(a)) {
+    case AttentionPath::flash2:
+      return flash2_attention(a, stream,
+                              flash_choice() == FlashChoice::flash2_rows128  ? Flash2Tile::rows128
+                              : flash_choice() == FlashChoice::flash2_rows64 ? Flash2Tile::rows64
+                                                                             : Flash2Tile::automatic);
     case AttentionPath::flash: return flash_attention(a, stream);
     case AttentionPath::unsupported: return cudaErrorNotSupported;
     case AttentionPath::fallback: break;

@@ -185,6 +185,41 @@ private slots:
     QTest::newRow("causal Lq 50 < Lk 77") << 2 << 2 << 64 << 50 << 77 << true << false;
     QTest::newRow("causal Lq 150 > Lk 77") << 2 << 2 << 64 << 150 << 77 << true << false;
     QTest::newRow("long L 4096 d64 upcast") << 1 << 2 << 64 << 4096 << 4096 << false << true;
+    // The U-Net's shapes (SD2 768x768: heads of 64 at 96x96, 48x48, 24x24, 12x12 latents; SD1.5
+    // 512x512: 8 heads of 40, 80, 160 at 64x64 .. 8x8), with Lq cut where the CPU reference would
+    // take too long (query rows are independent; the key sweep keeps its real length).
+    QTest::newRow("sd2 L1 self h5 d64 Lq 300 of 9216") << 2 << 5 << 64 << 300 << 9216 << false << true;
+    QTest::newRow("sd2 L1 cross h5 d64 9216x77") << 2 << 5 << 64 << 9216 << 77 << false << true;
+    QTest::newRow("sd2 L2 self h10 d64 Lq 513 of 2304") << 2 << 10 << 64 << 513 << 2304 << false << true;
+    QTest::newRow("sd2 L2 cross h10 d64 2304x77") << 2 << 10 << 64 << 2304 << 77 << false << true;
+    QTest::newRow("sd2 L3 self h20 d64 576") << 2 << 20 << 64 << 576 << 576 << false << true;
+    QTest::newRow("sd2 L3 cross h20 d64 576x77") << 2 << 20 << 64 << 576 << 77 << false << true;
+    QTest::newRow("sd2 mid self h20 d64 144") << 2 << 20 << 64 << 144 << 144 << false << true;
+    QTest::newRow("sd15 L1 self h8 d40 Lq 300 of 4096") << 2 << 8 << 40 << 300 << 4096 << false << false;
+    QTest::newRow("sd15 L1 cross h8 d40 4096x77") << 2 << 8 << 40 << 4096 << 77 << false << false;
+    QTest::newRow("sd15 L2 self h8 d80 1024") << 2 << 8 << 80 << 1024 << 1024 << false << false;
+    QTest::newRow("sd15 L2 cross h8 d80 1024x77") << 2 << 8 << 80 << 1024 << 77 << false << false;
+    QTest::newRow("sd15 L3 self h8 d160 256") << 2 << 8 << 160 << 256 << 256 << false << false;
+    QTest::newRow("sd15 L3 cross h8 d160 256x77") << 2 << 8 << 160 << 256 << 77 << false << false;
+    QTest::newRow("sd15 mid self h8 d160 64") << 2 << 8 << 160 << 64 << 64 << false << false;
+    // Block and tile edges: 128-row blocks with 1 and 127 rows past a boundary, a single key,
+    // key counts around the 32- and 64-key tiles, the widths whose 32-row shape re-reads Q.
+    QTest::newRow("d64 Lq 129 Lk 65") << 2 << 3 << 64 << 129 << 65 << false << false;
+    QTest::newRow("d64 Lq 255 Lk 127") << 2 << 3 << 64 << 255 << 127 << false << false;
+    QTest::newRow("d64 Lq 1 Lk 1") << 2 << 3 << 64 << 1 << 1 << false << false;
+    QTest::newRow("d8 (padded to 16)") << 2 << 3 << 8 << 130 << 70 << false << false;
+    QTest::newRow("d48 Lk 33") << 2 << 3 << 48 << 200 << 33 << false << false;
+    QTest::newRow("d80 Lk 31") << 2 << 3 << 80 << 140 << 31 << false << false;
+    QTest::newRow("d96 Lk 97") << 2 << 3 << 96 << 260 << 97 << false << false;
+    QTest::newRow("d128 Lk 95") << 2 << 3 << 128 << 260 << 95 << false << false;
+    QTest::newRow("d160 Lk 33") << 2 << 3 << 160 << 260 << 33 << false << false;
+    // Causal past one block and one key tile, for each block shape's widths.
+    QTest::newRow("causal L 300 d64") << 2 << 4 << 64 << 300 << 300 << true << false;
+    QTest::newRow("causal L 77 d40") << 2 << 8 << 40 << 77 << 77 << true << false;
+    QTest::newRow("causal L 200 d80") << 2 << 4 << 80 << 200 << 200 << true << false;
+    QTest::newRow("causal L 200 d128") << 2 << 4 << 128 << 200 << 200 << true << false;
+    QTest::newRow("causal L 150 d160") << 2 << 4 << 160 << 150 << 150 << true << false;
+    QTest::newRow("causal Lq 300 > Lk 77 d64") << 2 << 4 << 64 << 300 << 77 << true << false;
   }
   void attention() {
     QFETCH(int, batch);

@@ -1,17 +1,18 @@
 #include "ui/main_window.h"
 
+#include "ui/history_panel.h"
+#include "ui/image_canvas.h"
 #include "ui/model_panel.h"
 #include "ui/model_worker.h"
+#include "ui/parameters_panel.h"
 #include "ui/prompt_editor.h"
 
+#include <QAction>
 #include <QApplication>
-#include <QDir>
-#include <QFileDialog>
 #include <QFileInfo>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QMenuBar>
-#include <QMessageBox>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollArea>
@@ -19,8 +20,9 @@
 #include <QSplitter>
 #include <QStackedWidget>
 #include <QStatusBar>
+#include <QTabWidget>
+#include <QToolBar>
 #include <QThread>
-#include <QToolButton>
 #include <QVBoxLayout>
 
 namespace fisedit::ui {
@@ -45,39 +47,39 @@ void MainWindow::ThreadStopper::operator()(QThread* thread) const {
 
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   qRegisterMetaType<ModelSummary>();
+  qRegisterMetaType<HistoryRecord>();
   setWindowTitle(QStringLiteral("fisedit"));
-  resize(1120, 720);
+  resize(1280, 800);
+  createWorker();
 
-  m_workerThread.reset(new QThread);
-  m_workerThread->setObjectName(QStringLiteral("ModelWorker"));
-  m_worker = new ModelWorker;
-  m_worker->moveToThread(m_workerThread.get());
-  connect(m_workerThread.get(), &QThread::finished, m_worker, &QObject::deleteLater);
-  connect(m_worker, &ModelWorker::modelLoaded, this, &MainWindow::onModelLoaded, Qt::QueuedConnection);
-  connect(m_worker, &ModelWorker::loadFailed, this, &MainWindow::onLoadFailed, Qt::QueuedConnection);
-  m_workerThread->start();
-
-  createMenus();
-
-  m_promptEditor = new PromptEditor;
   m_modelPanel = new ModelPanel;
   connect(m_modelPanel, &ModelPanel::configFolderRequested, this, &MainWindow::chooseConfigFolder);
-  m_welcomeBanner = createWelcomeBanner();
-  m_modelArea = new QStackedWidget;
-  m_modelArea->addWidget(m_welcomeBanner);
-  m_modelArea->addWidget(m_modelPanel);
-
   auto* modelScroll = new QScrollArea;
-  modelScroll->setWidget(m_modelArea);
+  modelScroll->setWidget(m_modelPanel);
   modelScroll->setWidgetResizable(true);
   modelScroll->setFrameShape(QFrame::NoFrame);
+  m_modelTab = modelScroll;
+
+  m_history = new HistoryPanel;
+  connect(m_history, &HistoryPanel::currentNodeChanged, this, &MainWindow::showNode);
+  connect(m_history, &HistoryPanel::nodeRemoved, this, &MainWindow::removeNode);
+  m_sideTabs = new QTabWidget;
+  m_sideTabs->addTab(m_history, tr("History"));
+  m_sideTabs->addTab(m_modelTab, tr("Model"));
+
+  m_welcomeBanner = createWelcomeBanner();
+  m_centerArea = new QStackedWidget;
+  m_centerArea->addWidget(m_welcomeBanner);
+  m_centerArea->addWidget(createCanvasArea());
 
   auto* splitter = new QSplitter(Qt::Horizontal);
-  splitter->addWidget(m_promptEditor);
-  splitter->addWidget(modelScroll);
-  splitter->setStretchFactor(0, 3);
-  splitter->setStretchFactor(1, 2);
-  splitter->setSizes({640, 460});
+  splitter->addWidget(createLeftColumn());
+  splitter->addWidget(m_centerArea);
+  splitter->addWidget(m_sideTabs);
+  splitter->setStretchFactor(0, 0);
+  splitter->setStretchFactor(1, 1);
+  splitter->setStretchFactor(2, 0);
+  splitter->setSizes({340, 600, 340});
   splitter->setHandleWidth(12);  // the handle is invisible in most styles; this is the gutter
   splitter->setChildrenCollapsible(false);
 
@@ -87,17 +89,43 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   layout->addWidget(m_errorBanner);
   layout->addWidget(splitter, 1);
   setCentralWidget(central);
+  createMenus();
 
+  m_deviceLabel = new QLabel;
+  m_deviceLabel->setObjectName(QStringLiteral("deviceLabel"));
   m_busyLabel = new QLabel;
   m_busyBar = new QProgressBar;
   m_busyBar->setRange(0, 0);  // no progress to report from a load, only that it is under way
   m_busyBar->setMaximumWidth(140);
   statusBar()->addPermanentWidget(m_busyLabel);
   statusBar()->addPermanentWidget(m_busyBar);
+  statusBar()->addPermanentWidget(m_deviceLabel);
   updateBusyIndicator();
+  updateGenerateButton();
 }
 
-MainWindow::~MainWindow() = default;
+MainWindow::~MainWindow() {
+  // A running job stops at its next step instead of holding up the thread's quit.
+  m_jobStop.request_stop();
+}
+
+void MainWindow::createWorker() {
+  m_workerThread.reset(new QThread);
+  m_workerThread->setObjectName(QStringLiteral("ModelWorker"));
+  m_worker = new ModelWorker;
+  m_worker->moveToThread(m_workerThread.get());
+  connect(m_workerThread.get(), &QThread::finished, m_worker, &QObject::deleteLater);
+  const auto queued = Qt::QueuedConnection;
+  connect(m_worker, &ModelWorker::modelLoaded, this, &MainWindow::onModelLoaded, queued);
+  connect(m_worker, &ModelWorker::loadFailed, this, &MainWindow::onLoadFailed, queued);
+  connect(m_worker, &ModelWorker::engineReady, this, &MainWindow::onEngineReady, queued);
+  connect(m_worker, &ModelWorker::progress, this, &MainWindow::onProgress, queued);
+  connect(m_worker, &ModelWorker::generated, this, &MainWindow::onNodeReady, queued);
+  connect(m_worker, &ModelWorker::edited, this, &MainWindow::onNodeReady, queued);
+  connect(m_worker, &ModelWorker::failed, this, &MainWindow::onJobFailed, queued);
+  connect(m_worker, &ModelWorker::cancelled, this, &MainWindow::onJobCancelled, queued);
+  m_workerThread->start();
+}
 
 void MainWindow::createMenus() {
   auto* file = menuBar()->addMenu(tr("&File"));
@@ -106,71 +134,107 @@ void MainWindow::createMenus() {
   auto* openCheckpoint = file->addAction(tr("Open &Checkpoint (.safetensors)..."), this, &MainWindow::chooseCheckpoint);
   openCheckpoint->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
   file->addSeparator();
+  m_exportAction = file->addAction(tr("&Export Image..."), this, &MainWindow::chooseExportFile);
+  m_exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+  file->addSeparator();
   auto* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
+
+  auto* image = menuBar()->addMenu(tr("&Image"));
+  auto* generate = image->addAction(tr("&Generate / Edit"), this, &MainWindow::submit);
+  generate->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Return), QKeySequence(Qt::CTRL | Qt::Key_Enter)});
+  auto* cancel = image->addAction(tr("&Cancel"), this, &MainWindow::cancel);
+  cancel->setShortcut(QKeySequence(Qt::Key_Escape));
+
+  auto* view = menuBar()->addMenu(tr("&View"));
+  auto* zoomIn = view->addAction(tr("Zoom &In"), m_canvas, &ImageCanvas::zoomIn);
+  zoomIn->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Equal), QKeySequence::ZoomIn});
+  auto* zoomOut = view->addAction(tr("Zoom &Out"), m_canvas, &ImageCanvas::zoomOut);
+  zoomOut->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Minus), QKeySequence::ZoomOut});
+  auto* fit = view->addAction(tr("&Fit to Window"), m_canvas, &ImageCanvas::fitToWindow);
+  fit->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_0));
+  view->addAction(tr("&Actual Size"), m_canvas, &ImageCanvas::setActualSize);
+  view->addSeparator();
+  view->addAction(m_overlayAction);
 
   auto* help = menuBar()->addMenu(tr("&Help"));
   help->addAction(tr("&About fisedit"), this, &MainWindow::showAbout);
 }
 
-QWidget* MainWindow::createWelcomeBanner() {
-  auto* banner = new QFrame;
-  banner->setObjectName(QStringLiteral("welcomeBanner"));
-  banner->setFrameShape(QFrame::StyledPanel);
-  auto* layout = new QVBoxLayout(banner);
+QWidget* MainWindow::createLeftColumn() {
+  auto* column = new QWidget;
+  auto* layout = new QVBoxLayout(column);
+  layout->setContentsMargins(0, 0, 4, 0);
+  m_promptEditor = new PromptEditor;
+  m_parameters = new ParametersPanel;
+  connect(m_promptEditor, &PromptEditor::promptsChanged, this, &MainWindow::updateGenerateButton);
+  connect(m_parameters, &ParametersPanel::changed, this, &MainWindow::updateGenerateButton);
+  connect(m_parameters, &ParametersPanel::reuseSeedRequested, this, [this] {
+    if (const auto id = m_history->currentNode()) m_parameters->showRequest(m_history->record(*id)->request);
+  });
+  connect(m_parameters, &ParametersPanel::deviceChanged, this, [this](DeviceChoice choice) {
+    QMetaObject::invokeMethod(m_worker, [worker = m_worker, choice] { worker->setDevice(choice); }, Qt::QueuedConnection);
+  });
+  layout->addWidget(m_promptEditor, 1);
+  layout->addWidget(m_parameters);
 
-  auto* text = new QLabel(tr(
-      "<h3>No model loaded</h3>"
-      "<p>fisedit works with Stable Diffusion 1.5 and 2.x weights, in either of the forms they are shared in:</p>"
-      "<p><b>A diffusers folder</b> (File &gt; Open Model Folder...): the folder holding "
-      "<tt>model_index.json</tt> and the <tt>unet</tt>, <tt>vae</tt>, <tt>text_encoder</tt>, <tt>tokenizer</tt> "
-      "and <tt>scheduler</tt> subfolders, as downloaded from the Hugging Face Hub "
-      "(e.g. stable-diffusion-v1-5 or stable-diffusion-2-1-base).</p>"
-      "<p><b>A single-file checkpoint</b> (File &gt; Open Checkpoint...): one <tt>.safetensors</tt> file as "
-      "AUTOMATIC1111 and ComfyUI keep them (e.g. v1-5-pruned-emaonly.safetensors). Its family is recognised "
-      "from the weights; give it a <i>config folder</i> (a diffusers folder of the same family) to read the "
-      "exact settings and count prompt tokens.</p>"
-      "<p>Pickled <tt>.ckpt</tt> files are not read: convert them to .safetensors first.</p>"));
-  text->setObjectName(QStringLiteral("welcomeText"));
-  text->setWordWrap(true);
-  text->setTextFormat(Qt::RichText);
-  layout->addWidget(text);
+  m_generateButton = new QPushButton(tr("Generate"));
+  m_generateButton->setObjectName(QStringLiteral("generateButton"));
+  m_generateButton->setDefault(true);
+  m_generateButton->setMinimumHeight(34);
+  connect(m_generateButton, &QPushButton::clicked, this, &MainWindow::submit);
+  layout->addWidget(m_generateButton);
 
-  auto* buttons = new QHBoxLayout;
-  auto* folderButton = new QPushButton(tr("Open Model Folder..."));
-  auto* checkpointButton = new QPushButton(tr("Open Checkpoint..."));
-  connect(folderButton, &QPushButton::clicked, this, &MainWindow::chooseModelFolder);
-  connect(checkpointButton, &QPushButton::clicked, this, &MainWindow::chooseCheckpoint);
-  buttons->addWidget(folderButton);
-  buttons->addWidget(checkpointButton);
-  buttons->addStretch(1);
-  layout->addLayout(buttons);
-  layout->addStretch(1);
-  return banner;
+  auto* progressRow = new QHBoxLayout;
+  m_jobProgress = new QProgressBar;
+  m_jobProgress->setObjectName(QStringLiteral("jobProgress"));
+  m_jobProgress->setTextVisible(true);
+  m_cancelButton = new QPushButton(tr("Cancel"));
+  m_cancelButton->setObjectName(QStringLiteral("cancelButton"));
+  m_cancelButton->setToolTip(tr("Stop after the current step (Esc)"));
+  connect(m_cancelButton, &QPushButton::clicked, this, &MainWindow::cancel);
+  progressRow->addWidget(m_jobProgress, 1);
+  progressRow->addWidget(m_cancelButton);
+  layout->addLayout(progressRow);
+  m_jobProgress->hide();
+  m_cancelButton->hide();
+
+  // Scrolls rather than clips on short screens: the parameters are taller than the prompts need.
+  auto* scroll = new QScrollArea;
+  scroll->setWidget(column);
+  scroll->setWidgetResizable(true);
+  scroll->setFrameShape(QFrame::NoFrame);
+  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  scroll->setMinimumWidth(320);
+  return scroll;
 }
 
-QWidget* MainWindow::createErrorBanner() {
-  // Inline rather than a modal box: the message stays readable next to the model it concerns, and a
-  // failed load at startup does not block the window behind a dialog.
-  auto* banner = new QFrame;
-  banner->setObjectName(QStringLiteral("errorBanner"));
-  banner->setStyleSheet(QStringLiteral("#errorBanner { background: #fdecea; border: 1px solid #e57373; border-radius: 4px; }"
-                                       "#errorBanner QLabel { color: #5f2120; }"));
-  auto* layout = new QHBoxLayout(banner);
-  m_errorMessage = new QLabel;
-  m_errorMessage->setObjectName(QStringLiteral("errorMessage"));
-  m_errorMessage->setWordWrap(true);
-  m_errorMessage->setTextFormat(Qt::RichText);
-  m_errorMessage->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  auto* close = new QToolButton;
-  close->setText(QStringLiteral("✕"));
-  close->setToolTip(tr("Dismiss"));
-  close->setAutoRaise(true);
-  connect(close, &QToolButton::clicked, banner, &QWidget::hide);
-  layout->addWidget(m_errorMessage, 1);
-  layout->addWidget(close, 0, Qt::AlignTop);
-  banner->hide();
-  return banner;
+QWidget* MainWindow::createCanvasArea() {
+  m_canvasArea = new QWidget;
+  auto* layout = new QVBoxLayout(m_canvasArea);
+  layout->setContentsMargins(0, 0, 0, 0);
+  m_canvas = new ImageCanvas;
+  auto* bar = new QToolBar;
+  bar->setObjectName(QStringLiteral("canvasToolBar"));
+  bar->setToolButtonStyle(Qt::ToolButtonTextOnly);
+  bar->addAction(tr("Fit"), m_canvas, &ImageCanvas::fitToWindow)->setToolTip(tr("Fit to window (Ctrl+0)"));
+  bar->addAction(tr("1:1"), m_canvas, &ImageCanvas::setActualSize)->setToolTip(tr("Actual size"));
+  bar->addAction(QStringLiteral("−"), m_canvas, &ImageCanvas::zoomOut)->setToolTip(tr("Zoom out (Ctrl+-)"));
+  bar->addAction(QStringLiteral("+"), m_canvas, &ImageCanvas::zoomIn)->setToolTip(tr("Zoom in (Ctrl+=)"));
+  bar->addSeparator();
+  m_overlayAction = bar->addAction(tr("Changed region"));
+  m_overlayAction->setObjectName(QStringLiteral("overlayAction"));
+  m_overlayAction->setCheckable(true);
+  m_overlayAction->setShortcut(QKeySequence(Qt::Key_M));
+  m_overlayAction->setToolTip(tr("Show the region the last edit re-rendered (M)"));
+  connect(m_overlayAction, &QAction::toggled, m_canvas, &ImageCanvas::setOverlayVisible);
+  auto* hint = new QLabel(tr("hold Space: previous image"));
+  hint->setEnabled(false);
+  bar->addSeparator();
+  bar->addWidget(hint);
+  layout->addWidget(bar);
+  layout->addWidget(m_canvas, 1);
+  return m_canvasArea;
 }
 
 void MainWindow::openModel(const QString& path) { requestLoad(path, QString()); }
@@ -201,7 +265,12 @@ void MainWindow::onModelLoaded(const ModelSummary& summary) {
   updateBusyIndicator();
   m_model = summary;
   m_modelPanel->showModel(summary);
-  m_modelArea->setCurrentWidget(m_modelPanel);
+  m_centerArea->setCurrentWidget(m_canvasArea);
+  m_sideTabs->setCurrentWidget(m_modelTab);  // the new model's facts first; the history is empty anyway
+  m_history->clear();
+  m_canvas->clear();
+  m_shownImage = QImage();
+  m_parameters->setModelSize(summary.imageSize);
   m_promptEditor->setTokenizer(summary.tokenizer, summary.tokenizerNote);
   setWindowTitle(QStringLiteral("%1 — fisedit").arg(displayName(summary.source)));
   statusBar()->showMessage(tr("Loaded %1 (%2, %3)").arg(displayName(summary.source), summary.family, summary.prediction),
@@ -219,47 +288,18 @@ void MainWindow::onLoadFailed(const QString& path, const QString& message) {
   QString text = tr("<b>Could not open %1</b><br>%2").arg(path.toHtmlEscaped(), message.toHtmlEscaped());
   if (m_model)
     text += tr("<br>%1 is still loaded.").arg(displayName(m_model->source).toHtmlEscaped());
-  m_errorMessage->setText(text);
-  m_errorBanner->show();
+  showError(text);
   emit loadFailed(path, message);
+}
+
+void MainWindow::showError(const QString& html) {
+  m_errorMessage->setText(html);
+  m_errorBanner->show();
 }
 
 void MainWindow::updateBusyIndicator() {
   m_busyLabel->setVisible(isLoading());
   m_busyBar->setVisible(isLoading());
-}
-
-QString MainWindow::lastBrowseDir() const {
-  if (m_model) return QFileInfo(m_model->source).absolutePath();
-  return QDir::homePath();
-}
-
-void MainWindow::chooseModelFolder() {
-  const QString dir = QFileDialog::getExistingDirectory(this, tr("Open Model Folder"), lastBrowseDir());
-  if (!dir.isEmpty()) openModel(dir);
-}
-
-void MainWindow::chooseCheckpoint() {
-  const QString file = QFileDialog::getOpenFileName(this, tr("Open Checkpoint"), lastBrowseDir(),
-                                                    tr("Safetensors checkpoints (*.safetensors)"));
-  if (!file.isEmpty()) openModel(file);
-}
-
-void MainWindow::chooseConfigFolder() {
-  const QString dir = QFileDialog::getExistingDirectory(this, tr("Config Folder (a diffusers folder of the same family)"),
-                                                        lastBrowseDir());
-  if (!dir.isEmpty()) setConfigFolder(dir);
-}
-
-void MainWindow::showAbout() {
-  QMessageBox::about(
-      this, tr("About fisedit"),
-      tr("<h3>fisedit %1</h3>"
-         "<p>Interactive text-to-image editing with Stable Diffusion 1.5 and 2.x.</p>"
-         "<p>This version loads models (diffusers folders and single-file .safetensors checkpoints) and counts "
-         "prompt tokens with the model's CLIP tokenizer. Image generation arrives with the CPU engine in a "
-         "later version.</p>")
-          .arg(QStringLiteral(FISEDIT_VERSION)));
 }
 
 }  // namespace fisedit::ui

@@ -1,22 +1,31 @@
 #pragma once
-// The application window: menus, the prompt editor, and what the loaded model is. Models load on a
-// worker thread; the window only sends requests and shows answers, so it never blocks on the disk.
+// The application window: the prompt and parameters on the left, the image in the middle, the history
+// and the model's facts on the right. Everything that computes runs on the worker thread; the window
+// only sends requests and shows answers, so it never blocks on the disk or the engine.
+#include "ui/history_record.h"
 #include "ui/model_summary.h"
 
 #include <QMainWindow>
 
 #include <memory>
 #include <optional>
+#include <stop_token>
 
+class QAction;
 class QLabel;
 class QProgressBar;
+class QPushButton;
 class QStackedWidget;
+class QTabWidget;
 class QThread;
 
 namespace fisedit::ui {
 
+class HistoryPanel;
+class ImageCanvas;
 class ModelPanel;
 class ModelWorker;
+class ParametersPanel;
 class PromptEditor;
 
 class MainWindow : public QMainWindow {
@@ -27,7 +36,15 @@ public:
   ~MainWindow() override;
 
   bool isLoading() const { return m_pendingLoads > 0; }
+  bool isBusy() const { return m_busy; }  // a generation or edit is running
   const std::optional<ModelSummary>& model() const { return m_model; }
+  // Whether the Generate button will edit the current image (only the prompts differ from it).
+  bool willEdit() const;
+
+  PromptEditor* promptEditor() const { return m_promptEditor; }
+  ParametersPanel* parameters() const { return m_parameters; }
+  ImageCanvas* canvas() const { return m_canvas; }
+  HistoryPanel* history() const { return m_history; }
 
 public slots:
   // A diffusers folder or a .safetensors checkpoint. Any config folder chosen for the previous model
@@ -37,22 +54,45 @@ public slots:
   void setConfigFolder(const QString& configDir);
   // Opens the model remembered from the last session; false when there is none.
   bool restoreLastModel();
+  // What the Generate button does: an edit of the current image when willEdit(), else a new image.
+  void submit();
+  void cancel();
+  // The current image as PNG with AUTOMATIC1111's `parameters` chunk; false (and the banner) on failure.
+  bool exportImage(const QString& path);
 
 signals:
   void modelLoaded(const fisedit::ui::ModelSummary& summary);
   void loadFailed(const QString& path, const QString& message);
+  void engineReady(const QString& deviceName);
+  // A generation or edit ended: with a new node, a failure, or cancelled.
+  void jobFinished(bool succeeded);
 
 private:
+  void createWorker();
   void createMenus();
+  QWidget* createLeftColumn();
+  QWidget* createCanvasArea();
   QWidget* createWelcomeBanner();
   QWidget* createErrorBanner();
+  void showError(const QString& html);
   void requestLoad(const QString& path, const QString& configDir);
   void onModelLoaded(const ModelSummary& summary);
   void onLoadFailed(const QString& path, const QString& message);
+  void onEngineReady(const QString& deviceName);
+  void onProgress(int step, int total, double elapsedMs);
+  void onNodeReady(const HistoryRecord& record);
+  void onJobFailed(const QString& message);
+  void onJobCancelled();
+  void showNode(quint64 id);
+  void removeNode(quint64 id);
+  void startJob();
+  void endJob();
+  void updateGenerateButton();
   void updateBusyIndicator();
   void chooseModelFolder();
   void chooseCheckpoint();
   void chooseConfigFolder();
+  void chooseExportFile();
   void showAbout();
   QString lastBrowseDir() const;
 
@@ -63,16 +103,32 @@ private:
   };
   std::unique_ptr<QThread, ThreadStopper> m_workerThread;
   ModelWorker* m_worker = nullptr;  // lives on m_workerThread and is deleted when it finishes
+  // One per job, requested from this thread: the worker checks it between steps.
+  std::stop_source m_jobStop;
 
   std::optional<ModelSummary> m_model;
   int m_pendingLoads = 0;
+  bool m_busy = false;
+  QImage m_shownImage;  // what Space shows after a new generation: the image it replaced
 
   PromptEditor* m_promptEditor = nullptr;
-  QStackedWidget* m_modelArea = nullptr;
+  ParametersPanel* m_parameters = nullptr;
+  QPushButton* m_generateButton = nullptr;
+  QPushButton* m_cancelButton = nullptr;
+  QProgressBar* m_jobProgress = nullptr;
+  QStackedWidget* m_centerArea = nullptr;
   QWidget* m_welcomeBanner = nullptr;
+  QWidget* m_canvasArea = nullptr;
+  ImageCanvas* m_canvas = nullptr;
+  QAction* m_overlayAction = nullptr;
+  QAction* m_exportAction = nullptr;
+  QTabWidget* m_sideTabs = nullptr;
+  HistoryPanel* m_history = nullptr;
   ModelPanel* m_modelPanel = nullptr;
+  QWidget* m_modelTab = nullptr;
   QWidget* m_errorBanner = nullptr;
   QLabel* m_errorMessage = nullptr;
+  QLabel* m_deviceLabel = nullptr;
   QProgressBar* m_busyBar = nullptr;
   QLabel* m_busyLabel = nullptr;
 };

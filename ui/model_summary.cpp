@@ -51,7 +51,8 @@ ModelSummary summarizeModel(const LoadedModel& model, const QString& configDir) 
                       .arg(model.text_encoder.num_hidden_layers)
                       .arg(model.text_encoder.num_attention_heads);
   s.vaeChannels = QStringLiteral("%1, latent %2").arg(joined(model.vae.block_out_channels)).arg(model.vae.latent_channels);
-  s.defaultSize = QStringLiteral("%1 × %1").arg(unet.sample_size * 8);
+  s.imageSize = unet.sample_size * 8;
+  s.defaultSize = QStringLiteral("%1 × %1").arg(s.imageSize);
 
   const auto unetParams = parameter_count(model.unet_weights);
   const auto vaeParams = parameter_count(model.vae_weights);

@@ -31,6 +31,7 @@ struct ModelSummary {
   QString parameters;
   QString weightDtype;
   QString defaultSize;
+  int imageSize = 512;  // the default width and height, pixels
   QStringList assumptions;
 
   // Tokenizers are immutable and safe to share between threads, so the UI thread can count tokens

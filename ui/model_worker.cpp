@@ -2,6 +2,9 @@
 
 #include "core/error.h"
 #include "io/model_loader.h"
+#include "pipeline/edit_session.h"
+
+#include <QElapsedTimer>
 
 #include <exception>
 
@@ -9,25 +12,114 @@ namespace fisedit::ui {
 
 ModelWorker::ModelWorker(QObject* parent) : QObject(parent) {}
 
+// Members are declared so that the session goes before the pipeline, the pipeline before the backend.
 ModelWorker::~ModelWorker() = default;
 
 void ModelWorker::loadModel(const QString& path, const QString& configDir) {
   LoadOptions options;
   if (!configDir.isEmpty()) options.config_dir = std::filesystem::path(configDir.toStdString());
   try {
-    auto model = std::make_unique<LoadedModel>(load_model(std::filesystem::path(path.toStdString()), options));
+    auto model = std::make_shared<const LoadedModel>(load_model(std::filesystem::path(path.toStdString()), options));
     auto summary = summarizeModel(*model, configDir);
+    m_session.reset();
+    m_pipeline.reset();
     m_model = std::move(model);
     emit modelLoaded(summary);
   } catch (const Error& e) {
     emit loadFailed(path, QString::fromUtf8(e.what()));
+    return;
   } catch (const std::bad_alloc&) {
     emit loadFailed(path, QStringLiteral("Not enough memory to load this model."));
+    return;
   } catch (const std::exception& e) {
     // Not an engine Error means a bug or a library failure; still better shown than crashing the app
     // with the user's prompt in it.
     emit loadFailed(path, QStringLiteral("Unexpected failure: %1").arg(QString::fromUtf8(e.what())));
+    return;
   }
+  runJob([this] { startEngine(); });
+}
+
+void ModelWorker::setDevice(DeviceChoice choice) {
+  if (choice == m_device && m_backend) return;
+  runJob([this, choice] {
+    // Made before anything is dropped, so a device that cannot be used leaves the current one working.
+    auto backend = make_backend(choice);
+    m_device = choice;
+    m_session.reset();
+    m_pipeline.reset();
+    m_backend = std::move(backend);
+    if (m_model) startEngine();
+  });
+}
+
+void ModelWorker::startEngine() {
+  if (!m_backend) m_backend = make_backend(m_device);
+  m_session.reset();
+  m_pipeline = std::make_unique<StableDiffusion>(m_model, *m_backend);
+  m_session = std::make_unique<EditSession>(*m_pipeline, kCacheBudgetBytes);
+  emit engineReady(QString::fromStdString(m_backend->name()));
+}
+
+template <typename Job>
+void ModelWorker::runJob(Job&& job) {
+  try {
+    job();
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::cancelled)
+      emit cancelled();
+    else
+      emit failed(QString::fromUtf8(e.what()));
+  } catch (const std::bad_alloc&) {
+    emit failed(QStringLiteral("Not enough memory for this image: try a smaller size."));
+  } catch (const std::exception& e) {
+    emit failed(QStringLiteral("Unexpected failure: %1").arg(QString::fromUtf8(e.what())));
+  }
+}
+
+void ModelWorker::generate(const GenerationRequest& request, std::stop_token stop) {
+  runJob([&] {
+    if (!m_session) throw Error(ErrorCode::invalid_argument, "Open a model first (File > Open Model Folder...).");
+    if (stop.stop_requested()) throw Error(ErrorCode::cancelled, "cancelled");
+    QElapsedTimer clock;
+    clock.start();
+    const auto onProgress = [this](const GenerationProgress& p) { emit progress(p.step, p.total, p.elapsed_ms); };
+    const NodeId id = m_session->generate(request, onProgress, stop);
+    emit generated(record(id, static_cast<double>(clock.elapsed())));
+  });
+}
+
+void ModelWorker::edit(quint64 baseNode, const EditRequest& request, std::stop_token stop) {
+  runJob([&] {
+    if (!m_session || !m_session->contains(baseNode))
+      throw Error(ErrorCode::invalid_argument, "The image to edit is no longer in the history.");
+    if (stop.stop_requested()) throw Error(ErrorCode::cancelled, "cancelled");
+    QElapsedTimer clock;
+    clock.start();
+    const auto onProgress = [this](const GenerationProgress& p) { emit progress(p.step, p.total, p.elapsed_ms); };
+    const NodeId id = m_session->edit(baseNode, request, onProgress, stop);
+    emit edited(record(id, static_cast<double>(clock.elapsed())));
+  });
+}
+
+void ModelWorker::removeNode(quint64 node) {
+  if (m_session && m_session->contains(node)) m_session->remove(node);
+}
+
+HistoryRecord ModelWorker::record(quint64 id, double totalMs) const {
+  const auto& node = m_session->node(id);
+  HistoryRecord r;
+  r.id = id;
+  r.request = node.request;
+  r.image = toQImage(node.result.image);
+  r.totalMs = totalMs;
+  if (node.parent) {
+    r.parent = *node.parent;
+    r.parentPrompt = QString::fromStdString(m_session->node(*node.parent).request.prompt);
+    r.changedRegion = toQImage(node.changed_region);
+    r.stats = node.stats;
+  }
+  return r;
 }
 
 }  // namespace fisedit::ui

@@ -1,16 +1,25 @@
 #pragma once
-// The engine's side of the window: a QObject that lives on its own thread, owns the loaded model and
-// answers requests with queued signals, so a slow disk or a large checkpoint never freezes the UI.
+// The engine's side of the window: a QObject that lives on its own thread and owns everything that
+// computes: the loaded model, the backend, the StableDiffusion pipeline and the EditSession (the
+// history tree with its activation caches). The window sends requests with queued calls and gets
+// queued signals back, so loading, generating and editing never freeze the UI.
+#include "ui/history_record.h"
 #include "ui/model_summary.h"
+
+#include "backend/device.h"
 
 #include <QObject>
 #include <QString>
 
 #include <memory>
+#include <stop_token>
 
 namespace fisedit {
 struct LoadedModel;
-}
+class Backend;
+class StableDiffusion;
+class EditSession;
+}  // namespace fisedit
 
 namespace fisedit::ui {
 
@@ -18,21 +27,55 @@ class ModelWorker : public QObject {
   Q_OBJECT
 
 public:
+  // Activation caches kept across the history, least recently used evicted first. An evicted node is
+  // still editable: the session rebuilds its cache first, which costs a generation.
+  static constexpr std::size_t kCacheBudgetBytes = std::size_t{3} << 30;
+
   explicit ModelWorker(QObject* parent = nullptr);
   ~ModelWorker() override;
 
 public slots:
-  // configDir: LoadOptions::config_dir for a single-file checkpoint; empty for none.
+  // configDir: LoadOptions::config_dir for a single-file checkpoint; empty for none. A new model
+  // starts a new history.
   void loadModel(const QString& path, const QString& configDir);
+  // Takes effect at once when a model is loaded (the history is dropped: its caches live on the old
+  // device), else with the next load. A device that cannot be used leaves the current one in place.
+  void setDevice(fisedit::DeviceChoice choice);
+  // `stop` belongs to a std::stop_source the window holds: a queued cancel call would wait behind the
+  // running job, a stop request reaches it between steps.
+  void generate(const fisedit::GenerationRequest& request, std::stop_token stop);
+  void edit(quint64 baseNode, const fisedit::EditRequest& request, std::stop_token stop);
+  void removeNode(quint64 node);
 
 signals:
   void modelLoaded(const fisedit::ui::ModelSummary& summary);
   // The previous model, if any, is still loaded.
   void loadFailed(const QString& path, const QString& message);
+  // The backend in use ("CPU (float32, 2 threads)"); the history is empty after this.
+  void engineReady(const QString& deviceName);
+  void progress(int step, int total, double elapsedMs);
+  void generated(const fisedit::ui::HistoryRecord& record);
+  void edited(const fisedit::ui::HistoryRecord& record);
+  void failed(const QString& message);
+  void cancelled();
 
 private:
-  // Replaced only after a load succeeds, so a failed load leaves the previous model usable.
-  std::unique_ptr<LoadedModel> m_model;
+  // Builds the backend (if the device changed or there is none), the pipeline and an empty session.
+  void startEngine();
+  // Runs a job, turning engine errors into failed() and cancellation into cancelled().
+  template <typename Job>
+  void runJob(Job&& job);
+  HistoryRecord record(quint64 id, double totalMs) const;
+
+  DeviceChoice m_device = DeviceChoice::automatic;
+  // Replaced only after a load succeeds, so a failed load leaves the previous model usable. Declared
+  // in dependency order: the session refers to the pipeline, the pipeline to the backend and model.
+  std::shared_ptr<const LoadedModel> m_model;
+  std::unique_ptr<Backend> m_backend;
+  std::unique_ptr<StableDiffusion> m_pipeline;
+  std::unique_ptr<EditSession> m_session;
 };
 
 }  // namespace fisedit::ui
+
+Q_DECLARE_METATYPE(fisedit::DeviceChoice)

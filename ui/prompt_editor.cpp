@@ -22,15 +22,6 @@ PromptEditor::PromptEditor(QWidget* parent) : QWidget(parent) {
   m_negative = addField(tr("Negative prompt"), tr("What to steer away from, e.g. blurry, low quality"),
                         QStringLiteral("negativePrompt"));
 
-  // Said plainly so that nobody looks for a Generate button that this version cannot back.
-  auto* note = new QLabel(tr("This version loads models and counts prompt tokens with the model's own tokenizer. "
-                             "Image generation comes with the CPU engine in a later version."),
-                          this);
-  note->setObjectName(QStringLiteral("generationNote"));
-  note->setWordWrap(true);
-  note->setEnabled(false);
-  layout->addWidget(note);
-
   setTokenizer(std::nullopt, QString());
 }
 
@@ -56,7 +47,10 @@ PromptEditor::Field PromptEditor::addField(const QString& title, const QString& 
   box->addWidget(field.edit, 1);
 
   // Captures by value: the Field is copied into the member right after, but its pointers stay the same.
-  connect(field.edit, &QPlainTextEdit::textChanged, this, [this, field] { updateCounter(field); });
+  connect(field.edit, &QPlainTextEdit::textChanged, this, [this, field] {
+    updateCounter(field);
+    emit promptsChanged();
+  });
   return field;
 }
 
@@ -70,6 +64,11 @@ void PromptEditor::setTokenizer(std::optional<ClipTokenizer> tokenizer, const QS
 QString PromptEditor::prompt() const { return m_prompt.edit->toPlainText(); }
 
 QString PromptEditor::negativePrompt() const { return m_negative.edit->toPlainText(); }
+
+void PromptEditor::setPrompts(const QString& prompt, const QString& negativePrompt) {
+  if (m_prompt.edit->toPlainText() != prompt) m_prompt.edit->setPlainText(prompt);
+  if (m_negative.edit->toPlainText() != negativePrompt) m_negative.edit->setPlainText(negativePrompt);
+}
 
 void PromptEditor::updateCounter(const Field& field) {
   auto* counter = field.counter;

@@ -26,6 +26,11 @@ public:
 
   QString prompt() const;
   QString negativePrompt() const;
+  // Leaves a field alone when its text is already `text`, so the cursor does not jump.
+  void setPrompts(const QString& prompt, const QString& negativePrompt);
+
+signals:
+  void promptsChanged();
 
 private:
   struct Field {

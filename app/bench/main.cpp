@@ -27,12 +27,14 @@ constexpr const char* kUsage =
     "       fisedit-bench --model PATH [--config DIR] [--arch NAME]\n"
     "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler (dpmpp2m)] [--cfg F (7.5)]\n"
     "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
-    "   [--stages text_encoder,unet,vae,generation,edit (all)]\n"
+    "   [--stages text_encoder,unet,vae,generation,edit,attention (all but attention)]\n"
     "\n"
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
     "names and shapes). End-to-end generation needs a CLIP tokenizer: the model's own, or --tokenizer DIR\n"
     "(e.g. a diffusers folder's tokenizer/); without one it is skipped. Times are milliseconds with the\n"
     "device synchronised around each run, after warm-up runs; memory is the device pool's (CUDA).\n"
+    "--stages attention times the attention op alone on the SD2 768 and SD1.5 512 U-Net shapes (any\n"
+    "model; TFLOP/s = 4 B heads Lq Lk D / time); FISEDIT_ATTENTION=legacy runs the previous kernel.\n"
     "Exit status: 1 on errors, 2 on bad arguments, 3 when the generated image holds NaN or Inf.\n";
 
 template <class T>
@@ -72,8 +74,10 @@ bench::Settings parse(const std::vector<std::string>& raw) {
   for (std::size_t begin = 0; begin <= stages.size();) {
     const auto end = std::min(stages.find(',', begin), stages.size());
     const auto stage = stages.substr(begin, end - begin);
-    if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation" && stage != "edit")
-      throw std::invalid_argument("--stages: unknown stage '" + stage + "' (text_encoder, unet, vae, generation, edit)");
+    if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation" && stage != "edit" &&
+        stage != "attention")
+      throw std::invalid_argument("--stages: unknown stage '" + stage +
+                                  "' (text_encoder, unet, vae, generation, edit, attention)");
     s.stages.insert(stage);
     begin = end + 1;
   }
@@ -135,6 +139,7 @@ int run(int argc, char** argv) {
   run_stage("vae", "vae_decode", &bench::Stages::vae_decode);
   run_stage("generation", "generation", &bench::Stages::generation);
   run_stage("edit", "edit", &bench::Stages::edit_steps);
+  run_stage("attention", "attention", &bench::Stages::attention);
   report["host_peak_rss_bytes"] = bench::host_peak_rss();
 
   bench::print_report(report, stdout);

@@ -83,6 +83,24 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
       std::fprintf(out, "\n");
     }
   }
+  const auto& att = res.contains("attention") ? res["attention"] : nlohmann::json();
+  if (att.is_object() && att.contains("cases")) {
+    const auto& env = att["kernel_env"];
+    std::fprintf(out, "\nattention op alone (FISEDIT_ATTENTION=%s)   median ms/call   TFLOP/s   device ms   TFLOP/s\n",
+                 env.is_string() ? env.get<std::string>().c_str() : "unset");
+    for (const auto& c : att["cases"]) {
+      std::fprintf(out, "  %-26s [%d, %5d, %5d, h%2d, d%3d] ", c["case"].get<std::string>().c_str(), c["batch"].get<int>(),
+                   c["lq"].get<int>(), c["lk"].get<int>(), c["heads"].get<int>(), c["head_dim"].get<int>());
+      if (c.contains("skipped")) {
+        std::fprintf(out, "skipped: %s\n", c["skipped"].get<std::string>().c_str());
+        continue;
+      }
+      std::fprintf(out, "%9.4f %9.2f", c["time_ms"]["median"].get<double>(), c["tflops"].get<double>());
+      if (c.contains("device_ms_mean"))
+        std::fprintf(out, " %11.4f %9.2f", c["device_ms_mean"].get<double>(), c["device_tflops"].get<double>());
+      std::fprintf(out, "\n");
+    }
+  }
   std::fprintf(out, "host       peak RSS %s\n", gib(r["host_peak_rss_bytes"]).c_str());
 }
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 
 namespace fisedit::bench {
@@ -133,6 +134,71 @@ nlohmann::json Stages::edit_steps() {
   });
   return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}},
           {"profile_dense_step", dense_ops}, {"profile_sparse_step_5pct", sparse_ops}};
+}
+
+nlohmann::json Stages::attention() {
+  struct Case {
+    const char* name;
+    std::int64_t batch, lq, lk, heads, head_dim;
+  };
+  static constexpr Case kCases[] = {
+      {"sd2-768 L1 self 9216", 2, 9216, 9216, 5, 64},  {"sd2-768 L1 cross 9216x77", 2, 9216, 77, 5, 64},
+      {"sd2-768 L2 self 2304", 2, 2304, 2304, 10, 64}, {"sd2-768 L2 cross 2304x77", 2, 2304, 77, 10, 64},
+      {"sd2-768 L3 self 576", 2, 576, 576, 20, 64},    {"sd2-768 L3 cross 576x77", 2, 576, 77, 20, 64},
+      {"sd2-768 mid self 144", 2, 144, 144, 20, 64},   {"sd15-512 L1 self 4096", 2, 4096, 4096, 8, 40},
+      {"sd15-512 L1 cross 4096x77", 2, 4096, 77, 8, 40}, {"sd15-512 L2 self 1024", 2, 1024, 1024, 8, 80},
+      {"sd15-512 L2 cross 1024x77", 2, 1024, 77, 8, 80}, {"sd15-512 L3 self 256", 2, 256, 256, 8, 160},
+      {"sd15-512 L3 cross 256x77", 2, 256, 77, 8, 160}, {"sd15-512 mid self 64", 2, 64, 64, 8, 160},
+  };
+  const bool cuda = backend_.kind() == DeviceKind::cuda;
+  const char* env = std::getenv("FISEDIT_ATTENTION");
+  nlohmann::json rows = nlohmann::json::array();
+  std::uint64_t seed = 10;
+  for (const auto& c : kCases) {
+    const double flops = 4.0 * double(c.batch) * double(c.heads) * double(c.lq) * double(c.lk) * double(c.head_dim);
+    nlohmann::json row = {{"case", c.name},   {"batch", c.batch}, {"lq", c.lq}, {"lk", c.lk},
+                          {"heads", c.heads}, {"head_dim", c.head_dim}, {"gflop", flops / 1e9}};
+    if (!cuda && flops > 2e9) {  // minutes each on a CPU
+      row["skipped"] = "over 2 GFLOP on the CPU";
+      rows.push_back(row);
+      continue;
+    }
+    const std::int64_t channels = c.heads * c.head_dim;
+    const auto q = backend_.upload(normal({c.batch, c.lq, channels}, seed++));
+    const auto k = backend_.upload(normal({c.batch, c.lk, channels}, seed++));
+    const auto v = backend_.upload(normal({c.batch, c.lk, channels}, seed++));
+    AttentionParams params;
+    params.heads = static_cast<int>(c.heads);
+    params.scale = 1.0f / std::sqrt(float(c.head_dim));
+    params.upcast = true;
+    const auto call = [&] { (void)backend_.attention(q, k, v, params); };
+    // Calls per sample: enough for about 2 ms, so that the synchronisation around a sample and the
+    // launch gaps of the smallest shapes do not swamp the kernel's own time.
+    const auto once = time_repeats(backend_, s_.warmup, 3, call);
+    const int calls = static_cast<int>(std::clamp(std::ceil(2.0 / std::max(once.median, 1e-3)), 1.0, 1000.0));
+    const auto samples = time_repeats(backend_, 0, s_.repeat, [&] {
+      for (int i = 0; i < calls; ++i) call();
+    });
+    Stats per_call = samples;
+    for (double* x : {&per_call.median, &per_call.min, &per_call.max, &per_call.mean, &per_call.stddev}) *x /= calls;
+    row["calls_per_sample"] = calls;
+    row["time_ms"] = to_json(per_call);
+    row["tflops"] = flops / (per_call.median * 1e-3) / 1e12;
+    // The device's own time per call (CUDA events around each op; no launch gaps).
+    if (cuda) {
+      backend_.set_profiling(true);
+      for (int i = 0; i < s_.repeat; ++i) call();
+      const auto times = backend_.profile_report();
+      backend_.set_profiling(false);
+      for (const auto& t : times)
+        if (t.op == "attention" && t.calls > 0) {
+          row["device_ms_mean"] = t.total_ms / t.calls;
+          row["device_tflops"] = flops / (t.total_ms / t.calls * 1e-3) / 1e12;
+        }
+    }
+    rows.push_back(row);
+  }
+  return {{"kernel_env", env ? nlohmann::json(env) : nlohmann::json()}, {"cases", rows}};
 }
 
 nlohmann::json Stages::vae_decode() {

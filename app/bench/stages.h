@@ -21,7 +21,7 @@ struct Settings {
   int width = 0, height = 0, steps = 20, repeat = 10, warmup = 2, generations = 3;
   float cfg = 7.5f;
   DeviceChoice device = DeviceChoice::automatic;
-  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit
+  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, attention
 };
 
 class Stages {
@@ -37,6 +37,10 @@ public:
   // Sparse U-Net steps of an edit against a recorded dense step, for edit regions of 1% to 50% of the
   // latent pixels (a centred square), with the dense step as the baseline; and the cache one step takes.
   nlohmann::json edit_steps();
+  // The attention op alone on the U-Net's shapes (SD2 768x768 and SD1.5 512x512 self- and
+  // cross-attention, CFG batch 2), whatever the model: per-call median ms and TFLOP/s
+  // (4 B heads Lq Lk D flops). Compare kernels with FISEDIT_ATTENTION=legacy (see kernels/attention.cuh).
+  nlohmann::json attention();
 
 private:
   // Weights = what the pool grew by while the component was built; peak above them = the rest.

@@ -1,35 +1,96 @@
-// The desktop application: everything lives in fisedit_ui; this only reads the command line.
+// The desktop application: everything lives in fisedit_ui; this only reads the command line (and,
+// for docs and review, drives a short hidden demo before taking a screenshot).
+#include "ui/history_panel.h"
 #include "ui/main_window.h"
+#include "ui/parameters_panel.h"
+#include "ui/prompt_editor.h"
 
+#include <QAction>
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QPixmap>
 #include <QTimer>
+#include <QTreeWidget>
 
 #include <cstdio>
 
 namespace {
 
-// Saves what the window shows once the startup load has finished (or failed), then quits: for docs
-// and for reviewing the real window under Xvfb, where no screenshot tool may be installed.
-void screenshotWhenSettled(fisedit::ui::MainWindow& window, const QString& file) {
-  const auto shoot = [&window, file] {
-    // A short delay lets the layout settle after the model panel replaces the welcome banner.
-    QTimer::singleShot(300, &window, [&window, file] {
-      if (!window.grab().save(file)) {
-        std::fprintf(stderr, "fisedit: could not write the screenshot to %s\n", qPrintable(file));
-        QCoreApplication::exit(1);
-        return;
+using fisedit::ui::MainWindow;
+
+// Hidden options for screenshots under Xvfb: generate, then edit (a leading "<" edits the first
+// image instead of the latest, to show a branch), then save the window.
+struct Demo {
+  QString generate;
+  QStringList edits;
+  int steps = 0;
+  QSize size;
+  QString device;
+  bool overlay = false;
+  QString screenshot;
+};
+
+void saveScreenshot(MainWindow& window, const QString& file) {
+  // A short delay lets the layout settle after the last change (a new image, a tab switch).
+  QTimer::singleShot(400, &window, [&window, file] {
+    if (!window.grab().save(file)) {
+      std::fprintf(stderr, "fisedit: could not write the screenshot to %s\n", qPrintable(file));
+      QCoreApplication::exit(1);
+      return;
+    }
+    QCoreApplication::quit();
+  });
+}
+
+void runDemo(MainWindow& window, const Demo& demo) {
+  auto* params = window.parameters();
+  if (demo.device == QLatin1String("cpu")) params->setDevice(fisedit::DeviceChoice::cpu);
+  if (demo.steps > 0) params->setSteps(demo.steps);
+  if (demo.size.isValid()) params->setSize(demo.size.width(), demo.size.height());
+  window.promptEditor()->setPrompts(demo.generate, QString());
+  auto remaining = std::make_shared<QStringList>(demo.edits);
+  QObject::connect(&window, &MainWindow::jobFinished, &window, [&window, demo, remaining](bool ok) {
+    if (ok && !remaining->isEmpty()) {
+      QString prompt = remaining->takeFirst();
+      if (prompt.startsWith(QLatin1Char('<'))) {
+        prompt.remove(0, 1);
+        auto* tree = window.history()->tree();
+        tree->setCurrentItem(tree->topLevelItem(0));
       }
-      QCoreApplication::quit();
-    });
+      window.promptEditor()->setPrompts(prompt, window.promptEditor()->negativePrompt());
+      window.submit();
+      return;
+    }
+    if (demo.overlay) {
+      if (auto* overlay = window.findChild<QAction*>(QStringLiteral("overlayAction"))) overlay->setChecked(true);
+    }
+    if (!ok) std::fprintf(stderr, "fisedit: the demo's job did not finish\n");
+    if (!demo.screenshot.isEmpty()) saveScreenshot(window, demo.screenshot);
+  });
+  window.submit();
+}
+
+// Saves what the window shows once the startup load has finished (or failed), then quits, or first
+// runs the demo when one was asked for.
+void whenSettled(MainWindow& window, const Demo& demo) {
+  const auto settled = [&window, demo](bool loaded) {
+    if (loaded && !demo.generate.isEmpty())
+      runDemo(window, demo);
+    else if (!demo.screenshot.isEmpty())
+      saveScreenshot(window, demo.screenshot);
   };
   if (!window.isLoading()) {
-    shoot();
+    settled(false);
     return;
   }
-  QObject::connect(&window, &fisedit::ui::MainWindow::modelLoaded, &window, shoot);
-  QObject::connect(&window, &fisedit::ui::MainWindow::loadFailed, &window, shoot);
+  QObject::connect(&window, &MainWindow::modelLoaded, &window, [settled] { settled(true); });
+  QObject::connect(&window, &MainWindow::loadFailed, &window, [settled] { settled(false); });
+}
+
+QCommandLineOption hiddenOption(const QString& name, const QString& description, const QString& value = {}) {
+  QCommandLineOption option(name, description, value);
+  option.setFlags(QCommandLineOption::HiddenFromHelp);
+  return option;
 }
 
 }  // namespace
@@ -48,14 +109,31 @@ int main(int argc, char* argv[]) {
                                QStringLiteral("A diffusers folder or a .safetensors checkpoint to open "
                                               "(default: the model opened last)."),
                                QStringLiteral("[model]"));
-  QCommandLineOption screenshot(QStringLiteral("screenshot"),
-                                QStringLiteral("Save the window to FILE once the model has loaded, then quit."),
-                                QStringLiteral("FILE"));
-  screenshot.setFlags(QCommandLineOption::HiddenFromHelp);
-  parser.addOption(screenshot);
+  const auto screenshot = hiddenOption(QStringLiteral("screenshot"),
+                                       QStringLiteral("Save the window to FILE once settled, then quit."),
+                                       QStringLiteral("FILE"));
+  const auto generate = hiddenOption(QStringLiteral("demo-generate"), QStringLiteral("Generate PROMPT first."),
+                                     QStringLiteral("PROMPT"));
+  const auto edit = hiddenOption(QStringLiteral("demo-edit"), QStringLiteral("Then edit to PROMPT (repeatable)."),
+                                 QStringLiteral("PROMPT"));
+  const auto steps = hiddenOption(QStringLiteral("demo-steps"), QStringLiteral("Steps."), QStringLiteral("N"));
+  const auto size = hiddenOption(QStringLiteral("demo-size"), QStringLiteral("Size."), QStringLiteral("WxH"));
+  const auto device = hiddenOption(QStringLiteral("demo-device"), QStringLiteral("cpu or auto."), QStringLiteral("D"));
+  const auto overlay = hiddenOption(QStringLiteral("demo-overlay"), QStringLiteral("Show the changed region."));
+  for (const auto& option : {screenshot, generate, edit, steps, size, device, overlay}) parser.addOption(option);
   parser.process(app);
 
-  fisedit::ui::MainWindow window;
+  Demo demo;
+  demo.screenshot = parser.value(screenshot);
+  demo.generate = parser.value(generate);
+  demo.edits = parser.values(edit);
+  demo.steps = parser.value(steps).toInt();
+  const QStringList wh = parser.value(size).split(QLatin1Char('x'));
+  if (wh.size() == 2) demo.size = QSize(wh[0].toInt(), wh[1].toInt());
+  demo.device = parser.value(device);
+  demo.overlay = parser.isSet(overlay);
+
+  MainWindow window;
   const QStringList args = parser.positionalArguments();
   if (!args.isEmpty())
     window.openModel(args.first());
@@ -63,6 +141,6 @@ int main(int argc, char* argv[]) {
     window.restoreLastModel();
   window.show();
 
-  if (parser.isSet(screenshot)) screenshotWhenSettled(window, parser.value(screenshot));
+  if (!demo.screenshot.isEmpty() || !demo.generate.isEmpty()) whenSettled(window, demo);
   return QApplication::exec();
 }

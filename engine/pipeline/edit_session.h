@@ -3,11 +3,13 @@
 // dense generations and whose children are prompt edits of their parent. Several nodes keep their
 // activation caches at once, within a byte budget, least recently used evicted first; editing an
 // evicted node first rebuilds its cache deterministically (the root generated again, then the
-// stored edits replayed down to it), so what the user sees never depends on what was evicted.
+// stored edits replayed down to it), so what the user sees never depends on what was evicted. Only
+// that node keeps its rebuilt cache: holding every cache of a long chain at once could exceed the
+// device memory the budget is there to protect.
 //
 // What eviction keeps: a node's request, edit request (painted mask included), result (image,
-// decoded pixels, final latents) and mask. What it drops: the per-step layer records and the
-// per-step latents. The latents are small next to the records (under 2% at 768px), but nothing can use
+// decoded pixels, final latents), mask and the VAE decoder's GroupNorm statistics (a few floats per
+// norm). What it drops: the per-step layer records and the per-step latents. The latents are small next to the records (under 2% at 768px), but nothing can use
 // them alone: an edit reads both, and a rebuild computes both again.
 //
 // Not thread-safe: one owner (the UI's engine worker, the CLI) calls it from one thread.
@@ -76,8 +78,9 @@ private:
   struct Entry {
     Node node;
     std::vector<NodeId> children;
-    std::vector<std::vector<float>> latents;  // per step; empty when evicted
-    std::vector<LayerRecord> steps;           // per step; empty when evicted
+    // All an edit reads but the result, which lives in `node`; its per-step latents and layer records
+    // are empty when evicted.
+    CachedGeneration cache;
     std::uint64_t last_used = 0;
   };
 
@@ -87,7 +90,7 @@ private:
   CachedGeneration cached_generation(NodeId base, const ProgressCallback& progress, std::stop_token stop,
                                      RegenerationStats& regeneration) const;
   NodeId add(Entry entry);
-  void store_cache(Entry& e, CachedGeneration& generation);
+  void store_cache(Entry& e, CachedGeneration&& generation);
   // Drops least recently used caches until the budget holds, sparing `newest`, and `base` while
   // anything else can go.
   void enforce_budget(NodeId newest, std::optional<NodeId> base);

@@ -1,5 +1,6 @@
-// Attention: kernels/attention (a tensor-core flash kernel for head widths that are multiples of 8
-// up to 160, a CUDA-core fallback for the rest, e.g. the VAE's single 512-wide head). Neither
+// Attention: kernels/attention (tensor-core flash kernels for head widths that are multiples of 8
+// up to 160, flash2 by default and the previous one under FISEDIT_ATTENTION=legacy; a CUDA-core
+// fallback for the rest, e.g. the VAE's single 512-wide head). Neither
 // materialises the [Lq, Lk] scores, and both keep scores, softmax and output accumulation in
 // float32, so AttentionParams::upcast (SD2's "upcast attention") needs no separate path here: it is
 // always in effect. The flash kernel rounds the probabilities to fp16 for the P.V product, which

@@ -1,0 +1,199 @@
+// The history tree and its cache budget (edit_session.h). Every public mutation computes first and
+// commits after, so an exception (cancellation included) leaves the session as it was.
+#include "pipeline/edit_session.h"
+
+#include "core/error.h"
+
+#include <algorithm>
+#include <chrono>
+#include <unordered_set>
+
+namespace fisedit {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+// Progress of run `run` of `runs` (a rebuild's generation and replayed edits, then the edit asked
+// for) as one bar: the UI shows a single job, not several that restart at step 1.
+ProgressCallback part_of(const ProgressCallback& progress, int run, int runs, Clock::time_point t0) {
+  if (!progress || runs == 1) return progress;
+  return [=](const GenerationProgress& p) { progress({run * p.total + p.step, runs * p.total, ms_since(t0)}); };
+}
+
+}  // namespace
+
+EditSession::EditSession(StableDiffusion& sd, std::size_t cache_budget_bytes) : sd_(sd), budget_(cache_budget_bytes) {}
+
+EditSession::Entry& EditSession::entry(NodeId id) {
+  return const_cast<Entry&>(static_cast<const EditSession*>(this)->entry(id));
+}
+
+const EditSession::Entry& EditSession::entry(NodeId id) const {
+  const auto it = entries_.find(id);
+  if (it == entries_.end())
+    throw Error(ErrorCode::invalid_argument, "unknown history node " + std::to_string(id));
+  return it->second;
+}
+
+const EditSession::Node& EditSession::node(NodeId id) const { return entry(id).node; }
+
+std::vector<NodeId> EditSession::children(NodeId id) const { return entry(id).children; }
+
+std::vector<NodeId> EditSession::roots() const {
+  std::vector<NodeId> ids;
+  for (const auto& [id, e] : entries_)
+    if (!e.node.parent) ids.push_back(id);
+  return ids;
+}
+
+NodeId EditSession::generate(const GenerationRequest& request, const ProgressCallback& progress,
+                             std::stop_token stop) {
+  auto generation = sd_.generate_cached(request, progress, stop);
+  Entry e;
+  e.node.request = generation.request;
+  e.node.result = std::move(generation.result);
+  store_cache(e, std::move(generation));
+  const NodeId id = add(std::move(e));
+  enforce_budget(id, std::nullopt);
+  return id;
+}
+
+NodeId EditSession::edit(NodeId base, const EditRequest& request, const ProgressCallback& progress,
+                         std::stop_token stop) {
+  const auto t0 = Clock::now();
+  RegenerationStats regeneration;
+  auto base_generation = cached_generation(base, progress, stop, regeneration);
+  auto edited = sd_.edit(base_generation, request, part_of(progress, regeneration.nodes, regeneration.nodes + 1, t0), stop);
+
+  Entry& b = entry(base);
+  if (regeneration.nodes > 0) store_cache(b, std::move(base_generation));
+  b.last_used = ++clock_;
+  Entry e;
+  e.node.parent = base;
+  e.node.request = edited.generation.request;
+  e.node.edit = request;
+  e.node.result = std::move(edited.generation.result);
+  e.node.mask = std::move(edited.mask);
+  e.node.changed_region = std::move(edited.changed_region);
+  e.node.stats = edited.stats;
+  e.node.regeneration = regeneration;
+  store_cache(e, std::move(edited.generation));
+  const NodeId id = add(std::move(e));
+  b.children.push_back(id);
+  enforce_budget(id, base);
+  return id;
+}
+
+bool EditSession::would_edit(NodeId current, const GenerationRequest& request) const {
+  const auto& base = node(current).request;
+  try {
+    return edit_compatible(base, sd_.resolve(request));
+  } catch (const Error&) {
+    return false;  // submit() generates, and the generation reports what is wrong with the request
+  }
+}
+
+NodeId EditSession::submit(NodeId current, const GenerationRequest& request, const ProgressCallback& progress,
+                           std::stop_token stop) {
+  if (!would_edit(current, request)) return generate(request, progress, stop);
+  EditRequest e;
+  e.prompt = request.prompt;
+  e.negative_prompt = request.negative_prompt;
+  return edit(current, e, progress, stop);
+}
+
+CachedGeneration EditSession::cached_generation(NodeId base, const ProgressCallback& progress, std::stop_token stop,
+                                                RegenerationStats& regeneration) const {
+  // Up from base to the nearest node that still has its cache, or to the root.
+  std::vector<const Entry*> chain{&entry(base)};
+  while (!chain.back()->node.cached && chain.back()->node.parent) chain.push_back(&entry(*chain.back()->node.parent));
+  std::reverse(chain.begin(), chain.end());
+
+  CachedGeneration generation;
+  const Entry& top = *chain.front();
+  if (top.node.cached) {
+    generation = top.cache;  // the layer records share their device buffers; the latents are small
+    generation.result = top.node.result;
+    if (chain.size() == 1) return generation;
+  }
+
+  const auto t0 = Clock::now();
+  const int runs = static_cast<int>(chain.size()) - (top.node.cached ? 1 : 0) + 1;  // + the edit asked for
+  int run = 0;
+  if (!top.node.cached) generation = sd_.generate_cached(top.node.request, part_of(progress, run++, runs, t0), stop);
+  for (std::size_t i = 1; i < chain.size(); ++i) {
+    // The stored request holds any painted mask, so the replay recomputes the same mask and pixels.
+    generation = std::move(sd_.edit(generation, *chain[i]->node.edit, part_of(progress, run++, runs, t0), stop).generation);
+  }
+  regeneration.nodes = run;
+  regeneration.ms = ms_since(t0);
+  // The user has seen the stored image; a rebuild on a deterministic backend gives the same bytes.
+  generation.result = chain.back()->node.result;
+  return generation;
+}
+
+NodeId EditSession::add(Entry e) {
+  const NodeId id = next_id_++;
+  e.node.id = id;
+  e.last_used = ++clock_;
+  entries_.emplace(id, std::move(e));
+  return id;
+}
+
+void EditSession::store_cache(Entry& e, CachedGeneration&& generation) {
+  generation.result = {};  // the node holds it
+  e.cache = std::move(generation);
+  e.node.cached = true;
+}
+
+void EditSession::remove(NodeId id) {
+  const Entry& e = entry(id);
+  if (e.node.parent) std::erase(entry(*e.node.parent).children, id);
+  std::vector<NodeId> pending{id};
+  while (!pending.empty()) {
+    const NodeId next = pending.back();
+    pending.pop_back();
+    const auto it = entries_.find(next);
+    pending.insert(pending.end(), it->second.children.begin(), it->second.children.end());
+    entries_.erase(it);
+  }
+}
+
+std::size_t EditSession::cache_bytes() const {
+  // An edit's record holds its base's tensors where the mask left a layer untouched, so memory is
+  // counted per device buffer, once, not per node: evicting one of the two frees only what is its own.
+  std::unordered_set<const std::byte*> seen;
+  std::size_t bytes = 0;
+  auto count = [&](const DeviceTensor& t) {
+    if (!t.empty() && seen.insert(t.data()).second) bytes += t.nbytes();
+  };
+  for (const auto& [id, e] : entries_) {
+    if (!e.node.cached) continue;
+    for (const auto& x : e.cache.latents) bytes += x.size() * sizeof(float);
+    for (const auto& step : e.cache.steps) {
+      for (const auto& t : step.outputs) count(t);
+      for (const auto& s : step.norm_stats) {
+        count(s.mean);
+        count(s.var);
+      }
+    }
+  }
+  return bytes;
+}
+
+void EditSession::enforce_budget(NodeId newest, std::optional<NodeId> base) {
+  while (cache_bytes() > budget_) {
+    Entry* victim = nullptr;
+    for (auto& [id, e] : entries_)
+      if (e.node.cached && id != newest && id != base && (!victim || e.last_used < victim->last_used)) victim = &e;
+    if (!victim && base && entry(*base).node.cached) victim = &entry(*base);
+    if (!victim) return;  // the newest node alone exceeds the budget: it stays, or it could not be edited
+    victim->cache.latents = {};
+    victim->cache.steps = {};
+    victim->node.cached = false;
+  }
+}
+
+}  // namespace fisedit

@@ -1,0 +1,170 @@
+// Generating and editing from the window through the real worker and engine (tiny SD2 model on the
+// CPU): the image reaches the canvas and the history, a prompt-only change becomes an edit that keeps
+// every pixel outside its reported region, Esc cancels without touching the history, and an exported
+// PNG carries AUTOMATIC1111's parameters.
+#include "test_support.h"
+#include "ui/history_panel.h"
+#include "ui/image_canvas.h"
+#include "ui/main_window.h"
+#include "ui/parameters_panel.h"
+#include "ui/prompt_editor.h"
+
+#include "io/image_file.h"
+
+#include <QtTest>
+#include <QAction>
+#include <QLabel>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QTreeWidget>
+
+using fisedit::ui::MainWindow;
+
+namespace {
+
+constexpr int kJobTimeoutMs = 120000;
+
+QString tinyModel() { return QString::fromStdString((fisedit::test::reference_dir() / "tiny-sd2/model").string()); }
+
+QPushButton* generateButton(const MainWindow& w) { return w.findChild<QPushButton*>(QStringLiteral("generateButton")); }
+
+// Loads the tiny model and sets what every test here uses: 4 steps, 128x128, the CPU.
+bool prepare(MainWindow& window) {
+  QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+  QSignalSpy ready(&window, &MainWindow::engineReady);
+  window.openModel(tinyModel());
+  if (!QTest::qWaitFor([&] { return loaded.count() == 1 && ready.count() >= 1; }, kJobTimeoutMs)) return false;
+  window.parameters()->setDevice(fisedit::DeviceChoice::cpu);
+  window.parameters()->setSteps(4);
+  window.parameters()->setSize(128, 128);
+  return true;
+}
+
+// Submits with Ctrl+Enter in the prompt field and waits for the job; true when it made a node.
+bool submitAndWait(MainWindow& window) {
+  QSignalSpy finished(&window, &MainWindow::jobFinished);
+  auto* prompt = window.findChild<QPlainTextEdit*>(QStringLiteral("promptEdit"));
+  prompt->setFocus();
+  QTest::keyClick(prompt, Qt::Key_Return, Qt::ControlModifier);
+  if (!window.isBusy()) return false;  // the shortcut did not start a job
+  if (!QTest::qWaitFor([&] { return finished.count() == 1; }, kJobTimeoutMs)) return false;
+  return finished.first().first().toBool();
+}
+
+}  // namespace
+
+class TestWindowGeneration : public QObject {
+  Q_OBJECT
+
+private slots:
+  void initTestCase() { QStandardPaths::setTestModeEnabled(true); }
+
+  void generatesThenEditsOnlyTheChangedRegion() {
+    MainWindow window;
+    window.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+    QVERIFY(prepare(window));
+    window.promptEditor()->setPrompts(QStringLiteral("a photo of a cat"), QString());
+    QCOMPARE(generateButton(window)->text(), QStringLiteral("Generate"));
+
+    QVERIFY(submitAndWait(window));
+    QCOMPARE(window.canvas()->image().size(), QSize(128, 128));
+    QCOMPARE(window.history()->nodeCount(), 1);
+    const quint64 root = *window.history()->currentNode();
+    const QImage base = window.canvas()->image();
+    QVERIFY(window.findChild<QLabel*>(QStringLiteral("deviceLabel"))->text().contains(QLatin1String("CPU")));
+
+    // Only the prompt differs: the button says, before the press, that this will be an edit.
+    window.promptEditor()->setPrompts(QStringLiteral("a photo of a cat wearing a hat"), QString());
+    QVERIFY(window.willEdit());
+    QVERIFY2(generateButton(window)->text().startsWith(QLatin1String("Edit")), qPrintable(generateButton(window)->text()));
+    QVERIFY(submitAndWait(window));
+
+    QCOMPARE(window.history()->nodeCount(), 2);
+    const auto* root_item = window.history()->tree()->topLevelItem(0);
+    QCOMPARE(root_item->childCount(), 1);
+    const auto* edit = window.history()->record(*window.history()->currentNode());
+    QVERIFY(edit->isEdit());
+    QCOMPARE(*edit->parent, root);
+    QVERIFY2(root_item->child(0)->text(0).contains(QLatin1String("+hat")), qPrintable(root_item->child(0)->text(0)));
+    QCOMPARE(generateButton(window)->text(), QStringLiteral("Generate"));  // nothing differs any more
+
+    const QImage edited = window.canvas()->image().convertToFormat(QImage::Format_RGB888);
+    const QImage region = edit->changedRegion;
+    QCOMPARE(region.size(), QSize(128, 128));
+    QVERIFY(window.canvas()->hasChangedRegion());
+    int outside = 0;
+    for (int y = 0; y < 128; ++y)
+      for (int x = 0; x < 128; ++x)
+        if (qGray(region.pixel(x, y)) == 0) {
+          ++outside;
+          QCOMPARE(edited.pixel(x, y), base.pixel(x, y));
+        }
+    QVERIFY2(outside > 0, "the edit re-rendered the whole image: nothing was checked");
+
+    // The overlay toggles with M; selecting the root shows it again and makes it the next base.
+    window.findChild<QAction*>(QStringLiteral("overlayAction"))->trigger();
+    QVERIFY(window.canvas()->overlayVisible());
+    window.history()->selectNode(root);
+    QCOMPARE(window.canvas()->image(), base);
+    QCOMPARE(window.promptEditor()->prompt(), QStringLiteral("a photo of a cat"));
+  }
+
+  void escapeCancelsWithoutTouchingHistory() {
+    MainWindow window;
+    window.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+    QVERIFY(prepare(window));
+    window.promptEditor()->setPrompts(QStringLiteral("a lighthouse"), QString());
+    QVERIFY(submitAndWait(window));
+    QCOMPARE(window.history()->nodeCount(), 1);
+
+    window.parameters()->setSteps(150);
+    window.promptEditor()->setPrompts(QStringLiteral("a lighthouse at night"), QString());
+    QVERIFY(!window.willEdit());  // the steps changed: a new image, not an edit
+    QSignalSpy finished(&window, &MainWindow::jobFinished);
+    generateButton(window)->click();
+    QVERIFY(window.isBusy());
+    QVERIFY(!generateButton(window)->isEnabled());
+    auto* progress = window.findChild<QProgressBar*>(QStringLiteral("jobProgress"));
+    QTRY_VERIFY_WITH_TIMEOUT(progress->value() >= 1, kJobTimeoutMs);
+    QVERIFY2(progress->text().contains(QLatin1String("left")), qPrintable(progress->text()));
+    QTest::keyClick(&window, Qt::Key_Escape);
+    QVERIFY2(progress->text().contains(QLatin1String("Cancelling")), qPrintable(progress->text()));
+    QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kJobTimeoutMs);
+    QCOMPARE(finished.first().first().toBool(), false);
+    QVERIFY(!window.findChild<QWidget*>(QStringLiteral("errorBanner"))->isVisible());  // not an error
+    QCOMPARE(window.history()->nodeCount(), 1);
+    QVERIFY(generateButton(window)->isEnabled());
+  }
+
+  void exportsPngWithParameters() {
+    MainWindow window;
+    window.show();
+    QVERIFY(prepare(window));
+    window.promptEditor()->setPrompts(QStringLiteral("a red bicycle"), QStringLiteral("blurry"));
+    QVERIFY(submitAndWait(window));
+
+    const fisedit::test::TempDir dir;
+    const auto path = dir / "export.png";
+    QVERIFY(window.exportImage(QString::fromStdString(path.string())));
+    const auto chunks = fisedit::read_png_text(path);
+    QString parameters;
+    for (const auto& [key, text] : chunks)
+      if (key == "parameters") parameters = QString::fromStdString(text);
+    QVERIFY2(parameters.startsWith(QLatin1String("a red bicycle\nNegative prompt: blurry\n")), qPrintable(parameters));
+    for (const char* field : {"Steps: 4", "Sampler: DDIM", "CFG scale: 7.5", "Seed: 42", "Size: 128x128", "Model: model"})
+      QVERIFY2(parameters.contains(QLatin1String(field)), qPrintable(parameters));
+
+    const auto png = fisedit::read_png(path);
+    QCOMPARE(png.width, 128);
+    const QImage shown = window.canvas()->image();
+    QCOMPARE(QByteArray(reinterpret_cast<const char*>(png.pixels.data()), 3 * 128),
+             QByteArray(reinterpret_cast<const char*>(shown.constScanLine(0)), 3 * 128));
+  }
+};
+
+QTEST_MAIN(TestWindowGeneration)
+#include "test_window_generation.moc"

@@ -1,0 +1,125 @@
+#include "ui/history_panel.h"
+
+#include "ui/word_diff.h"
+
+#include <QAction>
+#include <QHeaderView>
+#include <QPainter>
+#include <QTreeWidget>
+#include <QVBoxLayout>
+
+namespace fisedit::ui {
+namespace {
+
+constexpr int kThumbnail = 56;
+
+QString seconds(double ms) { return QStringLiteral("%1 s").arg(ms / 1000.0, 0, 'f', ms < 10000 ? 1 : 0); }
+
+QIcon thumbnail(const HistoryRecord& r) {
+  // A fixed square canvas so that portrait and landscape thumbnails line up in the tree.
+  QPixmap square(kThumbnail, kThumbnail);
+  square.fill(Qt::transparent);
+  QPainter painter(&square);
+  painter.setRenderHint(QPainter::SmoothPixmapTransform);
+  const QImage scaled = r.image.scaled(kThumbnail, kThumbnail, Qt::KeepAspectRatio, Qt::SmoothTransformation);
+  painter.drawImage((kThumbnail - scaled.width()) / 2, (kThumbnail - scaled.height()) / 2, scaled);
+  return QIcon(square);
+}
+
+}  // namespace
+
+HistoryPanel::HistoryPanel(QWidget* parent) : QWidget(parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  m_tree = new QTreeWidget(this);
+  m_tree->setObjectName(QStringLiteral("historyTree"));
+  m_tree->setHeaderHidden(true);
+  m_tree->setColumnCount(1);
+  m_tree->setIconSize(QSize(kThumbnail, kThumbnail));
+  m_tree->setIndentation(18);
+  m_tree->setUniformRowHeights(true);
+  m_tree->setWordWrap(true);
+  m_tree->setTextElideMode(Qt::ElideRight);
+  m_tree->setContextMenuPolicy(Qt::ActionsContextMenu);
+  layout->addWidget(m_tree);
+
+  auto* remove = new QAction(tr("Delete (with its edits)"), m_tree);
+  remove->setObjectName(QStringLiteral("deleteNodeAction"));
+  remove->setShortcut(QKeySequence::Delete);
+  remove->setShortcutContext(Qt::WidgetShortcut);  // only while the tree has focus: Delete edits text elsewhere
+  connect(remove, &QAction::triggered, this, &HistoryPanel::removeCurrent);
+  m_tree->addAction(remove);
+
+  connect(m_tree, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
+    if (item) emit currentNodeChanged(item->data(0, Qt::UserRole).toULongLong());
+  });
+}
+
+QString HistoryPanel::describe(const HistoryRecord& r) {
+  if (!r.isEdit())
+    return tr("seed %1 · %2 steps · %3\n%4")
+        .arg(r.request.seed)
+        .arg(r.request.steps)
+        .arg(seconds(r.totalMs), QString::fromStdString(r.request.prompt));
+  return tr("%1\n%2% re-rendered · %3")
+      .arg(wordDiffText(r.parentPrompt, QString::fromStdString(r.request.prompt)))
+      .arg(r.stats.edit_fraction * 100.0, 0, 'f', 0)
+      .arg(seconds(r.totalMs));
+}
+
+void HistoryPanel::addRecord(const HistoryRecord& record) {
+  auto* item = new QTreeWidgetItem;
+  item->setData(0, Qt::UserRole, QVariant::fromValue(record.id));
+  item->setText(0, describe(record));
+  item->setIcon(0, thumbnail(record));
+  item->setToolTip(0, QString::fromStdString(record.request.prompt).toHtmlEscaped());
+  QTreeWidgetItem* parent = record.parent ? m_items.value(*record.parent) : nullptr;
+  if (parent) {
+    parent->addChild(item);
+    parent->setExpanded(true);
+  } else {
+    m_tree->addTopLevelItem(item);
+  }
+  m_records.insert(record.id, record);
+  m_items.insert(record.id, item);
+  m_tree->setCurrentItem(item);
+}
+
+void HistoryPanel::clear() {
+  m_tree->clear();
+  m_records.clear();
+  m_items.clear();
+}
+
+std::optional<quint64> HistoryPanel::currentNode() const {
+  const auto* item = m_tree->currentItem();
+  if (!item) return std::nullopt;
+  return item->data(0, Qt::UserRole).toULongLong();
+}
+
+const HistoryRecord* HistoryPanel::record(quint64 id) const {
+  const auto it = m_records.constFind(id);
+  return it == m_records.cend() ? nullptr : &*it;
+}
+
+void HistoryPanel::selectNode(quint64 id) {
+  if (auto* item = m_items.value(id)) m_tree->setCurrentItem(item);
+}
+
+void HistoryPanel::forgetSubtree(QTreeWidgetItem* item) {
+  for (int i = 0; i < item->childCount(); ++i) forgetSubtree(item->child(i));
+  const quint64 id = item->data(0, Qt::UserRole).toULongLong();
+  m_records.remove(id);
+  m_items.remove(id);
+}
+
+void HistoryPanel::removeCurrent() {
+  QTreeWidgetItem* item = m_tree->currentItem();
+  if (!item) return;
+  const quint64 id = item->data(0, Qt::UserRole).toULongLong();
+  forgetSubtree(item);
+  delete item;  // Qt selects a neighbour, which becomes the current image
+  emit nodeRemoved(id);
+}
+
+}  // namespace fisedit::ui

@@ -1,0 +1,50 @@
+#pragma once
+// The tree of generations (roots) and prompt edits (children) with thumbnails. Selecting a node shows
+// it and makes it the base of the next edit, so editing an older node starts a branch.
+#include "ui/history_record.h"
+
+#include <QHash>
+#include <QWidget>
+
+#include <optional>
+
+class QTreeWidget;
+class QTreeWidgetItem;
+
+namespace fisedit::ui {
+
+class HistoryPanel : public QWidget {
+  Q_OBJECT
+
+public:
+  explicit HistoryPanel(QWidget* parent = nullptr);
+
+  // Adds the node under its parent (if any) and selects it.
+  void addRecord(const HistoryRecord& record);
+  void clear();
+  int nodeCount() const { return static_cast<int>(m_records.size()); }
+  std::optional<quint64> currentNode() const;
+  const HistoryRecord* record(quint64 id) const;
+  void selectNode(quint64 id);
+  QTreeWidget* tree() const { return m_tree; }
+
+  // One line for a node: "seed 42 · 25 steps · 3.1 s" or "+hat -cap · 12% · 0.8 s".
+  static QString describe(const HistoryRecord& record);
+
+signals:
+  void currentNodeChanged(quint64 id);
+  // The node and its subtree are gone from the panel; the window tells the worker.
+  void nodeRemoved(quint64 id);
+
+public slots:
+  void removeCurrent();
+
+private:
+  void forgetSubtree(QTreeWidgetItem* item);
+
+  QTreeWidget* m_tree = nullptr;
+  QHash<quint64, HistoryRecord> m_records;
+  QHash<quint64, QTreeWidgetItem*> m_items;
+};
+
+}  // namespace fisedit::ui

@@ -1,0 +1,37 @@
+#pragma once
+// What the window keeps of one history node: a copy made on the worker thread, so the widgets never
+// touch the EditSession (which is not thread-safe) and a node's image stays showable after its
+// activation cache is evicted.
+#include "pipeline/generation.h"
+
+#include <QImage>
+#include <QMetaType>
+#include <QString>
+
+#include <cstdint>
+#include <optional>
+
+namespace fisedit::ui {
+
+struct HistoryRecord {
+  quint64 id = 0;
+  std::optional<quint64> parent;  // none for a generation (a root)
+  GenerationRequest request;      // resolved: the parameters the image was made with
+  QImage image;                   // RGB888
+  QImage changedRegion;           // edits only: Grayscale8, white where pixels may differ from the parent's
+  QString parentPrompt;           // edits only: for the word diff shown in the history
+  EditStats stats;                // edits only
+  double totalMs = 0;             // the whole job, as the user waited for it
+  bool isEdit() const { return parent.has_value(); }
+};
+
+// Deep copies: the QImage owns its pixels, so it may cross threads after the Image8 is gone.
+QImage toQImage(const Image8& image);
+// RGB888 (or Grayscale8) back to the engine's layout, for writing PNGs with our text chunks.
+Image8 toImage8(const QImage& image);
+
+}  // namespace fisedit::ui
+
+Q_DECLARE_METATYPE(fisedit::ui::HistoryRecord)
+Q_DECLARE_METATYPE(fisedit::GenerationRequest)
+Q_DECLARE_METATYPE(fisedit::EditRequest)

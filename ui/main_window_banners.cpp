@@ -1,0 +1,108 @@
+// The window's fixed furniture: the welcome and error banners, the file choosers and the About box.
+#include "ui/main_window.h"
+
+#include <QDir>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QMessageBox>
+#include <QPushButton>
+#include <QToolButton>
+#include <QVBoxLayout>
+
+namespace fisedit::ui {
+
+QWidget* MainWindow::createWelcomeBanner() {
+  auto* banner = new QFrame;
+  banner->setObjectName(QStringLiteral("welcomeBanner"));
+  banner->setFrameShape(QFrame::StyledPanel);
+  auto* layout = new QVBoxLayout(banner);
+
+  auto* text = new QLabel(tr(
+      "<h3>No model loaded</h3>"
+      "<p>fisedit works with Stable Diffusion 1.5 and 2.x weights, in either of the forms they are shared in:</p>"
+      "<p><b>A diffusers folder</b> (File &gt; Open Model Folder...): the folder holding "
+      "<tt>model_index.json</tt> and the <tt>unet</tt>, <tt>vae</tt>, <tt>text_encoder</tt>, <tt>tokenizer</tt> "
+      "and <tt>scheduler</tt> subfolders, as downloaded from the Hugging Face Hub "
+      "(e.g. stable-diffusion-v1-5 or stable-diffusion-2-1-base).</p>"
+      "<p><b>A single-file checkpoint</b> (File &gt; Open Checkpoint...): one <tt>.safetensors</tt> file as "
+      "AUTOMATIC1111 and ComfyUI keep them (e.g. v1-5-pruned-emaonly.safetensors). Its family is recognised "
+      "from the weights; give it a <i>config folder</i> (a diffusers folder of the same family) to read the "
+      "exact settings and count prompt tokens.</p>"
+      "<p>Pickled <tt>.ckpt</tt> files are not read: convert them to .safetensors first.</p>"));
+  text->setObjectName(QStringLiteral("welcomeText"));
+  text->setWordWrap(true);
+  text->setTextFormat(Qt::RichText);
+  layout->addWidget(text);
+
+  auto* buttons = new QHBoxLayout;
+  auto* folderButton = new QPushButton(tr("Open Model Folder..."));
+  auto* checkpointButton = new QPushButton(tr("Open Checkpoint..."));
+  connect(folderButton, &QPushButton::clicked, this, &MainWindow::chooseModelFolder);
+  connect(checkpointButton, &QPushButton::clicked, this, &MainWindow::chooseCheckpoint);
+  buttons->addWidget(folderButton);
+  buttons->addWidget(checkpointButton);
+  buttons->addStretch(1);
+  layout->addLayout(buttons);
+  layout->addStretch(1);
+  return banner;
+}
+
+QWidget* MainWindow::createErrorBanner() {
+  // Inline rather than a modal box: the message stays readable next to the model it concerns, and a
+  // failed load at startup does not block the window behind a dialog.
+  auto* banner = new QFrame;
+  banner->setObjectName(QStringLiteral("errorBanner"));
+  banner->setStyleSheet(QStringLiteral("#errorBanner { background: #fdecea; border: 1px solid #e57373; border-radius: 4px; }"
+                                       "#errorBanner QLabel { color: #5f2120; }"));
+  auto* layout = new QHBoxLayout(banner);
+  m_errorMessage = new QLabel;
+  m_errorMessage->setObjectName(QStringLiteral("errorMessage"));
+  m_errorMessage->setWordWrap(true);
+  m_errorMessage->setTextFormat(Qt::RichText);
+  m_errorMessage->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  auto* close = new QToolButton;
+  close->setText(QStringLiteral("✕"));
+  close->setToolTip(tr("Dismiss"));
+  close->setAutoRaise(true);
+  connect(close, &QToolButton::clicked, banner, &QWidget::hide);
+  layout->addWidget(m_errorMessage, 1);
+  layout->addWidget(close, 0, Qt::AlignTop);
+  banner->hide();
+  return banner;
+}
+
+QString MainWindow::lastBrowseDir() const {
+  if (m_model) return QFileInfo(m_model->source).absolutePath();
+  return QDir::homePath();
+}
+
+void MainWindow::chooseModelFolder() {
+  const QString dir = QFileDialog::getExistingDirectory(this, tr("Open Model Folder"), lastBrowseDir());
+  if (!dir.isEmpty()) openModel(dir);
+}
+
+void MainWindow::chooseCheckpoint() {
+  const QString file = QFileDialog::getOpenFileName(this, tr("Open Checkpoint"), lastBrowseDir(),
+                                                    tr("Safetensors checkpoints (*.safetensors)"));
+  if (!file.isEmpty()) openModel(file);
+}
+
+void MainWindow::chooseConfigFolder() {
+  const QString dir = QFileDialog::getExistingDirectory(this, tr("Config Folder (a diffusers folder of the same family)"),
+                                                        lastBrowseDir());
+  if (!dir.isEmpty()) setConfigFolder(dir);
+}
+
+void MainWindow::showAbout() {
+  QMessageBox::about(
+      this, tr("About fisedit"),
+      tr("<h3>fisedit %1</h3>"
+         "<p>Interactive text-to-image editing with Stable Diffusion 1.5 and 2.x.</p>"
+         "<p>Generate an image, then change the prompt: the edit re-renders only the region the change "
+         "affects, and everything outside it stays the same pixels.</p>")
+          .arg(QStringLiteral(FISEDIT_VERSION)));
+}
+
+}  // namespace fisedit::ui

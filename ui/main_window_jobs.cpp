@@ -1,0 +1,196 @@
+// The window's half of a generation or edit: building the request, following its progress, showing
+// the result in the canvas and the history, cancelling, and exporting what it made.
+#include "ui/history_panel.h"
+#include "ui/image_canvas.h"
+#include "ui/main_window.h"
+#include "ui/model_worker.h"
+#include "ui/parameters_panel.h"
+#include "ui/prompt_editor.h"
+
+#include "core/error.h"
+#include "io/image_file.h"
+
+#include <QAction>
+#include <QDir>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QLabel>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QRandomGenerator>
+#include <QStatusBar>
+#include <QTabWidget>
+
+namespace fisedit::ui {
+namespace {
+
+const QString kEditText = QObject::tr("Edit (re-renders only the changed region)");
+
+std::string utf8(const QString& text) { return text.toStdString(); }
+
+}  // namespace
+
+bool MainWindow::willEdit() const {
+  const auto current = m_history->currentNode();
+  if (!current) return false;
+  const HistoryRecord* base = m_history->record(*current);
+  const QString prompt = m_promptEditor->prompt(), negative = m_promptEditor->negativePrompt();
+  const bool promptsDiffer = utf8(prompt) != base->request.prompt || utf8(negative) != base->request.negative_prompt;
+  // "Random" means a new seed for each new image; an edit keeps its image's seed by definition.
+  const auto seed = m_parameters->randomSeed() ? base->request.seed : m_parameters->seed();
+  return promptsDiffer && edit_compatible(base->request, m_parameters->request(seed));
+}
+
+void MainWindow::updateGenerateButton() {
+  const bool edit = willEdit();
+  m_generateButton->setText(edit ? kEditText : tr("Generate"));
+  m_generateButton->setToolTip(edit ? tr("Only the prompt differs from the selected image: the parts of the image "
+                                         "the change does not touch stay exactly as they are (Ctrl+Enter)")
+                                    : tr("A new image from the prompt and parameters (Ctrl+Enter)"));
+  m_generateButton->setEnabled(m_model.has_value() && !m_busy);
+  m_exportAction->setEnabled(m_history->currentNode().has_value());
+}
+
+void MainWindow::submit() {
+  if (!m_model || m_busy) return;
+  m_jobStop = std::stop_source();
+  const std::stop_token stop = m_jobStop.get_token();
+  const QString prompt = m_promptEditor->prompt(), negative = m_promptEditor->negativePrompt();
+
+  if (willEdit()) {
+    const quint64 base = *m_history->currentNode();
+    EditRequest request = m_parameters->editOptions();
+    request.prompt = utf8(prompt);
+    request.negative_prompt = utf8(negative);
+    QMetaObject::invokeMethod(
+        m_worker, [worker = m_worker, base, request, stop] { worker->edit(base, request, stop); }, Qt::QueuedConnection);
+  } else {
+    const std::uint64_t seed =
+        m_parameters->randomSeed() ? QRandomGenerator::global()->bounded(2147483647u) : m_parameters->seed();
+    GenerationRequest request = m_parameters->request(seed);
+    request.prompt = utf8(prompt);
+    request.negative_prompt = utf8(negative);
+    QMetaObject::invokeMethod(
+        m_worker, [worker = m_worker, request, stop] { worker->generate(request, stop); }, Qt::QueuedConnection);
+  }
+  startJob();
+}
+
+void MainWindow::cancel() {
+  if (!m_busy) return;
+  m_jobStop.request_stop();  // directly: a queued call would wait behind the job it is meant to stop
+  m_jobProgress->setFormat(tr("Cancelling..."));
+}
+
+void MainWindow::startJob() {
+  m_busy = true;
+  m_errorBanner->hide();
+  m_jobProgress->setRange(0, 0);  // until the first step reports how many there are
+  m_jobProgress->setFormat(tr("Starting..."));
+  m_jobProgress->show();
+  m_cancelButton->show();
+  updateGenerateButton();
+}
+
+void MainWindow::endJob() {
+  m_busy = false;
+  m_jobProgress->hide();
+  m_cancelButton->hide();
+  updateGenerateButton();
+}
+
+void MainWindow::onProgress(int step, int total, double elapsedMs) {
+  if (!m_busy || m_jobStop.stop_requested()) return;
+  m_jobProgress->setRange(0, total);
+  m_jobProgress->setValue(step);
+  // The steps of one job cost about the same, so the mean so far predicts the rest.
+  const double left = step > 0 ? elapsedMs / step * (total - step) / 1000.0 : 0;
+  m_jobProgress->setFormat(tr("step %1/%2 · %3 s left").arg(step).arg(total).arg(left, 0, 'f', left < 10 ? 1 : 0));
+}
+
+void MainWindow::onNodeReady(const HistoryRecord& record) {
+  endJob();
+  m_history->addRecord(record);  // selects it, which shows it
+  m_sideTabs->setCurrentWidget(m_history);
+  statusBar()->showMessage(record.isEdit() ? tr("Edited in %1 s, %2% of the image re-rendered")
+                                                 .arg(record.totalMs / 1000.0, 0, 'f', 1)
+                                                 .arg(record.stats.edit_fraction * 100.0, 0, 'f', 0)
+                                           : tr("Generated in %1 s").arg(record.totalMs / 1000.0, 0, 'f', 1),
+                           8000);
+  emit jobFinished(true);
+}
+
+void MainWindow::onJobFailed(const QString& message) {
+  const bool wasJob = m_busy;
+  endJob();
+  showError(tr("<b>The engine stopped</b><br>%1").arg(message.toHtmlEscaped()));
+  if (wasJob) emit jobFinished(false);
+}
+
+void MainWindow::onJobCancelled() {
+  endJob();
+  statusBar()->showMessage(tr("Cancelled"), 5000);
+  emit jobFinished(false);
+}
+
+void MainWindow::onEngineReady(const QString& deviceName) {
+  m_deviceLabel->setText(tr("Device: %1").arg(deviceName));
+  // A new engine has a new, empty session: what the panel lists could no longer be edited.
+  m_history->clear();
+  m_canvas->clear();
+  updateGenerateButton();
+  emit engineReady(deviceName);
+}
+
+void MainWindow::showNode(quint64 id) {
+  const HistoryRecord* r = m_history->record(id);
+  if (!r) return;
+  const HistoryRecord* parent = r->parent ? m_history->record(*r->parent) : nullptr;
+  const QImage previous = parent ? parent->image : m_shownImage;
+  m_canvas->setImage(r->image, r->changedRegion, previous);
+  m_shownImage = r->image;
+  m_overlayAction->setEnabled(r->isEdit());
+  // The selected node is the base of the next edit: showing its prompts and parameters makes the
+  // button say what a change to them will do.
+  m_promptEditor->setPrompts(QString::fromStdString(r->request.prompt), QString::fromStdString(r->request.negative_prompt));
+  m_parameters->showRequest(r->request);
+  updateGenerateButton();
+}
+
+void MainWindow::removeNode(quint64 id) {
+  QMetaObject::invokeMethod(m_worker, [worker = m_worker, id] { worker->removeNode(id); }, Qt::QueuedConnection);
+  if (!m_history->currentNode()) {
+    m_canvas->clear();
+    m_shownImage = QImage();
+  }
+  updateGenerateButton();
+}
+
+bool MainWindow::exportImage(const QString& path) {
+  const auto id = m_history->currentNode();
+  if (!id || !m_model) return false;
+  const HistoryRecord* r = m_history->record(*id);
+  const std::string modelName = QFileInfo(m_model->source).fileName().toStdString();
+  try {
+    write_png(std::filesystem::path(path.toStdString()), toImage8(r->image),
+              {{"parameters", a1111_parameters(r->request, modelName)}});
+  } catch (const Error& e) {
+    showError(tr("<b>Could not export the image</b><br>%1").arg(QString::fromUtf8(e.what()).toHtmlEscaped()));
+    return false;
+  }
+  statusBar()->showMessage(tr("Exported %1").arg(QFileInfo(path).fileName()), 5000);
+  return true;
+}
+
+void MainWindow::chooseExportFile() {
+  const auto id = m_history->currentNode();
+  if (!id) return;
+  const auto& request = m_history->record(*id)->request;
+  const QString suggested = QDir(lastBrowseDir()).filePath(QStringLiteral("fisedit-%1-%2.png").arg(request.seed).arg(*id));
+  QString file = QFileDialog::getSaveFileName(this, tr("Export Image"), suggested, tr("PNG images (*.png)"));
+  if (file.isEmpty()) return;
+  if (!file.endsWith(QLatin1String(".png"), Qt::CaseInsensitive)) file += QLatin1String(".png");
+  exportImage(file);
+}
+
+}  // namespace fisedit::ui

@@ -1,0 +1,215 @@
+#include "ui/parameters_panel.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QLabel>
+#include <QHBoxLayout>
+#include <QSignalBlocker>
+#include <QSpinBox>
+#include <QStandardItemModel>
+#include <QToolButton>
+#include <QVBoxLayout>
+
+namespace fisedit::ui {
+namespace {
+
+// Sizes SD 1.x and 2.x are commonly run at; "custom" unlocks the spin boxes.
+const QList<QSize> kPresets = {{512, 512}, {768, 768}, {512, 768}, {768, 512}};
+constexpr int kMaxSeed = 2147483647;  // a QSpinBox holds an int; A1111 seeds are 32-bit too
+
+QSpinBox* spin(int min, int max, int value, int step, const QString& name) {
+  auto* box = new QSpinBox;
+  box->setRange(min, max);
+  box->setValue(value);
+  box->setSingleStep(step);
+  box->setObjectName(name);
+  return box;
+}
+
+}  // namespace
+
+ParametersPanel::ParametersPanel(QWidget* parent) : QWidget(parent) {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(0, 0, 0, 0);
+  layout->addWidget(createGenerationBox());
+  layout->addWidget(createEditBox());
+}
+
+QWidget* ParametersPanel::createGenerationBox() {
+  auto* box = new QGroupBox(tr("Parameters"));
+  auto* form = new QFormLayout(box);
+
+  m_seed = spin(0, kMaxSeed, 42, 1, QStringLiteral("seedSpin"));
+  m_randomSeed = new QCheckBox(tr("random"));
+  m_randomSeed->setObjectName(QStringLiteral("randomSeed"));
+  m_randomSeed->setToolTip(tr("A new seed for every new image. Edits keep their image's seed."));
+  auto* reuse = new QToolButton;
+  reuse->setObjectName(QStringLiteral("reuseSeedButton"));
+  reuse->setText(QStringLiteral("♻"));
+  reuse->setToolTip(tr("Use the current image's seed"));
+  auto* seedRow = new QHBoxLayout;
+  seedRow->addWidget(m_seed, 1);
+  seedRow->addWidget(m_randomSeed);
+  seedRow->addWidget(reuse);
+  form->addRow(tr("Seed"), seedRow);
+  connect(m_randomSeed, &QCheckBox::toggled, m_seed, &QWidget::setDisabled);
+  connect(reuse, &QToolButton::clicked, this, &ParametersPanel::reuseSeedRequested);
+
+  m_steps = spin(1, 150, 25, 1, QStringLiteral("stepsSpin"));
+  form->addRow(tr("Steps"), m_steps);
+  m_cfg = new QDoubleSpinBox;
+  m_cfg->setObjectName(QStringLiteral("cfgSpin"));
+  m_cfg->setRange(0, 30);
+  m_cfg->setSingleStep(0.5);
+  m_cfg->setDecimals(1);
+  m_cfg->setValue(7.5);
+  m_cfg->setToolTip(tr("Classifier-free guidance: how strongly the prompt steers (1 or less: prompt alone)"));
+  form->addRow(tr("CFG scale"), m_cfg);
+
+  m_scheduler = new QComboBox;
+  m_scheduler->setObjectName(QStringLiteral("schedulerCombo"));
+  for (const auto& name : scheduler_names())
+    m_scheduler->addItem(QString::fromStdString(a1111_sampler_name(name)), QString::fromStdString(name));
+  form->addRow(tr("Sampler"), m_scheduler);
+
+  m_sizePreset = new QComboBox;
+  m_sizePreset->setObjectName(QStringLiteral("sizePreset"));
+  for (const QSize& s : kPresets) m_sizePreset->addItem(QStringLiteral("%1×%2").arg(s.width()).arg(s.height()), s);
+  m_sizePreset->addItem(tr("custom"));
+  form->addRow(tr("Size"), m_sizePreset);
+  m_width = spin(64, 2048, 512, 8, QStringLiteral("widthSpin"));
+  m_height = spin(64, 2048, 512, 8, QStringLiteral("heightSpin"));
+  m_width->setSuffix(QStringLiteral(" px"));
+  m_height->setSuffix(QStringLiteral(" px"));
+  auto* sizeRow = new QHBoxLayout;
+  sizeRow->addWidget(m_width);
+  sizeRow->addWidget(new QLabel(QStringLiteral("×")));
+  sizeRow->addWidget(m_height);
+  form->addRow(QString(), sizeRow);
+  connect(m_sizePreset, &QComboBox::currentIndexChanged, this, &ParametersPanel::applyPreset);
+
+  m_device = new QComboBox;
+  m_device->setObjectName(QStringLiteral("deviceCombo"));
+  m_device->addItem(tr("Auto (GPU if present)"), QVariant::fromValue(DeviceChoice::automatic));
+  m_device->addItem(tr("CPU"), QVariant::fromValue(DeviceChoice::cpu));
+  m_device->addItem(tr("CUDA"), QVariant::fromValue(DeviceChoice::cuda));
+  m_device->setToolTip(tr("Changing the device starts a new history: the cached activations live on the old one."));
+  form->addRow(tr("Device"), m_device);
+  connect(m_device, &QComboBox::currentIndexChanged, this, [this] { emit deviceChanged(device()); });
+
+  for (auto* s : {m_seed, m_steps, m_width, m_height})
+    connect(s, &QSpinBox::valueChanged, this, &ParametersPanel::changed);
+  connect(m_cfg, &QDoubleSpinBox::valueChanged, this, &ParametersPanel::changed);
+  connect(m_scheduler, &QComboBox::currentIndexChanged, this, &ParametersPanel::changed);
+  connect(m_randomSeed, &QCheckBox::toggled, this, &ParametersPanel::changed);
+  applyPreset(0);
+  return box;
+}
+
+QWidget* ParametersPanel::createEditBox() {
+  auto* box = new QGroupBox(tr("Edit"));
+  auto* form = new QFormLayout(box);
+  m_maskMode = new QComboBox;
+  m_maskMode->setObjectName(QStringLiteral("maskModeCombo"));
+  m_maskMode->addItem(tr("automatic"), QVariant::fromValue(int(MaskMode::automatic)));
+  m_maskMode->addItem(tr("painted"), QVariant::fromValue(int(MaskMode::painted)));
+  m_maskMode->addItem(tr("both (intersect)"), QVariant::fromValue(int(MaskMode::intersect)));
+  // Painting arrives with the brush; until then these modes would have no mask to read.
+  auto* items = qobject_cast<QStandardItemModel*>(m_maskMode->model());
+  for (int row : {1, 2}) {
+    items->item(row)->setEnabled(false);
+    items->item(row)->setToolTip(tr("Needs a painted mask: the brush comes in a later version."));
+  }
+  m_maskMode->setToolTip(tr("Where an edit re-renders: automatic = where the first steps show the image moving"));
+  form->addRow(tr("Region"), m_maskMode);
+  m_margin = spin(0, 16, 0, 1, QStringLiteral("marginSpin"));
+  m_margin->setToolTip(tr("Widens the region by this many latent pixels (8 image pixels each)"));
+  form->addRow(tr("Margin"), m_margin);
+  m_detectSteps = spin(0, 150, 0, 1, QStringLiteral("detectStepsSpin"));
+  m_detectSteps->setSpecialValueText(tr("20% of steps"));
+  m_detectSteps->setToolTip(tr("Steps run in full with the new prompt to find the region"));
+  form->addRow(tr("Detection"), m_detectSteps);
+  return box;
+}
+
+void ParametersPanel::applyPreset(int index) {
+  const bool custom = index >= kPresets.size();
+  m_width->setEnabled(custom);
+  m_height->setEnabled(custom);
+  if (custom) return;
+  const QSize s = m_sizePreset->itemData(index).toSize();
+  const QSignalBlocker blockWidth(m_width), blockHeight(m_height);
+  m_width->setValue(s.width());
+  m_height->setValue(s.height());
+  emit changed();
+}
+
+void ParametersPanel::selectPresetFor(int width, int height) {
+  int index = m_sizePreset->findData(QSize(width, height));
+  if (index < 0) index = m_sizePreset->count() - 1;
+  const QSignalBlocker block(m_sizePreset);
+  m_sizePreset->setCurrentIndex(index);
+  m_width->setEnabled(index == m_sizePreset->count() - 1);
+  m_height->setEnabled(index == m_sizePreset->count() - 1);
+}
+
+void ParametersPanel::setSize(int width, int height) {
+  selectPresetFor(width, height);
+  m_width->setValue(width);
+  m_height->setValue(height);
+}
+
+void ParametersPanel::setModelSize(int size) {
+  m_modelSize = size;
+  for (int i = 0; i < kPresets.size(); ++i) {
+    const QSize s = kPresets[i];
+    const bool own = s.width() == size && s.height() == size;
+    m_sizePreset->setItemText(i, QStringLiteral("%1×%2%3").arg(s.width()).arg(s.height()).arg(own ? tr(" (model)") : QString()));
+  }
+  setSize(size, size);
+}
+
+void ParametersPanel::setSteps(int steps) { m_steps->setValue(steps); }
+
+void ParametersPanel::setDevice(DeviceChoice choice) {
+  m_device->setCurrentIndex(m_device->findData(QVariant::fromValue(choice)));
+}
+
+std::uint64_t ParametersPanel::seed() const { return static_cast<std::uint64_t>(m_seed->value()); }
+bool ParametersPanel::randomSeed() const { return m_randomSeed->isChecked(); }
+DeviceChoice ParametersPanel::device() const { return m_device->currentData().value<DeviceChoice>(); }
+
+GenerationRequest ParametersPanel::request(std::uint64_t seed) const {
+  GenerationRequest r;
+  r.seed = seed;
+  r.steps = m_steps->value();
+  r.cfg_scale = static_cast<float>(m_cfg->value());
+  r.scheduler = m_scheduler->currentData().toString().toStdString();
+  r.width = m_width->value();
+  r.height = m_height->value();
+  return r;
+}
+
+void ParametersPanel::showRequest(const GenerationRequest& r) {
+  const QSignalBlocker block(this);  // one changed() at the end, not one per field
+  if (!randomSeed()) m_seed->setValue(static_cast<int>(std::min<std::uint64_t>(r.seed, kMaxSeed)));
+  m_steps->setValue(r.steps);
+  m_cfg->setValue(r.cfg_scale);
+  const int scheduler = m_scheduler->findData(QString::fromStdString(r.scheduler));
+  if (scheduler >= 0) m_scheduler->setCurrentIndex(scheduler);
+  setSize(r.width, r.height);
+  emit changed();
+}
+
+EditRequest ParametersPanel::editOptions() const {
+  EditRequest e;
+  e.mask_mode = static_cast<MaskMode>(m_maskMode->currentData().toInt());
+  e.margin = m_margin->value();
+  e.detect_steps = m_detectSteps->value() == 0 ? -1 : m_detectSteps->value();
+  return e;
+}
+
+}  // namespace fisedit::ui

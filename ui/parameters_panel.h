@@ -1,0 +1,64 @@
+#pragma once
+// The generation parameters (seed, steps, guidance, sampler, size), the device, and the options of an
+// edit (mask mode, margin, detection steps). Builds engine requests; knows nothing of the history.
+#include "backend/device.h"
+#include "pipeline/generation.h"
+
+#include <QWidget>
+
+class QCheckBox;
+class QComboBox;
+class QDoubleSpinBox;
+class QSpinBox;
+
+namespace fisedit::ui {
+
+class ParametersPanel : public QWidget {
+  Q_OBJECT
+
+public:
+  explicit ParametersPanel(QWidget* parent = nullptr);
+
+  // The parameters of the next image, prompts left empty. `seed` replaces the spin box's value (the
+  // window draws a random one when randomSeed() is set).
+  GenerationRequest request(std::uint64_t seed) const;
+  std::uint64_t seed() const;
+  bool randomSeed() const;
+  // Shows the parameters an image was made with, so that changing only the prompt edits it.
+  void showRequest(const GenerationRequest& request);
+  // The model's own size: the default preset ("512x512 (model)").
+  void setModelSize(int size);
+  EditRequest editOptions() const;  // prompts left empty
+  DeviceChoice device() const;
+
+  void setSteps(int steps);
+  void setSize(int width, int height);
+  void setDevice(DeviceChoice choice);
+
+signals:
+  void changed();
+  void deviceChanged(fisedit::DeviceChoice choice);
+  void reuseSeedRequested();
+
+private:
+  QWidget* createGenerationBox();
+  QWidget* createEditBox();
+  void applyPreset(int index);
+  void selectPresetFor(int width, int height);
+
+  QSpinBox* m_seed = nullptr;
+  QCheckBox* m_randomSeed = nullptr;
+  QSpinBox* m_steps = nullptr;
+  QDoubleSpinBox* m_cfg = nullptr;
+  QComboBox* m_scheduler = nullptr;
+  QComboBox* m_sizePreset = nullptr;
+  QSpinBox* m_width = nullptr;
+  QSpinBox* m_height = nullptr;
+  QComboBox* m_device = nullptr;
+  QComboBox* m_maskMode = nullptr;
+  QSpinBox* m_margin = nullptr;
+  QSpinBox* m_detectSteps = nullptr;
+  int m_modelSize = 512;
+};
+
+}  // namespace fisedit::ui
