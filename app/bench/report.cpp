@@ -52,6 +52,14 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
   stage_row(out, "text encoder (batch 2)", res["text_encoder"]);
   stage_row(out, "U-Net step (batch 2)", res["unet_step"]);
   stage_row(out, "VAE decode (batch 1)", res["vae_decode"]);
+  if (res["vae_decode"].contains("profile")) {
+    std::fprintf(out, "  VAE ops (device ms, each op timed alone):");
+    int shown = 0;
+    for (const auto& op : res["vae_decode"]["profile"])
+      if (shown++ < 10)
+        std::fprintf(out, " %s %.2f (%d)", op["op"].get<std::string>().c_str(), op["total_ms"].get<double>(), op["calls"].get<int>());
+    std::fprintf(out, "\n");
+  }
   const auto& g = res["generation"];
   const std::string label = "generation (" + std::to_string(s["steps"].get<int>()) + " steps)";
   stage_row(out, label.c_str(), g);
