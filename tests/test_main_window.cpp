@@ -132,6 +132,23 @@ private slots:
     window.reset();
   }
 
+  // With no model chosen yet the app starts on the built-in demo model, says so, and does not remember it.
+  void startsOnTheDemoModel() {
+    QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).clear();
+    MainWindow window;
+    window.show();
+    QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+    QVERIFY(window.restoreLastModel());
+    QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, kLoadTimeoutMs);
+    QCOMPARE(labelText(window, "familyValue"), QStringLiteral("SD1.x"));
+    QVERIFY(window.findChild<QWidget*>(QStringLiteral("demoBanner"))->isVisible());
+    QVERIFY(QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).value(QStringLiteral("model/path")).toString().isEmpty());
+    QVERIFY(openAndWait(window, referenceModel("tiny-sd2/model")));
+    QVERIFY(!window.findChild<QWidget*>(QStringLiteral("demoBanner"))->isVisible());
+    QCOMPARE(QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).value(QStringLiteral("model/path")).toString(),
+             referenceModel("tiny-sd2/model"));
+  }
+
   void restoresLastModel() {
     {
       QSettings settings(QStringLiteral("fisedit"), QStringLiteral("fisedit"));

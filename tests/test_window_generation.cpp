@@ -1,11 +1,12 @@
 // Generating and editing from the window through the real worker and engine (tiny SD2 model on the
 // CPU): the image reaches the canvas and the history, a prompt-only change becomes an edit that keeps
-// every pixel outside its reported region, Esc cancels without touching the history, and an exported
-// PNG carries AUTOMATIC1111's parameters.
+// every pixel outside its reported region, a painted mask confines the edit to the painted area, Esc
+// cancels without touching the history, and an exported PNG carries AUTOMATIC1111's parameters.
 #include "test_support.h"
 #include "ui/history_panel.h"
 #include "ui/image_canvas.h"
 #include "ui/main_window.h"
+#include "ui/painted_mask.h"
 #include "ui/parameters_panel.h"
 #include "ui/prompt_editor.h"
 
@@ -13,12 +14,16 @@
 
 #include <QtTest>
 #include <QAction>
+#include <QComboBox>
 #include <QLabel>
 #include <QPlainTextEdit>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QStatusBar>
 #include <QTreeWidget>
+
+#include <algorithm>
 
 using fisedit::ui::MainWindow;
 
@@ -51,6 +56,26 @@ bool submitAndWait(MainWindow& window) {
   if (!window.isBusy()) return false;  // the shortcut did not start a job
   if (!QTest::qWaitFor([&] { return finished.count() == 1; }, kJobTimeoutMs)) return false;
   return finished.first().first().toBool();
+}
+
+// Pixels within `radius` of a white pixel of `mask` in the chessboard metric (max of |dx| and |dy|):
+// the engine's square dilation and box blur grow a region by exactly that.
+QImage chebyshevDilate(const QImage& mask, int radius) {
+  const int w = mask.width(), h = mask.height();
+  QImage rows(mask.size(), QImage::Format_Grayscale8), out(mask.size(), QImage::Format_Grayscale8);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      int v = 0;
+      for (int i = std::max(0, x - radius); i <= std::min(w - 1, x + radius); ++i) v = std::max(v, qGray(mask.pixel(i, y)));
+      rows.scanLine(y)[x] = static_cast<uchar>(v);
+    }
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      int v = 0;
+      for (int j = std::max(0, y - radius); j <= std::min(h - 1, y + radius); ++j) v = std::max(v, int(rows.constScanLine(j)[x]));
+      out.scanLine(y)[x] = static_cast<uchar>(v);
+    }
+  return out;
 }
 
 }  // namespace
@@ -110,6 +135,66 @@ private slots:
     window.history()->selectNode(root);
     QCOMPARE(window.canvas()->image(), base);
     QCOMPARE(window.promptEditor()->prompt(), QStringLiteral("a photo of a cat"));
+  }
+
+  void paintedMaskConfinesTheEdit() {
+    MainWindow window;
+    window.show();
+    QVERIFY(QTest::qWaitForWindowActive(&window));  // B is a window shortcut
+    QVERIFY(prepare(window));
+    window.promptEditor()->setPrompts(QStringLiteral("a photo of a cat"), QString());
+    QVERIFY(submitAndWait(window));
+    const QImage base = window.canvas()->image();
+    auto* mode = window.findChild<QComboBox*>(QStringLiteral("maskModeCombo"));
+    QCOMPARE(mode->currentData().toInt(), int(fisedit::MaskMode::automatic));
+
+    // A stroke over the image as shown (fitted to the window): image (30, 40) -> (70, 40) -> (70, 60).
+    auto* canvas = window.canvas();
+    QTest::keyClick(canvas, Qt::Key_B);
+    QCOMPARE(canvas->tool(), fisedit::ui::ImageCanvas::Tool::brush);
+    canvas->setBrushSize(16);
+    const QPointF canvasCenter = QRectF(canvas->rect()).center();
+    const auto at = [&](double x, double y) { return (canvasCenter + (QPointF(x, y) - QPointF(64, 64)) * canvas->zoom()).toPoint(); };
+    QTest::mousePress(canvas, Qt::LeftButton, Qt::NoModifier, at(30, 40));
+    QTest::mouseMove(canvas, at(70, 40));
+    QTest::mouseMove(canvas, at(70, 60));
+    QTest::mouseRelease(canvas, Qt::LeftButton, Qt::NoModifier, at(70, 60));
+    const QImage painted = canvas->mask()->image().copy();
+    QVERIFY(qGray(painted.pixel(50, 40)) == 255 && qGray(painted.pixel(70, 55)) == 255 && qGray(painted.pixel(100, 100)) == 0);
+
+    // Painting switches the region to "painted" and says so.
+    QCOMPARE(mode->currentData().toInt(), int(fisedit::MaskMode::painted));
+    QVERIFY2(window.statusBar()->currentMessage().contains(QLatin1String("painted")), qPrintable(window.statusBar()->currentMessage()));
+    window.promptEditor()->setPrompts(QStringLiteral("a photo of a dog"), QString());
+    QVERIFY2(generateButton(window)->text().contains(QLatin1String("painted region")), qPrintable(generateButton(window)->text()));
+    QVERIFY(submitAndWait(window));
+
+    const auto* edit = window.history()->record(*window.history()->currentNode());
+    QVERIFY(edit->isEdit());
+    QCOMPARE(edit->stats.detect_steps, 0);  // a painted region needs no detection
+    const QImage region = edit->changedRegion;
+    const QImage edited = window.canvas()->image().convertToFormat(QImage::Format_RGB888);
+    // The engine re-renders the 8x8 blocks the paint touches (up to 7 px past it) and feathers the
+    // composite over twice the feather (8 px by default): nothing changes farther than 8 + 16 px out.
+    const QImage reach = chebyshevDilate(painted, 8 + 2 * 8);
+    int changed = 0;
+    for (int y = 0; y < 128; ++y)
+      for (int x = 0; x < 128; ++x) {
+        const bool inRegion = qGray(region.pixel(x, y)) != 0;
+        if (qGray(painted.pixel(x, y)) == 255) QVERIFY2(inRegion, qPrintable(QStringLiteral("painted (%1, %2) outside the region").arg(x).arg(y)));
+        if (!inRegion) {
+          QCOMPARE(edited.pixel(x, y), base.pixel(x, y));
+          continue;
+        }
+        ++changed;
+        QVERIFY2(qGray(reach.pixel(x, y)) == 255, qPrintable(QStringLiteral("(%1, %2) changed, far from the paint").arg(x).arg(y)));
+      }
+    QVERIFY(changed > 0 && changed < 128 * 128);
+    QVERIFY2(edited != base, "the painted edit changed nothing");
+
+    // The mask belonged to the base image: the edit's own image starts blank, and the region with it.
+    QVERIFY(canvas->mask()->isEmpty());
+    QCOMPARE(mode->currentData().toInt(), int(fisedit::MaskMode::automatic));
   }
 
   void escapeCancelsWithoutTouchingHistory() {

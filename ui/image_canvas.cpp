@@ -14,6 +14,7 @@ namespace {
 constexpr double kMinZoom = 0.05;
 constexpr double kMaxZoom = 32.0;
 constexpr double kZoomStep = 1.25;
+constexpr double kBrushStep = 1.25;  // [ and ]: a few presses span small to large, as in image editors
 
 // Dims what the edit kept and tints what it re-rendered: a plain colour over the region would vanish
 // on images of that colour, a darkened surround reads on any image.
@@ -44,7 +45,10 @@ ImageCanvas::ImageCanvas(QWidget* parent) : QWidget(parent) {
   QPalette pal = palette();
   pal.setColor(QPalette::Window, QColor(0x2b, 0x2b, 0x2b));
   setPalette(pal);
-  setToolTip(tr("Wheel: zoom · drag: pan · hold Space: previous image · M: changed region"));
+  setToolTip(tr("Wheel: zoom · drag: pan (middle button while painting) · hold Space: previous image · "
+                "M: changed region · B/E: paint/erase the mask of the next edit, [ ]: brush size"));
+  m_mask = new PaintedMask(this);
+  connect(m_mask, &PaintedMask::changed, this, &ImageCanvas::updateMaskOverlay);
 }
 
 void ImageCanvas::setImage(const QImage& image, const QImage& changedRegion, const QImage& previous) {
@@ -53,6 +57,8 @@ void ImageCanvas::setImage(const QImage& image, const QImage& changedRegion, con
   m_previous = previous;
   m_overlay = changedRegion.isNull() ? QImage() : overlayOf(changedRegion);
   m_showPrevious = false;
+  m_painting = false;
+  m_mask->reset(image.size());
   // Keeps the view when stepping through images of one size, so before/after compare the same spot.
   if (!sameSize) {
     m_center = QPointF(image.width() / 2.0, image.height() / 2.0);
@@ -80,7 +86,55 @@ void ImageCanvas::fitToWindow() {
   update();
 }
 
-void ImageCanvas::setActualSize() { zoomAt(1.0 / m_zoom, rect().center()); }
+void ImageCanvas::setActualSize() { setZoom(1.0); }
+void ImageCanvas::setZoom(double zoom) { zoomAt(zoom / m_zoom, QRectF(rect()).center()); }
+
+void ImageCanvas::setTool(Tool tool) {
+  if (tool == m_tool) return;
+  if (m_painting) {
+    m_mask->endStroke();
+    m_painting = false;
+  }
+  m_tool = tool;
+  // Tracking only while painting: the outline follows the pointer; panning needs no hover events.
+  setMouseTracking(tool != Tool::pan);
+  if (tool == Tool::pan) {
+    unsetCursor();
+    m_hover.reset();
+  } else {
+    setCursor(Qt::CrossCursor);
+  }
+  emit toolChanged(tool);
+  update();
+}
+
+void ImageCanvas::setBrushSize(int diameter) {
+  diameter = std::clamp(diameter, kMinBrushSize, kMaxBrushSize);
+  if (diameter == m_brushSize) return;
+  m_brushSize = diameter;
+  emit brushSizeChanged(diameter);
+  update();
+}
+
+// At least one pixel per press, so the smallest sizes are reachable.
+void ImageCanvas::growBrush() { setBrushSize(std::max(m_brushSize + 1, int(std::lround(m_brushSize * kBrushStep)))); }
+void ImageCanvas::shrinkBrush() { setBrushSize(std::min(m_brushSize - 1, int(std::lround(m_brushSize / kBrushStep)))); }
+
+QPointF ImageCanvas::mapToImage(QPointF widgetPos) const {
+  return m_center + (widgetPos - QRectF(rect()).center()) / m_zoom;
+}
+
+void ImageCanvas::updateMaskOverlay(const QRect& region) {
+  const QImage& mask = m_mask->image();
+  if (m_maskOverlay.size() != mask.size()) {
+    m_maskOverlay = mask.isNull() ? QImage() : QImage(mask.size(), QImage::Format_ARGB32_Premultiplied);
+    m_maskOverlay.fill(Qt::transparent);
+    paintMaskOverlay(mask, m_maskOverlay, mask.rect());
+  } else {
+    paintMaskOverlay(mask, m_maskOverlay, region);
+  }
+  update();
+}
 
 double ImageCanvas::fitZoom() const {
   if (m_image.isNull()) return 1.0;
@@ -103,6 +157,7 @@ void ImageCanvas::zoomAt(double factor, QPointF anchor) {
   update();
 }
 
+// The inverse of mapToImage().
 QRectF ImageCanvas::imageRect() const {
   const QPointF topLeft = QRectF(rect()).center() - m_center * m_zoom;
   return {topLeft, QSizeF(m_image.size()) * m_zoom};
@@ -121,11 +176,24 @@ void ImageCanvas::paintEvent(QPaintEvent*) {
   const bool previous = m_showPrevious && !m_previous.isNull();
   painter.drawImage(target, previous ? m_previous : m_image);
   if (m_overlayVisible && !m_overlay.isNull() && !previous) painter.drawImage(target, m_overlay);
+  if (!m_mask->isEmpty() && !previous) painter.drawImage(target, m_maskOverlay);
+  if (m_tool != Tool::pan && m_hover) paintBrushOutline(painter);
   if (previous) {
     painter.setPen(Qt::white);
     painter.fillRect(QRect(8, 8, 80, 22), QColor(0, 0, 0, 160));
     painter.drawText(QRect(8, 8, 80, 22), Qt::AlignCenter, tr("previous"));
   }
+}
+
+void ImageCanvas::paintBrushOutline(QPainter& painter) const {
+  // Black inside white: visible on light and dark images alike.
+  const double r = m_brushSize / 2.0 * m_zoom;
+  painter.setRenderHint(QPainter::Antialiasing);
+  painter.setBrush(Qt::NoBrush);
+  painter.setPen(QPen(Qt::white, 1));
+  painter.drawEllipse(*m_hover, r + 1, r + 1);
+  painter.setPen(QPen(Qt::black, 1));
+  painter.drawEllipse(*m_hover, r, r);
 }
 
 void ImageCanvas::wheelEvent(QWheelEvent* event) {
@@ -135,7 +203,15 @@ void ImageCanvas::wheelEvent(QWheelEvent* event) {
 }
 
 void ImageCanvas::mousePressEvent(QMouseEvent* event) {
-  if (event->button() != Qt::LeftButton) return QWidget::mousePressEvent(event);
+  const bool paint = event->button() == Qt::LeftButton && m_tool != Tool::pan && !m_image.isNull();
+  if (paint && !m_dragging) {
+    const auto tool = m_tool == Tool::brush ? PaintedMask::Tool::brush : PaintedMask::Tool::eraser;
+    m_painting = true;
+    m_mask->beginStroke(mapToImage(event->position()), tool, m_brushSize);
+    return;
+  }
+  const bool pan = event->button() == Qt::MiddleButton || (event->button() == Qt::LeftButton && m_tool == Tool::pan);
+  if (!pan || m_painting) return QWidget::mousePressEvent(event);
   m_dragging = true;
   m_dragStart = event->position();
   m_dragCenter = m_center;
@@ -143,15 +219,32 @@ void ImageCanvas::mousePressEvent(QMouseEvent* event) {
 }
 
 void ImageCanvas::mouseMoveEvent(QMouseEvent* event) {
+  if (m_tool != Tool::pan) {
+    m_hover = event->position();
+    update();
+  }
+  if (m_painting) {
+    m_mask->extendStroke(mapToImage(event->position()));
+    return;
+  }
   if (!m_dragging) return;
   m_center = m_dragCenter - (event->position() - m_dragStart) / m_zoom;
   m_fit = false;
   update();
 }
 
-void ImageCanvas::mouseReleaseEvent(QMouseEvent*) {
+void ImageCanvas::mouseReleaseEvent(QMouseEvent* event) {
+  if (m_painting && event->button() == Qt::LeftButton) {
+    m_mask->endStroke();
+    m_painting = false;
+    return;
+  }
+  if (!m_dragging) return;
   m_dragging = false;
-  unsetCursor();
+  if (m_tool == Tool::pan)
+    unsetCursor();
+  else
+    setCursor(Qt::CrossCursor);
 }
 
 void ImageCanvas::keyPressEvent(QKeyEvent* event) {
@@ -181,6 +274,12 @@ void ImageCanvas::focusOutEvent(QFocusEvent* event) {
   m_showPrevious = false;
   update();
   QWidget::focusOutEvent(event);
+}
+
+void ImageCanvas::leaveEvent(QEvent* event) {
+  m_hover.reset();
+  update();
+  QWidget::leaveEvent(event);
 }
 
 void ImageCanvas::resizeEvent(QResizeEvent* event) {

@@ -1,10 +1,17 @@
 #pragma once
 // The current image, zoomable and pannable, with an optional translucent overlay of the region the
 // last edit re-rendered, and the previous image while Space is held (before/after without leaving the
-// keyboard).
+// keyboard). With the brush or eraser picked, the left button paints the mask of the next edit at
+// image resolution; the middle button always pans.
+#include "ui/painted_mask.h"
+
 #include <QImage>
 #include <QPointF>
 #include <QWidget>
+
+#include <optional>
+
+class QPainter;
 
 namespace fisedit::ui {
 
@@ -12,10 +19,17 @@ class ImageCanvas : public QWidget {
   Q_OBJECT
 
 public:
+  // What the left button does.
+  enum class Tool { pan, brush, eraser };
+  Q_ENUM(Tool)
+  static constexpr int kMinBrushSize = 1;
+  static constexpr int kMaxBrushSize = 512;
+
   explicit ImageCanvas(QWidget* parent = nullptr);
 
   // `changedRegion`: Grayscale8 of the image's size, white where the edit may have changed pixels;
-  // null for a generation. `previous`: what Space shows; null for none.
+  // null for a generation. `previous`: what Space shows; null for none. Starts a blank mask: a
+  // painted mask belongs to the image it was painted on.
   void setImage(const QImage& image, const QImage& changedRegion = {}, const QImage& previous = {});
   void clear();
 
@@ -25,6 +39,11 @@ public:
   bool showingPrevious() const { return m_showPrevious; }
   double zoom() const { return m_zoom; }
   bool fitsWindow() const { return m_fit; }
+  PaintedMask* mask() const { return m_mask; }
+  Tool tool() const { return m_tool; }
+  int brushSize() const { return m_brushSize; }  // diameter, image pixels
+  // Widget coordinates to image coordinates (pixel (x, y) spans [x, x+1)) under the current zoom and pan.
+  QPointF mapToImage(QPointF widgetPos) const;
 
   QSize sizeHint() const override { return {560, 560}; }
 
@@ -34,9 +53,16 @@ public slots:
   void zoomOut();
   void fitToWindow();
   void setActualSize();
+  void setZoom(double zoom);  // about the widget's centre
+  void setTool(fisedit::ui::ImageCanvas::Tool tool);
+  void setBrushSize(int diameter);
+  void growBrush();
+  void shrinkBrush();
 
 signals:
   void zoomChanged(double zoom);
+  void toolChanged(fisedit::ui::ImageCanvas::Tool tool);
+  void brushSizeChanged(int diameter);
 
 protected:
   void paintEvent(QPaintEvent* event) override;
@@ -48,12 +74,15 @@ protected:
   void keyReleaseEvent(QKeyEvent* event) override;
   void resizeEvent(QResizeEvent* event) override;
   void focusOutEvent(QFocusEvent* event) override;
+  void leaveEvent(QEvent* event) override;
 
 private:
   // Zooms keeping the image point under `anchor` (widget coordinates) where it is.
   void zoomAt(double factor, QPointF anchor);
   double fitZoom() const;
   QRectF imageRect() const;  // where the image is drawn, in widget coordinates
+  void updateMaskOverlay(const QRect& region);
+  void paintBrushOutline(QPainter& painter) const;
 
   QImage m_image;
   QImage m_previous;
@@ -66,6 +95,13 @@ private:
   QPointF m_dragStart;
   QPointF m_dragCenter;
   bool m_dragging = false;
+
+  PaintedMask* m_mask = nullptr;
+  QImage m_maskOverlay;  // ARGB32, the mask's tint
+  Tool m_tool = Tool::pan;
+  int m_brushSize = 48;
+  bool m_painting = false;
+  std::optional<QPointF> m_hover;  // where the brush outline is drawn, widget coordinates
 };
 
 }  // namespace fisedit::ui

@@ -21,7 +21,6 @@
 #include <QStackedWidget>
 #include <QStatusBar>
 #include <QTabWidget>
-#include <QToolBar>
 #include <QThread>
 #include <QVBoxLayout>
 
@@ -87,6 +86,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   auto* layout = new QVBoxLayout(central);
   m_errorBanner = createErrorBanner();
   layout->addWidget(m_errorBanner);
+  m_demoBanner = createDemoBanner();
+  layout->addWidget(m_demoBanner);
   layout->addWidget(splitter, 1);
   setCentralWidget(central);
   createMenus();
@@ -139,6 +140,7 @@ void MainWindow::createMenus() {
   file->addSeparator();
   auto* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
+  createEditMenu();
 
   auto* image = menuBar()->addMenu(tr("&Image"));
   auto* generate = image->addAction(tr("&Generate / Edit"), this, &MainWindow::submit);
@@ -209,34 +211,6 @@ QWidget* MainWindow::createLeftColumn() {
   return scroll;
 }
 
-QWidget* MainWindow::createCanvasArea() {
-  m_canvasArea = new QWidget;
-  auto* layout = new QVBoxLayout(m_canvasArea);
-  layout->setContentsMargins(0, 0, 0, 0);
-  m_canvas = new ImageCanvas;
-  auto* bar = new QToolBar;
-  bar->setObjectName(QStringLiteral("canvasToolBar"));
-  bar->setToolButtonStyle(Qt::ToolButtonTextOnly);
-  bar->addAction(tr("Fit"), m_canvas, &ImageCanvas::fitToWindow)->setToolTip(tr("Fit to window (Ctrl+0)"));
-  bar->addAction(tr("1:1"), m_canvas, &ImageCanvas::setActualSize)->setToolTip(tr("Actual size"));
-  bar->addAction(QStringLiteral("−"), m_canvas, &ImageCanvas::zoomOut)->setToolTip(tr("Zoom out (Ctrl+-)"));
-  bar->addAction(QStringLiteral("+"), m_canvas, &ImageCanvas::zoomIn)->setToolTip(tr("Zoom in (Ctrl+=)"));
-  bar->addSeparator();
-  m_overlayAction = bar->addAction(tr("Changed region"));
-  m_overlayAction->setObjectName(QStringLiteral("overlayAction"));
-  m_overlayAction->setCheckable(true);
-  m_overlayAction->setShortcut(QKeySequence(Qt::Key_M));
-  m_overlayAction->setToolTip(tr("Show the region the last edit re-rendered (M)"));
-  connect(m_overlayAction, &QAction::toggled, m_canvas, &ImageCanvas::setOverlayVisible);
-  auto* hint = new QLabel(tr("hold Space: previous image"));
-  hint->setEnabled(false);
-  bar->addSeparator();
-  bar->addWidget(hint);
-  layout->addWidget(bar);
-  layout->addWidget(m_canvas, 1);
-  return m_canvasArea;
-}
-
 void MainWindow::openModel(const QString& path) { requestLoad(path, QString()); }
 
 void MainWindow::setConfigFolder(const QString& configDir) {
@@ -246,7 +220,12 @@ void MainWindow::setConfigFolder(const QString& configDir) {
 bool MainWindow::restoreLastModel() {
   const auto settings = appSettings();
   const QString path = settings.value(kModelPathKey).toString();
-  if (path.isEmpty()) return false;
+  if (path.isEmpty()) {  // no model chosen yet: start on the demo model, so everything can be tried
+    const QString demo = demoModelPath();
+    if (demo.isEmpty()) return false;
+    requestLoad(demo, QString());
+    return true;
+  }
   requestLoad(path, settings.value(kConfigDirKey).toString());
   return true;
 }
@@ -276,9 +255,14 @@ void MainWindow::onModelLoaded(const ModelSummary& summary) {
   statusBar()->showMessage(tr("Loaded %1 (%2, %3)").arg(displayName(summary.source), summary.family, summary.prediction),
                            5000);
 
-  auto settings = appSettings();
-  settings.setValue(kModelPathKey, summary.source);
-  settings.setValue(kConfigDirKey, summary.configDir);
+  // The demo model is what fisedit starts on while none is chosen, so it is never remembered.
+  const bool demo = !demoModelPath().isEmpty() && QFileInfo(summary.source) == QFileInfo(demoModelPath());
+  m_demoBanner->setVisible(demo);
+  if (!demo) {
+    auto settings = appSettings();
+    settings.setValue(kModelPathKey, summary.source);
+    settings.setValue(kConfigDirKey, summary.configDir);
+  }
   emit modelLoaded(summary);
 }
 

@@ -23,6 +23,7 @@ namespace fisedit::ui {
 
 class HistoryPanel;
 class ImageCanvas;
+class MaskToolBar;
 class ModelPanel;
 class ModelWorker;
 class ParametersPanel;
@@ -45,6 +46,7 @@ public:
   ParametersPanel* parameters() const { return m_parameters; }
   ImageCanvas* canvas() const { return m_canvas; }
   HistoryPanel* history() const { return m_history; }
+  MaskToolBar* maskTools() const { return m_maskTools; }
 
 public slots:
   // A diffusers folder or a .safetensors checkpoint. Any config folder chosen for the previous model
@@ -72,8 +74,12 @@ private:
   void createMenus();
   QWidget* createLeftColumn();
   QWidget* createCanvasArea();
+  void createEditMenu();
   QWidget* createWelcomeBanner();
   QWidget* createErrorBanner();
+  QWidget* createDemoBanner();
+  // The built-in demo model's folder (installed beside the app, or in the build tree); empty if absent.
+  static QString demoModelPath();
   void showError(const QString& html);
   void requestLoad(const QString& path, const QString& configDir);
   void onModelLoaded(const ModelSummary& summary);
@@ -83,6 +89,10 @@ private:
   void onNodeReady(const HistoryRecord& record);
   void onJobFailed(const QString& message);
   void onJobCancelled();
+  // The edit options follow the mask: "painted" when the user starts painting, automatic once it is empty.
+  void onMaskEmptyChanged(bool empty);
+  // The mask the next edit reads; none when the region mode does not use one.
+  std::optional<Image8> paintedMaskForEdit() const;
   void showNode(quint64 id);
   void removeNode(quint64 id);
   void startJob();
@@ -120,6 +130,7 @@ private:
   QWidget* m_welcomeBanner = nullptr;
   QWidget* m_canvasArea = nullptr;
   ImageCanvas* m_canvas = nullptr;
+  MaskToolBar* m_maskTools = nullptr;
   QAction* m_overlayAction = nullptr;
   QAction* m_exportAction = nullptr;
   QTabWidget* m_sideTabs = nullptr;
@@ -127,6 +138,7 @@ private:
   ModelPanel* m_modelPanel = nullptr;
   QWidget* m_modelTab = nullptr;
   QWidget* m_errorBanner = nullptr;
+  QWidget* m_demoBanner = nullptr;
   QLabel* m_errorMessage = nullptr;
   QLabel* m_deviceLabel = nullptr;
   QProgressBar* m_busyBar = nullptr;

@@ -1,6 +1,7 @@
 // The window's fixed furniture: the welcome and error banners, the file choosers and the About box.
 #include "ui/main_window.h"
 
+#include <QCoreApplication>
 #include <QDir>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -71,6 +72,38 @@ QWidget* MainWindow::createErrorBanner() {
   layout->addWidget(close, 0, Qt::AlignTop);
   banner->hide();
   return banner;
+}
+
+QWidget* MainWindow::createDemoBanner() {
+  auto* banner = new QFrame;
+  banner->setObjectName(QStringLiteral("demoBanner"));
+  banner->setStyleSheet(QStringLiteral("#demoBanner { background: #e8f1fb; border: 1px solid #90b4de; border-radius: 4px; }"
+                                       "#demoBanner QLabel { color: #1d3b5f; }"));
+  auto* layout = new QHBoxLayout(banner);
+  auto* text = new QLabel(tr("<b>Demo model.</b> Its weights are random, so its images are coloured noise: every feature "
+                             "works, nothing looks like anything. Open real Stable Diffusion 1.5 or 2.x weights with "
+                             "File &gt; Open Model Folder... (a diffusers folder) or Open Checkpoint... (a .safetensors file)."));
+  text->setObjectName(QStringLiteral("demoText"));
+  text->setWordWrap(true);
+  text->setTextFormat(Qt::RichText);
+  auto* open = new QPushButton(tr("Open Model Folder..."));
+  connect(open, &QPushButton::clicked, this, &MainWindow::chooseModelFolder);
+  layout->addWidget(text, 1);
+  layout->addWidget(open, 0, Qt::AlignVCenter);
+  banner->hide();
+  return banner;
+}
+
+QString MainWindow::demoModelPath() {
+  const QStringList candidates = {
+      QCoreApplication::applicationDirPath() + QStringLiteral("/../share/fisedit/demo-model"),  // installed
+#ifdef FISEDIT_DEMO_MODEL_DIR
+      QStringLiteral(FISEDIT_DEMO_MODEL_DIR),  // the build tree
+#endif
+  };
+  for (const auto& dir : candidates)
+    if (QFileInfo::exists(dir + QStringLiteral("/model_index.json"))) return QDir(dir).canonicalPath();
+  return {};
 }
 
 QString MainWindow::lastBrowseDir() const {

@@ -25,6 +25,7 @@ namespace fisedit::ui {
 namespace {
 
 const QString kEditText = QObject::tr("Edit (re-renders only the changed region)");
+const QString kPaintedEditText = QObject::tr("Edit (re-renders only the painted region)");
 
 std::string utf8(const QString& text) { return text.toStdString(); }
 
@@ -43,7 +44,8 @@ bool MainWindow::willEdit() const {
 
 void MainWindow::updateGenerateButton() {
   const bool edit = willEdit();
-  m_generateButton->setText(edit ? kEditText : tr("Generate"));
+  const bool painted = paintedMaskForEdit().has_value();
+  m_generateButton->setText(edit ? (painted ? kPaintedEditText : kEditText) : tr("Generate"));
   m_generateButton->setToolTip(edit ? tr("Only the prompt differs from the selected image: the parts of the image "
                                          "the change does not touch stay exactly as they are (Ctrl+Enter)")
                                     : tr("A new image from the prompt and parameters (Ctrl+Enter)"));
@@ -62,6 +64,7 @@ void MainWindow::submit() {
     EditRequest request = m_parameters->editOptions();
     request.prompt = utf8(prompt);
     request.negative_prompt = utf8(negative);
+    request.painted_mask = paintedMaskForEdit();
     QMetaObject::invokeMethod(
         m_worker, [worker = m_worker, base, request, stop] { worker->edit(base, request, stop); }, Qt::QueuedConnection);
   } else {

@@ -117,14 +117,15 @@ QWidget* ParametersPanel::createEditBox() {
   m_maskMode->addItem(tr("automatic"), QVariant::fromValue(int(MaskMode::automatic)));
   m_maskMode->addItem(tr("painted"), QVariant::fromValue(int(MaskMode::painted)));
   m_maskMode->addItem(tr("both (intersect)"), QVariant::fromValue(int(MaskMode::intersect)));
-  // Painting arrives with the brush; until then these modes would have no mask to read.
-  auto* items = qobject_cast<QStandardItemModel*>(m_maskMode->model());
-  for (int row : {1, 2}) {
-    items->item(row)->setEnabled(false);
-    items->item(row)->setToolTip(tr("Needs a painted mask: the brush comes in a later version."));
-  }
-  m_maskMode->setToolTip(tr("Where an edit re-renders: automatic = where the first steps show the image moving"));
+  m_maskMode->setItemData(0, tr("Where the first steps with the new prompt show the image moving"), Qt::ToolTipRole);
+  m_maskMode->setItemData(1, tr("Only the painted region, no detection steps"), Qt::ToolTipRole);
+  m_maskMode->setItemData(2, tr("Where the image moves, but only inside the painted region"), Qt::ToolTipRole);
+  m_maskMode->setToolTip(tr("Where an edit re-renders. Painting a mask on the image (Brush, B) enables "
+                            "\"painted\" and \"both\"."));
   form->addRow(tr("Region"), m_maskMode);
+  setPaintedMaskAvailable(false);
+  connect(m_maskMode, &QComboBox::currentIndexChanged, this, &ParametersPanel::updateEditBox);
+  connect(m_maskMode, &QComboBox::currentIndexChanged, this, &ParametersPanel::changed);
   m_margin = spin(0, 16, 0, 1, QStringLiteral("marginSpin"));
   m_margin->setToolTip(tr("Widens the region by this many latent pixels (8 image pixels each)"));
   form->addRow(tr("Margin"), m_margin);
@@ -132,6 +133,7 @@ QWidget* ParametersPanel::createEditBox() {
   m_detectSteps->setSpecialValueText(tr("20% of steps"));
   m_detectSteps->setToolTip(tr("Steps run in full with the new prompt to find the region"));
   form->addRow(tr("Detection"), m_detectSteps);
+  updateEditBox();
   return box;
 }
 
@@ -204,9 +206,26 @@ void ParametersPanel::showRequest(const GenerationRequest& r) {
   emit changed();
 }
 
+MaskMode ParametersPanel::maskMode() const { return static_cast<MaskMode>(m_maskMode->currentData().toInt()); }
+
+void ParametersPanel::setMaskMode(MaskMode mode) {
+  m_maskMode->setCurrentIndex(m_maskMode->findData(QVariant::fromValue(int(mode))));
+}
+
+void ParametersPanel::setPaintedMaskAvailable(bool available) {
+  auto* items = qobject_cast<QStandardItemModel*>(m_maskMode->model());
+  for (int row : {1, 2}) items->item(row)->setEnabled(available);
+  if (!available) setMaskMode(MaskMode::automatic);
+}
+
+void ParametersPanel::updateEditBox() {
+  // A painted region needs no detection: the setting would have no effect.
+  m_detectSteps->setEnabled(maskMode() != MaskMode::painted);
+}
+
 EditRequest ParametersPanel::editOptions() const {
   EditRequest e;
-  e.mask_mode = static_cast<MaskMode>(m_maskMode->currentData().toInt());
+  e.mask_mode = maskMode();
   e.margin = m_margin->value();
   e.detect_steps = m_detectSteps->value() == 0 ? -1 : m_detectSteps->value();
   return e;

@@ -28,7 +28,11 @@ public:
   void showRequest(const GenerationRequest& request);
   // The model's own size: the default preset ("512x512 (model)").
   void setModelSize(int size);
-  EditRequest editOptions() const;  // prompts left empty
+  EditRequest editOptions() const;  // prompts and painted mask left empty
+  MaskMode maskMode() const;
+  void setMaskMode(MaskMode mode);
+  // The painted and intersect modes need a painted mask; without one the mode returns to automatic.
+  void setPaintedMaskAvailable(bool available);
   DeviceChoice device() const;
 
   void setSteps(int steps);
@@ -45,6 +49,7 @@ private:
   QWidget* createEditBox();
   void applyPreset(int index);
   void selectPresetFor(int width, int height);
+  void updateEditBox();
 
   QSpinBox* m_seed = nullptr;
   QCheckBox* m_randomSeed = nullptr;

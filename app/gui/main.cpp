@@ -1,7 +1,9 @@
 // The desktop application: everything lives in fisedit_ui; this only reads the command line (and,
 // for docs and review, drives a short hidden demo before taking a screenshot).
 #include "ui/history_panel.h"
+#include "ui/image_canvas.h"
 #include "ui/main_window.h"
+#include "ui/painted_mask.h"
 #include "ui/parameters_panel.h"
 #include "ui/prompt_editor.h"
 
@@ -19,10 +21,13 @@ namespace {
 using fisedit::ui::MainWindow;
 
 // Hidden options for screenshots under Xvfb: generate, then edit (a leading "<" edits the first
-// image instead of the latest, to show a branch), then save the window.
+// image instead of the latest, to show a branch), then paint dabs of the mask and type the next
+// prompt without submitting it, then save the window.
 struct Demo {
   QString generate;
   QStringList edits;
+  QStringList paints;  // "X,Y,R": a dab of radius R at image pixel (X, Y)
+  QString nextPrompt;
   int steps = 0;
   QSize size;
   QString device;
@@ -40,6 +45,23 @@ void saveScreenshot(MainWindow& window, const QString& file) {
     }
     QCoreApplication::quit();
   });
+}
+
+// Paints as a brush stroke of the user's would, so the edit options follow as they do then.
+void paintDemoMask(MainWindow& window, const QStringList& dabs) {
+  auto* canvas = window.canvas();
+  canvas->setTool(fisedit::ui::ImageCanvas::Tool::brush);
+  for (const QString& dab : dabs) {
+    const QStringList xyr = dab.split(QLatin1Char(','));
+    if (xyr.size() != 3) {
+      std::fprintf(stderr, "fisedit: --demo-paint takes X,Y,R, not %s\n", qPrintable(dab));
+      continue;
+    }
+    canvas->setBrushSize(2 * xyr[2].toInt());
+    const QPointF at(xyr[0].toDouble() + 0.5, xyr[1].toDouble() + 0.5);
+    canvas->mask()->beginStroke(at, fisedit::ui::PaintedMask::Tool::brush, canvas->brushSize());
+    canvas->mask()->endStroke();
+  }
 }
 
 void runDemo(MainWindow& window, const Demo& demo) {
@@ -64,6 +86,9 @@ void runDemo(MainWindow& window, const Demo& demo) {
     if (demo.overlay) {
       if (auto* overlay = window.findChild<QAction*>(QStringLiteral("overlayAction"))) overlay->setChecked(true);
     }
+    if (ok && !demo.paints.isEmpty()) paintDemoMask(window, demo.paints);
+    if (ok && !demo.nextPrompt.isEmpty())
+      window.promptEditor()->setPrompts(demo.nextPrompt, window.promptEditor()->negativePrompt());
     if (!ok) std::fprintf(stderr, "fisedit: the demo's job did not finish\n");
     if (!demo.screenshot.isEmpty()) saveScreenshot(window, demo.screenshot);
   });
@@ -120,7 +145,13 @@ int main(int argc, char* argv[]) {
   const auto size = hiddenOption(QStringLiteral("demo-size"), QStringLiteral("Size."), QStringLiteral("WxH"));
   const auto device = hiddenOption(QStringLiteral("demo-device"), QStringLiteral("cpu or auto."), QStringLiteral("D"));
   const auto overlay = hiddenOption(QStringLiteral("demo-overlay"), QStringLiteral("Show the changed region."));
-  for (const auto& option : {screenshot, generate, edit, steps, size, device, overlay}) parser.addOption(option);
+  const auto paint = hiddenOption(QStringLiteral("demo-paint"),
+                                  QStringLiteral("Then paint a mask dab of radius R at image pixel X,Y (repeatable)."),
+                                  QStringLiteral("X,Y,R"));
+  const auto next = hiddenOption(QStringLiteral("demo-next"), QStringLiteral("Then type PROMPT without submitting it."),
+                                 QStringLiteral("PROMPT"));
+  for (const auto& option : {screenshot, generate, edit, steps, size, device, overlay, paint, next})
+    parser.addOption(option);
   parser.process(app);
 
   Demo demo;
@@ -132,6 +163,8 @@ int main(int argc, char* argv[]) {
   if (wh.size() == 2) demo.size = QSize(wh[0].toInt(), wh[1].toInt());
   demo.device = parser.value(device);
   demo.overlay = parser.isSet(overlay);
+  demo.paints = parser.values(paint);
+  demo.nextPrompt = parser.value(next);
 
   MainWindow window;
   const QStringList args = parser.positionalArguments();
