@@ -8,6 +8,8 @@
 #include <QTreeWidget>
 #include <QVBoxLayout>
 
+#include <algorithm>
+
 namespace fisedit::ui {
 namespace {
 
@@ -100,6 +102,12 @@ std::optional<quint64> HistoryPanel::currentNode() const {
 const HistoryRecord* HistoryPanel::record(quint64 id) const {
   const auto it = m_records.constFind(id);
   return it == m_records.cend() ? nullptr : &*it;
+}
+
+QList<HistoryRecord> HistoryPanel::records() const {
+  QList<HistoryRecord> out = m_records.values();
+  std::sort(out.begin(), out.end(), [](const HistoryRecord& a, const HistoryRecord& b) { return a.id < b.id; });
+  return out;
 }
 
 void HistoryPanel::selectNode(quint64 id) {

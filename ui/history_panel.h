@@ -25,6 +25,8 @@ public:
   int nodeCount() const { return static_cast<int>(m_records.size()); }
   std::optional<quint64> currentNode() const;
   const HistoryRecord* record(quint64 id) const;
+  // Every node in id order, which puts parents before their children (ids grow with creation).
+  QList<HistoryRecord> records() const;
   void selectNode(quint64 id);
   QTreeWidget* tree() const { return m_tree; }
 

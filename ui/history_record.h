@@ -21,7 +21,12 @@ struct HistoryRecord {
   QImage changedRegion;           // edits only: Grayscale8, white where pixels may differ from the parent's
   QString parentPrompt;           // edits only: for the word diff shown in the history
   EditStats stats;                // edits only
+  EditRequest edit;               // edits only: the options used (the painted mask dropped: changedRegion shows it)
+  GenerationTimings timings;      // the engine's stages, as its result reported them
   double totalMs = 0;             // the whole job, as the user waited for it
+  // Read from a project file: the EditSession has no cache (nor node) for it, so it can be viewed
+  // and exported, and "Generate" from it starts a new generation with its parameters.
+  bool restored = false;
   bool isEdit() const { return parent.has_value(); }
 };
 

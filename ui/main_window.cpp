@@ -137,6 +137,7 @@ void MainWindow::createMenus() {
   file->addSeparator();
   m_exportAction = file->addAction(tr("&Export Image..."), this, &MainWindow::chooseExportFile);
   m_exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+  createProjectActions(file);
   file->addSeparator();
   auto* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);

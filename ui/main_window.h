@@ -12,7 +12,9 @@
 #include <stop_token>
 
 class QAction;
+class QCloseEvent;
 class QLabel;
+class QMenu;
 class QProgressBar;
 class QPushButton;
 class QStackedWidget;
@@ -61,6 +63,18 @@ public slots:
   void cancel();
   // The current image as PNG with AUTOMATIC1111's `parameters` chunk; false (and the banner) on failure.
   bool exportImage(const QString& path);
+  // The whole history as a folder (history.json, NNN.png, NNN-mask.png), made under a temporary name
+  // and renamed at the end; false (and the banner) on failure.
+  bool exportHistory(const QString& folder);
+  // The history as one .fisedit file (JSON, images embedded); false (and the banner) on failure.
+  bool saveProject(const QString& path);
+  // Replaces the history with a project's; a bad file is refused (the banner) and changes nothing.
+  bool openProject(const QString& path);
+
+public:
+  // Nodes made or removed since the last save or open (an empty history has nothing to lose).
+  bool hasUnsavedChanges() const;
+  const QString& projectPath() const { return m_projectPath; }
 
 signals:
   void modelLoaded(const fisedit::ui::ModelSummary& summary);
@@ -69,7 +83,17 @@ signals:
   // A generation or edit ended: with a new node, a failure, or cancelled.
   void jobFinished(bool succeeded);
 
+protected:
+  void closeEvent(QCloseEvent* event) override;
+
 private:
+  void createProjectActions(QMenu* file);
+  // Save / Discard / Cancel for unsaved history; false when the user cancelled (or saving failed).
+  bool maybeSaveChanges();
+  bool saveOrChooseProjectFile();
+  bool chooseSaveProjectFile();
+  void chooseOpenProjectFile();
+  void chooseExportHistoryFolder();
   void createWorker();
   void createMenus();
   QWidget* createLeftColumn();
@@ -119,6 +143,8 @@ private:
   std::optional<ModelSummary> m_model;
   int m_pendingLoads = 0;
   bool m_busy = false;
+  QString m_projectPath;          // the .fisedit file the history was last saved to or opened from
+  bool m_unsavedChanges = false;  // nodes made or removed since then
   QImage m_shownImage;  // what Space shows after a new generation: the image it replaced
 
   PromptEditor* m_promptEditor = nullptr;

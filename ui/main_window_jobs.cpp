@@ -35,6 +35,7 @@ bool MainWindow::willEdit() const {
   const auto current = m_history->currentNode();
   if (!current) return false;
   const HistoryRecord* base = m_history->record(*current);
+  if (base->restored) return false;  // not in the worker's session: there is no cache to edit
   const QString prompt = m_promptEditor->prompt(), negative = m_promptEditor->negativePrompt();
   const bool promptsDiffer = utf8(prompt) != base->request.prompt || utf8(negative) != base->request.negative_prompt;
   // "Random" means a new seed for each new image; an edit keeps its image's seed by definition.

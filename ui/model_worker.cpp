@@ -113,11 +113,14 @@ HistoryRecord ModelWorker::record(quint64 id, double totalMs) const {
   r.request = node.request;
   r.image = toQImage(node.result.image);
   r.totalMs = totalMs;
+  r.timings = node.result.timings;
   if (node.parent) {
     r.parent = *node.parent;
     r.parentPrompt = QString::fromStdString(m_session->node(*node.parent).request.prompt);
     r.changedRegion = toQImage(node.changed_region);
     r.stats = node.stats;
+    if (node.edit) r.edit = *node.edit;
+    r.edit.painted_mask.reset();  // image-sized, and already summed up by changedRegion
   }
   return r;
 }

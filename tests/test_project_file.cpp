@@ -1,0 +1,239 @@
+// The history on disk, through the real window, worker and engine (tiny SD2 model on the CPU, 4 steps
+// at 128x128): an export folder reads back with its parent links and PNG parameters, a saved project
+// opens in a fresh window with the same nodes and pixels, a damaged or newer project is refused without
+// touching the open tree, and closing with unsaved history asks first.
+#include "test_support.h"
+#include "ui/history_panel.h"
+#include "ui/main_window.h"
+#include "ui/parameters_panel.h"
+#include "ui/project_file.h"
+#include "ui/prompt_editor.h"
+
+#include "io/image_file.h"
+#include "pipeline/generation.h"
+
+#include <QtTest>
+#include <QAbstractButton>
+#include <QApplication>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QLabel>
+#include <QMessageBox>
+#include <QSignalSpy>
+#include <QTreeWidget>
+
+#include <memory>
+
+using fisedit::ui::HistoryRecord;
+using fisedit::ui::MainWindow;
+
+namespace {
+
+constexpr int kJobTimeoutMs = 120000;
+
+QString tinyModel() { return QString::fromStdString((fisedit::test::reference_dir() / "tiny-sd2/model").string()); }
+
+bool prepare(MainWindow& window) {
+  QSignalSpy loaded(&window, &MainWindow::modelLoaded);
+  QSignalSpy ready(&window, &MainWindow::engineReady);
+  window.openModel(tinyModel());
+  if (!QTest::qWaitFor([&] { return loaded.count() == 1 && ready.count() >= 1; }, kJobTimeoutMs)) return false;
+  window.parameters()->setDevice(fisedit::DeviceChoice::cpu);
+  window.parameters()->setSteps(4);
+  window.parameters()->setSize(128, 128);
+  return true;
+}
+
+// Sets the prompt and presses Generate; true when the job made a node.
+bool submitPrompt(MainWindow& window, const QString& prompt) {
+  window.promptEditor()->setPrompts(prompt, QString());
+  QSignalSpy finished(&window, &MainWindow::jobFinished);
+  window.submit();
+  if (!QTest::qWaitFor([&] { return finished.count() == 1; }, kJobTimeoutMs)) return false;
+  return finished.first().first().toBool();
+}
+
+bool samePixels(const QImage& a, const QImage& b) {
+  return a.convertToFormat(QImage::Format_RGB888) == b.convertToFormat(QImage::Format_RGB888);
+}
+
+QString errorText(const MainWindow& w) { return w.findChild<QLabel*>(QStringLiteral("errorMessage"))->text(); }
+bool errorShown(const MainWindow& w) { return w.findChild<QWidget*>(QStringLiteral("errorBanner"))->isVisible(); }
+
+// Answers the next unsaved-changes box with `button`, noting that it appeared.
+void answerUnsavedBox(QMessageBox::StandardButton button, bool* appeared) {
+  QTimer::singleShot(0, [button, appeared] {
+    auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget());
+    if (!box || box->objectName() != QLatin1String("unsavedChangesBox")) return;
+    *appeared = true;
+    box->button(button)->click();
+  });
+}
+
+}  // namespace
+
+class TestProjectFile : public QObject {
+  Q_OBJECT
+
+private slots:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    QVERIFY(m_dir.isValid());
+    m_window = std::make_unique<MainWindow>();
+    m_window->show();
+    QVERIFY(QTest::qWaitForWindowExposed(m_window.get()));
+    QVERIFY(prepare(*m_window));
+    QVERIFY(submitPrompt(*m_window, QStringLiteral("a photo of a cat")));
+    QVERIFY(m_window->willEdit() == false);
+    m_window->promptEditor()->setPrompts(QStringLiteral("a photo of a cat wearing a hat"), QString());
+    QVERIFY(m_window->willEdit());
+    QVERIFY(submitPrompt(*m_window, QStringLiteral("a photo of a cat wearing a hat")));
+    QCOMPARE(m_window->history()->nodeCount(), 2);
+    QVERIFY(m_window->history()->records().last().isEdit());
+  }
+
+  void exportRoundTrip() {
+    const QString folder = m_dir.filePath(QStringLiteral("export"));
+    QVERIFY(m_window->exportHistory(folder));
+    // Nothing of the temporary folder is left beside it.
+    QCOMPARE(QDir(m_dir.path()).entryList(QDir::Dirs | QDir::NoDotAndDotDot | QDir::Hidden), QStringList{QStringLiteral("export")});
+
+    QFile json(folder + QStringLiteral("/history.json"));
+    QVERIFY(json.open(QIODevice::ReadOnly));
+    const QJsonObject root = QJsonDocument::fromJson(json.readAll()).object();
+    QCOMPARE(root.value(QStringLiteral("version")).toInt(), fisedit::ui::kHistoryFormatVersion);
+    QCOMPARE(root.value(QStringLiteral("model")).toObject().value(QStringLiteral("family")).toString(), m_window->model()->family);
+    const QJsonArray nodes = root.value(QStringLiteral("nodes")).toArray();
+    const QList<HistoryRecord> records = m_window->history()->records();
+    QCOMPARE(nodes.size(), records.size());
+    const std::string modelName = QFileInfo(m_window->model()->source).fileName().toStdString();
+    for (int i = 0; i < nodes.size(); ++i) {
+      const QJsonObject node = nodes[i].toObject();
+      const HistoryRecord& r = records[i];
+      QCOMPARE(node.value(QStringLiteral("id")).toInteger(), qint64(r.id));
+      QCOMPARE(node.value(QStringLiteral("prompt")).toString().toStdString(), r.request.prompt);
+      QCOMPARE(node.value(QStringLiteral("seed")).toInteger(), qint64(r.request.seed));
+      QCOMPARE(node.value(QStringLiteral("steps")).toInt(), 4);
+      QCOMPARE(node.value(QStringLiteral("width")).toInt(), 128);
+      QCOMPARE(node.value(QStringLiteral("scheduler")).toString().toStdString(), r.request.scheduler);
+      QVERIFY(node.value(QStringLiteral("timings")).toObject().value(QStringLiteral("unetMs")).toDouble() >= 0);
+      const auto image = std::filesystem::path(folder.toStdString()) / node.value(QStringLiteral("image")).toString().toStdString();
+      QCOMPARE(node.value(QStringLiteral("image")).toString(), fisedit::ui::nodeFileStem(i) + QStringLiteral(".png"));
+      QVERIFY(samePixels(fisedit::ui::toQImage(fisedit::read_png(image)), r.image));
+      const auto text = fisedit::read_png_text(image);
+      QCOMPARE(text.size(), std::size_t{1});
+      QCOMPARE(text[0].second, fisedit::a1111_parameters(r.request, modelName));
+      if (r.isEdit()) {
+        QCOMPARE(node.value(QStringLiteral("parent")).toInteger(), qint64(*r.parent));
+        QCOMPARE(node.value(QStringLiteral("edit")).toObject().value(QStringLiteral("maskMode")).toString(), QStringLiteral("automatic"));
+        QVERIFY(node.value(QStringLiteral("editFraction")).toDouble() > 0);
+        QVERIFY(QFileInfo::exists(folder + QLatin1Char('/') + node.value(QStringLiteral("mask")).toString()));
+      } else {
+        QVERIFY(node.value(QStringLiteral("parent")).isNull());
+      }
+    }
+    // An export never lands on top of an earlier one.
+    QVERIFY(!m_window->exportHistory(folder));
+    QVERIFY(errorShown(*m_window));
+  }
+
+  void savedProjectOpensInAFreshWindow() {
+    const QString path = m_dir.filePath(QStringLiteral("cats.fisedit"));
+    QVERIFY(m_window->hasUnsavedChanges());
+    QVERIFY(m_window->saveProject(path));
+    QVERIFY(!m_window->hasUnsavedChanges());
+
+    MainWindow fresh;  // no model loaded: a project can be looked at without one
+    QVERIFY(fresh.openProject(path));
+    const QList<HistoryRecord> saved = m_window->history()->records(), opened = fresh.history()->records();
+    QCOMPARE(opened.size(), saved.size());
+    for (int i = 0; i < saved.size(); ++i) {
+      QCOMPARE(opened[i].request.prompt, saved[i].request.prompt);
+      QCOMPARE(opened[i].request.seed, saved[i].request.seed);
+      QCOMPARE(opened[i].isEdit(), saved[i].isEdit());
+      QVERIFY(samePixels(opened[i].image, saved[i].image));
+      QCOMPARE(opened[i].changedRegion, saved[i].changedRegion);
+      QVERIFY(opened[i].restored);
+    }
+    QCOMPARE(*opened[1].parent, opened[0].id);
+    QCOMPARE(fresh.history()->tree()->topLevelItem(0)->childCount(), 1);
+    QCOMPARE(fresh.projectPath(), path);
+    QVERIFY(!fresh.hasUnsavedChanges());
+  }
+
+  void damagedProjectIsRefused_data() {
+    QTest::addColumn<QByteArray>("content");
+    QTest::addColumn<QString>("message");
+    QFile saved(m_dir.filePath(QStringLiteral("cats.fisedit")));
+    QVERIFY(saved.open(QIODevice::ReadOnly));
+    const QByteArray whole = saved.readAll();
+    QTest::newRow("truncated") << whole.left(whole.size() / 2) << QStringLiteral("damaged");
+    QByteArray newer = whole;
+    newer.replace("\"version\":1", "\"version\":99");
+    QTest::newRow("wrong version") << newer << QStringLiteral("version 99");
+    QTest::newRow("not a project") << QByteArray("{\"hello\": 1}") << QStringLiteral("not a fisedit project");
+  }
+
+  void damagedProjectIsRefused() {
+    QFETCH(QByteArray, content);
+    QFETCH(QString, message);
+    const QString path = m_dir.filePath(QStringLiteral("bad.fisedit"));
+    QFile file(path);
+    QVERIFY(file.open(QIODevice::WriteOnly | QIODevice::Truncate));
+    file.write(content);
+    file.close();
+    const QList<HistoryRecord> before = m_window->history()->records();
+    const auto current = m_window->history()->currentNode();
+    QVERIFY(!m_window->openProject(path));
+    QVERIFY(errorShown(*m_window));
+    QVERIFY2(errorText(*m_window).contains(message), qPrintable(errorText(*m_window)));
+    QCOMPARE(m_window->history()->nodeCount(), before.size());
+    QCOMPARE(m_window->history()->currentNode(), current);
+    QVERIFY(!m_window->history()->records().first().restored);
+    QCOMPARE(m_window->projectPath(), m_dir.filePath(QStringLiteral("cats.fisedit")));
+  }
+
+  // The worker's session has no cache for a restored node, so changing its prompt makes a new image
+  // with its parameters instead of an edit; its id cannot collide with the session's.
+  void generatingFromARestoredNodeStartsANewImage() {
+    QVERIFY(m_window->openProject(m_dir.filePath(QStringLiteral("cats.fisedit"))));
+    QCOMPARE(m_window->history()->nodeCount(), 2);
+    const HistoryRecord restoredEdit = m_window->history()->records().last();
+    m_window->history()->selectNode(restoredEdit.id);
+    m_window->promptEditor()->setPrompts(QStringLiteral("a photo of a cat wearing a red hat"), QString());
+    QVERIFY(!m_window->willEdit());
+    QVERIFY(submitPrompt(*m_window, QStringLiteral("a photo of a cat wearing a red hat")));
+    QCOMPARE(m_window->history()->nodeCount(), 3);
+    const HistoryRecord* made = m_window->history()->record(*m_window->history()->currentNode());
+    QVERIFY(!made->isEdit() && !made->restored);
+    QCOMPARE(made->request.steps, restoredEdit.request.steps);
+    QCOMPARE(made->request.width, restoredEdit.request.width);
+    QCOMPARE(m_window->history()->tree()->topLevelItemCount(), 2);
+  }
+
+  void closingWithUnsavedHistoryAsks() {
+    QVERIFY(m_window->saveProject(m_window->projectPath()));
+    QVERIFY(!m_window->hasUnsavedChanges());
+    QVERIFY(submitPrompt(*m_window, QStringLiteral("a photo of a dog")));  // a new generation
+    QVERIFY(m_window->hasUnsavedChanges());
+    bool appeared = false;
+    answerUnsavedBox(QMessageBox::Cancel, &appeared);
+    QVERIFY(!m_window->close());
+    QVERIFY(appeared);
+    QVERIFY(m_window->isVisible());
+    appeared = false;
+    answerUnsavedBox(QMessageBox::Discard, &appeared);
+    QVERIFY(m_window->close());
+    QVERIFY(appeared);
+  }
+
+  void cleanupTestCase() { m_window.reset(); }
+
+private:
+  QTemporaryDir m_dir;
+  std::unique_ptr<MainWindow> m_window;
+};
+
+QTEST_MAIN(TestProjectFile)
+#include "test_project_file.moc"
