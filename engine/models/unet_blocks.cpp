@@ -124,32 +124,39 @@ BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const s
 
 DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
                                             std::int64_t height, std::int64_t width, SparseStep* s) const {
-  const Plan plan = plan_of(b, s, height, width);
-  if (plan == Plan::cached) {  // three outputs, in the order a full run keeps them
-    s->cached_output();
-    s->cached_output();
+  if (plan_of(b, s, height, width) == Plan::cached) {  // the outputs a full run keeps, in its order
+    for (int output = 0; output < kKeptOutputs; ++output) s->cached_output();
     return s->cached_output();
   }
-  if (plan == Plan::sparse) {
-    // Queries, the cross-attention and the feed-forward at the active positions; keys and values of
-    // the self-attention over all of them (outside the mask they are the cached ones recomputed).
-    const auto& at = s->positions(b, height, width);
-    const auto h = norm1.forward(b, x);                                           // [N, L, C]
-    const auto q = attn1.to_q.forward(b, b.gather_positions(h, at));              // [N, P, C]
-    const auto k = attn1.to_k.forward(b, h), v = attn1.to_v.forward(b, h);         // [N, L, C]
-    auto y = b.add(attn1.to_out.forward(b, b.attention(q, k, v, attn1.params)), b.gather_positions(x, at));
-    s->scatter_output(b, y, height, width);
-    y = b.add(attn2.forward(b, norm2.forward(b, y), context), y);                 // [N, P, C]
-    s->scatter_output(b, y, height, width);
-    const auto f = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));              // [N, P, 4C]
-    return s->scatter_output(b, b.add(ff_out.forward(b, f), y), height, width);   // [N, L, C]
-  }
   auto h = norm1.forward(b, x);
-  auto y = spatial(b, s, b.add(attn1.forward(b, h, h), x), height, width);  // [N, L, C]: self-attention
+  // Keys and values are kept so that an edit recomputes them at its active positions only.
+  const auto k = spatial(b, s, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
+  const auto v = spatial(b, s, attn1.to_v.forward(b, h), height, width);
+  auto y = b.add(attn1.to_out.forward(b, b.attention(attn1.to_q.forward(b, h), k, v, attn1.params)), x);
+  y = spatial(b, s, y, height, width);                                     // [N, L, C]: self-attention
   h = norm2.forward(b, y);
   y = spatial(b, s, b.add(attn2.forward(b, h, context), y), height, width);  // cross-attention to the prompt
   h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                      // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
   return spatial(b, s, b.add(ff_out.forward(b, h), y), height, width);       // [N, L, 4C] -> [N, L, C]
+}
+
+DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
+                                                   std::int64_t height, std::int64_t width, SparseStep& s) const {
+  // Everything at the active positions: their keys and values replace the cached ones, and the
+  // queries attend over the whole (cached + new) keys and values.
+  const auto h = norm1.forward(b, x);                                                 // [N, P, C]
+  const auto k = s.scatter_output(b, attn1.to_k.forward(b, h), height, width);        // [N, L, C]
+  const auto v = s.scatter_output(b, attn1.to_v.forward(b, h), height, width);
+  auto y = b.add(attn1.to_out.forward(b, b.attention(attn1.to_q.forward(b, h), k.reshaped({x.dim(0), height * width, x.dim(2)}),
+                                                     v.reshaped({x.dim(0), height * width, x.dim(2)}), attn1.params)),
+                 x);                                                                   // [N, P, C]
+  s.scatter_output(b, y, height, width);
+  y = b.add(attn2.forward(b, norm2.forward(b, y), context), y);
+  s.scatter_output(b, y, height, width);
+  const auto f = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                    // [N, P, 4C]
+  y = b.add(ff_out.forward(b, f), y);
+  s.scatter_output(b, y, height, width);
+  return y;
 }
 
 Transformer2DModel Transformer2DModel::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -178,17 +185,19 @@ DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, cons
   if (plan == Plan::cached) {
     s->skip_group_norm();
     for (std::size_t i = 0; i < transformer_blocks.size(); ++i)
-      for (int output = 0; output < 3; ++output) s->cached_output();
+      for (int output = 0; output <= BasicTransformerBlock::kKeptOutputs; ++output) s->cached_output();
     return s->cached_output();
+  }
+  if (plan == Plan::sparse) {  // the whole model at the active positions (the norm with cached statistics)
+    const auto& at = s->positions(b, h, w);
+    const auto xa = b.gather_positions(tokens(x), at);  // [N, P, C]
+    auto y = proj_in.forward(b, s->group_norm_at(b, xa, norm.weight, norm.bias, norm.groups, norm.eps, false));
+    for (const auto& block : transformer_blocks) y = block.forward_active(b, y, context, h, w, *s);
+    return s->scatter_output(b, b.add(proj_out.forward(b, y), xa), h, w);  // [N, P, C] -> [N, H, W, C]
   }
   // Channels-last, proj_in is the same matmul whether it was a Linear or a 1x1 Conv2d.
   auto y = proj_in.forward(b, group_norm(b, norm, x, false, s)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
   for (const auto& block : transformer_blocks) y = block.forward(b, y, context, h, w, s);
-  if (plan == Plan::sparse) {
-    const auto& at = s->positions(b, h, w);
-    const auto out = b.add(proj_out.forward(b, b.gather_positions(y, at)), b.gather_positions(tokens(x), at));
-    return s->scatter_output(b, out, h, w);  // [N, P, C] -> [N, H, W, C]
-  }
   y = proj_out.forward(b, y).reshaped({n, h, w, c});  // [N, HW, C] -> [N, H, W, C]
   return spatial(b, s, b.add(y, x), h, w);
 }

@@ -62,9 +62,16 @@ struct BasicTransformerBlock {
 
   static BasicTransformerBlock load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                                     std::int64_t context_channels, int heads, bool upcast);
+  // The outputs a full run keeps before the block's own: keys, values, self- and cross-attention.
+  static constexpr int kKeptOutputs = 4;
+
   // x [N, L = h * w, C], context [N, Lc, context_channels] -> [N, L, C]
   DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, std::int64_t h, std::int64_t w,
                        SparseStep* s) const;
+  // An edit's sparse run: x [N, P, C] at the level's active positions -> [N, P, C], keeping the full
+  // outputs (cached values with the new ones scattered in) for later edits.
+  DeviceTensor forward_active(Backend& b, const DeviceTensor& x, const DeviceTensor& context, std::int64_t h,
+                              std::int64_t w, SparseStep& s) const;
 };
 
 // GroupNorm -> proj_in -> transformer blocks over the H*W positions -> proj_out -> + input.

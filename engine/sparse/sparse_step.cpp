@@ -108,6 +108,15 @@ DeviceTensor SparseStep::scatter_output(Backend& b, const DeviceTensor& values, 
   return result;
 }
 
+DeviceTensor SparseStep::group_norm_at(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma,
+                                       const DeviceTensor& beta, int groups, float eps, bool silu) {
+  if (!cached_ || next_norm_ >= cached_->norm_stats.size())
+    throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");
+  const auto& stats = cached_->norm_stats[next_norm_++];
+  out_.norm_stats.push_back(stats);
+  return b.group_norm(x, gamma, beta, groups, eps, silu, nullptr, &stats);
+}
+
 void SparseStep::skip_group_norm() {
   if (!cached_ || next_norm_ >= cached_->norm_stats.size())
     throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");

@@ -85,6 +85,10 @@ public:
   DeviceTensor scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w);
   // A GroupNorm whose output nobody reads (its layer runs Plan::cached): keeps its statistics in order.
   void skip_group_norm();
+  // A GroupNorm of x [N, P, C] gathered at a partly covered level's active positions, with the cached
+  // statistics (Plan::sparse).
+  DeviceTensor group_norm_at(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
+                             int groups, float eps, bool silu);
 
   // A spatial layer's output: [N, H, W, C] or [N, H * W, C] with the level's H, W given.
   DeviceTensor spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w);
