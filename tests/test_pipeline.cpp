@@ -1,6 +1,6 @@
 // Text-to-image end to end on the CPU backend against diffusers: the pipelines from given initial
 // latents (both tiny models, DDIM and DPM-Solver++), seeded generation (torch-compatible noise), the
-// single-file form, progress, cancellation and bad requests.
+// single-file form, progress (with the latents of every step), cancellation and bad requests.
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -66,12 +66,20 @@ private slots:
     r.width = static_cast<int>(init.dim(3)) * 8;
     r.initial_noise = Tensor::from_f32(init.shape(), init.to_f32());
     int calls = 0;
+    std::vector<float> last_latents;
     const auto result = sd.generate(r, [&](const GenerationProgress& p) {
       ++calls;
       QCOMPARE(p.total, 10);
       QCOMPARE(p.step, calls);
+      // Every step carries its latents, for the UI's preview.
+      QCOMPARE(p.latent_channels, static_cast<int>(init.dim(1)));
+      QCOMPARE(p.latent_height, static_cast<int>(init.dim(2)));
+      QCOMPARE(p.latent_width, static_cast<int>(init.dim(3)));
+      QCOMPARE(static_cast<std::int64_t>(p.latents.size()), init.numel());
+      last_latents.assign(p.latents.begin(), p.latents.end());
     });
     QCOMPARE(calls, 10);
+    QVERIFY(last_latents == result.latents.to_f32());  // the last step's are the final latents
     const double latent_error = relative_l2(result.latents.to_f32(), golden.tensor(key + "final_latents").to_f32());
     const double image_error = relative_l2(result.decoded.to_f32(), golden.tensor(key + "image").to_f32());
     qInfo("%s: latents rel L2 %.3g, image rel L2 %.3g", qPrintable(QTest::currentDataTag()), latent_error, image_error);
@@ -119,6 +127,27 @@ private slots:
     for (std::size_t i = 0; i < image.size(); ++i)
       worst = std::max(worst, std::abs(int(result.image.pixels[i]) - int(std::nearbyint(255.0f * image[i]))));
     QVERIFY2(worst <= 1, qPrintable(QString("max 8-bit difference %1").arg(worst)));
+  }
+
+  void edit_progress_carries_latents() {
+    StableDiffusion sd(load("tiny-sd2"), backend_);
+    GenerationRequest r;
+    r.prompt = "a photo of a cat";
+    r.steps = 4;
+    r.width = r.height = 64;
+    const auto base = sd.generate_cached(r);
+    EditRequest e;
+    e.prompt = "a photo of a dog";
+    int calls = 0;
+    std::vector<float> last_latents;
+    const auto edited = sd.edit(base, e, [&](const GenerationProgress& p) {
+      QCOMPARE(p.step, ++calls);
+      QCOMPARE(p.latent_channels * p.latent_height * p.latent_width, 4 * 8 * 8);
+      QCOMPARE(p.latents.size(), std::size_t{4 * 8 * 8});
+      last_latents.assign(p.latents.begin(), p.latents.end());
+    });
+    QCOMPARE(calls, 4);
+    QVERIFY(last_latents == edited.generation.result.latents.to_f32());
   }
 
   void cancel_between_steps() {

@@ -1,7 +1,8 @@
 // Generating and editing from the window through the real worker and engine (tiny SD2 model on the
 // CPU): the image reaches the canvas and the history, a prompt-only change becomes an edit that keeps
 // every pixel outside its reported region, a painted mask confines the edit to the painted area, Esc
-// cancels without touching the history, and an exported PNG carries AUTOMATIC1111's parameters.
+// cancels without touching the history, an exported PNG carries AUTOMATIC1111's parameters, and a
+// job shows previews of its latents before its image and the memory it holds in the status bar.
 #include "test_support.h"
 #include "ui/history_panel.h"
 #include "ui/image_canvas.h"
@@ -195,6 +196,34 @@ private slots:
     // The mask belonged to the base image: the edit's own image starts blank, and the region with it.
     QVERIFY(canvas->mask()->isEmpty());
     QCOMPARE(mode->currentData().toInt(), int(fisedit::MaskMode::automatic));
+  }
+
+  void previewsWhileGeneratingAndMemoryInStatusBar() {
+    MainWindow window;
+    window.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+    QVERIFY(prepare(window));
+    window.parameters()->setSteps(8);
+    window.promptEditor()->setPrompts(QStringLiteral("a lighthouse"), QString());
+    auto* canvas = window.canvas();
+    int previewsWhileBusy = 0;
+    connect(canvas, &fisedit::ui::ImageCanvas::previewShown, this, [&] {
+      if (window.isBusy() && canvas->showingPreview() && canvas->image().isNull()) ++previewsWhileBusy;
+    });
+    QVERIFY(submitAndWait(window));
+    // The latents showed before the decoded image (the canvas was still empty then), which replaced them.
+    QVERIFY2(previewsWhileBusy >= 1, "no preview during the generation");
+    QVERIFY(!canvas->showingPreview());
+    QCOMPARE(canvas->image().size(), QSize(128, 128));
+
+    window.promptEditor()->setPrompts(QStringLiteral("a lighthouse at sunset"), QString());
+    QVERIFY(window.willEdit());
+    QVERIFY(submitAndWait(window));
+    QVERIFY(!canvas->showingPreview());
+    // On the CPU the backend reports no device memory: only the activation caches, which two nodes fill.
+    const QString memory = window.findChild<QLabel*>(QStringLiteral("memoryLabel"))->text();
+    QVERIFY2(QRegularExpression(QStringLiteral("^cache [1-9][0-9.]* (KiB|MiB|GiB)$")).match(memory).hasMatch(),
+             qPrintable(memory));
   }
 
   void escapeCancelsWithoutTouchingHistory() {

@@ -55,6 +55,7 @@ void ImageCanvas::setImage(const QImage& image, const QImage& changedRegion, con
   const bool sameSize = image.size() == m_image.size();
   m_image = image;
   m_previous = previous;
+  m_preview = QImage();
   m_overlay = changedRegion.isNull() ? QImage() : overlayOf(changedRegion);
   m_showPrevious = false;
   m_painting = false;
@@ -69,6 +70,18 @@ void ImageCanvas::setImage(const QImage& image, const QImage& changedRegion, con
 }
 
 void ImageCanvas::clear() { setImage(QImage()); }
+
+void ImageCanvas::showPreview(const QImage& preview) {
+  m_preview = preview;
+  update();
+  emit previewShown();
+}
+
+void ImageCanvas::clearPreview() {
+  if (m_preview.isNull()) return;
+  m_preview = QImage();
+  update();
+}
 
 void ImageCanvas::setOverlayVisible(bool visible) {
   m_overlayVisible = visible;
@@ -136,11 +149,11 @@ void ImageCanvas::updateMaskOverlay(const QRect& region) {
   update();
 }
 
-double ImageCanvas::fitZoom() const {
-  if (m_image.isNull()) return 1.0;
+double ImageCanvas::fitZoom(QSize image) const {
+  if (image.isEmpty()) return 1.0;
   const double margin = 16;
-  const double zx = (width() - margin) / m_image.width();
-  const double zy = (height() - margin) / m_image.height();
+  const double zx = (width() - margin) / image.width();
+  const double zy = (height() - margin) / image.height();
   return std::clamp(std::min(zx, zy), kMinZoom, kMaxZoom);
 }
 
@@ -163,8 +176,21 @@ QRectF ImageCanvas::imageRect() const {
   return {topLeft, QSizeF(m_image.size()) * m_zoom};
 }
 
+QRectF ImageCanvas::previewRect() const {
+  // Same size: where the image is, so the picture settles in place instead of jumping at the end.
+  if (m_preview.size() == m_image.size()) return imageRect();
+  QRectF target(QPointF(), QSizeF(m_preview.size()) * fitZoom(m_preview.size()));
+  target.moveCenter(QRectF(rect()).center());
+  return target;
+}
+
 void ImageCanvas::paintEvent(QPaintEvent*) {
   QPainter painter(this);
+  if (!m_preview.isNull()) {
+    painter.setRenderHint(QPainter::SmoothPixmapTransform, false);  // the blocks are the honest picture
+    painter.drawImage(previewRect(), m_preview);
+    return;
+  }
   if (m_image.isNull()) {
     painter.setPen(QColor(0xaa, 0xaa, 0xaa));
     painter.drawText(rect(), Qt::AlignCenter, tr("Write a prompt and press Generate (Ctrl+Enter)"));

@@ -32,6 +32,12 @@ public:
   // painted mask belongs to the image it was painted on.
   void setImage(const QImage& image, const QImage& changedRegion = {}, const QImage& previous = {});
   void clear();
+  // A preview of a job under way (latentPreview), drawn instead of the image, its overlays and the
+  // mask, which stay as they are for when the job ends. Fitted to the widget when its size differs
+  // from the image's. clearPreview() shows the image again; setImage() and clear() drop it too.
+  void showPreview(const QImage& preview);
+  void clearPreview();
+  bool showingPreview() const { return !m_preview.isNull(); }
 
   const QImage& image() const { return m_image; }
   bool hasChangedRegion() const { return !m_overlay.isNull(); }
@@ -63,6 +69,7 @@ signals:
   void zoomChanged(double zoom);
   void toolChanged(fisedit::ui::ImageCanvas::Tool tool);
   void brushSizeChanged(int diameter);
+  void previewShown();
 
 protected:
   void paintEvent(QPaintEvent* event) override;
@@ -79,13 +86,16 @@ protected:
 private:
   // Zooms keeping the image point under `anchor` (widget coordinates) where it is.
   void zoomAt(double factor, QPointF anchor);
-  double fitZoom() const;
+  double fitZoom() const { return fitZoom(m_image.size()); }
+  double fitZoom(QSize image) const;  // the zoom that fits an image of that size in the widget
   QRectF imageRect() const;  // where the image is drawn, in widget coordinates
+  QRectF previewRect() const;
   void updateMaskOverlay(const QRect& region);
   void paintBrushOutline(QPainter& painter) const;
 
   QImage m_image;
   QImage m_previous;
+  QImage m_preview;
   QImage m_overlay;  // ARGB32, translucent over the changed region, transparent elsewhere
   bool m_overlayVisible = false;
   bool m_showPrevious = false;

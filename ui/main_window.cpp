@@ -94,12 +94,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   m_deviceLabel = new QLabel;
   m_deviceLabel->setObjectName(QStringLiteral("deviceLabel"));
+  m_memoryLabel = new QLabel;
+  m_memoryLabel->setObjectName(QStringLiteral("memoryLabel"));
   m_busyLabel = new QLabel;
   m_busyBar = new QProgressBar;
   m_busyBar->setRange(0, 0);  // no progress to report from a load, only that it is under way
   m_busyBar->setMaximumWidth(140);
   statusBar()->addPermanentWidget(m_busyLabel);
   statusBar()->addPermanentWidget(m_busyBar);
+  statusBar()->addPermanentWidget(m_memoryLabel);
   statusBar()->addPermanentWidget(m_deviceLabel);
   updateBusyIndicator();
   updateGenerateButton();
@@ -121,6 +124,8 @@ void MainWindow::createWorker() {
   connect(m_worker, &ModelWorker::loadFailed, this, &MainWindow::onLoadFailed, queued);
   connect(m_worker, &ModelWorker::engineReady, this, &MainWindow::onEngineReady, queued);
   connect(m_worker, &ModelWorker::progress, this, &MainWindow::onProgress, queued);
+  connect(m_worker, &ModelWorker::preview, this, &MainWindow::onPreview, queued);
+  connect(m_worker, &ModelWorker::memoryUsage, this, &MainWindow::onMemoryUsage, queued);
   connect(m_worker, &ModelWorker::generated, this, &MainWindow::onNodeReady, queued);
   connect(m_worker, &ModelWorker::edited, this, &MainWindow::onNodeReady, queued);
   connect(m_worker, &ModelWorker::failed, this, &MainWindow::onJobFailed, queued);

@@ -110,6 +110,8 @@ private:
   void onLoadFailed(const QString& path, const QString& message);
   void onEngineReady(const QString& deviceName);
   void onProgress(int step, int total, double elapsedMs);
+  void onPreview(const QImage& image);
+  void onMemoryUsage(qint64 deviceBytes, qint64 cacheBytes);
   void onNodeReady(const HistoryRecord& record);
   void onJobFailed(const QString& message);
   void onJobCancelled();
@@ -167,6 +169,7 @@ private:
   QWidget* m_demoBanner = nullptr;
   QLabel* m_errorMessage = nullptr;
   QLabel* m_deviceLabel = nullptr;
+  QLabel* m_memoryLabel = nullptr;
   QProgressBar* m_busyBar = nullptr;
   QLabel* m_busyLabel = nullptr;
 };

@@ -21,6 +21,8 @@
 #include <QStatusBar>
 #include <QTabWidget>
 
+#include <cmath>
+
 namespace fisedit::ui {
 namespace {
 
@@ -28,6 +30,14 @@ const QString kEditText = QObject::tr("Edit (re-renders only the changed region)
 const QString kPaintedEditText = QObject::tr("Edit (re-renders only the painted region)");
 
 std::string utf8(const QString& text) { return text.toStdString(); }
+
+// Binary units, as nvidia-smi and the OS's memory tools count.
+QString formatBytes(qint64 bytes) {
+  constexpr double kMiB = 1 << 20, kGiB = 1 << 30;
+  if (bytes >= kGiB) return QObject::tr("%1 GiB").arg(bytes / kGiB, 0, 'f', 1);
+  if (bytes >= kMiB) return QObject::tr("%1 MiB").arg(std::llround(bytes / kMiB));
+  return QObject::tr("%1 KiB").arg((bytes + 1023) / 1024);
+}
 
 }  // namespace
 
@@ -98,6 +108,7 @@ void MainWindow::startJob() {
 
 void MainWindow::endJob() {
   m_busy = false;
+  m_canvas->clearPreview();  // the finished image, or the one from before a cancel, takes its place
   m_jobProgress->hide();
   m_cancelButton->hide();
   updateGenerateButton();
@@ -110,6 +121,18 @@ void MainWindow::onProgress(int step, int total, double elapsedMs) {
   // The steps of one job cost about the same, so the mean so far predicts the rest.
   const double left = step > 0 ? elapsedMs / step * (total - step) / 1000.0 : 0;
   m_jobProgress->setFormat(tr("step %1/%2 · %3 s left").arg(step).arg(total).arg(left, 0, 'f', left < 10 ? 1 : 0));
+}
+
+void MainWindow::onPreview(const QImage& image) {
+  // A preview queued before a cancel or the job's end must not cover what is shown after it.
+  if (!m_busy || m_jobStop.stop_requested()) return;
+  m_canvas->showPreview(image);
+}
+
+void MainWindow::onMemoryUsage(qint64 deviceBytes, qint64 cacheBytes) {
+  const QString cache = tr("cache %1").arg(formatBytes(cacheBytes));
+  m_memoryLabel->setText(deviceBytes < 0 ? cache : tr("GPU memory %1 · %2").arg(formatBytes(deviceBytes), cache));
+  m_memoryLabel->setToolTip(tr("Device memory held by the engine, and the activation caches that make edits fast"));
 }
 
 void MainWindow::onNodeReady(const HistoryRecord& record) {

@@ -1,4 +1,5 @@
 #include "ui/model_worker.h"
+#include "ui/latent_preview.h"
 
 #include "core/error.h"
 #include "io/model_loader.h"
@@ -75,6 +76,28 @@ void ModelWorker::runJob(Job&& job) {
   } catch (const std::exception& e) {
     emit failed(QStringLiteral("Unexpected failure: %1").arg(QString::fromUtf8(e.what())));
   }
+  reportMemory();  // a failed or cancelled job may have freed or evicted as much as a finished one
+}
+
+void ModelWorker::reportMemory() {
+  if (!m_session) return;
+  const auto device = m_backend->device_bytes_in_use();
+  emit memoryUsage(device ? static_cast<qint64>(*device) : -1, static_cast<qint64>(m_session->cache_bytes()));
+}
+
+ProgressCallback ModelWorker::progressReporter() {
+  // Shared: the session copies the callback for each run of a rebuild, and the interval spans them all.
+  auto sincePreview = std::make_shared<QElapsedTimer>();
+  return [this, sincePreview](const GenerationProgress& p) {
+    emit progress(p.step, p.total, p.elapsed_ms);
+    // The last step's latents are decoded next: the real image is moments away.
+    if (p.latents.empty() || p.step % 2 != 0 || p.step == p.total) return;
+    if (sincePreview->isValid() && sincePreview->elapsed() < kPreviewIntervalMs) return;
+    QImage image = latentPreview(p.latents, p.latent_channels, p.latent_height, p.latent_width);
+    if (image.isNull()) return;  // not a 4-channel latent space
+    sincePreview->start();
+    emit preview(image);
+  };
 }
 
 void ModelWorker::generate(const GenerationRequest& request, std::stop_token stop) {
@@ -83,8 +106,7 @@ void ModelWorker::generate(const GenerationRequest& request, std::stop_token sto
     if (stop.stop_requested()) throw Error(ErrorCode::cancelled, "cancelled");
     QElapsedTimer clock;
     clock.start();
-    const auto onProgress = [this](const GenerationProgress& p) { emit progress(p.step, p.total, p.elapsed_ms); };
-    const NodeId id = m_session->generate(request, onProgress, stop);
+    const NodeId id = m_session->generate(request, progressReporter(), stop);
     emit generated(record(id, static_cast<double>(clock.elapsed())));
   });
 }
@@ -96,14 +118,15 @@ void ModelWorker::edit(quint64 baseNode, const EditRequest& request, std::stop_t
     if (stop.stop_requested()) throw Error(ErrorCode::cancelled, "cancelled");
     QElapsedTimer clock;
     clock.start();
-    const auto onProgress = [this](const GenerationProgress& p) { emit progress(p.step, p.total, p.elapsed_ms); };
-    const NodeId id = m_session->edit(baseNode, request, onProgress, stop);
+    const NodeId id = m_session->edit(baseNode, request, progressReporter(), stop);
     emit edited(record(id, static_cast<double>(clock.elapsed())));
   });
 }
 
 void ModelWorker::removeNode(quint64 node) {
-  if (m_session && m_session->contains(node)) m_session->remove(node);
+  if (!m_session || !m_session->contains(node)) return;
+  m_session->remove(node);
+  reportMemory();
 }
 
 HistoryRecord ModelWorker::record(quint64 id, double totalMs) const {

@@ -8,6 +8,7 @@
 
 #include "backend/device.h"
 
+#include <QImage>
 #include <QObject>
 #include <QString>
 
@@ -30,6 +31,9 @@ public:
   // Activation caches kept across the history, least recently used evicted first. An evicted node is
   // still editable: the session rebuilds its cache first, which costs a generation.
   static constexpr std::size_t kCacheBudgetBytes = std::size_t{3} << 30;
+  // Previews come every second step, and no more often than this: each is a queued image, and a
+  // fast GPU would otherwise send more than the window can usefully show.
+  static constexpr qint64 kPreviewIntervalMs = 200;
 
   explicit ModelWorker(QObject* parent = nullptr);
   ~ModelWorker() override;
@@ -54,6 +58,11 @@ signals:
   // The backend in use ("CPU (float32, 2 threads)"); the history is empty after this.
   void engineReady(const QString& deviceName);
   void progress(int step, int total, double elapsedMs);
+  // The latents of a job under way as a picture of the image's size (latentPreview).
+  void preview(const QImage& image);
+  // After every job: device memory held by live buffers (-1 where the backend does not say, as on
+  // the CPU) and the history's activation caches.
+  void memoryUsage(qint64 deviceBytes, qint64 cacheBytes);
   void generated(const fisedit::ui::HistoryRecord& record);
   void edited(const fisedit::ui::HistoryRecord& record);
   void failed(const QString& message);
@@ -66,6 +75,9 @@ private:
   template <typename Job>
   void runJob(Job&& job);
   HistoryRecord record(quint64 id, double totalMs) const;
+  // Emits progress() for every step and preview() when one is due.
+  ProgressCallback progressReporter();
+  void reportMemory();
 
   DeviceChoice m_device = DeviceChoice::automatic;
   // Replaced only after a load succeeds, so a failed load leaves the previous model usable. Declared

@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <map>
 #include <string>
@@ -131,6 +132,9 @@ public:
   // ---- Memory -----------------------------------------------------------------------------------
   // Uninitialised memory; throws Error(out_of_memory).
   virtual DeviceTensor allocate(DType dtype, Shape shape) = 0;
+  // Optional: bytes held by live device buffers, for the UI's status bar; none where the memory is
+  // the host's (the OS reports that better).
+  virtual std::optional<std::size_t> device_bytes_in_use() const { return {}; }
   DeviceTensor allocate(Shape shape) { return allocate(activation_dtype(), std::move(shape)); }
   // Float tensors (F64/F32/F16/BF16) become the activation dtype; integer tensors become I32 (token
   // ids), refusing values outside its range.

@@ -122,6 +122,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     throw Error(ErrorCode::invalid_argument, "this mask mode needs a painted mask");
   if (e.margin < 0 || e.feather < 0) throw Error(ErrorCode::invalid_argument, "margin and feather must not be negative");
   const std::int64_t h = r.height / 8, w = r.width / 8;
+  const int channels = static_cast<int>(model_->unet.in_channels);
   const int k = detection_steps(e, steps);
   std::optional<LatentMask> painted;
   if (e.painted_mask) painted = latent_mask_from_image(*e.painted_mask, h, w);
@@ -152,7 +153,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &record), i, x);
     gen.latents.push_back(x);
     differences.push_back(channel_l1(x, base.latents[static_cast<std::size_t>(i) + 1], h * w));
-    if (progress) progress({i + 1, steps, ms_since(t0)});
+    if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
   }
   out.stats.detect_ms = ms_since(t);
   out.stats.detect_steps = k;
@@ -177,7 +178,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &step), i, x);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);
     gen.latents.push_back(x);
-    if (progress) progress({i + 1, steps, ms_since(t0)});
+    if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
   }
   out.stats.sparse_ms = ms_since(t);
   gen.result.timings.unet_ms = out.stats.detect_ms + out.stats.sparse_ms;

@@ -19,7 +19,12 @@ double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std
 // for) as one bar: the UI shows a single job, not several that restart at step 1.
 ProgressCallback part_of(const ProgressCallback& progress, int run, int runs, Clock::time_point t0) {
   if (!progress || runs == 1) return progress;
-  return [=](const GenerationProgress& p) { progress({run * p.total + p.step, runs * p.total, ms_since(t0)}); };
+  return [=](GenerationProgress p) {
+    p.step += run * p.total;
+    p.total *= runs;
+    p.elapsed_ms = ms_since(t0);
+    progress(p);  // the latents pass through: a preview shows whichever run is under way
+  };
 }
 
 }  // namespace

@@ -207,7 +207,9 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
     const auto noise = predict(*scheduler, i, latents, cond, r, record ? &*record : nullptr);
     latents = scheduler->step(noise, i, latents);
     if (keep) keep->latents.push_back(latents);
-    if (progress) progress({i + 1, scheduler->num_steps(), ms_since(t0)});
+    if (progress)
+      progress({i + 1, scheduler->num_steps(), ms_since(t0), latents, static_cast<int>(model_->unet.in_channels),
+                r.height / 8, r.width / 8});
   }
   result.timings.unet_ms = ms_since(t);
   result.latents = Tensor::from_f32({1, model_->unet.in_channels, r.height / 8, r.width / 8}, latents);

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -53,6 +54,11 @@ struct GenerationProgress {
   int step = 0;  // steps done, 1..total
   int total = 0;
   double elapsed_ms = 0;
+  // The latents after this step, [channels, height, width] of batch 1, for a preview: they are on the
+  // host already, so handing them over costs nothing. Valid during the callback only; empty where
+  // the reporter has none.
+  std::span<const float> latents{};
+  int latent_channels = 0, latent_height = 0, latent_width = 0;
 };
 using ProgressCallback = std::function<void(const GenerationProgress&)>;
 

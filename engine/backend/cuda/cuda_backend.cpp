@@ -90,6 +90,10 @@ cudaStream_t CudaBackend::stream() const { return s_->stream.get(); }
 
 cuda::MemoryPool& CudaBackend::memory_pool() const { return *s_->pool; }
 
+// Live buffers only: the pool's free lists are reusable at once, so they are not memory the session
+// is using (they go back to the driver when an allocation would otherwise fail).
+std::optional<std::size_t> CudaBackend::device_bytes_in_use() const { return s_->pool->bytes_in_use(); }
+
 DeviceTensor CudaBackend::allocate(DType dtype, Shape shape) {
   std::size_t elements = 1;
   for (auto d : shape) {

@@ -30,6 +30,7 @@ public:
   DType activation_dtype() const override { return DType::f16; }
   void synchronize() override;
   DeviceTensor allocate(DType dtype, Shape shape) override;
+  std::optional<std::size_t> device_bytes_in_use() const override;
   using Backend::allocate;
 
   cudaStream_t stream() const;
