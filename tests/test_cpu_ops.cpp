@@ -4,6 +4,8 @@
 #include "core/error.h"
 #include "core/half.h"
 
+#include "test_support.h"
+
 #include <QtTest>
 
 #include <cmath>
@@ -24,14 +26,7 @@ Values random_values(std::int64_t n, unsigned seed) {
   return v;
 }
 
-double relative_l2(const Values& got, const Values& want) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
+using test::relative_l2;
 
 float reference_activation(float x, Activation act) {
   switch (act) {

@@ -6,6 +6,8 @@
 #include "core/error.h"
 #include "core/half.h"
 
+#include "test_support.h"
+
 #include <QtTest>
 
 #include <cuda_runtime.h>
@@ -31,14 +33,7 @@ Values random_values(std::int64_t n, unsigned seed, float amplitude = 1.0f) {
   return v;
 }
 
-double relative_l2(const Values& got, const Values& want) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
+using test::relative_l2;
 
 }  // namespace
 

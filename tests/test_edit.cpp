@@ -16,14 +16,7 @@ using namespace fisedit;
 
 namespace {
 
-double relative_l2(const std::vector<float>& out, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < ref.size(); ++i) {
-    num += (double(out[i]) - ref[i]) * (double(out[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / den);
-}
+using test::relative_l2;
 
 Image8 solid_mask(int width, int height, std::uint8_t value) {
   return Image8{width, height, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height, value)};

@@ -15,14 +15,7 @@ using namespace fisedit;
 
 namespace {
 
-double relative_l2(const std::vector<float>& out, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < ref.size(); ++i) {
-    num += (double(out[i]) - ref[i]) * (double(out[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / den);
-}
+using test::relative_l2;
 
 std::shared_ptr<const LoadedModel> load(const std::string& name, bool single_file = false) {
   const auto ref = test::reference_dir() / name;

@@ -1,6 +1,7 @@
 #include "test_support.h"
 
 #include <cstdlib>
+#include <cmath>
 #include <random>
 #include <stdexcept>
 
@@ -15,6 +16,15 @@ std::filesystem::path reference_dir() {
     throw std::runtime_error("reference data missing at " + dir.string() +
                              " (set FISEDIT_REFERENCE_DIR, or configure with -DFISEDIT_REFERENCE_DIR=...)");
   return dir;
+}
+
+double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, norm = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+    norm += double(want[i]) * want[i];
+  }
+  return std::sqrt(diff / norm);
 }
 
 TempDir::TempDir() {

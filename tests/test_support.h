@@ -2,12 +2,16 @@
 // Shared helpers for the Qt Test executables.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace fisedit::test {
 
 // ../shared/reference, as configured at build time. Tests that need it fail (never skip) when it is
 // missing, so a broken checkout cannot pass silently.
 std::filesystem::path reference_dir();
+
+// ||got - want|| / ||want||, accumulated in double: how far an output is from its reference.
+double relative_l2(const std::vector<float>& got, const std::vector<float>& want);
 
 // A fresh empty directory under the system temp dir, removed when the returned object dies.
 class TempDir {

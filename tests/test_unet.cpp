@@ -18,16 +18,7 @@ using namespace fisedit;
 
 namespace {
 
-// ||got - want|| / ||want||
-double relative_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - want[i];
-    diff += d * d;
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
+using test::relative_l2;
 
 template <typename F>
 void expect_error(F&& f, ErrorCode code, const std::string& fragment) {
