@@ -155,6 +155,34 @@ DeviceTensor Backend::linear(const DeviceTensor& x, const DeviceTensor& weight, 
   return out;
 }
 
+DeviceTensor Backend::linear_add(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                                 const DeviceTensor& residual) {
+  const OpScope scope(*this, "linear+add");
+  check_act("linear_add", x, "x", activation_dtype());
+  check_act("linear_add", weight, "weight", activation_dtype());
+  check_act("linear_add", residual, "residual", activation_dtype());
+  require(x.rank() >= 1 && weight.rank() == 2 && x.dim(-1) == weight.dim(1), "linear_add",
+          "x " + shapes(x) + " does not match weight " + shapes(weight) + " ([N, K])");
+  if (!bias.empty()) {
+    check_act("linear_add", bias, "bias", activation_dtype());
+    require(bias.rank() == 1 && bias.dim(0) == weight.dim(0), "linear_add",
+            "bias " + shapes(bias) + " does not match weight " + shapes(weight));
+  }
+  const Shape out_shape = with_last(x.shape(), weight.dim(0));
+  require(residual.shape() == out_shape, "linear_add",
+          "residual " + shapes(residual) + " is not the output's shape " + shape_to_string(out_shape));
+  auto out = allocate(out_shape);
+  linear_add_impl(x, weight, bias, residual, out);
+  return out;
+}
+
+void Backend::linear_add_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                              const DeviceTensor& residual, DeviceTensor& out) {
+  linear_impl(x, weight, bias, Activation::none, out);
+  const std::int64_t c = out.dim(-1);
+  if (out.numel() > 0) binary_impl(BinaryOp::add, out, residual, Broadcast{out.numel() / c, 1, c}, out);
+}
+
 namespace {
 
 // The output size of a convolution, after checking its arguments.
@@ -193,6 +221,29 @@ DeviceTensor Backend::conv2d(const DeviceTensor& x, const ConvWeight& w, const C
   auto out = allocate({x.dim(0), ho, wo, w.out_channels});
   conv2d_impl(x, w, p, out);
   return out;
+}
+
+DeviceTensor Backend::conv2d_add(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
+                                 const DeviceTensor& addend) {
+  const OpScope scope(*this, "conv2d+add");
+  const auto [ho, wo] = conv_output_size("conv2d_add", x, w, p, activation_dtype());
+  check_act("conv2d_add", addend, "addend", activation_dtype());
+  const Shape out_shape{x.dim(0), ho, wo, w.out_channels};
+  const bool residual = addend.shape() == out_shape;
+  require(residual || addend.shape() == Shape{x.dim(0), 1, 1, w.out_channels}, "conv2d_add",
+          "addend " + shapes(addend) + " is neither the output's shape " + shape_to_string(out_shape) + " nor [N, 1, 1, " +
+              std::to_string(w.out_channels) + "]");
+  auto out = allocate(out_shape);
+  conv2d_add_impl(x, w, p, addend, residual ? 1 : ho * wo, out);
+  return out;
+}
+
+void Backend::conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                              const DeviceTensor& addend, std::int64_t repeat, DeviceTensor& out) {
+  conv2d_impl(x, w, params, out);
+  const std::int64_t c = out.dim(3);
+  if (out.numel() > 0)
+    binary_impl(BinaryOp::add, out, addend, Broadcast{out.numel() / c / repeat, repeat, c}, out);
 }
 
 DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,

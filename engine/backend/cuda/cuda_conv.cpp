@@ -7,7 +7,8 @@
 // would otherwise fall to slow or unsupported paths. An input whose channels are padded, whose
 // padding is asymmetric (cuDNN pads symmetrically: the VAE encoder's downsamplers pad only right
 // and bottom) or whose address is not 16-byte aligned goes through kernels/pad first; an output
-// with padded channels is cropped by the same kernel. The bias is added by kernels/bias_act.
+// with padded channels is cropped by the same kernel. The bias is added by kernels/bias_act, with a
+// residual connection or time embedding in the same pass when asked (conv2d_add).
 #include "backend/cuda/cuda_state.h"
 
 #include "bias_act.cuh"
@@ -124,6 +125,18 @@ ConvWeight CudaBackend::prepare_conv_weight_impl(const Tensor& weight, const Ten
 
 // [N, H, W, Cin] -> [N, Ho, Wo, Cout]
 void CudaBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, DeviceTensor& out) {
+  convolve(x, w, p, nullptr, 1, out);
+}
+
+// The addend joins the bias pass that follows cuDNN's convolution: the residual connection (or time
+// embedding) costs no extra read and write of the output.
+void CudaBackend::conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
+                                  const DeviceTensor& addend, std::int64_t repeat, DeviceTensor& out) {
+  convolve(x, w, p, &addend, repeat, out);
+}
+
+void CudaBackend::convolve(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, const DeviceTensor* addend,
+                           std::int64_t repeat, DeviceTensor& out) {
   const std::int64_t n = x.dim(0), h = x.dim(1), wd = x.dim(2), cin = x.dim(3);
   const std::int64_t ho = out.dim(1), wo = out.dim(2), cout = out.dim(3);
   const std::int64_t cout8 = w.weight.dim(0), kh = w.kernel_h, kw = w.kernel_w, cin8 = w.weight.dim(3);
@@ -133,6 +146,9 @@ void CudaBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const 
   // memory-bound matrix product.
   if ((cin8 <= 16 || cout8 <= 16) && (kh > 1 || kw > 1)) {
     conv_by_gemm(x, w, p, wo, nullptr, ho * wo, out);
+    if (addend)
+      FISEDIT_CUDA_CHECK(kernels::bias_add(out.data_as<std::uint16_t>(), nullptr, addend->data_as<const std::uint16_t>(),
+                                           n * ho * wo, cout, repeat, s_->stream.get()));
     return;
   }
   const cudaStream_t stream = s_->stream.get();
@@ -197,9 +213,13 @@ void CudaBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const 
                               ho, wo, cout, 0, 0};
     FISEDIT_CUDA_CHECK(kernels::pad_nhwc(crop, stream));
   }
-  if (!w.bias.empty())
-    FISEDIT_CUDA_CHECK(kernels::bias_activation(out.data_as<std::uint16_t>(), w.bias.data_as<const std::uint16_t>(),
-                                                n * ho * wo, cout, kernels::BiasActivation::none, stream));
+  const auto* bias = w.bias.empty() ? nullptr : w.bias.data_as<const std::uint16_t>();
+  if (addend)
+    FISEDIT_CUDA_CHECK(kernels::bias_add(out.data_as<std::uint16_t>(), bias, addend->data_as<const std::uint16_t>(),
+                                         n * ho * wo, cout, repeat, stream));
+  else if (bias)
+    FISEDIT_CUDA_CHECK(kernels::bias_activation(out.data_as<std::uint16_t>(), bias, n * ho * wo, cout,
+                                                kernels::BiasActivation::none, stream));
 }
 
 }  // namespace fisedit
