@@ -89,9 +89,11 @@ nlohmann::json Stages::unet_step() {
   const auto context = backend_.upload(normal({2, 77, model_->unet.cross_attention_dim}, 2));
   const float timestep = 500.0f;
   memory_.reset_peak();
-  const auto time =
-      time_repeats(backend_, s_.warmup, s_.repeat, [&] { unet.forward(sample, std::span(&timestep, 1), context); });
-  return {{"time_ms", to_json(time)}, {"batch", 2}, {"latent", {h, w}}, {"memory", memory(before, loaded)}};
+  Stats enqueue;
+  const auto time = time_repeats(
+      backend_, s_.warmup, s_.repeat, [&] { unet.forward(sample, std::span(&timestep, 1), context); }, &enqueue);
+  return {{"time_ms", to_json(time)}, {"enqueue_ms", to_json(enqueue)}, {"batch", 2}, {"latent", {h, w}},
+          {"memory", memory(before, loaded)}};
 }
 
 nlohmann::json Stages::edit_steps() {
@@ -116,11 +118,16 @@ nlohmann::json Stages::edit_steps() {
       for (std::int64_t x = (w - side_w) / 2; x < (w - side_w) / 2 + side_w; ++x) mask.values[static_cast<std::size_t>(y * w + x)] = 1.0f;
     LayerRecord out;
     SparseLevels levels(mask);
-    const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] {
-      SparseStep step(record, levels, out);
-      unet.forward(sample, std::span(&timestep, 1), context, &step);
-    });
-    rows.push_back({{"edit_fraction", mask.fraction()}, {"time_ms", to_json(time)}, {"speedup", dense.median / time.median}});
+    Stats enqueue;
+    const auto time = time_repeats(
+        backend_, s_.warmup, s_.repeat,
+        [&] {
+          SparseStep step(record, levels, out);
+          unet.forward(sample, std::span(&timestep, 1), context, &step);
+        },
+        &enqueue);
+    rows.push_back({{"edit_fraction", mask.fraction()}, {"time_ms", to_json(time)}, {"enqueue_ms", to_json(enqueue)},
+                    {"speedup", dense.median / time.median}});
   }
   // Where the time of one dense step and of one 5% sparse step goes, op by op.
   const auto profile = [&](const std::function<void()>& body) { return profile_ops(backend_, body); };
