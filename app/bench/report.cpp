@@ -87,11 +87,12 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                    row["time_ms"]["median"].get<double>(), row["speedup"].get<double>(),
                    row.contains("enqueue_ms") ? row["enqueue_ms"]["median"].get<double>() : 0.0);
     for (const char* key : {"profile_dense_step", "profile_sparse_step_5pct"}) {
-      std::fprintf(out, "  %s (device ms by op, each op timed alone):\n   ", key);
+      std::fprintf(out, "  %s (device/host ms by op, each op timed alone):\n   ", key);
       int shown = 0;
       for (const auto& op : e[key])
         if (shown++ < 12)
-          std::fprintf(out, " %s %.2f (%d)", op["op"].get<std::string>().c_str(), op["total_ms"].get<double>(), op["calls"].get<int>());
+          std::fprintf(out, " %s %.2f/%.2f (%d)", op["op"].get<std::string>().c_str(), op["total_ms"].get<double>(),
+                       op.value("host_ms", 0.0), op["calls"].get<int>());
       std::fprintf(out, "\n");
     }
   }

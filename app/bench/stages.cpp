@@ -51,7 +51,8 @@ nlohmann::json profile_ops(Backend& backend, const std::function<void()>& body) 
   const auto times = backend.profile_report();
   backend.set_profiling(false);
   nlohmann::json ops = nlohmann::json::array();
-  for (const auto& t : times) ops.push_back({{"op", t.op}, {"calls", t.calls}, {"total_ms", t.total_ms}});
+  for (const auto& t : times)
+    ops.push_back({{"op", t.op}, {"calls", t.calls}, {"total_ms", t.total_ms}, {"host_ms", t.host_ms}});
   return ops;
 }
 

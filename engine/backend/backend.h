@@ -153,6 +153,9 @@ public:
     std::string op;
     int calls = 0;
     double total_ms = 0;
+    // Host time inside the op's calls (argument checks, allocation, launches; on CUDA also the
+    // profiling events): near total_ms, the host's launches bound the op, not the device.
+    double host_ms = 0;
   };
   // While on, the device time of every op is accumulated by op name (ops inside ops count for the
   // outer one). Waits for the device when switched and when reported.
@@ -303,6 +306,8 @@ private:
   int op_depth_ = 0;
   double host_begin_ms_ = 0;
   std::map<std::string, OpTime> host_times_;
+  double call_begin_ms_ = 0;                     // the outermost op's entry, host clock
+  std::map<std::string, double> call_host_ms_;   // host time inside ops, by op
 };
 
 }  // namespace fisedit
