@@ -1,7 +1,9 @@
 // The window's half of projects: File > Export History, Save / Open Project, and the question about
 // unsaved history before it is thrown away. The files themselves are ui/project_file.cpp's.
 #include "ui/history_panel.h"
+#include "ui/image_canvas.h"
 #include "ui/main_window.h"
+#include "ui/model_worker.h"
 #include "ui/project_file.h"
 
 #include <QAction>
@@ -15,23 +17,102 @@
 #include <QStatusBar>
 #include <QTabWidget>
 
+#include <algorithm>
+
 namespace fisedit::ui {
 namespace {
 
 // A function, not a constant: tr() must run after the translators are installed.
 QString projectFilter() { return QObject::tr("fisedit projects (*.fisedit)"); }
 
-ProjectContent contentOf(const HistoryPanel& history, const std::optional<ModelSummary>& model) {
+}  // namespace
+
+ProjectContent MainWindow::projectContent() const {
   ProjectContent content;
-  if (model) {
-    content.modelPath = model->source;
-    content.modelFamily = model->family;
+  const QList<HistoryRecord> records = m_history->records();
+  const bool viewOnly = std::any_of(records.begin(), records.end(), [](const HistoryRecord& r) { return r.restored; });
+  if (viewOnly && m_projectModel) {
+    content = *m_projectModel;  // they were not made with the open model: saving must not say they were
+  } else if (m_model) {
+    content.modelPath = m_model->source;
+    content.modelFamily = m_model->family;
+    content.modelFingerprint = m_model->fingerprint;
   }
-  content.records = history.records();
+  content.records = records;
   return content;
 }
 
-}  // namespace
+bool MainWindow::projectModelMatches() const {
+  if (!m_model || !m_projectModel) return false;
+  if (!m_projectModel->modelFingerprint.isEmpty()) return m_projectModel->modelFingerprint == m_model->fingerprint;
+  // Written before fingerprints were recorded: the same files are the best evidence there is.
+  return !m_projectModel->modelPath.isEmpty() && QFileInfo(m_projectModel->modelPath) == QFileInfo(m_model->source);
+}
+
+QString MainWindow::viewOnlyNote() const {
+  const QString path = m_projectModel ? m_projectModel->modelPath : QString();
+  if (path.isEmpty())
+    return tr("View only: the project does not say which model made these images. Generate makes new images "
+              "from their parameters.");
+  return tr("View only: these images were made with %1 (%2). Open that model to edit them; Generate makes new "
+            "images from their parameters.")
+      .arg(QFileInfo(path).fileName(), path);
+}
+
+void MainWindow::adoptRestoredNodes() {
+  QList<HistoryRecord> restored;
+  for (const HistoryRecord& r : m_history->records())
+    if (r.restored) restored.append(r);
+  if (restored.isEmpty() || !m_projectModel) return;
+  // The answer to a request still on its way concerns the session that will hold these nodes: the
+  // worker runs requests in order, and an answer from an older session arrives before engineReady.
+  if (m_adoptionPending) return;
+  if (isLoading()) return;  // onEngineReady tries again, with the model being loaded
+  if (!projectModelMatches()) {
+    statusBar()->showMessage(viewOnlyNote());
+    emit restoredNodesAdopted(0, static_cast<int>(restored.size()));
+    return;
+  }
+  const quint64 token = ++m_adoptToken;
+  m_adoptionPending = true;
+  QMetaObject::invokeMethod(
+      m_worker, [worker = m_worker, restored, token] { worker->adoptHistory(restored, token); }, Qt::QueuedConnection);
+}
+
+void MainWindow::onHistoryAdopted(const QHash<quint64, quint64>& ids, const QString& problems, quint64 token) {
+  // Another project replaced the history these were read from: the worker's clearHistory() has
+  // dropped them already.
+  if (token != m_adoptToken) return;
+  m_adoptionPending = false;
+  QHash<quint64, quint64> kept;
+  for (auto it = ids.cbegin(); it != ids.cend(); ++it) {
+    if (m_history->record(it.key())) {
+      kept.insert(it.key(), it.value());
+    } else {  // deleted from the panel while the worker adopted it
+      const quint64 gone = it.value();
+      QMetaObject::invokeMethod(m_worker, [worker = m_worker, gone] { worker->removeNode(gone); }, Qt::QueuedConnection);
+    }
+  }
+  m_history->adoptIds(kept);
+  const int viewOnly = m_history->nodeCount() - static_cast<int>(kept.size());
+  QString note = tr("%n image(s) of the project can be edited (the first edit rebuilds the cache)", nullptr,
+                    static_cast<int>(kept.size()));
+  if (viewOnly > 0)
+    note += tr("; %n stay view-only: %1", nullptr, viewOnly).arg(problems.isEmpty() ? tr("they were deleted") : problems);
+  statusBar()->showMessage(note, viewOnly > 0 ? 0 : 10000);
+  updateGenerateButton();
+  emit restoredNodesAdopted(static_cast<int>(kept.size()), viewOnly);
+}
+
+void MainWindow::resetHistoryForNewEngine() {
+  const QList<HistoryRecord> records = m_history->records();
+  const bool viewOnlyProject = !records.isEmpty() && std::all_of(records.begin(), records.end(),
+                                                                 [](const HistoryRecord& r) { return r.restored; });
+  if (viewOnlyProject) return;
+  m_history->clear();
+  m_canvas->clear();
+  m_shownImage = QImage();
+}
 
 void MainWindow::createProjectActions(QMenu* file) {
   file->addAction(tr("Export &History..."), this, &MainWindow::chooseExportHistoryFolder);
@@ -50,7 +131,7 @@ bool MainWindow::hasUnsavedChanges() const { return m_unsavedChanges && m_histor
 
 bool MainWindow::exportHistory(const QString& folder) {
   if (m_history->nodeCount() == 0) return false;
-  const QString error = ui::exportHistory(folder, contentOf(*m_history, m_model));
+  const QString error = ui::exportHistory(folder, projectContent());
   if (!error.isEmpty()) {
     showError(tr("<b>Could not export the history</b><br>%1").arg(error.toHtmlEscaped()));
     return false;
@@ -60,7 +141,7 @@ bool MainWindow::exportHistory(const QString& folder) {
 }
 
 bool MainWindow::saveProject(const QString& path) {
-  const QString error = ui::saveProject(path, contentOf(*m_history, m_model));
+  const QString error = ui::saveProject(path, projectContent());
   if (!error.isEmpty()) {
     showError(tr("<b>Could not save the project</b><br>%1").arg(error.toHtmlEscaped()));
     return false;
@@ -80,9 +161,10 @@ bool MainWindow::openProject(const QString& path) {
     return false;
   }
   if (!maybeSaveChanges()) return false;
-  // The session's own nodes leave the panel, so their caches should not hold memory either.
-  for (const HistoryRecord& r : m_history->records())
-    if (!r.restored && !r.parent) removeNode(r.id);
+  // The session's nodes leave the panel, so their caches should not hold memory either.
+  QMetaObject::invokeMethod(m_worker, [worker = m_worker] { worker->clearHistory(); }, Qt::QueuedConnection);
+  ++m_adoptToken;  // an adoption still on its way belongs to the history being replaced
+  m_adoptionPending = false;
   m_errorBanner->hide();
   m_history->clear();
   for (const HistoryRecord& r : read.content.records) m_history->addRecord(r);
@@ -90,10 +172,10 @@ bool MainWindow::openProject(const QString& path) {
   m_sideTabs->setCurrentWidget(m_history);
   m_projectPath = path;
   m_unsavedChanges = false;
-  QString note = tr("Opened %1").arg(QFileInfo(path).fileName());
-  if (!read.content.modelPath.isEmpty() && (!m_model || QFileInfo(m_model->source) != QFileInfo(read.content.modelPath)))
-    note += tr(" (made with %1: open that model to make images like these)").arg(QFileInfo(read.content.modelPath).fileName());
-  statusBar()->showMessage(note, 8000);
+  m_projectModel = read.content;
+  m_projectModel->records.clear();
+  statusBar()->showMessage(tr("Opened %1").arg(QFileInfo(path).fileName()), 8000);
+  adoptRestoredNodes();  // or says which model to open
   updateGenerateButton();
   return true;
 }

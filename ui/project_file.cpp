@@ -39,6 +39,10 @@ MaskMode maskModeFromName(const QString& name) {
 
 QString str(const std::string& text) { return QString::fromStdString(text); }
 
+QImage paintedMaskImage(const HistoryRecord& r) {
+  return r.isEdit() && r.edit.painted_mask ? toQImage(*r.edit.painted_mask).convertToFormat(QImage::Format_Grayscale8) : QImage();
+}
+
 QJsonObject nodeJson(const HistoryRecord& r) {
   QJsonObject node{
       {QStringLiteral("id"), static_cast<qint64>(r.id)},
@@ -85,7 +89,8 @@ QJsonDocument historyDocument(const QString& format, const ProjectContent& conte
   return QJsonDocument(QJsonObject{{QStringLiteral("format"), format},
                                    {QStringLiteral("version"), kHistoryFormatVersion},
                                    {QStringLiteral("model"), QJsonObject{{QStringLiteral("path"), content.modelPath},
-                                                                         {QStringLiteral("family"), content.modelFamily}}},
+                                                                         {QStringLiteral("family"), content.modelFamily},
+                                                                         {QStringLiteral("fingerprint"), content.modelFingerprint}}},
                                    {QStringLiteral("nodes"), nodes}});
 }
 
@@ -146,12 +151,55 @@ QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, qui
     r.stats.decode_ms = stats.value(QStringLiteral("decodeMs")).toDouble();
     r.stats.total_ms = stats.value(QStringLiteral("totalMs")).toDouble();
     r.changedRegion = imageFromBase64(node.value(QStringLiteral("maskPng")), QImage::Format_Grayscale8);
+    // Files written before painted masks were kept have none: such an edit stays view-only, since
+    // its replay would re-render another region.
+    if (node.contains(QStringLiteral("paintedMaskPng"))) {
+      const QImage painted = imageFromBase64(node.value(QStringLiteral("paintedMaskPng")), QImage::Format_Grayscale8);
+      if (painted.isNull()) return QObject::tr("the painted mask of node %1 cannot be read").arg(node.value(QStringLiteral("id")).toInteger());
+      r.edit.painted_mask = toImage8(painted);
+    }
   }
   r.restored = true;
   return {};
 }
 
 }  // namespace
+
+TextChunks imageTextChunks(const HistoryRecord& r, const ProjectContent& content, const QString& device) {
+  const std::string modelName = QFileInfo(content.modelPath).fileName().toStdString();
+  QJsonObject json{
+      {QStringLiteral("prompt"), str(r.request.prompt)},
+      {QStringLiteral("negative_prompt"), str(r.request.negative_prompt)},
+      {QStringLiteral("seed"), static_cast<qint64>(r.request.seed)},
+      {QStringLiteral("steps"), r.request.steps},
+      {QStringLiteral("cfg_scale"), static_cast<double>(r.request.cfg_scale)},
+      {QStringLiteral("scheduler"), str(r.request.scheduler)},
+      {QStringLiteral("width"), r.request.width},
+      {QStringLiteral("height"), r.request.height},
+      {QStringLiteral("model"), str(modelName)},
+      {QStringLiteral("model_family"), content.modelFamily},
+      {QStringLiteral("model_fingerprint"), content.modelFingerprint},
+      {QStringLiteral("timings_ms"), QJsonObject{{QStringLiteral("text_encoder"), r.timings.text_encoder_ms},
+                                                 {QStringLiteral("unet"), r.timings.unet_ms},
+                                                 {QStringLiteral("vae"), r.timings.vae_ms},
+                                                 {QStringLiteral("total"), r.timings.total_ms}}},
+  };
+  if (!device.isEmpty()) json.insert(QStringLiteral("device"), device);
+  if (r.isEdit()) {
+    json.insert(QStringLiteral("edit_of"), r.parentPrompt);
+    json.insert(QStringLiteral("edit"), QJsonObject{{QStringLiteral("mask_mode"), maskModeName(r.edit.mask_mode)},
+                                                    {QStringLiteral("mask_margin"), r.edit.margin},
+                                                    {QStringLiteral("feather"), r.edit.feather},
+                                                    {QStringLiteral("edit_fraction"), r.stats.edit_fraction},
+                                                    {QStringLiteral("detect_steps"), r.stats.detect_steps},
+                                                    {QStringLiteral("detect_ms"), r.stats.detect_ms},
+                                                    {QStringLiteral("sparse_ms"), r.stats.sparse_ms},
+                                                    {QStringLiteral("decode_ms"), r.stats.decode_ms},
+                                                    {QStringLiteral("edit_ms"), r.stats.total_ms}});
+  }
+  return {{"parameters", a1111_parameters(r.request, modelName)},
+          {"fisedit", QJsonDocument(json).toJson(QJsonDocument::Compact).toStdString()}};
+}
 
 QString nodeFileStem(int index) { return QStringLiteral("%1").arg(index + 1, 3, 10, QLatin1Char('0')); }
 
@@ -162,18 +210,20 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
   // Beside the target, so the final rename stays on one file system and is a single step.
   QTemporaryDir staging(target.absolutePath() + QStringLiteral("/.%1-XXXXXX").arg(target.fileName()));
   if (!staging.isValid()) return QObject::tr("Cannot create a folder in %1.").arg(target.absolutePath());
-  const std::string modelName = QFileInfo(content.modelPath).fileName().toStdString();
   try {
     const QJsonDocument doc =
         historyDocument(kExportFormat, content, [&](int i, const HistoryRecord& r, QJsonObject& node) {
           const QString stem = nodeFileStem(i);
           const auto path = [&](const QString& name) { return std::filesystem::path(staging.filePath(name).toStdString()); };
-          write_png(path(stem + QStringLiteral(".png")), toImage8(r.image),
-                    {{"parameters", a1111_parameters(r.request, modelName)}});
+          write_png(path(stem + QStringLiteral(".png")), toImage8(r.image), imageTextChunks(r, content));
           node.insert(QStringLiteral("image"), stem + QStringLiteral(".png"));
           if (r.isEdit() && !r.changedRegion.isNull()) {
             write_png(path(stem + QStringLiteral("-mask.png")), toImage8(r.changedRegion.convertToFormat(QImage::Format_Grayscale8)));
             node.insert(QStringLiteral("mask"), stem + QStringLiteral("-mask.png"));
+          }
+          if (const QImage painted = paintedMaskImage(r); !painted.isNull()) {
+            write_png(path(stem + QStringLiteral("-painted.png")), toImage8(painted));
+            node.insert(QStringLiteral("paintedMask"), stem + QStringLiteral("-painted.png"));
           }
         });
     QFile json(staging.filePath(QStringLiteral("history.json")));
@@ -192,6 +242,7 @@ QString saveProject(const QString& path, const ProjectContent& content) {
   const QJsonDocument doc = historyDocument(kProjectFormat, content, [](int, const HistoryRecord& r, QJsonObject& node) {
     node.insert(QStringLiteral("imagePng"), pngBase64(r.image));
     if (r.isEdit() && !r.changedRegion.isNull()) node.insert(QStringLiteral("maskPng"), pngBase64(r.changedRegion));
+    if (const QImage painted = paintedMaskImage(r); !painted.isNull()) node.insert(QStringLiteral("paintedMaskPng"), pngBase64(painted));
   });
   QSaveFile file(path);  // the old project stays whole until commit() renames the new one over it
   if (!file.open(QIODevice::WriteOnly) || file.write(doc.toJson(QJsonDocument::Compact)) < 0 || !file.commit())
@@ -223,6 +274,7 @@ ProjectReadResult loadProject(const QString& path) {
   const QJsonObject model = root.value(QStringLiteral("model")).toObject();
   result.content.modelPath = model.value(QStringLiteral("path")).toString();
   result.content.modelFamily = model.value(QStringLiteral("family")).toString();
+  result.content.modelFingerprint = model.value(QStringLiteral("fingerprint")).toString();
   QHash<qint64, quint64> ids;  // file id -> restored id
   QHash<quint64, QString> prompts;
   const QJsonArray nodes = root.value(QStringLiteral("nodes")).toArray();
