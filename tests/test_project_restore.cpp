@@ -208,6 +208,35 @@ private slots:
     QVERIFY(other.willEdit());
   }
 
+  // A project opened view-only, then an image made with the open model, saved together: each node
+  // keeps the model that made it, so each model reopens its own nodes as editable, and only those.
+  void mixedHistoryKeepsEachNodesModel() {
+    MainWindow window;
+    window.show();
+    QVERIFY(prepare(window, tinyModel()));
+    QCOMPARE(openAndAdopt(window, m_project), std::make_pair(0, 2));
+    QVERIFY(submitPrompt(window, QStringLiteral("a photo of a cat")));
+    QCOMPARE(window.history()->nodeCount(), 3);
+    const QString mixed = m_dir.filePath(QStringLiteral("mixed.fisedit"));
+    QVERIFY(window.saveProject(mixed));
+
+    MainWindow demo;
+    demo.show();
+    QVERIFY(prepare(demo, demoModel()));
+    QCOMPARE(openAndAdopt(demo, mixed), std::make_pair(2, 1));
+    const QString status = demo.statusBar()->currentMessage();
+    QVERIFY2(status.contains(QLatin1String("1 stay view-only")) && status.contains(QFileInfo(tinyModel()).fileName()),
+             qPrintable(status));
+    const QList<HistoryRecord> records = demo.history()->records();
+    QVERIFY(!records[0].restored && !records[1].restored && records[2].restored);
+    QCOMPARE(records[2].request.prompt, std::string("a photo of a cat"));
+    QCOMPARE(records[2].model.fingerprint, window.model()->fingerprint);
+
+    QCOMPARE(openAndAdopt(window, mixed), std::make_pair(1, 2));
+    for (const HistoryRecord& r : window.history()->records())
+      QCOMPARE(r.restored, r.request.prompt != "a photo of a cat");
+  }
+
   // Written before painted masks and fingerprints were saved: the model is matched by its path, and
   // the painted edit, which cannot be replayed without its mask, stays view-only and says why.
   void olderProjectKeepsUnreplayableEditsViewOnly() {

@@ -14,6 +14,14 @@
 
 namespace fisedit::ui {
 
+// The model a node was made with: its edits can be replayed (its cache rebuilt) with that model only.
+struct ModelIdentity {
+  QString path;         // as opened
+  QString family;       // "SD1.x" / "SD2.x"
+  QString fingerprint;  // ModelSummary::fingerprint; empty when unknown (projects written before it was kept)
+  bool operator==(const ModelIdentity&) const = default;
+};
+
 struct HistoryRecord {
   quint64 id = 0;
   std::optional<quint64> parent;  // none for a generation (a root)
@@ -25,6 +33,8 @@ struct HistoryRecord {
   EditRequest edit;               // edits only: the options used, with the painted mask (a replay needs it)
   RegenerationStats regeneration; // edits only: the rebuild of the parent's cache this edit needed first
   GenerationTimings timings;      // the engine's stages, as its result reported them
+  ModelIdentity model;            // what made it: the open model, or for a restored node the project's
+  QString device;                 // the engine's that made it ("CPU (float32, 2 threads)"); empty when unknown
   double totalMs = 0;             // the whole job, as the user waited for it
   // Read from a project file and not adopted by the worker's EditSession (the model open is not the
   // one it was made with, or its edit cannot be replayed): it can be viewed and exported, and

@@ -101,14 +101,14 @@ private:
   bool chooseSaveProjectFile();
   void chooseOpenProjectFile();
   void chooseExportHistoryFolder();
-  // The model identity to save: the project's while its view-only nodes are shown, else the open model's.
+  // The history to save or export, with the open model as the project's.
   ProjectContent projectContent() const;
-  // Hands the view-only nodes of the open project to the worker when the open model is the one it
-  // was made with; otherwise says in the status bar which model to open.
+  // Hands the view-only nodes made with the open model to the worker; when there are none, says in
+  // the status bar which model to open.
   void adoptRestoredNodes();
   void onHistoryAdopted(const QHash<quint64, quint64>& ids, const QString& problems, quint64 token);
-  bool projectModelMatches() const;
-  QString viewOnlyNote() const;
+  bool madeWithOpenModel(const HistoryRecord& record) const;
+  QString viewOnlyNote(const HistoryRecord& record) const;
   // What a new engine (a new, empty session) leaves of the history: a project shown view-only stays,
   // since the new model may be the one it was made with; anything else goes.
   void resetHistoryForNewEngine();
@@ -164,11 +164,8 @@ private:
   int m_pendingLoads = 0;
   bool m_busy = false;
   QString m_projectPath;          // the .fisedit file the history was last saved to or opened from
-  // The model the open project was made with (records empty); none before a project is opened.
-  std::optional<ProjectContent> m_projectModel;
   quint64 m_adoptToken = 0;       // the latest adoptHistory() request; older answers are ignored
   bool m_adoptionPending = false; // its answer has not come yet
-  QString m_deviceName;           // the engine's, for the PNG record
   bool m_unsavedChanges = false;  // nodes made or removed since then
   QImage m_shownImage;  // what Space shows after a new generation: the image it replaced
 

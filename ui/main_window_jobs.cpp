@@ -168,7 +168,6 @@ void MainWindow::onJobCancelled() {
 
 void MainWindow::onEngineReady(const QString& deviceName) {
   m_deviceLabel->setText(tr("Device: %1").arg(deviceName));
-  m_deviceName = deviceName;
   // A new engine has a new, empty session: what the panel lists could no longer be edited, except
   // a project shown view-only, which the new model may be able to edit.
   resetHistoryForNewEngine();
@@ -189,7 +188,7 @@ void MainWindow::showNode(quint64 id) {
   // button say what a change to them will do.
   m_promptEditor->setPrompts(QString::fromStdString(r->request.prompt), QString::fromStdString(r->request.negative_prompt));
   m_parameters->showRequest(r->request);
-  if (r->restored && !projectModelMatches()) statusBar()->showMessage(viewOnlyNote());  // why it cannot be edited, and what would help
+  if (r->restored && !madeWithOpenModel(*r)) statusBar()->showMessage(viewOnlyNote(*r));  // why it cannot be edited, and what would help
   updateGenerateButton();
 }
 
@@ -206,12 +205,8 @@ bool MainWindow::exportImage(const QString& path) {
   const auto id = m_history->currentNode();
   if (!id) return false;
   const HistoryRecord* r = m_history->record(*id);
-  // A view-only node was made with the project's model and device, not the open ones.
-  ProjectContent made = r->restored && m_projectModel ? *m_projectModel : ProjectContent{};
-  if (!r->restored && m_model) made = {m_model->source, m_model->family, m_model->fingerprint, {}};
   try {
-    write_png(std::filesystem::path(path.toStdString()), toImage8(r->image),
-              imageTextChunks(*r, made, r->restored ? QString() : m_deviceName));
+    write_png(std::filesystem::path(path.toStdString()), toImage8(r->image), imageTextChunks(*r));
   } catch (const Error& e) {
     showError(tr("<b>Could not export the image</b><br>%1").arg(QString::fromUtf8(e.what()).toHtmlEscaped()));
     return false;

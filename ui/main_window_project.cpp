@@ -29,54 +29,56 @@ QString projectFilter() { return QObject::tr("fisedit projects (*.fisedit)"); }
 
 ProjectContent MainWindow::projectContent() const {
   ProjectContent content;
-  const QList<HistoryRecord> records = m_history->records();
-  const bool viewOnly = std::any_of(records.begin(), records.end(), [](const HistoryRecord& r) { return r.restored; });
-  if (viewOnly && m_projectModel) {
-    content = *m_projectModel;  // they were not made with the open model: saving must not say they were
-  } else if (m_model) {
-    content.modelPath = m_model->source;
-    content.modelFamily = m_model->family;
-    content.modelFingerprint = m_model->fingerprint;
-  }
-  content.records = records;
+  content.records = m_history->records();
+  // The project's model is the open one; nodes made with another (a project opened view-only) name
+  // their own in the file.
+  ModelIdentity model;
+  if (m_model)
+    model = {m_model->source, m_model->family, m_model->fingerprint};
+  else if (!content.records.isEmpty())
+    model = content.records.first().model;
+  content.modelPath = model.path;
+  content.modelFamily = model.family;
+  content.modelFingerprint = model.fingerprint;
   return content;
 }
 
-bool MainWindow::projectModelMatches() const {
-  if (!m_model || !m_projectModel) return false;
-  if (!m_projectModel->modelFingerprint.isEmpty()) return m_projectModel->modelFingerprint == m_model->fingerprint;
+bool MainWindow::madeWithOpenModel(const HistoryRecord& r) const {
+  if (!m_model) return false;
+  if (!r.model.fingerprint.isEmpty()) return r.model.fingerprint == m_model->fingerprint;
   // Written before fingerprints were recorded: the same files are the best evidence there is.
-  return !m_projectModel->modelPath.isEmpty() && QFileInfo(m_projectModel->modelPath) == QFileInfo(m_model->source);
+  return !r.model.path.isEmpty() && QFileInfo(r.model.path) == QFileInfo(m_model->source);
 }
 
-QString MainWindow::viewOnlyNote() const {
-  const QString path = m_projectModel ? m_projectModel->modelPath : QString();
-  if (path.isEmpty())
-    return tr("View only: the project does not say which model made these images. Generate makes new images "
-              "from their parameters.");
-  return tr("View only: these images were made with %1 (%2). Open that model to edit them; Generate makes new "
-            "images from their parameters.")
-      .arg(QFileInfo(path).fileName(), path);
+QString MainWindow::viewOnlyNote(const HistoryRecord& r) const {
+  if (r.model.path.isEmpty())
+    return tr("View only: the project does not say which model made this image. Generate makes new images "
+              "from its parameters.");
+  return tr("View only: this image was made with %1 (%2). Open that model to edit it; Generate makes new "
+            "images from its parameters.")
+      .arg(QFileInfo(r.model.path).fileName(), r.model.path);
 }
 
 void MainWindow::adoptRestoredNodes() {
-  QList<HistoryRecord> restored;
+  QList<HistoryRecord> restored, adoptable;
   for (const HistoryRecord& r : m_history->records())
     if (r.restored) restored.append(r);
-  if (restored.isEmpty() || !m_projectModel) return;
+  if (restored.isEmpty()) return;
   // The answer to a request still on its way concerns the session that will hold these nodes: the
   // worker runs requests in order, and an answer from an older session arrives before engineReady.
   if (m_adoptionPending) return;
   if (isLoading()) return;  // onEngineReady tries again, with the model being loaded
-  if (!projectModelMatches()) {
-    statusBar()->showMessage(viewOnlyNote());
+  for (const HistoryRecord& r : restored)
+    if (madeWithOpenModel(r)) adoptable.append(r);
+  if (adoptable.isEmpty()) {
+    statusBar()->showMessage(viewOnlyNote(restored.first()));
     emit restoredNodesAdopted(0, static_cast<int>(restored.size()));
     return;
   }
   const quint64 token = ++m_adoptToken;
   m_adoptionPending = true;
   QMetaObject::invokeMethod(
-      m_worker, [worker = m_worker, restored, token] { worker->adoptHistory(restored, token); }, Qt::QueuedConnection);
+      m_worker, [worker = m_worker, adoptable, token] { worker->adoptHistory(adoptable, token); }, Qt::QueuedConnection);
 }
 
 void MainWindow::onHistoryAdopted(const QHash<quint64, quint64>& ids, const QString& problems, quint64 token) {
@@ -94,11 +96,14 @@ void MainWindow::onHistoryAdopted(const QHash<quint64, quint64>& ids, const QStr
     }
   }
   m_history->adoptIds(kept);
-  const int viewOnly = m_history->nodeCount() - static_cast<int>(kept.size());
+  QList<HistoryRecord> viewOnlyRecords;
+  for (const HistoryRecord& r : m_history->records())
+    if (r.restored) viewOnlyRecords.append(r);
+  const int viewOnly = static_cast<int>(viewOnlyRecords.size());
   QString note = tr("%n image(s) of the project can be edited (the first edit rebuilds the cache)", nullptr,
                     static_cast<int>(kept.size()));
-  if (viewOnly > 0)
-    note += tr("; %n stay view-only: %1", nullptr, viewOnly).arg(problems.isEmpty() ? tr("they were deleted") : problems);
+  if (viewOnly > 0)  // the session's reasons, or the other model's (or the parent's) that kept them out
+    note += tr("; %n stay view-only: %1", nullptr, viewOnly).arg(problems.isEmpty() ? viewOnlyNote(viewOnlyRecords.first()) : problems);
   statusBar()->showMessage(note, viewOnly > 0 ? 0 : 10000);
   updateGenerateButton();
   emit restoredNodesAdopted(static_cast<int>(kept.size()), viewOnly);
@@ -172,8 +177,6 @@ bool MainWindow::openProject(const QString& path) {
   m_sideTabs->setCurrentWidget(m_history);
   m_projectPath = path;
   m_unsavedChanges = false;
-  m_projectModel = read.content;
-  m_projectModel->records.clear();
   statusBar()->showMessage(tr("Opened %1").arg(QFileInfo(path).fileName()), 8000);
   adoptRestoredNodes();  // or says which model to open
   updateGenerateButton();

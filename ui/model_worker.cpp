@@ -26,6 +26,7 @@ void ModelWorker::loadModel(const QString& path, const QString& configDir) {
     m_session.reset();
     m_pipeline.reset();
     m_model = std::move(model);
+    m_identity = {summary.source, summary.family, summary.fingerprint};
     emit modelLoaded(summary);
   } catch (const Error& e) {
     emit loadFailed(path, QString::fromUtf8(e.what()));
@@ -174,6 +175,8 @@ HistoryRecord ModelWorker::record(quint64 id, double totalMs) const {
   r.image = toQImage(node.result.image);
   r.totalMs = totalMs;
   r.timings = node.result.timings;
+  r.model = m_identity;
+  r.device = QString::fromStdString(m_backend->name());
   if (node.parent) {
     r.parent = *node.parent;
     r.parentPrompt = QString::fromStdString(m_session->node(*node.parent).request.prompt);

@@ -91,6 +91,7 @@ private:
   void reportMemory();
 
   DeviceChoice m_device = DeviceChoice::automatic;
+  ModelIdentity m_identity;  // of m_model, for the records
   // Replaced only after a load succeeds, so a failed load leaves the previous model usable. Declared
   // in dependency order: the session refers to the pipeline, the pipeline to the backend and model.
   std::shared_ptr<const LoadedModel> m_model;

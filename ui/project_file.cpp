@@ -43,7 +43,7 @@ QImage paintedMaskImage(const HistoryRecord& r) {
   return r.isEdit() && r.edit.painted_mask ? toQImage(*r.edit.painted_mask).convertToFormat(QImage::Format_Grayscale8) : QImage();
 }
 
-QJsonObject nodeJson(const HistoryRecord& r) {
+QJsonObject nodeJson(const HistoryRecord& r, const ProjectContent& content) {
   QJsonObject node{
       {QStringLiteral("id"), static_cast<qint64>(r.id)},
       {QStringLiteral("parent"), r.parent ? QJsonValue(static_cast<qint64>(*r.parent)) : QJsonValue()},
@@ -56,12 +56,19 @@ QJsonObject nodeJson(const HistoryRecord& r) {
       {QStringLiteral("scheduler"), str(r.request.scheduler)},
       {QStringLiteral("width"), r.request.width},
       {QStringLiteral("height"), r.request.height},
+      {QStringLiteral("device"), r.device},
       {QStringLiteral("timings"), QJsonObject{{QStringLiteral("textEncoderMs"), r.timings.text_encoder_ms},
                                               {QStringLiteral("unetMs"), r.timings.unet_ms},
                                               {QStringLiteral("vaeMs"), r.timings.vae_ms},
                                               {QStringLiteral("totalMs"), r.timings.total_ms},
                                               {QStringLiteral("jobMs"), r.totalMs}}},
   };
+  // Only where it is not the project's: a history that mixes models (a project opened view-only,
+  // then images made with the open model).
+  if (!r.model.path.isEmpty() && (r.model.path != content.modelPath || r.model.fingerprint != content.modelFingerprint))
+    node.insert(QStringLiteral("model"), QJsonObject{{QStringLiteral("path"), r.model.path},
+                                                     {QStringLiteral("family"), r.model.family},
+                                                     {QStringLiteral("fingerprint"), r.model.fingerprint}});
   if (r.isEdit()) {
     node.insert(QStringLiteral("edit"), QJsonObject{{QStringLiteral("maskMode"), maskModeName(r.edit.mask_mode)},
                                                     {QStringLiteral("margin"), r.edit.margin},
@@ -82,7 +89,7 @@ QJsonDocument historyDocument(const QString& format, const ProjectContent& conte
                               const std::function<void(int, const HistoryRecord&, QJsonObject&)>& addImages) {
   QJsonArray nodes;
   for (int i = 0; i < content.records.size(); ++i) {
-    QJsonObject node = nodeJson(content.records[i]);
+    QJsonObject node = nodeJson(content.records[i], content);
     addImages(i, content.records[i], node);
     nodes.append(node);
   }
@@ -112,7 +119,8 @@ QImage imageFromBase64(const QJsonValue& value, QImage::Format format) {
 }
 
 // One node of a project file, or an error naming what is wrong with it.
-QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, quint64 newId, HistoryRecord& r) {
+QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, quint64 newId, const ModelIdentity& projectModel,
+                 HistoryRecord& r) {
   if (!node.value(QStringLiteral("id")).isDouble()) return QObject::tr("a node has no id");
   r.id = newId;
   const QJsonValue parent = node.value(QStringLiteral("parent"));
@@ -129,6 +137,7 @@ QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, qui
   r.request.scheduler = node.value(QStringLiteral("scheduler")).toString().toStdString();
   r.request.width = node.value(QStringLiteral("width")).toInt();
   r.request.height = node.value(QStringLiteral("height")).toInt();
+  r.device = node.value(QStringLiteral("device")).toString();
   const QJsonObject timings = node.value(QStringLiteral("timings")).toObject();
   r.timings = {timings.value(QStringLiteral("textEncoderMs")).toDouble(), timings.value(QStringLiteral("unetMs")).toDouble(),
                timings.value(QStringLiteral("vaeMs")).toDouble(), timings.value(QStringLiteral("totalMs")).toDouble()};
@@ -159,14 +168,20 @@ QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, qui
       r.edit.painted_mask = toImage8(painted);
     }
   }
+  r.model = projectModel;
+  if (node.value(QStringLiteral("model")).isObject()) {
+    const QJsonObject model = node.value(QStringLiteral("model")).toObject();
+    r.model = {model.value(QStringLiteral("path")).toString(), model.value(QStringLiteral("family")).toString(),
+               model.value(QStringLiteral("fingerprint")).toString()};
+  }
   r.restored = true;
   return {};
 }
 
 }  // namespace
 
-TextChunks imageTextChunks(const HistoryRecord& r, const ProjectContent& content, const QString& device) {
-  const std::string modelName = QFileInfo(content.modelPath).fileName().toStdString();
+TextChunks imageTextChunks(const HistoryRecord& r) {
+  const std::string modelName = QFileInfo(r.model.path).fileName().toStdString();
   QJsonObject json{
       {QStringLiteral("prompt"), str(r.request.prompt)},
       {QStringLiteral("negative_prompt"), str(r.request.negative_prompt)},
@@ -177,14 +192,14 @@ TextChunks imageTextChunks(const HistoryRecord& r, const ProjectContent& content
       {QStringLiteral("width"), r.request.width},
       {QStringLiteral("height"), r.request.height},
       {QStringLiteral("model"), str(modelName)},
-      {QStringLiteral("model_family"), content.modelFamily},
-      {QStringLiteral("model_fingerprint"), content.modelFingerprint},
+      {QStringLiteral("model_family"), r.model.family},
+      {QStringLiteral("model_fingerprint"), r.model.fingerprint},
       {QStringLiteral("timings_ms"), QJsonObject{{QStringLiteral("text_encoder"), r.timings.text_encoder_ms},
                                                  {QStringLiteral("unet"), r.timings.unet_ms},
                                                  {QStringLiteral("vae"), r.timings.vae_ms},
                                                  {QStringLiteral("total"), r.timings.total_ms}}},
   };
-  if (!device.isEmpty()) json.insert(QStringLiteral("device"), device);
+  if (!r.device.isEmpty()) json.insert(QStringLiteral("device"), r.device);
   if (r.isEdit()) {
     json.insert(QStringLiteral("edit_of"), r.parentPrompt);
     json.insert(QStringLiteral("edit"), QJsonObject{{QStringLiteral("mask_mode"), maskModeName(r.edit.mask_mode)},
@@ -215,7 +230,7 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
         historyDocument(kExportFormat, content, [&](int i, const HistoryRecord& r, QJsonObject& node) {
           const QString stem = nodeFileStem(i);
           const auto path = [&](const QString& name) { return std::filesystem::path(staging.filePath(name).toStdString()); };
-          write_png(path(stem + QStringLiteral(".png")), toImage8(r.image), imageTextChunks(r, content));
+          write_png(path(stem + QStringLiteral(".png")), toImage8(r.image), imageTextChunks(r));
           node.insert(QStringLiteral("image"), stem + QStringLiteral(".png"));
           if (r.isEdit() && !r.changedRegion.isNull()) {
             write_png(path(stem + QStringLiteral("-mask.png")), toImage8(r.changedRegion.convertToFormat(QImage::Format_Grayscale8)));
@@ -275,13 +290,14 @@ ProjectReadResult loadProject(const QString& path) {
   result.content.modelPath = model.value(QStringLiteral("path")).toString();
   result.content.modelFamily = model.value(QStringLiteral("family")).toString();
   result.content.modelFingerprint = model.value(QStringLiteral("fingerprint")).toString();
+  const ModelIdentity projectModel{result.content.modelPath, result.content.modelFamily, result.content.modelFingerprint};
   QHash<qint64, quint64> ids;  // file id -> restored id
   QHash<quint64, QString> prompts;
   const QJsonArray nodes = root.value(QStringLiteral("nodes")).toArray();
   for (int i = 0; i < nodes.size(); ++i) {
     HistoryRecord r;
     const QJsonObject node = nodes[i].toObject();
-    const QString error = readNode(node, ids, kRestoredIdBase + static_cast<quint64>(i), r);
+    const QString error = readNode(node, ids, kRestoredIdBase + static_cast<quint64>(i), projectModel, r);
     if (error.isEmpty() && ids.contains(node.value(QStringLiteral("id")).toInteger())) {
       result.error = QObject::tr("%1 is damaged: two nodes share an id.").arg(QFileInfo(path).fileName());
       return result;

@@ -5,10 +5,11 @@
 // opening again. Both are written atomically, so a crash never leaves half a history behind.
 //
 // No activation caches are stored: they are gigabytes, and the engine can rebuild them from what is
-// stored: every node's resolved request, its edit request with the painted mask, and its image. Nodes
-// read back are marked `restored`; the window hands them to the worker's EditSession (adopt) when the
-// model open has the fingerprint recorded here, and they become editable, their caches rebuilt on
-// the first edit. Fields added since version 1 (model fingerprint, painted masks) are optional, so
+// stored: every node's resolved request, its edit request with the painted mask, its image, and the
+// model it was made with (the project's, or the node's own where a history mixes models). Nodes read
+// back are marked `restored`; the window hands them to the worker's EditSession (adopt) when the open
+// model has their model's fingerprint, and they become editable, their caches rebuilt on the first
+// edit. Fields added since version 1 (fingerprints, per-node models, painted masks) are optional, so
 // older files still open, and older fisedit versions read newer files (ignoring them).
 #include "ui/history_record.h"
 
@@ -25,6 +26,7 @@ inline constexpr int kHistoryFormatVersion = 1;
 inline constexpr quint64 kRestoredIdBase = quint64{1} << 48;
 
 struct ProjectContent {
+  // The project's model: that of every node that does not name its own (HistoryRecord::model).
   QString modelPath;
   QString modelFamily;
   QString modelFingerprint;  // ModelSummary::fingerprint; empty in files written before it was recorded
@@ -44,9 +46,9 @@ QString nodeFileStem(int index);
 
 // The text chunks of a node's PNG: AUTOMATIC1111's `parameters`, and `fisedit`, the full record as
 // JSON with the keys fisedit-cli writes (prompt, negative_prompt, seed, steps, cfg_scale, scheduler,
-// width, height, model, model_family, timings_ms; edits add edit_of and edit). `content` gives the
-// model; its records are not read. `device` is left out when empty.
-TextChunks imageTextChunks(const HistoryRecord& record, const ProjectContent& content, const QString& device = {});
+// width, height, model, model_family, model_fingerprint, device, timings_ms; edits add edit_of and
+// edit). An unknown device is left out.
+TextChunks imageTextChunks(const HistoryRecord& record);
 
 // Each returns an empty string on success, else a message for the user. `folder` must not exist yet
 // (or be empty, as a file dialog may have created it).
