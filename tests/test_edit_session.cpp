@@ -190,6 +190,7 @@ private slots:
     QCOMPARE(opened.children(a0), std::vector<NodeId>{a1});
     QCOMPARE(opened.children(a1), std::vector<NodeId>{a2});
     QCOMPARE(cached_flags(opened, {a0, a1, a2}), std::vector<bool>(3, false));
+    QVERIFY(!opened.node(a2).mask);  // a project keeps the image-sized changed region only
     QCOMPARE(opened.cache_bytes(), std::size_t{0});
     QVERIFY(opened.would_edit(a2, [] { auto r = base_request(); r.prompt = "a dog"; return r; }()));
 
@@ -207,6 +208,7 @@ private slots:
     // The rebuilt node keeps its cache and has its latents now; an adopted sibling branch works too.
     QCOMPARE(cached_flags(opened, {a0, a1, a2, a3}), (std::vector<bool>{false, false, true, true}));
     QVERIFY(opened.node(a2).result.latents.to_f32() == made.node(m2).result.latents.to_f32());
+    QCOMPARE(opened.node(a2).mask->values, made.node(m2).mask->values);
     const NodeId b1 = opened.edit(a1, prompt_edit("a photo of a cat wearing a crown"));
     QCOMPARE(opened.node(b1).regeneration.nodes, 2);
     QVERIFY(opened.node(b1).result.image.pixels ==

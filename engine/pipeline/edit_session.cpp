@@ -69,7 +69,8 @@ NodeId EditSession::edit(NodeId base, const EditRequest& request, const Progress
                          std::stop_token stop) {
   const auto t0 = Clock::now();
   RegenerationStats regeneration;
-  auto base_generation = cached_generation(base, progress, stop, regeneration);
+  std::optional<LatentMask> replayed_mask;
+  auto base_generation = cached_generation(base, progress, stop, regeneration, replayed_mask);
   auto edited = sd_.edit(base_generation, request, part_of(progress, regeneration.nodes, regeneration.nodes + 1, t0), stop);
 
   Entry& b = entry(base);
@@ -79,6 +80,7 @@ NodeId EditSession::edit(NodeId base, const EditRequest& request, const Progress
       b.node.result.latents = base_generation.result.latents;
       b.node.result.decoded = base_generation.result.decoded;
     }
+    if (b.node.edit && !b.node.mask) b.node.mask = std::move(replayed_mask);
     store_cache(b, std::move(base_generation));
   }
   b.last_used = ++clock_;
@@ -161,7 +163,8 @@ NodeId EditSession::submit(NodeId current, const GenerationRequest& request, con
 }
 
 CachedGeneration EditSession::cached_generation(NodeId base, const ProgressCallback& progress, std::stop_token stop,
-                                                RegenerationStats& regeneration) const {
+                                                RegenerationStats& regeneration,
+                                                std::optional<LatentMask>& replayed_mask) const {
   // Up from base to the nearest node that still has its cache, or to the root.
   std::vector<const Entry*> chain{&entry(base)};
   while (!chain.back()->node.cached && chain.back()->node.parent) chain.push_back(&entry(*chain.back()->node.parent));
@@ -181,7 +184,9 @@ CachedGeneration EditSession::cached_generation(NodeId base, const ProgressCallb
   if (!top.node.cached) generation = sd_.generate_cached(top.node.request, part_of(progress, run++, runs, t0), stop);
   for (std::size_t i = 1; i < chain.size(); ++i) {
     // The stored request holds any painted mask, so the replay recomputes the same mask and pixels.
-    generation = std::move(sd_.edit(generation, *chain[i]->node.edit, part_of(progress, run++, runs, t0), stop).generation);
+    auto replayed = sd_.edit(generation, *chain[i]->node.edit, part_of(progress, run++, runs, t0), stop);
+    generation = std::move(replayed.generation);
+    replayed_mask = std::move(replayed.mask);
   }
   regeneration.nodes = run;
   regeneration.ms = ms_since(t0);

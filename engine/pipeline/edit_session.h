@@ -70,10 +70,11 @@ public:
   // had been evicted: editing it, or any node below it, rebuilds the cache by generating its root
   // again and replaying the stored edits. Reads node.parent (an adopted or made node), request,
   // edit (with its painted mask: the replay needs it), result (the image at least; latents and
-  // decoded may be empty, a rebuild fills them in), mask (optional), changed_region and stats; its
-  // id, regeneration and cached are the session's. Throws Error(invalid_argument) naming what does
-  // not fit (unknown parent, request the model cannot run, edit that changes more than the prompts,
-  // missing painted mask, image of the wrong size), leaving the session unchanged.
+  // decoded may be empty, a rebuild fills them in), mask (optional: a rebuild fills it in too),
+  // changed_region and stats; its id, regeneration and cached are the session's. Throws
+  // Error(invalid_argument) naming what does not fit (unknown parent, request the model cannot run,
+  // edit that changes more than the prompts, missing painted mask, image of the wrong size), leaving
+  // the session unchanged.
   NodeId adopt(Node node);
   // Whether submit() would edit; false for a request that does not resolve (submit then throws).
   bool would_edit(NodeId current, const GenerationRequest& request) const;
@@ -100,9 +101,10 @@ private:
 
   Entry& entry(NodeId id);
   const Entry& entry(NodeId id) const;
-  // The generation to edit, with base's cache rebuilt if it was evicted. Touches no entry.
+  // The generation to edit, with base's cache rebuilt if it was evicted (and then, for an edit, the
+  // mask its replay recomputed in `replayed_mask`). Touches no entry.
   CachedGeneration cached_generation(NodeId base, const ProgressCallback& progress, std::stop_token stop,
-                                     RegenerationStats& regeneration) const;
+                                     RegenerationStats& regeneration, std::optional<LatentMask>& replayed_mask) const;
   NodeId add(Entry entry);
   void store_cache(Entry& e, CachedGeneration&& generation);
   // Drops least recently used caches until the budget holds, sparing `newest`, and `base` while
