@@ -3,8 +3,9 @@
 // a restored node rebuilds that node's cache first (its root generated again, its painted edit
 // replayed) and lands as its child, every pixel outside the changed region the restored parent's and
 // the image the same bytes the session that made the project gives; a project made with another
-// model stays view-only and names the model to open (and becomes editable once it is open); an old
-// project without painted masks keeps such edits view-only; a saved image the rebuild does not
+// model stays view-only and names the model to open (and becomes editable once it is open); a history
+// that mixes two models reopens each node with its own; an old project without painted masks keeps
+// such edits view-only; a saved image the rebuild does not
 // reproduce is edited all the same, with a note in the status bar; and an exported PNG carries
 // AUTOMATIC1111's parameters and the full record as JSON.
 #include "test_support.h"
