@@ -173,7 +173,13 @@ private slots:
     QCOMPARE(*current(fresh)->parent, opened[0].id);
     QCOMPARE(current(fresh)->regeneration.nodes, 1);
     QCOMPARE(fresh.history()->tree()->topLevelItem(0)->childCount(), 2);
-    fresh.history()->selectNode(opened[0].id);
+
+    // Saved again, adopted and new nodes alike reopen editable, painted mask included.
+    const QString again = m_dir.filePath(QStringLiteral("house-again.fisedit"));
+    QVERIFY(fresh.saveProject(again));
+    QCOMPARE(openAndAdopt(fresh, again), std::make_pair(4, 0));
+    QVERIFY(fresh.history()->records()[1].edit.painted_mask.has_value());
+    fresh.history()->selectNode(fresh.history()->records()[0].id);
     fresh.history()->removeCurrent();
     QCOMPARE(fresh.history()->nodeCount(), 0);
     QVERIFY(fresh.hasUnsavedChanges() == false);  // nothing left to lose
