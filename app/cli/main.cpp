@@ -24,7 +24,7 @@ constexpr const char* kUsage =
     "            [--initial-noise FILE.safetensors[#KEY]]   an image from a prompt\n"
     "  edit      generate's options and --edit-prompt TEXT [--edit-negative TEXT] [--mask FILE.png]\n"
     "            [--mask-mode auto|painted|intersect] [--mask-margin N] [--detect-steps K]\n"
-    "            [--out EDITED.png] [--base-out BASE.png] [--mask-out MASK.png] [--stats-json FILE]\n"
+    "            [--attention-control on|off] [--out EDITED.png] [--base-out BASE.png] [--mask-out MASK.png] [--stats-json FILE]\n"
     "            the image of --prompt, then edited to --edit-prompt: only the affected region re-renders\n"
     "\n"
     "PATH is a diffusers pipeline folder or a single-file .safetensors checkpoint. --config DIR gives the\n"

@@ -99,11 +99,11 @@ Attention Attention::load(const WeightSource& w, const std::string& prefix, std:
   return a;
 }
 
-DeviceTensor Attention::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const {
+DeviceTensor Attention::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const {
   const auto q = to_q.forward(b, x);        // [N, L, C]
   const auto k = to_k.forward(b, context);  // [N, Lc, Cc] -> [N, Lc, C]
   const auto v = to_v.forward(b, context);
-  return to_out.forward(b, b.attention(q, k, v, params));  // [N, L, C]
+  return to_out.forward(b, s ? s->cross_attention(b, q, k, v, params) : b.attention(q, k, v, params));  // [N, L, C]
 }
 
 BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -135,7 +135,7 @@ DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, c
   auto y = b.add(attn1.to_out.forward(b, b.attention(attn1.to_q.forward(b, h), k, v, attn1.params)), x);
   y = spatial(b, s, y, height, width);                                     // [N, L, C]: self-attention
   h = norm2.forward(b, y);
-  y = spatial(b, s, b.add(attn2.forward(b, h, context), y), height, width);  // cross-attention to the prompt
+  y = spatial(b, s, b.add(attn2.forward(b, h, context, s), y), height, width);  // cross-attention to the prompt
   h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                      // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
   return spatial(b, s, b.add(ff_out.forward(b, h), y), height, width);       // [N, L, 4C] -> [N, L, C]
 }
