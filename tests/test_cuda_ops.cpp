@@ -342,8 +342,9 @@ private slots:
 
   // Attention with explicit probabilities (cross-attention control): the probabilities, their product
   // with the values, and the replacement of key columns, each against the CPU backend. Head widths
-  // of SD1 (40, 80, 160) and SD2 (64), the 77 text tokens, odd query counts, and a head wider than
-  // one pass of the apply kernel's lanes (130 > 128).
+  // of SD1 (40, 160) and SD2 (64), the 77 text tokens, odd query counts, a head wider than one pass
+  // of the apply kernel's lanes (130 > 128), and both paths of the probabilities kernel (keys staged in
+  // shared memory; an odd head width or too many keys read them from global memory).
   void attention_with_probabilities_data() {
     QTest::addColumn<int>("lq");
     QTest::addColumn<int>("lk");
@@ -355,6 +356,7 @@ private slots:
     QTest::newRow("SD1 cross, head 160") << 13 << 77 << 2 << 160 << false;
     QTest::newRow("odd head 5, causal") << 7 << 7 << 3 << 5 << true;
     QTest::newRow("head 130, 33 keys") << 11 << 33 << 1 << 130 << false;
+    QTest::newRow("700 keys: too many to stage in shared memory") << 5 << 700 << 2 << 64 << false;
   }
   void attention_with_probabilities() {
     QFETCH(int, lq);
