@@ -64,6 +64,7 @@ CudaBackend::CudaBackend(int device) : s_(std::make_unique<State>()) {
   // Non-blocking: the legacy default stream (used by libraries that take no stream) must not
   // serialise against ours.
   s_->stream = cuda::make_stream();
+  s_->pool->set_stream(s_->stream.get());
 
   // cuBLASLt takes the stream on each matmul call; cuDNN binds it to the handle.
   cublasLtHandle_t lt{};
@@ -79,6 +80,7 @@ CudaBackend::~CudaBackend() {
   // Queued kernels may still use pooled blocks and handles; errors are ignored (destructors never
   // throw, and a failed device cannot be helped here).
   if (s_ && s_->stream) cudaStreamSynchronize(s_->stream.get());
+  if (s_ && s_->pool) s_->pool->set_stream(nullptr);  // buffers may outlive the stream
   cudaGetLastError();
 }
 

@@ -5,6 +5,8 @@
 #include "backend/cuda/cuda_check.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 #include <limits>
 #include <string>
 
@@ -72,8 +74,28 @@ MemoryPool::MemoryPool(int device) : device_(device) {}
 MemoryPool::~MemoryPool() {
   // Errors are ignored: at teardown the context may already be gone.
   cudaSetDevice(device_);
-  for (const auto& [size, ptr] : free_) cudaFree(ptr);
+  free_blocks(free_);
   cudaGetLastError();
+}
+
+void MemoryPool::set_stream(cudaStream_t stream) {
+  const char* env = std::getenv("FISEDIT_POOL");
+  const bool malloc_only = env && std::string_view(env) == "malloc";
+  const std::lock_guard lock(mutex_);
+  if (in_use_ == 0 && cached_ == 0) async_ = !malloc_only && stream != nullptr;  // one kind of block per pool
+  stream_ = stream;
+}
+
+void MemoryPool::free_blocks(const std::multimap<std::size_t, std::byte*>& blocks) {
+  if (!async_) {
+    for (const auto& [size, ptr] : blocks) cudaFree(ptr);  // cudaFree waits for the device
+    return;
+  }
+  // Every queued kernel done first, then returned on the legacy stream and waited for, so the memory is
+  // free for the retry that follows (the driver pool gives it back at the synchronisation).
+  cudaDeviceSynchronize();
+  for (const auto& [size, ptr] : blocks) cudaFreeAsync(ptr, nullptr);
+  cudaDeviceSynchronize();
 }
 
 std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
@@ -91,14 +113,15 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
     } else {
       FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
       void* raw = nullptr;
-      cudaError_t status = cudaMalloc(&raw, size);
+      const auto grow = [&] { return async_ ? cudaMallocAsync(&raw, size, stream_) : cudaMalloc(&raw, size); };
+      cudaError_t status = grow();
       if (status == cudaErrorMemoryAllocation) {
         // The cache may hold the memory this request needs, in blocks of other sizes.
         cudaGetLastError();
-        for (const auto& [block, cached_ptr] : free_) cudaFree(cached_ptr);
+        free_blocks(free_);
         free_.clear();
         cached_ = 0;
-        status = cudaMalloc(&raw, size);
+        status = grow();
       }
       if (status == cudaErrorMemoryAllocation) {
         cudaGetLastError();
@@ -150,7 +173,7 @@ void MemoryPool::release_cached() {
   FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
   // cudaFree waits for the device, so blocks still read by queued kernels are safe to free. A failure
   // here can only come from an earlier asynchronous error, which the next checked call reports.
-  for (const auto& [size, ptr] : free_) cudaFree(ptr);
+  free_blocks(free_);
   cudaGetLastError();
   free_.clear();
   cached_ = 0;

@@ -5,6 +5,8 @@
 // be reused at once: stream order puts the new user's kernels after the old user's.
 #include "backend/backend.h"
 
+#include <cuda_runtime.h>
+
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -29,12 +31,24 @@ public:
   std::size_t peak_bytes_in_use() const;
   void reset_peak();
   void release_cached();  // cudaFree every cached block
+  // New blocks come from the driver's stream-ordered allocator on `stream` (cudaMallocAsync): a step
+  // that keeps its outputs (a cached generation's records) asks for hundreds of new blocks, and
+  // cudaMalloc cost the host tens of microseconds each. Unset (or FISEDIT_POOL=malloc): cudaMalloc.
+  // Call before the first allocation; a null stream afterwards (the stream is going away) moves the
+  // stream-ordered allocations to the legacy stream.
+  void set_stream(cudaStream_t stream);
 
 private:
   friend class PooledBuffer;
   void give_back(std::byte* ptr, std::size_t size);
 
+  // Returns blocks to the driver (the device idle first): cudaFree, or cudaFreeAsync for blocks of the
+  // stream-ordered allocator.
+  void free_blocks(const std::multimap<std::size_t, std::byte*>& blocks);
+
   int device_;
+  bool async_ = false;             // blocks come from cudaMallocAsync (on stream_; null: the legacy stream)
+  cudaStream_t stream_ = nullptr;
   mutable std::mutex mutex_;
   std::multimap<std::size_t, std::byte*> free_;  // size class -> blocks
   std::size_t in_use_ = 0, cached_ = 0, peak_ = 0;
