@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "pipeline/generation.h"
 #include "sched/scheduler.h"
+#include "sparse/cache_store.h"
 #include "sparse/edit_mask.h"
 
 #include <algorithm>
@@ -144,13 +145,21 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   scheduler->set_timesteps(steps);
   std::vector<float> x = base.latents.front();
 
+  // The base's records where they are (device) or staged a step ahead (host); the edited generation's
+  // own records within the device budget (sparse/cache_store.h).
+  CachePrefetch cache(backend_, base.steps);
+  CacheSpill spill(backend_, cache_device_budget_, steps);
+
   // Detection: dense steps with the new prompt from the same noise, compared with the cache.
   t = Clock::now();
   std::vector<std::vector<float>> differences;
   for (int i = 0; i < k; ++i) {
     check_stop(stop);
+    // The first sparse step's record is copied while the last detection step computes.
+    if (i == k - 1) cache.prefetch(static_cast<std::size_t>(k));
     SparseStep record(gen.steps[static_cast<std::size_t>(i)]);
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &record), i, x);
+    spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     gen.latents.push_back(x);
     differences.push_back(channel_l1(x, base.latents[static_cast<std::size_t>(i) + 1], h * w));
     if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
@@ -173,14 +182,17 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   SparseLevels levels(out.mask);
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
-    SparseStep step(base.steps[static_cast<std::size_t>(i)], levels, gen.steps[static_cast<std::size_t>(i)],
-                    e.dense_reference);
+    const auto& cached = cache.acquire(static_cast<std::size_t>(i), &levels);  // queues step i + 1's copy
+    SparseStep step(cached, levels, gen.steps[static_cast<std::size_t>(i)], e.dense_reference,
+                    &base.steps[static_cast<std::size_t>(i)]);
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &step), i, x);
+    spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);
     gen.latents.push_back(x);
     if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
   }
   out.stats.sparse_ms = ms_since(t);
+  out.stats.prefetched_bytes = cache.stats().bytes_staged;
   gen.result.timings.unet_ms = out.stats.detect_ms + out.stats.sparse_ms;
   gen.result.latents = Tensor::from_f32({1, model_->unet.in_channels, h, w}, x);
   check_stop(stop);

@@ -1,0 +1,122 @@
+#pragma once
+// Where a generation's activation cache lives (METHOD.md section 2): device memory up to a budget,
+// the rest in host-resident memory (pinned on CUDA), and brought back ahead of the step that reads it.
+//
+// Spill (recording). A generation or an edit hands each step's record to a CacheSpill once the step's
+// ops are queued. The record stays on the device while it and the steps still to come fit the device
+// budget; otherwise its device tensors are copied, on the backend's copy stream, into one block of
+// host memory, and the record holds views of that block at once. So the *last* steps stay on the
+// device: those are the ones an edit reads, since its first steps (the dense detection steps) read no
+// record at all. The device memory is freed when the copy is done; the step loop never waits for it.
+//
+// Prefetch (editing). A CachePrefetch stages a spilled step's host tensors into one of two device
+// buffers, laid out as they lie in host memory so that neighbours travel as one copy, while the step
+// before it computes; the step's ops wait for the copy on the device (an event), never on the host.
+// Only what the step reads is copied: an output at a level the edit mask covers entirely is
+// recomputed, not read (SparseStep), so it stays in host memory, and an op given it would throw.
+//
+// On the CPU backend, host-resident memory is ordinary memory and copies happen at once; the same
+// code runs, so the CPU tests check the layout, the staging and what an edit keeps.
+#include "backend/backend.h"
+#include "sparse/sparse_step.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace fisedit {
+
+// Bytes of layer records by where they live.
+struct CacheBytes {
+  std::size_t device = 0, host = 0;
+  std::size_t total() const { return device + host; }
+};
+
+// Counts the tensors of records, each piece of memory once: an edit's record shares its base's
+// tensors where it took them unchanged, so a count per record would count those twice.
+class CacheByteCounter {
+public:
+  void add(const LayerRecord& record);
+  void add(std::span<const LayerRecord> records);
+  CacheBytes bytes() const { return bytes_; }
+
+private:
+  void add(const DeviceTensor& t);
+  std::unordered_set<const std::byte*> seen_;
+  CacheBytes bytes_;
+};
+
+// Moves a record's device tensors into one new block of host-resident memory: the copy is queued on
+// the copy stream behind the ops computing them, and the record holds views of the block from now on
+// (host tensors it already had, shared with another record, stay as they are). Returns the bytes moved.
+std::size_t spill_to_host(Backend& b, LayerRecord& record);
+
+// The recording side: which steps of one generation (or edit) stay on the device.
+class CacheSpill {
+public:
+  // `device_budget`: bytes of layer records the generation may keep in device memory (none: no limit,
+  // nothing spills; 0: everything does). `steps`: how many records it will make.
+  CacheSpill(Backend& b, std::optional<std::size_t> device_budget, int steps);
+
+  // The next step's record, complete (its ops queued): kept on the device when its device bytes, as
+  // many again for each step still to come, fit what is left of the budget; else spilled to the host.
+  void keep(LayerRecord& record);
+
+  std::size_t device_bytes() const { return device_bytes_; }
+  int spilled_steps() const { return spilled_steps_; }
+
+private:
+  Backend& b_;
+  std::optional<std::size_t> budget_;
+  int steps_, next_ = 0, spilled_steps_ = 0;
+  std::size_t device_bytes_ = 0;
+};
+
+// The reading side: an edit's view of the base generation's records, host-resident steps staged into
+// two device buffers in turn (step t + 1 copied while step t computes), reused from step to step.
+class CachePrefetch {
+public:
+  // `steps` (the base generation's records) and the backend must outlive this object.
+  CachePrefetch(Backend& b, const std::vector<LayerRecord>& steps);
+
+  // Queues the copy of step i's host tensors that an edit with these levels reads (all of them
+  // without levels, before the mask is known). Nothing when they are on the device or already queued.
+  void prefetch(std::size_t i, SparseLevels* levels = nullptr);
+  // Step i's record as the step reads it: its device tensors, and staged copies of its host tensors
+  // that the step's ops will wait for on the device. Queues step i + 1's prefetch, to run while step
+  // i computes. Valid until step i + 2 is acquired (its staging buffer is then reused).
+  const LayerRecord& acquire(std::size_t i, SparseLevels* levels);
+
+  struct Stats {
+    int steps_staged = 0;             // prefetches that copied something
+    std::size_t bytes_staged = 0;     // copied to the device
+    std::size_t bytes_not_read = 0;   // host bytes left out: outputs at levels the mask covers
+  };
+  const Stats& stats() const { return stats_; }
+
+private:
+  struct Slot {
+    std::optional<std::size_t> step;
+    SparseLevels* levels = nullptr;  // what the staging left out depends on them; null: nothing
+    LayerRecord record;              // the step's record with staged tensors in place of host ones
+    bool staged = false;             // false: the step is on the device, read it in place
+    DeviceTensor buffer;             // U8 staging memory, grown to the largest step, then reused
+    Backend::CopyFence fence;
+  };
+  // Whether an edit with these levels reads an output of this shape (not at a fully covered level).
+  bool read_by_edit(const DeviceTensor& output, SparseLevels* levels);
+
+  Backend& b_;
+  const std::vector<LayerRecord>& steps_;
+  Slot slots_[2];
+  std::map<std::pair<std::int64_t, std::int64_t>, bool> fully_covered_;
+  const SparseLevels* covered_for_ = nullptr;
+  Stats stats_;
+};
+
+}  // namespace fisedit
