@@ -6,6 +6,8 @@
 #include "backend/device.h"
 #include "bench/measure.h"
 #include "io/model_loader.h"
+#include "models/unet.h"
+#include "sparse/sparse_step.h"
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +24,9 @@ struct Settings {
   float cfg = 7.5f;
   DeviceChoice device = DeviceChoice::automatic;
   std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, attention
+  // The edit stage's spilled runs: bytes of layer records kept on the device (the rest in pinned host
+  // memory, prefetched a step ahead). 0 (the default): the whole cache on the host.
+  std::size_t cache_device_budget = 0;
 };
 
 class Stages {
@@ -36,6 +41,9 @@ public:
   nlohmann::json generation();
   // Sparse U-Net steps of an edit against a recorded dense step, for edit regions of 1% to 50% of the
   // latent pixels (a centred square), with the dense step as the baseline; and the cache one step takes.
+  // Then the cost of a cache beyond the device budget: `steps` sparse steps (10% region) with every
+  // record on the device against the first ones spilled to pinned host memory and prefetched, and,
+  // with a tokenizer, whole edits (painted 10% mask) of a resident and of a spilled generation.
   nlohmann::json edit_steps();
   // The attention op alone on the U-Net's shapes (SD2 768x768 and SD1.5 512x512 self- and
   // cross-attention, CFG batch 2), whatever the model: per-call median ms and TFLOP/s
@@ -43,6 +51,10 @@ public:
   nlohmann::json attention();
 
 private:
+  nlohmann::json spill_steps(UNet& unet, const DeviceTensor& sample, const DeviceTensor& context,
+                             const LayerRecord& record);
+  nlohmann::json spill_edit();
+
   // Weights = what the pool grew by while the component was built; peak above them = the rest.
   nlohmann::json memory(std::optional<std::size_t> before, std::optional<std::size_t> loaded) const;
 
