@@ -181,13 +181,15 @@ private slots:
     QTest::addColumn<int>("budget_steps");  // steps' worth of device budget for the base
     QTest::addColumn<int>("edit_budget_steps");  // and for the edits; -1: none
     QTest::addColumn<bool>("painted");
-    QTest::newRow("all spilled, automatic mask") << 0 << 0 << false;
-    QTest::newRow("half spilled, automatic mask") << 3 << 3 << false;
-    QTest::newRow("all spilled, dotted mask") << 0 << 0 << true;
-    QTest::newRow("half spilled, dotted mask") << 3 << 3 << true;
+    QTest::addColumn<int>("depth");  // staging buffers
+    QTest::newRow("all spilled, automatic mask") << 0 << 0 << false << 2;
+    QTest::newRow("half spilled, automatic mask") << 3 << 3 << false << 2;
+    QTest::newRow("all spilled, dotted mask") << 0 << 0 << true << 2;
+    QTest::newRow("half spilled, dotted mask") << 3 << 3 << true << 2;
     // The edited generation on the device keeps nothing of the staging buffers, which later steps reuse.
-    QTest::newRow("base spilled, edits resident") << 0 << -1 << false;
-    QTest::newRow("base spilled, edits resident, dotted") << 0 << -1 << true;
+    QTest::newRow("base spilled, edits resident") << 0 << -1 << false << 2;
+    QTest::newRow("base spilled, edits resident, dotted") << 0 << -1 << true << 2;
+    QTest::newRow("base spilled, edits resident, 3 buffers") << 0 << -1 << false << 3;
   }
 
   // The edit of a spilled generation, and the edit of that edit (whose own cache is spilled and which
@@ -196,7 +198,9 @@ private slots:
     QFETCH(int, budget_steps);
     QFETCH(int, edit_budget_steps);
     QFETCH(bool, painted);
+    QFETCH(int, depth);
     StableDiffusion sd(sd2_, backend_);
+    sd.set_cache_prefetch_depth(depth);
     const auto base = sd.generate_cached(request());
     EditRequest e{.prompt = "a photo of a cat wearing a hat"};
     e.detect_steps = 2;

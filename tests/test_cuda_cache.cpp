@@ -122,9 +122,11 @@ private slots:
   void spilled_edit_equals_the_resident_edit_data() {
     QTest::addColumn<int>("budget_steps");       // device budget of the base, in steps
     QTest::addColumn<int>("edit_budget_steps");  // of the edits; -1: none
-    QTest::newRow("all spilled") << 0 << 0;
-    QTest::newRow("half spilled") << 4 << 4;
-    QTest::newRow("base spilled, edits resident") << 0 << -1;
+    QTest::addColumn<int>("depth");              // staging buffers
+    QTest::newRow("all spilled") << 0 << 0 << 2;
+    QTest::newRow("half spilled") << 4 << 4 << 2;
+    QTest::newRow("base spilled, edits resident") << 0 << -1 << 2;
+    QTest::newRow("base spilled, edits resident, 4 buffers") << 0 << -1 << 4;
   }
 
   // The prefetch path on the GPU: the edit of a spilled generation stages every sparse step from
@@ -133,7 +135,9 @@ private slots:
   void spilled_edit_equals_the_resident_edit() {
     QFETCH(int, budget_steps);
     QFETCH(int, edit_budget_steps);
+    QFETCH(int, depth);
     StableDiffusion sd(sd2_, *gpu_);
+    sd.set_cache_prefetch_depth(depth);
     EditRequest e{.prompt = "a photo of a cat wearing a hat"};
     e.detect_steps = 2;
     EditRequest again = e;

@@ -28,7 +28,7 @@ constexpr const char* kUsage =
     "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler (dpmpp2m)] [--cfg F (7.5)]\n"
     "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
     "   [--stages text_encoder,unet,vae,generation,edit,attention (all but attention)]\n"
-    "   [--cache-device-budget BYTES (0; e.g. 4G)]\n"
+    "   [--cache-device-budget BYTES (0; e.g. 4G)] [--cache-prefetch-depth N (2)]\n"
     "\n"
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
     "names and shapes). End-to-end generation needs a CLIP tokenizer: the model's own, or --tokenizer DIR\n"
@@ -56,7 +56,8 @@ T number(const cli::Arguments& args, const std::string& name, T fallback, T min)
 bench::Settings parse(const std::vector<std::string>& raw) {
   const cli::Arguments args(raw,
                             {"arch", "model", "config", "tokenizer", "width", "height", "steps", "scheduler", "cfg",
-                             "repeat", "warmup", "generations", "device", "json", "stages", "cache-device-budget"});
+                             "repeat", "warmup", "generations", "device", "json", "stages", "cache-device-budget",
+                             "cache-prefetch-depth"});
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
   bench::Settings s;
   s.arch = args.get("arch").value_or("");
@@ -88,6 +89,7 @@ bench::Settings parse(const std::vector<std::string>& raw) {
       throw std::invalid_argument("--cache-device-budget expects bytes, e.g. 0, 500M or 4G, not '" + *budget + "'");
     s.cache_device_budget = static_cast<std::size_t>(value * unit);
   }
+  s.cache_prefetch_depth = number(args, "cache-prefetch-depth", 2, 2);
   const std::string stages = args.get("stages").value_or("text_encoder,unet,vae,generation,edit");
   for (std::size_t begin = 0; begin <= stages.size();) {
     const auto end = std::min(stages.find(',', begin), stages.size());
@@ -142,7 +144,8 @@ int run(int argc, char** argv) {
   report["settings"] = {{"width", s.width},         {"height", s.height}, {"steps", s.steps},
                         {"scheduler", s.scheduler}, {"cfg", s.cfg},       {"cfg_batch", 2},
                         {"repeat", s.repeat},       {"warmup", s.warmup}, {"generations", s.generations},
-                        {"stages", s.stages},       {"cache_device_budget", s.cache_device_budget}};
+                        {"stages", s.stages},       {"cache_device_budget", s.cache_device_budget},
+                        {"cache_prefetch_depth", s.cache_prefetch_depth}};
   std::fprintf(stderr, "fisedit-bench: %s on %s, %dx%d\n", report["model"]["arch"].get<std::string>().c_str(),
                backend->name().c_str(), s.width, s.height);
 

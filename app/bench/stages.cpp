@@ -167,7 +167,7 @@ nlohmann::json Stages::spill_steps(UNet& unet, const DeviceTensor& sample, const
   LayerRecord scratch;
   CachePrefetch::Stats prefetched;
   const auto run_steps = [&](const std::vector<LayerRecord>& steps) {
-    CachePrefetch cache(backend_, steps);
+    CachePrefetch cache(backend_, steps, s_.cache_prefetch_depth);
     for (int i = 0; i < n; ++i) {
       const auto& cached = cache.acquire(static_cast<std::size_t>(i), &levels);
       SparseStep step(cached, levels, scratch, false, &steps[static_cast<std::size_t>(i)]);
@@ -182,6 +182,7 @@ nlohmann::json Stages::spill_steps(UNet& unet, const DeviceTensor& sample, const
           {"edit_fraction", levels.latent().fraction()},
           {"device_budget_bytes", s_.cache_device_budget},
           {"steps_on_device", on_device},
+          {"prefetch_depth", s_.cache_prefetch_depth},
           {"steps_spilled", n - on_device},
           {"resident_time_ms", to_json(resident_time)},
           {"spilled_time_ms", to_json(spilled_time)},
@@ -194,6 +195,7 @@ nlohmann::json Stages::spill_edit() {
   if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
   if (s_.generations == 0) return {{"skipped", "--generations 0"}};
   StableDiffusion sd(model_, backend_);
+  sd.set_cache_prefetch_depth(s_.cache_prefetch_depth);
   GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
   r = sd.resolve(r);
   // A painted mask: no detection steps, so every step reads the cache (the spill's worst case).
@@ -232,6 +234,7 @@ nlohmann::json Stages::spill_edit() {
                                             {"prefetched_bytes", prefetched}};
   }
   runs["device_budget_bytes"] = s_.cache_device_budget;
+  runs["prefetch_depth"] = s_.cache_prefetch_depth;
   runs["edit_fraction"] = square.fraction();
   runs["steps"] = r.steps;
   runs["slowdown"] = medians[1] / medians[0];

@@ -27,6 +27,7 @@ struct Settings {
   // The edit stage's spilled runs: bytes of layer records kept on the device (the rest in pinned host
   // memory, prefetched a step ahead). 0 (the default): the whole cache on the host.
   std::size_t cache_device_budget = 0;
+  int cache_prefetch_depth = 2;  // staging buffers: how many steps the prefetch may run ahead
 };
 
 class Stages {

@@ -138,6 +138,13 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   gen.result.height = r.height;
   check_stop(stop);
 
+  // The base's records where they are (device) or staged ahead (host); the edited generation's own
+  // records within the device budget (sparse/cache_store.h). The first sparse steps' records are
+  // copied while the text encoder and the detection steps run.
+  CachePrefetch cache(backend_, base.steps, cache_prefetch_depth_);
+  CacheSpill spill(backend_, cache_device_budget_, steps);
+  cache.prefetch_ahead(static_cast<std::size_t>(k));
+
   auto t = Clock::now();
   const auto cond = condition(r.prompt, r.negative_prompt, r.cfg_scale);
   gen.result.timings.text_encoder_ms = ms_since(t);
@@ -145,18 +152,11 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   scheduler->set_timesteps(steps);
   std::vector<float> x = base.latents.front();
 
-  // The base's records where they are (device) or staged a step ahead (host); the edited generation's
-  // own records within the device budget (sparse/cache_store.h).
-  CachePrefetch cache(backend_, base.steps);
-  CacheSpill spill(backend_, cache_device_budget_, steps);
-
   // Detection: dense steps with the new prompt from the same noise, compared with the cache.
   t = Clock::now();
   std::vector<std::vector<float>> differences;
   for (int i = 0; i < k; ++i) {
     check_stop(stop);
-    // The first sparse step's record is copied while the last detection step computes.
-    if (i == k - 1) cache.prefetch(static_cast<std::size_t>(k));
     SparseStep record(gen.steps[static_cast<std::size_t>(i)]);
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &record), i, x);
     spill.keep(gen.steps[static_cast<std::size_t>(i)]);

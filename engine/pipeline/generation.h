@@ -8,6 +8,7 @@
 #include "models/layers.h"
 #include "sparse/sparse_step.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -127,6 +128,10 @@ public:
   // (sparse/cache_store.h). None, the default: no limit. 0: the whole cache in host memory.
   void set_cache_device_budget(std::optional<std::size_t> bytes) { cache_device_budget_ = bytes; }
   std::optional<std::size_t> cache_device_budget() const { return cache_device_budget_; }
+  // How many steps of a spilled cache an edit stages ahead (>= 2; each holds a step's record in
+  // device memory): deeper lets the copies run further ahead, through the detection steps.
+  void set_cache_prefetch_depth(int steps) { cache_prefetch_depth_ = std::max(2, steps); }
+  int cache_prefetch_depth() const { return cache_prefetch_depth_; }
 
   // The request with defaults filled in (size, scheduler), validated: throws Error(invalid_argument)
   // with a message naming the bad parameter.
@@ -173,6 +178,7 @@ private:
   Backend& backend_;
   std::unique_ptr<Components> c_;
   std::optional<std::size_t> cache_device_budget_;
+  int cache_prefetch_depth_ = 2;
 };
 
 // The "parameters" text AUTOMATIC1111 writes into its PNGs (and reads back):

@@ -97,7 +97,8 @@ void CacheSpill::keep(LayerRecord& record) {
   ++spilled_steps_;
 }
 
-CachePrefetch::CachePrefetch(Backend& b, const std::vector<LayerRecord>& steps) : b_(b), steps_(steps) {}
+CachePrefetch::CachePrefetch(Backend& b, const std::vector<LayerRecord>& steps, int depth)
+    : b_(b), steps_(steps), slots_(static_cast<std::size_t>(std::max(2, depth))) {}
 
 bool CachePrefetch::read_by_edit(const DeviceTensor& output, SparseLevels* levels) {
   if (!levels) return true;
@@ -139,7 +140,7 @@ bool CachePrefetch::read_by_edit(const DeviceTensor& output, SparseLevels* level
 
 void CachePrefetch::prefetch(std::size_t i, SparseLevels* levels) {
   if (i >= steps_.size()) return;
-  Slot& slot = slots_[i % 2];
+  Slot& slot = slots_[i % slots_.size()];
   if (slot.step == i && (slot.levels == nullptr || slot.levels == levels)) return;  // queued already
   slot.step = i;
   slot.levels = levels;
@@ -193,13 +194,18 @@ void CachePrefetch::prefetch(std::size_t i, SparseLevels* levels) {
   ++stats_.steps_staged;
 }
 
+void CachePrefetch::prefetch_ahead(std::size_t i) {
+  for (std::size_t j = i; j < i + slots_.size(); ++j) prefetch(j);
+}
+
 const LayerRecord& CachePrefetch::acquire(std::size_t i, SparseLevels* levels) {
   if (i >= steps_.size()) throw Error(ErrorCode::invalid_argument, "the cached generation has no step " + std::to_string(i));
-  prefetch(i, levels);  // nothing when it was prefetched during the step before
-  Slot& slot = slots_[i % 2];
+  prefetch(i, levels);  // nothing when it was prefetched during a step before
+  Slot& slot = slots_[i % slots_.size()];
   b_.wait(slot.fence);
-  // The other buffer held step i - 1, whose ops are queued: the copy stream waits for them first.
-  prefetch(i + 1, levels);
+  // The buffer of step i + depth - 1 held step i - 1, whose ops are queued: the copy stream waits for
+  // them first. The steps between were queued before.
+  for (std::size_t j = i + 1; j < i + slots_.size(); ++j) prefetch(j, levels);
   return slot.staged ? slot.record : steps_[i];
 }
 

@@ -78,19 +78,27 @@ private:
 };
 
 // The reading side: an edit's view of the base generation's records, host-resident steps staged into
-// two device buffers in turn (step t + 1 copied while step t computes), reused from step to step.
+// `depth` device buffers in turn (2: step t + 1 copied while step t computes), reused from step to step.
+// A deeper pipeline lets the copy stream run further ahead, through the detection steps, which read no
+// record, at the cost of one more step's worth of device memory per buffer.
 class CachePrefetch {
 public:
-  // `steps` (the base generation's records) and the backend must outlive this object.
-  CachePrefetch(Backend& b, const std::vector<LayerRecord>& steps);
+  static constexpr int kDefaultDepth = 2;
+  // `steps` (the base generation's records) and the backend must outlive this object. depth >= 2.
+  CachePrefetch(Backend& b, const std::vector<LayerRecord>& steps, int depth = kDefaultDepth);
 
   // Queues the copy of step i's host tensors that an edit with these levels reads (all of them
   // without levels, before the mask is known). Nothing when they are on the device or already queued.
   void prefetch(std::size_t i, SparseLevels* levels = nullptr);
+  // Queues the prefetches of steps i, i + 1, ..., as many as there are buffers (all of them without
+  // levels): what an edit does before its first sparse step.
+  void prefetch_ahead(std::size_t i);
   // Step i's record as the step reads it: its device tensors, and staged copies of its host tensors
-  // that the step's ops will wait for on the device. Queues step i + 1's prefetch, to run while step
-  // i computes. Valid until step i + 2 is acquired (its staging buffer is then reused).
+  // that the step's ops will wait for on the device. Queues the prefetch of the steps up to i + depth
+  // - 1, to run while step i computes. Valid until step i + depth is acquired (its staging buffer is
+  // then reused).
   const LayerRecord& acquire(std::size_t i, SparseLevels* levels);
+  int depth() const { return static_cast<int>(slots_.size()); }
 
   struct Stats {
     int steps_staged = 0;             // prefetches that copied something
@@ -113,7 +121,7 @@ private:
 
   Backend& b_;
   const std::vector<LayerRecord>& steps_;
-  Slot slots_[2];
+  std::vector<Slot> slots_;
   std::map<std::pair<std::int64_t, std::int64_t>, bool> fully_covered_;
   const SparseLevels* covered_for_ = nullptr;
   Stats stats_;
