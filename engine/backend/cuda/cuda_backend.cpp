@@ -66,6 +66,7 @@ CudaBackend::CudaBackend(int device) : s_(std::make_unique<State>()) {
   s_->stream = cuda::make_stream();
   s_->pinned_pool = std::make_shared<cuda::MemoryPool>(device, cuda::MemoryPool::Kind::pinned_host);
   s_->copy_stream = cuda::make_stream();
+  s_->spill_stream = cuda::make_stream();
   s_->compute_mark = cuda::make_event();
 
   // cuBLASLt takes the stream on each matmul call; cuDNN binds it to the handle.
@@ -83,6 +84,7 @@ CudaBackend::~CudaBackend() {
   // throw, and a failed device cannot be helped here).
   if (s_ && s_->stream) cudaStreamSynchronize(s_->stream.get());
   if (s_ && s_->copy_stream) cudaStreamSynchronize(s_->copy_stream.get());
+  if (s_ && s_->spill_stream) cudaStreamSynchronize(s_->spill_stream.get());
   if (s_) s_->copies_in_flight.clear();  // their buffers go back to the pools, which outlive them
   cudaGetLastError();
 }

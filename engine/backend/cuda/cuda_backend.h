@@ -2,9 +2,9 @@
 // The CUDA backend: fp16 activations and weights with float32 accumulation, channels-last, one
 // stream. cuDNN for convolutions (algorithm chosen once per shape), cuBLASLt for GEMMs, fisedit's own
 // kernels (kernels/) where fusion pays: GroupNorm(+SiLU), LayerNorm, GEGLU, flash attention.
-// Ops are asynchronous: they enqueue work and return; download() and synchronize() wait. A second
-// stream carries copy_async's copies between device and pinned host memory, ordered against the
-// computation by events only.
+// Ops are asynchronous: they enqueue work and return; download() and synchronize() wait. Two more
+// streams carry copy_async's copies between device and pinned host memory (one per direction),
+// ordered against the computation by events only.
 #include "backend/backend.h"
 
 #include <cuda_runtime.h>

@@ -1,9 +1,9 @@
-// The copy stream: copy_async batches between device and pinned host memory beside the computation
+// The copy streams: copy_async batches between device and pinned host memory beside the computation
 // (the activation cache's spill and prefetch, sparse/cache_store.h), ordered by events only.
 //
 // Ordering: a batch starts after everything queued on the compute stream so far (an event recorded
-// there, waited on by the copy stream), and ends with an event of its own that wait() puts in the
-// compute stream's way. The host never waits, except in synchronize_copies() and teardown.
+// there, waited on by the copy stream: one for copies to the host, one for the rest), and ends with an
+// event of its own that wait() puts in the compute stream's way. The host never waits, except in synchronize_copies() and teardown.
 // Lifetime: a batch holds the tensors it reads and writes until its event has passed, because the
 // memory pools hand a freed block to the next allocation at once, and that allocation's user runs on
 // the compute stream, which knows nothing of the copy stream's order.
@@ -49,12 +49,17 @@ void CudaBackend::retire_copies() {
 
 void CudaBackend::copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket) {
   retire_copies();
-  const cudaStream_t copy = s_->copy_stream.get();
+  // Spills (everything to host memory) and prefetches go on streams of their own, so that an edit's
+  // spill of the step it just computed does not hold up the prefetch of the next one: the bus carries
+  // both directions at once, on separate copy engines.
+  const bool to_host = std::all_of(copies.begin(), copies.end(), [](const TensorCopy& c) { return c.dst.host_resident(); });
+  const cudaStream_t copy = to_host ? s_->spill_stream.get() : s_->copy_stream.get();
   FISEDIT_CUDA_CHECK(cudaEventRecord(s_->compute_mark.get(), s_->stream.get()));
   FISEDIT_CUDA_CHECK(cudaStreamWaitEvent(copy, s_->compute_mark.get(), 0));
 
   State::CopyBatch batch;
   batch.ticket = ticket;
+  batch.to_host = to_host;
   batch.held.reserve(2 * copies.size());
   // Copies that continue each other on both sides within the same two buffers (a spilled step's
   // tensors laid out in one block, staged into one block in the same layout) go as one transfer,
@@ -104,18 +109,24 @@ void CudaBackend::copy_async_impl(std::span<const TensorCopy> copies, std::uint6
 void CudaBackend::wait_copies_impl(std::uint64_t ticket) {
   retire_copies();
   if (ticket <= s_->retired_ticket) return;  // done already
-  // Batches end in order on the one copy stream: waiting for this batch's event covers those before it.
-  for (const auto& batch : s_->copies_in_flight)
-    if (batch.ticket == ticket) {
-      FISEDIT_CUDA_CHECK(cudaStreamWaitEvent(s_->stream.get(), batch.done.get(), 0));
-      return;
-    }
+  // Batches end in order on each stream: waiting for the last batch up to `ticket` on each of the two
+  // covers every copy up to it.
+  const State::CopyBatch* last[2] = {nullptr, nullptr};
+  bool found = false;
+  for (const auto& batch : s_->copies_in_flight) {
+    if (batch.ticket > ticket) break;
+    last[batch.to_host ? 1 : 0] = &batch;
+    found = found || batch.ticket == ticket;
+  }
   // Tickets come from copy_async only, and retire in order: one neither retired nor in flight is a bug.
-  throw Error(ErrorCode::device, "wait: unknown copy ticket " + std::to_string(ticket));
+  if (!found) throw Error(ErrorCode::device, "wait: unknown copy ticket " + std::to_string(ticket));
+  for (const auto* batch : last)
+    if (batch) FISEDIT_CUDA_CHECK(cudaStreamWaitEvent(s_->stream.get(), batch->done.get(), 0));
 }
 
 void CudaBackend::synchronize_copies_impl() {
   FISEDIT_CUDA_CHECK(cudaStreamSynchronize(s_->copy_stream.get()));
+  FISEDIT_CUDA_CHECK(cudaStreamSynchronize(s_->spill_stream.get()));
   retire_copies();
 }
 

@@ -25,10 +25,12 @@ struct CudaBackend::State {
   // and its prefetch back. Each copy_async is one batch on the copy stream, ended by an event; the
   // batch holds its tensors until the event has passed, and retired events are reused.
   std::shared_ptr<cuda::MemoryPool> pinned_pool;
-  cuda::Stream copy_stream;
-  cuda::Event compute_mark;  // where the copy stream joins the computation's order
+  cuda::Stream copy_stream;   // to the device (prefetch)
+  cuda::Stream spill_stream;  // to the host (spill)
+  cuda::Event compute_mark;   // where a copy stream joins the computation's order
   struct CopyBatch {
     std::uint64_t ticket = 0;
+    bool to_host = false;  // on spill_stream
     cuda::Event done;
     std::vector<DeviceTensor> held;  // sources and destinations, alive until `done`
   };
