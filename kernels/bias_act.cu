@@ -77,7 +77,69 @@ void launch_act(std::uint16_t* data, const std::uint16_t* bias, std::size_t rows
     launch<A, false>(data, nullptr, rows, n, stream);
 }
 
+template <bool kBias>
+__global__ void bias_add_vec8(uint4* data, const uint4* bias, const uint4* addend, std::size_t vectors,
+                              std::size_t row_vectors, std::size_t repeat) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < vectors;
+       i += std::size_t{gridDim.x} * blockDim.x) {
+    const std::size_t row = i / row_vectors, col = i % row_vectors;
+    uint4 v = data[i];
+    const uint4 av = addend[row / repeat * row_vectors + col];
+    uint4 bv{};
+    if constexpr (kBias) bv = bias[col];
+    __half2* h = reinterpret_cast<__half2*>(&v);
+    const __half2* a = reinterpret_cast<const __half2*>(&av);
+    const __half2* b = reinterpret_cast<const __half2*>(&bv);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      float2 f = __half22float2(h[j]);
+      if constexpr (kBias) {
+        const float2 fb = __half22float2(b[j]);
+        f.x += fb.x;
+        f.y += fb.y;
+      }
+      const float2 fa = __half22float2(a[j]);
+      h[j] = __floats2half2_rn(f.x + fa.x, f.y + fa.y);
+    }
+    data[i] = v;
+  }
+}
+
+__global__ void bias_add_scalar(__half* data, const __half* bias, const __half* addend, std::size_t count,
+                                std::size_t n, std::size_t repeat) {
+  for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < count;
+       i += std::size_t{gridDim.x} * blockDim.x) {
+    const std::size_t row = i / n, col = i % n;
+    float f = __half2float(data[i]);
+    if (bias) f += __half2float(bias[col]);
+    data[i] = __float2half_rn(f + __half2float(addend[row / repeat * n + col]));
+  }
+}
+
 }  // namespace
+
+cudaError_t bias_add(std::uint16_t* data, const std::uint16_t* bias, const std::uint16_t* addend, std::int64_t rows,
+                     std::int64_t n, std::int64_t repeat, cudaStream_t stream) {
+  if (rows < 0 || n < 0 || repeat < 1 || !addend) return cudaErrorInvalidValue;
+  if (rows == 0 || n == 0) return cudaSuccess;
+  const auto r = static_cast<std::size_t>(rows), c = static_cast<std::size_t>(n), rep = static_cast<std::size_t>(repeat);
+  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  if (c % 8 == 0 && aligned(data) && aligned(addend) && (!bias || aligned(bias))) {
+    const std::size_t vectors = r * c / 8;
+    const auto* b = reinterpret_cast<const uint4*>(bias);
+    auto* d = reinterpret_cast<uint4*>(data);
+    const auto* a = reinterpret_cast<const uint4*>(addend);
+    if (bias)
+      bias_add_vec8<true><<<blocks_for(vectors), kThreads, 0, stream>>>(d, b, a, vectors, c / 8, rep);
+    else
+      bias_add_vec8<false><<<blocks_for(vectors), kThreads, 0, stream>>>(d, b, a, vectors, c / 8, rep);
+  } else {
+    bias_add_scalar<<<blocks_for(r * c), kThreads, 0, stream>>>(reinterpret_cast<__half*>(data),
+                                                                reinterpret_cast<const __half*>(bias),
+                                                                reinterpret_cast<const __half*>(addend), r * c, c, rep);
+  }
+  return cudaGetLastError();
+}
 
 cudaError_t bias_activation(std::uint16_t* data, const std::uint16_t* bias, std::int64_t rows, std::int64_t n,
                             BiasActivation act, cudaStream_t stream) {

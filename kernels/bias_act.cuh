@@ -19,4 +19,10 @@ enum class BiasActivation {
 cudaError_t bias_activation(std::uint16_t* data, const std::uint16_t* bias, std::int64_t rows, std::int64_t n,
                             BiasActivation act, cudaStream_t stream);
 
+// data [rows, n] += bias[n] (skipped when null) + addend[row / repeat, n], in place, in float with one
+// rounding: the bias pass after a convolution with a residual connection (repeat 1) or a time
+// embedding (repeat = positions per sample) folded in.
+cudaError_t bias_add(std::uint16_t* data, const std::uint16_t* bias, const std::uint16_t* addend, std::int64_t rows,
+                     std::int64_t n, std::int64_t repeat, cudaStream_t stream);
+
 }  // namespace fisedit::kernels

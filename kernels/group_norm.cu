@@ -121,57 +121,194 @@ __global__ void finalize_kernel(const float* partial, std::int64_t sets, std::in
   var[i] = m.count > 0.0f ? fmaxf(m.m2 / m.count, 0.0f) : 0.0f;
 }
 
-// y [N, L, C] from x, kWidth channels per thread (8 when C % 8 == 0 and every pointer is aligned).
-template <int kWidth>
-__global__ void apply_kernel(const std::uint16_t* x, const std::uint16_t* gamma, const std::uint16_t* beta,
-                             const float* mean, const float* var, std::uint16_t* y, std::int64_t n, std::int64_t l,
-                             std::int64_t c, std::int64_t per_group, int groups, float eps, bool silu) {
-  const std::int64_t runs = n * l * c / kWidth;
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < runs;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
-    const std::int64_t e = i * kWidth, j0 = e % c, b = e / (l * c);
-    float v[kWidth], g[kWidth], bt[kWidth];
-    if constexpr (kWidth == 1) {
-      v[0] = load(x + e);
-      g[0] = load(gamma + j0);
-      bt[0] = load(beta + j0);
-    } else {
-      load8(x + e, v);
-      load8(gamma + j0, g);
-      load8(beta + j0, bt);
-    }
+// The affine map of channel ch in set (b, g): y = x * scale + shift. Both apply kernels compute it
+// the same way, so an output computed at gathered positions equals the dense one bit for bit.
+__device__ inline void channel_affine(const float* mean, const float* var, float gamma, float beta, std::int64_t set,
+                                      float eps, float& scale, float& shift) {
+  scale = gamma * rsqrtf(var[set] + eps);
+  shift = __fmaf_rn(-mean[set], scale, beta);
+}
+
+__device__ inline float finish(float v, float scale, float shift, bool silu) {
+  const float r = __fmaf_rn(v, scale, shift);
+  return silu ? r / (1.0f + __expf(-r)) : r;
+}
+
+// y [N, L, C] from x one element at a time: the fallback for odd channel counts or alignments.
+__global__ void apply_scalar_kernel(const std::uint16_t* x, const std::uint16_t* gamma, const std::uint16_t* beta,
+                                    const float* mean, const float* var, std::uint16_t* y, std::int64_t n,
+                                    std::int64_t l, std::int64_t c, std::int64_t per_group, int groups, float eps,
+                                    bool silu) {
+  const std::int64_t total = n * l * c;
+  for (std::int64_t e = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; e < total;
+       e += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t j = e % c, b = e / (l * c);
+    float scale, shift;
+    channel_affine(mean, var, load(gamma + j), load(beta + j), b * groups + j / per_group, eps, scale, shift);
+    y[e] = __half_as_ushort(__float2half_rn(finish(load(x + e), scale, shift, silu)));
+  }
+}
+
+// Row layout shared by the vectorised kernels: a block is `rows` x `cols` threads, cols = C / 8; a
+// thread owns 8 channels of a row and walks down the positions, so a warp reads whole rows
+// (coalesced 16-byte loads) and a thread's per-channel constants are computed once.
+struct RowLayout {
+  int cols = 0, rows = 0;
+  int threads() const { return cols * rows; }
+};
+// Channels a row-layout kernel handles at most (shared memory of the statistics reduction).
+constexpr std::int64_t kMaxRowChannels = 4096;
+
+RowLayout row_layout(std::int64_t c) {
+  RowLayout r;
+  r.cols = static_cast<int>(c / kVec);
+  r.rows = r.cols >= kThreads ? 1 : kThreads / r.cols;
+  return r;
+}
+
+// Positions per block: enough blocks to fill the GPU (~1024 in all), each walking at least 8 rows.
+std::int64_t chunk_positions(std::int64_t n, std::int64_t l, const RowLayout& r) {
+  const std::int64_t target_chunks = n >= 1024 ? 1 : 1024 / n;
+  const std::int64_t minimum = 8 * std::int64_t{r.rows};
+  const std::int64_t want = (l + target_chunks - 1) / target_chunks;
+  return want > minimum ? (want + r.rows - 1) / r.rows * r.rows : minimum;
+}
+
+__device__ inline void store8(std::uint16_t* p, const float (&f)[kVec]) {
+  uint4 raw;
+  __half2* h = reinterpret_cast<__half2*>(&raw);
 #pragma unroll
-    for (int k = 0; k < kWidth; ++k) {
-      // Channels and groups fit in 32 bits; 64-bit division costs several times more per element.
-      const std::int64_t s = b * groups + static_cast<int>(j0 + k) / static_cast<int>(per_group);
-      float r = (v[k] - mean[s]) * rsqrtf(var[s] + eps) * g[k] + bt[k];
-      if (silu) r = r / (1.0f + expf(-r));
-      v[k] = r;
-    }
-    if constexpr (kWidth == 1) {
-      y[e] = __half_as_ushort(__float2half_rn(v[0]));
-    } else {
-      uint4 raw;
-      __half2* h = reinterpret_cast<__half2*>(&raw);
+  for (int k = 0; k < kVec / 2; ++k) h[k] = __floats2half2_rn(f[2 * k], f[2 * k + 1]);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+// Block (chunk, b): y at positions [chunk * positions, +positions) of sample b.
+__global__ void apply_rows_kernel(const std::uint16_t* x, const std::uint16_t* gamma, const std::uint16_t* beta,
+                                  const float* mean, const float* var, std::uint16_t* y, std::int64_t l,
+                                  std::int64_t c, std::int64_t per_group, int groups, std::int64_t positions,
+                                  float eps, bool silu) {
+  const int cols = static_cast<int>(c / kVec), col = threadIdx.x % cols, row = threadIdx.x / cols;
+  const int rows = blockDim.x / cols;
+  const std::int64_t b = blockIdx.y, p0 = blockIdx.x * positions;
+  const std::int64_t p1 = p0 + positions < l ? p0 + positions : l;
+  float g[kVec], bt[kVec], scale[kVec], shift[kVec];
+  load8(gamma + col * kVec, g);
+  load8(beta + col * kVec, bt);
 #pragma unroll
-      for (int k = 0; k < kWidth / 2; ++k) h[k] = __floats2half2_rn(v[2 * k], v[2 * k + 1]);
-      *reinterpret_cast<uint4*>(y + e) = raw;
+  for (int k = 0; k < kVec; ++k)
+    channel_affine(mean, var, g[k], bt[k], b * groups + (col * kVec + k) / per_group, eps, scale[k], shift[k]);
+  const std::int64_t offset = b * l * c + col * kVec;
+  for (std::int64_t p = p0 + row; p < p1; p += rows) {
+    float v[kVec];
+    load8(x + offset + p * c, v);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) v[k] = finish(v[k], scale[k], shift[k], silu);
+    store8(y + offset + p * c, v);
+  }
+}
+
+// Block (chunk, b): per channel, the mean and sum of squared deviations of x over the chunk's
+// positions -> partial [N, chunks, C, 2]. Sums run on values shifted by the chunk's first row (the
+// same shift for every thread of a channel, so their sums add exactly; the shift keeps the sum of
+// squares from cancelling when the mean is large against the spread).
+__global__ void stats_rows_kernel(const std::uint16_t* x, std::int64_t l, std::int64_t c, std::int64_t positions,
+                                  float* partial) {
+  extern __shared__ float sums[];  // [2][rows][C]
+  const int cols = static_cast<int>(c / kVec), col = threadIdx.x % cols, row = threadIdx.x / cols;
+  const int rows = blockDim.x / cols;
+  const std::int64_t b = blockIdx.y, chunk = blockIdx.x, p0 = chunk * positions;
+  const std::int64_t p1 = p0 + positions < l ? p0 + positions : l;
+  const std::uint16_t* base = x + b * l * c + col * kVec;
+  float shift[kVec], s[kVec] = {}, q[kVec] = {};
+  load8(base + p0 * c, shift);
+  for (std::int64_t p = p0 + row; p < p1; p += rows) {
+    float v[kVec];
+    load8(base + p * c, v);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) {
+      const float d = v[k] - shift[k];
+      s[k] += d;
+      q[k] = __fmaf_rn(d, d, q[k]);
     }
   }
+  float* s_sum = sums;
+  float* q_sum = sums + std::int64_t{rows} * c;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    s_sum[row * c + col * kVec + k] = s[k];
+    q_sum[row * c + col * kVec + k] = q[k];
+  }
+  __syncthreads();
+  if (row != 0) return;
+  const float count = static_cast<float>(p1 - p0);
+  float* out = partial + ((b * gridDim.x + chunk) * c + col * kVec) * 2;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) {
+    float ss = 0.0f, qq = 0.0f;
+    for (int r = 0; r < rows; ++r) {
+      ss += s_sum[r * c + col * kVec + k];
+      qq += q_sum[r * c + col * kVec + k];
+    }
+    const float d = ss / count;
+    out[2 * k] = shift[k] + d;
+    out[2 * k + 1] = fmaxf(qq - ss * d, 0.0f);
+  }
+}
+
+// Block (b, g): merges the per-channel partial moments of the group's channels over all chunks.
+__global__ void finalize_rows_kernel(const float* partial, std::int64_t l, std::int64_t c, std::int64_t per_group,
+                                     std::int64_t chunks, std::int64_t positions, float* mean, float* var) {
+  const std::int64_t set = blockIdx.x, groups = c / per_group, b = set / groups, g = set % groups;
+  Moments m{0.0f, 0.0f, 0.0f};
+  for (std::int64_t i = threadIdx.x; i < chunks * per_group; i += blockDim.x) {
+    const std::int64_t chunk = i / per_group, ch = g * per_group + i % per_group;
+    const std::int64_t p0 = chunk * positions, count = p0 + positions < l ? positions : l - p0;
+    const float* p = partial + ((b * chunks + chunk) * c + ch) * 2;
+    m = merge(m, Moments{static_cast<float>(count), p[0], p[1]});
+  }
+  m = block_merge(m);
+  if (threadIdx.x == 0) {
+    mean[set] = m.mean;
+    var[set] = m.count > 0.0f ? fmaxf(m.m2 / m.count, 0.0f) : 0.0f;
+  }
+}
+
+// Whether the row-layout kernels take a tensor of C channels at address x.
+bool rows_path(std::int64_t c, const void* x) { return c % kVec == 0 && c <= kMaxRowChannels && aligned16(x); }
+
+std::int64_t row_chunks(const GroupNormShape& s) {
+  const std::int64_t positions = chunk_positions(s.n, s.l, row_layout(s.c));
+  return (s.l + positions - 1) / positions;
 }
 
 }  // namespace
 
 std::size_t group_norm_workspace_bytes(const GroupNormShape& shape) {
-  return static_cast<std::size_t>(shape.n * shape.groups * blocks_per_group(shape)) * 3 * sizeof(float);
+  // Enough for either statistics path (the row path is picked by the tensor's address too).
+  const auto rows = shape.c % kVec == 0 && shape.c <= kMaxRowChannels
+                        ? static_cast<std::size_t>(shape.n * row_chunks(shape) * shape.c) * 2
+                        : std::size_t{0};
+  const auto groups = static_cast<std::size_t>(shape.n * shape.groups * blocks_per_group(shape)) * 3;
+  return (rows > groups ? rows : groups) * sizeof(float);
 }
 
 cudaError_t group_norm_stats(const std::uint16_t* x, const GroupNormShape& shape, float* workspace, float* mean,
                              float* var, cudaStream_t stream) {
   if (shape.n > 65535 || shape.groups > 65535) return cudaErrorInvalidValue;
-  const std::int64_t sets = shape.n * shape.groups, blocks = blocks_per_group(shape);
-  if (sets == 0 || blocks == 0) return cudaSuccess;
-  const std::int64_t per_group = shape.c / shape.groups, positions = positions_per_block(shape);
+  const std::int64_t sets = shape.n * shape.groups, per_group = shape.c / shape.groups;
+  if (sets == 0 || shape.l == 0) return cudaSuccess;
+  if (rows_path(shape.c, x)) {
+    const RowLayout layout = row_layout(shape.c);
+    const std::int64_t positions = chunk_positions(shape.n, shape.l, layout), chunks = row_chunks(shape);
+    const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(shape.n));
+    const std::size_t shared = 2 * static_cast<std::size_t>(layout.rows * shape.c) * sizeof(float);
+    stats_rows_kernel<<<grid, layout.threads(), shared, stream>>>(x, shape.l, shape.c, positions, workspace);
+    if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess) return status;
+    finalize_rows_kernel<<<static_cast<unsigned>(sets), kThreads, 0, stream>>>(workspace, shape.l, shape.c, per_group,
+                                                                              chunks, positions, mean, var);
+    return cudaGetLastError();
+  }
+  const std::int64_t blocks = blocks_per_group(shape), positions = positions_per_block(shape);
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(shape.groups), static_cast<unsigned>(shape.n));
   if (per_group % kVec == 0 && aligned16(x))
     stats_kernel<kVec><<<grid, kThreads, 0, stream>>>(x, shape.l, shape.c, per_group, positions, workspace);
@@ -188,16 +325,18 @@ cudaError_t group_norm_apply(const std::uint16_t* x, const std::uint16_t* gamma,
                              float eps, bool silu, cudaStream_t stream) {
   const std::int64_t total = shape.n * shape.l * shape.c, per_group = shape.c / shape.groups;
   if (total == 0) return cudaSuccess;
-  const bool vectorised =
-      shape.c % kVec == 0 && aligned16(x) && aligned16(y) && aligned16(gamma) && aligned16(beta);
-  const std::int64_t runs = vectorised ? total / kVec : total;
-  const auto blocks = static_cast<unsigned>(runs / kThreads + 1 < 65535 ? runs / kThreads + 1 : 65535);
-  if (vectorised)
-    apply_kernel<kVec><<<blocks, kThreads, 0, stream>>>(x, gamma, beta, mean, var, y, shape.n, shape.l, shape.c,
-                                                        per_group, shape.groups, eps, silu);
-  else
-    apply_kernel<1><<<blocks, kThreads, 0, stream>>>(x, gamma, beta, mean, var, y, shape.n, shape.l, shape.c,
-                                                     per_group, shape.groups, eps, silu);
+  if (shape.n > 65535) return cudaErrorInvalidValue;
+  if (rows_path(shape.c, x) && aligned16(y) && aligned16(gamma) && aligned16(beta)) {
+    const RowLayout layout = row_layout(shape.c);
+    const std::int64_t positions = chunk_positions(shape.n, shape.l, layout);
+    const dim3 grid(static_cast<unsigned>((shape.l + positions - 1) / positions), static_cast<unsigned>(shape.n));
+    apply_rows_kernel<<<grid, layout.threads(), 0, stream>>>(x, gamma, beta, mean, var, y, shape.l, shape.c,
+                                                             per_group, shape.groups, positions, eps, silu);
+    return cudaGetLastError();
+  }
+  const auto blocks = static_cast<unsigned>(total / kThreads + 1 < 65535 ? total / kThreads + 1 : 65535);
+  apply_scalar_kernel<<<blocks, kThreads, 0, stream>>>(x, gamma, beta, mean, var, y, shape.n, shape.l, shape.c,
+                                                       per_group, shape.groups, eps, silu);
   return cudaGetLastError();
 }
 

@@ -9,6 +9,9 @@ set(CPACK_PACKAGE_VENDOR "fisedit developers")
 set(CPACK_PACKAGE_CONTACT "fisedit developers <fisedit@users.noreply.github.com>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
 set(CPACK_DEBIAN_PACKAGE_SECTION graphics)
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)  # dpkg-shlibdeps (dpkg-dev) and `file`, from install-deps.sh
+# The package carries the binaries without their debug information: a tenth of the size, and the
+# build tree keeps the unstripped ones for debugging.
+set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 include(CPack)

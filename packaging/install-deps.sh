@@ -10,6 +10,7 @@ packages=(
   qt6-base-dev qt6-base-dev-tools libgl-dev
   libopencv-dev nlohmann-json3-dev libstb-dev libopenblas-dev libicu-dev zlib1g-dev
   xvfb xauth
+  dpkg-dev file
 )
 
 missing=()

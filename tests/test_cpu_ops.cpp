@@ -174,6 +174,32 @@ private slots:
                  (Shape{n, static_cast<std::int64_t>(at.size()), cout}), want_at);
   }
 
+  // The fused residual ops are their two-op compositions: the same values bit for bit on this backend
+  // (the CUDA backend's fused passes are checked against these in test_cuda_gemm).
+  void linear_add_and_conv2d_add() {
+    const auto exact = [&](const DeviceTensor& got, const DeviceTensor& want) {
+      QCOMPARE(got.shape(), want.shape());
+      const auto g = backend.download(got).to_f32(), w = backend.download(want).to_f32();
+      QVERIFY(g == w);
+    };
+    const auto x = up({2, 5, 7}, random_values(70, 60)), weight = up({9, 7}, random_values(63, 61));
+    const auto bias = up({9}, random_values(9, 62)), residual = up({2, 5, 9}, random_values(90, 63));
+    exact(backend.linear_add(x, weight, bias, residual), backend.add(backend.linear(x, weight, bias), residual));
+    exact(backend.linear_add(x, weight, DeviceTensor(), residual), backend.add(backend.linear(x, weight, DeviceTensor()), residual));
+    EXPECT_ERROR(backend.linear_add(x, weight, bias, up({2, 5, 8}, random_values(80, 64))));
+    EXPECT_ERROR(backend.linear_add(x, weight, bias, residual.reshaped({10, 9})));
+
+    const auto image = up({2, 6, 5, 3}, random_values(180, 65));
+    const auto cw = backend.prepare_conv_weight(Tensor::from_f32({4, 3, 3, 3}, random_values(108, 66)),
+                                                Tensor::from_f32({4}, random_values(4, 67)));
+    const auto p = Conv2dParams::same(1, 1);
+    const auto full = up({2, 6, 5, 4}, random_values(240, 68)), per_sample = up({2, 1, 1, 4}, random_values(8, 69));
+    exact(backend.conv2d_add(image, cw, p, full), backend.add(backend.conv2d(image, cw, p), full));
+    exact(backend.conv2d_add(image, cw, p, per_sample), backend.add(backend.conv2d(image, cw, p), per_sample));
+    EXPECT_ERROR(backend.conv2d_add(image, cw, p, up({2, 1, 5, 4}, random_values(40, 70))));
+    EXPECT_ERROR(backend.conv2d_add(image, cw, p, up({1, 1, 1, 4}, random_values(4, 71))));
+  }
+
   void gather_scatter_select_positions() {
     const std::int64_t n = 2, l = 11, c = 5;
     const auto x = random_values(n * l * c, 40), base = random_values(n * l * c, 41);

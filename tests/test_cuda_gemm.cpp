@@ -112,6 +112,71 @@ private slots:
     });
   }
 
+  // The residual connection in the GEMM's epilogue (cuBLASLt's C with beta 1), bias or not, odd N
+  // (unaligned rows), and a residual that is an unaligned view.
+  void linear_add_data() {
+    QTest::addColumn<bool>("with_bias");
+    QTest::addColumn<int>("rows");
+    QTest::addColumn<int>("k");
+    QTest::addColumn<int>("n");
+    QTest::newRow("bias 77x320->320") << true << 77 << 320 << 320;
+    QTest::newRow("no bias 4103x1280->320") << false << 4103 << 1280 << 320;
+    QTest::newRow("odd 13x77->77") << true << 13 << 77 << 77;
+  }
+  void linear_add() {
+    QFETCH(bool, with_bias);
+    QFETCH(int, rows);
+    QFETCH(int, k);
+    QFETCH(int, n);
+    const std::int64_t b = 2;
+    std::vector<std::pair<Shape, Values>> in = {{{b, rows, k}, random_values(b * rows * k, 21)},
+                                                {{n, k}, random_values(std::int64_t{n} * k, 22, 0.1f)},
+                                                {{b, rows, n}, random_values(b * rows * n, 23, 2.0f)}};
+    if (with_bias) in.push_back({{n}, random_values(n, 24)});
+    compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.linear_add(t[0], t[1], with_bias ? t[3] : DeviceTensor(), t[2]);
+    });
+  }
+  void linear_add_unaligned_residual() {
+    const std::int64_t k = 40, n = 77;
+    std::vector<std::pair<Shape, Values>> in = {{{5, k}, random_values(5 * k, 25)},
+                                                {{n, k}, random_values(n * k, 26, 0.1f)},
+                                                {{6, n}, random_values(6 * n, 27)},
+                                                {{n}, random_values(n, 28)}};
+    compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.linear_add(t[0], t[1], t[3], t[2].slice_rows(1, 6));
+    });
+  }
+
+  // The addend in the convolution's bias pass: a residual [N, Ho, Wo, Cout] or a time embedding
+  // [N, 1, 1, Cout], on cuDNN's path and on the im2col + GEMM path of few channels.
+  void conv2d_add_data() {
+    QTest::addColumn<int>("cin");
+    QTest::addColumn<int>("cout");
+    QTest::addColumn<bool>("bias");
+    QTest::addColumn<bool>("broadcast");
+    QTest::newRow("3x3 320->320 residual") << 320 << 320 << true << false;
+    QTest::newRow("3x3 320->320 time embedding") << 320 << 320 << true << true;
+    QTest::newRow("3x3 64->128 no bias, residual") << 64 << 128 << false << false;
+    QTest::newRow("3x3 320->4 (im2col + GEMM) residual") << 320 << 4 << true << false;
+    QTest::newRow("3x3 12->10 (odd channels) time embedding") << 12 << 10 << true << true;
+  }
+  void conv2d_add() {
+    QFETCH(int, cin);
+    QFETCH(int, cout);
+    QFETCH(bool, bias);
+    QFETCH(bool, broadcast);
+    const std::int64_t n = 2, h = 13, w = 11;
+    const auto weight = Tensor::from_f32({cout, cin, 3, 3}, random_values(std::int64_t{cout} * cin * 9, 29, 0.1f));
+    const auto b = bias ? Tensor::from_f32({cout}, random_values(cout, 30)) : Tensor();
+    const ConvWeight cw_cpu = cpu.prepare_conv_weight(weight, b), cw_gpu = gpu->prepare_conv_weight(weight, b);
+    const Shape addend = broadcast ? Shape{n, 1, 1, cout} : Shape{n, h, w, cout};
+    compare({{{n, h, w, cin}, random_values(n * h * w * cin, 31)}, {addend, random_values(shape_numel(addend), 32, 2.0f)}},
+            [&](Backend& be, const std::vector<DeviceTensor>& t) {
+              return be.conv2d_add(t[0], &be == &cpu ? cw_cpu : cw_gpu, Conv2dParams::same(1, 1), t[1]);
+            });
+  }
+
   void conv2d_data() {
     QTest::addColumn<int>("kernel");
     QTest::addColumn<int>("stride");

@@ -370,6 +370,10 @@ private slots:
     QTest::newRow("8 groups of 8, 3 blocks per group") << 8 << QList<qint64>{2, 65, 64, 64} << false << 0.5f;
     QTest::newRow("32 groups of 8, offset 20") << 32 << QList<qint64>{2, 64, 64, 256} << true << 20.0f;
     QTest::newRow("[N, L, C] sequence") << 32 << QList<qint64>{2, 77, 128} << false << 0.0f;
+    QTest::newRow("VAE-like: 32 groups of 4, offset 20") << 32 << QList<qint64>{1, 96, 80, 128} << true << 20.0f;
+    QTest::newRow("C = 2560 (U-Net skip concat)") << 32 << QList<qint64>{2, 6, 5, 2560} << true << 0.5f;
+    QTest::newRow("C = 4104 (past the row kernels)") << 8 << QList<qint64>{2, 3, 5, 4104} << false << 0.5f;
+    QTest::newRow("one position") << 32 << QList<qint64>{2, 1, 1, 320} << true << 0.5f;
   }
   void group_norm() {
     QFETCH(int, groups);

@@ -1,7 +1,8 @@
 // The history tree of generations and edits on the CPU backend: branches and chains, the cache
 // budget (least recently used evicted, the new node and its base spared), an evicted node rebuilt on
-// demand to the same bytes, submit()'s choice between an edit and a new root, and errors that leave
-// the tree as it was.
+// demand to the same bytes, nodes adopted without caches (a project read back) rebuilt by replay to
+// the same bytes, submit()'s choice between an edit and a new root, and errors that leave the tree as
+// it was.
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "pipeline/edit_session.h"
@@ -32,6 +33,25 @@ void expect_error(F&& f, ErrorCode code, const char* message) {
     QCOMPARE(error.code(), code);
     QVERIFY2(QString(error.what()).contains(message), error.what());
   }
+}
+
+// What a project file keeps of a node: no cache, no latents, the image only.
+EditSession::Node stored_copy(const EditSession::Node& made, std::optional<NodeId> parent) {
+  EditSession::Node n;
+  n.parent = parent;
+  n.request = made.request;
+  n.edit = made.edit;
+  n.result.image = made.result.image;
+  n.changed_region = made.changed_region;
+  n.stats = made.stats;
+  return n;
+}
+
+Image8 painted_rectangle() {
+  Image8 painted{128, 128, 1, std::vector<std::uint8_t>(128 * 128, 0)};
+  for (int y = 16; y < 80; ++y)
+    for (int x = 40; x < 120; ++x) painted.pixels[static_cast<std::size_t>(y) * 128 + x] = 255;
+  return painted;
 }
 
 std::vector<bool> cached_flags(const EditSession& s, const std::vector<NodeId>& ids) {
@@ -151,6 +171,110 @@ private slots:
     // And both are the engine's own chain: the session hands an edit everything the cache holds.
     const auto raw = sd_.edit(sd_.edit(sd_.generate_cached(base_request()), first).generation, second);
     QVERIFY(raw.generation.result.image.pixels == a.result.image.pixels);
+  }
+
+  void adopted_nodes_rebuild_to_the_same_bytes() {
+    const EditRequest first{.prompt = "a photo of a cat wearing a hat", .mask_mode = MaskMode::intersect,
+                            .painted_mask = painted_rectangle()};
+    const auto second = prompt_edit("a photo of a cat wearing a red hat");
+    EditSession made(sd_, kUnlimited);
+    const NodeId m0 = made.generate(base_request());
+    const NodeId m1 = made.edit(m0, first);
+    const NodeId m2 = made.edit(m1, second);
+
+    EditSession opened(sd_, kUnlimited);
+    const NodeId a0 = opened.adopt(stored_copy(made.node(m0), std::nullopt));
+    const NodeId a1 = opened.adopt(stored_copy(made.node(m1), a0));
+    const NodeId a2 = opened.adopt(stored_copy(made.node(m2), a1));
+    QCOMPARE(opened.roots(), std::vector<NodeId>{a0});
+    QCOMPARE(opened.children(a0), std::vector<NodeId>{a1});
+    QCOMPARE(opened.children(a1), std::vector<NodeId>{a2});
+    QCOMPARE(cached_flags(opened, {a0, a1, a2}), std::vector<bool>(3, false));
+    QVERIFY(!opened.node(a2).mask);  // a project keeps the image-sized changed region only
+    QCOMPARE(opened.cache_bytes(), std::size_t{0});
+    QVERIFY(opened.would_edit(a2, [] { auto r = base_request(); r.prompt = "a dog"; return r; }()));
+
+    // Editing the adopted leaf: the root generated again, both edits replayed (the painted mask
+    // included), then the edit asked for; the same bytes as in the session that made them.
+    const auto third = prompt_edit("a photo of a cat wearing a blue hat");
+    const NodeId a3 = opened.edit(a2, third);
+    const NodeId m3 = made.edit(m2, third);
+    QCOMPARE(opened.node(a3).regeneration.nodes, 3);
+    QVERIFY(!opened.node(a3).regeneration.image_differs);
+    QVERIFY(opened.node(a3).result.image.pixels == made.node(m3).result.image.pixels);
+    QVERIFY(opened.node(a3).result.latents.to_f32() == made.node(m3).result.latents.to_f32());
+    QCOMPARE(opened.node(a3).mask->values, made.node(m3).mask->values);
+    QVERIFY(opened.node(a3).changed_region.pixels == made.node(m3).changed_region.pixels);
+    // The rebuilt node keeps its cache and has its latents now; an adopted sibling branch works too.
+    QCOMPARE(cached_flags(opened, {a0, a1, a2, a3}), (std::vector<bool>{false, false, true, true}));
+    QVERIFY(opened.node(a2).result.latents.to_f32() == made.node(m2).result.latents.to_f32());
+    QCOMPARE(opened.node(a2).mask->values, made.node(m2).mask->values);
+    const NodeId b1 = opened.edit(a1, prompt_edit("a photo of a cat wearing a crown"));
+    QCOMPARE(opened.node(b1).regeneration.nodes, 2);
+    QVERIFY(opened.node(b1).result.image.pixels ==
+            made.node(made.edit(m1, prompt_edit("a photo of a cat wearing a crown"))).result.image.pixels);
+    QCOMPARE(opened.children(a1), (std::vector<NodeId>{a2, b1}));
+    opened.remove(a1);
+    QVERIFY(!opened.contains(a2) && !opened.contains(a3) && !opened.contains(b1));
+    QCOMPARE(opened.roots(), std::vector<NodeId>{a0});
+  }
+
+  // A stored image the rebuild does not reproduce (made on another device): the edit goes on from
+  // the stored image, which it keeps outside its region, and the rebuild says they differ.
+  void adopted_image_that_does_not_rebuild_is_reported() {
+    EditSession made(sd_, kUnlimited);
+    auto stored = stored_copy(made.node(made.generate(base_request())), std::nullopt);
+    for (std::size_t p = 0; p < stored.result.image.pixels.size(); p += 97) stored.result.image.pixels[p] ^= 1;
+    EditSession opened(sd_, kUnlimited);
+    const NodeId root = opened.adopt(stored);
+    const NodeId edited = opened.edit(root, prompt_edit("a photo of a dog"));
+    QVERIFY(opened.node(edited).regeneration.image_differs);
+    QVERIFY(opened.node(root).result.image.pixels == stored.result.image.pixels);
+    const auto& region = opened.node(edited).changed_region.pixels;
+    const auto& after = opened.node(edited).result.image.pixels;
+    int outside = 0;
+    for (std::size_t p = 0; p < region.size(); ++p)
+      if (region[p] == 0) {
+        ++outside;
+        for (std::size_t c = 0; c < 3; ++c) QCOMPARE(after[3 * p + c], stored.result.image.pixels[3 * p + c]);
+      }
+    QVERIFY(outside > 0);
+  }
+
+  void adopting_a_node_that_cannot_be_replayed_is_an_error() {
+    EditSession made(sd_, kUnlimited);
+    const NodeId m0 = made.generate(base_request());
+    const NodeId m1 = made.edit(m0, EditRequest{.prompt = "a photo of a dog", .mask_mode = MaskMode::painted,
+                                                .painted_mask = painted_rectangle()});
+    EditSession s(sd_, kUnlimited);
+    const NodeId root = s.adopt(stored_copy(made.node(m0), std::nullopt));
+    auto broken = [&](auto change, std::optional<NodeId> parent = std::nullopt) {
+      auto n = stored_copy(made.node(parent ? m1 : m0), parent);
+      change(n);
+      return n;
+    };
+    using Node = EditSession::Node;
+    expect_error([&] { s.adopt(broken([](Node& n) { n.result.image.width = 64; })); }, ErrorCode::invalid_argument, "64x128 image");
+    expect_error([&] { s.adopt(broken([](Node& n) { n.request.steps = 0; })); }, ErrorCode::invalid_argument, "steps");
+    expect_error([&] { s.adopt(broken([](Node&) {}, NodeId{42})); }, ErrorCode::invalid_argument, "unknown parent node 42");
+    expect_error([&] { s.adopt(broken([](Node& n) { n.edit->painted_mask.reset(); }, root)); },
+                 ErrorCode::invalid_argument, "painted mask");
+    expect_error([&] { s.adopt(broken([](Node& n) { n.edit->painted_mask->width = 64; }, root)); },
+                 ErrorCode::invalid_argument, "64x128 painted mask");
+    expect_error([&] { s.adopt(broken([](Node& n) { n.request.seed = 12; }, root)); }, ErrorCode::invalid_argument,
+                 "other parameters than its parent");
+    expect_error([&] { s.adopt(broken([](Node& n) { n.edit->prompt = "a cat"; }, root)); }, ErrorCode::invalid_argument,
+                 "other prompts");
+    expect_error([&] { s.adopt(broken([](Node& n) { n.edit.reset(); }, root)); }, ErrorCode::invalid_argument,
+                 "no edit request");
+    QCOMPARE(s.roots(), std::vector<NodeId>{root});
+    QVERIFY(s.children(root).empty());
+    // The painted edit, whole, replays to the bytes it was made with.
+    const NodeId child = s.adopt(stored_copy(made.node(m1), root));
+    const NodeId next = s.edit(child, prompt_edit("a photo of a dog in the snow"));
+    QVERIFY(!s.node(next).regeneration.image_differs);
+    QVERIFY(s.node(next).result.image.pixels ==
+            made.node(made.edit(m1, prompt_edit("a photo of a dog in the snow"))).result.image.pixels);
   }
 
   void submit_edits_when_only_the_prompt_changes() {

@@ -122,8 +122,12 @@ private slots:
       QCOMPARE(node.value(QStringLiteral("image")).toString(), fisedit::ui::nodeFileStem(i) + QStringLiteral(".png"));
       QVERIFY(samePixels(fisedit::ui::toQImage(fisedit::read_png(image)), r.image));
       const auto text = fisedit::read_png_text(image);
-      QCOMPARE(text.size(), std::size_t{1});
+      QCOMPARE(text.size(), std::size_t{2});
       QCOMPARE(text[0].second, fisedit::a1111_parameters(r.request, modelName));
+      QCOMPARE(text[1].first, std::string("fisedit"));
+      const QJsonObject record = QJsonDocument::fromJson(QByteArray::fromStdString(text[1].second)).object();
+      QCOMPARE(record.value(QStringLiteral("prompt")).toString().toStdString(), r.request.prompt);
+      QCOMPARE(record.value(QStringLiteral("model_fingerprint")).toString(), m_window->model()->fingerprint);
       if (r.isEdit()) {
         QCOMPARE(node.value(QStringLiteral("parent")).toInteger(), qint64(*r.parent));
         QCOMPARE(node.value(QStringLiteral("edit")).toObject().value(QStringLiteral("maskMode")).toString(), QStringLiteral("automatic"));
@@ -194,10 +198,25 @@ private slots:
     QCOMPARE(m_window->projectPath(), m_dir.filePath(QStringLiteral("cats.fisedit")));
   }
 
-  // The worker's session has no cache for a restored node, so changing its prompt makes a new image
-  // with its parameters instead of an edit; its id cannot collide with the session's.
+  // A project made with another model (here: its fingerprint says so) stays view-only: changing a
+  // restored node's prompt makes a new image with its parameters instead of an edit, and its id
+  // cannot collide with the session's.
   void generatingFromARestoredNodeStartsANewImage() {
-    QVERIFY(m_window->openProject(m_dir.filePath(QStringLiteral("cats.fisedit"))));
+    QFile saved(m_dir.filePath(QStringLiteral("cats.fisedit")));
+    QVERIFY(saved.open(QIODevice::ReadOnly));
+    QJsonObject root = QJsonDocument::fromJson(saved.readAll()).object();
+    QJsonObject model = root.value(QStringLiteral("model")).toObject();
+    QCOMPARE(model.value(QStringLiteral("fingerprint")).toString(), m_window->model()->fingerprint);
+    model.insert(QStringLiteral("fingerprint"), QStringLiteral("0123456789abcdef"));
+    root.insert(QStringLiteral("model"), model);
+    QFile other(m_dir.filePath(QStringLiteral("other-model.fisedit")));
+    QVERIFY(other.open(QIODevice::WriteOnly));
+    other.write(QJsonDocument(root).toJson());
+    other.close();
+    QSignalSpy adopted(m_window.get(), &MainWindow::restoredNodesAdopted);
+    QVERIFY(m_window->openProject(other.fileName()));
+    QCOMPARE(adopted.count(), 1);
+    QCOMPARE(adopted.first().at(0).toInt(), 0);
     QCOMPARE(m_window->history()->nodeCount(), 2);
     const HistoryRecord restoredEdit = m_window->history()->records().last();
     m_window->history()->selectNode(restoredEdit.id);

@@ -9,6 +9,7 @@
 #include <QVBoxLayout>
 
 #include <algorithm>
+#include <utility>
 
 namespace fisedit::ui {
 namespace {
@@ -112,6 +113,25 @@ QList<HistoryRecord> HistoryPanel::records() const {
 
 void HistoryPanel::selectNode(quint64 id) {
   if (auto* item = m_items.value(id)) m_tree->setCurrentItem(item);
+}
+
+void HistoryPanel::adoptIds(const QHash<quint64, quint64>& ids) {
+  // Rebuilt in one pass, so an old id equal to another node's new id cannot mix the two up.
+  QHash<quint64, HistoryRecord> records;
+  QHash<quint64, QTreeWidgetItem*> items;
+  for (HistoryRecord r : std::as_const(m_records)) {
+    QTreeWidgetItem* item = m_items.value(r.id);
+    if (const auto it = ids.constFind(r.id); it != ids.cend()) {
+      r.id = *it;
+      r.restored = false;
+      item->setData(0, Qt::UserRole, QVariant::fromValue(r.id));
+    }
+    if (r.parent) r.parent = ids.value(*r.parent, *r.parent);
+    records.insert(r.id, r);
+    items.insert(r.id, item);
+  }
+  m_records = std::move(records);
+  m_items = std::move(items);
 }
 
 void HistoryPanel::forgetSubtree(QTreeWidgetItem* item) {

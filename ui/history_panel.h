@@ -28,6 +28,9 @@ public:
   // Every node in id order, which puts parents before their children (ids grow with creation).
   QList<HistoryRecord> records() const;
   void selectNode(quint64 id);
+  // Gives nodes read from a project the ids the worker's session adopted them under (old -> new) and
+  // makes them editable (restored = false); parent links follow. The tree and selection stay as they are.
+  void adoptIds(const QHash<quint64, quint64>& ids);
   QTreeWidget* tree() const { return m_tree; }
 
   // One line for a node: "seed 42 · 25 steps · 3.1 s" or "+hat -cap · 12% · 0.8 s".

@@ -2,6 +2,7 @@
 // What the window keeps of one history node: a copy made on the worker thread, so the widgets never
 // touch the EditSession (which is not thread-safe) and a node's image stays showable after its
 // activation cache is evicted.
+#include "pipeline/edit_session.h"
 #include "pipeline/generation.h"
 
 #include <QImage>
@@ -13,6 +14,14 @@
 
 namespace fisedit::ui {
 
+// The model a node was made with: its edits can be replayed (its cache rebuilt) with that model only.
+struct ModelIdentity {
+  QString path;         // as opened
+  QString family;       // "SD1.x" / "SD2.x"
+  QString fingerprint;  // ModelSummary::fingerprint; empty when unknown (projects written before it was kept)
+  bool operator==(const ModelIdentity&) const = default;
+};
+
 struct HistoryRecord {
   quint64 id = 0;
   std::optional<quint64> parent;  // none for a generation (a root)
@@ -21,11 +30,16 @@ struct HistoryRecord {
   QImage changedRegion;           // edits only: Grayscale8, white where pixels may differ from the parent's
   QString parentPrompt;           // edits only: for the word diff shown in the history
   EditStats stats;                // edits only
-  EditRequest edit;               // edits only: the options used (the painted mask dropped: changedRegion shows it)
+  EditRequest edit;               // edits only: the options used, with the painted mask (a replay needs it)
+  RegenerationStats regeneration; // edits only: the rebuild of the parent's cache this edit needed first
   GenerationTimings timings;      // the engine's stages, as its result reported them
+  ModelIdentity model;            // what made it: the open model, or for a restored node the project's
+  QString device;                 // the engine's that made it ("CPU (float32, 2 threads)"); empty when unknown
   double totalMs = 0;             // the whole job, as the user waited for it
-  // Read from a project file: the EditSession has no cache (nor node) for it, so it can be viewed
-  // and exported, and "Generate" from it starts a new generation with its parameters.
+  // Read from a project file and not adopted by the worker's EditSession (the model open is not the
+  // one it was made with, or its edit cannot be replayed): it can be viewed and exported, and
+  // "Generate" from it starts a new generation with its parameters. Once adopted, a node read from a
+  // project gets a session id and is edited like any other (its cache rebuilt first).
   bool restored = false;
   bool isEdit() const { return parent.has_value(); }
 };

@@ -128,6 +128,7 @@ void MainWindow::createWorker() {
   connect(m_worker, &ModelWorker::memoryUsage, this, &MainWindow::onMemoryUsage, queued);
   connect(m_worker, &ModelWorker::generated, this, &MainWindow::onNodeReady, queued);
   connect(m_worker, &ModelWorker::edited, this, &MainWindow::onNodeReady, queued);
+  connect(m_worker, &ModelWorker::historyAdopted, this, &MainWindow::onHistoryAdopted, queued);
   connect(m_worker, &ModelWorker::failed, this, &MainWindow::onJobFailed, queued);
   connect(m_worker, &ModelWorker::cancelled, this, &MainWindow::onJobCancelled, queued);
   m_workerThread->start();
@@ -251,10 +252,8 @@ void MainWindow::onModelLoaded(const ModelSummary& summary) {
   m_model = summary;
   m_modelPanel->showModel(summary);
   m_centerArea->setCurrentWidget(m_canvasArea);
-  m_sideTabs->setCurrentWidget(m_modelTab);  // the new model's facts first; the history is empty anyway
-  m_history->clear();
-  m_canvas->clear();
-  m_shownImage = QImage();
+  m_sideTabs->setCurrentWidget(m_modelTab);  // the new model's facts first
+  resetHistoryForNewEngine();
   m_parameters->setModelSize(summary.imageSize);
   m_promptEditor->setTokenizer(summary.tokenizer, summary.tokenizerNote);
   setWindowTitle(QStringLiteral("%1 — fisedit").arg(displayName(summary.source)));

@@ -4,6 +4,7 @@
 // only sends requests and shows answers, so it never blocks on the disk or the engine.
 #include "ui/history_record.h"
 #include "ui/model_summary.h"
+#include "ui/project_file.h"
 
 #include <QMainWindow>
 
@@ -69,6 +70,9 @@ public slots:
   // The history as one .fisedit file (JSON, images embedded); false (and the banner) on failure.
   bool saveProject(const QString& path);
   // Replaces the history with a project's; a bad file is refused (the banner) and changes nothing.
+  // When the open model is the one the project was made with, the worker then adopts its nodes
+  // (restoredNodesAdopted) and they can be edited; otherwise they stay view-only and the status bar
+  // names the model to open, which adopts them once it has loaded.
   bool openProject(const QString& path);
 
 public:
@@ -82,6 +86,9 @@ signals:
   void engineReady(const QString& deviceName);
   // A generation or edit ended: with a new node, a failure, or cancelled.
   void jobFinished(bool succeeded);
+  // The worker's session took over `adopted` nodes of the open project (0 when it could take none);
+  // `viewOnly` are left view-only.
+  void restoredNodesAdopted(int adopted, int viewOnly);
 
 protected:
   void closeEvent(QCloseEvent* event) override;
@@ -94,6 +101,17 @@ private:
   bool chooseSaveProjectFile();
   void chooseOpenProjectFile();
   void chooseExportHistoryFolder();
+  // The history to save or export, with the open model as the project's.
+  ProjectContent projectContent() const;
+  // Hands the view-only nodes made with the open model to the worker; when there are none, says in
+  // the status bar which model to open.
+  void adoptRestoredNodes();
+  void onHistoryAdopted(const QHash<quint64, quint64>& ids, const QString& problems, quint64 token);
+  bool madeWithOpenModel(const HistoryRecord& record) const;
+  QString viewOnlyNote(const HistoryRecord& record) const;
+  // What a new engine (a new, empty session) leaves of the history: a project shown view-only stays,
+  // since the new model may be the one it was made with; anything else goes.
+  void resetHistoryForNewEngine();
   void createWorker();
   void createMenus();
   QWidget* createLeftColumn();
@@ -146,6 +164,8 @@ private:
   int m_pendingLoads = 0;
   bool m_busy = false;
   QString m_projectPath;          // the .fisedit file the history was last saved to or opened from
+  quint64 m_adoptToken = 0;       // the latest adoptHistory() request; older answers are ignored
+  bool m_adoptionPending = false; // its answer has not come yet
   bool m_unsavedChanges = false;  // nodes made or removed since then
   QImage m_shownImage;  // what Space shows after a new generation: the image it replaced
 

@@ -139,11 +139,17 @@ void MainWindow::onNodeReady(const HistoryRecord& record) {
   endJob();
   m_history->addRecord(record);  // selects it, which shows it
   m_sideTabs->setCurrentWidget(m_history);
-  statusBar()->showMessage(record.isEdit() ? tr("Edited in %1 s, %2% of the image re-rendered")
-                                                 .arg(record.totalMs / 1000.0, 0, 'f', 1)
-                                                 .arg(record.stats.edit_fraction * 100.0, 0, 'f', 0)
-                                           : tr("Generated in %1 s").arg(record.totalMs / 1000.0, 0, 'f', 1),
-                           8000);
+  QString note = record.isEdit() ? tr("Edited in %1 s, %2% of the image re-rendered")
+                                       .arg(record.totalMs / 1000.0, 0, 'f', 1)
+                                       .arg(record.stats.edit_fraction * 100.0, 0, 'f', 0)
+                                 : tr("Generated in %1 s").arg(record.totalMs / 1000.0, 0, 'f', 1);
+  if (record.regeneration.nodes > 0)
+    note += tr(" (%n image(s) recomputed first to rebuild the cache)", nullptr, record.regeneration.nodes);
+  // Kept until the next message: the user should see it even if they look away while it runs.
+  if (record.regeneration.image_differs)
+    note += tr(". Note: rebuilding the cache gave an image that differs from the saved one (made on another "
+               "device or fisedit version?); the edit keeps the saved image outside its region.");
+  statusBar()->showMessage(note, record.regeneration.image_differs ? 0 : 8000);
   emit jobFinished(true);
 }
 
@@ -162,9 +168,10 @@ void MainWindow::onJobCancelled() {
 
 void MainWindow::onEngineReady(const QString& deviceName) {
   m_deviceLabel->setText(tr("Device: %1").arg(deviceName));
-  // A new engine has a new, empty session: what the panel lists could no longer be edited.
-  m_history->clear();
-  m_canvas->clear();
+  // A new engine has a new, empty session: what the panel lists could no longer be edited, except
+  // a project shown view-only, which the new model may be able to edit.
+  resetHistoryForNewEngine();
+  adoptRestoredNodes();
   updateGenerateButton();
   emit engineReady(deviceName);
 }
@@ -181,6 +188,7 @@ void MainWindow::showNode(quint64 id) {
   // button say what a change to them will do.
   m_promptEditor->setPrompts(QString::fromStdString(r->request.prompt), QString::fromStdString(r->request.negative_prompt));
   m_parameters->showRequest(r->request);
+  if (r->restored && !madeWithOpenModel(*r)) statusBar()->showMessage(viewOnlyNote(*r));  // why it cannot be edited, and what would help
   updateGenerateButton();
 }
 
@@ -195,12 +203,10 @@ void MainWindow::removeNode(quint64 id) {
 
 bool MainWindow::exportImage(const QString& path) {
   const auto id = m_history->currentNode();
-  if (!id || !m_model) return false;
+  if (!id) return false;
   const HistoryRecord* r = m_history->record(*id);
-  const std::string modelName = QFileInfo(m_model->source).fileName().toStdString();
   try {
-    write_png(std::filesystem::path(path.toStdString()), toImage8(r->image),
-              {{"parameters", a1111_parameters(r->request, modelName)}});
+    write_png(std::filesystem::path(path.toStdString()), toImage8(r->image), imageTextChunks(*r));
   } catch (const Error& e) {
     showError(tr("<b>Could not export the image</b><br>%1").arg(QString::fromUtf8(e.what()).toHtmlEscaped()));
     return false;

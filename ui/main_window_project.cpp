@@ -1,7 +1,9 @@
 // The window's half of projects: File > Export History, Save / Open Project, and the question about
 // unsaved history before it is thrown away. The files themselves are ui/project_file.cpp's.
 #include "ui/history_panel.h"
+#include "ui/image_canvas.h"
 #include "ui/main_window.h"
+#include "ui/model_worker.h"
 #include "ui/project_file.h"
 
 #include <QAction>
@@ -15,23 +17,107 @@
 #include <QStatusBar>
 #include <QTabWidget>
 
+#include <algorithm>
+
 namespace fisedit::ui {
 namespace {
 
 // A function, not a constant: tr() must run after the translators are installed.
 QString projectFilter() { return QObject::tr("fisedit projects (*.fisedit)"); }
 
-ProjectContent contentOf(const HistoryPanel& history, const std::optional<ModelSummary>& model) {
+}  // namespace
+
+ProjectContent MainWindow::projectContent() const {
   ProjectContent content;
-  if (model) {
-    content.modelPath = model->source;
-    content.modelFamily = model->family;
-  }
-  content.records = history.records();
+  content.records = m_history->records();
+  // The project's model is the open one; nodes made with another (a project opened view-only) name
+  // their own in the file.
+  ModelIdentity model;
+  if (m_model)
+    model = {m_model->source, m_model->family, m_model->fingerprint};
+  else if (!content.records.isEmpty())
+    model = content.records.first().model;
+  content.modelPath = model.path;
+  content.modelFamily = model.family;
+  content.modelFingerprint = model.fingerprint;
   return content;
 }
 
-}  // namespace
+bool MainWindow::madeWithOpenModel(const HistoryRecord& r) const {
+  if (!m_model) return false;
+  if (!r.model.fingerprint.isEmpty()) return r.model.fingerprint == m_model->fingerprint;
+  // Written before fingerprints were recorded: the same files are the best evidence there is.
+  return !r.model.path.isEmpty() && QFileInfo(r.model.path) == QFileInfo(m_model->source);
+}
+
+QString MainWindow::viewOnlyNote(const HistoryRecord& r) const {
+  if (r.model.path.isEmpty())
+    return tr("View only: the project does not say which model made this image. Generate makes new images "
+              "from its parameters.");
+  return tr("View only: this image was made with %1 (%2). Open that model to edit it; Generate makes new "
+            "images from its parameters.")
+      .arg(QFileInfo(r.model.path).fileName(), r.model.path);
+}
+
+void MainWindow::adoptRestoredNodes() {
+  QList<HistoryRecord> restored, adoptable;
+  for (const HistoryRecord& r : m_history->records())
+    if (r.restored) restored.append(r);
+  if (restored.isEmpty()) return;
+  // The answer to a request still on its way concerns the session that will hold these nodes: the
+  // worker runs requests in order, and an answer from an older session arrives before engineReady.
+  if (m_adoptionPending) return;
+  if (isLoading()) return;  // onEngineReady tries again, with the model being loaded
+  for (const HistoryRecord& r : restored)
+    if (madeWithOpenModel(r)) adoptable.append(r);
+  if (adoptable.isEmpty()) {
+    statusBar()->showMessage(viewOnlyNote(restored.first()));
+    emit restoredNodesAdopted(0, static_cast<int>(restored.size()));
+    return;
+  }
+  const quint64 token = ++m_adoptToken;
+  m_adoptionPending = true;
+  QMetaObject::invokeMethod(
+      m_worker, [worker = m_worker, adoptable, token] { worker->adoptHistory(adoptable, token); }, Qt::QueuedConnection);
+}
+
+void MainWindow::onHistoryAdopted(const QHash<quint64, quint64>& ids, const QString& problems, quint64 token) {
+  // Another project replaced the history these were read from: the worker's clearHistory() has
+  // dropped them already.
+  if (token != m_adoptToken) return;
+  m_adoptionPending = false;
+  QHash<quint64, quint64> kept;
+  for (auto it = ids.cbegin(); it != ids.cend(); ++it) {
+    if (m_history->record(it.key())) {
+      kept.insert(it.key(), it.value());
+    } else {  // deleted from the panel while the worker adopted it
+      const quint64 gone = it.value();
+      QMetaObject::invokeMethod(m_worker, [worker = m_worker, gone] { worker->removeNode(gone); }, Qt::QueuedConnection);
+    }
+  }
+  m_history->adoptIds(kept);
+  QList<HistoryRecord> viewOnlyRecords;
+  for (const HistoryRecord& r : m_history->records())
+    if (r.restored) viewOnlyRecords.append(r);
+  const int viewOnly = static_cast<int>(viewOnlyRecords.size());
+  QString note = tr("%n image(s) of the project can be edited (the first edit rebuilds the cache)", nullptr,
+                    static_cast<int>(kept.size()));
+  if (viewOnly > 0)  // the session's reasons, or the other model's (or the parent's) that kept them out
+    note += tr("; %n stay view-only: %1", nullptr, viewOnly).arg(problems.isEmpty() ? viewOnlyNote(viewOnlyRecords.first()) : problems);
+  statusBar()->showMessage(note, viewOnly > 0 ? 0 : 10000);
+  updateGenerateButton();
+  emit restoredNodesAdopted(static_cast<int>(kept.size()), viewOnly);
+}
+
+void MainWindow::resetHistoryForNewEngine() {
+  const QList<HistoryRecord> records = m_history->records();
+  const bool viewOnlyProject = !records.isEmpty() && std::all_of(records.begin(), records.end(),
+                                                                 [](const HistoryRecord& r) { return r.restored; });
+  if (viewOnlyProject) return;
+  m_history->clear();
+  m_canvas->clear();
+  m_shownImage = QImage();
+}
 
 void MainWindow::createProjectActions(QMenu* file) {
   file->addAction(tr("Export &History..."), this, &MainWindow::chooseExportHistoryFolder);
@@ -50,7 +136,7 @@ bool MainWindow::hasUnsavedChanges() const { return m_unsavedChanges && m_histor
 
 bool MainWindow::exportHistory(const QString& folder) {
   if (m_history->nodeCount() == 0) return false;
-  const QString error = ui::exportHistory(folder, contentOf(*m_history, m_model));
+  const QString error = ui::exportHistory(folder, projectContent());
   if (!error.isEmpty()) {
     showError(tr("<b>Could not export the history</b><br>%1").arg(error.toHtmlEscaped()));
     return false;
@@ -60,7 +146,7 @@ bool MainWindow::exportHistory(const QString& folder) {
 }
 
 bool MainWindow::saveProject(const QString& path) {
-  const QString error = ui::saveProject(path, contentOf(*m_history, m_model));
+  const QString error = ui::saveProject(path, projectContent());
   if (!error.isEmpty()) {
     showError(tr("<b>Could not save the project</b><br>%1").arg(error.toHtmlEscaped()));
     return false;
@@ -80,9 +166,10 @@ bool MainWindow::openProject(const QString& path) {
     return false;
   }
   if (!maybeSaveChanges()) return false;
-  // The session's own nodes leave the panel, so their caches should not hold memory either.
-  for (const HistoryRecord& r : m_history->records())
-    if (!r.restored && !r.parent) removeNode(r.id);
+  // The session's nodes leave the panel, so their caches should not hold memory either.
+  QMetaObject::invokeMethod(m_worker, [worker = m_worker] { worker->clearHistory(); }, Qt::QueuedConnection);
+  ++m_adoptToken;  // an adoption still on its way belongs to the history being replaced
+  m_adoptionPending = false;
   m_errorBanner->hide();
   m_history->clear();
   for (const HistoryRecord& r : read.content.records) m_history->addRecord(r);
@@ -90,10 +177,8 @@ bool MainWindow::openProject(const QString& path) {
   m_sideTabs->setCurrentWidget(m_history);
   m_projectPath = path;
   m_unsavedChanges = false;
-  QString note = tr("Opened %1").arg(QFileInfo(path).fileName());
-  if (!read.content.modelPath.isEmpty() && (!m_model || QFileInfo(m_model->source) != QFileInfo(read.content.modelPath)))
-    note += tr(" (made with %1: open that model to make images like these)").arg(QFileInfo(read.content.modelPath).fileName());
-  statusBar()->showMessage(note, 8000);
+  statusBar()->showMessage(tr("Opened %1").arg(QFileInfo(path).fileName()), 8000);
+  adoptRestoredNodes();  // or says which model to open
   updateGenerateButton();
   return true;
 }

@@ -1,6 +1,7 @@
 #include "ui/model_summary.h"
 
 #include "core/error.h"
+#include "io/model_fingerprint.h"
 #include "io/model_loader.h"
 
 #include <algorithm>
@@ -37,6 +38,7 @@ ModelSummary summarizeModel(const LoadedModel& model, const QString& configDir) 
   s.configDir = configDir;
   s.singleFile = model.format == ModelFormat::single_file;
   s.family = QString::fromUtf8(family_name(model.family));
+  s.fingerprint = QString::fromStdString(model_fingerprint(model));
   s.prediction = QString::fromUtf8(prediction_name(model.prediction()));
   s.format = QString::fromUtf8(format_name(model.format));
   s.scheduler = QStringLiteral("%1 (%2 spacing)")

@@ -21,6 +21,7 @@ struct ModelSummary {
   bool singleFile = false;
 
   QString family;      // "SD1.x" / "SD2.x"
+  QString fingerprint; // model_fingerprint(): a project records it, to tell whether its edits can be replayed
   QString prediction;  // "epsilon" / "v_prediction"
   QString format;      // "diffusers folder" / "single-file checkpoint"
   QString scheduler;

@@ -6,6 +6,7 @@
 #include "pipeline/edit_session.h"
 
 #include <QElapsedTimer>
+#include <QStringList>
 
 #include <exception>
 
@@ -25,6 +26,7 @@ void ModelWorker::loadModel(const QString& path, const QString& configDir) {
     m_session.reset();
     m_pipeline.reset();
     m_model = std::move(model);
+    m_identity = {summary.source, summary.family, summary.fingerprint};
     emit modelLoaded(summary);
   } catch (const Error& e) {
     emit loadFailed(path, QString::fromUtf8(e.what()));
@@ -129,6 +131,42 @@ void ModelWorker::removeNode(quint64 node) {
   reportMemory();
 }
 
+void ModelWorker::clearHistory() {
+  if (!m_session) return;
+  for (const NodeId root : m_session->roots()) m_session->remove(root);
+  reportMemory();
+}
+
+void ModelWorker::adoptHistory(const QList<HistoryRecord>& records, quint64 token) {
+  QHash<quint64, quint64> ids;
+  QStringList problems;
+  if (!m_session) {
+    emit historyAdopted(ids, QStringLiteral("no model is open"), token);
+    return;
+  }
+  for (const HistoryRecord& r : records) {
+    if (r.parent && !ids.contains(*r.parent)) continue;  // the replay would start from a node that is not there
+    EditSession::Node node;
+    if (r.parent) {
+      node.parent = ids.value(*r.parent);
+      node.edit = r.edit;
+      node.changed_region = toImage8(r.changedRegion.convertToFormat(QImage::Format_Grayscale8));
+      node.stats = r.stats;
+    }
+    node.request = r.request;
+    node.result.image = toImage8(r.image);
+    node.result.timings = r.timings;
+    try {
+      ids.insert(r.id, m_session->adopt(std::move(node)));
+    } catch (const Error& e) {
+      problems << QStringLiteral("\"%1\": %2").arg(QString::fromStdString(r.request.prompt), QString::fromUtf8(e.what()));
+    } catch (const std::bad_alloc&) {
+      problems << QStringLiteral("\"%1\": not enough memory").arg(QString::fromStdString(r.request.prompt));
+    }
+  }
+  emit historyAdopted(ids, problems.join(QStringLiteral("; ")), token);
+}
+
 HistoryRecord ModelWorker::record(quint64 id, double totalMs) const {
   const auto& node = m_session->node(id);
   HistoryRecord r;
@@ -137,13 +175,15 @@ HistoryRecord ModelWorker::record(quint64 id, double totalMs) const {
   r.image = toQImage(node.result.image);
   r.totalMs = totalMs;
   r.timings = node.result.timings;
+  r.model = m_identity;
+  r.device = QString::fromStdString(m_backend->name());
   if (node.parent) {
     r.parent = *node.parent;
     r.parentPrompt = QString::fromStdString(m_session->node(*node.parent).request.prompt);
     r.changedRegion = toQImage(node.changed_region);
     r.stats = node.stats;
-    if (node.edit) r.edit = *node.edit;
-    r.edit.painted_mask.reset();  // image-sized, and already summed up by changedRegion
+    if (node.edit) r.edit = *node.edit;  // with its painted mask: a project keeps it for the replay
+    r.regeneration = node.regeneration;
   }
   return r;
 }

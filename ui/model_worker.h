@@ -8,7 +8,9 @@
 
 #include "backend/device.h"
 
+#include <QHash>
 #include <QImage>
+#include <QList>
 #include <QObject>
 #include <QString>
 
@@ -50,6 +52,12 @@ public slots:
   void generate(const fisedit::GenerationRequest& request, std::stop_token stop);
   void edit(quint64 baseNode, const fisedit::EditRequest& request, std::stop_token stop);
   void removeNode(quint64 node);
+  // Removes every node: the history the window showed has been replaced.
+  void clearHistory();
+  // Enters nodes read from a project (parents before children, ids the window's) into the session
+  // without caches: editing one rebuilds its cache by replay. The caller has checked that the model
+  // is the one they were made with. A node the session refuses stays out, and so does its subtree.
+  void adoptHistory(const QList<fisedit::ui::HistoryRecord>& records, quint64 token);
 
 signals:
   void modelLoaded(const fisedit::ui::ModelSummary& summary);
@@ -65,6 +73,9 @@ signals:
   void memoryUsage(qint64 deviceBytes, qint64 cacheBytes);
   void generated(const fisedit::ui::HistoryRecord& record);
   void edited(const fisedit::ui::HistoryRecord& record);
+  // For adoptHistory(): window id -> session id of every adopted node, and why the others were
+  // not adopted (empty when all were); `token` is the caller's, to match the answer to its request.
+  void historyAdopted(const QHash<quint64, quint64>& ids, const QString& problems, quint64 token);
   void failed(const QString& message);
   void cancelled();
 
@@ -80,6 +91,7 @@ private:
   void reportMemory();
 
   DeviceChoice m_device = DeviceChoice::automatic;
+  ModelIdentity m_identity;  // of m_model, for the records
   // Replaced only after a load succeeds, so a failed load leaves the previous model usable. Declared
   // in dependency order: the session refers to the pipeline, the pipeline to the backend and model.
   std::shared_ptr<const LoadedModel> m_model;

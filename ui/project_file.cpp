@@ -39,7 +39,11 @@ MaskMode maskModeFromName(const QString& name) {
 
 QString str(const std::string& text) { return QString::fromStdString(text); }
 
-QJsonObject nodeJson(const HistoryRecord& r) {
+QImage paintedMaskImage(const HistoryRecord& r) {
+  return r.isEdit() && r.edit.painted_mask ? toQImage(*r.edit.painted_mask).convertToFormat(QImage::Format_Grayscale8) : QImage();
+}
+
+QJsonObject nodeJson(const HistoryRecord& r, const ProjectContent& content) {
   QJsonObject node{
       {QStringLiteral("id"), static_cast<qint64>(r.id)},
       {QStringLiteral("parent"), r.parent ? QJsonValue(static_cast<qint64>(*r.parent)) : QJsonValue()},
@@ -52,12 +56,19 @@ QJsonObject nodeJson(const HistoryRecord& r) {
       {QStringLiteral("scheduler"), str(r.request.scheduler)},
       {QStringLiteral("width"), r.request.width},
       {QStringLiteral("height"), r.request.height},
+      {QStringLiteral("device"), r.device},
       {QStringLiteral("timings"), QJsonObject{{QStringLiteral("textEncoderMs"), r.timings.text_encoder_ms},
                                               {QStringLiteral("unetMs"), r.timings.unet_ms},
                                               {QStringLiteral("vaeMs"), r.timings.vae_ms},
                                               {QStringLiteral("totalMs"), r.timings.total_ms},
                                               {QStringLiteral("jobMs"), r.totalMs}}},
   };
+  // Only where it is not the project's: a history that mixes models (a project opened view-only,
+  // then images made with the open model).
+  if (!r.model.path.isEmpty() && (r.model.path != content.modelPath || r.model.fingerprint != content.modelFingerprint))
+    node.insert(QStringLiteral("model"), QJsonObject{{QStringLiteral("path"), r.model.path},
+                                                     {QStringLiteral("family"), r.model.family},
+                                                     {QStringLiteral("fingerprint"), r.model.fingerprint}});
   if (r.isEdit()) {
     node.insert(QStringLiteral("edit"), QJsonObject{{QStringLiteral("maskMode"), maskModeName(r.edit.mask_mode)},
                                                     {QStringLiteral("margin"), r.edit.margin},
@@ -78,14 +89,15 @@ QJsonDocument historyDocument(const QString& format, const ProjectContent& conte
                               const std::function<void(int, const HistoryRecord&, QJsonObject&)>& addImages) {
   QJsonArray nodes;
   for (int i = 0; i < content.records.size(); ++i) {
-    QJsonObject node = nodeJson(content.records[i]);
+    QJsonObject node = nodeJson(content.records[i], content);
     addImages(i, content.records[i], node);
     nodes.append(node);
   }
   return QJsonDocument(QJsonObject{{QStringLiteral("format"), format},
                                    {QStringLiteral("version"), kHistoryFormatVersion},
                                    {QStringLiteral("model"), QJsonObject{{QStringLiteral("path"), content.modelPath},
-                                                                         {QStringLiteral("family"), content.modelFamily}}},
+                                                                         {QStringLiteral("family"), content.modelFamily},
+                                                                         {QStringLiteral("fingerprint"), content.modelFingerprint}}},
                                    {QStringLiteral("nodes"), nodes}});
 }
 
@@ -107,7 +119,8 @@ QImage imageFromBase64(const QJsonValue& value, QImage::Format format) {
 }
 
 // One node of a project file, or an error naming what is wrong with it.
-QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, quint64 newId, HistoryRecord& r) {
+QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, quint64 newId, const ModelIdentity& projectModel,
+                 HistoryRecord& r) {
   if (!node.value(QStringLiteral("id")).isDouble()) return QObject::tr("a node has no id");
   r.id = newId;
   const QJsonValue parent = node.value(QStringLiteral("parent"));
@@ -124,6 +137,7 @@ QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, qui
   r.request.scheduler = node.value(QStringLiteral("scheduler")).toString().toStdString();
   r.request.width = node.value(QStringLiteral("width")).toInt();
   r.request.height = node.value(QStringLiteral("height")).toInt();
+  r.device = node.value(QStringLiteral("device")).toString();
   const QJsonObject timings = node.value(QStringLiteral("timings")).toObject();
   r.timings = {timings.value(QStringLiteral("textEncoderMs")).toDouble(), timings.value(QStringLiteral("unetMs")).toDouble(),
                timings.value(QStringLiteral("vaeMs")).toDouble(), timings.value(QStringLiteral("totalMs")).toDouble()};
@@ -146,12 +160,61 @@ QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, qui
     r.stats.decode_ms = stats.value(QStringLiteral("decodeMs")).toDouble();
     r.stats.total_ms = stats.value(QStringLiteral("totalMs")).toDouble();
     r.changedRegion = imageFromBase64(node.value(QStringLiteral("maskPng")), QImage::Format_Grayscale8);
+    // Files written before painted masks were kept have none: such an edit stays view-only, since
+    // its replay would re-render another region.
+    if (node.contains(QStringLiteral("paintedMaskPng"))) {
+      const QImage painted = imageFromBase64(node.value(QStringLiteral("paintedMaskPng")), QImage::Format_Grayscale8);
+      if (painted.isNull()) return QObject::tr("the painted mask of node %1 cannot be read").arg(node.value(QStringLiteral("id")).toInteger());
+      r.edit.painted_mask = toImage8(painted);
+    }
+  }
+  r.model = projectModel;
+  if (node.value(QStringLiteral("model")).isObject()) {
+    const QJsonObject model = node.value(QStringLiteral("model")).toObject();
+    r.model = {model.value(QStringLiteral("path")).toString(), model.value(QStringLiteral("family")).toString(),
+               model.value(QStringLiteral("fingerprint")).toString()};
   }
   r.restored = true;
   return {};
 }
 
 }  // namespace
+
+TextChunks imageTextChunks(const HistoryRecord& r) {
+  const std::string modelName = QFileInfo(r.model.path).fileName().toStdString();
+  QJsonObject json{
+      {QStringLiteral("prompt"), str(r.request.prompt)},
+      {QStringLiteral("negative_prompt"), str(r.request.negative_prompt)},
+      {QStringLiteral("seed"), static_cast<qint64>(r.request.seed)},
+      {QStringLiteral("steps"), r.request.steps},
+      {QStringLiteral("cfg_scale"), static_cast<double>(r.request.cfg_scale)},
+      {QStringLiteral("scheduler"), str(r.request.scheduler)},
+      {QStringLiteral("width"), r.request.width},
+      {QStringLiteral("height"), r.request.height},
+      {QStringLiteral("model"), str(modelName)},
+      {QStringLiteral("model_family"), r.model.family},
+      {QStringLiteral("model_fingerprint"), r.model.fingerprint},
+      {QStringLiteral("timings_ms"), QJsonObject{{QStringLiteral("text_encoder"), r.timings.text_encoder_ms},
+                                                 {QStringLiteral("unet"), r.timings.unet_ms},
+                                                 {QStringLiteral("vae"), r.timings.vae_ms},
+                                                 {QStringLiteral("total"), r.timings.total_ms}}},
+  };
+  if (!r.device.isEmpty()) json.insert(QStringLiteral("device"), r.device);
+  if (r.isEdit()) {
+    json.insert(QStringLiteral("edit_of"), r.parentPrompt);
+    json.insert(QStringLiteral("edit"), QJsonObject{{QStringLiteral("mask_mode"), maskModeName(r.edit.mask_mode)},
+                                                    {QStringLiteral("mask_margin"), r.edit.margin},
+                                                    {QStringLiteral("feather"), r.edit.feather},
+                                                    {QStringLiteral("edit_fraction"), r.stats.edit_fraction},
+                                                    {QStringLiteral("detect_steps"), r.stats.detect_steps},
+                                                    {QStringLiteral("detect_ms"), r.stats.detect_ms},
+                                                    {QStringLiteral("sparse_ms"), r.stats.sparse_ms},
+                                                    {QStringLiteral("decode_ms"), r.stats.decode_ms},
+                                                    {QStringLiteral("edit_ms"), r.stats.total_ms}});
+  }
+  return {{"parameters", a1111_parameters(r.request, modelName)},
+          {"fisedit", QJsonDocument(json).toJson(QJsonDocument::Compact).toStdString()}};
+}
 
 QString nodeFileStem(int index) { return QStringLiteral("%1").arg(index + 1, 3, 10, QLatin1Char('0')); }
 
@@ -162,18 +225,20 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
   // Beside the target, so the final rename stays on one file system and is a single step.
   QTemporaryDir staging(target.absolutePath() + QStringLiteral("/.%1-XXXXXX").arg(target.fileName()));
   if (!staging.isValid()) return QObject::tr("Cannot create a folder in %1.").arg(target.absolutePath());
-  const std::string modelName = QFileInfo(content.modelPath).fileName().toStdString();
   try {
     const QJsonDocument doc =
         historyDocument(kExportFormat, content, [&](int i, const HistoryRecord& r, QJsonObject& node) {
           const QString stem = nodeFileStem(i);
           const auto path = [&](const QString& name) { return std::filesystem::path(staging.filePath(name).toStdString()); };
-          write_png(path(stem + QStringLiteral(".png")), toImage8(r.image),
-                    {{"parameters", a1111_parameters(r.request, modelName)}});
+          write_png(path(stem + QStringLiteral(".png")), toImage8(r.image), imageTextChunks(r));
           node.insert(QStringLiteral("image"), stem + QStringLiteral(".png"));
           if (r.isEdit() && !r.changedRegion.isNull()) {
             write_png(path(stem + QStringLiteral("-mask.png")), toImage8(r.changedRegion.convertToFormat(QImage::Format_Grayscale8)));
             node.insert(QStringLiteral("mask"), stem + QStringLiteral("-mask.png"));
+          }
+          if (const QImage painted = paintedMaskImage(r); !painted.isNull()) {
+            write_png(path(stem + QStringLiteral("-painted.png")), toImage8(painted));
+            node.insert(QStringLiteral("paintedMask"), stem + QStringLiteral("-painted.png"));
           }
         });
     QFile json(staging.filePath(QStringLiteral("history.json")));
@@ -192,6 +257,7 @@ QString saveProject(const QString& path, const ProjectContent& content) {
   const QJsonDocument doc = historyDocument(kProjectFormat, content, [](int, const HistoryRecord& r, QJsonObject& node) {
     node.insert(QStringLiteral("imagePng"), pngBase64(r.image));
     if (r.isEdit() && !r.changedRegion.isNull()) node.insert(QStringLiteral("maskPng"), pngBase64(r.changedRegion));
+    if (const QImage painted = paintedMaskImage(r); !painted.isNull()) node.insert(QStringLiteral("paintedMaskPng"), pngBase64(painted));
   });
   QSaveFile file(path);  // the old project stays whole until commit() renames the new one over it
   if (!file.open(QIODevice::WriteOnly) || file.write(doc.toJson(QJsonDocument::Compact)) < 0 || !file.commit())
@@ -223,13 +289,15 @@ ProjectReadResult loadProject(const QString& path) {
   const QJsonObject model = root.value(QStringLiteral("model")).toObject();
   result.content.modelPath = model.value(QStringLiteral("path")).toString();
   result.content.modelFamily = model.value(QStringLiteral("family")).toString();
+  result.content.modelFingerprint = model.value(QStringLiteral("fingerprint")).toString();
+  const ModelIdentity projectModel{result.content.modelPath, result.content.modelFamily, result.content.modelFingerprint};
   QHash<qint64, quint64> ids;  // file id -> restored id
   QHash<quint64, QString> prompts;
   const QJsonArray nodes = root.value(QStringLiteral("nodes")).toArray();
   for (int i = 0; i < nodes.size(); ++i) {
     HistoryRecord r;
     const QJsonObject node = nodes[i].toObject();
-    const QString error = readNode(node, ids, kRestoredIdBase + static_cast<quint64>(i), r);
+    const QString error = readNode(node, ids, kRestoredIdBase + static_cast<quint64>(i), projectModel, r);
     if (error.isEmpty() && ids.contains(node.value(QStringLiteral("id")).toInteger())) {
       result.error = QObject::tr("%1 is damaged: two nodes share an id.").arg(QFileInfo(path).fileName());
       return result;

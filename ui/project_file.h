@@ -4,9 +4,16 @@
 // other tools and people; and a .fisedit project (one JSON file, images embedded as base64 PNG), for
 // opening again. Both are written atomically, so a crash never leaves half a history behind.
 //
-// No activation caches are stored: they are gigabytes, and the engine can rebuild them. Nodes read
-// back are marked `restored`; the window shows and exports them but does not edit them.
+// No activation caches are stored: they are gigabytes, and the engine can rebuild them from what is
+// stored: every node's resolved request, its edit request with the painted mask, its image, and the
+// model it was made with (the project's, or the node's own where a history mixes models). Nodes read
+// back are marked `restored`; the window hands them to the worker's EditSession (adopt) when the open
+// model has their model's fingerprint, and they become editable, their caches rebuilt on the first
+// edit. Fields added since version 1 (fingerprints, per-node models, painted masks) are optional, so
+// older files still open, and older fisedit versions read newer files (ignoring them).
 #include "ui/history_record.h"
+
+#include "io/image_file.h"
 
 #include <QList>
 #include <QString>
@@ -19,8 +26,10 @@ inline constexpr int kHistoryFormatVersion = 1;
 inline constexpr quint64 kRestoredIdBase = quint64{1} << 48;
 
 struct ProjectContent {
+  // The project's model: that of every node that does not name its own (HistoryRecord::model).
   QString modelPath;
   QString modelFamily;
+  QString modelFingerprint;  // ModelSummary::fingerprint; empty in files written before it was recorded
   QList<HistoryRecord> records;  // parents before their children
 };
 
@@ -34,6 +43,12 @@ struct ProjectReadResult {
 
 // The file stem of the index-th node (0-based) in an export: "001", "002", ...
 QString nodeFileStem(int index);
+
+// The text chunks of a node's PNG: AUTOMATIC1111's `parameters`, and `fisedit`, the full record as
+// JSON with the keys fisedit-cli writes (prompt, negative_prompt, seed, steps, cfg_scale, scheduler,
+// width, height, model, model_family, model_fingerprint, device, timings_ms; edits add edit_of and
+// edit). An unknown device is left out.
+TextChunks imageTextChunks(const HistoryRecord& record);
 
 // Each returns an empty string on success, else a message for the user. `folder` must not exist yet
 // (or be empty, as a file dialog may have created it).

@@ -37,17 +37,19 @@ nlohmann::json to_json(const Stats& s) {
   return {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"mean", s.mean}, {"stddev", s.stddev}, {"n", s.n}};
 }
 
-Stats time_repeats(Backend& backend, int warmup, int repeat, const std::function<void()>& body) {
+Stats time_repeats(Backend& backend, int warmup, int repeat, const std::function<void()>& body, Stats* enqueue) {
   using Clock = std::chrono::steady_clock;
   for (int i = 0; i < warmup; ++i) body();
   backend.synchronize();
-  std::vector<double> samples;
+  std::vector<double> samples, host;
   for (int i = 0; i < repeat; ++i) {
     const auto t0 = Clock::now();
     body();
+    host.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     backend.synchronize();  // ops only enqueue on CUDA: the time is the device's, not the launches'
     samples.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
+  if (enqueue) *enqueue = summarize(std::move(host));
   return summarize(std::move(samples));
 }
 

@@ -27,7 +27,10 @@ nlohmann::json to_json(const Stats& s);
 
 // Runs `body` `warmup` times untimed (first-call work: cuDNN algorithm choice, pool growth, lazy
 // module loading), then `repeat` times, each timed from a synchronised device to a synchronised device.
-Stats time_repeats(Backend& backend, int warmup, int repeat, const std::function<void()>& body);
+// `enqueue` (optional) gets the host's time until body returns, before the device is waited for:
+// when it is close to the whole time, the host's launches (not the device) bound the stage.
+Stats time_repeats(Backend& backend, int warmup, int repeat, const std::function<void()>& body,
+                   Stats* enqueue = nullptr);
 
 // Device memory as the backend's allocator sees it; every query is empty on backends without one (CPU).
 class DeviceMemory {

@@ -51,6 +51,9 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                "weights", "peak", "above wts");
   stage_row(out, "text encoder (batch 2)", res["text_encoder"]);
   stage_row(out, "U-Net step (batch 2)", res["unet_step"]);
+  if (res["unet_step"].contains("enqueue_ms"))
+    std::fprintf(out, "  host enqueue %.2f ms of it (close to the step time: launch-bound)\n",
+                 res["unet_step"]["enqueue_ms"]["median"].get<double>());
   stage_row(out, "VAE decode (batch 1)", res["vae_decode"]);
   if (res["vae_decode"].contains("profile")) {
     std::fprintf(out, "  VAE ops (device ms, each op timed alone):");
@@ -77,11 +80,12 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                  gib(driver["used_bytes"]).c_str(), gib(driver["total_bytes"]).c_str());
   const auto& e = res["edit"];
   if (e.is_object() && !e.contains("skipped")) {
-    std::fprintf(out, "\nsparse edit steps (batch 2)    median ms   speed-up   (dense step %.2f ms; cache %s per step)\n",
+    std::fprintf(out, "\nsparse edit steps (batch 2)    median ms   speed-up   host enqueue ms   (dense step %.2f ms; cache %s per step)\n",
                  e["dense_time_ms"]["median"].get<double>(), gib(e["cache_bytes_per_step"]).c_str());
     for (const auto& row : e["sparse"])
-      std::fprintf(out, "  edit region %5.1f%%          %9.2f   %7.2fx\n", 100.0 * row["edit_fraction"].get<double>(),
-                   row["time_ms"]["median"].get<double>(), row["speedup"].get<double>());
+      std::fprintf(out, "  edit region %5.1f%%          %9.2f   %7.2fx   %9.2f\n", 100.0 * row["edit_fraction"].get<double>(),
+                   row["time_ms"]["median"].get<double>(), row["speedup"].get<double>(),
+                   row.contains("enqueue_ms") ? row["enqueue_ms"]["median"].get<double>() : 0.0);
     if (e.contains("spill_steps")) {
       const auto& sp = e["spill_steps"];
       std::fprintf(out, "  cache beyond a device budget of %s: %d of %d steps in pinned host memory (%.1f%% region)\n",
@@ -100,11 +104,12 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                    gib(se["spilled"]["cache_bytes_device"]).c_str(), gib(se["spilled"]["cache_bytes_host"]).c_str());
     }
     for (const char* key : {"profile_dense_step", "profile_sparse_step_5pct"}) {
-      std::fprintf(out, "  %s (device ms by op, each op timed alone):\n   ", key);
+      std::fprintf(out, "  %s (device/host ms by op, each op timed alone):\n   ", key);
       int shown = 0;
       for (const auto& op : e[key])
         if (shown++ < 12)
-          std::fprintf(out, " %s %.2f (%d)", op["op"].get<std::string>().c_str(), op["total_ms"].get<double>(), op["calls"].get<int>());
+          std::fprintf(out, " %s %.2f/%.2f (%d)", op["op"].get<std::string>().c_str(), op["total_ms"].get<double>(),
+                       op.value("host_ms", 0.0), op["calls"].get<int>());
       std::fprintf(out, "\n");
     }
   }

@@ -63,7 +63,8 @@ nlohmann::json profile_ops(Backend& backend, const std::function<void()>& body) 
   const auto times = backend.profile_report();
   backend.set_profiling(false);
   nlohmann::json ops = nlohmann::json::array();
-  for (const auto& t : times) ops.push_back({{"op", t.op}, {"calls", t.calls}, {"total_ms", t.total_ms}});
+  for (const auto& t : times)
+    ops.push_back({{"op", t.op}, {"calls", t.calls}, {"total_ms", t.total_ms}, {"host_ms", t.host_ms}});
   return ops;
 }
 
@@ -101,9 +102,11 @@ nlohmann::json Stages::unet_step() {
   const auto context = backend_.upload(normal({2, 77, model_->unet.cross_attention_dim}, 2));
   const float timestep = 500.0f;
   memory_.reset_peak();
-  const auto time =
-      time_repeats(backend_, s_.warmup, s_.repeat, [&] { unet.forward(sample, std::span(&timestep, 1), context); });
-  return {{"time_ms", to_json(time)}, {"batch", 2}, {"latent", {h, w}}, {"memory", memory(before, loaded)}};
+  Stats enqueue;
+  const auto time = time_repeats(
+      backend_, s_.warmup, s_.repeat, [&] { unet.forward(sample, std::span(&timestep, 1), context); }, &enqueue);
+  return {{"time_ms", to_json(time)}, {"enqueue_ms", to_json(enqueue)}, {"batch", 2}, {"latent", {h, w}},
+          {"memory", memory(before, loaded)}};
 }
 
 nlohmann::json Stages::edit_steps() {
@@ -123,11 +126,16 @@ nlohmann::json Stages::edit_steps() {
     const LatentMask mask = centred_square(h, w, fraction);
     LayerRecord out;
     SparseLevels levels(mask);
-    const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] {
-      SparseStep step(record, levels, out);
-      unet.forward(sample, std::span(&timestep, 1), context, &step);
-    });
-    rows.push_back({{"edit_fraction", mask.fraction()}, {"time_ms", to_json(time)}, {"speedup", dense.median / time.median}});
+    Stats enqueue;
+    const auto time = time_repeats(
+        backend_, s_.warmup, s_.repeat,
+        [&] {
+          SparseStep step(record, levels, out);
+          unet.forward(sample, std::span(&timestep, 1), context, &step);
+        },
+        &enqueue);
+    rows.push_back({{"edit_fraction", mask.fraction()}, {"time_ms", to_json(time)}, {"enqueue_ms", to_json(enqueue)},
+                    {"speedup", dense.median / time.median}});
   }
   // Where the time of one dense step and of one 5% sparse step goes, op by op.
   const auto profile = [&](const std::function<void()>& body) { return profile_ops(backend_, body); };

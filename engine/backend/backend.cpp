@@ -46,9 +46,12 @@ DeviceTensor DeviceTensor::slice_rows(std::int64_t begin, std::int64_t end) cons
 
 namespace {
 
-void require(bool ok, const char* op, const std::string& what) {
-  if (!ok) throw Error(ErrorCode::invalid_argument, std::string(op) + ": " + what);
-}
+// Builds the message only when the check fails: every op checks its arguments on every call, and
+// formatting shapes eagerly cost the host microseconds per op, in step loops bound by their launches.
+#define FISEDIT_REQUIRE(ok, op, what)                                                                 \
+  do {                                                                                        \
+    if (!(ok)) throw Error(ErrorCode::invalid_argument, std::string(op) + ": " + (what));  \
+  } while (0)
 
 std::string shapes(const DeviceTensor& a) { return shape_to_string(a.shape()); }
 
@@ -59,27 +62,39 @@ Shape with_last(Shape s, std::int64_t last) {
 
 // Ops read device memory only: a spilled cache tensor must be copied back first (copy_async).
 void check_device(const char* op, const DeviceTensor& t, const char* what) {
-  require(!t.host_resident(), op, std::string(what) + " is in host memory (copy it to the device first)");
+  FISEDIT_REQUIRE(!t.host_resident(), op, std::string(what) + " is in host memory (copy it to the device first)");
 }
 
 // Op inputs must be present and of the backend's activation dtype (weights too: upload converts them).
 void check_act(const char* op, const DeviceTensor& t, const char* what, DType act) {
-  if (t.empty()) require(false, op, std::string(what) + " is missing");
+  if (t.empty()) FISEDIT_REQUIRE(false, op, std::string(what) + " is missing");
   check_device(op, t, what);
-  require(t.dtype() == act, op, std::string(what) + " has dtype " + std::string(dtype_name(t.dtype())) +
+  FISEDIT_REQUIRE(t.dtype() == act, op, std::string(what) + " has dtype " + std::string(dtype_name(t.dtype())) +
                                     ", not the backend's activation dtype " + std::string(dtype_name(act)));
 }
 
 }  // namespace
 
-// Times the outermost op while profiling is on.
+namespace {
+double host_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+// Times the outermost op while profiling is on: on the device (profile_begin/end) and on the host.
 class OpScope {
 public:
   OpScope(Backend& b, const char* op) : b_(b), op_(op) {
-    if (b_.profiling_ && b_.op_depth_++ == 0) b_.profile_begin();
+    if (b_.profiling_ && b_.op_depth_++ == 0) {
+      b_.call_begin_ms_ = host_ms();
+      b_.profile_begin();
+    }
   }
   ~OpScope() {
-    if (b_.profiling_ && --b_.op_depth_ == 0) b_.profile_end(op_);
+    if (b_.profiling_ && --b_.op_depth_ == 0) {
+      b_.profile_end(op_);
+      b_.call_host_ms_[op_] += host_ms() - b_.call_begin_ms_;
+    }
   }
   OpScope(const OpScope&) = delete;
   OpScope& operator=(const OpScope&) = delete;
@@ -98,15 +113,11 @@ void Backend::set_profiling(bool on) {
 std::vector<Backend::OpTime> Backend::profile_report() {
   synchronize();
   auto times = profile_collect();
+  for (auto& t : times) t.host_ms = call_host_ms_[t.op];
+  call_host_ms_.clear();
   std::sort(times.begin(), times.end(), [](const OpTime& a, const OpTime& b) { return a.total_ms > b.total_ms; });
   return times;
 }
-
-namespace {
-double host_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 void Backend::profile_begin() {
   synchronize();
@@ -154,10 +165,10 @@ Tensor Backend::download(const DeviceTensor& t) {
 Backend::CopyFence Backend::copy_async(std::span<const TensorCopy> copies) {
   std::uint64_t bytes = 0;
   for (const auto& c : copies) {
-    require(!c.src.empty() && !c.dst.empty(), "copy_async", "a source or destination is missing");
-    require(c.src.dtype() == c.dst.dtype() && c.src.shape() == c.dst.shape(), "copy_async",
-            "source " + shapes(c.src) + " " + std::string(dtype_name(c.src.dtype())) + " and destination " +
-                shapes(c.dst) + " " + std::string(dtype_name(c.dst.dtype())) + " differ");
+    FISEDIT_REQUIRE(!c.src.empty() && !c.dst.empty(), "copy_async", "a source or destination is missing");
+    FISEDIT_REQUIRE(c.src.dtype() == c.dst.dtype() && c.src.shape() == c.dst.shape(), "copy_async",
+                    "source " + shapes(c.src) + " " + std::string(dtype_name(c.src.dtype())) + " and destination " +
+                        shapes(c.dst) + " " + std::string(dtype_name(c.dst.dtype())) + " differ");
     bytes += c.src.nbytes();
   }
   if (copies.empty()) return {};
@@ -184,9 +195,9 @@ void Backend::copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t 
 
 ConvWeight Backend::prepare_conv_weight(const Tensor& weight, const Tensor& bias) {
   const char* op = "prepare_conv_weight";
-  require(weight.rank() == 4 && dtype_is_float(weight.dtype()), op,
+  FISEDIT_REQUIRE(weight.rank() == 4 && dtype_is_float(weight.dtype()), op,
           "weight must be a float [Cout, Cin, kh, kw] tensor, got " + shape_to_string(weight.shape()));
-  require(bias.empty() || (bias.rank() == 1 && bias.dim(0) == weight.dim(0) && dtype_is_float(bias.dtype())), op,
+  FISEDIT_REQUIRE(bias.empty() || (bias.rank() == 1 && bias.dim(0) == weight.dim(0) && dtype_is_float(bias.dtype())), op,
           "bias " + shape_to_string(bias.shape()) + " does not match weight " + shape_to_string(weight.shape()));
   return prepare_conv_weight_impl(weight, bias);
 }
@@ -196,16 +207,44 @@ DeviceTensor Backend::linear(const DeviceTensor& x, const DeviceTensor& weight, 
   const OpScope scope(*this, "linear");
   check_act("linear", x, "x", activation_dtype());
   check_act("linear", weight, "weight", activation_dtype());
-  require(x.rank() >= 1 && weight.rank() == 2 && x.dim(-1) == weight.dim(1), "linear",
+  FISEDIT_REQUIRE(x.rank() >= 1 && weight.rank() == 2 && x.dim(-1) == weight.dim(1), "linear",
           "x " + shapes(x) + " does not match weight " + shapes(weight) + " ([N, K])");
   if (!bias.empty()) {
     check_act("linear", bias, "bias", activation_dtype());
-    require(bias.rank() == 1 && bias.dim(0) == weight.dim(0), "linear",
+    FISEDIT_REQUIRE(bias.rank() == 1 && bias.dim(0) == weight.dim(0), "linear",
             "bias " + shapes(bias) + " does not match weight " + shapes(weight));
   }
   auto out = allocate(with_last(x.shape(), weight.dim(0)));
   linear_impl(x, weight, bias, act, out);
   return out;
+}
+
+DeviceTensor Backend::linear_add(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                                 const DeviceTensor& residual) {
+  const OpScope scope(*this, "linear+add");
+  check_act("linear_add", x, "x", activation_dtype());
+  check_act("linear_add", weight, "weight", activation_dtype());
+  check_act("linear_add", residual, "residual", activation_dtype());
+  FISEDIT_REQUIRE(x.rank() >= 1 && weight.rank() == 2 && x.dim(-1) == weight.dim(1), "linear_add",
+          "x " + shapes(x) + " does not match weight " + shapes(weight) + " ([N, K])");
+  if (!bias.empty()) {
+    check_act("linear_add", bias, "bias", activation_dtype());
+    FISEDIT_REQUIRE(bias.rank() == 1 && bias.dim(0) == weight.dim(0), "linear_add",
+            "bias " + shapes(bias) + " does not match weight " + shapes(weight));
+  }
+  const Shape out_shape = with_last(x.shape(), weight.dim(0));
+  FISEDIT_REQUIRE(residual.shape() == out_shape, "linear_add",
+          "residual " + shapes(residual) + " is not the output's shape " + shape_to_string(out_shape));
+  auto out = allocate(out_shape);
+  linear_add_impl(x, weight, bias, residual, out);
+  return out;
+}
+
+void Backend::linear_add_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                              const DeviceTensor& residual, DeviceTensor& out) {
+  linear_impl(x, weight, bias, Activation::none, out);
+  const std::int64_t c = out.dim(-1);
+  if (out.numel() > 0) binary_impl(BinaryOp::add, out, residual, Broadcast{out.numel() / c, 1, c}, out);
 }
 
 namespace {
@@ -214,28 +253,28 @@ namespace {
 std::pair<std::int64_t, std::int64_t> conv_output_size(const char* op, const DeviceTensor& x, const ConvWeight& w,
                                                        const Conv2dParams& p, DType act) {
   check_act(op, x, "x", act);
-  require(!w.weight.empty(), op, "weights were not prepared (prepare_conv_weight)");
-  require(x.rank() == 4 && x.dim(3) == w.in_channels, op,
+  FISEDIT_REQUIRE(!w.weight.empty(), op, "weights were not prepared (prepare_conv_weight)");
+  FISEDIT_REQUIRE(x.rank() == 4 && x.dim(3) == w.in_channels, op,
           "x " + shapes(x) + " is not [N, H, W, " + std::to_string(w.in_channels) + "]");
-  require(p.stride >= 1 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, op,
+  FISEDIT_REQUIRE(p.stride >= 1 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, op,
           "stride must be positive and padding non-negative");
   const std::int64_t hp = x.dim(1) + p.pad_top + p.pad_bottom, wp = x.dim(2) + p.pad_left + p.pad_right;
-  require(hp >= w.kernel_h && wp >= w.kernel_w, op, "input " + shapes(x) + " is smaller than the kernel after padding");
+  FISEDIT_REQUIRE(hp >= w.kernel_h && wp >= w.kernel_w, op, "input " + shapes(x) + " is smaller than the kernel after padding");
   return {(hp - w.kernel_h) / p.stride + 1, (wp - w.kernel_w) / p.stride + 1};
 }
 
 void check_positions(const char* op, const DeviceTensor& positions, std::int64_t limit) {
-  require(!positions.empty() && positions.dtype() == DType::i32 && positions.rank() == 1, op,
+  FISEDIT_REQUIRE(!positions.empty() && positions.dtype() == DType::i32 && positions.rank() == 1, op,
           "positions must be an I32 [P] tensor (upload integer indices)");
   check_device(op, positions, "positions");
-  require(positions.dim(0) <= limit, op, std::to_string(positions.dim(0)) + " positions for " + std::to_string(limit) + " places");
+  FISEDIT_REQUIRE(positions.dim(0) <= limit, op, std::to_string(positions.dim(0)) + " positions for " + std::to_string(limit) + " places");
 }
 
 }  // namespace
 
 DeviceTensor Backend::clone(const DeviceTensor& x) {
   const OpScope scope(*this, "clone");
-  require(!x.empty(), "clone", "x is empty");
+  FISEDIT_REQUIRE(!x.empty(), "clone", "x is empty");
   check_device("clone", x, "x");
   auto out = allocate(x.dtype(), x.shape());
   copy_impl(x, out);
@@ -248,6 +287,29 @@ DeviceTensor Backend::conv2d(const DeviceTensor& x, const ConvWeight& w, const C
   auto out = allocate({x.dim(0), ho, wo, w.out_channels});
   conv2d_impl(x, w, p, out);
   return out;
+}
+
+DeviceTensor Backend::conv2d_add(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
+                                 const DeviceTensor& addend) {
+  const OpScope scope(*this, "conv2d+add");
+  const auto [ho, wo] = conv_output_size("conv2d_add", x, w, p, activation_dtype());
+  check_act("conv2d_add", addend, "addend", activation_dtype());
+  const Shape out_shape{x.dim(0), ho, wo, w.out_channels};
+  const bool residual = addend.shape() == out_shape;
+  FISEDIT_REQUIRE((residual || addend.shape() == Shape{x.dim(0), 1, 1, w.out_channels}), "conv2d_add",
+          "addend " + shapes(addend) + " is neither the output's shape " + shape_to_string(out_shape) + " nor [N, 1, 1, " +
+              std::to_string(w.out_channels) + "]");
+  auto out = allocate(out_shape);
+  conv2d_add_impl(x, w, p, addend, residual ? 1 : ho * wo, out);
+  return out;
+}
+
+void Backend::conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                              const DeviceTensor& addend, std::int64_t repeat, DeviceTensor& out) {
+  conv2d_impl(x, w, params, out);
+  const std::int64_t c = out.dim(3);
+  if (out.numel() > 0)
+    binary_impl(BinaryOp::add, out, addend, Broadcast{out.numel() / c / repeat, repeat, c}, out);
 }
 
 DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
@@ -263,7 +325,7 @@ DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, cons
 DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor& positions) {
   const OpScope scope(*this, "gather_positions");
   check_act("gather_positions", x, "x", activation_dtype());
-  require(x.rank() == 3, "gather_positions", "x " + shapes(x) + " is not [N, L, C]");
+  FISEDIT_REQUIRE(x.rank() == 3, "gather_positions", "x " + shapes(x) + " is not [N, L, C]");
   check_positions("gather_positions", positions, x.dim(1));
   auto out = allocate({x.dim(0), positions.dim(0), x.dim(2)});
   gather_positions_impl(x, positions, out);
@@ -275,10 +337,10 @@ DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTe
   const OpScope scope(*this, "scatter_positions");
   check_act("scatter_positions", base, "base", activation_dtype());
   check_act("scatter_positions", values, "values", activation_dtype());
-  require(base.rank() == 3 && values.rank() == 3 && base.dim(0) == values.dim(0) && base.dim(2) == values.dim(2),
+  FISEDIT_REQUIRE(base.rank() == 3 && values.rank() == 3 && base.dim(0) == values.dim(0) && base.dim(2) == values.dim(2),
           "scatter_positions", "base " + shapes(base) + " and values " + shapes(values) + " are not [N, L, C] and [N, P, C]");
   check_positions("scatter_positions", positions, base.dim(1));
-  require(positions.dim(0) == values.dim(1), "scatter_positions", "values " + shapes(values) + " for " +
+  FISEDIT_REQUIRE(positions.dim(0) == values.dim(1), "scatter_positions", "values " + shapes(values) + " for " +
                                                                       std::to_string(positions.dim(0)) + " positions");
   auto out = clone(base);
   scatter_positions_impl(values, positions, out);
@@ -293,20 +355,20 @@ DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamm
   check_act(op, x, "x", activation_dtype());
   check_act(op, gamma, "gamma", activation_dtype());
   check_act(op, beta, "beta", activation_dtype());
-  require(x.rank() >= 2, op, "x " + shapes(x) + " is not [N, ..., C]");
+  FISEDIT_REQUIRE(x.rank() >= 2, op, "x " + shapes(x) + " is not [N, ..., C]");
   const std::int64_t n = x.dim(0), c = x.dim(-1);
-  require(groups >= 1 && c % groups == 0, op,
+  FISEDIT_REQUIRE(groups >= 1 && c % groups == 0, op,
           std::to_string(c) + " channels do not split into " + std::to_string(groups) + " groups");
-  require(gamma.shape() == Shape{c} && beta.shape() == Shape{c}, op,
+  FISEDIT_REQUIRE(gamma.shape() == Shape{c} && beta.shape() == Shape{c}, op,
           "gamma " + shapes(gamma) + " / beta " + shapes(beta) + " do not match " + std::to_string(c) + " channels");
   if (stats_in) {
-    require(!stats_in->mean.empty() && !stats_in->var.empty(), op, "given statistics are missing");
+    FISEDIT_REQUIRE(!stats_in->mean.empty() && !stats_in->var.empty(), op, "given statistics are missing");
     check_device(op, stats_in->mean, "the given mean");
     check_device(op, stats_in->var, "the given variance");
   }
   if (stats_in)
-    require(stats_in->mean.dtype() == DType::f32 && stats_in->var.dtype() == DType::f32 &&
-                stats_in->mean.shape() == Shape{n, groups} && stats_in->var.shape() == Shape{n, groups},
+    FISEDIT_REQUIRE((stats_in->mean.dtype() == DType::f32 && stats_in->var.dtype() == DType::f32 &&
+                     stats_in->mean.shape() == Shape{n, groups} && stats_in->var.shape() == Shape{n, groups}),
             op, "given statistics are not float32 [N, groups] = [" + std::to_string(n) + ", " +
                     std::to_string(groups) + "]");
   if (stats_out) {
@@ -325,7 +387,7 @@ DeviceTensor Backend::layer_norm(const DeviceTensor& x, const DeviceTensor& gamm
   check_act(op, x, "x", activation_dtype());
   check_act(op, gamma, "gamma", activation_dtype());
   check_act(op, beta, "beta", activation_dtype());
-  require(x.rank() >= 1 && gamma.shape() == Shape{x.dim(-1)} && beta.shape() == Shape{x.dim(-1)}, op,
+  FISEDIT_REQUIRE(x.rank() >= 1 && gamma.shape() == Shape{x.dim(-1)} && beta.shape() == Shape{x.dim(-1)}, op,
           "gamma " + shapes(gamma) + " / beta " + shapes(beta) + " do not match x " + shapes(x));
   auto out = allocate(x.shape());
   layer_norm_impl(x, gamma, beta, eps, out);
@@ -339,11 +401,11 @@ DeviceTensor Backend::attention(const DeviceTensor& q, const DeviceTensor& k, co
   check_act(op, q, "q", activation_dtype());
   check_act(op, k, "k", activation_dtype());
   check_act(op, v, "v", activation_dtype());
-  require(q.rank() == 3 && k.rank() == 3 && k.shape() == v.shape() && q.dim(0) == k.dim(0) && q.dim(2) == k.dim(2),
+  FISEDIT_REQUIRE(q.rank() == 3 && k.rank() == 3 && k.shape() == v.shape() && q.dim(0) == k.dim(0) && q.dim(2) == k.dim(2),
           op, "q " + shapes(q) + ", k " + shapes(k) + ", v " + shapes(v) + " are not [B, Lq, C], [B, Lk, C] x2");
-  require(params.heads >= 1 && q.dim(2) % params.heads == 0, op,
+  FISEDIT_REQUIRE(params.heads >= 1 && q.dim(2) % params.heads == 0, op,
           std::to_string(q.dim(2)) + " channels do not split into " + std::to_string(params.heads) + " heads");
-  require(k.dim(1) >= 1, op, "no keys");
+  FISEDIT_REQUIRE(k.dim(1) >= 1, op, "no keys");
   auto out = allocate(q.shape());
   attention_impl(q, k, v, params, out);
   return out;
@@ -360,7 +422,7 @@ DeviceTensor Backend::activation(const DeviceTensor& x, Activation act) {
 DeviceTensor Backend::geglu(const DeviceTensor& x) {
   const OpScope scope(*this, "geglu");
   check_act("geglu", x, "x", activation_dtype());
-  require(x.rank() >= 1 && x.dim(-1) % 2 == 0, "geglu", "x " + shapes(x) + " has an odd channel count");
+  FISEDIT_REQUIRE(x.rank() >= 1 && x.dim(-1) % 2 == 0, "geglu", "x " + shapes(x) + " has an odd channel count");
   auto out = allocate(with_last(x.shape(), x.dim(-1) / 2));
   geglu_impl(x, out);
   return out;
@@ -377,7 +439,7 @@ DeviceTensor Backend::binary(BinaryOp op, const char* name, const DeviceTensor& 
   const OpScope scope(*this, name);
   check_act(name, a, "a", activation_dtype());
   check_act(name, b, "b", activation_dtype());
-  const auto fail = [&] { require(false, name, "b " + shapes(b) + " does not broadcast to a " + shapes(a)); };
+  const auto fail = [&] { FISEDIT_REQUIRE(false, name, "b " + shapes(b) + " does not broadcast to a " + shapes(a)); };
   if (b.rank() > a.rank()) fail();
   Shape bs(static_cast<std::size_t>(a.rank() - b.rank()), 1);
   bs.insert(bs.end(), b.shape().begin(), b.shape().end());
@@ -410,8 +472,8 @@ DeviceTensor Backend::scale(const DeviceTensor& x, float s) {
 DeviceTensor Backend::upsample_nearest(const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w) {
   const OpScope scope(*this, "upsample_nearest");
   check_act("upsample_nearest", x, "x", activation_dtype());
-  require(x.rank() == 4, "upsample_nearest", "x " + shapes(x) + " is not [N, H, W, C]");
-  require(out_h > 0 && out_w > 0, "upsample_nearest", "target size must be positive");
+  FISEDIT_REQUIRE(x.rank() == 4, "upsample_nearest", "x " + shapes(x) + " is not [N, H, W, C]");
+  FISEDIT_REQUIRE(out_h > 0 && out_w > 0, "upsample_nearest", "target size must be positive");
   auto out = allocate({x.dim(0), out_h, out_w, x.dim(3)});
   upsample_nearest_impl(x, out);
   return out;
@@ -421,7 +483,7 @@ DeviceTensor Backend::concat_channels(const DeviceTensor& a, const DeviceTensor&
   const OpScope scope(*this, "concat_channels");
   check_act("concat_channels", a, "a", activation_dtype());
   check_act("concat_channels", b, "b", activation_dtype());
-  require(a.rank() >= 1 && a.rank() == b.rank() && with_last(a.shape(), 0) == with_last(b.shape(), 0),
+  FISEDIT_REQUIRE(a.rank() >= 1 && a.rank() == b.rank() && with_last(a.shape(), 0) == with_last(b.shape(), 0),
           "concat_channels", "a " + shapes(a) + " and b " + shapes(b) + " differ in more than channels");
   auto out = allocate(with_last(a.shape(), a.dim(-1) + b.dim(-1)));
   concat_channels_impl(a, b, out);
@@ -431,7 +493,7 @@ DeviceTensor Backend::concat_channels(const DeviceTensor& a, const DeviceTensor&
 DeviceTensor Backend::slice_channels(const DeviceTensor& x, std::int64_t begin, std::int64_t end) {
   const OpScope scope(*this, "slice_channels");
   check_act("slice_channels", x, "x", activation_dtype());
-  require(x.rank() >= 1 && 0 <= begin && begin <= end && end <= x.dim(-1), "slice_channels",
+  FISEDIT_REQUIRE(x.rank() >= 1 && 0 <= begin && begin <= end && end <= x.dim(-1), "slice_channels",
           "[" + std::to_string(begin) + ", " + std::to_string(end) + ") is not inside the channels of " + shapes(x));
   auto out = allocate(with_last(x.shape(), end - begin));
   slice_channels_impl(x, begin, out);
@@ -443,10 +505,10 @@ DeviceTensor Backend::select_positions(const DeviceTensor& mask, const DeviceTen
   check_act("select_positions", mask, "mask", activation_dtype());
   check_act("select_positions", a, "a", activation_dtype());
   check_act("select_positions", b, "b", activation_dtype());
-  require(a.shape() == b.shape(), "select_positions", "a " + shapes(a) + " and b " + shapes(b) + " differ");
-  require(a.rank() >= 2, "select_positions", "a " + shapes(a) + " is not [N, ..., C]");
+  FISEDIT_REQUIRE(a.shape() == b.shape(), "select_positions", "a " + shapes(a) + " and b " + shapes(b) + " differ");
+  FISEDIT_REQUIRE(a.rank() >= 2, "select_positions", "a " + shapes(a) + " is not [N, ..., C]");
   const std::int64_t positions = a.numel() / std::max<std::int64_t>(1, a.dim(0) * a.dim(-1));
-  require(mask.numel() == positions, "select_positions",
+  FISEDIT_REQUIRE(mask.numel() == positions, "select_positions",
           "mask " + shapes(mask) + " does not have one value per position of " + shapes(a));
   auto out = allocate(a.shape());
   select_positions_impl(mask, a, b, out);
@@ -456,8 +518,8 @@ DeviceTensor Backend::select_positions(const DeviceTensor& mask, const DeviceTen
 DeviceTensor Backend::embedding(const DeviceTensor& table, const DeviceTensor& ids) {
   const OpScope scope(*this, "embedding");
   check_act("embedding", table, "table", activation_dtype());
-  require(table.rank() == 2, "embedding", "table " + shapes(table) + " is not [V, C]");
-  require(!ids.empty() && ids.dtype() == DType::i32, "embedding", "ids must be an I32 tensor (upload integer ids)");
+  FISEDIT_REQUIRE(table.rank() == 2, "embedding", "table " + shapes(table) + " is not [V, C]");
+  FISEDIT_REQUIRE(!ids.empty() && ids.dtype() == DType::i32, "embedding", "ids must be an I32 tensor (upload integer ids)");
   check_device("embedding", ids, "ids");
   Shape s = ids.shape();
   s.push_back(table.dim(1));
@@ -469,7 +531,7 @@ DeviceTensor Backend::embedding(const DeviceTensor& table, const DeviceTensor& i
 DeviceTensor Backend::nchw_to_nhwc(const DeviceTensor& x) {
   const OpScope scope(*this, "layout");
   check_act("nchw_to_nhwc", x, "x", activation_dtype());
-  require(x.rank() == 4, "nchw_to_nhwc", "x " + shapes(x) + " is not [N, C, H, W]");
+  FISEDIT_REQUIRE(x.rank() == 4, "nchw_to_nhwc", "x " + shapes(x) + " is not [N, C, H, W]");
   auto out = allocate({x.dim(0), x.dim(2), x.dim(3), x.dim(1)});
   convert_layout_impl(x, true, out);
   return out;
@@ -478,7 +540,7 @@ DeviceTensor Backend::nchw_to_nhwc(const DeviceTensor& x) {
 DeviceTensor Backend::nhwc_to_nchw(const DeviceTensor& x) {
   const OpScope scope(*this, "layout");
   check_act("nhwc_to_nchw", x, "x", activation_dtype());
-  require(x.rank() == 4, "nhwc_to_nchw", "x " + shapes(x) + " is not [N, H, W, C]");
+  FISEDIT_REQUIRE(x.rank() == 4, "nhwc_to_nchw", "x " + shapes(x) + " is not [N, H, W, C]");
   auto out = allocate({x.dim(0), x.dim(3), x.dim(1), x.dim(2)});
   convert_layout_impl(x, false, out);
   return out;

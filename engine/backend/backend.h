@@ -205,6 +205,9 @@ public:
     std::string op;
     int calls = 0;
     double total_ms = 0;
+    // Host time inside the op's calls (argument checks, allocation, launches; on CUDA also the
+    // profiling events): near total_ms, the host's launches bound the op, not the device.
+    double host_ms = 0;
   };
   // While on, the device time of every op is accumulated by op name (ops inside ops count for the
   // outer one). Waits for the device when switched and when reported.
@@ -216,8 +219,17 @@ public:
   // x [..., K] . weight[N, K]^T + bias[N] -> [..., N], then `act`. bias may be empty.
   DeviceTensor linear(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
                       Activation act = Activation::none);
+  // linear(x, weight, bias) + residual, the residual shaped like the output: a residual connection
+  // in the same pass (the CUDA backend adds it in the GEMM's epilogue, saving a read and a write of
+  // the activation and a launch).
+  DeviceTensor linear_add(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                          const DeviceTensor& residual);
   // [N, H, W, Cin] -> [N, Ho, Wo, Cout], Ho = (H + pad_top + pad_bottom - kh) / stride + 1.
   DeviceTensor conv2d(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params);
+  // conv2d(x) + addend, addend [N, Ho, Wo, Cout] (a residual connection) or [N, 1, 1, Cout] (a time
+  // embedding, broadcast over positions), fused with the bias pass where the backend can.
+  DeviceTensor conv2d_add(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                          const DeviceTensor& addend);
   // [N, ..., C] -> [N, ..., C], statistics over (positions, C / groups channels) per (n, group).
   // `stats_out` (optional) receives the statistics used; `stats_in` (optional) replaces computing them.
   DeviceTensor group_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
@@ -296,6 +308,13 @@ protected:
                            Activation act, DeviceTensor& out) = 0;
   virtual void conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                            DeviceTensor& out) = 0;
+  // Optional: the defaults run linear_impl / conv2d_impl, then binary_impl in place. `repeat` is how
+  // many output rows (positions) share one row of the addend: 1 for a residual, Ho * Wo for a time
+  // embedding.
+  virtual void linear_add_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                               const DeviceTensor& residual, DeviceTensor& out);
+  virtual void conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                               const DeviceTensor& addend, std::int64_t repeat, DeviceTensor& out);
   // x viewed as [N, L, C]. stats_out and stats_in are null or hold [N, G] f32 tensors.
   virtual void group_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
                                int groups, float eps, bool silu, GroupNormStats* stats_out,
@@ -348,6 +367,8 @@ private:
   CopyCounters copy_counters_;
   double host_begin_ms_ = 0;
   std::map<std::string, OpTime> host_times_;
+  double call_begin_ms_ = 0;                     // the outermost op's entry, host clock
+  std::map<std::string, double> call_host_ms_;   // host time inside ops, by op
 };
 
 }  // namespace fisedit

@@ -40,6 +40,10 @@ struct Linear {
   DeviceTensor forward(Backend& b, const DeviceTensor& x, Activation act = Activation::none) const {
     return b.linear(x, weight, bias, act);
   }
+  // [..., in] -> [..., out] + residual (shaped like the output), in one pass where the backend fuses it.
+  DeviceTensor forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& residual) const {
+    return b.linear_add(x, weight, bias, residual);
+  }
 };
 
 // torch.nn.Conv2d with a square kernel: weight [out, in, k, k], bias [out].
@@ -51,6 +55,10 @@ struct Conv2d {
                      Conv2dParams params);
   // [N, H, W, in] -> [N, Ho, Wo, out]
   DeviceTensor forward(Backend& b, const DeviceTensor& x) const { return b.conv2d(x, weight, params); }
+  // + addend [N, Ho, Wo, out] or [N, 1, 1, out], in one pass where the backend fuses it.
+  DeviceTensor forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& addend) const {
+    return b.conv2d_add(x, weight, params, addend);
+  }
 };
 
 // The statistics of a model's GroupNorms in call order: kept by one run, used by another. A crop of an

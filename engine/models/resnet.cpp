@@ -20,8 +20,8 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, NormTape*
   // [N, H, W, in] -> [N, H, W, out]
   const auto h = conv1.forward(b, norm1.forward(b, x, /*silu=*/true, tape));
   // [N, H, W, out] -> [N, H, W, out]
-  const auto y = conv2.forward(b, norm2.forward(b, h, /*silu=*/true, tape));
-  return b.add(conv_shortcut ? conv_shortcut->forward(b, x) : x, y);
+  const auto shortcut = conv_shortcut ? conv_shortcut->forward(b, x) : x;
+  return conv2.forward_add(b, norm2.forward(b, h, /*silu=*/true, tape), shortcut);
 }
 
 }  // namespace fisedit

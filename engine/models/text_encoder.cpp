@@ -55,10 +55,10 @@ DeviceTensor TextEncoder::layer_forward(const EncoderLayer& layer, const DeviceT
   const auto h = layer.layer_norm1.forward(b, x);
   const auto a = b.attention(layer.q_proj.forward(b, h), layer.k_proj.forward(b, h), layer.v_proj.forward(b, h),
                              attention);
-  const auto x1 = b.add(x, layer.out_proj.forward(b, a));
+  const auto x1 = layer.out_proj.forward_add(b, a, x);
   // [B, L, hidden] -> [B, L, intermediate] -> [B, L, hidden]
   const auto m = layer.fc1.forward(b, layer.layer_norm2.forward(b, x1), act_);
-  return b.add(x1, layer.fc2.forward(b, m));
+  return layer.fc2.forward_add(b, m, x1);
 }
 
 DeviceTensor TextEncoder::forward(const DeviceTensor& input_ids) const {

@@ -73,17 +73,18 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const Dev
   const auto temb = t.reshaped({t.dim(0), 1, 1, t.dim(1)});
   if (plan == Plan::sparse) {
     const auto& at = s->positions(b, H, W);
-    auto h = s->scatter_output(b, b.conv2d_at(group_norm(b, norm1, x, true, s), conv1.weight, conv1.params, at), H, W);
-    h = b.add(h, temb);                                                                        // [N, H, W, out]
+    // The kept output of conv1 includes the time embedding (as the dense route's fused pass gives it).
+    const auto h1 = b.conv2d_at(group_norm(b, norm1, x, true, s), conv1.weight, conv1.params, at);  // [N, P, out]
+    const auto h = s->scatter_output(b, b.add(h1, temb.reshaped({t.dim(0), 1, t.dim(1)})), H, W);   // [N, H, W, out]
     const auto y = b.conv2d_at(group_norm(b, norm2, h, true, s), conv2.weight, conv2.params, at);  // [N, P, out]
     const auto shortcut = conv_shortcut ? b.conv2d_at(x, conv_shortcut->weight, conv_shortcut->params, at)
                                         : b.gather_positions(tokens(x), at);                   // [N, P, out]
     return s->scatter_output(b, b.add(shortcut, y), H, W);
   }
-  auto h = spatial(b, s, conv1.forward(b, group_norm(b, norm1, x, true, s)), H, W);  // [N, H, W, in] -> [N, H, W, out]
-  h = b.add(h, temb);                                                                 // broadcast over H, W
-  h = conv2.forward(b, group_norm(b, norm2, h, true, s));                             // [N, H, W, out]
-  return spatial(b, s, b.add(conv_shortcut ? conv_shortcut->forward(b, x) : x, h), H, W);
+  // [N, H, W, in] -> [N, H, W, out], the time embedding broadcast over H, W in the convolution's pass
+  const auto h = spatial(b, s, conv1.forward_add(b, group_norm(b, norm1, x, true, s), temb), H, W);
+  const auto shortcut = conv_shortcut ? conv_shortcut->forward(b, x) : x;
+  return spatial(b, s, conv2.forward_add(b, group_norm(b, norm2, h, true, s), shortcut), H, W);  // [N, H, W, out]
 }
 
 Attention Attention::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -104,6 +105,14 @@ DeviceTensor Attention::forward(Backend& b, const DeviceTensor& x, const DeviceT
   const auto k = to_k.forward(b, context);  // [N, Lc, Cc] -> [N, Lc, C]
   const auto v = to_v.forward(b, context);
   return to_out.forward(b, b.attention(q, k, v, params));  // [N, L, C]
+}
+
+DeviceTensor Attention::forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
+                                    const DeviceTensor& residual) const {
+  const auto q = to_q.forward(b, x);
+  const auto k = to_k.forward(b, context);
+  const auto v = to_v.forward(b, context);
+  return to_out.forward_add(b, b.attention(q, k, v, params), residual);  // [N, L, C]
 }
 
 BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -132,12 +141,12 @@ DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, c
   // Keys and values are kept so that an edit recomputes them at its active positions only.
   const auto k = spatial(b, s, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
   const auto v = spatial(b, s, attn1.to_v.forward(b, h), height, width);
-  auto y = b.add(attn1.to_out.forward(b, b.attention(attn1.to_q.forward(b, h), k, v, attn1.params)), x);
+  auto y = attn1.to_out.forward_add(b, b.attention(attn1.to_q.forward(b, h), k, v, attn1.params), x);
   y = spatial(b, s, y, height, width);                                     // [N, L, C]: self-attention
   h = norm2.forward(b, y);
-  y = spatial(b, s, b.add(attn2.forward(b, h, context), y), height, width);  // cross-attention to the prompt
+  y = spatial(b, s, attn2.forward_add(b, h, context, y), height, width);   // cross-attention to the prompt
   h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                      // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
-  return spatial(b, s, b.add(ff_out.forward(b, h), y), height, width);       // [N, L, 4C] -> [N, L, C]
+  return spatial(b, s, ff_out.forward_add(b, h, y), height, width);          // [N, L, 4C] -> [N, L, C]
 }
 
 DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
@@ -147,14 +156,15 @@ DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTenso
   const auto h = norm1.forward(b, x);                                                 // [N, P, C]
   const auto k = s.scatter_output(b, attn1.to_k.forward(b, h), height, width);        // [N, L, C]
   const auto v = s.scatter_output(b, attn1.to_v.forward(b, h), height, width);
-  auto y = b.add(attn1.to_out.forward(b, b.attention(attn1.to_q.forward(b, h), k.reshaped({x.dim(0), height * width, x.dim(2)}),
-                                                     v.reshaped({x.dim(0), height * width, x.dim(2)}), attn1.params)),
-                 x);                                                                   // [N, P, C]
+  auto y = attn1.to_out.forward_add(
+      b, b.attention(attn1.to_q.forward(b, h), k.reshaped({x.dim(0), height * width, x.dim(2)}),
+                     v.reshaped({x.dim(0), height * width, x.dim(2)}), attn1.params),
+      x);  // [N, P, C]
   s.scatter_output(b, y, height, width);
-  y = b.add(attn2.forward(b, norm2.forward(b, y), context), y);
+  y = attn2.forward_add(b, norm2.forward(b, y), context, y);
   s.scatter_output(b, y, height, width);
   const auto f = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                    // [N, P, 4C]
-  y = b.add(ff_out.forward(b, f), y);
+  y = ff_out.forward_add(b, f, y);
   s.scatter_output(b, y, height, width);
   return y;
 }
@@ -193,13 +203,13 @@ DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, cons
     const auto xa = b.gather_positions(tokens(x), at);  // [N, P, C]
     auto y = proj_in.forward(b, s->group_norm_at(b, xa, norm.weight, norm.bias, norm.groups, norm.eps, false));
     for (const auto& block : transformer_blocks) y = block.forward_active(b, y, context, h, w, *s);
-    return s->scatter_output(b, b.add(proj_out.forward(b, y), xa), h, w);  // [N, P, C] -> [N, H, W, C]
+    return s->scatter_output(b, proj_out.forward_add(b, y, xa), h, w);  // [N, P, C] -> [N, H, W, C]
   }
   // Channels-last, proj_in is the same matmul whether it was a Linear or a 1x1 Conv2d.
   auto y = proj_in.forward(b, group_norm(b, norm, x, false, s)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
   for (const auto& block : transformer_blocks) y = block.forward(b, y, context, h, w, s);
-  y = proj_out.forward(b, y).reshaped({n, h, w, c});  // [N, HW, C] -> [N, H, W, C]
-  return spatial(b, s, b.add(y, x), h, w);
+  y = proj_out.forward_add(b, y, x.reshaped({n, h * w, c})).reshaped({n, h, w, c});  // [N, HW, C] -> [N, H, W, C]
+  return spatial(b, s, y, h, w);
 }
 
 Downsample2D Downsample2D::load(const WeightSource& w, const std::string& prefix, std::int64_t channels) {

@@ -50,6 +50,9 @@ struct Attention {
                         std::int64_t context_channels, int heads, bool upcast);
   // x [N, L, C], context [N, Lc, context_channels] -> [N, L, C]
   DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const;
+  // forward() + residual [N, L, C], the residual connection in the output projection's pass.
+  DeviceTensor forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
+                           const DeviceTensor& residual) const;
 };
 
 // LayerNorm -> self-attention, LayerNorm -> cross-attention, LayerNorm -> GEGLU feed-forward; each

@@ -41,7 +41,7 @@ DeviceTensor VaeAttention::forward(Backend& b, const DeviceTensor& x, NormTape* 
   const AttentionParams params{.heads = 1, .scale = 1.0f / std::sqrt(static_cast<float>(c)), .upcast = true};
   const auto a = b.attention(to_q.forward(b, t), to_k.forward(b, t), to_v.forward(b, t), params);
   // [N, H * W, C] -> [N, H, W, C]
-  return b.add(to_out.forward(b, a).reshaped(x.shape()), x);
+  return to_out.forward_add(b, a, x.reshaped(a.shape())).reshaped(x.shape());
 }
 
 VaeMidBlock VaeMidBlock::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,

@@ -79,11 +79,20 @@ NodeId EditSession::edit(NodeId base, const EditRequest& request, const Progress
   const auto t0 = Clock::now();
   apply_device_budget();
   RegenerationStats regeneration;
-  auto base_generation = cached_generation(base, progress, stop, regeneration);
+  std::optional<LatentMask> replayed_mask;
+  auto base_generation = cached_generation(base, progress, stop, regeneration, replayed_mask);
   auto edited = sd_.edit(base_generation, request, part_of(progress, regeneration.nodes, regeneration.nodes + 1, t0), stop);
 
   Entry& b = entry(base);
-  if (regeneration.nodes > 0) store_cache(b, std::move(base_generation));
+  if (regeneration.nodes > 0) {
+    // An adopted node came with its image only: the rebuild's latents complete its result.
+    if (b.node.result.latents.empty()) {
+      b.node.result.latents = base_generation.result.latents;
+      b.node.result.decoded = base_generation.result.decoded;
+    }
+    if (b.node.edit && !b.node.mask) b.node.mask = std::move(replayed_mask);
+    store_cache(b, std::move(base_generation));
+  }
   b.last_used = ++clock_;
   Entry e;
   e.node.parent = base;
@@ -99,6 +108,50 @@ NodeId EditSession::edit(NodeId base, const EditRequest& request, const Progress
   b.children.push_back(id);
   enforce_budget(id, base);
   enforce_device_budget(id);
+  return id;
+}
+
+NodeId EditSession::adopt(Node node) {
+  const std::string what = node.parent ? "the adopted edit" : "the adopted generation";
+  auto fail = [&](const std::string& message) { throw Error(ErrorCode::invalid_argument, what + " " + message); };
+  if (node.parent.has_value() != node.edit.has_value())
+    fail(node.parent ? "has a parent but no edit request" : "has an edit request but no parent");
+  // Resolving again fills nothing in for a request this program stored, but rejects one this model
+  // cannot run (a size that is not a multiple of 8, an unknown sampler) now rather than at the rebuild.
+  node.request = sd_.resolve(std::move(node.request));
+  const GenerationRequest& r = node.request;
+  if (node.parent) {
+    if (!contains(*node.parent)) fail("names an unknown parent node " + std::to_string(*node.parent));
+    const EditRequest& e = *node.edit;
+    // The replay makes this node from its parent with `e`: anything but the prompts must be the parent's.
+    if (!edit_compatible(entry(*node.parent).node.request, r))
+      fail("has other parameters than its parent (seed, steps, CFG scale, sampler or size)");
+    if (e.prompt != r.prompt || e.negative_prompt != r.negative_prompt)
+      fail("has other prompts than its edit request");
+    if (e.mask_mode != MaskMode::automatic && !e.painted_mask) fail("needs its painted mask to be replayed");
+    if (e.painted_mask && (e.painted_mask->width != r.width || e.painted_mask->height != r.height))
+      fail("has a " + std::to_string(e.painted_mask->width) + "x" + std::to_string(e.painted_mask->height) +
+           " painted mask for a " + std::to_string(r.width) + "x" + std::to_string(r.height) + " image");
+    if (e.margin < 0 || e.feather < 0) fail("has a negative margin or feather");
+  }
+  const Image8& image = node.result.image;
+  if (image.width != r.width || image.height != r.height || image.channels != 3 ||
+      image.pixels.size() != static_cast<std::size_t>(r.width) * r.height * 3)
+    fail("has a " + std::to_string(image.width) + "x" + std::to_string(image.height) + " image (" +
+         std::to_string(image.channels) + " channels) where " + std::to_string(r.width) + "x" +
+         std::to_string(r.height) + " RGB was made");
+  node.result.scheduler = r.scheduler;
+  node.result.width = r.width;
+  node.result.height = r.height;
+  node.regeneration = {};
+  node.cached = false;
+
+  Entry e;
+  e.node = std::move(node);
+  e.cache.request = e.node.request;  // what an evicted entry keeps besides the result; no decoder statistics yet
+  const std::optional<NodeId> parent = e.node.parent;
+  const NodeId id = add(std::move(e));
+  if (parent) entry(*parent).children.push_back(id);
   return id;
 }
 
@@ -121,7 +174,8 @@ NodeId EditSession::submit(NodeId current, const GenerationRequest& request, con
 }
 
 CachedGeneration EditSession::cached_generation(NodeId base, const ProgressCallback& progress, std::stop_token stop,
-                                                RegenerationStats& regeneration) const {
+                                                RegenerationStats& regeneration,
+                                                std::optional<LatentMask>& replayed_mask) const {
   // Up from base to the nearest node that still has its cache, or to the root.
   std::vector<const Entry*> chain{&entry(base)};
   while (!chain.back()->node.cached && chain.back()->node.parent) chain.push_back(&entry(*chain.back()->node.parent));
@@ -141,12 +195,23 @@ CachedGeneration EditSession::cached_generation(NodeId base, const ProgressCallb
   if (!top.node.cached) generation = sd_.generate_cached(top.node.request, part_of(progress, run++, runs, t0), stop);
   for (std::size_t i = 1; i < chain.size(); ++i) {
     // The stored request holds any painted mask, so the replay recomputes the same mask and pixels.
-    generation = std::move(sd_.edit(generation, *chain[i]->node.edit, part_of(progress, run++, runs, t0), stop).generation);
+    auto replayed = sd_.edit(generation, *chain[i]->node.edit, part_of(progress, run++, runs, t0), stop);
+    generation = std::move(replayed.generation);
+    replayed_mask = std::move(replayed.mask);
   }
   regeneration.nodes = run;
   regeneration.ms = ms_since(t0);
-  // The user has seen the stored image; a rebuild on a deterministic backend gives the same bytes.
+  // The user has seen the stored image; a rebuild on a deterministic backend gives the same bytes,
+  // but a node adopted from another device or build may not.
+  GenerationResult rebuilt = std::move(generation.result);
   generation.result = chain.back()->node.result;
+  const Image8& stored = generation.result.image;
+  regeneration.image_differs = rebuilt.image.width != stored.width || rebuilt.image.height != stored.height ||
+                               rebuilt.image.pixels != stored.pixels;
+  if (generation.result.latents.empty()) {  // adopted with its image only
+    generation.result.latents = std::move(rebuilt.latents);
+    generation.result.decoded = std::move(rebuilt.decoded);
+  }
   return generation;
 }
 

@@ -31,6 +31,11 @@ using NodeId = std::uint64_t;
 struct RegenerationStats {
   int nodes = 0;  // generations and edits run again: the root (if it was evicted too) and replayed edits
   double ms = 0;
+  // The rebuilt image is not the stored one (a node adopted from another device or build, or a
+  // backend that is not deterministic). The edit still builds on the stored image, which the user
+  // has seen, so outside its region the new node keeps those bytes; but its region comes from
+  // activations that differ a little from the ones that made the stored image.
+  bool image_differs = false;
 };
 
 class EditSession {
@@ -65,6 +70,16 @@ public:
   // options) when only the prompts differ, else a new root.
   NodeId submit(NodeId current, const GenerationRequest& request, const ProgressCallback& progress = {},
                 std::stop_token stop = {});
+  // A node made elsewhere (a saved project read back), entered without an activation cache, as if it
+  // had been evicted: editing it, or any node below it, rebuilds the cache by generating its root
+  // again and replaying the stored edits. Reads node.parent (an adopted or made node), request,
+  // edit (with its painted mask: the replay needs it), result (the image at least; latents and
+  // decoded may be empty, a rebuild fills them in), mask (optional: a rebuild fills it in too),
+  // changed_region and stats; its id, regeneration and cached are the session's. Throws
+  // Error(invalid_argument) naming what does not fit (unknown parent, request the model cannot run,
+  // edit that changes more than the prompts, missing painted mask, image of the wrong size), leaving
+  // the session unchanged.
+  NodeId adopt(Node node);
   // Whether submit() would edit; false for a request that does not resolve (submit then throws).
   bool would_edit(NodeId current, const GenerationRequest& request) const;
 
@@ -95,9 +110,10 @@ private:
 
   Entry& entry(NodeId id);
   const Entry& entry(NodeId id) const;
-  // The generation to edit, with base's cache rebuilt if it was evicted. Touches no entry.
+  // The generation to edit, with base's cache rebuilt if it was evicted (and then, for an edit, the
+  // mask its replay recomputed in `replayed_mask`). Touches no entry.
   CachedGeneration cached_generation(NodeId base, const ProgressCallback& progress, std::stop_token stop,
-                                     RegenerationStats& regeneration) const;
+                                     RegenerationStats& regeneration, std::optional<LatentMask>& replayed_mask) const;
   NodeId add(Entry entry);
   void store_cache(Entry& e, CachedGeneration&& generation);
   // Drops least recently used caches until the budget holds, sparing `newest`, and `base` while

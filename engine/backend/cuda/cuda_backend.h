@@ -52,6 +52,10 @@ protected:
   void linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
                    DeviceTensor& out) override;
   void conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, DeviceTensor& out) override;
+  void linear_add_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                       const DeviceTensor& residual, DeviceTensor& out) override;
+  void conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
+                       const DeviceTensor& addend, std::int64_t repeat, DeviceTensor& out) override;
   void group_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta, int groups,
                        float eps, bool silu, GroupNormStats* stats_out, const GroupNormStats* stats_in,
                        DeviceTensor& out) override;
@@ -89,6 +93,12 @@ private:
   // Drops the copy batches whose event has passed (never waits).
   void retire_copies();
 
+  // out = x . weight^T (+ bias) (+ residual when not null), then `act` (none with a residual).
+  void gemm(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
+            const DeviceTensor* residual, DeviceTensor& out);
+  // conv2d_impl, with an addend folded into the bias pass when not null (see conv2d_add_impl).
+  void convolve(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, const DeviceTensor* addend,
+                std::int64_t repeat, DeviceTensor& out);
   // A convolution as im2col + GEMM at `count` output positions per image (all of them when
   // positions is null): sparse execution, and convolutions with too few channels for cuDNN's
   // tensor-core kernels.

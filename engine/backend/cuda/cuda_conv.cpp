@@ -7,7 +7,8 @@
 // would otherwise fall to slow or unsupported paths. An input whose channels are padded, whose
 // padding is asymmetric (cuDNN pads symmetrically: the VAE encoder's downsamplers pad only right
 // and bottom) or whose address is not 16-byte aligned goes through kernels/pad first; an output
-// with padded channels is cropped by the same kernel. The bias is added by kernels/bias_act.
+// with padded channels is cropped by the same kernel. The bias is added by kernels/bias_act, with a
+// residual connection or time embedding in the same pass when asked (conv2d_add).
 #include "backend/cuda/cuda_state.h"
 
 #include "bias_act.cuh"
@@ -100,6 +101,13 @@ CudaBackend::State::ConvChoice choose_algorithm(cudnnHandle_t cudnn, cuda::Memor
 
 }  // namespace
 
+struct CudaBackend::State::ConvPlan {
+  TensorDesc x, y;
+  FilterDesc filter;
+  ConvDesc conv;  // with the math type of `choice`
+  ConvChoice choice;
+};
+
 // weight [Cout, Cin, kh, kw] (torch) -> fp16 [Cout8, kh, kw, Cin8] with zero padding channels; bias -> fp16 [Cout].
 ConvWeight CudaBackend::prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) {
   const std::int64_t cout = weight.dim(0), cin = weight.dim(1), kh = weight.dim(2), kw = weight.dim(3);
@@ -124,6 +132,18 @@ ConvWeight CudaBackend::prepare_conv_weight_impl(const Tensor& weight, const Ten
 
 // [N, H, W, Cin] -> [N, Ho, Wo, Cout]
 void CudaBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, DeviceTensor& out) {
+  convolve(x, w, p, nullptr, 1, out);
+}
+
+// The addend joins the bias pass that follows cuDNN's convolution: the residual connection (or time
+// embedding) costs no extra read and write of the output.
+void CudaBackend::conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
+                                  const DeviceTensor& addend, std::int64_t repeat, DeviceTensor& out) {
+  convolve(x, w, p, &addend, repeat, out);
+}
+
+void CudaBackend::convolve(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, const DeviceTensor* addend,
+                           std::int64_t repeat, DeviceTensor& out) {
   const std::int64_t n = x.dim(0), h = x.dim(1), wd = x.dim(2), cin = x.dim(3);
   const std::int64_t ho = out.dim(1), wo = out.dim(2), cout = out.dim(3);
   const std::int64_t cout8 = w.weight.dim(0), kh = w.kernel_h, kw = w.kernel_w, cin8 = w.weight.dim(3);
@@ -133,6 +153,9 @@ void CudaBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const 
   // memory-bound matrix product.
   if ((cin8 <= 16 || cout8 <= 16) && (kh > 1 || kw > 1)) {
     conv_by_gemm(x, w, p, wo, nullptr, ho * wo, out);
+    if (addend)
+      FISEDIT_CUDA_CHECK(kernels::bias_add(out.data_as<std::uint16_t>(), nullptr, addend->data_as<const std::uint16_t>(),
+                                           n * ho * wo, cout, repeat, s_->stream.get()));
     return;
   }
   const cudaStream_t stream = s_->stream.get();
@@ -153,53 +176,60 @@ void CudaBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const 
   DeviceTensor result = out;
   if (cout8 != cout || !aligned16(out.data())) result = allocate(DType::f16, {n, ho, wo, cout8});
 
-  const TensorDesc xd = nhwc_desc(n, hp, wp, cin8), yd = nhwc_desc(n, ho, wo, cout8);
-  cudnnFilterDescriptor_t f{};
-  FISEDIT_CUDNN_CHECK(cudnnCreateFilterDescriptor(&f));
-  const FilterDesc fd(f);
-  FISEDIT_CUDNN_CHECK(cudnnSetFilter4dDescriptor(f, CUDNN_DATA_HALF, CUDNN_TENSOR_NHWC, as_int(cout8, "Cout"),
-                                                 as_int(cin8, "Cin"), as_int(kh, "kh"), as_int(kw, "kw")));
-  cudnnConvolutionDescriptor_t c{};
-  FISEDIT_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&c));
-  const ConvDesc cd(c);
-  FISEDIT_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, as_int(pad_h, "padding"), as_int(pad_w, "padding"), p.stride,
-                                                      p.stride, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-  FISEDIT_CUDNN_CHECK(cudnnSetConvolutionMathType(c, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION));
-  int on = 0, oc = 0, oh = 0, ow = 0;
-  FISEDIT_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(c, xd.get(), fd.get(), &on, &oc, &oh, &ow));
-  if (on != n || oc != cout8 || oh != ho || ow != wo)
-    throw Error(ErrorCode::device, "conv2d: cuDNN's output shape differs from the backend's");
-
-  const std::string key = std::to_string(n) + "x" + std::to_string(hp) + "x" + std::to_string(wp) + "x" +
-                          std::to_string(cin8) + " k" + std::to_string(cout8) + "x" + std::to_string(kh) + "x" +
-                          std::to_string(kw) + " s" + std::to_string(p.stride) + " p" + std::to_string(pad_h) + "x" +
-                          std::to_string(pad_w);
-  auto found = s_->conv_choices.find(key);
-  if (found == s_->conv_choices.end()) {
-    const auto choice = choose_algorithm(cudnn, *s_->pool, stream, xd.get(), input.data(), fd.get(), w.weight.data(),
-                                         c, yd.get(), result.data());
-    found = s_->conv_choices.emplace(key, choice).first;
+  // Descriptors and algorithm are made once per problem: building them (and a key string) on every
+  // call cost the host more than launching the convolution.
+  const State::ConvKey key{n, hp, wp, cin8, cout8, kh, kw, p.stride, pad_h, pad_w};
+  auto found = s_->conv_plans.find(key);
+  if (found == s_->conv_plans.end()) {
+    auto plan = std::make_shared<State::ConvPlan>();
+    plan->x = nhwc_desc(n, hp, wp, cin8);
+    plan->y = nhwc_desc(n, ho, wo, cout8);
+    cudnnFilterDescriptor_t f{};
+    FISEDIT_CUDNN_CHECK(cudnnCreateFilterDescriptor(&f));
+    plan->filter = FilterDesc(f);
+    FISEDIT_CUDNN_CHECK(cudnnSetFilter4dDescriptor(f, CUDNN_DATA_HALF, CUDNN_TENSOR_NHWC, as_int(cout8, "Cout"),
+                                                   as_int(cin8, "Cin"), as_int(kh, "kh"), as_int(kw, "kw")));
+    cudnnConvolutionDescriptor_t c{};
+    FISEDIT_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&c));
+    plan->conv = ConvDesc(c);
+    FISEDIT_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(c, as_int(pad_h, "padding"), as_int(pad_w, "padding"),
+                                                        p.stride, p.stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                        CUDNN_DATA_FLOAT));
+    FISEDIT_CUDNN_CHECK(cudnnSetConvolutionMathType(c, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION));
+    int on = 0, oc = 0, oh = 0, ow = 0;
+    FISEDIT_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(c, plan->x.get(), f, &on, &oc, &oh, &ow));
+    if (on != n || oc != cout8 || oh != ho || ow != wo)
+      throw Error(ErrorCode::device, "conv2d: cuDNN's output shape differs from the backend's");
+    plan->choice = choose_algorithm(cudnn, *s_->pool, stream, plan->x.get(), input.data(), f, w.weight.data(), c,
+                                    plan->y.get(), result.data());
+    FISEDIT_CUDNN_CHECK(cudnnSetConvolutionMathType(c, static_cast<cudnnMathType_t>(plan->choice.math_type)));
+    found = s_->conv_plans.emplace(key, std::move(plan)).first;
   }
-  const State::ConvChoice& choice = found->second;
-  FISEDIT_CUDNN_CHECK(cudnnSetConvolutionMathType(c, static_cast<cudnnMathType_t>(choice.math_type)));
+  const State::ConvPlan& plan = *found->second;
+  const State::ConvChoice& choice = plan.choice;
   if (choice.workspace_bytes > 0 && (!s_->conv_workspace || s_->conv_workspace->size() < choice.workspace_bytes)) {
     s_->conv_workspace.reset();  // back to the pool first, so growing never holds both
     s_->conv_workspace = s_->pool->allocate(choice.workspace_bytes);
   }
   const float alpha = 1.0f, beta = 0.0f;
-  FISEDIT_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &alpha, xd.get(), input.data(), fd.get(), w.weight.data(), c,
+  FISEDIT_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &alpha, plan.x.get(), input.data(), plan.filter.get(),
+                                              w.weight.data(), plan.conv.get(),
                                               static_cast<cudnnConvolutionFwdAlgo_t>(choice.algorithm),
                                               choice.workspace_bytes ? s_->conv_workspace->data() : nullptr,
-                                              choice.workspace_bytes, &beta, yd.get(), result.data()));
+                                              choice.workspace_bytes, &beta, plan.y.get(), result.data()));
 
   if (result.data() != out.data()) {  // drop the padding channels
     kernels::PadNhwcArgs crop{result.data_as<const std::uint16_t>(), out.data_as<std::uint16_t>(), n, ho, wo, cout8,
                               ho, wo, cout, 0, 0};
     FISEDIT_CUDA_CHECK(kernels::pad_nhwc(crop, stream));
   }
-  if (!w.bias.empty())
-    FISEDIT_CUDA_CHECK(kernels::bias_activation(out.data_as<std::uint16_t>(), w.bias.data_as<const std::uint16_t>(),
-                                                n * ho * wo, cout, kernels::BiasActivation::none, stream));
+  const auto* bias = w.bias.empty() ? nullptr : w.bias.data_as<const std::uint16_t>();
+  if (addend)
+    FISEDIT_CUDA_CHECK(kernels::bias_add(out.data_as<std::uint16_t>(), bias, addend->data_as<const std::uint16_t>(),
+                                         n * ho * wo, cout, repeat, stream));
+  else if (bias)
+    FISEDIT_CUDA_CHECK(kernels::bias_activation(out.data_as<std::uint16_t>(), bias, n * ho * wo, cout,
+                                                kernels::BiasActivation::none, stream));
 }
 
 }  // namespace fisedit

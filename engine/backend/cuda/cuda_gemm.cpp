@@ -125,6 +125,17 @@ std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t m, std::in
 // x [..., K] (viewed as [M, K]), weight [N, K], bias [N] or empty -> out [..., N] (viewed as [M, N]).
 void CudaBackend::linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
                               Activation act, DeviceTensor& out) {
+  gemm(x, weight, bias, act, nullptr, out);
+}
+
+// The residual is cuBLASLt's C matrix (beta = 1): D = W x + C, then the bias epilogue.
+void CudaBackend::linear_add_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
+                                  const DeviceTensor& residual, DeviceTensor& out) {
+  gemm(x, weight, bias, Activation::none, &residual, out);
+}
+
+void CudaBackend::gemm(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
+                       const DeviceTensor* residual, DeviceTensor& out) {
   const std::int64_t n = weight.dim(0), k = weight.dim(1);
   const std::int64_t m = n > 0 ? out.numel() / n : 0;
   if (m == 0 || n == 0) return;
@@ -132,9 +143,12 @@ void CudaBackend::linear_impl(const DeviceTensor& x, const DeviceTensor& weight,
   auto* y = out.data_as<std::uint16_t>();
   const auto* b = bias.empty() ? nullptr : bias.data_as<const std::uint16_t>();
 
-  if (k == 0) {  // an empty sum: out = act(bias or 0)
+  if (k == 0) {  // an empty sum: out = act(bias or 0) (+ residual)
     FISEDIT_CUDA_CHECK(cudaMemsetAsync(y, 0, out.nbytes(), stream));
-    FISEDIT_CUDA_CHECK(kernels::bias_activation(y, b, m, n, kernel_activation(act), stream));
+    if (residual)
+      FISEDIT_CUDA_CHECK(kernels::bias_add(y, b, residual->data_as<const std::uint16_t>(), m, n, 1, stream));
+    else
+      FISEDIT_CUDA_CHECK(kernels::bias_activation(y, b, m, n, kernel_activation(act), stream));
     return;
   }
 
@@ -142,7 +156,9 @@ void CudaBackend::linear_impl(const DeviceTensor& x, const DeviceTensor& weight,
   const std::size_t workspace_bytes = s_->gemm_workspace->size();
   // The epilogue reads the bias with the kernel's own vector width; an odd view of one goes to bias_act.
   const bool want_epilogue = b != nullptr && alignment(b) >= 16;
-  const int align_x = alignment(x.data()), align_w = alignment(weight.data()), align_out = alignment(y);
+  const void* c = residual ? static_cast<const void*>(residual->data()) : y;  // C: what beta scales
+  const int align_x = alignment(x.data()), align_w = alignment(weight.data());
+  const int align_out = std::min(alignment(y), alignment(c));
   const State::GemmKey key{m, n, k, want_epilogue, align_x, align_w, align_out};
   auto found = s_->gemm_plans.find(key);
   if (found == s_->gemm_plans.end()) {
@@ -158,9 +174,10 @@ void CudaBackend::linear_impl(const DeviceTensor& x, const DeviceTensor& weight,
   GemmPlan& plan = *found->second;
   if (plan.bias_epilogue) set_desc(plan.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(b));
 
-  const float alpha = 1.0f, beta = 0.0f;
+  // The epilogue adds the bias after beta * C, so D = W x + residual + bias in float, rounded once.
+  const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
   FISEDIT_CUBLAS_CHECK(cublasLtMatmul(s_->cublas_lt.get(), plan.desc.get(), &alpha, weight.data(), plan.w.get(),
-                                      x.data(), plan.x.get(), &beta, y, plan.out.get(), y, plan.out.get(), &plan.algo,
+                                      x.data(), plan.x.get(), &beta, c, plan.out.get(), y, plan.out.get(), &plan.algo,
                                       s_->gemm_workspace->data(), workspace_bytes, stream));
   const auto* rest_bias = plan.bias_epilogue ? nullptr : b;
   if (rest_bias || act != Activation::none)

@@ -6,6 +6,7 @@
 #include "backend/cuda/cuda_resources.h"
 
 #include <cstdint>
+#include <array>
 #include <deque>
 #include <map>
 #include <memory>
@@ -53,7 +54,10 @@ struct CudaBackend::State {
     std::size_t workspace_bytes = 0;
     int math_type = 0;  // cudnnMathType_t the algorithm was measured with
   };
-  std::map<std::string, ConvChoice> conv_choices;  // key: shapes, strides, padding
+  struct ConvPlan;  // cuDNN descriptors of one problem with its ConvChoice (cuda_conv.cpp)
+  // key: N, padded H, W and Cin, Cout (padded), kh, kw, stride, symmetric padding h, w
+  using ConvKey = std::array<std::int64_t, 10>;
+  std::map<ConvKey, std::shared_ptr<ConvPlan>> conv_plans;
 
   // Profiling (cuda_profile.cpp): an event pair per timed op, read when the profile is reported.
   struct TimedOp {
