@@ -188,8 +188,9 @@ public:
   // returns at once, without waiting for the host or the device. Both sides' buffers are kept alive
   // until the copies are done, so the caller may drop them. A synchronous backend copies at once.
   CopyFence copy_async(std::span<const TensorCopy> copies);
-  // Work queued for the computation from now on waits, on the device, until the copies up to `fence`
-  // are done. Never blocks the host.
+  // Work queued for the computation from now on waits, on the device, until the copies of `fence`'s
+  // copy_async call are done (and those queued before it in the same direction, to or from the host;
+  // a prefetch never waits for an earlier spill). Never blocks the host.
   void wait(const CopyFence& fence);
   // Blocks the host until every queued copy is done (tests, teardown; never in a step loop).
   void synchronize_copies();

@@ -109,19 +109,15 @@ void CudaBackend::copy_async_impl(std::span<const TensorCopy> copies, std::uint6
 void CudaBackend::wait_copies_impl(std::uint64_t ticket) {
   retire_copies();
   if (ticket <= s_->retired_ticket) return;  // done already
-  // Batches end in order on each stream: waiting for the last batch up to `ticket` on each of the two
-  // covers every copy up to it.
-  const State::CopyBatch* last[2] = {nullptr, nullptr};
-  bool found = false;
-  for (const auto& batch : s_->copies_in_flight) {
-    if (batch.ticket > ticket) break;
-    last[batch.to_host ? 1 : 0] = &batch;
-    found = found || batch.ticket == ticket;
-  }
+  // This batch only (and, by stream order, those before it in the same direction): a prefetch must not
+  // make the computation wait for a spill queued before it, which it does not need.
+  for (const auto& batch : s_->copies_in_flight)
+    if (batch.ticket == ticket) {
+      FISEDIT_CUDA_CHECK(cudaStreamWaitEvent(s_->stream.get(), batch.done.get(), 0));
+      return;
+    }
   // Tickets come from copy_async only, and retire in order: one neither retired nor in flight is a bug.
-  if (!found) throw Error(ErrorCode::device, "wait: unknown copy ticket " + std::to_string(ticket));
-  for (const auto* batch : last)
-    if (batch) FISEDIT_CUDA_CHECK(cudaStreamWaitEvent(s_->stream.get(), batch->done.get(), 0));
+  throw Error(ErrorCode::device, "wait: unknown copy ticket " + std::to_string(ticket));
 }
 
 void CudaBackend::synchronize_copies_impl() {
