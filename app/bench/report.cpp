@@ -88,8 +88,9 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                    row.contains("enqueue_ms") ? row["enqueue_ms"]["median"].get<double>() : 0.0);
     if (e.contains("spill_steps")) {
       const auto& sp = e["spill_steps"];
-      std::fprintf(out, "  cache beyond a device budget of %s: %d of %d steps in pinned host memory (%.1f%% region)\n",
+      std::fprintf(out, "  cache beyond a device budget of %s: %d of %d steps spilled, %s device + %s pinned host (%.1f%% region)\n",
                    gib(sp["device_budget_bytes"]).c_str(), sp["steps_spilled"].get<int>(), sp["steps"].get<int>(),
+                   gib(sp["cache_bytes_device"]).c_str(), gib(sp["cache_bytes_host"]).c_str(),
                    100.0 * sp["edit_fraction"].get<double>());
       std::fprintf(out, "    %d sparse steps: resident %.2f ms, spilled + prefetched %.2f ms (%.3fx; %s copied per run)\n",
                    sp["steps"].get<int>(), sp["resident_time_ms"]["median"].get<double>(),

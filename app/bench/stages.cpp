@@ -160,16 +160,15 @@ nlohmann::json Stages::spill_steps(UNet& unet, const DeviceTensor& sample, const
   const std::int64_t h = s_.height / 8, w = s_.width / 8;
   const float timestep = 500.0f;
   const int n = s_.steps;
-  // As CacheSpill places them: the last steps that fit the budget on the device, the first ones on
-  // the host. One spilled copy stands for every spilled step: each step is staged anew all the same.
-  const std::size_t step_bytes = std::max<std::size_t>(1, record.bytes());
-  const int on_device = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(n), s_.cache_device_budget / step_bytes));
-  LayerRecord host_record = record;
-  spill_to_host(backend_, host_record);
-  backend_.synchronize_copies();
+  // Every step's record is the one recorded step; spilled as a generation spills its steps, each step
+  // with its own host copy (pinned memory: about `steps` records' worth at budget 0).
   const std::vector<LayerRecord> resident(static_cast<std::size_t>(n), record);
   std::vector<LayerRecord> spilled = resident;
-  for (int i = 0; i < n - on_device; ++i) spilled[static_cast<std::size_t>(i)] = host_record;
+  CacheSpill spill(backend_, s_.cache_device_budget, n);
+  for (auto& step : spilled) spill.keep(step);
+  backend_.synchronize_copies();
+  CacheByteCounter placed;
+  placed.add(spilled);
 
   SparseLevels levels(centred_square(h, w, 0.10));
   LayerRecord scratch;
@@ -189,9 +188,10 @@ nlohmann::json Stages::spill_steps(UNet& unet, const DeviceTensor& sample, const
   return {{"steps", n},
           {"edit_fraction", levels.latent().fraction()},
           {"device_budget_bytes", s_.cache_device_budget},
-          {"steps_on_device", on_device},
+          {"cache_bytes_device", placed.bytes().device},
+          {"cache_bytes_host", placed.bytes().host},
           {"prefetch_depth", s_.cache_prefetch_depth},
-          {"steps_spilled", n - on_device},
+          {"steps_spilled", spill.spilled_steps()},
           {"resident_time_ms", to_json(resident_time)},
           {"spilled_time_ms", to_json(spilled_time)},
           {"slowdown", spilled_time.median / resident_time.median},

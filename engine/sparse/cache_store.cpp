@@ -3,6 +3,7 @@
 #include "core/error.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace fisedit {
 namespace {
@@ -51,17 +52,24 @@ void CacheByteCounter::add(std::span<const LayerRecord> records) {
   for (const auto& r : records) add(r);
 }
 
-std::size_t spill_to_host(Backend& b, LayerRecord& record) {
+std::size_t spill_to_host(Backend& b, LayerRecord& record, std::size_t keep_on_device) {
   const auto all = tensors_of(record);
   std::map<MemoryKey, std::size_t> offset_of;
+  std::map<MemoryKey, bool> kept;
   std::vector<Backend::TensorCopy> copies;
-  std::size_t total = 0, moved = 0;
+  std::size_t total = 0, moved = 0, staying = 0;
   for (DeviceTensor* t : all) {
     if (t->empty() || t->host_resident() || t->nbytes() == 0) continue;
-    if (offset_of.emplace(key_of(*t), total).second) {
-      moved += t->nbytes();
-      total = align_up(total + t->nbytes());
+    const auto key = key_of(*t);
+    if (kept.contains(key) || offset_of.contains(key)) continue;
+    if (staying + t->nbytes() <= keep_on_device) {
+      staying += t->nbytes();
+      kept.emplace(key, true);
+      continue;
     }
+    offset_of.emplace(key, total);
+    moved += t->nbytes();
+    total = align_up(total + t->nbytes());
   }
   if (offset_of.empty()) return 0;
   const auto block = b.allocate_host(DType::u8, {static_cast<std::int64_t>(total)});
@@ -69,6 +77,7 @@ std::size_t spill_to_host(Backend& b, LayerRecord& record) {
   for (DeviceTensor* t : all) {
     if (t->empty() || t->host_resident() || t->nbytes() == 0) continue;
     const auto key = key_of(*t);
+    if (kept.contains(key)) continue;
     auto view = block.view(offset_of.at(key), t->dtype(), t->shape());
     if (placed.emplace(key, view).second) copies.push_back({*t, view});
     *t = std::move(view);  // the device tensor lives on in the copy until the copy is done
@@ -77,24 +86,33 @@ std::size_t spill_to_host(Backend& b, LayerRecord& record) {
   return moved;
 }
 
+int whole_spill_steps(int steps) {
+  return steps <= 1 ? 0 : std::max(1, static_cast<int>(std::lround(0.2 * steps)));
+}
+
 CacheSpill::CacheSpill(Backend& b, std::optional<std::size_t> device_budget, int steps)
-    : b_(b), budget_(device_budget), steps_(steps) {}
+    : b_(b), budget_(device_budget), steps_(steps), whole_steps_(whole_spill_steps(steps)) {}
 
 void CacheSpill::keep(LayerRecord& record) {
-  const int remaining = std::max(1, steps_ - next_++);  // this step and those to come
+  const int step = next_++;
+  const auto remaining = static_cast<std::size_t>(std::max(1, steps_ - step));  // this step and those to come
   CacheByteCounter counter;
   counter.add(record);
   const std::size_t bytes = counter.bytes().device;
   if (bytes == 0) return;
   const std::size_t left = budget_ ? *budget_ - std::min(*budget_, device_bytes_) : 0;
-  // Steps are recorded in order and are all the same size: keeping a step only when the rest fit
-  // too leaves the last steps on the device and spills the first ones.
-  if (!budget_ || bytes <= left / static_cast<std::size_t>(remaining)) {
+  // Steps are recorded in order and are all the same size: a step stays whole when the rest fit too.
+  if (!budget_ || bytes <= left / remaining) {
     device_bytes_ += bytes;
     return;
   }
-  spill_to_host(b_, record);
   ++spilled_steps_;
+  if (step < whole_steps_) {
+    spill_to_host(b_, record);
+    return;
+  }
+  // An even share of what is left stays, so that each step an edit reads copies about as much.
+  device_bytes_ += bytes - spill_to_host(b_, record, left / remaining);
 }
 
 CachePrefetch::CachePrefetch(Backend& b, const std::vector<LayerRecord>& steps, int depth)

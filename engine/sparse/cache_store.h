@@ -4,10 +4,12 @@
 //
 // Spill (recording). A generation or an edit hands each step's record to a CacheSpill once the step's
 // ops are queued. The record stays on the device while it and the steps still to come fit the device
-// budget; otherwise its device tensors are copied, on the backend's copy stream, into one block of
-// host memory, and the record holds views of that block at once. So the *last* steps stay on the
-// device: those are the ones an edit reads, since its first steps (the dense detection steps) read no
-// record at all. The device memory is freed when the copy is done; the step loop never waits for it.
+// budget; otherwise (some of) its device tensors are copied, on the backend's copy stream, into one
+// block of host memory, and the record holds views of that block at once. The first steps, as many as
+// an edit's default dense detection steps, spill whole: those steps read no record. Later steps spill
+// only their share of what does not fit, the same for each step, so that every sparse step copies as
+// little as possible and the copy hides behind the step before it. The device memory is freed when the
+// copy is done; the step loop never waits for it.
 //
 // Prefetch (editing). A CachePrefetch stages a spilled step's host tensors into one of two device
 // buffers, laid out as they lie in host memory so that neighbours travel as one copy, while the step
@@ -53,8 +55,14 @@ private:
 
 // Moves a record's device tensors into one new block of host-resident memory: the copy is queued on
 // the copy stream behind the ops computing them, and the record holds views of the block from now on
-// (host tensors it already had, shared with another record, stay as they are). Returns the bytes moved.
-std::size_t spill_to_host(Backend& b, LayerRecord& record);
+// (host tensors it already had, shared with another record, stay as they are). `keep_on_device`: the
+// first tensors (statistics, then outputs in call order) up to this many bytes stay where they are.
+// Returns the bytes moved.
+std::size_t spill_to_host(Backend& b, LayerRecord& record, std::size_t keep_on_device = 0);
+
+// The steps whose records spill whole before the others spill in part: an edit's default number of
+// dense detection steps (20% of the steps, at least one), which read no record.
+int whole_spill_steps(int steps);
 
 // The recording side: which steps of one generation (or edit) stay on the device.
 class CacheSpill {
@@ -64,16 +72,17 @@ public:
   CacheSpill(Backend& b, std::optional<std::size_t> device_budget, int steps);
 
   // The next step's record, complete (its ops queued): kept on the device when its device bytes, as
-  // many again for each step still to come, fit what is left of the budget; else spilled to the host.
+  // many again for each step still to come, fit what is left of the budget; else spilled to the host,
+  // whole among the first whole_spill_steps(), otherwise all but an even share of what is left.
   void keep(LayerRecord& record);
 
   std::size_t device_bytes() const { return device_bytes_; }
-  int spilled_steps() const { return spilled_steps_; }
+  int spilled_steps() const { return spilled_steps_; }  // spilled in whole or in part
 
 private:
   Backend& b_;
   std::optional<std::size_t> budget_;
-  int steps_, next_ = 0, spilled_steps_ = 0;
+  int steps_, whole_steps_, next_ = 0, spilled_steps_ = 0;
   std::size_t device_bytes_ = 0;
 };
 
