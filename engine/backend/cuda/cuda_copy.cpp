@@ -3,7 +3,8 @@
 //
 // Ordering: a batch starts after everything queued on the compute stream so far (an event recorded
 // there, waited on by the copy stream: one for copies to the host, one for the rest), and ends with an
-// event of its own that wait() puts in the compute stream's way. The host never waits, except in synchronize_copies() and teardown.
+// event of its own that wait() puts in the compute stream's way. The host never waits, except in
+// synchronize_copies() and teardown.
 // Lifetime: a batch holds the tensors it reads and writes until its event has passed, because the
 // memory pools hand a freed block to the next allocation at once, and that allocation's user runs on
 // the compute stream, which knows nothing of the copy stream's order.
