@@ -162,6 +162,7 @@ private slots:
     QTest::addColumn<QStringList>("mask_args");
     QTest::addColumn<int>("detect_steps");
     QTest::newRow("automatic") << QStringList{"--detect-steps", "2", "--mask-margin", "1"} << 2;
+    QTest::newRow("automatic, attention control") << QStringList{"--detect-steps", "2", "--attention-control", "on"} << 2;
     QTest::newRow("painted") << QStringList{"--mask", "PAINTED"} << 0;             // a painted mask needs no detection
     QTest::newRow("intersect") << QStringList{"--mask", "PAINTED", "--mask-mode", "intersect"} << 1;  // 20% of 6 steps
   }
@@ -201,6 +202,11 @@ private slots:
                             "cache_bytes_device", "cache_bytes_host"})
       QVERIFY2(stats.contains(key), key);
     QCOMPARE(stats["detect_steps"].get<int>(), detect_steps);
+    // Attention control is recorded, and acts on the detection steps whose probabilities the base
+    // kept (the first default_detection_steps: 1 of 6 steps).
+    const bool control = mask_args.contains("--attention-control");
+    QCOMPARE(stats["attention_control"].get<bool>(), control);
+    QCOMPARE(stats["attention_control_steps"].get<int>(), control ? 1 : 0);
     QVERIFY(stats["cache_bytes_host"].get<std::int64_t>() > 0);
     const auto text = read_png_text(dir / "edit.png");
     QVERIFY(QString::fromStdString(text[0].second).startsWith("a photo of a dog\n"));
@@ -225,6 +231,7 @@ private slots:
     const QStringList edit{"edit", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat", "--edit-prompt", "a dog", "--steps", "2"};
     QTest::newRow("painted mode without a mask") << edit + QStringList{"--mask-mode", "painted"} << 2 << "need --mask FILE.png";
     QTest::newRow("mask of the wrong size") << edit + QStringList{"--mask", reference_path("../shared-missing.png")} << 1 << "cannot open";
+    QTest::newRow("bad attention control") << edit + QStringList{"--attention-control", "yes"} << 2 << "--attention-control is on or off";
     QTest::newRow("missing edit prompt") << QStringList{"edit", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat"} << 2 << "option --edit-prompt is required";
     QTest::newRow("unknown command") << QStringList{"paint"} << 2 << "unknown command 'paint'";
   }

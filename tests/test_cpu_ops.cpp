@@ -345,6 +345,70 @@ private slots:
     EXPECT_CLOSE(out, (Shape{batch, lq, c}), want);
   }
 
+  // Attention split at its probabilities: the probabilities against the naive softmax, and
+  // attention_apply(attention_probs(q, k), v) is attention(q, k, v) when nothing is replaced.
+  void attention_with_probabilities_data() { attention_data(); }
+  void attention_with_probabilities() {
+    QFETCH(int, batch);
+    QFETCH(int, lq);
+    QFETCH(int, lk);
+    QFETCH(int, heads);
+    QFETCH(bool, causal);
+    const std::int64_t d = 5, c = heads * d;
+    const auto q = random_values(batch * lq * c, 41), k = random_values(batch * lk * c, 42);
+    const auto v = random_values(batch * lk * c, 43);
+    const float scale = 1.0f / std::sqrt(float(d));
+    Values want(static_cast<std::size_t>(batch * heads * lq * lk), 0.0f);
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t h = 0; h < heads; ++h)
+        for (std::int64_t i = 0; i < lq; ++i) {
+          const std::int64_t valid = causal ? std::min<std::int64_t>(lk, i + 1) : lk;
+          std::vector<double> s(static_cast<std::size_t>(valid));
+          double max = -1e300, sum = 0;
+          for (std::int64_t j = 0; j < valid; ++j) {
+            for (std::int64_t e = 0; e < d; ++e)
+              s[j] += double(q[(b * lq + i) * c + h * d + e]) * k[(b * lk + j) * c + h * d + e];
+            max = std::max(max, s[j] *= scale);
+          }
+          for (std::int64_t j = 0; j < valid; ++j) sum += (s[j] = std::exp(s[j] - max));
+          for (std::int64_t j = 0; j < valid; ++j) want[((b * heads + h) * lq + i) * lk + j] = float(s[j] / sum);
+        }
+    const AttentionParams params{.heads = heads, .scale = scale, .causal = causal};
+    const auto dq = up({batch, lq, c}, q), dk = up({batch, lk, c}, k), dv = up({batch, lk, c}, v);
+    const auto probs = backend.attention_probs(dq, dk, params);
+    EXPECT_CLOSE(probs, (Shape{batch, heads, lq, lk}), want);
+    EXPECT_CLOSE(backend.attention_apply(probs, dv), (Shape{batch, lq, c}),
+                 backend.download(backend.attention(dq, dk, dv, params)).to_f32());
+  }
+
+  // Replaced columns are the source's, bit for bit, in the chosen batch items only; the rest is probs.
+  void replace_attention_columns() {
+    const std::int64_t batch = 3, heads = 2, lq = 5, lk = 7, ls = 6;
+    const auto p = random_values(batch * heads * lq * lk, 44), src = random_values(heads * lq * ls, 45);
+    const std::vector<std::int64_t> columns = {0, -1, 5, 2, -1, -1, 1};
+    const auto out = backend.download(backend.replace_attention_columns(
+                                          up({batch, heads, lq, lk}, p), up({1, heads, lq, ls}, src),
+                                          backend.upload(Tensor::from_i64({lk}, columns)), 1))
+                         .to_f32();
+    for (std::int64_t b = 0; b < batch; ++b)
+      for (std::int64_t row = 0; row < heads * lq; ++row)
+        for (std::int64_t j = 0; j < lk; ++j) {
+          const auto at = static_cast<std::size_t>((b * heads * lq + row) * lk + j);
+          const bool replaced = b == 1 && columns[j] >= 0;
+          QCOMPARE(out[at], replaced ? src[static_cast<std::size_t>(row * ls + columns[j])] : p[at]);
+        }
+    // Checked here: out-of-range columns, a source past the batch, and mismatched shapes.
+    const auto dp = up({batch, heads, lq, lk}, p), ds = up({1, heads, lq, ls}, src);
+    EXPECT_ERROR(backend.replace_attention_columns(dp, ds, backend.upload(Tensor::from_i64({lk}, std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6})), 0));
+    EXPECT_ERROR(backend.replace_attention_columns(dp, ds, backend.upload(Tensor::from_i64({lk}, std::vector<std::int64_t>{-2, 1, 2, 3, 4, 5, 0})), 0));
+    EXPECT_ERROR(backend.replace_attention_columns(dp, ds, backend.upload(Tensor::from_i64({lk}, columns)), 3));
+    EXPECT_ERROR(backend.replace_attention_columns(dp, ds, backend.upload(Tensor::from_i64({3}, std::vector<std::int64_t>{0, 1, 2})), 0));
+    EXPECT_ERROR(backend.replace_attention_columns(dp, up({1, heads, lq + 1, ls}, random_values(heads * (lq + 1) * ls, 46)),
+                                                   backend.upload(Tensor::from_i64({lk}, columns)), 0));
+    EXPECT_ERROR(backend.attention_apply(dp, up({batch, lk + 1, 4}, random_values(batch * (lk + 1) * 4, 47))));
+    EXPECT_ERROR(backend.attention_probs(up({1, 2, 6}, random_values(12, 48)), up({1, 3, 5}, random_values(15, 49)), {.heads = 2}));
+  }
+
   void activations_data() {
     QTest::addColumn<Activation>("act");
     QTest::newRow("silu") << Activation::silu;

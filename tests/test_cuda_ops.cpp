@@ -340,6 +340,79 @@ private slots:
     }
   }
 
+  // Attention with explicit probabilities (cross-attention control): the probabilities, their product
+  // with the values, and the replacement of key columns, each against the CPU backend. Head widths
+  // of SD1 (40, 160) and SD2 (64), the 77 text tokens, odd query counts, a head wider than one pass
+  // of the apply kernel's lanes (130 > 128), and both paths of the probabilities kernel (keys staged in
+  // shared memory; an odd head width or too many keys read them from global memory).
+  void attention_with_probabilities_data() {
+    QTest::addColumn<int>("lq");
+    QTest::addColumn<int>("lk");
+    QTest::addColumn<int>("heads");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<bool>("causal");
+    QTest::newRow("SD2 cross, head 64") << 37 << 77 << 5 << 64 << false;
+    QTest::newRow("SD1 cross, head 40") << 9 << 77 << 8 << 40 << false;
+    QTest::newRow("SD1 cross, head 160") << 13 << 77 << 2 << 160 << false;
+    QTest::newRow("odd head 5, causal") << 7 << 7 << 3 << 5 << true;
+    QTest::newRow("head 130, 33 keys") << 11 << 33 << 1 << 130 << false;
+    QTest::newRow("700 keys: too many to stage in shared memory") << 5 << 700 << 2 << 64 << false;
+  }
+  void attention_with_probabilities() {
+    QFETCH(int, lq);
+    QFETCH(int, lk);
+    QFETCH(int, heads);
+    QFETCH(int, head_dim);
+    QFETCH(bool, causal);
+    const std::int64_t batch = 2, c = std::int64_t{heads} * head_dim;
+    // Queries scaled up so that the softmax is far from uniform.
+    const Tensor q = Tensor::from_f32({batch, lq, c}, random_values(batch * lq * c, 31, 3.0f));
+    const Tensor k = Tensor::from_f32({batch, lk, c}, random_values(batch * lk * c, 32));
+    const Tensor v = Tensor::from_f32({batch, lk, c}, random_values(batch * lk * c, 33));
+    const AttentionParams params{.heads = heads, .scale = 1.0f / std::sqrt(float(head_dim)), .causal = causal};
+    EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.attention_probs(b.upload(q), b.upload(k), params)); }),
+                       kTolerance);
+    // The same probabilities on both backends (fp16-exact values), so apply is tested on its own.
+    const Tensor p = cpu.download(cpu.attention_probs(cpu.upload(q), cpu.upload(k), params));
+    Values rounded = p.to_f32();
+    for (auto& x : rounded) x = half_to_float(float_to_half(x));
+    const Tensor probs = Tensor::from_f32(p.shape(), rounded);
+    EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.attention_apply(b.upload(probs), b.upload(v))); }),
+                       kTolerance);
+    // And the whole route against the backend's own attention.
+    const QString mismatch =
+        compare(gpu->download(gpu->attention_apply(gpu->attention_probs(gpu->upload(q), gpu->upload(k), params), gpu->upload(v))),
+                gpu->download(gpu->attention(gpu->upload(q), gpu->upload(k), gpu->upload(v), params)), kTolerance);
+    QVERIFY2(mismatch.isEmpty(), qPrintable("probabilities route vs attention: " + mismatch));
+  }
+
+  // Column replacement copies fp16 values: bit for bit, in the chosen batch item only. Columns out of
+  // range keep the new value on the GPU (the CPU backend rejects them).
+  void replace_attention_columns() {
+    const std::int64_t batch = 2, heads = 3, lq = 37, lk = 77, ls = 70;
+    const Tensor p = Tensor::from_f32({batch, heads, lq, lk}, random_values(batch * heads * lq * lk, 34));
+    const Tensor source = Tensor::from_f32({1, heads, lq, ls}, random_values(heads * lq * ls, 35));
+    std::vector<std::int64_t> columns(static_cast<std::size_t>(lk), -1);
+    for (std::int64_t j = 0; j < lk; ++j)
+      if (j % 3 != 1) columns[static_cast<std::size_t>(j)] = (j * 7) % ls;
+    const Tensor ids = Tensor::from_i64({lk}, columns);
+    for (std::int64_t first : {0, 1})
+      EXPECT_SAME_RESULT(Op([&](Backend& b) {
+                           return b.download(b.replace_attention_columns(b.upload(p), b.upload(source), b.upload(ids), first));
+                         }),
+                         kExact);
+    columns[0] = ls;  // out of range: kept
+    const auto got = gpu->download(gpu->replace_attention_columns(gpu->upload(p), gpu->upload(source),
+                                                                  gpu->upload(Tensor::from_i64({lk}, columns)), 1))
+                         .to_f32();
+    const auto want = p.to_f32();
+    for (std::int64_t row = 0; row < heads * lq; ++row) {
+      const auto at = static_cast<std::size_t>((heads * lq + row) * lk);
+      QCOMPARE(got[at], want[at]);
+    }
+    expect_backend_usable();
+  }
+
   void layout_conversion_data() {
     QTest::addColumn<QList<qint64>>("nchw");
     QTest::newRow("[2, 3, 5, 7]") << QList<qint64>{2, 3, 5, 7};

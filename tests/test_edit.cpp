@@ -6,11 +6,15 @@
 #include "core/error.h"
 #include "pipeline/generation.h"
 #include "sparse/edit_mask.h"
+#include "sparse/sparse_step.h"
+#include "sparse/token_alignment.h"
 #include "test_support.h"
 
 #include <QtTest>
 
 #include <cmath>
+#include <functional>
+#include <random>
 
 using namespace fisedit;
 
@@ -234,6 +238,187 @@ private slots:
         QCOMPARE(mask.values[y * w + x], (y >= 3 && y < 6 && x >= 5 && x < 9) ? 1.0f : 0.0f);
     QCOMPARE(dilate(mask, 1).fraction() > mask.fraction(), true);
     QVERIFY(automatic_mask({std::vector<float>(h * w, 0.0f)}, h, w, 2).empty());
+  }
+
+  // Attention control (METHOD 3.1 step 3) --------------------------------------------------------
+
+  void token_alignment_is_the_longest_common_subsequence() {
+    using Ids = std::vector<std::int64_t>;
+    using Map = std::vector<std::int32_t>;
+    // BOS a photo of a cat EOS pad pad pad -> ... with "wearing a hat" added, and with a word swapped.
+    const Ids base = {49406, 320, 1125, 539, 320, 2368, 49407, 0, 0, 0};
+    QCOMPARE(token_alignment(base, base), (Map{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+    const Ids added = {49406, 320, 1125, 539, 320, 2368, 3309, 320, 3801, 49407};
+    QCOMPARE(token_alignment(base, added), (Map{0, 1, 2, 3, 4, 5, -1, -1, -1, 6}));
+    const Ids swapped = {49406, 320, 1125, 539, 320, 1929, 49407, 0, 0, 0};
+    QCOMPARE(token_alignment(base, swapped), (Map{0, 1, 2, 3, 4, -1, 6, 7, 8, 9}));
+    QCOMPARE(token_alignment(Ids{}, base), Map(base.size(), -1));
+
+    // On random short sequences: a valid alignment (equal ids, increasing on both sides) as long as
+    // the longest common subsequence found by brute force.
+    std::function<int(const Ids&, std::size_t, const Ids&, std::size_t)> lcs = [&](const Ids& a, std::size_t i, const Ids& b,
+                                                                                   std::size_t j) -> int {
+      if (i == a.size() || j == b.size()) return 0;
+      if (a[i] == b[j]) return 1 + lcs(a, i + 1, b, j + 1);
+      return std::max(lcs(a, i + 1, b, j), lcs(a, i, b, j + 1));
+    };
+    std::mt19937 rng(7);
+    for (int trial = 0; trial < 200; ++trial) {
+      Ids a(rng() % 9), b(rng() % 9);
+      for (auto& x : a) x = rng() % 3;
+      for (auto& x : b) x = rng() % 3;
+      const auto map = token_alignment(a, b);
+      QCOMPARE(map.size(), b.size());
+      int pairs = 0, last = -1;
+      for (std::size_t j = 0; j < b.size(); ++j) {
+        if (map[j] < 0) continue;
+        QVERIFY(map[j] > last && static_cast<std::size_t>(map[j]) < a.size());
+        QCOMPARE(a[static_cast<std::size_t>(map[j])], b[j]);
+        last = map[j];
+        ++pairs;
+      }
+      QCOMPARE(pairs, lcs(a, 0, b, 0));
+    }
+  }
+
+  // A step with attention control: the conditional item's columns of shared tokens are the cached
+  // probabilities, its other columns and the unconditional item are the new ones, and the output is
+  // those probabilities applied to the values. The record keeps what was used.
+  void controlled_columns_are_the_cached_probabilities() {
+    const std::int64_t lq = 6, lk = 5, ls = 4, heads = 2, c = 6;
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    const auto random = [&](Shape shape) {
+      std::vector<float> v(static_cast<std::size_t>(shape_numel(shape)));
+      for (auto& x : v) x = dist(rng);
+      return backend_.upload(Tensor::from_f32(shape, v));
+    };
+    const auto q = random({2, lq, c}), k = random({2, lk, c}), v = random({2, lk, c});
+    const AttentionParams params{.heads = 2, .scale = 0.7f};
+    LayerRecord source;
+    source.cross_attention = {random({1, heads, lq, ls})};
+    const std::vector<std::int64_t> map = {0, -1, 1, 3, -1};  // new token -> base token
+    const auto columns = backend_.upload(Tensor::from_i64({lk}, map));
+
+    LayerRecord kept;
+    SparseStep step(kept);
+    step.explicit_cross_attention(&source, columns);
+    const auto y = backend_.download(step.cross_attention(backend_, q, k, v, params)).to_f32();
+    step.finish();
+    QCOMPARE(kept.cross_attention.size(), std::size_t{1});
+    QCOMPARE(kept.cross_attention[0].shape(), (Shape{1, heads, lq, lk}));
+    const auto got = backend_.download(kept.cross_attention[0]).to_f32();
+    const auto fresh = backend_.download(backend_.attention_probs(q, k, params)).to_f32();  // [2, heads, lq, lk]
+    const auto cached = backend_.download(source.cross_attention[0]).to_f32();
+    std::vector<float> used = fresh;
+    for (std::int64_t row = 0; row < heads * lq; ++row)
+      for (std::int64_t j = 0; j < lk; ++j) {
+        const auto at = static_cast<std::size_t>(row * lk + j), cond = static_cast<std::size_t>((heads * lq + row) * lk + j);
+        const float want = map[j] >= 0 ? cached[static_cast<std::size_t>(row * ls + map[j])] : fresh[cond];
+        QCOMPARE(got[at], want);
+        used[cond] = want;
+      }
+    const auto want_y = backend_.download(backend_.attention_apply(backend_.upload(Tensor::from_f32({2, heads, lq, lk}, used)), v)).to_f32();
+    QCOMPARE(y, want_y);
+    // The unconditional item is plain attention.
+    const auto plain = backend_.download(backend_.attention(q, k, v, params)).to_f32();
+    const std::size_t half = plain.size() / 2;
+    const double uncond_error = relative_l2({y.begin(), y.begin() + half}, {plain.begin(), plain.begin() + half});
+    QVERIFY2(uncond_error < 1e-6, qPrintable(QString::number(uncond_error)));
+    const double cond_change = relative_l2({y.begin() + half, y.end()}, {plain.begin() + half, plain.end()});
+    QVERIFY2(cond_change > 1e-3, qPrintable(QString::number(cond_change)));
+
+    // Without a source nothing is replaced: the recorded probabilities are the new ones.
+    LayerRecord recorded;
+    SparseStep plain_step(recorded);
+    plain_step.explicit_cross_attention();
+    const auto y2 = backend_.download(plain_step.cross_attention(backend_, q, k, v, params)).to_f32();
+    QVERIFY(relative_l2(y2, plain) < 1e-6);
+    const auto kept2 = backend_.download(recorded.cross_attention[0]).to_f32();
+    QCOMPARE(kept2, std::vector<float>(fresh.begin() + static_cast<std::ptrdiff_t>(fresh.size() / 2), fresh.end()));
+    QCOMPARE(recorded.bytes(), recorded.cross_attention[0].nbytes());
+
+    // A source recorded by a different network (more layers than the step runs) is an error.
+    source.cross_attention.push_back(source.cross_attention[0]);
+    LayerRecord other;
+    SparseStep short_step(other);
+    short_step.explicit_cross_attention(&source, columns);
+    short_step.cross_attention(backend_, q, k, v, params);
+    QVERIFY_THROWS_EXCEPTION(Error, short_step.finish());
+  }
+
+  // The base keeps its conditional cross-attention probabilities for the default detection steps
+  // only, counted in its cache size.
+  void cached_generation_keeps_cross_attention_for_detection() {
+    StableDiffusion sd(sd2_, backend_);
+    const auto base = sd.generate_cached(base_request("ddim", 128, 128));
+    const int kept = default_detection_steps(8);
+    QCOMPARE(kept, 2);
+    for (int i = 0; i < 8; ++i) {
+      const auto& step = base.steps[static_cast<std::size_t>(i)];
+      QCOMPARE(step.cross_attention.empty(), i >= kept);
+      std::size_t probs = 0;
+      for (const auto& p : step.cross_attention) {
+        QCOMPARE(p.dim(0), std::int64_t{1});
+        QCOMPARE(p.dim(3), std::int64_t{77});
+        probs += p.nbytes();
+      }
+      if (i < kept) QVERIFY(step.bytes() > probs && probs > 0);
+    }
+    QCOMPARE(base.steps[0].cross_attention.size(), base.steps[1].cross_attention.size());
+  }
+
+  // With an unchanged prompt every column is replaced by itself: attention control changes nothing,
+  // and the edit is the cached image (an empty mask), as without control.
+  void attention_control_with_the_same_prompt_changes_nothing() {
+    StableDiffusion sd(sd2_, backend_);
+    const auto base = sd.generate_cached(base_request("dpmpp2m", 128, 128));
+    EditRequest e{.prompt = base.request.prompt};
+    e.attention_control = true;
+    const auto on = sd.edit(base, e);
+    e.attention_control = false;
+    const auto off = sd.edit(base, e);
+    QCOMPARE(on.stats.attention_control_steps, 2);
+    QCOMPARE(off.stats.attention_control_steps, 0);
+    QCOMPARE(on.generation.latents, off.generation.latents);
+    QCOMPARE(on.mask.values, off.mask.values);
+    QCOMPARE(on.stats.edit_fraction, 0.0);
+    QVERIFY(on.generation.result.image.pixels == base.result.image.pixels);
+  }
+
+  // An edit with attention control still finds a region and keeps everything outside it; the control
+  // changed the detection steps; and the edited generation can be edited with control again.
+  void attention_control_edit_keeps_the_outside_data() {
+    QTest::addColumn<QString>("model");
+    QTest::newRow("tiny-sd2") << "tiny-sd2";
+    QTest::newRow("tiny-sd15") << "tiny-sd15";
+  }
+  void attention_control_edit_keeps_the_outside() {
+    QFETCH(QString, model);
+    StableDiffusion sd(std::make_shared<LoadedModel>(load_model(test::reference_dir() / model.toStdString() / "model")),
+                       backend_);
+    const auto base = sd.generate_cached(base_request("euler", 192, 128));
+    EditRequest e{.prompt = "a photo of a cat wearing a red hat"};
+    e.detect_steps = 2;
+    e.attention_control = true;
+    const auto edit = sd.edit(base, e);
+    e.attention_control = false;
+    const auto uncontrolled = sd.edit(base, e);
+    QCOMPARE(edit.stats.attention_control_steps, 2);
+    QVERIFY2(edit.stats.edit_fraction > 0.0 && edit.stats.edit_fraction < 1.0,
+             qPrintable(QString("edit fraction %1").arg(edit.stats.edit_fraction)));
+    QCOMPARE(latents_changed_outside(base, edit), 0);
+    QCOMPARE(pixels_changed_outside(base.result.image, edit.generation.result.image, edit.changed_region), 0);
+    QVERIFY(edit.generation.latents[1] != uncontrolled.generation.latents[1]);
+    qInfo("%s: edit fraction %.3f with attention control, %.3f without", qPrintable(model), edit.stats.edit_fraction,
+          uncontrolled.stats.edit_fraction);
+
+    EditRequest again{.prompt = "a photo of a cat wearing a blue hat"};
+    again.detect_steps = 2;
+    again.attention_control = true;
+    const auto chained = sd.edit(edit.generation, again);
+    QCOMPARE(chained.stats.attention_control_steps, 2);
+    QCOMPARE(latents_changed_outside(edit.generation, chained), 0);
   }
 
   void feathered_alpha_is_exact_at_both_ends() {

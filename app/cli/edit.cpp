@@ -42,8 +42,11 @@ int edit_command(const std::vector<std::string>& raw) {
     throw std::invalid_argument("--mask-mode painted and intersect need --mask FILE.png");
   e.margin = int_option(args, "mask-margin", 0);
   e.detect_steps = int_option(args, "detect-steps", -1);
-  if (const auto control = args.get("attention-control"); control && *control != "off")
-    throw std::invalid_argument("--attention-control on is not available yet; use off");
+  if (const auto control = args.get("attention-control")) {
+    if (*control != "on" && *control != "off")
+      throw std::invalid_argument("--attention-control is on or off, not '" + *control + "'");
+    e.attention_control = *control == "on";
+  }
 
   std::optional<std::size_t> device_budget;
   if (const auto budget = args.get("cache-device-budget")) {
@@ -77,6 +80,8 @@ int edit_command(const std::vector<std::string>& raw) {
   const nlohmann::json stats = {
       {"edit_fraction", edit.stats.edit_fraction},
       {"detect_steps", edit.stats.detect_steps},
+      {"attention_control", e.attention_control},
+      {"attention_control_steps", edit.stats.attention_control_steps},
       {"base_ms", base.result.timings.total_ms},
       {"detect_ms", edit.stats.detect_ms},
       {"sparse_ms", edit.stats.sparse_ms},

@@ -411,6 +411,52 @@ DeviceTensor Backend::attention(const DeviceTensor& q, const DeviceTensor& k, co
   return out;
 }
 
+DeviceTensor Backend::attention_probs(const DeviceTensor& q, const DeviceTensor& k, const AttentionParams& params) {
+  const OpScope scope(*this, "attention_probs");
+  const char* op = "attention_probs";
+  check_act(op, q, "q", activation_dtype());
+  check_act(op, k, "k", activation_dtype());
+  FISEDIT_REQUIRE(q.rank() == 3 && k.rank() == 3 && q.dim(0) == k.dim(0) && q.dim(2) == k.dim(2), op,
+          "q " + shapes(q) + " and k " + shapes(k) + " are not [B, Lq, C] and [B, Lk, C]");
+  FISEDIT_REQUIRE(params.heads >= 1 && q.dim(2) % params.heads == 0, op,
+          std::to_string(q.dim(2)) + " channels do not split into " + std::to_string(params.heads) + " heads");
+  FISEDIT_REQUIRE(k.dim(1) >= 1, op, "no keys");
+  auto out = allocate({q.dim(0), params.heads, q.dim(1), k.dim(1)});
+  attention_probs_impl(q, k, params, out);
+  return out;
+}
+
+DeviceTensor Backend::attention_apply(const DeviceTensor& probs, const DeviceTensor& v) {
+  const OpScope scope(*this, "attention_apply");
+  const char* op = "attention_apply";
+  check_act(op, probs, "probs", activation_dtype());
+  check_act(op, v, "v", activation_dtype());
+  FISEDIT_REQUIRE(probs.rank() == 4 && v.rank() == 3 && probs.dim(0) == v.dim(0) && probs.dim(3) == v.dim(1) &&
+              probs.dim(1) >= 1 && v.dim(2) % probs.dim(1) == 0,
+          op, "probs " + shapes(probs) + " and v " + shapes(v) + " are not [B, heads, Lq, Lk] and [B, Lk, heads * D]");
+  auto out = allocate({probs.dim(0), probs.dim(2), v.dim(2)});
+  attention_apply_impl(probs, v, out);
+  return out;
+}
+
+DeviceTensor Backend::replace_attention_columns(const DeviceTensor& probs, const DeviceTensor& source,
+                                                const DeviceTensor& columns, std::int64_t first) {
+  const OpScope scope(*this, "replace_attention_columns");
+  const char* op = "replace_attention_columns";
+  check_act(op, probs, "probs", activation_dtype());
+  check_act(op, source, "source", activation_dtype());
+  FISEDIT_REQUIRE(probs.rank() == 4 && source.rank() == 4 && probs.dim(1) == source.dim(1) && probs.dim(2) == source.dim(2),
+          op, "probs " + shapes(probs) + " and source " + shapes(source) + " are not [B, heads, Lq, Lk] and [S, heads, Lq, Ls]");
+  FISEDIT_REQUIRE(0 <= first && first + source.dim(0) <= probs.dim(0), op,
+          "batch items [" + std::to_string(first) + ", " + std::to_string(first + source.dim(0)) +
+              ") are not inside probs " + shapes(probs));
+  FISEDIT_REQUIRE(!columns.empty() && columns.dtype() == DType::i32 && columns.shape() == Shape{probs.dim(3)}, op,
+          "columns must be an I32 [" + std::to_string(probs.dim(3)) + "] tensor (one per key of probs)");
+  auto out = clone(probs);
+  replace_attention_columns_impl(source, columns, first, out);
+  return out;
+}
+
 DeviceTensor Backend::activation(const DeviceTensor& x, Activation act) {
   const OpScope scope(*this, "activation");
   check_act("activation", x, "x", activation_dtype());

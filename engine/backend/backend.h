@@ -242,6 +242,21 @@ public:
   // per head, heads side by side in the channel dimension (as diffusers' and CLIP's projections give).
   DeviceTensor attention(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
                          const AttentionParams& params);
+  // Attention with the probabilities in hand (cross-attention control, METHOD.md 3.1): the same
+  // maths as `attention` split in two, so the probabilities can be kept and edited in between. Meant
+  // for cross-attention, where Lk is the 77 text tokens and [B, heads, Lq, Lk] is affordable.
+  // q [B, Lq, heads * D], k [B, Lk, heads * D] -> probabilities [B, heads, Lq, Lk]: softmax(scale q k^T)
+  // per head (params.causal: 0 past the diagonal), computed in float32, stored in the activation dtype.
+  DeviceTensor attention_probs(const DeviceTensor& q, const DeviceTensor& k, const AttentionParams& params);
+  // probs [B, heads, Lq, Lk], v [B, Lk, heads * D] -> [B, Lq, heads * D]: probs . v per head, laid out
+  // as `attention`'s output (attention_apply(attention_probs(q, k, p), v) is attention(q, k, v, p)).
+  DeviceTensor attention_apply(const DeviceTensor& probs, const DeviceTensor& v);
+  // probs [B, heads, Lq, Lk], source [S, heads, Lq, Ls], columns I32 [Lk] -> a copy of probs in which,
+  // for batch items first .. first + S - 1, every column j with columns[j] >= 0 is source's column
+  // columns[j] (of batch item j - first). Entries of columns must lie in [-1, Ls): the CPU backend
+  // throws otherwise; the CUDA backend keeps the new column (checking would synchronise the stream).
+  DeviceTensor replace_attention_columns(const DeviceTensor& probs, const DeviceTensor& source,
+                                         const DeviceTensor& columns, std::int64_t first);
   // [...] -> [...]
   DeviceTensor activation(const DeviceTensor& x, Activation act);
   // [..., 2F] -> [..., F]: x[..., :F] * gelu(x[..., F:]) (diffusers' GEGLU after its projection).
@@ -324,6 +339,14 @@ protected:
                                float eps, DeviceTensor& out) = 0;
   virtual void attention_impl(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
                               const AttentionParams& params, DeviceTensor& out) = 0;
+  // out [B, heads, Lq, Lk]
+  virtual void attention_probs_impl(const DeviceTensor& q, const DeviceTensor& k, const AttentionParams& params,
+                                    DeviceTensor& out) = 0;
+  // out [B, Lq, heads * D]
+  virtual void attention_apply_impl(const DeviceTensor& probs, const DeviceTensor& v, DeviceTensor& out) = 0;
+  // out already holds a copy of probs.
+  virtual void replace_attention_columns_impl(const DeviceTensor& source, const DeviceTensor& columns,
+                                              std::int64_t first, DeviceTensor& out) = 0;
   virtual void activation_impl(const DeviceTensor& x, Activation act, DeviceTensor& out) = 0;
   // Optional: the default composes slice_channels, activation and mul.
   virtual void geglu_impl(const DeviceTensor& x, DeviceTensor& out);

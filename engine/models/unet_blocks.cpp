@@ -100,19 +100,20 @@ Attention Attention::load(const WeightSource& w, const std::string& prefix, std:
   return a;
 }
 
-DeviceTensor Attention::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const {
+DeviceTensor Attention::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const {
   const auto q = to_q.forward(b, x);        // [N, L, C]
   const auto k = to_k.forward(b, context);  // [N, Lc, Cc] -> [N, Lc, C]
   const auto v = to_v.forward(b, context);
-  return to_out.forward(b, b.attention(q, k, v, params));  // [N, L, C]
+  return to_out.forward(b, s ? s->cross_attention(b, q, k, v, params) : b.attention(q, k, v, params));  // [N, L, C]
 }
 
 DeviceTensor Attention::forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
-                                    const DeviceTensor& residual) const {
+                                    const DeviceTensor& residual, SparseStep* s) const {
   const auto q = to_q.forward(b, x);
   const auto k = to_k.forward(b, context);
   const auto v = to_v.forward(b, context);
-  return to_out.forward_add(b, b.attention(q, k, v, params), residual);  // [N, L, C]
+  return to_out.forward_add(b, s ? s->cross_attention(b, q, k, v, params) : b.attention(q, k, v, params),
+                            residual);  // [N, L, C]
 }
 
 BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -144,7 +145,7 @@ DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, c
   auto y = attn1.to_out.forward_add(b, b.attention(attn1.to_q.forward(b, h), k, v, attn1.params), x);
   y = spatial(b, s, y, height, width);                                     // [N, L, C]: self-attention
   h = norm2.forward(b, y);
-  y = spatial(b, s, attn2.forward_add(b, h, context, y), height, width);   // cross-attention to the prompt
+  y = spatial(b, s, attn2.forward_add(b, h, context, y, s), height, width);  // cross-attention to the prompt
   h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                      // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
   return spatial(b, s, ff_out.forward_add(b, h, y), height, width);          // [N, L, 4C] -> [N, L, C]
 }

@@ -48,11 +48,12 @@ struct Attention {
 
   static Attention load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                         std::int64_t context_channels, int heads, bool upcast);
-  // x [N, L, C], context [N, Lc, context_channels] -> [N, L, C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context) const;
+  // x [N, L, C], context [N, Lc, context_channels] -> [N, L, C]; the step (if any) may run the
+  // attention through explicit probabilities (SparseStep::cross_attention).
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s = nullptr) const;
   // forward() + residual [N, L, C], the residual connection in the output projection's pass.
   DeviceTensor forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
-                           const DeviceTensor& residual) const;
+                           const DeviceTensor& residual, SparseStep* s = nullptr) const;
 };
 
 // LayerNorm -> self-attention, LayerNorm -> cross-attention, LayerNorm -> GEGLU feed-forward; each

@@ -39,7 +39,7 @@ void keep_outside(std::vector<float>& x, const std::vector<float>& cached, const
 
 int detection_steps(const EditRequest& e, int steps) {
   if (e.mask_mode == MaskMode::painted) return 0;
-  const int k = e.detect_steps >= 0 ? e.detect_steps : std::max(1, static_cast<int>(std::lround(0.2 * steps)));
+  const int k = e.detect_steps >= 0 ? e.detect_steps : default_detection_steps(steps);
   if (k > steps)
     throw Error(ErrorCode::invalid_argument, "detection steps (" + std::to_string(k) + ") exceed the steps (" +
                                                  std::to_string(steps) + ")");
@@ -152,12 +152,22 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   scheduler->set_timesteps(steps);
   std::vector<float> x = base.latents.front();
 
-  // Detection: dense steps with the new prompt from the same noise, compared with the cache.
+  // Detection: dense steps with the new prompt from the same noise, compared with the cache. The first
+  // default_detection_steps run their cross-attention through explicit probabilities, as the base's
+  // did, and with attention control the shared tokens' probabilities are the base's.
   t = Clock::now();
+  const int explicit_steps = default_detection_steps(steps);
+  const DeviceTensor columns = e.attention_control ? token_columns(base.request.prompt, r.prompt) : DeviceTensor();
   std::vector<std::vector<float>> differences;
   for (int i = 0; i < k; ++i) {
     check_stop(stop);
     SparseStep record(gen.steps[static_cast<std::size_t>(i)]);
+    if (i < explicit_steps) {
+      const auto& source = base.steps[static_cast<std::size_t>(i)];
+      const bool control = e.attention_control && !source.cross_attention.empty();
+      record.explicit_cross_attention(control ? &source : nullptr, columns);
+      out.stats.attention_control_steps += control;
+    }
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &record), i, x);
     spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     gen.latents.push_back(x);

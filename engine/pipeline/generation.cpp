@@ -7,6 +7,7 @@
 #include "models/vae.h"
 #include "sparse/cache_store.h"
 #include "sparse/sparse_step.h"
+#include "sparse/token_alignment.h"
 #include "sched/scheduler.h"
 #include "text/clip_tokenizer.h"
 
@@ -102,6 +103,12 @@ GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
 Tensor StableDiffusion::encode_prompt(const std::string& text) const {
   const auto ids = c_->tokenizer.encode(text);
   return c_->text_encoder.encode(Tensor::from_i64({1, static_cast<std::int64_t>(ids.size())}, ids));
+}
+
+DeviceTensor StableDiffusion::token_columns(const std::string& base_prompt, const std::string& prompt) const {
+  const auto old_ids = c_->tokenizer.encode(base_prompt), new_ids = c_->tokenizer.encode(prompt);
+  const auto map = token_alignment(old_ids, new_ids);
+  return backend_.upload(Tensor::from_i64({static_cast<std::int64_t>(map.size())}, std::vector<std::int64_t>(map.begin(), map.end())));
 }
 
 StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prompt, const std::string& negative,
@@ -206,6 +213,7 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
     check_stop(stop);
     std::optional<SparseStep> record;
     if (keep) record.emplace(keep->steps[static_cast<std::size_t>(i)]);
+    if (record && i < default_detection_steps(r.steps)) record->explicit_cross_attention();  // for attention control
     const auto noise = predict(*scheduler, i, latents, cond, r, record ? &*record : nullptr);
     latents = scheduler->step(noise, i, latents);
     if (keep) {
@@ -228,6 +236,8 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
   result.timings.total_ms = ms_since(t0);
   return result;
 }
+
+int default_detection_steps(int steps) { return std::max(1, static_cast<int>(std::lround(0.2 * steps))); }
 
 std::size_t CachedGeneration::cache_bytes() const {
   std::size_t n = 0;

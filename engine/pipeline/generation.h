@@ -68,7 +68,7 @@ using ProgressCallback = std::function<void(const GenerationProgress&)>;
 struct CachedGeneration {
   GenerationRequest request;                 // resolved
   std::vector<std::vector<float>> latents;   // [steps + 1] x (4 * h * w): x before step i; the final latents last
-  std::vector<LayerRecord> steps;            // per step
+  std::vector<LayerRecord> steps;            // per step (cross-attention probabilities: default_detection_steps)
   std::vector<GroupNormStats> decoder_norms; // the VAE decoder's GroupNorm statistics, for decoding crops
   GenerationResult result;
   std::size_t cache_bytes() const;           // the layer records
@@ -91,11 +91,17 @@ struct EditRequest {
   // Run every layer in full and keep the cached values outside the mask afterwards, instead of
   // running layers at the active positions only: the same image, slower; a reference to check against.
   bool dense_reference = false;
+  // Attention control during the detection steps (METHOD.md 3.1 step 3): tokens the new prompt shares
+  // with the base prompt take the base generation's cross-attention probabilities, so unchanged
+  // content stays still and the mask concentrates where the new words act. Applies to the detection
+  // steps for which the base kept its probabilities (default_detection_steps of them).
+  bool attention_control = false;
 };
 
 struct EditStats {
   double edit_fraction = 0;  // share of latent pixels in the mask
   int detect_steps = 0;
+  int attention_control_steps = 0;  // detection steps run with attention control
   double detect_ms = 0, sparse_ms = 0, decode_ms = 0, total_ms = 0;
   std::size_t prefetched_bytes = 0;  // the base's spilled cache copied back to the device for the edit
 };
@@ -106,6 +112,13 @@ struct EditResult {
   Image8 changed_region;        // image size: white where pixels may differ from the previous image
   EditStats stats;
 };
+
+// The dense detection steps of an automatic mask when the request names none: 20% of the steps, at
+// least one (METHOD.md 3.1). In these first steps of every generation the cross-attention runs
+// through explicit probabilities (Backend::attention_probs), which a cached generation keeps for
+// attention control: the same route in the base and in the detection steps, so an edit that
+// changes nothing computes exactly what the base did, with or without attention control.
+int default_detection_steps(int steps);
 
 // Whether `next` can be made as an edit of `base`: only the prompts differ (METHOD.md section 1).
 bool edit_compatible(const GenerationRequest& base, const GenerationRequest& next);
@@ -167,6 +180,9 @@ private:
   // or replays the decoder's GroupNorm statistics.
   void decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,
               NormTape* tape = nullptr);
+  // I32 [77]: for each token of `prompt`, its position in `base_prompt` on their longest common
+  // subsequence, or -1 (attention control's column map).
+  DeviceTensor token_columns(const std::string& base_prompt, const std::string& prompt) const;
   GenerationResult run(const GenerationRequest& request, const ProgressCallback& progress, std::stop_token stop,
                        CachedGeneration* keep);
   // An edit's image before compositing: the edited latents decoded over the mask's region (a crop,

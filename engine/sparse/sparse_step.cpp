@@ -10,6 +10,7 @@ std::size_t LayerRecord::bytes() const {
   std::size_t n = 0;
   for (const auto& t : outputs) n += t.nbytes();
   for (const auto& s : norm_stats) n += s.mean.nbytes() + s.var.nbytes();
+  for (const auto& p : cross_attention) n += p.nbytes();
   return n;
 }
 
@@ -126,6 +127,33 @@ void SparseStep::skip_group_norm() {
   out_.norm_stats.push_back(kept_stats(next_norm_++));
 }
 
+void SparseStep::explicit_cross_attention(const LayerRecord* source, DeviceTensor columns) {
+  if (source && (columns.empty() || columns.dtype() != DType::i32 || columns.rank() != 1))
+    throw Error(ErrorCode::invalid_argument, "attention control needs an I32 [Lk] column map");
+  explicit_attention_ = true;
+  attention_source_ = source;
+  attention_columns_ = std::move(columns);
+  next_probs_ = 0;
+}
+
+DeviceTensor SparseStep::cross_attention(Backend& b, const DeviceTensor& q, const DeviceTensor& k,
+                                         const DeviceTensor& v, const AttentionParams& params) {
+  if (!explicit_attention_) return b.attention(q, k, v, params);
+  auto probs = b.attention_probs(q, k, params);  // [N, heads, Lq, Lk]
+  const std::int64_t cond = probs.dim(0) - 1;    // [uncond, cond] with guidance, else cond alone
+  if (attention_source_) {
+    if (next_probs_ >= attention_source_->cross_attention.size())
+      throw Error(ErrorCode::invalid_argument,
+                  "the edit runs more cross-attention layers than the cached generation recorded");
+    // Only the conditional item: the unconditional one sees the (unchanged) negative prompt.
+    probs = b.replace_attention_columns(probs, attention_source_->cross_attention[next_probs_++], attention_columns_,
+                                        cond);
+  }
+  // A copy, not a view: a view would keep the unconditional half's memory alive in the cache too.
+  out_.cross_attention.push_back(b.clone(probs.slice_rows(cond, cond + 1)));
+  return b.attention_apply(probs, v);
+}
+
 DeviceTensor SparseStep::spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w) {
   DeviceTensor result = computed, kept;
   if (cached_) {
@@ -175,7 +203,8 @@ DeviceTensor SparseStep::group_norm(Backend& b, const DeviceTensor& x, const Dev
 }
 
 void SparseStep::finish() const {
-  if (cached_ && (next_output_ != cached_->outputs.size() || next_norm_ != cached_->norm_stats.size()))
+  if ((cached_ && (next_output_ != cached_->outputs.size() || next_norm_ != cached_->norm_stats.size())) ||
+      (attention_source_ && next_probs_ != attention_source_->cross_attention.size()))
     throw Error(ErrorCode::invalid_argument, "the edit ran a different network than the cached generation recorded");
 }
 

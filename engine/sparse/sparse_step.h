@@ -24,6 +24,10 @@ namespace fisedit {
 struct LayerRecord {
   std::vector<DeviceTensor> outputs;       // spatial layer outputs, in call order
   std::vector<GroupNormStats> norm_stats;  // GroupNorm statistics, in call order
+  // Cross-attention probabilities of the conditional batch item (the last), [1, heads, Lq, Lk] per
+  // cross-attention layer in call order: kept only for the steps an edit's attention control reads
+  // (SparseStep::explicit_cross_attention), empty otherwise.
+  std::vector<DeviceTensor> cross_attention;
   std::size_t bytes() const;
 };
 
@@ -94,6 +98,18 @@ public:
   DeviceTensor group_norm_at(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
                              int groups, float eps, bool silu);
 
+  // Cross-attention through explicit probabilities (METHOD.md 3.1 step 3) for the rest of this step:
+  // every cross-attention layer keeps the probabilities of its conditional batch item in the record.
+  // With `source` (the base generation's record of the same step) and `columns` (I32 [Lk]: for each
+  // token of the new prompt the index of the same token in the base prompt, or -1; see
+  // token_alignment), the conditional item's columns of shared tokens first take the source's
+  // probabilities (attention control), as Prompt-to-Prompt replaces the maps of unchanged words.
+  void explicit_cross_attention(const LayerRecord* source = nullptr, DeviceTensor columns = {});
+  // Cross-attention q [N, Lq, C], k and v [N, Lk, C] -> [N, Lq, C]: Backend::attention, or through
+  // explicit probabilities once explicit_cross_attention() was called.
+  DeviceTensor cross_attention(Backend& b, const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
+                               const AttentionParams& params);
+
   // A spatial layer's output: [N, H, W, C] or [N, H * W, C] with the level's H, W given.
   DeviceTensor spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w);
   // A GroupNorm of x [N, H, W, C], with the statistics the mode calls for.
@@ -117,6 +133,10 @@ private:
   bool reference_ = false;
   LayerRecord& out_;
   std::size_t next_output_ = 0, next_norm_ = 0;
+  bool explicit_attention_ = false;
+  const LayerRecord* attention_source_ = nullptr;
+  DeviceTensor attention_columns_;
+  std::size_t next_probs_ = 0;
 };
 
 }  // namespace fisedit

@@ -8,6 +8,7 @@
 #include "backend/cuda/cuda_state.h"
 
 #include "attention.cuh"
+#include "attention_probs.cuh"
 #include "softmax.cuh"
 
 #include <limits>
@@ -58,6 +59,57 @@ void CudaBackend::attention_impl(const DeviceTensor& q, const DeviceTensor& k, c
                     std::to_string(kernels::attention_fallback_shared_bytes(args.head_dim)) +
                     " bytes of shared memory per block, more than this GPU has");
   FISEDIT_CUDA_CHECK(kernels::attention(args, s_->stream.get()));
+}
+
+// Explicit probabilities (kernels/attention_probs): own kernels rather than strided-batched GEMMs,
+// because the probabilities of 77 keys per row are too short a GEMM dimension to keep tensor cores
+// busy, and the softmax fuses with the scores there.
+void CudaBackend::attention_probs_impl(const DeviceTensor& q, const DeviceTensor& k, const AttentionParams& params,
+                                       DeviceTensor& out) {
+  kernels::AttentionProbsArgs args;
+  args.q = q.data_as<const __half>();
+  args.k = k.data_as<const __half>();
+  args.probs = out.data_as<__half>();
+  args.batch = q.dim(0);
+  args.heads = params.heads;
+  args.head_dim = q.dim(2) / params.heads;
+  args.lq = q.dim(1);
+  args.lk = k.dim(1);
+  args.scale = params.scale;
+  args.causal = params.causal;
+  if (args.head_dim > kernels::kAttentionProbsMaxHeadDim)
+    throw Error(ErrorCode::unsupported, "attention_probs: head width " + std::to_string(args.head_dim) +
+                                            " is wider than the kernel's " +
+                                            std::to_string(kernels::kAttentionProbsMaxHeadDim));
+  FISEDIT_CUDA_CHECK(kernels::attention_probs(args, s_->stream.get()));
+}
+
+void CudaBackend::attention_apply_impl(const DeviceTensor& probs, const DeviceTensor& v, DeviceTensor& out) {
+  kernels::AttentionApplyArgs args;
+  args.probs = probs.data_as<const __half>();
+  args.v = v.data_as<const __half>();
+  args.out = out.data_as<__half>();
+  args.batch = probs.dim(0);
+  args.heads = probs.dim(1);
+  args.head_dim = v.dim(2) / probs.dim(1);
+  args.lq = probs.dim(2);
+  args.lk = probs.dim(3);
+  FISEDIT_CUDA_CHECK(kernels::attention_apply(args, s_->stream.get()));
+}
+
+void CudaBackend::replace_attention_columns_impl(const DeviceTensor& source, const DeviceTensor& columns,
+                                                 std::int64_t first, DeviceTensor& out) {
+  kernels::ReplaceColumnsArgs args;
+  args.source = source.data_as<const __half>();
+  args.columns = columns.data_as<const std::int32_t>();
+  args.probs = out.data_as<__half>();
+  args.items = source.dim(0);
+  args.heads = out.dim(1);
+  args.lq = out.dim(2);
+  args.lk = out.dim(3);
+  args.ls = source.dim(3);
+  args.first = first;
+  FISEDIT_CUDA_CHECK(kernels::replace_attention_columns(args, s_->stream.get()));
 }
 
 }  // namespace fisedit

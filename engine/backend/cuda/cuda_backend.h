@@ -63,6 +63,11 @@ protected:
                        DeviceTensor& out) override;
   void attention_impl(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
                       const AttentionParams& params, DeviceTensor& out) override;
+  void attention_probs_impl(const DeviceTensor& q, const DeviceTensor& k, const AttentionParams& params,
+                            DeviceTensor& out) override;
+  void attention_apply_impl(const DeviceTensor& probs, const DeviceTensor& v, DeviceTensor& out) override;
+  void replace_attention_columns_impl(const DeviceTensor& source, const DeviceTensor& columns, std::int64_t first,
+                                      DeviceTensor& out) override;
   void activation_impl(const DeviceTensor& x, Activation act, DeviceTensor& out) override;
   void geglu_impl(const DeviceTensor& x, DeviceTensor& out) override;
   void binary_impl(BinaryOp op, const DeviceTensor& a, const DeviceTensor& b, Broadcast shape,

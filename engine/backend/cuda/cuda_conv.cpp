@@ -15,6 +15,8 @@
 #include "pad.cuh"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 #include <limits>
 #include <vector>
 
@@ -99,9 +101,188 @@ CudaBackend::State::ConvChoice choose_algorithm(cudnnHandle_t cudnn, cuda::Memor
   throw Error(ErrorCode::unsupported, "conv2d: cuDNN offers no fp16 NHWC algorithm for this convolution");
 }
 
+// ---- cuDNN's graph API: an execution plan per problem, made once -------------------------------
+// The legacy cudnnConvolutionForward re-derives its execution plan on every call: measured at
+// 150-230 us of host time per convolution (H200 host), more than the whole device time of most
+// U-Net convolutions, which made a 512x512 step bound by its launches. A finalized plan runs with
+// one small variant pack per call.
+struct BackendDestroy {
+  void operator()(cudnnBackendDescriptor_t d) const { cudnnBackendDestroyDescriptor(d); }
+};
+using BackendDesc = cuda::UniqueHandle<cudnnBackendDescriptor_t, BackendDestroy>;
+
+BackendDesc make_backend(cudnnBackendDescriptorType_t type) {
+  cudnnBackendDescriptor_t d{};
+  FISEDIT_CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &d));
+  return BackendDesc(d);
+}
+
+template <class T>
+void set_attr(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type,
+              std::int64_t count, const T* values) {
+  FISEDIT_CUDNN_CHECK(cudnnBackendSetAttribute(d, name, type, count, values));
+}
+
+// Tensor ids of the variant pack.
+constexpr std::int64_t kUidX = 1, kUidW = 2, kUidY = 3;
+
+// A channels-last fp16 tensor: cuDNN's dimensions are [N, C, H, W] with NHWC strides (filters:
+// [K, C, R, S] with KRSC strides, the same form).
+BackendDesc graph_tensor(std::int64_t uid, std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) {
+  auto t = make_backend(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+  const cudnnDataType_t dtype = CUDNN_DATA_HALF;
+  const std::int64_t dims[4] = {n, c, h, w}, strides[4] = {h * w * c, 1, w * c, c}, alignment = 16;
+  set_attr(t.get(), CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dtype);
+  set_attr(t.get(), CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims);
+  set_attr(t.get(), CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides);
+  set_attr(t.get(), CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+  set_attr(t.get(), CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &alignment);
+  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(t.get()));
+  return t;
+}
+
+struct GraphProblem {
+  std::int64_t n, hp, wp, cin8, ho, wo, cout8, kh, kw, stride, pad_h, pad_w;
+};
+
+// Runs `plan` once on the stream.
+void execute_plan(cudnnHandle_t cudnn, cudnnBackendDescriptor_t plan, const void* x, const void* w, void* y,
+                  void* workspace) {
+  auto pack = make_backend(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+  void* pointers[3] = {const_cast<void*>(x), const_cast<void*>(w), y};
+  const std::int64_t uids[3] = {kUidX, kUidW, kUidY};
+  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, pointers);
+  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids);
+  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(pack.get()));
+  FISEDIT_CUDNN_CHECK(cudnnBackendExecute(cudnn, plan, pack.get()));
+}
+
+struct GraphChoice {
+  BackendDesc plan;
+  std::size_t workspace_bytes = 0;
+};
+
+// The fastest of the heuristic's first candidates that finalize, each timed on the real buffers (as
+// FindEx does for the legacy API); the first that finalizes while the stream is being captured.
+// Empty when none finalizes (the caller then takes the legacy API).
+GraphChoice choose_graph_plan(cudnnHandle_t cudnn, cuda::MemoryPool& pool, cudaStream_t stream, const GraphProblem& g,
+                              const void* x, const void* w, void* y) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  const auto xt = graph_tensor(kUidX, g.n, g.cin8, g.hp, g.wp);
+  const auto wt = graph_tensor(kUidW, g.cout8, g.cin8, g.kh, g.kw);
+  const auto yt = graph_tensor(kUidY, g.n, g.cout8, g.ho, g.wo);
+  auto conv = make_backend(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+  const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
+  const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+  const std::int64_t dims = 2, dilation[2] = {1, 1}, stride[2] = {g.stride, g.stride}, pad[2] = {g.pad_h, g.pad_w};
+  set_attr(conv.get(), CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute);
+  set_attr(conv.get(), CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
+  set_attr(conv.get(), CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &dims);
+  set_attr(conv.get(), CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, dilation);
+  set_attr(conv.get(), CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, stride);
+  set_attr(conv.get(), CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
+  set_attr(conv.get(), CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, pad);
+  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(conv.get()));
+
+  auto op = make_backend(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
+  const float alpha = 1.0f, beta = 0.0f;
+  cudnnBackendDescriptor_t xd = xt.get(), wd = wt.get(), yd = yt.get(), cd = conv.get();
+  set_attr(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &xd);
+  set_attr(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &wd);
+  set_attr(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &yd);
+  set_attr(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cd);
+  set_attr(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
+  set_attr(op.get(), CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
+  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(op.get()));
+
+  auto graph = make_backend(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+  cudnnBackendDescriptor_t ops = op.get();
+  set_attr(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ops);
+  set_attr(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &cudnn);
+  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(graph.get()));
+
+  auto heuristics = make_backend(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+  const cudnnBackendHeurMode_t heur = CUDNN_HEUR_MODE_A;
+  cudnnBackendDescriptor_t gd = graph.get();
+  set_attr(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &gd);
+  set_attr(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur);
+  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(heuristics.get()));
+  std::int64_t available = 0;
+  FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr));
+  constexpr std::int64_t kCandidates = 8;
+  const std::int64_t wanted = std::min(available, kCandidates);
+  std::vector<BackendDesc> configs;
+  std::vector<cudnnBackendDescriptor_t> raw;
+  for (std::int64_t i = 0; i < wanted; ++i) {
+    configs.push_back(make_backend(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
+    raw.push_back(configs.back().get());
+  }
+  std::int64_t returned = 0;
+  if (wanted > 0)
+    FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, wanted, &returned, raw.data()));
+
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  FISEDIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  GraphChoice best;
+  float best_ms = 0.0f;
+  for (std::int64_t i = 0; i < returned; ++i) {
+    auto plan = make_backend(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+    cudnnBackendDescriptor_t config = raw[static_cast<std::size_t>(i)];
+    set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &cudnn);
+    set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &config);
+    if (cudnnBackendFinalize(plan.get()) != CUDNN_STATUS_SUCCESS) continue;  // not for this problem
+    std::int64_t workspace = 0, got = 0;
+    FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                                 CUDNN_TYPE_INT64, 1, &got, &workspace));
+    if (workspace < 0 || static_cast<std::size_t>(workspace) > kMaxWorkspaceBytes) continue;
+    if (capture != cudaStreamCaptureStatusNone) return {std::move(plan), static_cast<std::size_t>(workspace)};
+    std::shared_ptr<DeviceBuffer> buffer;
+    if (workspace > 0) {
+      try {
+        buffer = pool.allocate(static_cast<std::size_t>(workspace));
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::out_of_memory) throw;
+        continue;
+      }
+    }
+    void* ws = buffer ? buffer->data() : nullptr;
+    execute_plan(cudnn, plan.get(), x, w, y, ws);  // warm-up (module loading)
+    auto start = cuda::make_event(cudaEventDefault), stop = cuda::make_event(cudaEventDefault);
+    constexpr int kRuns = 3;
+    FISEDIT_CUDA_CHECK(cudaEventRecord(start.get(), stream));
+    for (int run = 0; run < kRuns; ++run) execute_plan(cudnn, plan.get(), x, w, y, ws);
+    FISEDIT_CUDA_CHECK(cudaEventRecord(stop.get(), stream));
+    FISEDIT_CUDA_CHECK(cudaEventSynchronize(stop.get()));
+    float ms = 0.0f;
+    FISEDIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start.get(), stop.get()));
+    if (!best.plan || ms < best_ms) {
+      best = {std::move(plan), static_cast<std::size_t>(workspace)};
+      best_ms = ms;
+    }
+  }
+  return best;
+#pragma GCC diagnostic pop
+}
+
+// FISEDIT_CONV=legacy keeps every convolution on the legacy API (for comparison).
+bool graph_api_wanted() {
+  static const bool wanted = [] {
+    const char* v = std::getenv("FISEDIT_CONV");
+    return !(v && std::string_view(v) == "legacy");
+  }();
+  return wanted;
+}
+
 }  // namespace
 
 struct CudaBackend::State::ConvPlan {
+  BackendDesc graph;  // the graph API's execution plan, when one finalized
+  std::size_t graph_workspace_bytes = 0;
+  // The legacy API, otherwise.
   TensorDesc x, y;
   FilterDesc filter;
   ConvDesc conv;  // with the math type of `choice`
@@ -182,6 +363,17 @@ void CudaBackend::convolve(const DeviceTensor& x, const ConvWeight& w, const Con
   auto found = s_->conv_plans.find(key);
   if (found == s_->conv_plans.end()) {
     auto plan = std::make_shared<State::ConvPlan>();
+    if (graph_api_wanted()) {
+      const GraphProblem g{n, hp, wp, cin8, ho, wo, cout8, kh, kw, p.stride, pad_h, pad_w};
+      try {
+        auto chosen = choose_graph_plan(cudnn, *s_->pool, stream, g, input.data(), w.weight.data(), result.data());
+        plan->graph = std::move(chosen.plan);
+        plan->graph_workspace_bytes = chosen.workspace_bytes;
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::out_of_memory) throw;
+        // A problem the graph API refuses outright: the legacy API below takes it.
+      }
+    }
     plan->x = nhwc_desc(n, hp, wp, cin8);
     plan->y = nhwc_desc(n, ho, wo, cout8);
     cudnnFilterDescriptor_t f{};
@@ -200,19 +392,26 @@ void CudaBackend::convolve(const DeviceTensor& x, const ConvWeight& w, const Con
     FISEDIT_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(c, plan->x.get(), f, &on, &oc, &oh, &ow));
     if (on != n || oc != cout8 || oh != ho || ow != wo)
       throw Error(ErrorCode::device, "conv2d: cuDNN's output shape differs from the backend's");
-    plan->choice = choose_algorithm(cudnn, *s_->pool, stream, plan->x.get(), input.data(), f, w.weight.data(), c,
-                                    plan->y.get(), result.data());
-    FISEDIT_CUDNN_CHECK(cudnnSetConvolutionMathType(c, static_cast<cudnnMathType_t>(plan->choice.math_type)));
+    if (!plan->graph) {
+      plan->choice = choose_algorithm(cudnn, *s_->pool, stream, plan->x.get(), input.data(), f, w.weight.data(), c,
+                                      plan->y.get(), result.data());
+      FISEDIT_CUDNN_CHECK(cudnnSetConvolutionMathType(c, static_cast<cudnnMathType_t>(plan->choice.math_type)));
+    }
     found = s_->conv_plans.emplace(key, std::move(plan)).first;
   }
   const State::ConvPlan& plan = *found->second;
   const State::ConvChoice& choice = plan.choice;
-  if (choice.workspace_bytes > 0 && (!s_->conv_workspace || s_->conv_workspace->size() < choice.workspace_bytes)) {
+  const std::size_t workspace_bytes = plan.graph ? plan.graph_workspace_bytes : choice.workspace_bytes;
+  if (workspace_bytes > 0 && (!s_->conv_workspace || s_->conv_workspace->size() < workspace_bytes)) {
     s_->conv_workspace.reset();  // back to the pool first, so growing never holds both
-    s_->conv_workspace = s_->pool->allocate(choice.workspace_bytes);
+    s_->conv_workspace = s_->pool->allocate(workspace_bytes);
   }
   const float alpha = 1.0f, beta = 0.0f;
-  FISEDIT_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &alpha, plan.x.get(), input.data(), plan.filter.get(),
+  if (plan.graph)
+    execute_plan(cudnn, plan.graph.get(), input.data(), w.weight.data(), result.data(),
+                 workspace_bytes ? s_->conv_workspace->data() : nullptr);
+  else
+    FISEDIT_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &alpha, plan.x.get(), input.data(), plan.filter.get(),
                                               w.weight.data(), plan.conv.get(),
                                               static_cast<cudnnConvolutionFwdAlgo_t>(choice.algorithm),
                                               choice.workspace_bytes ? s_->conv_workspace->data() : nullptr,
