@@ -169,7 +169,14 @@ private slots:
 
     // The first step (an edit's default detection step: 20% of 6) spills whole; the others keep an
     // even share of what is left of two and a half steps' worth.
-    const std::size_t step_bytes = total / resident.steps.size();
+    // The first step is the larger: it keeps cross-attention probabilities for attention control.
+    const auto bytes_of = [](const LayerRecord& r) {
+      CacheByteCounter c;
+      c.add(r);
+      return c.bytes().total();
+    };
+    const std::size_t step_bytes = bytes_of(resident.steps.back()), first_bytes = bytes_of(resident.steps.front());
+    QVERIFY(first_bytes > step_bytes);
     const std::size_t budget = 2 * step_bytes + step_bytes / 2;
     QCOMPARE(whole_spill_steps(6), 1);
     sd.set_cache_device_budget(budget);
@@ -187,9 +194,9 @@ private slots:
     }
 
     // A budget that holds all but the first step keeps the others whole.
-    sd.set_cache_device_budget(total - step_bytes);
+    sd.set_cache_device_budget(total - first_bytes);
     const auto most = sd.generate_cached(request());
-    QCOMPARE(most.cache_bytes_device(), total - step_bytes);
+    QCOMPARE(most.cache_bytes_device(), total - first_bytes);
     QCOMPARE(residency(most.steps[0]).device, 0);
     for (std::size_t i = 1; i < most.steps.size(); ++i) QCOMPARE(residency(most.steps[i]).host, 0);
 
@@ -204,14 +211,17 @@ private slots:
     QTest::addColumn<int>("edit_budget_steps");  // and for the edits; -1: none
     QTest::addColumn<bool>("painted");
     QTest::addColumn<int>("depth");  // staging buffers
-    QTest::newRow("all spilled, automatic mask") << 0 << 0 << false << 2;
-    QTest::newRow("half spilled, automatic mask") << 3 << 3 << false << 2;
-    QTest::newRow("all spilled, dotted mask") << 0 << 0 << true << 2;
-    QTest::newRow("half spilled, dotted mask") << 3 << 3 << true << 2;
+    QTest::addColumn<bool>("control");  // attention control: the detection steps read spilled probabilities
+    QTest::newRow("all spilled, automatic mask") << 0 << 0 << false << 2 << false;
+    QTest::newRow("half spilled, automatic mask") << 3 << 3 << false << 2 << false;
+    QTest::newRow("all spilled, dotted mask") << 0 << 0 << true << 2 << false;
+    QTest::newRow("half spilled, dotted mask") << 3 << 3 << true << 2 << false;
     // The edited generation on the device keeps nothing of the staging buffers, which later steps reuse.
-    QTest::newRow("base spilled, edits resident") << 0 << -1 << false << 2;
-    QTest::newRow("base spilled, edits resident, dotted") << 0 << -1 << true << 2;
-    QTest::newRow("base spilled, edits resident, 3 buffers") << 0 << -1 << false << 3;
+    QTest::newRow("base spilled, edits resident") << 0 << -1 << false << 2 << false;
+    QTest::newRow("base spilled, edits resident, dotted") << 0 << -1 << true << 2 << false;
+    QTest::newRow("base spilled, edits resident, 3 buffers") << 0 << -1 << false << 3 << false;
+    QTest::newRow("all spilled, attention control") << 0 << 0 << false << 2 << true;
+    QTest::newRow("base spilled, edits resident, attention control") << 0 << -1 << false << 2 << true;
   }
 
   // The edit of a spilled generation, and the edit of that edit (whose own cache is spilled and which
@@ -221,11 +231,13 @@ private slots:
     QFETCH(int, edit_budget_steps);
     QFETCH(bool, painted);
     QFETCH(int, depth);
+    QFETCH(bool, control);
     StableDiffusion sd(sd2_, backend_);
     sd.set_cache_prefetch_depth(depth);
     const auto base = sd.generate_cached(request());
     EditRequest e{.prompt = "a photo of a cat wearing a hat"};
     e.detect_steps = 2;
+    e.attention_control = control;
     if (painted) {
       e.mask_mode = MaskMode::painted;
       e.painted_mask = dotted_mask(192, 128);
@@ -247,6 +259,8 @@ private slots:
     QVERIFY(backend_.copy_counters().calls > copies.calls);
     QVERIFY(got.stats.prefetched_bytes > 0);
     compare_edits(got, want);
+    QCOMPARE(got.stats.attention_control_steps, want.stats.attention_control_steps);
+    if (control) QVERIFY(got.stats.attention_control_steps > 0);
     if (edit_budget_steps >= 0) QVERIFY(got.generation.cache_bytes_host() > 0);  // the edit's own cache is spilled too
     QVERIFY(same_records(backend_, got.generation, want.generation));
     const auto got_again = sd.edit(got.generation, again);

@@ -124,10 +124,12 @@ private slots:
     QTest::addColumn<int>("budget_steps");       // device budget of the base, in steps
     QTest::addColumn<int>("edit_budget_steps");  // of the edits; -1: none
     QTest::addColumn<int>("depth");              // staging buffers
-    QTest::newRow("all spilled") << 0 << 0 << 2;
-    QTest::newRow("half spilled") << 4 << 4 << 2;
-    QTest::newRow("base spilled, edits resident") << 0 << -1 << 2;
-    QTest::newRow("base spilled, edits resident, 4 buffers") << 0 << -1 << 4;
+    QTest::addColumn<bool>("control");           // attention control: spilled probabilities read
+    QTest::newRow("all spilled") << 0 << 0 << 2 << false;
+    QTest::newRow("half spilled") << 4 << 4 << 2 << false;
+    QTest::newRow("base spilled, edits resident") << 0 << -1 << 2 << false;
+    QTest::newRow("base spilled, edits resident, 4 buffers") << 0 << -1 << 4 << false;
+    QTest::newRow("all spilled, attention control") << 0 << 0 << 2 << true;
   }
 
   // The prefetch path on the GPU: the edit of a spilled generation stages every sparse step from
@@ -137,10 +139,12 @@ private slots:
     QFETCH(int, budget_steps);
     QFETCH(int, edit_budget_steps);
     QFETCH(int, depth);
+    QFETCH(bool, control);
     StableDiffusion sd(sd2_, *gpu_);
     sd.set_cache_prefetch_depth(depth);
     EditRequest e{.prompt = "a photo of a cat wearing a hat"};
     e.detect_steps = 2;
+    e.attention_control = control;
     EditRequest again = e;
     again.prompt = "a photo of a cat wearing a red hat";
     const auto base = sd.generate_cached(request());
@@ -162,6 +166,7 @@ private slots:
     QVERIFY(got.stats.prefetched_bytes > 0);
     qInfo("edit fraction %.3f, %zu bytes prefetched, cache %zu device + %zu host", got.stats.edit_fraction,
           got.stats.prefetched_bytes, spilled.cache_bytes_device(), spilled.cache_bytes_host());
+    QCOMPARE(got.stats.attention_control_steps, want.stats.attention_control_steps);
     QCOMPARE(got.mask.values, want.mask.values);
     QCOMPARE(got.generation.latents, want.generation.latents);
     QCOMPARE(got.generation.result.image.pixels, want.generation.result.image.pixels);

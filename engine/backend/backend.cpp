@@ -452,6 +452,7 @@ DeviceTensor Backend::replace_attention_columns(const DeviceTensor& probs, const
               ") are not inside probs " + shapes(probs));
   FISEDIT_REQUIRE(!columns.empty() && columns.dtype() == DType::i32 && columns.shape() == Shape{probs.dim(3)}, op,
           "columns must be an I32 [" + std::to_string(probs.dim(3)) + "] tensor (one per key of probs)");
+  check_device(op, columns, "columns");
   auto out = clone(probs);
   replace_attention_columns_impl(source, columns, first, out);
   return out;

@@ -140,9 +140,13 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
 
   // The base's records where they are (device) or staged ahead (host); the edited generation's own
   // records within the device budget (sparse/cache_store.h). The first sparse steps' records are
-  // copied while the text encoder and the detection steps run.
+  // copied while the text encoder and the detection steps run, after the probabilities attention
+  // control reads in the first detection steps.
+  const int explicit_steps = default_detection_steps(steps);
   CachePrefetch cache(backend_, base.steps, cache_prefetch_depth_);
   CacheSpill spill(backend_, cache_device_budget_, steps);
+  if (e.attention_control)
+    for (int i = 0; i < std::min(k, explicit_steps); ++i) cache.prefetch_attention(static_cast<std::size_t>(i));
   cache.prefetch_ahead(static_cast<std::size_t>(k));
 
   auto t = Clock::now();
@@ -156,14 +160,14 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   // default_detection_steps run their cross-attention through explicit probabilities, as the base's
   // did, and with attention control the shared tokens' probabilities are the base's.
   t = Clock::now();
-  const int explicit_steps = default_detection_steps(steps);
   const DeviceTensor columns = e.attention_control ? token_columns(base.request.prompt, r.prompt) : DeviceTensor();
   std::vector<std::vector<float>> differences;
   for (int i = 0; i < k; ++i) {
     check_stop(stop);
     SparseStep record(gen.steps[static_cast<std::size_t>(i)]);
     if (i < explicit_steps) {
-      const auto& source = base.steps[static_cast<std::size_t>(i)];
+      const auto& source = e.attention_control ? cache.attention_source(static_cast<std::size_t>(i))
+                                               : base.steps[static_cast<std::size_t>(i)];
       const bool control = e.attention_control && !source.cross_attention.empty();
       record.explicit_cross_attention(control ? &source : nullptr, columns);
       out.stats.attention_control_steps += control;

@@ -18,15 +18,17 @@ constexpr std::size_t kMaxGap = 4096;
 std::size_t align_up(std::size_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
 
 // Every tensor of a record, statistics first (small, read by every step, so one run of them), then
-// the outputs in call order; spill and staging walk the same order, so their layouts line up.
+// the outputs in call order, then the cross-attention probabilities (detection steps only); spill and
+// staging walk the same order, so their layouts line up.
 std::vector<DeviceTensor*> tensors_of(LayerRecord& record) {
   std::vector<DeviceTensor*> all;
-  all.reserve(2 * record.norm_stats.size() + record.outputs.size());
+  all.reserve(2 * record.norm_stats.size() + record.outputs.size() + record.cross_attention.size());
   for (auto& s : record.norm_stats) {
     all.push_back(&s.mean);
     all.push_back(&s.var);
   }
   for (auto& t : record.outputs) all.push_back(&t);
+  for (auto& t : record.cross_attention) all.push_back(&t);
   return all;
 }
 
@@ -46,6 +48,7 @@ void CacheByteCounter::add(const LayerRecord& record) {
     add(s.mean);
     add(s.var);
   }
+  for (const auto& t : record.cross_attention) add(t);
 }
 
 void CacheByteCounter::add(std::span<const LayerRecord> records) {
@@ -169,13 +172,14 @@ void CachePrefetch::prefetch(std::size_t i, SparseLevels* levels) {
   // Where each host tensor goes in the staging buffer: neighbours in host memory keep their distance.
   const auto all = tensors_of(slot.record);
   const std::size_t stats_count = 2 * slot.record.norm_stats.size();
+  const std::size_t outputs_end = stats_count + slot.record.outputs.size();  // then probabilities, not read here
   std::map<MemoryKey, std::size_t> offset_of;
   std::vector<std::pair<DeviceTensor*, std::size_t>> placed;
   std::size_t cursor = 0, previous_end = 0;
   const DeviceBuffer* previous = nullptr;
   for (std::size_t k = 0; k < all.size(); ++k) {
     const DeviceTensor& t = *all[k];
-    if (t.empty() || !t.host_resident() || t.nbytes() == 0) continue;
+    if (t.empty() || !t.host_resident() || t.nbytes() == 0 || k >= outputs_end) continue;
     if (k >= stats_count && !read_by_edit(t, levels)) {
       stats_.bytes_not_read += t.nbytes();
       continue;
@@ -214,6 +218,29 @@ void CachePrefetch::prefetch(std::size_t i, SparseLevels* levels) {
 
 void CachePrefetch::prefetch_ahead(std::size_t i) {
   for (std::size_t j = i; j < i + slots_.size(); ++j) prefetch(j);
+}
+
+void CachePrefetch::prefetch_attention(std::size_t i) {
+  if (i >= steps_.size() || attention_.contains(i)) return;
+  AttentionStage stage{steps_[i], {}};
+  std::vector<Backend::TensorCopy> copies;
+  for (auto& p : stage.record.cross_attention)
+    if (p.host_resident() && p.nbytes() > 0) {
+      auto staged = b_.allocate(p.dtype(), p.shape());
+      copies.push_back({p, staged});
+      stats_.bytes_staged += p.nbytes();
+      p = std::move(staged);
+    }
+  stage.fence = b_.copy_async(copies);
+  attention_.emplace(i, std::move(stage));
+}
+
+const LayerRecord& CachePrefetch::attention_source(std::size_t i) {
+  if (i >= steps_.size()) throw Error(ErrorCode::invalid_argument, "the cached generation has no step " + std::to_string(i));
+  prefetch_attention(i);
+  const auto& stage = attention_.at(i);
+  b_.wait(stage.fence);
+  return stage.record;
 }
 
 const LayerRecord& CachePrefetch::acquire(std::size_t i, SparseLevels* levels) {

@@ -15,7 +15,8 @@
 // buffers, laid out as they lie in host memory so that neighbours travel as one copy, while the step
 // before it computes; the step's ops wait for the copy on the device (an event), never on the host.
 // Only what the step reads is copied: an output at a level the edit mask covers entirely is
-// recomputed, not read (SparseStep), so it stays in host memory, and an op given it would throw.
+// recomputed, not read (SparseStep), so it stays in host memory, and an op given it would throw; so do
+// cross-attention probabilities, which only attention control reads, in detection steps.
 //
 // On the CPU backend, host-resident memory is ordinary memory and copies happen at once; the same
 // code runs, so the CPU tests check the layout, the staging and what an edit keeps.
@@ -109,6 +110,13 @@ public:
   const LayerRecord& acquire(std::size_t i, SparseLevels* levels);
   int depth() const { return static_cast<int>(slots_.size()); }
 
+  // Attention control reads a detection step's cross-attention probabilities and nothing else of its
+  // record: prefetch_attention(i) queues the copy of those alone (into memory of their own, a few MB
+  // per layer), attention_source(i) is step i's record with them on the device, the computation
+  // waiting for the copy on the device. Queue them before prefetch_ahead(), whose copies are larger.
+  void prefetch_attention(std::size_t i);
+  const LayerRecord& attention_source(std::size_t i);
+
   struct Stats {
     int steps_staged = 0;             // prefetches that copied something
     std::size_t bytes_staged = 0;     // copied to the device
@@ -131,6 +139,11 @@ private:
   Backend& b_;
   const std::vector<LayerRecord>& steps_;
   std::vector<Slot> slots_;
+  struct AttentionStage {
+    LayerRecord record;
+    Backend::CopyFence fence;
+  };
+  std::map<std::size_t, AttentionStage> attention_;
   std::map<std::pair<std::int64_t, std::int64_t>, bool> fully_covered_;
   const SparseLevels* covered_for_ = nullptr;
   Stats stats_;
