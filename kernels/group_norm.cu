@@ -7,6 +7,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kVec = 8;  // halves per 16-byte access
+constexpr int kUnroll = 4;  // rows a row-layout thread loads at once
 // Elements one statistics block reduces: enough work per block, and enough blocks to fill the GPU
 // when N * G is small (SD: 2 x 32).
 constexpr std::int64_t kElementsPerBlock = 16384;
@@ -198,7 +199,21 @@ __global__ void apply_rows_kernel(const std::uint16_t* x, const std::uint16_t* g
   for (int k = 0; k < kVec; ++k)
     channel_affine(mean, var, g[k], bt[k], b * groups + (col * kVec + k) / per_group, eps, scale[k], shift[k]);
   const std::int64_t offset = b * l * c + col * kVec;
-  for (std::int64_t p = p0 + row; p < p1; p += rows) {
+  // kUnroll rows per pass, their loads issued together: one 16-byte load in flight per thread
+  // leaves too few bytes in flight to reach the memory's bandwidth.
+  std::int64_t p = p0 + row;
+  for (; p + (kUnroll - 1) * rows < p1; p += kUnroll * rows) {
+    float v[kUnroll][kVec];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) load8(x + offset + (p + u * rows) * c, v[u]);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) v[u][k] = finish(v[u][k], scale[k], shift[k], silu);
+      store8(y + offset + (p + u * rows) * c, v[u]);
+    }
+  }
+  for (; p < p1; p += rows) {
     float v[kVec];
     load8(x + offset + p * c, v);
 #pragma unroll
@@ -221,15 +236,26 @@ __global__ void stats_rows_kernel(const std::uint16_t* x, std::int64_t l, std::i
   const std::uint16_t* base = x + b * l * c + col * kVec;
   float shift[kVec], s[kVec] = {}, q[kVec] = {};
   load8(base + p0 * c, shift);
-  for (std::int64_t p = p0 + row; p < p1; p += rows) {
-    float v[kVec];
-    load8(base + p * c, v);
+  const auto accumulate = [&](const float (&v)[kVec]) {
 #pragma unroll
     for (int k = 0; k < kVec; ++k) {
       const float d = v[k] - shift[k];
       s[k] += d;
       q[k] = __fmaf_rn(d, d, q[k]);
     }
+  };
+  std::int64_t p = p0 + row;
+  for (; p + (kUnroll - 1) * rows < p1; p += kUnroll * rows) {  // loads issued together, as in apply
+    float v[kUnroll][kVec];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) load8(base + (p + u * rows) * c, v[u]);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) accumulate(v[u]);
+  }
+  for (; p < p1; p += rows) {
+    float v[kVec];
+    load8(base + p * c, v);
+    accumulate(v);
   }
   float* s_sum = sums;
   float* q_sum = sums + std::int64_t{rows} * c;

@@ -21,13 +21,15 @@ struct Run {
   QString err;
 };
 
-Run run_cli(const QStringList& args) {
+Run run_program(const QString& program, const QStringList& args) {
   QProcess p;
-  p.start(FISEDIT_CLI_PATH, args);
+  p.start(program, args);
   if (!p.waitForFinished(60000)) return {-1, {}, "timeout"};
   return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, QString::fromUtf8(p.readAllStandardOutput()),
           QString::fromUtf8(p.readAllStandardError())};
 }
+
+Run run_cli(const QStringList& args) { return run_program(FISEDIT_CLI_PATH, args); }
 
 QString reference_path(const std::string& rel) { return QString::fromStdString((test::reference_dir() / rel).string()); }
 
@@ -210,6 +212,36 @@ private slots:
     QVERIFY(stats["cache_bytes_host"].get<std::int64_t>() > 0);
     const auto text = read_png_text(dir / "edit.png");
     QVERIFY(QString::fromStdString(text[0].second).startsWith("a photo of a dog\n"));
+  }
+
+  // fisedit-bench's whole-edit measurement: blob masks of the asked shares replace the detected mask,
+  // and the sparse route matches the dense reference route inside the changed region.
+  void bench_edit_sizes() {
+    const test::TempDir dir;
+    const auto json = QString::fromStdString((dir.path() / "bench.json").string());
+    const auto r = run_program(FISEDIT_BENCH_PATH,
+                               {"--arch", "tiny-sd2", "--device", "cpu", "--steps", "5", "--generations", "1",
+                                "--width", "128", "--height", "96", "--stages", "edit_sizes", "--edit-sizes", "0.1,0.3",
+                                "--tokenizer", reference_path("tiny-sd2/model/tokenizer"), "--json", json});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY(r.out.contains("whole edits"));
+    std::ifstream in(json.toStdString());
+    const auto report = nlohmann::json::parse(in);
+    const auto& sizes = report["results"]["edit_sizes"]["sizes"];
+    QCOMPARE(sizes.size(), std::size_t{2});
+    const double asked[] = {0.1, 0.3};
+    for (std::size_t i = 0; i < 2; ++i) {
+      const auto& row = sizes[i];
+      QVERIFY2(std::abs(row["edit_fraction"].get<double>() - asked[i]) < 0.03, row.dump().c_str());
+      QCOMPARE(row["detect_steps"].get<int>(), 1);  // 20% of 5 steps
+      QVERIFY(row["edit_ms"]["median"].get<double>() > 0);
+      QVERIFY(row["cache_bytes"].get<std::int64_t>() > 0);
+      // Float32 on the CPU: the sparse and dense routes agree to rounding (or exactly).
+      QVERIFY2(row["psnr_inside_db"].is_null() || row["psnr_inside_db"].get<double>() > 40.0, row.dump().c_str());
+    }
+    const auto bad = run_program(FISEDIT_BENCH_PATH, {"--arch", "tiny-sd2", "--edit-sizes", "0.1,2"});
+    QCOMPARE(bad.code, 2);
+    QVERIFY(bad.err.contains("--edit-sizes"));
   }
 
   void errors_data() {

@@ -27,7 +27,8 @@ constexpr const char* kUsage =
     "       fisedit-bench --model PATH [--config DIR] [--arch NAME]\n"
     "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler (dpmpp2m)] [--cfg F (7.5)]\n"
     "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
-    "   [--stages text_encoder,unet,vae,generation,edit,attention (all but attention)]\n"
+    "   [--stages text_encoder,unet,vae,generation,edit,edit_sizes,attention (all but attention)]\n"
+    "   [--edit-sizes 0.05,0.15,0.30]\n"
     "   [--cache-device-budget BYTES (0; e.g. 4G)] [--cache-prefetch-depth N (2)]\n"
     "\n"
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
@@ -36,6 +37,9 @@ constexpr const char* kUsage =
     "device synchronised around each run, after warm-up runs; memory is the device pool's (CUDA).\n"
     "--stages attention times the attention op alone on the SD2 768 and SD1.5 512 U-Net shapes (any\n"
     "model; TFLOP/s = 4 B heads Lq Lk D / time); FISEDIT_ATTENTION=legacy runs the previous kernel.\n"
+    "--stages edit times single sparse U-Net steps against a dense one (centred squares of 1-50%);\n"
+    "edit_sizes times whole automatic edits (needs a tokenizer) whose detected mask is replaced by a blob\n"
+    "of each --edit-sizes share, with PSNR inside the changed region against the dense reference route.\n"
     "The edit stage also times --steps sparse steps (10% region) with the cache on the device against the\n"
     "cache beyond --cache-device-budget in pinned host memory, prefetched a step ahead (spill_steps), and,\n"
     "with a tokenizer, whole painted-mask edits of a resident and of a spilled generation (spill_edit).\n"
@@ -56,8 +60,8 @@ T number(const cli::Arguments& args, const std::string& name, T fallback, T min)
 bench::Settings parse(const std::vector<std::string>& raw) {
   const cli::Arguments args(raw,
                             {"arch", "model", "config", "tokenizer", "width", "height", "steps", "scheduler", "cfg",
-                             "repeat", "warmup", "generations", "device", "json", "stages", "cache-device-budget",
-                             "cache-prefetch-depth"});
+                             "repeat", "warmup", "generations", "device", "json", "stages", "edit-sizes",
+                             "cache-device-budget", "cache-prefetch-depth"});
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
   bench::Settings s;
   s.arch = args.get("arch").value_or("");
@@ -90,14 +94,27 @@ bench::Settings parse(const std::vector<std::string>& raw) {
     s.cache_device_budget = static_cast<std::size_t>(value * unit);
   }
   s.cache_prefetch_depth = number(args, "cache-prefetch-depth", 2, 2);
-  const std::string stages = args.get("stages").value_or("text_encoder,unet,vae,generation,edit");
+  if (const auto sizes = args.get("edit-sizes")) {
+    s.edit_sizes.clear();
+    for (std::size_t begin = 0; begin <= sizes->size();) {
+      const auto end = std::min(sizes->find(',', begin), sizes->size());
+      const std::string item = sizes->substr(begin, end - begin);
+      double v = 0;
+      const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+      if (ec != std::errc() || ptr != item.data() + item.size() || !(v > 0.0 && v <= 1.0))
+        throw std::invalid_argument("--edit-sizes expects shares in (0, 1] separated by commas, not '" + item + "'");
+      s.edit_sizes.push_back(v);
+      begin = end + 1;
+    }
+  }
+  const std::string stages = args.get("stages").value_or("text_encoder,unet,vae,generation,edit,edit_sizes");
   for (std::size_t begin = 0; begin <= stages.size();) {
     const auto end = std::min(stages.find(',', begin), stages.size());
     const auto stage = stages.substr(begin, end - begin);
-    if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation" && stage != "edit" &&
+    if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation" && stage != "edit" && stage != "edit_sizes" &&
         stage != "attention")
       throw std::invalid_argument("--stages: unknown stage '" + stage +
-                                  "' (text_encoder, unet, vae, generation, edit, attention)");
+                                  "' (text_encoder, unet, vae, generation, edit, edit_sizes, attention)");
     s.stages.insert(stage);
     begin = end + 1;
   }
@@ -160,6 +177,7 @@ int run(int argc, char** argv) {
   run_stage("vae", "vae_decode", &bench::Stages::vae_decode);
   run_stage("generation", "generation", &bench::Stages::generation);
   run_stage("edit", "edit", &bench::Stages::edit_steps);
+  run_stage("edit_sizes", "edit_sizes", &bench::Stages::edit_sizes);
   run_stage("attention", "attention", &bench::Stages::attention);
   report["host_peak_rss_bytes"] = bench::host_peak_rss();
 

@@ -56,6 +56,25 @@ Tensor prompt_ids(const LoadedModel& model) {
 
 nlohmann::json optional_bytes(std::optional<std::size_t> v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
 
+constexpr const char* kEditPrompt = "a photograph of an astronaut riding a zebra on the moon, detailed, 8k";
+
+// PSNR (dB) of a against b over the pixels where `region` is white; null when they are equal there.
+nlohmann::json psnr_inside(const Image8& a, const Image8& b, const Image8& region) {
+  double sq = 0;
+  std::size_t n = 0;
+  const std::size_t pixels = static_cast<std::size_t>(a.width) * a.height;
+  for (std::size_t i = 0; i < pixels; ++i) {
+    if (region.pixels[i * static_cast<std::size_t>(region.channels)] < 128) continue;
+    for (int ch = 0; ch < a.channels; ++ch) {
+      const double d = double(a.pixels[i * a.channels + ch]) - double(b.pixels[i * b.channels + ch]);
+      sq += d * d;
+      ++n;
+    }
+  }
+  if (n == 0 || sq == 0) return nullptr;
+  return 10.0 * std::log10(255.0 * 255.0 / (sq / double(n)));
+}
+
 // The device time of each op of one run of `body`, largest first (each op timed alone).
 nlohmann::json profile_ops(Backend& backend, const std::function<void()>& body) {
   backend.set_profiling(true);
@@ -69,6 +88,31 @@ nlohmann::json profile_ops(Backend& backend, const std::function<void()>& body) 
 }
 
 }  // namespace
+
+LatentMask blob_mask(std::int64_t h, std::int64_t w, double fraction) {
+  LatentMask mask{h, w, std::vector<float>(static_cast<std::size_t>(h * w), 0.0f)};
+  const double cy = 0.46 * double(h), cx = 0.53 * double(w);
+  const auto fill = [&](double radius) {
+    std::int64_t on = 0;
+    for (std::int64_t y = 0; y < h; ++y)
+      for (std::int64_t x = 0; x < w; ++x) {
+        const double dy = (double(y) + 0.5 - cy) * 1.15, dx = (double(x) + 0.5 - cx) / 1.15;
+        const double theta = std::atan2(dy, dx);
+        const double r = radius * (1.0 + 0.22 * std::sin(3.0 * theta + 1.0) + 0.12 * std::sin(5.0 * theta + 2.0));
+        const bool inside = dx * dx + dy * dy <= r * r;
+        mask.values[static_cast<std::size_t>(y * w + x)] = inside ? 1.0f : 0.0f;
+        on += inside;
+      }
+    return double(on) / double(h * w);
+  };
+  double lo = 0.0, hi = 2.0 * double(std::max(h, w));
+  for (int i = 0; i < 40; ++i) {
+    const double mid = (lo + hi) / 2;
+    (fill(mid) < fraction ? lo : hi) = mid;
+  }
+  fill(hi);
+  return mask;
+}
 
 Stages::Stages(Backend& backend, std::shared_ptr<const LoadedModel> model, const Settings& settings)
     : backend_(backend), model_(std::move(model)), s_(settings), memory_(backend) {}
@@ -326,6 +370,53 @@ nlohmann::json Stages::vae_decode() {
   const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] { decoder.decode(z); });
   const auto ops = profile_ops(backend_, [&] { decoder.decode(z); });
   return {{"time_ms", to_json(time)}, {"batch", 1}, {"memory", memory(before, loaded)}, {"profile", ops}};
+}
+
+nlohmann::json Stages::edit_sizes() {
+  if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
+  StableDiffusion sd(model_, backend_);
+  GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
+  r = sd.resolve(r);
+  const auto base = sd.generate_cached(r);
+  const std::int64_t h = r.height / 8, w = r.width / 8;
+  const int runs = std::max(1, s_.generations);
+  nlohmann::json rows = nlohmann::json::array();
+  for (const double size : s_.edit_sizes) {
+    EditRequest e;
+    e.prompt = kEditPrompt;
+    e.negative_prompt = kNegative;
+    e.mask_override = blob_mask(h, w, size);
+    sd.edit(base, e);  // warm-up: this mask's shapes (GEMM plans, pool blocks)
+    std::vector<double> total, detect, sparse, decode, per_step;
+    EditResult last;
+    for (int i = 0; i < runs; ++i) {
+      last = sd.edit(base, e);  // edit() downloads its results: every timing ends synchronised
+      const auto& st = last.stats;
+      total.push_back(st.total_ms);
+      detect.push_back(st.detect_ms);
+      sparse.push_back(st.sparse_ms);
+      decode.push_back(st.decode_ms);
+      per_step.push_back(st.sparse_ms / std::max(1, r.steps - st.detect_steps));
+    }
+    const std::size_t cache = last.generation.cache_bytes();
+    const Image8 sparse_image = last.generation.result.image, region = last.changed_region;
+    last = {};
+    auto dense = e;
+    dense.dense_reference = true;
+    const auto reference = sd.edit(base, dense);
+    rows.push_back({{"edit_fraction", e.mask_override->fraction()},
+                    {"requested_fraction", size},
+                    {"detect_steps", reference.stats.detect_steps},
+                    {"edit_ms", to_json(summarize(total))},
+                    {"detect_ms", to_json(summarize(detect))},
+                    {"sparse_ms", to_json(summarize(sparse))},
+                    {"sparse_step_ms", to_json(summarize(per_step))},
+                    {"decode_ms", to_json(summarize(decode))},
+                    {"dense_reference_edit_ms", reference.stats.total_ms},
+                    {"cache_bytes", cache},
+                    {"psnr_inside_db", psnr_inside(sparse_image, reference.generation.result.image, region)}});
+  }
+  return {{"steps", r.steps}, {"scheduler", r.scheduler}, {"base_cache_bytes", base.cache_bytes()}, {"sizes", rows}};
 }
 
 nlohmann::json Stages::generation() {

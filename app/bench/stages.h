@@ -15,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace fisedit::bench {
 
@@ -23,12 +24,17 @@ struct Settings {
   int width = 0, height = 0, steps = 20, repeat = 10, warmup = 2, generations = 3;
   float cfg = 7.5f;
   DeviceChoice device = DeviceChoice::automatic;
-  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, attention
+  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, edit_sizes, attention
+  std::vector<double> edit_sizes{0.05, 0.15, 0.30};  // latent shares of the whole-edit measurement
   // The edit stage's spilled runs: bytes of layer records kept on the device (the rest in pinned host
   // memory, prefetched a step ahead). 0 (the default): the whole cache on the host.
   std::size_t cache_device_budget = 0;
   int cache_prefetch_depth = 2;  // staging buffers: how many steps the prefetch may run ahead
 };
+
+// A compact blob (not a square) of about `fraction` of an h x w latent: a star-ish closed curve,
+// r(theta) = R (1 + 0.22 sin(3 theta + 1) + 0.12 sin(5 theta + 2)), its R found by bisection.
+LatentMask blob_mask(std::int64_t h, std::int64_t w, double fraction);
 
 class Stages {
 public:
@@ -43,9 +49,17 @@ public:
   // Sparse U-Net steps of an edit against a recorded dense step, for edit regions of 1% to 50% of the
   // latent pixels (a centred square), with the dense step as the baseline; and the cache one step takes.
   // Then the cost of a cache beyond the device budget: `steps` sparse steps (10% region) with every
-  // record on the device against the first ones spilled to pinned host memory and prefetched, and,
-  // with a tokenizer, whole edits (painted 10% mask) of a resident and of a spilled generation.
+  // record on the device against the records spilled as a generation spills them (CacheSpill) and
+  // prefetched, and, with a tokenizer, whole edits (painted 10% mask) of a resident and of a spilled
+  // generation.
   nlohmann::json edit_steps();
+  // Whole automatic edits (METHOD.md 3) of a cached generation at each of Settings::edit_sizes: the
+  // default dense detection steps with the edit prompt, then a blob mask of that size in place of the
+  // detected one, sparse steps, crop decode and composite. Per size: the whole edit's time and its
+  // parts, the sparse step's mean, the edited generation's cache bytes, and the fidelity against the
+  // dense reference route with the same mask (PSNR of the image inside the changed region).
+  // {"skipped": why} without a tokenizer.
+  nlohmann::json edit_sizes();
   // The attention op alone on the U-Net's shapes (SD2 768x768 and SD1.5 512x512 self- and
   // cross-attention, CFG batch 2), whatever the model: per-call median ms and TFLOP/s
   // (4 B heads Lq Lk D flops). Compare kernels with FISEDIT_ATTENTION=legacy (see kernels/attention.cuh).

@@ -123,6 +123,11 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     throw Error(ErrorCode::invalid_argument, "this mask mode needs a painted mask");
   if (e.margin < 0 || e.feather < 0) throw Error(ErrorCode::invalid_argument, "margin and feather must not be negative");
   const std::int64_t h = r.height / 8, w = r.width / 8;
+  if (e.mask_override && (e.mask_mode != MaskMode::automatic || e.mask_override->height != h ||
+                          e.mask_override->width != w ||
+                          e.mask_override->values.size() != static_cast<std::size_t>(h * w)))
+    throw Error(ErrorCode::invalid_argument, "a mask override needs the automatic mode and the latent size " +
+                                                 std::to_string(h) + "x" + std::to_string(w));
   const int channels = static_cast<int>(model_->unet.in_channels);
   const int k = detection_steps(e, steps);
   std::optional<LatentMask> painted;
@@ -182,7 +187,9 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   out.stats.detect_steps = k;
 
   switch (e.mask_mode) {
-    case MaskMode::automatic: out.mask = automatic_mask(differences, h, w, e.margin); break;
+    case MaskMode::automatic:
+      out.mask = e.mask_override ? *e.mask_override : automatic_mask(differences, h, w, e.margin);
+      break;
     case MaskMode::painted: out.mask = dilate(*painted, e.margin); break;
     case MaskMode::intersect: out.mask = intersect(automatic_mask(differences, h, w, e.margin), *painted); break;
   }

@@ -96,6 +96,9 @@ struct EditRequest {
   // content stays still and the mask concentrates where the new words act. Applies to the detection
   // steps for which the base kept its probabilities (default_detection_steps of them).
   bool attention_control = false;
+  // Automatic mode only: after the detection steps ran, this latent mask ([h/8, w/8]) replaces the
+  // detected one. fisedit-bench times edits of a given size this way, as real automatic edits.
+  std::optional<LatentMask> mask_override{};
 };
 
 struct EditStats {
