@@ -29,6 +29,7 @@ constexpr const char* kUsage =
     "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
     "   [--stages text_encoder,unet,vae,generation,edit,edit_sizes,attention (all but attention)]\n"
     "   [--edit-sizes 0.05,0.15,0.30]\n"
+    "   [--cache-device-budget BYTES (0; e.g. 4G)] [--cache-prefetch-depth N (2)]\n"
     "\n"
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
     "names and shapes). End-to-end generation needs a CLIP tokenizer: the model's own, or --tokenizer DIR\n"
@@ -39,6 +40,9 @@ constexpr const char* kUsage =
     "--stages edit times single sparse U-Net steps against a dense one (centred squares of 1-50%);\n"
     "edit_sizes times whole automatic edits (needs a tokenizer) whose detected mask is replaced by a blob\n"
     "of each --edit-sizes share, with PSNR inside the changed region against the dense reference route.\n"
+    "The edit stage also times --steps sparse steps (10% region) with the cache on the device against the\n"
+    "cache beyond --cache-device-budget in pinned host memory, prefetched a step ahead (spill_steps), and,\n"
+    "with a tokenizer, whole painted-mask edits of a resident and of a spilled generation (spill_edit).\n"
     "Exit status: 1 on errors, 2 on bad arguments, 3 when the generated image holds NaN or Inf.\n";
 
 template <class T>
@@ -56,7 +60,8 @@ T number(const cli::Arguments& args, const std::string& name, T fallback, T min)
 bench::Settings parse(const std::vector<std::string>& raw) {
   const cli::Arguments args(raw,
                             {"arch", "model", "config", "tokenizer", "width", "height", "steps", "scheduler", "cfg",
-                             "repeat", "warmup", "generations", "device", "json", "stages", "edit-sizes"});
+                             "repeat", "warmup", "generations", "device", "json", "stages", "edit-sizes",
+                             "cache-device-budget", "cache-prefetch-depth"});
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
   bench::Settings s;
   s.arch = args.get("arch").value_or("");
@@ -74,6 +79,21 @@ bench::Settings parse(const std::vector<std::string>& raw) {
   s.generations = number(args, "generations", 3, 0);
   s.device = parse_device_choice(args.get("device").value_or("auto"));
   s.json = args.get("json").value_or("");
+  if (const auto budget = args.get("cache-device-budget")) {
+    // Bytes, or with a suffix K, M or G (1024-based).
+    std::size_t used = 0;
+    double value = -1;
+    try {
+      value = std::stod(*budget, &used);
+    } catch (const std::exception&) {
+    }
+    const std::string suffix = budget->substr(used);
+    const double unit = suffix.empty() ? 1.0 : suffix == "K" ? 1024.0 : suffix == "M" ? 1048576.0 : suffix == "G" ? 1073741824.0 : -1.0;
+    if (!(value >= 0) || unit < 0)
+      throw std::invalid_argument("--cache-device-budget expects bytes, e.g. 0, 500M or 4G, not '" + *budget + "'");
+    s.cache_device_budget = static_cast<std::size_t>(value * unit);
+  }
+  s.cache_prefetch_depth = number(args, "cache-prefetch-depth", 2, 2);
   if (const auto sizes = args.get("edit-sizes")) {
     s.edit_sizes.clear();
     for (std::size_t begin = 0; begin <= sizes->size();) {
@@ -141,7 +161,8 @@ int run(int argc, char** argv) {
   report["settings"] = {{"width", s.width},         {"height", s.height}, {"steps", s.steps},
                         {"scheduler", s.scheduler}, {"cfg", s.cfg},       {"cfg_batch", 2},
                         {"repeat", s.repeat},       {"warmup", s.warmup}, {"generations", s.generations},
-                        {"stages", s.stages}};
+                        {"stages", s.stages},       {"cache_device_budget", s.cache_device_budget},
+                        {"cache_prefetch_depth", s.cache_prefetch_depth}};
   std::fprintf(stderr, "fisedit-bench: %s on %s, %dx%d\n", report["model"]["arch"].get<std::string>().c_str(),
                backend->name().c_str(), s.width, s.height);
 

@@ -86,6 +86,24 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
       std::fprintf(out, "  edit region %5.1f%%          %9.2f   %7.2fx   %9.2f\n", 100.0 * row["edit_fraction"].get<double>(),
                    row["time_ms"]["median"].get<double>(), row["speedup"].get<double>(),
                    row.contains("enqueue_ms") ? row["enqueue_ms"]["median"].get<double>() : 0.0);
+    if (e.contains("spill_steps")) {
+      const auto& sp = e["spill_steps"];
+      std::fprintf(out, "  cache beyond a device budget of %s: %d of %d steps spilled, %s device + %s pinned host (%.1f%% region)\n",
+                   gib(sp["device_budget_bytes"]).c_str(), sp["steps_spilled"].get<int>(), sp["steps"].get<int>(),
+                   gib(sp["cache_bytes_device"]).c_str(), gib(sp["cache_bytes_host"]).c_str(),
+                   100.0 * sp["edit_fraction"].get<double>());
+      std::fprintf(out, "    %d sparse steps: resident %.2f ms, spilled + prefetched %.2f ms (%.3fx; %s copied per run)\n",
+                   sp["steps"].get<int>(), sp["resident_time_ms"]["median"].get<double>(),
+                   sp["spilled_time_ms"]["median"].get<double>(), sp["slowdown"].get<double>(),
+                   gib(sp["prefetched_bytes_per_run"]).c_str());
+    }
+    if (e.contains("spill_edit") && !e["spill_edit"].contains("skipped")) {
+      const auto& se = e["spill_edit"];
+      std::fprintf(out, "    whole edit (painted %.1f%%): resident %.2f ms, spilled %.2f ms (%.3fx; cache %s device + %s host)\n",
+                   100.0 * se["edit_fraction"].get<double>(), se["resident"]["edit_ms"]["median"].get<double>(),
+                   se["spilled"]["edit_ms"]["median"].get<double>(), se["slowdown"].get<double>(),
+                   gib(se["spilled"]["cache_bytes_device"]).c_str(), gib(se["spilled"]["cache_bytes_host"]).c_str());
+    }
     for (const char* key : {"profile_dense_step", "profile_sparse_step_5pct"}) {
       std::fprintf(out, "  %s (device/host ms by op, each op timed alone):\n   ", key);
       int shown = 0;

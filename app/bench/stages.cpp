@@ -5,6 +5,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "pipeline/generation.h"
+#include "sparse/cache_store.h"
 #include "sparse/sparse_step.h"
 #include "text/clip_tokenizer.h"
 
@@ -18,6 +19,17 @@ namespace {
 
 constexpr const char* kPrompt = "a photograph of an astronaut riding a horse on the moon, detailed, 8k";
 constexpr const char* kNegative = "blurry, low quality";
+constexpr const char* kEditPrompt = "a photograph of an astronaut riding a zebra on the moon, detailed, 8k";
+
+// A centred square of about `fraction` of the h x w latent pixels.
+LatentMask centred_square(std::int64_t h, std::int64_t w, double fraction) {
+  LatentMask mask{h, w, std::vector<float>(static_cast<std::size_t>(h * w), 0.0f)};
+  const auto side_h = std::max<std::int64_t>(1, std::lround(h * std::sqrt(fraction)));
+  const auto side_w = std::max<std::int64_t>(1, std::lround(w * std::sqrt(fraction)));
+  for (std::int64_t y = (h - side_h) / 2; y < (h - side_h) / 2 + side_h; ++y)
+    for (std::int64_t x = (w - side_w) / 2; x < (w - side_w) / 2 + side_w; ++x) mask.values[static_cast<std::size_t>(y * w + x)] = 1.0f;
+  return mask;
+}
 
 // Unit-normal values: what latents after scale_model_input and layer-normed text states look like.
 Tensor normal(Shape shape, std::uint64_t seed) {
@@ -43,8 +55,6 @@ Tensor prompt_ids(const LoadedModel& model) {
 }
 
 nlohmann::json optional_bytes(std::optional<std::size_t> v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
-
-constexpr const char* kEditPrompt = "a photograph of an astronaut riding a zebra on the moon, detailed, 8k";
 
 // PSNR (dB) of a against b over the pixels where `region` is white; null when they are equal there.
 nlohmann::json psnr_inside(const Image8& a, const Image8& b, const Image8& region) {
@@ -155,12 +165,7 @@ nlohmann::json Stages::edit_steps() {
   const auto dense = time_repeats(backend_, s_.warmup, s_.repeat, [&] { unet.forward(sample, std::span(&timestep, 1), context); });
   nlohmann::json rows = nlohmann::json::array();
   for (const double fraction : {0.01, 0.05, 0.10, 0.20, 0.50}) {
-    // A centred square of about `fraction` of the latent pixels.
-    LatentMask mask{h, w, std::vector<float>(static_cast<std::size_t>(h * w), 0.0f)};
-    const auto side_h = std::max<std::int64_t>(1, std::lround(h * std::sqrt(fraction)));
-    const auto side_w = std::max<std::int64_t>(1, std::lround(w * std::sqrt(fraction)));
-    for (std::int64_t y = (h - side_h) / 2; y < (h - side_h) / 2 + side_h; ++y)
-      for (std::int64_t x = (w - side_w) / 2; x < (w - side_w) / 2 + side_w; ++x) mask.values[static_cast<std::size_t>(y * w + x)] = 1.0f;
+    const LatentMask mask = centred_square(h, w, fraction);
     LayerRecord out;
     SparseLevels levels(mask);
     Stats enqueue;
@@ -188,7 +193,102 @@ nlohmann::json Stages::edit_steps() {
     unet.forward(sample, std::span(&timestep, 1), context, &step);
   });
   return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}},
-          {"profile_dense_step", dense_ops}, {"profile_sparse_step_5pct", sparse_ops}};
+          {"profile_dense_step", dense_ops}, {"profile_sparse_step_5pct", sparse_ops},
+          {"spill_steps", spill_steps(unet, sample, context, record)}, {"spill_edit", spill_edit()}};
+}
+
+nlohmann::json Stages::spill_steps(UNet& unet, const DeviceTensor& sample, const DeviceTensor& context,
+                                   const LayerRecord& record) {
+  const std::int64_t h = s_.height / 8, w = s_.width / 8;
+  const float timestep = 500.0f;
+  const int n = s_.steps;
+  // Every step's record is the one recorded step; spilled as a generation spills its steps, each step
+  // with its own host copy (pinned memory: about `steps` records' worth at budget 0).
+  const std::vector<LayerRecord> resident(static_cast<std::size_t>(n), record);
+  std::vector<LayerRecord> spilled = resident;
+  CacheSpill spill(backend_, s_.cache_device_budget, n);
+  for (auto& step : spilled) spill.keep(step);
+  backend_.synchronize_copies();
+  CacheByteCounter placed;
+  placed.add(spilled);
+
+  SparseLevels levels(centred_square(h, w, 0.10));
+  LayerRecord scratch;
+  CachePrefetch::Stats prefetched;
+  const auto run_steps = [&](const std::vector<LayerRecord>& steps) {
+    CachePrefetch cache(backend_, steps, s_.cache_prefetch_depth);
+    for (int i = 0; i < n; ++i) {
+      const auto& cached = cache.acquire(static_cast<std::size_t>(i), &levels);
+      SparseStep step(cached, levels, scratch, false, &steps[static_cast<std::size_t>(i)]);
+      unet.forward(sample, std::span(&timestep, 1), context, &step);
+      backend_.synchronize();  // as an edit's step does, downloading the model output for the sampler
+    }
+    prefetched = cache.stats();
+  };
+  const auto resident_time = time_repeats(backend_, s_.warmup, s_.repeat, [&] { run_steps(resident); });
+  const auto spilled_time = time_repeats(backend_, s_.warmup, s_.repeat, [&] { run_steps(spilled); });
+  return {{"steps", n},
+          {"edit_fraction", levels.latent().fraction()},
+          {"device_budget_bytes", s_.cache_device_budget},
+          {"cache_bytes_device", placed.bytes().device},
+          {"cache_bytes_host", placed.bytes().host},
+          {"prefetch_depth", s_.cache_prefetch_depth},
+          {"steps_spilled", spill.spilled_steps()},
+          {"resident_time_ms", to_json(resident_time)},
+          {"spilled_time_ms", to_json(spilled_time)},
+          {"slowdown", spilled_time.median / resident_time.median},
+          {"prefetched_bytes_per_run", prefetched.bytes_staged},
+          {"host_bytes_not_read_per_run", prefetched.bytes_not_read}};
+}
+
+nlohmann::json Stages::spill_edit() {
+  if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
+  if (s_.generations == 0) return {{"skipped", "--generations 0"}};
+  StableDiffusion sd(model_, backend_);
+  sd.set_cache_prefetch_depth(s_.cache_prefetch_depth);
+  GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
+  r = sd.resolve(r);
+  // A painted mask: no detection steps, so every step reads the cache (the spill's worst case).
+  const LatentMask square = centred_square(r.height / 8, r.width / 8, 0.10);
+  Image8 painted{r.width, r.height, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(r.width) * r.height, 0)};
+  for (int y = 0; y < r.height; ++y)
+    for (int x = 0; x < r.width; ++x)
+      if (square.values[static_cast<std::size_t>((y / 8) * (r.width / 8) + x / 8)] != 0.0f)
+        painted.pixels[static_cast<std::size_t>(y) * r.width + x] = 255;
+  EditRequest e;
+  e.prompt = kEditPrompt;
+  e.negative_prompt = kNegative;
+  e.mask_mode = MaskMode::painted;
+  e.painted_mask = painted;
+
+  nlohmann::json runs = nlohmann::json::object();
+  std::vector<double> medians;
+  for (const bool spill : {false, true}) {
+    sd.set_cache_device_budget(spill ? std::optional<std::size_t>(s_.cache_device_budget) : std::nullopt);
+    const auto base = sd.generate_cached(r);
+    for (int i = 0; i < std::min(s_.warmup, 1); ++i) sd.edit(base, e);
+    std::vector<double> total, sparse;
+    std::size_t prefetched = 0;
+    for (int i = 0; i < s_.generations; ++i) {
+      const auto edited = sd.edit(base, e);
+      total.push_back(edited.stats.total_ms);
+      sparse.push_back(edited.stats.sparse_ms);
+      prefetched = edited.stats.prefetched_bytes;
+    }
+    const auto t = summarize(total);
+    medians.push_back(t.median);
+    runs[spill ? "spilled" : "resident"] = {{"edit_ms", to_json(t)},
+                                            {"sparse_ms", to_json(summarize(sparse))},
+                                            {"cache_bytes_device", base.cache_bytes_device()},
+                                            {"cache_bytes_host", base.cache_bytes_host()},
+                                            {"prefetched_bytes", prefetched}};
+  }
+  runs["device_budget_bytes"] = s_.cache_device_budget;
+  runs["prefetch_depth"] = s_.cache_prefetch_depth;
+  runs["edit_fraction"] = square.fraction();
+  runs["steps"] = r.steps;
+  runs["slowdown"] = medians[1] / medians[0];
+  return runs;
 }
 
 nlohmann::json Stages::attention() {

@@ -6,6 +6,7 @@
 #include "backend/device.h"
 #include "bench/measure.h"
 #include "io/model_loader.h"
+#include "models/unet.h"
 #include "sparse/sparse_step.h"
 
 #include <nlohmann/json.hpp>
@@ -25,6 +26,10 @@ struct Settings {
   DeviceChoice device = DeviceChoice::automatic;
   std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, edit_sizes, attention
   std::vector<double> edit_sizes{0.05, 0.15, 0.30};  // latent shares of the whole-edit measurement
+  // The edit stage's spilled runs: bytes of layer records kept on the device (the rest in pinned host
+  // memory, prefetched a step ahead). 0 (the default): the whole cache on the host.
+  std::size_t cache_device_budget = 0;
+  int cache_prefetch_depth = 2;  // staging buffers: how many steps the prefetch may run ahead
 };
 
 // A compact blob (not a square) of about `fraction` of an h x w latent: a star-ish closed curve,
@@ -43,6 +48,10 @@ public:
   nlohmann::json generation();
   // Sparse U-Net steps of an edit against a recorded dense step, for edit regions of 1% to 50% of the
   // latent pixels (a centred square), with the dense step as the baseline; and the cache one step takes.
+  // Then the cost of a cache beyond the device budget: `steps` sparse steps (10% region) with every
+  // record on the device against the records spilled as a generation spills them (CacheSpill) and
+  // prefetched, and, with a tokenizer, whole edits (painted 10% mask) of a resident and of a spilled
+  // generation.
   nlohmann::json edit_steps();
   // Whole automatic edits (METHOD.md 3) of a cached generation at each of Settings::edit_sizes: the
   // default dense detection steps with the edit prompt, then a blob mask of that size in place of the
@@ -57,6 +66,10 @@ public:
   nlohmann::json attention();
 
 private:
+  nlohmann::json spill_steps(UNet& unet, const DeviceTensor& sample, const DeviceTensor& context,
+                             const LayerRecord& record);
+  nlohmann::json spill_edit();
+
   // Weights = what the pool grew by while the component was built; peak above them = the rest.
   nlohmann::json memory(std::optional<std::size_t> before, std::optional<std::size_t> loaded) const;
 

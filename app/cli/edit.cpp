@@ -9,7 +9,9 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
+#include <string>
 
 namespace fisedit::cli {
 namespace {
@@ -26,7 +28,7 @@ MaskMode parse_mask_mode(const std::string& s) {
 int edit_command(const std::vector<std::string>& raw) {
   auto names = generation_options();
   names.insert({"edit-prompt", "edit-negative", "mask", "mask-mode", "mask-margin", "detect-steps", "attention-control",
-                "base-out", "mask-out", "stats-json"});
+                "base-out", "mask-out", "stats-json", "cache-device-budget"});
   const Arguments args(raw, names);
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
   auto r = parse_generation_request(args);
@@ -46,7 +48,24 @@ int edit_command(const std::vector<std::string>& raw) {
     e.attention_control = *control == "on";
   }
 
+  std::optional<std::size_t> device_budget;
+  if (const auto budget = args.get("cache-device-budget")) {
+    // Bytes, or with a suffix K, M or G (binary: 1024-based).
+    std::size_t used = 0;
+    double value = -1;
+    try {
+      value = std::stod(*budget, &used);
+    } catch (const std::exception&) {
+    }
+    const std::string suffix = budget->substr(used);
+    const double unit = suffix.empty() ? 1.0 : suffix == "K" ? 1024.0 : suffix == "M" ? 1048576.0 : suffix == "G" ? 1073741824.0 : -1.0;
+    if (!(value >= 0) || unit < 0)
+      throw std::invalid_argument("--cache-device-budget expects bytes, e.g. 0, 500M or 4G, not '" + *budget + "'");
+    device_budget = static_cast<std::size_t>(value * unit);
+  }
+
   const auto session = open_session(args);
+  session.sd->set_cache_device_budget(device_budget);
   r = session.sd->resolve(r);
   std::fprintf(stderr, "device: %s\n", session.backend->name().c_str());
   std::fprintf(stderr, "base: %s\n", r.prompt.c_str());
@@ -54,8 +73,10 @@ int edit_command(const std::vector<std::string>& raw) {
   std::fprintf(stderr, "edit: %s\n", e.prompt.c_str());
   const auto edit = session.sd->edit(base, e, print_progress);
 
+  // On the CPU every byte is the host's, whatever the budget says.
   const bool on_device = session.backend->kind() == DeviceKind::cuda;
-  const auto cache = base.cache_bytes();
+  const auto cache_device = on_device ? base.cache_bytes_device() : 0;
+  const auto cache_host = on_device ? base.cache_bytes_host() : base.cache_bytes();
   const nlohmann::json stats = {
       {"edit_fraction", edit.stats.edit_fraction},
       {"detect_steps", edit.stats.detect_steps},
@@ -67,8 +88,10 @@ int edit_command(const std::vector<std::string>& raw) {
       {"decode_ms", edit.stats.decode_ms},
       {"edit_ms", edit.stats.total_ms},
       {"speedup", base.result.timings.total_ms / std::max(edit.stats.total_ms, 1e-9)},
-      {"cache_bytes_device", on_device ? cache : 0},
-      {"cache_bytes_host", on_device ? 0 : cache},
+      {"cache_bytes_device", cache_device},
+      {"cache_bytes_host", cache_host},
+      {"cache_device_budget", device_budget ? nlohmann::json(*device_budget) : nlohmann::json()},
+      {"prefetched_bytes", edit.stats.prefetched_bytes},
       {"device", session.backend->name()},
   };
 

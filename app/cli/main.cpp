@@ -26,6 +26,7 @@ constexpr const char* kUsage =
     "            [--mask-mode auto|painted|intersect] [--mask-margin N] [--detect-steps K]\n"
     "            [--attention-control on|off] [--out EDITED.png] [--base-out BASE.png]\n"
     "            [--mask-out MASK.png] [--stats-json FILE]\n"
+    "            [--cache-device-budget BYTES (e.g. 2G; the rest of the cache in pinned host memory)]\n"
     "            the image of --prompt, then edited to --edit-prompt: only the affected region re-renders\n"
     "\n"
     "PATH is a diffusers pipeline folder or a single-file .safetensors checkpoint. --config DIR gives the\n"

@@ -21,6 +21,14 @@ std::int64_t DeviceTensor::dim(int i) const {
   return shape_[static_cast<std::size_t>(i < 0 ? i + r : i)];
 }
 
+DeviceTensor DeviceTensor::view(std::size_t offset, DType dtype, Shape shape) const {
+  const std::size_t bytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
+  if (!buffer_ || offset > buffer_->size() || bytes > buffer_->size() - offset)
+    throw Error(ErrorCode::invalid_argument, "a view of " + std::to_string(bytes) + " bytes at offset " +
+                                                 std::to_string(offset) + " does not fit its buffer");
+  return DeviceTensor(buffer_, offset, dtype, std::move(shape));
+}
+
 DeviceTensor DeviceTensor::reshaped(Shape shape) const {
   if (shape_numel(shape) != numel())
     throw Error(ErrorCode::invalid_argument,
@@ -52,9 +60,15 @@ Shape with_last(Shape s, std::int64_t last) {
   return s;
 }
 
+// Ops read device memory only: a spilled cache tensor must be copied back first (copy_async).
+void check_device(const char* op, const DeviceTensor& t, const char* what) {
+  FISEDIT_REQUIRE(!t.host_resident(), op, std::string(what) + " is in host memory (copy it to the device first)");
+}
+
 // Op inputs must be present and of the backend's activation dtype (weights too: upload converts them).
 void check_act(const char* op, const DeviceTensor& t, const char* what, DType act) {
   if (t.empty()) FISEDIT_REQUIRE(false, op, std::string(what) + " is missing");
+  check_device(op, t, what);
   FISEDIT_REQUIRE(t.dtype() == act, op, std::string(what) + " has dtype " + std::string(dtype_name(t.dtype())) +
                                     ", not the backend's activation dtype " + std::string(dtype_name(act)));
 }
@@ -136,8 +150,47 @@ DeviceTensor Backend::upload(const Tensor& host) {
 
 Tensor Backend::download(const DeviceTensor& t) {
   std::vector<float> values(static_cast<std::size_t>(t.numel()));
-  if (!values.empty()) download_impl(t, values);
+  if (!values.empty()) {
+    if (t.host_resident()) {  // through the device, where the conversion to float32 runs
+      const TensorCopy copy{t, allocate(t.dtype(), t.shape())};
+      wait(copy_async(std::span(&copy, 1)));
+      download_impl(copy.dst, values);
+    } else {
+      download_impl(t, values);
+    }
+  }
   return Tensor::from_f32(t.shape(), values);
+}
+
+Backend::CopyFence Backend::copy_async(std::span<const TensorCopy> copies) {
+  std::uint64_t bytes = 0;
+  for (const auto& c : copies) {
+    FISEDIT_REQUIRE(!c.src.empty() && !c.dst.empty(), "copy_async", "a source or destination is missing");
+    FISEDIT_REQUIRE(c.src.dtype() == c.dst.dtype() && c.src.shape() == c.dst.shape(), "copy_async",
+                    "source " + shapes(c.src) + " " + std::string(dtype_name(c.src.dtype())) + " and destination " +
+                        shapes(c.dst) + " " + std::string(dtype_name(c.dst.dtype())) + " differ");
+    bytes += c.src.nbytes();
+  }
+  if (copies.empty()) return {};
+  const std::uint64_t ticket = ++last_ticket_;
+  copy_async_impl(copies, ticket);
+  ++copy_counters_.calls;
+  copy_counters_.bytes += bytes;
+  return CopyFence(ticket);
+}
+
+void Backend::wait(const CopyFence& fence) {
+  if (!fence.empty()) wait_copies_impl(fence.ticket_);
+}
+
+void Backend::synchronize_copies() { synchronize_copies_impl(); }
+
+void Backend::copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket) {
+  (void)ticket;
+  for (const auto& c : copies) {
+    DeviceTensor dst = c.dst;
+    copy_impl(c.src, dst);
+  }
 }
 
 ConvWeight Backend::prepare_conv_weight(const Tensor& weight, const Tensor& bias) {
@@ -213,6 +266,7 @@ std::pair<std::int64_t, std::int64_t> conv_output_size(const char* op, const Dev
 void check_positions(const char* op, const DeviceTensor& positions, std::int64_t limit) {
   FISEDIT_REQUIRE(!positions.empty() && positions.dtype() == DType::i32 && positions.rank() == 1, op,
           "positions must be an I32 [P] tensor (upload integer indices)");
+  check_device(op, positions, "positions");
   FISEDIT_REQUIRE(positions.dim(0) <= limit, op, std::to_string(positions.dim(0)) + " positions for " + std::to_string(limit) + " places");
 }
 
@@ -221,6 +275,7 @@ void check_positions(const char* op, const DeviceTensor& positions, std::int64_t
 DeviceTensor Backend::clone(const DeviceTensor& x) {
   const OpScope scope(*this, "clone");
   FISEDIT_REQUIRE(!x.empty(), "clone", "x is empty");
+  check_device("clone", x, "x");
   auto out = allocate(x.dtype(), x.shape());
   copy_impl(x, out);
   return out;
@@ -306,6 +361,11 @@ DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamm
           std::to_string(c) + " channels do not split into " + std::to_string(groups) + " groups");
   FISEDIT_REQUIRE(gamma.shape() == Shape{c} && beta.shape() == Shape{c}, op,
           "gamma " + shapes(gamma) + " / beta " + shapes(beta) + " do not match " + std::to_string(c) + " channels");
+  if (stats_in) {
+    FISEDIT_REQUIRE(!stats_in->mean.empty() && !stats_in->var.empty(), op, "given statistics are missing");
+    check_device(op, stats_in->mean, "the given mean");
+    check_device(op, stats_in->var, "the given variance");
+  }
   if (stats_in)
     FISEDIT_REQUIRE((stats_in->mean.dtype() == DType::f32 && stats_in->var.dtype() == DType::f32 &&
                      stats_in->mean.shape() == Shape{n, groups} && stats_in->var.shape() == Shape{n, groups}),
@@ -392,6 +452,7 @@ DeviceTensor Backend::replace_attention_columns(const DeviceTensor& probs, const
               ") are not inside probs " + shapes(probs));
   FISEDIT_REQUIRE(!columns.empty() && columns.dtype() == DType::i32 && columns.shape() == Shape{probs.dim(3)}, op,
           "columns must be an I32 [" + std::to_string(probs.dim(3)) + "] tensor (one per key of probs)");
+  check_device(op, columns, "columns");
   auto out = clone(probs);
   replace_attention_columns_impl(source, columns, first, out);
   return out;
@@ -506,6 +567,7 @@ DeviceTensor Backend::embedding(const DeviceTensor& table, const DeviceTensor& i
   check_act("embedding", table, "table", activation_dtype());
   FISEDIT_REQUIRE(table.rank() == 2, "embedding", "table " + shapes(table) + " is not [V, C]");
   FISEDIT_REQUIRE(!ids.empty() && ids.dtype() == DType::i32, "embedding", "ids must be an I32 tensor (upload integer ids)");
+  check_device("embedding", ids, "ids");
   Shape s = ids.shape();
   s.push_back(table.dim(1));
   auto out = allocate(std::move(s));

@@ -48,6 +48,9 @@ public:
   virtual ~DeviceBuffer() = default;
   virtual std::byte* data() = 0;  // a device address: dereference it only on that device
   virtual std::size_t size() const = 0;
+  // Host memory the device copies to and from without staging (Backend::allocate_host): where the
+  // activation cache spills what does not fit the device budget. Ops never read it.
+  virtual bool host_resident() const { return false; }
 };
 
 // A contiguous, row-major tensor in device memory: a shared buffer, a byte offset, dtype and shape.
@@ -64,10 +67,18 @@ public:
   std::int64_t numel() const { return shape_numel(shape_); }
   std::size_t nbytes() const { return static_cast<std::size_t>(numel()) * dtype_size(dtype_); }
   bool empty() const { return buffer_ == nullptr; }
+  bool host_resident() const { return buffer_ && buffer_->host_resident(); }
 
   std::byte* data() const { return buffer_ ? buffer_->data() + offset_ : nullptr; }
   template <class T>
   T* data_as() const { return reinterpret_cast<T*>(data()); }
+
+  // The memory this tensor lives in and where in it: the activation cache lays spilled tensors out by
+  // buffer and offset, so that neighbours travel as one copy (sparse/cache_store.h).
+  const DeviceBuffer* buffer() const { return buffer_.get(); }
+  std::size_t offset() const { return offset_; }
+  // A tensor `offset` bytes into the same buffer; it must lie inside it.
+  DeviceTensor view(std::size_t offset, DType dtype, Shape shape) const;
 
   // The same memory under another shape of the same element count.
   DeviceTensor reshaped(Shape shape) const;
@@ -147,6 +158,48 @@ public:
 
   // A copy in new memory, bit for bit.
   DeviceTensor clone(const DeviceTensor& x);
+
+  // ---- Host-resident memory and the copy stream (the activation cache's spill and prefetch) --------
+  // Uninitialised host memory that copy_async moves to and from the device at full bus speed (pinned
+  // on CUDA; ordinary memory on the CPU, marked host-resident all the same, so that one code path runs
+  // and is tested everywhere). Ops refuse host-resident inputs: copy them to a device tensor first.
+  // Throws Error(out_of_memory).
+  virtual DeviceTensor allocate_host(DType dtype, Shape shape) = 0;
+  // Optional: bytes held by live host-resident buffers.
+  virtual std::optional<std::size_t> host_bytes_in_use() const { return {}; }
+
+  // One copy of copy_async: src and dst of the same dtype and shape, each on the device or host-resident.
+  struct TensorCopy {
+    DeviceTensor src, dst;
+  };
+  // A point in the copy stream's order: wait() makes the computation wait for the copies before it.
+  class CopyFence {
+  public:
+    CopyFence() = default;  // no copies: nothing to wait for
+    bool empty() const { return ticket_ == 0; }
+
+  private:
+    friend class Backend;
+    explicit CopyFence(std::uint64_t ticket) : ticket_(ticket) {}
+    std::uint64_t ticket_ = 0;
+  };
+  // Queues the copies on a stream of their own, behind all work queued for the computation so far
+  // (so a source may be the output of a queued op, and a destination the input of one, read first);
+  // returns at once, without waiting for the host or the device. Both sides' buffers are kept alive
+  // until the copies are done, so the caller may drop them. A synchronous backend copies at once.
+  CopyFence copy_async(std::span<const TensorCopy> copies);
+  // Work queued for the computation from now on waits, on the device, until the copies of `fence`'s
+  // copy_async call are done (and those queued before it in the same direction, to or from the host;
+  // a prefetch never waits for an earlier spill). Never blocks the host.
+  void wait(const CopyFence& fence);
+  // Blocks the host until every queued copy is done (tests, teardown; never in a step loop).
+  void synchronize_copies();
+  // Queued copies (copy_async calls) and their bytes since the backend was made: how tests see that
+  // a prefetch happened and how much it moved.
+  struct CopyCounters {
+    std::uint64_t calls = 0, bytes = 0;
+  };
+  CopyCounters copy_counters() const { return copy_counters_; }
 
   // ---- Profiling --------------------------------------------------------------------------------
   struct OpTime {
@@ -320,6 +373,13 @@ protected:
                                      DeviceTensor& out) = 0;
   // to_nhwc: [N, C, H, W] -> [N, H, W, C]; otherwise the reverse.
   virtual void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) = 0;
+  // Optional, for asynchronous backends: queue `copies` (validated, none empty) as copy number
+  // `ticket` (1, 2, ... in call order); wait for copy `ticket` and those before it; wait on the host
+  // for all of them. The defaults copy at once with copy_impl, right for a backend whose memory is
+  // the host's.
+  virtual void copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket);
+  virtual void wait_copies_impl(std::uint64_t ticket) { (void)ticket; }
+  virtual void synchronize_copies_impl() {}
 
 private:
   friend class OpScope;
@@ -327,6 +387,8 @@ private:
 
   bool profiling_ = false;
   int op_depth_ = 0;
+  std::uint64_t last_ticket_ = 0;
+  CopyCounters copy_counters_;
   double host_begin_ms_ = 0;
   std::map<std::string, OpTime> host_times_;
   double call_begin_ms_ = 0;                     // the outermost op's entry, host clock

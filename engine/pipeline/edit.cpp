@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "pipeline/generation.h"
 #include "sched/scheduler.h"
+#include "sparse/cache_store.h"
 #include "sparse/edit_mask.h"
 
 #include <algorithm>
@@ -142,6 +143,17 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   gen.result.height = r.height;
   check_stop(stop);
 
+  // The base's records where they are (device) or staged ahead (host); the edited generation's own
+  // records within the device budget (sparse/cache_store.h). The first sparse steps' records are
+  // copied while the text encoder and the detection steps run, after the probabilities attention
+  // control reads in the first detection steps.
+  const int explicit_steps = default_detection_steps(steps);
+  CachePrefetch cache(backend_, base.steps, cache_prefetch_depth_);
+  CacheSpill spill(backend_, cache_device_budget_, steps);
+  if (e.attention_control)
+    for (int i = 0; i < std::min(k, explicit_steps); ++i) cache.prefetch_attention(static_cast<std::size_t>(i));
+  cache.prefetch_ahead(static_cast<std::size_t>(k));
+
   auto t = Clock::now();
   const auto cond = condition(r.prompt, r.negative_prompt, r.cfg_scale);
   gen.result.timings.text_encoder_ms = ms_since(t);
@@ -153,19 +165,20 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   // default_detection_steps run their cross-attention through explicit probabilities, as the base's
   // did, and with attention control the shared tokens' probabilities are the base's.
   t = Clock::now();
-  const int explicit_steps = default_detection_steps(steps);
   const DeviceTensor columns = e.attention_control ? token_columns(base.request.prompt, r.prompt) : DeviceTensor();
   std::vector<std::vector<float>> differences;
   for (int i = 0; i < k; ++i) {
     check_stop(stop);
     SparseStep record(gen.steps[static_cast<std::size_t>(i)]);
     if (i < explicit_steps) {
-      const auto& source = base.steps[static_cast<std::size_t>(i)];
+      const auto& source = e.attention_control ? cache.attention_source(static_cast<std::size_t>(i))
+                                               : base.steps[static_cast<std::size_t>(i)];
       const bool control = e.attention_control && !source.cross_attention.empty();
       record.explicit_cross_attention(control ? &source : nullptr, columns);
       out.stats.attention_control_steps += control;
     }
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &record), i, x);
+    spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     gen.latents.push_back(x);
     differences.push_back(channel_l1(x, base.latents[static_cast<std::size_t>(i) + 1], h * w));
     if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
@@ -190,14 +203,17 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   SparseLevels levels(out.mask);
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
-    SparseStep step(base.steps[static_cast<std::size_t>(i)], levels, gen.steps[static_cast<std::size_t>(i)],
-                    e.dense_reference);
+    const auto& cached = cache.acquire(static_cast<std::size_t>(i), &levels);  // queues step i + 1's copy
+    SparseStep step(cached, levels, gen.steps[static_cast<std::size_t>(i)], e.dense_reference,
+                    &base.steps[static_cast<std::size_t>(i)]);
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &step), i, x);
+    spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);
     gen.latents.push_back(x);
     if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
   }
   out.stats.sparse_ms = ms_since(t);
+  out.stats.prefetched_bytes = cache.stats().bytes_staged;
   gen.result.timings.unet_ms = out.stats.detect_ms + out.stats.sparse_ms;
   gen.result.latents = Tensor::from_f32({1, model_->unet.in_channels, h, w}, x);
   check_stop(stop);

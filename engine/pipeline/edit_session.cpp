@@ -3,6 +3,7 @@
 #include "pipeline/edit_session.h"
 
 #include "core/error.h"
+#include "sparse/cache_store.h"
 
 #include <algorithm>
 #include <chrono>
@@ -29,7 +30,13 @@ ProgressCallback part_of(const ProgressCallback& progress, int run, int runs, Cl
 
 }  // namespace
 
-EditSession::EditSession(StableDiffusion& sd, std::size_t cache_budget_bytes) : sd_(sd), budget_(cache_budget_bytes) {}
+EditSession::EditSession(StableDiffusion& sd, std::size_t cache_budget_bytes,
+                         std::optional<std::size_t> device_budget_bytes)
+    : sd_(sd), budget_(cache_budget_bytes), device_budget_(device_budget_bytes) {}
+
+void EditSession::apply_device_budget() {
+  if (device_budget_) sd_.set_cache_device_budget(device_budget_);
+}
 
 EditSession::Entry& EditSession::entry(NodeId id) {
   return const_cast<Entry&>(static_cast<const EditSession*>(this)->entry(id));
@@ -55,6 +62,7 @@ std::vector<NodeId> EditSession::roots() const {
 
 NodeId EditSession::generate(const GenerationRequest& request, const ProgressCallback& progress,
                              std::stop_token stop) {
+  apply_device_budget();
   auto generation = sd_.generate_cached(request, progress, stop);
   Entry e;
   e.node.request = generation.request;
@@ -62,12 +70,14 @@ NodeId EditSession::generate(const GenerationRequest& request, const ProgressCal
   store_cache(e, std::move(generation));
   const NodeId id = add(std::move(e));
   enforce_budget(id, std::nullopt);
+  enforce_device_budget(id);
   return id;
 }
 
 NodeId EditSession::edit(NodeId base, const EditRequest& request, const ProgressCallback& progress,
                          std::stop_token stop) {
   const auto t0 = Clock::now();
+  apply_device_budget();
   RegenerationStats regeneration;
   std::optional<LatentMask> replayed_mask;
   auto base_generation = cached_generation(base, progress, stop, regeneration, replayed_mask);
@@ -97,6 +107,7 @@ NodeId EditSession::edit(NodeId base, const EditRequest& request, const Progress
   const NodeId id = add(std::move(e));
   b.children.push_back(id);
   enforce_budget(id, base);
+  enforce_device_budget(id);
   return id;
 }
 
@@ -251,6 +262,36 @@ std::size_t EditSession::cache_bytes() const {
     }
   }
   return bytes;
+}
+
+std::size_t EditSession::cache_bytes_device() const {
+  CacheByteCounter counter;
+  for (const auto& [id, e] : entries_)
+    if (e.node.cached) counter.add(e.cache.steps);
+  return counter.bytes().device;
+}
+
+std::size_t EditSession::cache_bytes_host() const {
+  CacheByteCounter counter;
+  for (const auto& [id, e] : entries_)
+    if (e.node.cached) counter.add(e.cache.steps);
+  return counter.bytes().host;
+}
+
+void EditSession::enforce_device_budget(NodeId newest) {
+  if (!device_budget_) return;
+  // Oldest use first, the newest node last; within a node its first steps, which an edit reads last
+  // (or never: detection steps read no record).
+  std::vector<Entry*> order;
+  for (auto& [id, e] : entries_)
+    if (e.node.cached && id != newest) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) { return a->last_used < b->last_used; });
+  if (entries_.contains(newest) && entry(newest).node.cached) order.push_back(&entry(newest));
+  for (Entry* e : order)
+    for (auto& step : e->cache.steps) {
+      if (cache_bytes_device() <= *device_budget_) return;
+      spill_to_host(sd_.backend(), step);  // queued on the copy stream; nothing waits for it
+    }
 }
 
 void EditSession::enforce_budget(NodeId newest, std::optional<NodeId> base) {

@@ -54,7 +54,11 @@ public:
   };
 
   // `sd` must outlive the session. A budget of 0 keeps only the newest node's cache.
-  EditSession(StableDiffusion& sd, std::size_t cache_budget_bytes);
+  // `device_budget_bytes`: of the caches kept, how many bytes may stay in device memory; the rest is
+  // spilled to pinned host memory (least recently used nodes first, and within a node its first
+  // steps) and prefetched back when edited. None: the StableDiffusion's own setting, nothing else.
+  EditSession(StableDiffusion& sd, std::size_t cache_budget_bytes,
+              std::optional<std::size_t> device_budget_bytes = std::nullopt);
 
   // A new root: a dense generation, cached. Throws Error (cancelled, invalid_argument, ...), leaving
   // the session unchanged.
@@ -88,6 +92,11 @@ public:
 
   std::size_t cache_budget() const { return budget_; }
   std::size_t cache_bytes() const;  // of all cached nodes
+  std::optional<std::size_t> device_budget() const { return device_budget_; }
+  // The layer records of all cached nodes by where they live (each piece of memory once; the
+  // per-step latents, on the host, are not included).
+  std::size_t cache_bytes_device() const;
+  std::size_t cache_bytes_host() const;
 
 private:
   struct Entry {
@@ -110,9 +119,15 @@ private:
   // Drops least recently used caches until the budget holds, sparing `newest`, and `base` while
   // anything else can go.
   void enforce_budget(NodeId newest, std::optional<NodeId> base);
+  // Spills least recently used nodes' records to host memory until the device budget holds (the
+  // newest last: its own generation kept within the budget already).
+  void enforce_device_budget(NodeId newest);
+  // Applies the session's device budget to the next generation or edit.
+  void apply_device_budget();
 
   StableDiffusion& sd_;
   std::size_t budget_;
+  std::optional<std::size_t> device_budget_;
   std::map<NodeId, Entry> entries_;  // ordered by id, which is creation order
   NodeId next_id_ = 1;
   std::uint64_t clock_ = 0;  // advances on every use, for least-recently-used order

@@ -5,6 +5,7 @@
 #include "models/text_encoder.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "sparse/cache_store.h"
 #include "sparse/sparse_step.h"
 #include "sparse/token_alignment.h"
 #include "sched/scheduler.h"
@@ -207,6 +208,7 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
   }
 
   t = Clock::now();
+  CacheSpill spill(backend_, cache_device_budget_, scheduler->num_steps());
   for (int i = 0; i < scheduler->num_steps(); ++i) {
     check_stop(stop);
     std::optional<SparseStep> record;
@@ -214,7 +216,10 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
     if (record && i < default_detection_steps(r.steps)) record->explicit_cross_attention();  // for attention control
     const auto noise = predict(*scheduler, i, latents, cond, r, record ? &*record : nullptr);
     latents = scheduler->step(noise, i, latents);
-    if (keep) keep->latents.push_back(latents);
+    if (keep) {
+      spill.keep(keep->steps[static_cast<std::size_t>(i)]);
+      keep->latents.push_back(latents);
+    }
     if (progress)
       progress({i + 1, scheduler->num_steps(), ms_since(t0), latents, static_cast<int>(model_->unet.in_channels),
                 r.height / 8, r.width / 8});
@@ -238,6 +243,18 @@ std::size_t CachedGeneration::cache_bytes() const {
   std::size_t n = 0;
   for (const auto& s : steps) n += s.bytes();
   return n;
+}
+
+std::size_t CachedGeneration::cache_bytes_device() const {
+  CacheByteCounter counter;
+  counter.add(steps);
+  return counter.bytes().device;
+}
+
+std::size_t CachedGeneration::cache_bytes_host() const {
+  CacheByteCounter counter;
+  counter.add(steps);
+  return counter.bytes().host;
 }
 
 bool edit_compatible(const GenerationRequest& a, const GenerationRequest& b) {

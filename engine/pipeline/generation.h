@@ -8,6 +8,7 @@
 #include "models/layers.h"
 #include "sparse/sparse_step.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -71,6 +72,10 @@ struct CachedGeneration {
   std::vector<GroupNormStats> decoder_norms; // the VAE decoder's GroupNorm statistics, for decoding crops
   GenerationResult result;
   std::size_t cache_bytes() const;           // the layer records
+  // The same, by where they live: device memory, and host memory beyond the device budget
+  // (StableDiffusion::set_cache_device_budget); memory shared by two records counted once.
+  std::size_t cache_bytes_device() const;
+  std::size_t cache_bytes_host() const;
 };
 
 enum class MaskMode { automatic, painted, intersect };
@@ -101,6 +106,7 @@ struct EditStats {
   int detect_steps = 0;
   int attention_control_steps = 0;  // detection steps run with attention control
   double detect_ms = 0, sparse_ms = 0, decode_ms = 0, total_ms = 0;
+  std::size_t prefetched_bytes = 0;  // the base's spilled cache copied back to the device for the edit
 };
 
 struct EditResult {
@@ -132,6 +138,16 @@ public:
 
   const LoadedModel& model() const { return *model_; }
   Backend& backend() const { return backend_; }
+
+  // Bytes of layer records each cached generation or edit made from now on keeps in device memory;
+  // its first steps beyond that go to pinned host memory, and edits prefetch them back a step ahead
+  // (sparse/cache_store.h). None, the default: no limit. 0: the whole cache in host memory.
+  void set_cache_device_budget(std::optional<std::size_t> bytes) { cache_device_budget_ = bytes; }
+  std::optional<std::size_t> cache_device_budget() const { return cache_device_budget_; }
+  // How many steps of a spilled cache an edit stages ahead (>= 2; each holds a step's record in
+  // device memory): deeper lets the copies run further ahead, through the detection steps.
+  void set_cache_prefetch_depth(int steps) { cache_prefetch_depth_ = std::max(2, steps); }
+  int cache_prefetch_depth() const { return cache_prefetch_depth_; }
 
   // The request with defaults filled in (size, scheduler), validated: throws Error(invalid_argument)
   // with a message naming the bad parameter.
@@ -180,6 +196,8 @@ private:
   std::shared_ptr<const LoadedModel> model_;
   Backend& backend_;
   std::unique_ptr<Components> c_;
+  std::optional<std::size_t> cache_device_budget_;
+  int cache_prefetch_depth_ = 2;
 };
 
 // The "parameters" text AUTOMATIC1111 writes into its PNGs (and reads back):

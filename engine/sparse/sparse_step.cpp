@@ -45,8 +45,11 @@ std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int
 
 SparseStep::SparseStep(LayerRecord& out) : out_(out) { out_ = {}; }
 
-SparseStep::SparseStep(const LayerRecord& cached, SparseLevels& levels, LayerRecord& out, bool reference)
-    : cached_(&cached), levels_(&levels), reference_(reference), out_(out) {
+SparseStep::SparseStep(const LayerRecord& cached, SparseLevels& levels, LayerRecord& out, bool reference,
+                       const LayerRecord* keep)
+    : cached_(&cached), keep_(keep), levels_(&levels), reference_(reference), out_(out) {
+  if (keep_ && (keep_->outputs.size() != cached_->outputs.size() || keep_->norm_stats.size() != cached_->norm_stats.size()))
+    throw Error(ErrorCode::invalid_argument, "a staged record does not match the record it was staged from");
   out_ = {};
 }
 
@@ -94,7 +97,7 @@ const DeviceTensor& SparseStep::positions(Backend& b, std::int64_t h, std::int64
 
 DeviceTensor SparseStep::cached_output() {
   const auto cached = next_cached();
-  out_.outputs.push_back(cached);
+  out_.outputs.push_back(kept_output(next_output_ - 1));
   return cached;
 }
 
@@ -113,15 +116,15 @@ DeviceTensor SparseStep::group_norm_at(Backend& b, const DeviceTensor& x, const 
                                        const DeviceTensor& beta, int groups, float eps, bool silu) {
   if (!cached_ || next_norm_ >= cached_->norm_stats.size())
     throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");
-  const auto& stats = cached_->norm_stats[next_norm_++];
-  out_.norm_stats.push_back(stats);
+  const auto& stats = cached_->norm_stats[next_norm_];
+  out_.norm_stats.push_back(kept_stats(next_norm_++));
   return b.group_norm(x, gamma, beta, groups, eps, silu, nullptr, &stats);
 }
 
 void SparseStep::skip_group_norm() {
   if (!cached_ || next_norm_ >= cached_->norm_stats.size())
     throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");
-  out_.norm_stats.push_back(cached_->norm_stats[next_norm_++]);
+  out_.norm_stats.push_back(kept_stats(next_norm_++));
 }
 
 void SparseStep::explicit_cross_attention(const LayerRecord* source, DeviceTensor columns) {
@@ -152,7 +155,7 @@ DeviceTensor SparseStep::cross_attention(Backend& b, const DeviceTensor& q, cons
 }
 
 DeviceTensor SparseStep::spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w) {
-  DeviceTensor result = computed;
+  DeviceTensor result = computed, kept;
   if (cached_) {
     const auto& cached = next_cached();
     if (cached.shape() != computed.shape())
@@ -160,7 +163,10 @@ DeviceTensor SparseStep::spatial_output(Backend& b, const DeviceTensor& computed
                                                    " does not match the cached " + shape_to_string(cached.shape()));
     const auto& level = levels_->level(b, h, w);
     switch (level.coverage) {
-      case Coverage::none: result = cached; break;
+      case Coverage::none:
+        result = cached;
+        kept = kept_output(next_output_ - 1);
+        break;
       case Coverage::all: break;
       case Coverage::partial: {
         const auto n = computed.dim(0), c = computed.dim(-1);
@@ -170,24 +176,29 @@ DeviceTensor SparseStep::spatial_output(Backend& b, const DeviceTensor& computed
       }
     }
   }
-  out_.outputs.push_back(result);
+  out_.outputs.push_back(kept.empty() ? result : kept);
   return result;
 }
 
 DeviceTensor SparseStep::group_norm(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma,
                                     const DeviceTensor& beta, int groups, float eps, bool silu) {
   const GroupNormStats* stats_in = nullptr;
+  const GroupNormStats* kept = nullptr;
   if (cached_) {
     if (next_norm_ >= cached_->norm_stats.size())
       throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");
-    const auto& cached = cached_->norm_stats[next_norm_++];
+    const auto& cached = cached_->norm_stats[next_norm_];
     // A small edit barely moves the statistics (METHOD 3.3); a level computed in full takes its own,
     // so an edit whose mask covers everything is the dense generation.
-    if (levels_->level(b, x.dim(1), x.dim(2)).coverage != Coverage::all) stats_in = &cached;
+    if (levels_->level(b, x.dim(1), x.dim(2)).coverage != Coverage::all) {
+      stats_in = &cached;
+      kept = &kept_stats(next_norm_);
+    }
+    ++next_norm_;
   }
   GroupNormStats stats;
   auto y = b.group_norm(x, gamma, beta, groups, eps, silu, stats_in ? nullptr : &stats, stats_in);
-  out_.norm_stats.push_back(stats_in ? *stats_in : stats);
+  out_.norm_stats.push_back(kept ? *kept : stats);
   return y;
 }
 

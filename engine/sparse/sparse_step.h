@@ -71,7 +71,11 @@ public:
   // Edit call against `cached` (a record of the same step of the base generation), kept in `out`.
   // `reference`: compute every layer densely and keep the cached values outside the mask afterwards:
   // the same result as sparse execution, by the obvious route (the tests' oracle).
-  SparseStep(const LayerRecord& cached, SparseLevels& levels, LayerRecord& out, bool reference = false);
+  // `keep`: the record `cached` was staged from when the base's record lives in host memory
+  // (sparse/cache_store.h): what `out` keeps unchanged from the cache is taken from it, entry for
+  // entry, not from the staging buffers, which the next steps overwrite.
+  SparseStep(const LayerRecord& cached, SparseLevels& levels, LayerRecord& out, bool reference = false,
+             const LayerRecord* keep = nullptr);
 
   // How a layer whose output is at a level of h x w positions runs.
   enum class Plan {
@@ -119,7 +123,12 @@ private:
   using Coverage = SparseLevels::Coverage;
   const DeviceTensor& next_cached();
 
+  // What `out_` keeps of cached entry i (an output or statistics taken unchanged).
+  const DeviceTensor& kept_output(std::size_t i) const { return keep_ ? keep_->outputs[i] : cached_->outputs[i]; }
+  const GroupNormStats& kept_stats(std::size_t i) const { return keep_ ? keep_->norm_stats[i] : cached_->norm_stats[i]; }
+
   const LayerRecord* cached_ = nullptr;
+  const LayerRecord* keep_ = nullptr;
   SparseLevels* levels_ = nullptr;
   bool reference_ = false;
   LayerRecord& out_;

@@ -20,8 +20,9 @@ constexpr std::align_val_t kAlignment{64};
 
 class CpuBuffer final : public DeviceBuffer {
 public:
-  explicit CpuBuffer(std::size_t size)
-      : data_(static_cast<std::byte*>(::operator new(size ? size : 1, kAlignment, std::nothrow))), size_(size) {
+  explicit CpuBuffer(std::size_t size, bool host_resident = false)
+      : data_(static_cast<std::byte*>(::operator new(size ? size : 1, kAlignment, std::nothrow))), size_(size),
+        host_resident_(host_resident) {
     if (!data_)
       throw Error(ErrorCode::out_of_memory,
                   "out of memory: could not allocate " + std::to_string(size >> 20) + " MiB of host memory");
@@ -32,10 +33,12 @@ public:
 
   std::byte* data() override { return data_; }
   std::size_t size() const override { return size_; }
+  bool host_resident() const override { return host_resident_; }
 
 private:
   std::byte* data_;
   std::size_t size_;
+  bool host_resident_;
 };
 
 // Converts n elements of `Src` (possibly unaligned, as in a mapped file) to float, in parallel blocks.
@@ -69,6 +72,15 @@ DeviceTensor CpuBackend::allocate(DType dtype, Shape shape) {
     if (d < 0) throw Error(ErrorCode::invalid_argument, "allocate: negative dimension in " + shape_to_string(shape));
   const auto bytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
   return DeviceTensor(std::make_shared<CpuBuffer>(bytes), 0, dtype, std::move(shape));
+}
+
+// The same memory as allocate()'s, marked host-resident: ops refuse it and copies move it, exactly as
+// on a GPU, so the CPU tests run the spill and prefetch path the GPU runs.
+DeviceTensor CpuBackend::allocate_host(DType dtype, Shape shape) {
+  for (auto d : shape)
+    if (d < 0) throw Error(ErrorCode::invalid_argument, "allocate_host: negative dimension in " + shape_to_string(shape));
+  const auto bytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
+  return DeviceTensor(std::make_shared<CpuBuffer>(bytes, true), 0, dtype, std::move(shape));
 }
 
 void CpuBackend::upload_impl(const Tensor& host, DeviceTensor& out) {

@@ -20,6 +20,7 @@ public:
   std::string name() const override;
   DType activation_dtype() const override { return DType::f32; }
   DeviceTensor allocate(DType dtype, Shape shape) override;
+  DeviceTensor allocate_host(DType dtype, Shape shape) override;
   using Backend::allocate;
 
 protected:

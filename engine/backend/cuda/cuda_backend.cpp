@@ -64,7 +64,10 @@ CudaBackend::CudaBackend(int device) : s_(std::make_unique<State>()) {
   // Non-blocking: the legacy default stream (used by libraries that take no stream) must not
   // serialise against ours.
   s_->stream = cuda::make_stream();
-  s_->pool->set_stream(s_->stream.get());
+  s_->pinned_pool = std::make_shared<cuda::MemoryPool>(device, cuda::MemoryPool::Kind::pinned_host);
+  s_->copy_stream = cuda::make_stream();
+  s_->spill_stream = cuda::make_stream();
+  s_->compute_mark = cuda::make_event();
 
   // cuBLASLt takes the stream on each matmul call; cuDNN binds it to the handle.
   cublasLtHandle_t lt{};
@@ -80,13 +83,20 @@ CudaBackend::~CudaBackend() {
   // Queued kernels may still use pooled blocks and handles; errors are ignored (destructors never
   // throw, and a failed device cannot be helped here).
   if (s_ && s_->stream) cudaStreamSynchronize(s_->stream.get());
-  if (s_ && s_->pool) s_->pool->set_stream(nullptr);  // buffers may outlive the stream
+  if (s_ && s_->copy_stream) cudaStreamSynchronize(s_->copy_stream.get());
+  if (s_ && s_->spill_stream) cudaStreamSynchronize(s_->spill_stream.get());
+  if (s_) s_->copies_in_flight.clear();  // their buffers go back to the pools, which outlive them
   cudaGetLastError();
 }
 
 std::string CudaBackend::name() const { return std::string(s_->props.name) + " (CUDA, float16)"; }
 
-void CudaBackend::synchronize() { FISEDIT_CUDA_CHECK(cudaStreamSynchronize(s_->stream.get())); }
+// The compute stream only: the copy stream runs ahead (a prefetch) or behind (a spill) of it by design,
+// and the step loop's download must not wait for either. Copies that are done give their buffers back.
+void CudaBackend::synchronize() {
+  FISEDIT_CUDA_CHECK(cudaStreamSynchronize(s_->stream.get()));
+  retire_copies();
+}
 
 cudaStream_t CudaBackend::stream() const { return s_->stream.get(); }
 

@@ -2,7 +2,9 @@
 // The CUDA backend: fp16 activations and weights with float32 accumulation, channels-last, one
 // stream. cuDNN for convolutions (algorithm chosen once per shape), cuBLASLt for GEMMs, fisedit's own
 // kernels (kernels/) where fusion pays: GroupNorm(+SiLU), LayerNorm, GEGLU, flash attention.
-// Ops are asynchronous: they enqueue work and return; download() and synchronize() wait.
+// Ops are asynchronous: they enqueue work and return; download() and synchronize() wait. Two more
+// streams carry copy_async's copies between device and pinned host memory (one per direction),
+// ordered against the computation by events only.
 #include "backend/backend.h"
 
 #include <cuda_runtime.h>
@@ -31,10 +33,15 @@ public:
   void synchronize() override;
   DeviceTensor allocate(DType dtype, Shape shape) override;
   std::optional<std::size_t> device_bytes_in_use() const override;
+  // Pinned (page-locked) host memory, from a pool of its own (cuda_memory.h).
+  DeviceTensor allocate_host(DType dtype, Shape shape) override;
+  std::optional<std::size_t> host_bytes_in_use() const override;
   using Backend::allocate;
 
   cudaStream_t stream() const;
+  cudaStream_t copy_stream() const;
   cuda::MemoryPool& memory_pool() const;
+  cuda::MemoryPool& pinned_pool() const;
 
   struct State;  // handles, pool, caches: backend/cuda/cuda_state.h
 
@@ -79,11 +86,18 @@ protected:
   void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                              DeviceTensor& out) override;
 
+  void copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket) override;
+  void wait_copies_impl(std::uint64_t ticket) override;
+  void synchronize_copies_impl() override;
+
   void profile_begin() override;
   void profile_end(const char* op) override;
   std::vector<OpTime> profile_collect() override;
 
 private:
+  // Drops the copy batches whose event has passed (never waits).
+  void retire_copies();
+
   // out = x . weight^T (+ bias) (+ residual when not null), then `act` (none with a residual).
   void gemm(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
             const DeviceTensor* residual, DeviceTensor& out);

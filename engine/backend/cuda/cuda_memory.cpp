@@ -5,8 +5,6 @@
 #include "backend/cuda/cuda_check.h"
 
 #include <cstdio>
-#include <cstdlib>
-#include <string_view>
 #include <limits>
 #include <string>
 
@@ -39,7 +37,10 @@ std::string format_bytes(std::size_t bytes) {
   return text;
 }
 
-[[noreturn]] void throw_out_of_memory(std::size_t bytes) {
+[[noreturn]] void throw_out_of_memory(std::size_t bytes, MemoryPool::Kind kind) {
+  if (kind == MemoryPool::Kind::pinned_host)
+    throw Error(ErrorCode::out_of_memory, "out of pinned host memory: could not allocate " + format_bytes(bytes) +
+                                              " for the activation cache; lower the cache budget or close other programs");
   std::size_t free = 0, total = 0;
   const bool known = cudaMemGetInfo(&free, &total) == cudaSuccess;
   cudaGetLastError();  // a failed query must not leave an error behind for the next call
@@ -54,52 +55,50 @@ std::string format_bytes(std::size_t bytes) {
 // A block on loan from the pool; destroying it returns the block (the pool outlives its buffers).
 class PooledBuffer final : public DeviceBuffer {
 public:
-  PooledBuffer(std::shared_ptr<MemoryPool> pool, std::byte* ptr, std::size_t size)
-      : pool_(std::move(pool)), ptr_(ptr), size_(size) {}
+  PooledBuffer(std::shared_ptr<MemoryPool> pool, std::byte* ptr, std::size_t size, bool host)
+      : pool_(std::move(pool)), ptr_(ptr), size_(size), host_(host) {}
   ~PooledBuffer() override { pool_->give_back(ptr_, size_); }
   PooledBuffer(const PooledBuffer&) = delete;
   PooledBuffer& operator=(const PooledBuffer&) = delete;
 
   std::byte* data() override { return ptr_; }
   std::size_t size() const override { return size_; }
+  bool host_resident() const override { return host_; }
 
 private:
   std::shared_ptr<MemoryPool> pool_;
   std::byte* ptr_;
   std::size_t size_;
+  bool host_;
 };
 
-MemoryPool::MemoryPool(int device) : device_(device) {}
+namespace {
+
+cudaError_t raw_allocate(MemoryPool::Kind kind, void** ptr, std::size_t size) {
+  // Portable: pinned for every context, not only the current one.
+  return kind == MemoryPool::Kind::device ? cudaMalloc(ptr, size) : cudaHostAlloc(ptr, size, cudaHostAllocPortable);
+}
+
+void raw_free(MemoryPool::Kind kind, void* ptr) {
+  if (kind == MemoryPool::Kind::device)
+    cudaFree(ptr);
+  else
+    cudaFreeHost(ptr);
+}
+
+}  // namespace
+
+MemoryPool::MemoryPool(int device, Kind kind) : device_(device), kind_(kind) {}
 
 MemoryPool::~MemoryPool() {
   // Errors are ignored: at teardown the context may already be gone.
   cudaSetDevice(device_);
-  free_blocks(free_);
+  for (const auto& [size, ptr] : free_) raw_free(kind_, ptr);
   cudaGetLastError();
 }
 
-void MemoryPool::set_stream(cudaStream_t stream) {
-  const char* env = std::getenv("FISEDIT_POOL");
-  const bool malloc_only = env && std::string_view(env) == "malloc";
-  const std::lock_guard lock(mutex_);
-  if (in_use_ == 0 && cached_ == 0) async_ = !malloc_only && stream != nullptr;  // one kind of block per pool
-  stream_ = stream;
-}
-
-void MemoryPool::free_blocks(const std::multimap<std::size_t, std::byte*>& blocks) {
-  if (!async_) {
-    for (const auto& [size, ptr] : blocks) cudaFree(ptr);  // cudaFree waits for the device
-    return;
-  }
-  // Every queued kernel done first, then returned on the legacy stream and waited for, so the memory is
-  // free for the retry that follows (the driver pool gives it back at the synchronisation).
-  cudaDeviceSynchronize();
-  for (const auto& [size, ptr] : blocks) cudaFreeAsync(ptr, nullptr);
-  cudaDeviceSynchronize();
-}
-
 std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
-  if (bytes > kMaxRequest) throw_out_of_memory(bytes);
+  if (bytes > kMaxRequest) throw_out_of_memory(bytes, kind_);
   const std::size_t wanted = size_class(bytes);
   std::byte* ptr = nullptr;
   std::size_t size = wanted;
@@ -113,19 +112,18 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
     } else {
       FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
       void* raw = nullptr;
-      const auto grow = [&] { return async_ ? cudaMallocAsync(&raw, size, stream_) : cudaMalloc(&raw, size); };
-      cudaError_t status = grow();
+      cudaError_t status = raw_allocate(kind_, &raw, size);
       if (status == cudaErrorMemoryAllocation) {
         // The cache may hold the memory this request needs, in blocks of other sizes.
         cudaGetLastError();
-        free_blocks(free_);
+        for (const auto& [block, cached_ptr] : free_) raw_free(kind_, cached_ptr);
         free_.clear();
         cached_ = 0;
-        status = grow();
+        status = raw_allocate(kind_, &raw, size);
       }
       if (status == cudaErrorMemoryAllocation) {
         cudaGetLastError();
-        throw_out_of_memory(bytes);
+        throw_out_of_memory(bytes, kind_);
       }
       FISEDIT_CUDA_CHECK(status);
       ptr = static_cast<std::byte*>(raw);
@@ -134,7 +132,7 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
     if (in_use_ > peak_) peak_ = in_use_;
   }
   try {
-    return std::make_shared<PooledBuffer>(shared_from_this(), ptr, size);
+    return std::make_shared<PooledBuffer>(shared_from_this(), ptr, size, kind_ == Kind::pinned_host);
   } catch (...) {
     give_back(ptr, size);
     throw;
@@ -171,9 +169,9 @@ void MemoryPool::reset_peak() {
 void MemoryPool::release_cached() {
   const std::lock_guard lock(mutex_);
   FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
-  // cudaFree waits for the device, so blocks still read by queued kernels are safe to free. A failure
+  // cudaFree (and cudaFreeHost) wait for the device, so blocks still read by queued work are safe to free. A failure
   // here can only come from an earlier asynchronous error, which the next checked call reports.
-  free_blocks(free_);
+  for (const auto& [size, ptr] : free_) raw_free(kind_, ptr);
   cudaGetLastError();
   free_.clear();
   cached_ = 0;

@@ -1,11 +1,15 @@
 #pragma once
 // A caching device allocator (like ggml's cuda pool and PyTorch's caching allocator): freed blocks go
 // back to per-size free lists instead of cudaFree, so the per-op allocations of a denoising step cost
-// no driver calls after the first step. All work runs on one stream, so a block freed by the host can
-// be reused at once: stream order puts the new user's kernels after the old user's.
+// no driver calls after the first step. Ops run on one stream, so a block freed by the host can be
+// reused at once: stream order puts the new user's kernels after the old user's. The one other stream,
+// the copy stream, holds the buffers of its copies until they are done (cuda_copy.cpp), so no block it
+// still reads or writes comes back here early.
+//
+// The same pool, made for pinned host memory (cudaHostAlloc), holds the activation cache's spilled
+// steps: pinning pages costs milliseconds per hundred megabytes, which a spill per step must not pay
+// again in every generation.
 #include "backend/backend.h"
-
-#include <cuda_runtime.h>
 
 #include <cstddef>
 #include <map>
@@ -17,12 +21,13 @@ namespace fisedit::cuda {
 
 class MemoryPool : public std::enable_shared_from_this<MemoryPool> {
 public:
-  explicit MemoryPool(int device);
+  enum class Kind { device, pinned_host };
+  explicit MemoryPool(int device, Kind kind = Kind::device);
   ~MemoryPool();  // frees every cached block (buffers still alive keep the pool alive)
   MemoryPool(const MemoryPool&) = delete;
   MemoryPool& operator=(const MemoryPool&) = delete;
 
-  // At least `bytes` of device memory, 256-byte aligned. On cudaMalloc failure the cache is freed and
+  // At least `bytes` of device (or pinned host) memory, 256-byte aligned. On cudaMalloc failure the cache is freed and
   // the allocation retried once; then Error(out_of_memory) says how much was asked and how much is free.
   std::shared_ptr<DeviceBuffer> allocate(std::size_t bytes);
 
@@ -31,24 +36,13 @@ public:
   std::size_t peak_bytes_in_use() const;
   void reset_peak();
   void release_cached();  // cudaFree every cached block
-  // New blocks come from the driver's stream-ordered allocator on `stream` (cudaMallocAsync): a step
-  // that keeps its outputs (a cached generation's records) asks for hundreds of new blocks, and
-  // cudaMalloc cost the host tens of microseconds each. Unset (or FISEDIT_POOL=malloc): cudaMalloc.
-  // Call before the first allocation; a null stream afterwards (the stream is going away) moves the
-  // stream-ordered allocations to the legacy stream.
-  void set_stream(cudaStream_t stream);
 
 private:
   friend class PooledBuffer;
   void give_back(std::byte* ptr, std::size_t size);
 
-  // Returns blocks to the driver (the device idle first): cudaFree, or cudaFreeAsync for blocks of the
-  // stream-ordered allocator.
-  void free_blocks(const std::multimap<std::size_t, std::byte*>& blocks);
-
   int device_;
-  bool async_ = false;             // blocks come from cudaMallocAsync (on stream_; null: the legacy stream)
-  cudaStream_t stream_ = nullptr;
+  Kind kind_;
   mutable std::mutex mutex_;
   std::multimap<std::size_t, std::byte*> free_;  // size class -> blocks
   std::size_t in_use_ = 0, cached_ = 0, peak_ = 0;

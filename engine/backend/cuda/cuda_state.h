@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <array>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +21,23 @@ struct CudaBackend::State {
   cudaDeviceProp props{};
   std::shared_ptr<cuda::MemoryPool> pool;
   cuda::Stream stream;
+
+  // Copies beside the computation (cuda_copy.cpp): the activation cache's spill to pinned host memory
+  // and its prefetch back. Each copy_async is one batch on the copy stream, ended by an event; the
+  // batch holds its tensors until the event has passed, and retired events are reused.
+  std::shared_ptr<cuda::MemoryPool> pinned_pool;
+  cuda::Stream copy_stream;   // to the device (prefetch)
+  cuda::Stream spill_stream;  // to the host (spill)
+  cuda::Event compute_mark;   // where a copy stream joins the computation's order
+  struct CopyBatch {
+    std::uint64_t ticket = 0;
+    bool to_host = false;  // on spill_stream
+    cuda::Event done;
+    std::vector<DeviceTensor> held;  // sources and destinations, alive until `done`
+  };
+  std::deque<CopyBatch> copies_in_flight;  // oldest first
+  std::vector<cuda::Event> spare_events;
+  std::uint64_t retired_ticket = 0;  // every batch up to this one is done
 
   // GEMMs (cuda_gemm.cpp)
   cuda::CublasLtHandle cublas_lt;
