@@ -16,27 +16,39 @@ __device__ __forceinline__ float activate(float x) {
   return x;
 }
 
+// Eight halves of a 16-byte vector as floats, and back (round to nearest even).
+__device__ __forceinline__ void unpack8(const uint4& raw, float (&f)[8]) {
+  const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 pair = __half22float2(h[j]);
+    f[2 * j] = pair.x;
+    f[2 * j + 1] = pair.y;
+  }
+}
+
+__device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
+  uint4 raw;
+  __half2* h = reinterpret_cast<__half2*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) h[j] = __floats2half2_rn(f[2 * j], f[2 * j + 1]);
+  return raw;
+}
+
 // Eight halves (16 bytes) per step: n % 8 == 0 and both pointers 16-byte aligned.
 template <BiasActivation A, bool kBias>
 __global__ void bias_activation_vec8(uint4* data, const uint4* bias, std::size_t vectors, std::size_t row_vectors) {
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < vectors;
        i += std::size_t{gridDim.x} * blockDim.x) {
-    uint4 v = data[i];
-    __half2* h = reinterpret_cast<__half2*>(&v);
-    uint4 bv{};
-    if constexpr (kBias) bv = bias[i % row_vectors];
-    const __half2* b = reinterpret_cast<const __half2*>(&bv);
+    float f[8], b[8];
+    unpack8(data[i], f);
+    if constexpr (kBias) unpack8(bias[i % row_vectors], b);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float2 f = __half22float2(h[j]);
-      if constexpr (kBias) {
-        const float2 fb = __half22float2(b[j]);
-        f.x += fb.x;
-        f.y += fb.y;
-      }
-      h[j] = __floats2half2_rn(activate<A>(f.x), activate<A>(f.y));
+    for (int k = 0; k < 8; ++k) {
+      if constexpr (kBias) f[k] += b[k];
+      f[k] = activate<A>(f[k]);
     }
-    data[i] = v;
+    data[i] = pack8(f);
   }
 }
 
@@ -83,25 +95,16 @@ __global__ void bias_add_vec8(uint4* data, const uint4* bias, const uint4* adden
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < vectors;
        i += std::size_t{gridDim.x} * blockDim.x) {
     const std::size_t row = i / row_vectors, col = i % row_vectors;
-    uint4 v = data[i];
-    const uint4 av = addend[row / repeat * row_vectors + col];
-    uint4 bv{};
-    if constexpr (kBias) bv = bias[col];
-    __half2* h = reinterpret_cast<__half2*>(&v);
-    const __half2* a = reinterpret_cast<const __half2*>(&av);
-    const __half2* b = reinterpret_cast<const __half2*>(&bv);
+    float f[8], a[8], b[8];
+    unpack8(data[i], f);
+    unpack8(addend[row / repeat * row_vectors + col], a);
+    if constexpr (kBias) unpack8(bias[col], b);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      float2 f = __half22float2(h[j]);
-      if constexpr (kBias) {
-        const float2 fb = __half22float2(b[j]);
-        f.x += fb.x;
-        f.y += fb.y;
-      }
-      const float2 fa = __half22float2(a[j]);
-      h[j] = __floats2half2_rn(f.x + fa.x, f.y + fa.y);
+    for (int k = 0; k < 8; ++k) {
+      if constexpr (kBias) f[k] += b[k];
+      f[k] += a[k];
     }
-    data[i] = v;
+    data[i] = pack8(f);
   }
 }
 

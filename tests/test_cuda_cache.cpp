@@ -21,14 +21,7 @@ using namespace fisedit;
 
 namespace {
 
-// Values fp16 holds exactly, so uploads and downloads are bit-exact round trips.
-std::vector<float> random_values(std::int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = half_to_float(float_to_half(dist(rng)));
-  return v;
-}
+using test::half_random;
 
 bool pinned(const DeviceTensor& t) {
   cudaPointerAttributes a{};
@@ -66,7 +59,7 @@ private slots:
   // compute stream's order by events, with no host synchronisation in between.
   void copies_follow_the_computation() {
     const std::int64_t n = 1 << 20;  // large enough that a copy racing the kernels would show
-    const auto a = random_values(n, 1), b = random_values(n, 2);
+    const auto a = half_random(n, 1), b = half_random(n, 2);
     const auto x = gpu_->upload(Tensor::from_f32({n}, a));
     const auto doubled = gpu_->scale(x, 2.0f);  // queued
     const auto host = gpu_->allocate_host(DType::f16, {n});

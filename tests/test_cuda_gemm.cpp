@@ -24,14 +24,7 @@ namespace {
 
 constexpr double kTolerance = 1e-2;
 
-// Uniform in [-amplitude, amplitude], rounded to fp16.
-Values random_values(std::int64_t n, unsigned seed, float amplitude = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-amplitude, amplitude);
-  Values v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = half_to_float(float_to_half(dist(rng)));
-  return v;
-}
+using test::half_random;
 
 using test::relative_l2;
 
@@ -93,9 +86,9 @@ private slots:
     QFETCH(int, k);
     QFETCH(int, n);
     const std::int64_t b = 2;
-    std::vector<std::pair<Shape, Values>> in = {{{b, rows, k}, random_values(b * rows * k, 1)},
-                                                {{n, k}, random_values(std::int64_t{n} * k, 2, 0.1f)}};
-    if (with_bias) in.push_back({{n}, random_values(n, 3)});
+    std::vector<std::pair<Shape, Values>> in = {{{b, rows, k}, half_random(b * rows * k, 1)},
+                                                {{n, k}, half_random(std::int64_t{n} * k, 2, 0.1f)}};
+    if (with_bias) in.push_back({{n}, half_random(n, 3)});
     compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
       return be.linear(t[0], t[1], with_bias ? t[2] : DeviceTensor(), act);
     });
@@ -104,9 +97,9 @@ private slots:
   // The second half of a CFG-style batch: x starts at an odd byte offset (K = 77 halves a row).
   void linear_unaligned_view() {
     const std::int64_t k = 77, n = 40;
-    std::vector<std::pair<Shape, Values>> in = {{{3, 5, k}, random_values(3 * 5 * k, 4)},
-                                                {{n, k}, random_values(n * k, 5, 0.1f)},
-                                                {{n}, random_values(n, 6)}};
+    std::vector<std::pair<Shape, Values>> in = {{{3, 5, k}, half_random(3 * 5 * k, 4)},
+                                                {{n, k}, half_random(n * k, 5, 0.1f)},
+                                                {{n}, half_random(n, 6)}};
     compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
       return be.linear(t[0].slice_rows(1, 3).reshaped({2 * 5, k}).slice_rows(1, 10), t[1], t[2], Activation::silu);
     });
@@ -129,20 +122,20 @@ private slots:
     QFETCH(int, k);
     QFETCH(int, n);
     const std::int64_t b = 2;
-    std::vector<std::pair<Shape, Values>> in = {{{b, rows, k}, random_values(b * rows * k, 21)},
-                                                {{n, k}, random_values(std::int64_t{n} * k, 22, 0.1f)},
-                                                {{b, rows, n}, random_values(b * rows * n, 23, 2.0f)}};
-    if (with_bias) in.push_back({{n}, random_values(n, 24)});
+    std::vector<std::pair<Shape, Values>> in = {{{b, rows, k}, half_random(b * rows * k, 21)},
+                                                {{n, k}, half_random(std::int64_t{n} * k, 22, 0.1f)},
+                                                {{b, rows, n}, half_random(b * rows * n, 23, 2.0f)}};
+    if (with_bias) in.push_back({{n}, half_random(n, 24)});
     compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
       return be.linear_add(t[0], t[1], with_bias ? t[3] : DeviceTensor(), t[2]);
     });
   }
   void linear_add_unaligned_residual() {
     const std::int64_t k = 40, n = 77;
-    std::vector<std::pair<Shape, Values>> in = {{{5, k}, random_values(5 * k, 25)},
-                                                {{n, k}, random_values(n * k, 26, 0.1f)},
-                                                {{6, n}, random_values(6 * n, 27)},
-                                                {{n}, random_values(n, 28)}};
+    std::vector<std::pair<Shape, Values>> in = {{{5, k}, half_random(5 * k, 25)},
+                                                {{n, k}, half_random(n * k, 26, 0.1f)},
+                                                {{6, n}, half_random(6 * n, 27)},
+                                                {{n}, half_random(n, 28)}};
     compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
       return be.linear_add(t[0], t[1], t[3], t[2].slice_rows(1, 6));
     });
@@ -167,11 +160,11 @@ private slots:
     QFETCH(bool, bias);
     QFETCH(bool, broadcast);
     const std::int64_t n = 2, h = 13, w = 11;
-    const auto weight = Tensor::from_f32({cout, cin, 3, 3}, random_values(std::int64_t{cout} * cin * 9, 29, 0.1f));
-    const auto b = bias ? Tensor::from_f32({cout}, random_values(cout, 30)) : Tensor();
+    const auto weight = Tensor::from_f32({cout, cin, 3, 3}, half_random(std::int64_t{cout} * cin * 9, 29, 0.1f));
+    const auto b = bias ? Tensor::from_f32({cout}, half_random(cout, 30)) : Tensor();
     const ConvWeight cw_cpu = cpu.prepare_conv_weight(weight, b), cw_gpu = gpu->prepare_conv_weight(weight, b);
     const Shape addend = broadcast ? Shape{n, 1, 1, cout} : Shape{n, h, w, cout};
-    compare({{{n, h, w, cin}, random_values(n * h * w * cin, 31)}, {addend, random_values(shape_numel(addend), 32, 2.0f)}},
+    compare({{{n, h, w, cin}, half_random(n * h * w * cin, 31)}, {addend, half_random(shape_numel(addend), 32, 2.0f)}},
             [&](Backend& be, const std::vector<DeviceTensor>& t) {
               return be.conv2d_add(t[0], &be == &cpu ? cw_cpu : cw_gpu, Conv2dParams::same(1, 1), t[1]);
             });
@@ -204,20 +197,20 @@ private slots:
     QFETCH(bool, bias);
     const std::int64_t n = 2, h = 13, w = 11, kk = kernel;
     const Conv2dParams p{stride, pad[0], pad[1], pad[2], pad[3]};
-    const auto weight = Tensor::from_f32({cout, cin, kk, kk}, random_values(std::int64_t{cout} * cin * kk * kk, 7, 0.1f));
-    const auto b = bias ? Tensor::from_f32({cout}, random_values(cout, 8)) : Tensor();
+    const auto weight = Tensor::from_f32({cout, cin, kk, kk}, half_random(std::int64_t{cout} * cin * kk * kk, 7, 0.1f));
+    const auto b = bias ? Tensor::from_f32({cout}, half_random(cout, 8)) : Tensor();
     const ConvWeight cw_cpu = cpu.prepare_conv_weight(weight, b), cw_gpu = gpu->prepare_conv_weight(weight, b);
-    compare({{{n, h, w, cin}, random_values(n * h * w * cin, 9)}}, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+    compare({{{n, h, w, cin}, half_random(n * h * w * cin, 9)}}, [&](Backend& be, const std::vector<DeviceTensor>& t) {
       return be.conv2d(t[0], &be == &cpu ? cw_cpu : cw_gpu, p);
     });
   }
 
   // Batch item 1 of [2, 5, 7, 3] starts 210 bytes in: not 16-byte aligned.
   void conv2d_unaligned_view() {
-    const auto weight = Tensor::from_f32({16, 3, 3, 3}, random_values(16 * 3 * 9, 10, 0.3f));
-    const auto b = Tensor::from_f32({16}, random_values(16, 11));
+    const auto weight = Tensor::from_f32({16, 3, 3, 3}, half_random(16 * 3 * 9, 10, 0.3f));
+    const auto b = Tensor::from_f32({16}, half_random(16, 11));
     const ConvWeight cw_cpu = cpu.prepare_conv_weight(weight, b), cw_gpu = gpu->prepare_conv_weight(weight, b);
-    compare({{{2, 5, 7, 3}, random_values(2 * 5 * 7 * 3, 12)}}, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+    compare({{{2, 5, 7, 3}, half_random(2 * 5 * 7 * 3, 12)}}, [&](Backend& be, const std::vector<DeviceTensor>& t) {
       return be.conv2d(t[0].slice_rows(1, 2), &be == &cpu ? cw_cpu : cw_gpu, Conv2dParams::same(1, 1));
     });
   }
@@ -296,9 +289,9 @@ private slots:
     params.causal = causal;
     params.upcast = upcast;
     // q of amplitude 3 makes the softmax peaked rather than nearly uniform.
-    compare({{{batch, lq, c}, random_values(batch * lq * c, 13, 3.0f)},
-             {{batch, lk, c}, random_values(batch * lk * c, 14, 1.0f)},
-             {{batch, lk, c}, random_values(batch * lk * c, 15, 1.0f)}},
+    compare({{{batch, lq, c}, half_random(batch * lq * c, 13, 3.0f)},
+             {{batch, lk, c}, half_random(batch * lk * c, 14, 1.0f)},
+             {{batch, lk, c}, half_random(batch * lk * c, 15, 1.0f)}},
             [&](Backend& be, const std::vector<DeviceTensor>& t) { return be.attention(t[0], t[1], t[2], params); });
   }
 };

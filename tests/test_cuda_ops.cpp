@@ -28,13 +28,7 @@ constexpr double kTolerance = 1e-2;  // fp16 storage
 constexpr double kExact = 0.0;
 
 // Uniform in [offset - scale, offset + scale], rounded to fp16.
-Values random_values(std::int64_t n, unsigned seed, float scale = 1.0f, float offset = 0.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  Values v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = half_to_float(float_to_half(offset + scale * dist(rng)));
-  return v;
-}
+using test::half_random;
 
 Shape to_shape(const QList<qint64>& list) { return Shape(list.begin(), list.end()); }
 
@@ -120,7 +114,7 @@ class TestCudaOps : public QObject {
 
   // A quick op on fresh data, to show the backend still works after an error.
   void expect_backend_usable() {
-    const Tensor x = Tensor::from_f32({2, 33}, random_values(66, 99));
+    const Tensor x = Tensor::from_f32({2, 33}, half_random(66, 99));
     EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.scale(b.upload(x), 0.5f)); }), kTolerance);
     QCOMPARE(cudaGetLastError(), cudaSuccess);
   }
@@ -211,7 +205,7 @@ private slots:
     QFETCH(bool, unaligned);
     Shape s = to_shape(shape);
     if (unaligned) s[0] += 1;  // uploaded with one extra row, viewed from row 1
-    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 2, 6.0f));
+    const Tensor x = Tensor::from_f32(s, half_random(shape_numel(s), 2, 6.0f));
     EXPECT_SAME_RESULT(Op([&](Backend& b) {
                          auto dx = b.upload(x);
                          if (unaligned) dx = dx.slice_rows(1, s[0]);
@@ -228,7 +222,7 @@ private slots:
   }
   void geglu() {
     QFETCH(QList<qint64>, shape);
-    const Tensor x = Tensor::from_f32(to_shape(shape), random_values(shape_numel(to_shape(shape)), 3, 3.0f));
+    const Tensor x = Tensor::from_f32(to_shape(shape), half_random(shape_numel(to_shape(shape)), 3, 3.0f));
     EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.geglu(b.upload(x))); }), kTolerance);
   }
 
@@ -252,15 +246,15 @@ private slots:
     QFETCH(QList<qint64>, a_shape);
     QFETCH(QList<qint64>, b_shape);
     const Shape as = to_shape(a_shape), bs = to_shape(b_shape);
-    const Tensor a = Tensor::from_f32(as, random_values(shape_numel(as), 4, 2.0f));
-    const Tensor b = Tensor::from_f32(bs, random_values(shape_numel(bs), 5, 2.0f));
+    const Tensor a = Tensor::from_f32(as, half_random(shape_numel(as), 4, 2.0f));
+    const Tensor b = Tensor::from_f32(bs, half_random(shape_numel(bs), 5, 2.0f));
     EXPECT_SAME_RESULT(Op([&](Backend& be) { return be.download(be.add(be.upload(a), be.upload(b))); }), kTolerance);
     EXPECT_SAME_RESULT(Op([&](Backend& be) { return be.download(be.mul(be.upload(a), be.upload(b))); }), kTolerance);
   }
 
   void scale() {
     for (const Shape& s : {Shape{2, 11}, Shape{2, 64, 8}}) {
-      const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 6, 4.0f));
+      const Tensor x = Tensor::from_f32(s, half_random(shape_numel(s), 6, 4.0f));
       EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.scale(b.upload(x), -0.37f)); }), kTolerance);
       EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.scale(b.upload(x), 0.18215f)); }), kTolerance);
     }
@@ -283,7 +277,7 @@ private slots:
     QFETCH(QList<qint64>, in);
     QFETCH(QList<qint64>, out);
     const Shape s{2, in[0], in[1], in[2]};
-    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 7));
+    const Tensor x = Tensor::from_f32(s, half_random(shape_numel(s), 7));
     EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.upsample_nearest(b.upload(x), out[0], out[1])); }),
                        kExact);
   }
@@ -304,8 +298,8 @@ private slots:
     QFETCH(int, cb);
     QFETCH(int, begin);
     QFETCH(int, end);
-    const Tensor a = Tensor::from_f32({2, 3, 5, ca}, random_values(2 * 3 * 5 * ca, 8));
-    const Tensor b = Tensor::from_f32({2, 3, 5, cb}, random_values(2 * 3 * 5 * cb, 9));
+    const Tensor a = Tensor::from_f32({2, 3, 5, ca}, half_random(2 * 3 * 5 * ca, 8));
+    const Tensor b = Tensor::from_f32({2, 3, 5, cb}, half_random(2 * 3 * 5 * cb, 9));
     EXPECT_SAME_RESULT(Op([&](Backend& be) { return be.download(be.concat_channels(be.upload(a), be.upload(b))); }),
                        kExact);
     EXPECT_SAME_RESULT(Op([&](Backend& be) {
@@ -320,7 +314,7 @@ private slots:
     };
     for (const Case& size : {Case{11, 5}, Case{1000, 64}}) {
       const std::int64_t vocab = size.vocab, c = size.c;
-      const Tensor table = Tensor::from_f32({vocab, c}, random_values(vocab * c, 10));
+      const Tensor table = Tensor::from_f32({vocab, c}, half_random(vocab * c, 10));
       const std::vector<std::int64_t> id_values = {3, 0, vocab - 1, 3, 7, 1, 9, 2, 0, 5, 4, 8, 6, 10};
       const Tensor ids = Tensor::from_i64({2, 7}, id_values);
       EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.embedding(b.upload(table), b.upload(ids))); }),
@@ -366,9 +360,9 @@ private slots:
     QFETCH(bool, causal);
     const std::int64_t batch = 2, c = std::int64_t{heads} * head_dim;
     // Queries scaled up so that the softmax is far from uniform.
-    const Tensor q = Tensor::from_f32({batch, lq, c}, random_values(batch * lq * c, 31, 3.0f));
-    const Tensor k = Tensor::from_f32({batch, lk, c}, random_values(batch * lk * c, 32));
-    const Tensor v = Tensor::from_f32({batch, lk, c}, random_values(batch * lk * c, 33));
+    const Tensor q = Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 31, 3.0f));
+    const Tensor k = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 32));
+    const Tensor v = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 33));
     const AttentionParams params{.heads = heads, .scale = 1.0f / std::sqrt(float(head_dim)), .causal = causal};
     EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.attention_probs(b.upload(q), b.upload(k), params)); }),
                        kTolerance);
@@ -390,8 +384,8 @@ private slots:
   // range keep the new value on the GPU (the CPU backend rejects them).
   void replace_attention_columns() {
     const std::int64_t batch = 2, heads = 3, lq = 37, lk = 77, ls = 70;
-    const Tensor p = Tensor::from_f32({batch, heads, lq, lk}, random_values(batch * heads * lq * lk, 34));
-    const Tensor source = Tensor::from_f32({1, heads, lq, ls}, random_values(heads * lq * ls, 35));
+    const Tensor p = Tensor::from_f32({batch, heads, lq, lk}, half_random(batch * heads * lq * lk, 34));
+    const Tensor source = Tensor::from_f32({1, heads, lq, ls}, half_random(heads * lq * ls, 35));
     std::vector<std::int64_t> columns(static_cast<std::size_t>(lk), -1);
     for (std::int64_t j = 0; j < lk; ++j)
       if (j % 3 != 1) columns[static_cast<std::size_t>(j)] = (j * 7) % ls;
@@ -422,7 +416,7 @@ private slots:
   void layout_conversion() {
     QFETCH(QList<qint64>, nchw);
     const Shape s = to_shape(nchw);
-    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 11));
+    const Tensor x = Tensor::from_f32(s, half_random(shape_numel(s), 11));
     EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.nchw_to_nhwc(b.upload(x))); }), kExact);
     EXPECT_SAME_RESULT(Op([&](Backend& b) { return b.download(b.nhwc_to_nchw(b.nchw_to_nhwc(b.upload(x)))); }),
                        kExact);
@@ -455,10 +449,10 @@ private slots:
     QFETCH(float, offset);
     const Shape s = to_shape(shape);
     const std::int64_t n = s[0], c = s.back();
-    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 12, 3.0f, offset));
-    const Tensor other = Tensor::from_f32(s, random_values(shape_numel(s), 13, 2.0f, offset));
-    const Tensor gamma = Tensor::from_f32({c}, random_values(c, 14, 1.0f, 1.0f));
-    const Tensor beta = Tensor::from_f32({c}, random_values(c, 15));
+    const Tensor x = Tensor::from_f32(s, half_random(shape_numel(s), 12, 3.0f, offset));
+    const Tensor other = Tensor::from_f32(s, half_random(shape_numel(s), 13, 2.0f, offset));
+    const Tensor gamma = Tensor::from_f32({c}, half_random(c, 14, 1.0f, 1.0f));
+    const Tensor beta = Tensor::from_f32({c}, half_random(c, 15));
     const float eps = 1e-6f;
 
     struct Result {
@@ -509,9 +503,9 @@ private slots:
     QFETCH(float, offset);
     const Shape s = to_shape(shape);
     const std::int64_t c = s.back();
-    const Tensor x = Tensor::from_f32(s, random_values(shape_numel(s), 16, 2.0f, offset));
-    const Tensor gamma = Tensor::from_f32({c}, random_values(c, 17, 1.0f, 1.0f));
-    const Tensor beta = Tensor::from_f32({c}, random_values(c, 18));
+    const Tensor x = Tensor::from_f32(s, half_random(shape_numel(s), 16, 2.0f, offset));
+    const Tensor gamma = Tensor::from_f32({c}, half_random(c, 17, 1.0f, 1.0f));
+    const Tensor beta = Tensor::from_f32({c}, half_random(c, 18));
     EXPECT_SAME_RESULT(Op([&](Backend& b) {
                          return b.download(b.layer_norm(b.upload(x), b.upload(gamma), b.upload(beta), 1e-5f));
                        }),
@@ -554,7 +548,7 @@ private slots:
     EXPECT_ERROR_CODE(gpu->allocate(DType::u8, {std::int64_t{1} << 50}), ErrorCode::out_of_memory);  // 1 PiB
     QCOMPARE(gpu->memory_pool().bytes_in_use(), in_use);
     expect_backend_usable();
-    const DeviceTensor x = gpu->upload(Tensor::from_f32({2, 4, 4, 8}, random_values(256, 19)));
+    const DeviceTensor x = gpu->upload(Tensor::from_f32({2, 4, 4, 8}, half_random(256, 19)));
     const std::size_t with_x = gpu->memory_pool().bytes_in_use();
     EXPECT_ERROR_CODE(gpu->upsample_nearest(x, std::int64_t{1} << 22, std::int64_t{1} << 22), ErrorCode::out_of_memory);
     QCOMPARE(gpu->memory_pool().bytes_in_use(), with_x);

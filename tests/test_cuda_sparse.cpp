@@ -17,24 +17,9 @@ using namespace fisedit;
 
 namespace {
 
-// Values fp16 holds exactly, so both backends start from the same numbers.
-std::vector<float> random_values(std::int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = half_to_float(float_to_half(dist(rng)));
-  return v;
-}
+using test::half_random;
 
-double relative_l2(const std::vector<float>& out, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < ref.size(); ++i) {
-    if (!std::isfinite(out[i])) return INFINITY;
-    num += (double(out[i]) - ref[i]) * (double(out[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+using test::relative_l2;
 
 }  // namespace
 
@@ -69,8 +54,8 @@ private slots:
     QFETCH(int, cout);
     QFETCH(int, stride);
     const std::int64_t n = 2, h = 13, w = 10;
-    const auto x = random_values(n * h * w * cin, 1), wt = random_values(std::int64_t{cout} * cin * 9, 2);
-    const auto bias = random_values(cout, 3);
+    const auto x = half_random(n * h * w * cin, 1), wt = half_random(std::int64_t{cout} * cin * 9, 2);
+    const auto bias = half_random(cout, 3);
     const std::int64_t ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1;
     std::vector<std::int64_t> at;
     for (std::int64_t i = 0; i < ho * wo; i += 2) at.push_back(i);
@@ -84,7 +69,7 @@ private slots:
 
   void gather_scatter_select_clone() {
     const std::int64_t n = 2, l = 37, c = 24;
-    const auto x = random_values(n * l * c, 4), base = random_values(n * l * c, 5);
+    const auto x = half_random(n * l * c, 4), base = half_random(n * l * c, 5);
     const std::vector<std::int64_t> at = {0, 5, 6, 7, 20, 36};
     std::vector<float> mask(static_cast<std::size_t>(l), 0.0f);
     for (auto i : at) mask[static_cast<std::size_t>(i)] = 1.0f;

@@ -1,11 +1,21 @@
 #include "test_support.h"
 
+#include "core/half.h"
+
 #include <cstdlib>
 #include <cmath>
 #include <random>
 #include <stdexcept>
 
 namespace fisedit::test {
+
+std::vector<float> half_random(std::int64_t n, unsigned seed, float scale, float offset) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = half_to_float(float_to_half(offset + scale * dist(rng)));
+  return v;
+}
 
 std::filesystem::path reference_dir() {
   // The environment wins over the configured path: on the GPU machine the reference data travels in

@@ -1,5 +1,6 @@
 #pragma once
 // Shared helpers for the Qt Test executables.
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -12,6 +13,10 @@ std::filesystem::path reference_dir();
 
 // ||got - want|| / ||want||, accumulated in double: how far an output is from its reference.
 double relative_l2(const std::vector<float>& got, const std::vector<float>& want);
+
+// n values offset + scale * U(-1, 1), rounded to what fp16 holds exactly, so that uploads to an fp16
+// device and downloads are exact round trips and every backend starts from the same numbers.
+std::vector<float> half_random(std::int64_t n, unsigned seed, float scale = 1.0f, float offset = 0.0f);
 
 // A fresh empty directory under the system temp dir, removed when the returned object dies.
 class TempDir {

@@ -79,20 +79,7 @@ bench::Settings parse(const std::vector<std::string>& raw) {
   s.generations = number(args, "generations", 3, 0);
   s.device = parse_device_choice(args.get("device").value_or("auto"));
   s.json = args.get("json").value_or("");
-  if (const auto budget = args.get("cache-device-budget")) {
-    // Bytes, or with a suffix K, M or G (1024-based).
-    std::size_t used = 0;
-    double value = -1;
-    try {
-      value = std::stod(*budget, &used);
-    } catch (const std::exception&) {
-    }
-    const std::string suffix = budget->substr(used);
-    const double unit = suffix.empty() ? 1.0 : suffix == "K" ? 1024.0 : suffix == "M" ? 1048576.0 : suffix == "G" ? 1073741824.0 : -1.0;
-    if (!(value >= 0) || unit < 0)
-      throw std::invalid_argument("--cache-device-budget expects bytes, e.g. 0, 500M or 4G, not '" + *budget + "'");
-    s.cache_device_budget = static_cast<std::size_t>(value * unit);
-  }
+  s.cache_device_budget = args.bytes("cache-device-budget").value_or(0);
   s.cache_prefetch_depth = number(args, "cache-prefetch-depth", 2, 2);
   if (const auto sizes = args.get("edit-sizes")) {
     s.edit_sizes.clear();

@@ -50,4 +50,20 @@ std::string Arguments::require(const std::string& name) const {
 
 bool Arguments::has(const std::string& name) const { return switches_.count(name) > 0; }
 
+std::optional<std::size_t> Arguments::bytes(const std::string& name) const {
+  const auto text = get(name);
+  if (!text) return std::nullopt;
+  std::size_t used = 0;
+  double value = -1;
+  try {
+    value = std::stod(*text, &used);
+  } catch (const std::exception&) {
+  }
+  const std::string suffix = text->substr(used);
+  const double unit = suffix.empty() ? 1.0 : suffix == "K" ? 1024.0 : suffix == "M" ? 1048576.0 : suffix == "G" ? 1073741824.0 : -1.0;
+  if (!(value >= 0) || unit < 0)
+    throw std::invalid_argument("--" + name + " expects bytes, e.g. 0, 500M or 4G, not '" + *text + "'");
+  return static_cast<std::size_t>(value * unit);
+}
+
 }  // namespace fisedit::cli

@@ -48,21 +48,7 @@ int edit_command(const std::vector<std::string>& raw) {
     e.attention_control = *control == "on";
   }
 
-  std::optional<std::size_t> device_budget;
-  if (const auto budget = args.get("cache-device-budget")) {
-    // Bytes, or with a suffix K, M or G (binary: 1024-based).
-    std::size_t used = 0;
-    double value = -1;
-    try {
-      value = std::stod(*budget, &used);
-    } catch (const std::exception&) {
-    }
-    const std::string suffix = budget->substr(used);
-    const double unit = suffix.empty() ? 1.0 : suffix == "K" ? 1024.0 : suffix == "M" ? 1048576.0 : suffix == "G" ? 1073741824.0 : -1.0;
-    if (!(value >= 0) || unit < 0)
-      throw std::invalid_argument("--cache-device-budget expects bytes, e.g. 0, 500M or 4G, not '" + *budget + "'");
-    device_budget = static_cast<std::size_t>(value * unit);
-  }
+  const std::optional<std::size_t> device_budget = args.bytes("cache-device-budget");
 
   const auto session = open_session(args);
   session.sd->set_cache_device_budget(device_budget);
