@@ -9,6 +9,7 @@
 #include "backend/cuda/cuda_memory.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "test_support.h"
 
 #include <QtTest>
 
