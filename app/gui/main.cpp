@@ -44,7 +44,9 @@ void saveScreenshot(MainWindow& window, const QString& file) {
       QCoreApplication::exit(1);
       return;
     }
-    QCoreApplication::quit();
+    // exit(), not quit(): quit() closes the window first, and the demo's unsaved history would ask
+    // whether to save it, with nobody there to answer.
+    QCoreApplication::exit(0);
   });
 }
 
