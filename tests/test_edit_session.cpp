@@ -298,6 +298,15 @@ private slots:
     const NodeId edited = s.submit(root, changed([](GenerationRequest& r) { r.prompt = "a photo of a dog"; }));
     QCOMPARE(*s.node(edited).parent, root);
     QCOMPARE(s.node(edited).edit->mask_mode, MaskMode::automatic);
+    QVERIFY(!s.node(edited).edit->attention_control);
+    QCOMPARE(s.node(edited).stats.attention_control_steps, 0);
+    // The edit options reach the edit; the prompts are the request's.
+    EditRequest options{.prompt = "ignored", .margin = 1, .attention_control = true};
+    const NodeId controlled = s.submit(root, changed([](GenerationRequest& r) { r.prompt = "a photo of a dog"; }), options);
+    QCOMPARE(s.node(controlled).edit->prompt, std::string("a photo of a dog"));
+    QCOMPARE(s.node(controlled).edit->margin, 1);
+    QVERIFY(s.node(controlled).edit->attention_control);
+    QCOMPARE(s.node(controlled).stats.attention_control_steps, default_detection_steps(6));
     const NodeId fresh = s.submit(edited, changed([](GenerationRequest& r) { r.seed = 12; }));
     QVERIFY(!s.node(fresh).parent);
     QCOMPARE(s.roots(), (std::vector<NodeId>{root, fresh}));

@@ -1,10 +1,14 @@
 // The main window against the real engine: a model loads off the UI thread and its facts reach the
 // panel, the prompt counter counts with the model's tokenizer, and a failed load is shown without
-// losing the model already loaded.
+// losing the model already loaded. And the edit options' attention control checkbox drives the edit
+// request, off and disabled for a painted region.
 #include "test_support.h"
 #include "ui/main_window.h"
+#include "ui/parameters_panel.h"
 
 #include <QtTest>
+#include <QCheckBox>
+#include <QComboBox>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
@@ -147,6 +151,45 @@ private slots:
     QVERIFY(!window.findChild<QWidget*>(QStringLiteral("demoBanner"))->isVisible());
     QCOMPARE(QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).value(QStringLiteral("model/path")).toString(),
              referenceModel("tiny-sd2/model"));
+  }
+
+  void attentionControlDrivesTheEditRequest() {
+    MainWindow window;
+    auto* panel = window.parameters();
+    auto* check = panel->findChild<QCheckBox*>(QStringLiteral("attentionControlCheck"));
+    QVERIFY(check);
+    QVERIFY(!check->isChecked());  // the engine's default
+    QVERIFY(!panel->editOptions().attention_control);
+    QVERIFY(!check->toolTip().isEmpty());
+
+    QSignalSpy changed(panel, &fisedit::ui::ParametersPanel::changed);
+    check->click();
+    QVERIFY(check->isChecked());
+    QCOMPARE(changed.count(), 1);
+    QVERIFY(panel->editOptions().attention_control);
+    check->click();
+    QVERIFY(!panel->editOptions().attention_control);
+
+    // A painted region runs no detection steps: the option has nothing to act on, like Detection.
+    check->click();
+    panel->setPaintedMaskAvailable(true);
+    auto* mode = panel->findChild<QComboBox*>(QStringLiteral("maskModeCombo"));
+    mode->setCurrentIndex(mode->findData(int(fisedit::MaskMode::painted)));
+    QCOMPARE(panel->maskMode(), fisedit::MaskMode::painted);
+    QVERIFY(!check->isEnabled());
+    QVERIFY(!panel->findChild<QWidget*>(QStringLiteral("detectStepsSpin"))->isEnabled());
+    QVERIFY(!panel->editOptions().attention_control);
+    // Both (intersect) detects, so the option applies again, as the user left it.
+    mode->setCurrentIndex(mode->findData(int(fisedit::MaskMode::intersect)));
+    QVERIFY(check->isEnabled());
+    QVERIFY(check->isChecked());
+    const fisedit::EditRequest e = panel->editOptions();
+    QVERIFY(e.attention_control);
+    QCOMPARE(e.mask_mode, fisedit::MaskMode::intersect);
+    // Losing the painted mask returns to automatic, the option still on.
+    panel->setPaintedMaskAvailable(false);
+    QVERIFY(check->isEnabled());
+    QVERIFY(panel->editOptions().attention_control);
   }
 
   void restoresLastModel() {

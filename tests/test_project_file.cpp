@@ -1,7 +1,8 @@
 // The history on disk, through the real window, worker and engine (tiny SD2 model on the CPU, 4 steps
 // at 128x128): an export folder reads back with its parent links and PNG parameters, a saved project
-// opens in a fresh window with the same nodes and pixels, a damaged or newer project is refused without
-// touching the open tree, and closing with unsaved history asks first.
+// opens in a fresh window with the same nodes and pixels and edit options (attention control
+// included; a file written before it existed opens with it off), a damaged or newer project is refused
+// without touching the open tree, and closing with unsaved history asks first.
 #include "test_support.h"
 #include "ui/history_panel.h"
 #include "ui/main_window.h"
@@ -88,9 +89,12 @@ private slots:
     QVERIFY(m_window->willEdit() == false);
     m_window->promptEditor()->setPrompts(QStringLiteral("a photo of a cat wearing a hat"), QString());
     QVERIFY(m_window->willEdit());
+    m_window->parameters()->setAttentionControl(true);
     QVERIFY(submitPrompt(*m_window, QStringLiteral("a photo of a cat wearing a hat")));
     QCOMPARE(m_window->history()->nodeCount(), 2);
     QVERIFY(m_window->history()->records().last().isEdit());
+    QVERIFY(m_window->history()->records().last().edit.attention_control);
+    QVERIFY(m_window->history()->records().last().stats.attention_control_steps > 0);
   }
 
   void exportRoundTrip() {
@@ -132,6 +136,12 @@ private slots:
         QCOMPARE(node.value(QStringLiteral("parent")).toInteger(), qint64(*r.parent));
         QCOMPARE(node.value(QStringLiteral("edit")).toObject().value(QStringLiteral("maskMode")).toString(), QStringLiteral("automatic"));
         QVERIFY(node.value(QStringLiteral("editFraction")).toDouble() > 0);
+        QCOMPARE(node.value(QStringLiteral("edit")).toObject().value(QStringLiteral("attentionControl")).toBool(false), true);
+        QCOMPARE(node.value(QStringLiteral("editStats")).toObject().value(QStringLiteral("attentionControlSteps")).toInt(-1),
+                 r.stats.attention_control_steps);
+        const QJsonObject editRecord = record.value(QStringLiteral("edit")).toObject();
+        QCOMPARE(editRecord.value(QStringLiteral("attention_control")).toBool(false), true);
+        QCOMPARE(editRecord.value(QStringLiteral("attention_control_steps")).toInt(-1), r.stats.attention_control_steps);
         QVERIFY(QFileInfo::exists(folder + QLatin1Char('/') + node.value(QStringLiteral("mask")).toString()));
       } else {
         QVERIFY(node.value(QStringLiteral("parent")).isNull());
@@ -158,12 +168,52 @@ private slots:
       QCOMPARE(opened[i].isEdit(), saved[i].isEdit());
       QVERIFY(samePixels(opened[i].image, saved[i].image));
       QCOMPARE(opened[i].changedRegion, saved[i].changedRegion);
+      QCOMPARE(opened[i].edit.attention_control, saved[i].edit.attention_control);
+      QCOMPARE(opened[i].stats.attention_control_steps, saved[i].stats.attention_control_steps);
+      QCOMPARE(opened[i].edit.detect_steps, saved[i].edit.detect_steps);
+      QCOMPARE(opened[i].edit.mask_mode, saved[i].edit.mask_mode);
       QVERIFY(opened[i].restored);
     }
+    QVERIFY(opened[1].edit.attention_control);
+    QVERIFY(opened[1].stats.attention_control_steps > 0);
     QCOMPARE(*opened[1].parent, opened[0].id);
     QCOMPARE(fresh.history()->tree()->topLevelItem(0)->childCount(), 1);
     QCOMPARE(fresh.projectPath(), path);
     QVERIFY(!fresh.hasUnsavedChanges());
+  }
+
+  // Written before attention control was kept: the edit opens with it off, as it was made.
+  void projectWithoutAttentionControlOpens() {
+    QFile saved(m_dir.filePath(QStringLiteral("cats.fisedit")));
+    QVERIFY(saved.open(QIODevice::ReadOnly));
+    QJsonObject root = QJsonDocument::fromJson(saved.readAll()).object();
+    QJsonArray nodes = root.value(QStringLiteral("nodes")).toArray();
+    int removed = 0;
+    for (auto node : nodes) {
+      QJsonObject n = node.toObject();
+      QJsonObject edit = n.value(QStringLiteral("edit")).toObject(), stats = n.value(QStringLiteral("editStats")).toObject();
+      removed += edit.contains(QStringLiteral("attentionControl")) + stats.contains(QStringLiteral("attentionControlSteps"));
+      edit.remove(QStringLiteral("attentionControl"));
+      stats.remove(QStringLiteral("attentionControlSteps"));
+      if (n.contains(QStringLiteral("edit"))) n.insert(QStringLiteral("edit"), edit);
+      if (n.contains(QStringLiteral("editStats"))) n.insert(QStringLiteral("editStats"), stats);
+      node = n;
+    }
+    QCOMPARE(removed, 2);  // the edit's two keys
+    root.insert(QStringLiteral("nodes"), nodes);
+    QFile old(m_dir.filePath(QStringLiteral("before-attention-control.fisedit")));
+    QVERIFY(old.open(QIODevice::WriteOnly));
+    old.write(QJsonDocument(root).toJson());
+    old.close();
+
+    const auto read = fisedit::ui::loadProject(old.fileName());
+    QVERIFY2(read.ok(), qPrintable(read.error));
+    QCOMPARE(read.content.records.size(), 2);
+    const HistoryRecord& edit = read.content.records[1];
+    QVERIFY(edit.isEdit());
+    QVERIFY(!edit.edit.attention_control);
+    QCOMPARE(edit.stats.attention_control_steps, 0);
+    QCOMPARE(edit.request.prompt, std::string("a photo of a cat wearing a hat"));
   }
 
   void damagedProjectIsRefused_data() {

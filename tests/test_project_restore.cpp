@@ -6,8 +6,9 @@
 // model stays view-only and names the model to open (and becomes editable once it is open); a history
 // that mixes two models reopens each node with its own; an old project without painted masks keeps
 // such edits view-only; a saved image the rebuild does not
-// reproduce is edited all the same, with a note in the status bar; and an exported PNG carries
-// AUTOMATIC1111's parameters and the full record as JSON.
+// reproduce is edited all the same, with a note in the status bar; an edit with attention control
+// lands with controlled steps, keeps every pixel outside its region, and replays with control from a
+// reopened project; and an exported PNG carries AUTOMATIC1111's parameters and the full record as JSON.
 #include "test_support.h"
 #include "ui/history_panel.h"
 #include "ui/image_canvas.h"
@@ -307,6 +308,59 @@ private slots:
     for (int y = 0; y < 128; ++y)
       for (int x = 0; x < 128; ++x)
         if (qGray(edit->changedRegion.pixel(x, y)) == 0) QCOMPARE(edited.pixel(x, y), tampered.pixel(x, y));
+  }
+
+  // The edit options' attention control reaches the engine through the worker, and the project keeps
+  // it: the replay that rebuilds the edit's cache runs with control too, or its image would differ.
+  void attentionControlEditLandsAndReplays() {
+    MainWindow window;
+    window.show();
+    QVERIFY(prepare(window, demoModel()));
+    QVERIFY(submitPrompt(window, QStringLiteral("a red house")));
+    const HistoryRecord root = *current(window);
+    const QString prompt = QStringLiteral("a red house with a tree");
+    window.parameters()->setAttentionControl(true);
+    QVERIFY(submitPrompt(window, prompt));
+    const HistoryRecord controlled = *current(window);
+    QVERIFY(controlled.isEdit());
+    QCOMPARE(*controlled.parent, root.id);
+    QVERIFY(controlled.edit.attention_control);
+    QCOMPARE(controlled.stats.attention_control_steps, fisedit::default_detection_steps(4));
+    QVERIFY(controlled.stats.attention_control_steps > 0);
+    const QString tip = window.history()->tree()->currentItem()->toolTip(0);
+    QVERIFY2(tip.contains(QLatin1String("attention control: 1 step")), qPrintable(tip));
+    const QImage base = rgb(root.image), edited = rgb(controlled.image);
+    int outside = 0;
+    for (int y = 0; y < 128; ++y)
+      for (int x = 0; x < 128; ++x)
+        if (qGray(controlled.changedRegion.pixel(x, y)) == 0) {
+          ++outside;
+          QCOMPARE(edited.pixel(x, y), base.pixel(x, y));
+        }
+    QVERIFY2(outside > 0, "the edit re-rendered the whole image: nothing was checked");
+
+    // The same edit without control gives another image: the flag is not lost on the way.
+    window.history()->selectNode(root.id);
+    window.parameters()->setAttentionControl(false);
+    QVERIFY(submitPrompt(window, prompt));
+    QVERIFY(!current(window)->edit.attention_control);
+    QCOMPARE(current(window)->stats.attention_control_steps, 0);
+    QVERIFY2(rgb(current(window)->image) != edited, "attention control changed nothing on the demo model");
+    QVERIFY(window.history()->tree()->currentItem()->toolTip(0).contains(QLatin1String("attention control: off")));
+
+    const QString path = m_dir.filePath(QStringLiteral("controlled.fisedit"));
+    QVERIFY(window.saveProject(path));
+    MainWindow fresh;
+    fresh.show();
+    QVERIFY(prepare(fresh, demoModel()));
+    QCOMPARE(openAndAdopt(fresh, path), std::make_pair(3, 0));
+    const HistoryRecord reopened = fresh.history()->records()[1];
+    QVERIFY(reopened.edit.attention_control);
+    QCOMPARE(reopened.stats.attention_control_steps, controlled.stats.attention_control_steps);
+    fresh.history()->selectNode(reopened.id);
+    QVERIFY(submitPrompt(fresh, QStringLiteral("a red house with a tree and a dog")));
+    QCOMPARE(current(fresh)->regeneration.nodes, 2);
+    QVERIFY2(!current(fresh)->regeneration.image_differs, "the replay without attention control gave another image");
   }
 
   void exportedImageCarriesParametersAndRecord() {

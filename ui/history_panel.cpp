@@ -18,6 +18,10 @@ constexpr int kThumbnail = 56;
 
 QString seconds(double ms) { return QStringLiteral("%1 s").arg(ms / 1000.0, 0, 'f', ms < 10000 ? 1 : 0); }
 
+QString steps(int count, const QString& one, const QString& many) {
+  return QStringLiteral("%1 %2").arg(count).arg(count == 1 ? one : many);
+}
+
 QIcon thumbnail(const HistoryRecord& r) {
   // A fixed square canvas so that portrait and landscape thumbnails line up in the tree.
   QPixmap square(kThumbnail, kThumbnail);
@@ -70,12 +74,31 @@ QString HistoryPanel::describe(const HistoryRecord& r) {
       .arg(seconds(r.totalMs));
 }
 
+QString HistoryPanel::toolTip(const HistoryRecord& r) {
+  const QString prompt = QString::fromStdString(r.request.prompt).toHtmlEscaped();
+  if (!r.isEdit()) return prompt;
+  QStringList details;
+  switch (r.edit.mask_mode) {
+    case MaskMode::automatic: details << tr("region: automatic"); break;
+    case MaskMode::painted: details << tr("region: painted"); break;
+    case MaskMode::intersect: details << tr("region: both (intersect)"); break;
+  }
+  if (r.edit.margin > 0) details << tr("margin %1").arg(r.edit.margin);
+  if (r.edit.mask_mode != MaskMode::painted) {
+    details << steps(r.stats.detect_steps, tr("detection step"), tr("detection steps"));
+    details << (r.edit.attention_control
+                    ? tr("attention control: %1").arg(steps(r.stats.attention_control_steps, tr("step"), tr("steps")))
+                    : tr("attention control: off"));
+  }
+  return prompt + QStringLiteral("<br><small>") + details.join(QStringLiteral(" · ")).toHtmlEscaped() + QStringLiteral("</small>");
+}
+
 void HistoryPanel::addRecord(const HistoryRecord& record) {
   auto* item = new QTreeWidgetItem;
   item->setData(0, Qt::UserRole, QVariant::fromValue(record.id));
   item->setText(0, describe(record));
   item->setIcon(0, thumbnail(record));
-  item->setToolTip(0, QString::fromStdString(record.request.prompt).toHtmlEscaped());
+  item->setToolTip(0, toolTip(record));
   QTreeWidgetItem* parent = record.parent ? m_items.value(*record.parent) : nullptr;
   if (parent) {
     parent->addChild(item);

@@ -35,6 +35,9 @@ public:
 
   // One line for a node: "seed 42 · 25 steps · 3.1 s" or "+hat -cap · 12% · 0.8 s".
   static QString describe(const HistoryRecord& record);
+  // The node's tooltip (rich text): its prompt, and for an edit how it was made ("region: automatic ·
+  // 1 detection step · attention control: 1 step").
+  static QString toolTip(const HistoryRecord& record);
 
 signals:
   void currentNodeChanged(quint64 id);

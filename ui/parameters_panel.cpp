@@ -133,6 +133,14 @@ QWidget* ParametersPanel::createEditBox() {
   m_detectSteps->setSpecialValueText(tr("20% of steps"));
   m_detectSteps->setToolTip(tr("Steps run in full with the new prompt to find the region"));
   form->addRow(tr("Detection"), m_detectSteps);
+  m_attentionControl = new QCheckBox(tr("attention control"));
+  m_attentionControl->setObjectName(QStringLiteral("attentionControlCheck"));
+  m_attentionControl->setToolTip(
+      tr("During the detection steps, the words the new prompt keeps take their cross-attention from the "
+         "previous image, so the region concentrates where the new words act. Off for a painted region, "
+         "which runs no detection steps."));
+  form->addRow(QString(), m_attentionControl);
+  connect(m_attentionControl, &QCheckBox::toggled, this, &ParametersPanel::changed);
   updateEditBox();
   return box;
 }
@@ -221,13 +229,17 @@ void ParametersPanel::setPaintedMaskAvailable(bool available) {
 void ParametersPanel::updateEditBox() {
   // A painted region needs no detection: the setting would have no effect.
   m_detectSteps->setEnabled(maskMode() != MaskMode::painted);
+  m_attentionControl->setEnabled(maskMode() != MaskMode::painted);
 }
+
+void ParametersPanel::setAttentionControl(bool on) { m_attentionControl->setChecked(on); }
 
 EditRequest ParametersPanel::editOptions() const {
   EditRequest e;
   e.mask_mode = maskMode();
   e.margin = m_margin->value();
   e.detect_steps = m_detectSteps->value() == 0 ? -1 : m_detectSteps->value();
+  e.attention_control = m_attentionControl->isChecked() && e.mask_mode != MaskMode::painted;
   return e;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // The generation parameters (seed, steps, guidance, sampler, size), the device, and the options of an
-// edit (mask mode, margin, detection steps). Builds engine requests; knows nothing of the history.
+// edit (mask mode, margin, detection steps, attention control). Builds engine requests; knows nothing
+// of the history.
 #include "backend/device.h"
 #include "pipeline/generation.h"
 
@@ -28,11 +29,14 @@ public:
   void showRequest(const GenerationRequest& request);
   // The model's own size: the default preset ("512x512 (model)").
   void setModelSize(int size);
-  EditRequest editOptions() const;  // prompts and painted mask left empty
+  // Prompts and painted mask left empty. Attention control is off in the painted mode, which runs no
+  // detection steps for it to act on.
+  EditRequest editOptions() const;
   MaskMode maskMode() const;
   void setMaskMode(MaskMode mode);
   // The painted and intersect modes need a painted mask; without one the mode returns to automatic.
   void setPaintedMaskAvailable(bool available);
+  void setAttentionControl(bool on);
   DeviceChoice device() const;
 
   void setSteps(int steps);
@@ -63,6 +67,7 @@ private:
   QComboBox* m_maskMode = nullptr;
   QSpinBox* m_margin = nullptr;
   QSpinBox* m_detectSteps = nullptr;
+  QCheckBox* m_attentionControl = nullptr;
   int m_modelSize = 512;
 };
 

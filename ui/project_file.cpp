@@ -73,9 +73,11 @@ QJsonObject nodeJson(const HistoryRecord& r, const ProjectContent& content) {
     node.insert(QStringLiteral("edit"), QJsonObject{{QStringLiteral("maskMode"), maskModeName(r.edit.mask_mode)},
                                                     {QStringLiteral("margin"), r.edit.margin},
                                                     {QStringLiteral("detectSteps"), r.edit.detect_steps},
-                                                    {QStringLiteral("feather"), r.edit.feather}});
+                                                    {QStringLiteral("feather"), r.edit.feather},
+                                                    {QStringLiteral("attentionControl"), r.edit.attention_control}});
     node.insert(QStringLiteral("editFraction"), r.stats.edit_fraction);
     node.insert(QStringLiteral("editStats"), QJsonObject{{QStringLiteral("detectSteps"), r.stats.detect_steps},
+                                                         {QStringLiteral("attentionControlSteps"), r.stats.attention_control_steps},
                                                          {QStringLiteral("detectMs"), r.stats.detect_ms},
                                                          {QStringLiteral("sparseMs"), r.stats.sparse_ms},
                                                          {QStringLiteral("decodeMs"), r.stats.decode_ms},
@@ -150,11 +152,14 @@ QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, qui
     r.edit.margin = edit.value(QStringLiteral("margin")).toInt();
     r.edit.detect_steps = edit.value(QStringLiteral("detectSteps")).toInt(-1);
     r.edit.feather = edit.value(QStringLiteral("feather")).toInt(8);
+    // Absent from files written before attention control: those edits ran without it.
+    r.edit.attention_control = edit.value(QStringLiteral("attentionControl")).toBool(false);
     r.edit.prompt = r.request.prompt;
     r.edit.negative_prompt = r.request.negative_prompt;
     const QJsonObject stats = node.value(QStringLiteral("editStats")).toObject();
     r.stats.edit_fraction = node.value(QStringLiteral("editFraction")).toDouble();
     r.stats.detect_steps = stats.value(QStringLiteral("detectSteps")).toInt();
+    r.stats.attention_control_steps = stats.value(QStringLiteral("attentionControlSteps")).toInt(0);
     r.stats.detect_ms = stats.value(QStringLiteral("detectMs")).toDouble();
     r.stats.sparse_ms = stats.value(QStringLiteral("sparseMs")).toDouble();
     r.stats.decode_ms = stats.value(QStringLiteral("decodeMs")).toDouble();
@@ -207,6 +212,8 @@ TextChunks imageTextChunks(const HistoryRecord& r) {
                                                     {QStringLiteral("feather"), r.edit.feather},
                                                     {QStringLiteral("edit_fraction"), r.stats.edit_fraction},
                                                     {QStringLiteral("detect_steps"), r.stats.detect_steps},
+                                                    {QStringLiteral("attention_control"), r.edit.attention_control},
+                                                    {QStringLiteral("attention_control_steps"), r.stats.attention_control_steps},
                                                     {QStringLiteral("detect_ms"), r.stats.detect_ms},
                                                     {QStringLiteral("sparse_ms"), r.stats.sparse_ms},
                                                     {QStringLiteral("decode_ms"), r.stats.decode_ms},

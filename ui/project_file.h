@@ -9,8 +9,8 @@
 // model it was made with (the project's, or the node's own where a history mixes models). Nodes read
 // back are marked `restored`; the window hands them to the worker's EditSession (adopt) when the open
 // model has their model's fingerprint, and they become editable, their caches rebuilt on the first
-// edit. Fields added since version 1 (fingerprints, per-node models, painted masks) are optional, so
-// older files still open, and older fisedit versions read newer files (ignoring them).
+// edit. Fields added since version 1 (fingerprints, per-node models, painted masks, attention control)
+// are optional, so older files still open, and older fisedit versions read newer files (ignoring them).
 #include "ui/history_record.h"
 
 #include "io/image_file.h"
@@ -47,7 +47,7 @@ QString nodeFileStem(int index);
 // The text chunks of a node's PNG: AUTOMATIC1111's `parameters`, and `fisedit`, the full record as
 // JSON with the keys fisedit-cli writes (prompt, negative_prompt, seed, steps, cfg_scale, scheduler,
 // width, height, model, model_family, model_fingerprint, device, timings_ms; edits add edit_of and
-// edit). An unknown device is left out.
+// edit, with attention_control and attention_control_steps). An unknown device is left out.
 TextChunks imageTextChunks(const HistoryRecord& record);
 
 // Each returns an empty string on success, else a message for the user. `folder` must not exist yet

@@ -31,6 +31,7 @@ struct Demo {
   int steps = 0;
   QSize size;
   QString device;
+  bool attentionControl = false;
   bool overlay = false;
   QString screenshot;
 };
@@ -43,7 +44,9 @@ void saveScreenshot(MainWindow& window, const QString& file) {
       QCoreApplication::exit(1);
       return;
     }
-    QCoreApplication::quit();
+    // exit(), not quit(): quit() closes the window first, and the demo's unsaved history would ask
+    // whether to save it, with nobody there to answer.
+    QCoreApplication::exit(0);
   });
 }
 
@@ -69,6 +72,7 @@ void runDemo(MainWindow& window, const Demo& demo) {
   if (demo.device == QLatin1String("cpu")) params->setDevice(fisedit::DeviceChoice::cpu);
   if (demo.steps > 0) params->setSteps(demo.steps);
   if (demo.size.isValid()) params->setSize(demo.size.width(), demo.size.height());
+  if (demo.attentionControl) params->setAttentionControl(true);
   window.promptEditor()->setPrompts(demo.generate, QString());
   auto remaining = std::make_shared<QStringList>(demo.edits);
   QObject::connect(&window, &MainWindow::jobFinished, &window, [&window, demo, remaining](bool ok) {
@@ -145,12 +149,13 @@ int main(int argc, char* argv[]) {
   const auto size = hiddenOption(QStringLiteral("demo-size"), QStringLiteral("Size."), QStringLiteral("WxH"));
   const auto device = hiddenOption(QStringLiteral("demo-device"), QStringLiteral("cpu or auto."), QStringLiteral("D"));
   const auto overlay = hiddenOption(QStringLiteral("demo-overlay"), QStringLiteral("Show the changed region."));
+  const auto attention = hiddenOption(QStringLiteral("demo-attention-control"), QStringLiteral("Edit with attention control."));
   const auto paint = hiddenOption(QStringLiteral("demo-paint"),
                                   QStringLiteral("Then paint a mask dab of radius R at image pixel X,Y (repeatable)."),
                                   QStringLiteral("X,Y,R"));
   const auto next = hiddenOption(QStringLiteral("demo-next"), QStringLiteral("Then type PROMPT without submitting it."),
                                  QStringLiteral("PROMPT"));
-  for (const auto& option : {screenshot, generate, edit, steps, size, device, overlay, paint, next})
+  for (const auto& option : {screenshot, generate, edit, steps, size, device, attention, overlay, paint, next})
     parser.addOption(option);
   parser.process(app);
 
@@ -162,6 +167,7 @@ int main(int argc, char* argv[]) {
   const QStringList wh = parser.value(size).split(QLatin1Char('x'));
   if (wh.size() == 2) demo.size = QSize(wh[0].toInt(), wh[1].toInt());
   demo.device = parser.value(device);
+  demo.attentionControl = parser.isSet(attention);
   demo.overlay = parser.isSet(overlay);
   demo.paints = parser.values(paint);
   demo.nextPrompt = parser.value(next);

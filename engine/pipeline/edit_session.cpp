@@ -164,13 +164,12 @@ bool EditSession::would_edit(NodeId current, const GenerationRequest& request) c
   }
 }
 
-NodeId EditSession::submit(NodeId current, const GenerationRequest& request, const ProgressCallback& progress,
-                           std::stop_token stop) {
+NodeId EditSession::submit(NodeId current, const GenerationRequest& request, EditRequest options,
+                           const ProgressCallback& progress, std::stop_token stop) {
   if (!would_edit(current, request)) return generate(request, progress, stop);
-  EditRequest e;
-  e.prompt = request.prompt;
-  e.negative_prompt = request.negative_prompt;
-  return edit(current, e, progress, stop);
+  options.prompt = request.prompt;
+  options.negative_prompt = request.negative_prompt;
+  return edit(current, options, progress, stop);
 }
 
 CachedGeneration EditSession::cached_generation(NodeId base, const ProgressCallback& progress, std::stop_token stop,

@@ -66,10 +66,11 @@ public:
   // A new child of `base`: an edit of it, rebuilding base's cache first when it was evicted (progress
   // then counts the rebuild's steps too). Leaves the session unchanged when it throws.
   NodeId edit(NodeId base, const EditRequest& request, const ProgressCallback& progress = {}, std::stop_token stop = {});
-  // What the UI's "Generate" does from the selected node: an edit of `current` (automatic mask, default
-  // options) when only the prompts differ, else a new root.
-  NodeId submit(NodeId current, const GenerationRequest& request, const ProgressCallback& progress = {},
-                std::stop_token stop = {});
+  // What the UI's "Generate" does from the selected node: an edit of `current` with `options` (mask
+  // mode, margin, detection steps, attention control, painted mask; its prompts are the request's)
+  // when only the prompts differ, else a new root.
+  NodeId submit(NodeId current, const GenerationRequest& request, EditRequest options = {},
+                const ProgressCallback& progress = {}, std::stop_token stop = {});
   // A node made elsewhere (a saved project read back), entered without an activation cache, as if it
   // had been evicted: editing it, or any node below it, rebuilds the cache by generating its root
   // again and replaying the stored edits. Reads node.parent (an adopted or made node), request,
