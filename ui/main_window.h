@@ -129,7 +129,7 @@ private:
   void onEngineReady(const QString& deviceName);
   void onProgress(int step, int total, double elapsedMs);
   void onPreview(const QImage& image);
-  void onMemoryUsage(qint64 deviceBytes, qint64 cacheBytes);
+  void onMemoryUsage(qint64 deviceBytes, qint64 cacheDeviceBytes, qint64 cacheHostBytes);
   void onNodeReady(const HistoryRecord& record);
   void onJobFailed(const QString& message);
   void onJobCancelled();

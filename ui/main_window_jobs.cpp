@@ -129,10 +129,18 @@ void MainWindow::onPreview(const QImage& image) {
   m_canvas->showPreview(image);
 }
 
-void MainWindow::onMemoryUsage(qint64 deviceBytes, qint64 cacheBytes) {
-  const QString cache = tr("cache %1").arg(formatBytes(cacheBytes));
-  m_memoryLabel->setText(deviceBytes < 0 ? cache : tr("GPU memory %1 · %2").arg(formatBytes(deviceBytes), cache));
-  m_memoryLabel->setToolTip(tr("Device memory held by the engine, and the activation caches that make edits fast"));
+void MainWindow::onMemoryUsage(qint64 deviceBytes, qint64 cacheDeviceBytes, qint64 cacheHostBytes) {
+  if (deviceBytes < 0) {  // CPU: the cache is in host memory, there is no device memory to tell apart
+    m_memoryLabel->setText(tr("cache %1").arg(formatBytes(cacheDeviceBytes + cacheHostBytes)));
+  } else {
+    const QString cache = cacheHostBytes > 0 ? tr("cache %1 (GPU %2 + host %3)")
+                                                   .arg(formatBytes(cacheDeviceBytes + cacheHostBytes),
+                                                        formatBytes(cacheDeviceBytes), formatBytes(cacheHostBytes))
+                                             : tr("cache %1").arg(formatBytes(cacheDeviceBytes));
+    m_memoryLabel->setText(tr("GPU memory %1 · %2").arg(formatBytes(deviceBytes), cache));
+  }
+  m_memoryLabel->setToolTip(tr("Device memory held by the engine, and the activation caches that make edits fast "
+                               "(beyond the GPU's share, kept in host memory and copied back as an edit needs it)"));
 }
 
 void MainWindow::onNodeReady(const HistoryRecord& record) {

@@ -9,6 +9,7 @@
 #include <QStringList>
 
 #include <exception>
+#include <unistd.h>
 
 namespace fisedit::ui {
 
@@ -60,7 +61,14 @@ void ModelWorker::startEngine() {
   if (!m_backend) m_backend = make_backend(m_device);
   m_session.reset();
   m_pipeline = std::make_unique<StableDiffusion>(m_model, *m_backend);
-  m_session = std::make_unique<EditSession>(*m_pipeline, kCacheBudgetBytes);
+  if (m_backend->kind() == DeviceKind::cuda) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    const std::size_t ram = pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
+    const std::size_t budget = std::max(kDeviceCacheBytes, std::min(kGpuCacheBudgetBytes, ram / 10 * 4));
+    m_session = std::make_unique<EditSession>(*m_pipeline, budget, kDeviceCacheBytes);
+  } else {
+    m_session = std::make_unique<EditSession>(*m_pipeline, kCacheBudgetBytes);
+  }
   emit engineReady(QString::fromStdString(m_backend->name()));
 }
 
@@ -84,7 +92,8 @@ void ModelWorker::runJob(Job&& job) {
 void ModelWorker::reportMemory() {
   if (!m_session) return;
   const auto device = m_backend->device_bytes_in_use();
-  emit memoryUsage(device ? static_cast<qint64>(*device) : -1, static_cast<qint64>(m_session->cache_bytes()));
+  emit memoryUsage(device ? static_cast<qint64>(*device) : -1, static_cast<qint64>(m_session->cache_bytes_device()),
+                   static_cast<qint64>(m_session->cache_bytes_host()));
 }
 
 ProgressCallback ModelWorker::progressReporter() {

@@ -31,8 +31,14 @@ class ModelWorker : public QObject {
 
 public:
   // Activation caches kept across the history, least recently used evicted first. An evicted node is
-  // still editable: the session rebuilds its cache first, which costs a generation.
+  // still editable: the session rebuilds its cache first, which costs a generation. On the CPU the
+  // cache lives in host memory: kCacheBudgetBytes. On a GPU at most kDeviceCacheBytes of it stays in
+  // device memory and the rest goes to pinned host memory (copied back a step ahead of its use), up to
+  // kGpuCacheBudgetBytes or 40% of the machine's memory, whichever is less; an SD2 768x768 generation
+  // keeps about 17 GiB.
   static constexpr std::size_t kCacheBudgetBytes = std::size_t{3} << 30;
+  static constexpr std::size_t kDeviceCacheBytes = std::size_t{8} << 30;
+  static constexpr std::size_t kGpuCacheBudgetBytes = std::size_t{40} << 30;
   // Previews come every second step, and no more often than this: each is a queued image, and a
   // fast GPU would otherwise send more than the window can usefully show.
   static constexpr qint64 kPreviewIntervalMs = 200;
@@ -70,7 +76,9 @@ signals:
   void preview(const QImage& image);
   // After every job: device memory held by live buffers (-1 where the backend does not say, as on
   // the CPU) and the history's activation caches.
-  void memoryUsage(qint64 deviceBytes, qint64 cacheBytes);
+  // deviceBytes < 0: the backend has no device memory of its own (CPU). The cache's bytes in device
+  // and in host memory.
+  void memoryUsage(qint64 deviceBytes, qint64 cacheDeviceBytes, qint64 cacheHostBytes);
   void generated(const fisedit::ui::HistoryRecord& record);
   void edited(const fisedit::ui::HistoryRecord& record);
   // For adoptHistory(): window id -> session id of every adopted node, and why the others were
