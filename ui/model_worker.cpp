@@ -61,11 +61,14 @@ void ModelWorker::startEngine() {
   if (!m_backend) m_backend = make_backend(m_device);
   m_session.reset();
   m_pipeline = std::make_unique<StableDiffusion>(m_model, *m_backend);
-  if (m_backend->kind() == DeviceKind::cuda) {
+  if (const auto total = m_backend->device_bytes_total()) {
+    const std::size_t held = m_backend->device_bytes_in_use().value_or(0) + kWorkingBytes;  // weights + working
+    const auto share = static_cast<std::size_t>(kDeviceCacheShare * static_cast<double>(*total));
+    const std::size_t device_budget = share > held ? share - held : 0;
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     const std::size_t ram = pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
-    const std::size_t budget = std::max(kDeviceCacheBytes, std::min(kGpuCacheBudgetBytes, ram / 10 * 4));
-    m_session = std::make_unique<EditSession>(*m_pipeline, budget, kDeviceCacheBytes);
+    const std::size_t budget = std::max(device_budget, std::min(kGpuCacheBudgetBytes, ram / 10 * 4) + device_budget);
+    m_session = std::make_unique<EditSession>(*m_pipeline, budget, device_budget);
   } else {
     m_session = std::make_unique<EditSession>(*m_pipeline, kCacheBudgetBytes);
   }

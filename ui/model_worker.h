@@ -32,12 +32,14 @@ class ModelWorker : public QObject {
 public:
   // Activation caches kept across the history, least recently used evicted first. An evicted node is
   // still editable: the session rebuilds its cache first, which costs a generation. On the CPU the
-  // cache lives in host memory: kCacheBudgetBytes. On a GPU at most kDeviceCacheBytes of it stays in
-  // device memory and the rest goes to pinned host memory (copied back a step ahead of its use), up to
+  // cache lives in host memory: kCacheBudgetBytes. On a GPU, what the model and a generation's working
+  // memory leave of kDeviceCacheShare of the card stays in device memory (edits of it are fastest) and
+  // the rest goes to pinned host memory (copied back a step ahead of its use), up to
   // kGpuCacheBudgetBytes or 40% of the machine's memory, whichever is less; an SD2 768x768 generation
   // keeps about 17 GiB.
   static constexpr std::size_t kCacheBudgetBytes = std::size_t{3} << 30;
-  static constexpr std::size_t kDeviceCacheBytes = std::size_t{8} << 30;
+  static constexpr double kDeviceCacheShare = 0.7;
+  static constexpr std::size_t kWorkingBytes = std::size_t{4} << 30;  // peak of a step or decode, above the weights
   static constexpr std::size_t kGpuCacheBudgetBytes = std::size_t{40} << 30;
   // Previews come every second step, and no more often than this: each is a queued image, and a
   // fast GPU would otherwise send more than the window can usefully show.

@@ -146,6 +146,8 @@ public:
   // Optional: bytes held by live device buffers, for the UI's status bar; none where the memory is
   // the host's (the OS reports that better).
   virtual std::optional<std::size_t> device_bytes_in_use() const { return {}; }
+  // Optional: the device's whole memory, for sizing caches; none where the memory is the host's.
+  virtual std::optional<std::size_t> device_bytes_total() const { return {}; }
   DeviceTensor allocate(Shape shape) { return allocate(activation_dtype(), std::move(shape)); }
   // Float tensors (F64/F32/F16/BF16) become the activation dtype; integer tensors become I32 (token
   // ids), refusing values outside its range.

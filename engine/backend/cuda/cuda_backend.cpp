@@ -105,6 +105,7 @@ cuda::MemoryPool& CudaBackend::memory_pool() const { return *s_->pool; }
 // Live buffers only: the pool's free lists are reusable at once, so they are not memory the session
 // is using (they go back to the driver when an allocation would otherwise fail).
 std::optional<std::size_t> CudaBackend::device_bytes_in_use() const { return s_->pool->bytes_in_use(); }
+std::optional<std::size_t> CudaBackend::device_bytes_total() const { return s_->props.totalGlobalMem; }
 
 DeviceTensor CudaBackend::allocate(DType dtype, Shape shape) {
   std::size_t elements = 1;

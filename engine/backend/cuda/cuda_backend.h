@@ -33,6 +33,7 @@ public:
   void synchronize() override;
   DeviceTensor allocate(DType dtype, Shape shape) override;
   std::optional<std::size_t> device_bytes_in_use() const override;
+  std::optional<std::size_t> device_bytes_total() const override;
   // Pinned (page-locked) host memory, from a pool of its own (cuda_memory.h).
   DeviceTensor allocate_host(DType dtype, Shape shape) override;
   std::optional<std::size_t> host_bytes_in_use() const override;
