@@ -82,6 +82,27 @@ __global__ void im2col_kernel_vec8(Im2colParams p) {
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
+__global__ void merge_rows_kernel(MergeRowsParams p) {
+  const std::int64_t vectors = p.channels / 8, total = p.batch * p.length * vectors;
+  const auto* base = reinterpret_cast<const uint4*>(p.base);
+  const auto* values = reinterpret_cast<const uint4*>(p.values);
+  auto* dst = reinterpret_cast<uint4*>(p.dst);
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t c = i % vectors, row = i / vectors;
+    const std::int64_t b = row / p.length, l = row % p.length;
+    std::int64_t lo = 0, hi = p.count;  // first position >= l
+    while (lo < hi) {
+      const std::int64_t mid = (lo + hi) / 2;
+      if (p.positions[mid] < l)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    dst[i] = lo < p.count && p.positions[lo] == l ? values[(b * p.count + lo) * vectors + c] : base[i];
+  }
+}
+
 template <bool kScatter>
 cudaError_t move_rows(const RowsParams& p, cudaStream_t stream) {
   if (p.batch * p.count * p.channels == 0) return cudaSuccess;
@@ -95,6 +116,15 @@ cudaError_t move_rows(const RowsParams& p, cudaStream_t stream) {
 }  // namespace
 
 cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream) { return move_rows<false>(p, stream); }
+
+cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream) {
+  if (p.channels % 8 != 0 || !aligned16(p.base) || !aligned16(p.values) || !aligned16(p.dst))
+    return cudaErrorNotSupported;
+  const std::int64_t total = p.batch * p.length * p.channels / 8;
+  if (total == 0) return cudaSuccess;
+  merge_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
 
 cudaError_t scatter_rows(const RowsParams& p, cudaStream_t stream) { return move_rows<true>(p, stream); }
 

@@ -16,6 +16,18 @@ struct RowsParams {
   std::int64_t batch, length, count, channels;
 };
 cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream);
+
+// dst [batch, length, channels] = base with row positions[i] of each image taken from values row i
+// ([batch, count, channels]); positions ascending (a binary search finds a row's value). Needs
+// channels % 8 == 0 and 16-byte aligned pointers: cudaErrorNotSupported otherwise.
+struct MergeRowsParams {
+  const __half* base;
+  const __half* values;
+  __half* dst;
+  const std::int32_t* positions;
+  std::int64_t batch, length, count, channels;
+};
+cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream);
 cudaError_t scatter_rows(const RowsParams& p, cudaStream_t stream);
 
 // x [batch, h, w, cin] -> columns [rows, kh * kw * cin_padded]: for patch rows first_row ..

@@ -79,6 +79,10 @@ private slots:
     QCOMPARE(compare([&](Backend& b) { return b.scatter_positions(up(b, base), b.gather_positions(up(b, x), ids(b)), ids(b)); }), 0.0);
     QCOMPARE(compare([&](Backend& b) { return b.select_positions(b.upload(Tensor::from_f32({l}, mask)), up(b, x), up(b, base)); }), 0.0);
     QCOMPARE(compare([&](Backend& b) { return b.clone(up(b, x)); }), 0.0);
+    // 5 channels: the copy-then-scatter fallback of the one-pass merge.
+    const auto x5 = half_random(n * l * 5, 6), base5 = half_random(n * l * 5, 7);
+    const auto up5 = [&](Backend& b, const std::vector<float>& v) { return b.upload(Tensor::from_f32({n, l, 5}, v)); };
+    QCOMPARE(compare([&](Backend& b) { return b.scatter_positions(up5(b, base5), b.gather_positions(up5(b, x5), ids(b)), ids(b)); }), 0.0);
   }
 
   // An edit on the GPU keeps the image outside its region byte for byte, and its sparse layers agree

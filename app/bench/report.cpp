@@ -70,6 +70,9 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
     std::fprintf(out, "  of which: text encoder %.2f, U-Net %.2f (%.2f per step), VAE %.2f (medians)\n",
                  g["text_encoder_ms"]["median"].get<double>(), g["unet_ms"]["median"].get<double>(),
                  g["unet_per_step_ms"]["median"].get<double>(), g["vae_ms"]["median"].get<double>());
+    if (g.contains("cached_time_ms"))
+      std::fprintf(out, "  kept for editing (generate_cached, as the app runs it): %.2f ms, U-Net %.2f per step\n",
+                   g["cached_time_ms"]["median"].get<double>(), g["cached_unet_per_step_ms"]["median"].get<double>());
     const auto& c = g["checks"];
     std::fprintf(out, "  output: latents rms %.3g, max |x| %.3g, %s\n", c["latents_rms"].get<double>(),
                  c["latents_max_abs"].get<double>(), c["finite"].get<bool>() ? "all finite" : "NaN OR INF");

@@ -342,9 +342,15 @@ DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTe
   check_positions("scatter_positions", positions, base.dim(1));
   FISEDIT_REQUIRE(positions.dim(0) == values.dim(1), "scatter_positions", "values " + shapes(values) + " for " +
                                                                       std::to_string(positions.dim(0)) + " positions");
-  auto out = clone(base);
-  scatter_positions_impl(values, positions, out);
+  auto out = allocate(base.dtype(), base.shape());
+  scatter_positions_copy_impl(base, values, positions, out);
   return out;
+}
+
+void Backend::scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values,
+                                          const DeviceTensor& positions, DeviceTensor& out) {
+  copy_impl(base, out);
+  scatter_positions_impl(values, positions, out);
 }
 
 DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,

@@ -370,6 +370,11 @@ protected:
   virtual void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // out already holds a copy of base; write values' rows at positions.
   virtual void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) = 0;
+  // Optional: out = base with the rows at positions replaced by values; the default copies base into
+  // out, then scatter_positions_impl. (A sparse step makes one per spatial layer: one pass is fewer
+  // launches.)
+  virtual void scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values,
+                                           const DeviceTensor& positions, DeviceTensor& out);
   // mask [P], a, b and out viewed as [N, P, C].
   virtual void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                                      DeviceTensor& out) = 0;

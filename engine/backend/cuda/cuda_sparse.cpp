@@ -35,6 +35,21 @@ void CudaBackend::scatter_positions_impl(const DeviceTensor& values, const Devic
   FISEDIT_CUDA_CHECK(kernels::scatter_rows(p, s_->stream.get()));
 }
 
+// One pass: each output row is the base's or, when its position is active, the values' row.
+void CudaBackend::scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values,
+                                              const DeviceTensor& positions, DeviceTensor& out) {
+  const kernels::MergeRowsParams p{base.data_as<const __half>(), values.data_as<const __half>(), out.data_as<__half>(),
+                                   positions.data_as<const std::int32_t>(), out.dim(0), out.dim(1), positions.dim(0),
+                                   out.dim(2)};
+  const cudaError_t status = kernels::merge_rows(p, s_->stream.get());
+  if (status == cudaErrorNotSupported) {  // odd channels or alignment: copy, then scatter
+    cudaGetLastError();
+    Backend::scatter_positions_copy_impl(base, values, positions, out);
+    return;
+  }
+  FISEDIT_CUDA_CHECK(status);
+}
+
 void CudaBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                                  std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
                                  DeviceTensor& out) {
