@@ -4,6 +4,7 @@
 // included; a file written before it existed opens with it off), a damaged or newer project is refused
 // without touching the open tree, and closing with unsaved history asks first.
 #include "test_support.h"
+#include "window_driver.h"
 #include "ui/history_panel.h"
 #include "ui/main_window.h"
 #include "ui/parameters_panel.h"
@@ -31,29 +32,11 @@ using fisedit::ui::MainWindow;
 
 namespace {
 
-constexpr int kJobTimeoutMs = 120000;
+using fisedit::test::kJobTimeoutMs;
+using fisedit::test::submitPrompt;
+using fisedit::test::tinyModel;
 
-QString tinyModel() { return QString::fromStdString((fisedit::test::reference_dir() / "tiny-sd2/model").string()); }
-
-bool prepare(MainWindow& window) {
-  QSignalSpy loaded(&window, &MainWindow::modelLoaded);
-  QSignalSpy ready(&window, &MainWindow::engineReady);
-  window.openModel(tinyModel());
-  if (!QTest::qWaitFor([&] { return loaded.count() == 1 && ready.count() >= 1; }, kJobTimeoutMs)) return false;
-  window.parameters()->setDevice(fisedit::DeviceChoice::cpu);
-  window.parameters()->setSteps(4);
-  window.parameters()->setSize(128, 128);
-  return true;
-}
-
-// Sets the prompt and presses Generate; true when the job made a node.
-bool submitPrompt(MainWindow& window, const QString& prompt) {
-  window.promptEditor()->setPrompts(prompt, QString());
-  QSignalSpy finished(&window, &MainWindow::jobFinished);
-  window.submit();
-  if (!QTest::qWaitFor([&] { return finished.count() == 1; }, kJobTimeoutMs)) return false;
-  return finished.first().first().toBool();
-}
+bool prepare(MainWindow& window) { return fisedit::test::prepareWindow(window); }
 
 bool samePixels(const QImage& a, const QImage& b) {
   return a.convertToFormat(QImage::Format_RGB888) == b.convertToFormat(QImage::Format_RGB888);

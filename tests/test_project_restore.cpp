@@ -10,6 +10,7 @@
 // lands with controlled steps, keeps every pixel outside its region, and replays with control from a
 // reopened project; and an exported PNG carries AUTOMATIC1111's parameters and the full record as JSON.
 #include "test_support.h"
+#include "window_driver.h"
 #include "ui/history_panel.h"
 #include "ui/image_canvas.h"
 #include "ui/main_window.h"
@@ -39,30 +40,13 @@ using fisedit::ui::MainWindow;
 
 namespace {
 
-constexpr int kJobTimeoutMs = 120000;
+using fisedit::test::kJobTimeoutMs;
+using fisedit::test::submitPrompt;
+using fisedit::test::tinyModel;
 
 QString demoModel() { return QStringLiteral(FISEDIT_DEMO_MODEL_DIR); }
-QString tinyModel() { return QString::fromStdString((fisedit::test::reference_dir() / "tiny-sd2/model").string()); }
 
-bool prepare(MainWindow& window, const QString& model) {
-  QSignalSpy loaded(&window, &MainWindow::modelLoaded);
-  QSignalSpy ready(&window, &MainWindow::engineReady);
-  window.openModel(model);
-  if (!QTest::qWaitFor([&] { return loaded.count() == 1 && ready.count() >= 1; }, kJobTimeoutMs)) return false;
-  window.parameters()->setDevice(fisedit::DeviceChoice::cpu);
-  window.parameters()->setSteps(4);
-  window.parameters()->setSize(128, 128);
-  return true;
-}
-
-// Sets the prompt and presses Generate; true when the job made a node.
-bool submitPrompt(MainWindow& window, const QString& prompt) {
-  window.promptEditor()->setPrompts(prompt, QString());
-  QSignalSpy finished(&window, &MainWindow::jobFinished);
-  window.submit();
-  if (!QTest::qWaitFor([&] { return finished.count() == 1; }, kJobTimeoutMs)) return false;
-  return finished.first().first().toBool();
-}
+bool prepare(MainWindow& window, const QString& model) { return fisedit::test::prepareWindow(window, model); }
 
 // Opens the project and waits for the worker's answer (or the view-only note): {adopted, view-only}.
 std::pair<int, int> openAndAdopt(MainWindow& window, const QString& path) {
