@@ -59,6 +59,29 @@ float reference_activation(float x, Activation act) {
     QVERIFY2(thrown_, "expected Error(invalid_argument) from " #statement);                               \
   } while (0)
 
+// softmax(scale q k^T) per head in double, [batch, heads, lq, lk], zero past the causal limit; q [batch,
+// lq, heads * d], k [batch, lk, heads * d].
+std::vector<double> naive_probabilities(const Values& q, const Values& k, std::int64_t batch, std::int64_t lq,
+                                        std::int64_t lk, std::int64_t heads, std::int64_t d, float scale, bool causal) {
+  const std::int64_t c = heads * d;
+  std::vector<double> p(static_cast<std::size_t>(batch * heads * lq * lk), 0.0);
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t i = 0; i < lq; ++i) {
+        const std::int64_t valid = causal ? std::min<std::int64_t>(lk, i + 1) : lk;
+        double* row = p.data() + ((b * heads + h) * lq + i) * lk;
+        double max = -1e300, sum = 0;
+        for (std::int64_t j = 0; j < valid; ++j) {
+          double s = 0;
+          for (std::int64_t e = 0; e < d; ++e) s += double(q[(b * lq + i) * c + h * d + e]) * k[(b * lk + j) * c + h * d + e];
+          max = std::max(max, row[j] = s * scale);
+        }
+        for (std::int64_t j = 0; j < valid; ++j) sum += (row[j] = std::exp(row[j] - max));
+        for (std::int64_t j = 0; j < valid; ++j) row[j] /= sum;
+      }
+  return p;
+}
+
 }  // namespace
 
 Q_DECLARE_METATYPE(Activation)
@@ -319,27 +342,17 @@ private slots:
     const auto q = random_values(batch * lq * c, 14), k = random_values(batch * lk * c, 15);
     const auto v = random_values(batch * lk * c, 16);
     const float scale = 1.0f / std::sqrt(float(d));
+    const auto p = naive_probabilities(q, k, batch, lq, lk, heads, d, scale, causal);
     Values want(q.size());
-    std::vector<double> p(static_cast<std::size_t>(lk));
     for (std::int64_t b = 0; b < batch; ++b)
       for (std::int64_t h = 0; h < heads; ++h)
-        for (std::int64_t i = 0; i < lq; ++i) {
-          const std::int64_t valid = causal ? std::min<std::int64_t>(lk, i + 1) : lk;
-          double max = -1e300, sum = 0;
-          for (std::int64_t j = 0; j < valid; ++j) {
-            double s = 0;
-            for (std::int64_t e = 0; e < d; ++e)
-              s += double(q[(b * lq + i) * c + h * d + e]) * k[(b * lk + j) * c + h * d + e];
-            p[j] = s * scale;
-            max = std::max(max, p[j]);
-          }
-          for (std::int64_t j = 0; j < valid; ++j) sum += (p[j] = std::exp(p[j] - max));
+        for (std::int64_t i = 0; i < lq; ++i)
           for (std::int64_t e = 0; e < d; ++e) {
             double o = 0;
-            for (std::int64_t j = 0; j < valid; ++j) o += p[j] / sum * v[(b * lk + j) * c + h * d + e];
+            for (std::int64_t j = 0; j < lk; ++j)
+              o += p[((b * heads + h) * lq + i) * lk + j] * v[(b * lk + j) * c + h * d + e];
             want[(b * lq + i) * c + h * d + e] = float(o);
           }
-        }
     const AttentionParams params{.heads = heads, .scale = scale, .causal = causal};
     const auto out = backend.attention(up({batch, lq, c}, q), up({batch, lk, c}, k), up({batch, lk, c}, v), params);
     EXPECT_CLOSE(out, (Shape{batch, lq, c}), want);
@@ -358,21 +371,8 @@ private slots:
     const auto q = random_values(batch * lq * c, 41), k = random_values(batch * lk * c, 42);
     const auto v = random_values(batch * lk * c, 43);
     const float scale = 1.0f / std::sqrt(float(d));
-    Values want(static_cast<std::size_t>(batch * heads * lq * lk), 0.0f);
-    for (std::int64_t b = 0; b < batch; ++b)
-      for (std::int64_t h = 0; h < heads; ++h)
-        for (std::int64_t i = 0; i < lq; ++i) {
-          const std::int64_t valid = causal ? std::min<std::int64_t>(lk, i + 1) : lk;
-          std::vector<double> s(static_cast<std::size_t>(valid));
-          double max = -1e300, sum = 0;
-          for (std::int64_t j = 0; j < valid; ++j) {
-            for (std::int64_t e = 0; e < d; ++e)
-              s[j] += double(q[(b * lq + i) * c + h * d + e]) * k[(b * lk + j) * c + h * d + e];
-            max = std::max(max, s[j] *= scale);
-          }
-          for (std::int64_t j = 0; j < valid; ++j) sum += (s[j] = std::exp(s[j] - max));
-          for (std::int64_t j = 0; j < valid; ++j) want[((b * heads + h) * lq + i) * lk + j] = float(s[j] / sum);
-        }
+    const auto p = naive_probabilities(q, k, batch, lq, lk, heads, d, scale, causal);
+    const Values want(p.begin(), p.end());
     const AttentionParams params{.heads = heads, .scale = scale, .causal = causal};
     const auto dq = up({batch, lq, c}, q), dk = up({batch, lk, c}, k), dv = up({batch, lk, c}, v);
     const auto probs = backend.attention_probs(dq, dk, params);
