@@ -192,8 +192,20 @@ nlohmann::json Stages::edit_steps() {
     SparseStep step(record, five_levels, scratch);
     unet.forward(sample, std::span(&timestep, 1), context, &step);
   });
+  // A kept step of a cached generation's first 20% (and of an edit's detection): outputs kept, the
+  // cross-attention through explicit probabilities (what attention control reads).
+  const auto explicit_step = [&] {
+    LayerRecord kept;
+    SparseStep step(kept);
+    step.explicit_cross_attention();
+    unet.forward(sample, std::span(&timestep, 1), context, &step);
+  };
+  const auto recorded = time_repeats(backend_, s_.warmup, s_.repeat, explicit_step);
+  const auto recorded_ops = profile(explicit_step);
   return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}},
+          {"recorded_explicit_step_ms", to_json(recorded)},
           {"profile_dense_step", dense_ops}, {"profile_sparse_step_5pct", sparse_ops},
+          {"profile_recorded_explicit_step", recorded_ops},
           {"spill_steps", spill_steps(unet, sample, context, record)}, {"spill_edit", spill_edit()}};
 }
 
