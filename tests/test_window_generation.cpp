@@ -115,6 +115,10 @@ private slots:
     QVERIFY(edit->isEdit());
     QCOMPARE(*edit->parent, root);
     QVERIFY2(root_item->child(0)->text(0).contains(QLatin1String("+hat")), qPrintable(root_item->child(0)->text(0)));
+    // Its speed-up against the root's full generation, from the two recorded times.
+    const double speedup = window.history()->record(root)->totalMs / edit->totalMs;
+    QVERIFY2(root_item->child(0)->text(0).contains(QStringLiteral("%1× faster").arg(speedup, 0, 'f', 1)),
+             qPrintable(root_item->child(0)->text(0)));
     QCOMPARE(generateButton(window)->text(), QStringLiteral("Generate"));  // nothing differs any more
 
     const QImage edited = window.canvas()->image().convertToFormat(QImage::Format_RGB888);

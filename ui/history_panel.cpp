@@ -62,16 +62,18 @@ HistoryPanel::HistoryPanel(QWidget* parent) : QWidget(parent) {
   });
 }
 
-QString HistoryPanel::describe(const HistoryRecord& r) {
+QString HistoryPanel::describe(const HistoryRecord& r, double fullMs) {
   if (!r.isEdit())
     return tr("seed %1 · %2 steps · %3\n%4")
         .arg(r.request.seed)
         .arg(r.request.steps)
         .arg(seconds(r.totalMs), QString::fromStdString(r.request.prompt));
-  return tr("%1\n%2% re-rendered · %3")
-      .arg(wordDiffText(r.parentPrompt, QString::fromStdString(r.request.prompt)))
-      .arg(r.stats.edit_fraction * 100.0, 0, 'f', 0)
-      .arg(seconds(r.totalMs));
+  QString line = tr("%1\n%2% re-rendered · %3")
+                     .arg(wordDiffText(r.parentPrompt, QString::fromStdString(r.request.prompt)))
+                     .arg(r.stats.edit_fraction * 100.0, 0, 'f', 0)
+                     .arg(seconds(r.totalMs));
+  if (fullMs > 0 && r.totalMs > 0) line += tr(" · %1× faster").arg(fullMs / r.totalMs, 0, 'f', 1);
+  return line;
 }
 
 QString HistoryPanel::toolTip(const HistoryRecord& r) {
@@ -96,7 +98,15 @@ QString HistoryPanel::toolTip(const HistoryRecord& r) {
 void HistoryPanel::addRecord(const HistoryRecord& record) {
   auto* item = new QTreeWidgetItem;
   item->setData(0, Qt::UserRole, QVariant::fromValue(record.id));
-  item->setText(0, describe(record));
+  // The root's time: the full generation this node's edits are compared with.
+  double fullMs = 0;
+  for (auto up = record.parent; up;) {
+    const auto it = m_records.constFind(*up);
+    if (it == m_records.cend()) break;
+    if (!it->parent) fullMs = it->totalMs;
+    up = it->parent;
+  }
+  item->setText(0, describe(record, fullMs));
   item->setIcon(0, thumbnail(record));
   item->setToolTip(0, toolTip(record));
   QTreeWidgetItem* parent = record.parent ? m_items.value(*record.parent) : nullptr;

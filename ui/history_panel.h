@@ -34,7 +34,9 @@ public:
   QTreeWidget* tree() const { return m_tree; }
 
   // One line for a node: "seed 42 · 25 steps · 3.1 s" or "+hat -cap · 12% · 0.8 s".
-  static QString describe(const HistoryRecord& record);
+  // A node's line in the tree. For an edit, `fullMs` (> 0) is the time of its root, the full generation
+  // the edit is measured against: the line then says how many times faster the edit was.
+  static QString describe(const HistoryRecord& record, double fullMs = 0);
   // The node's tooltip (rich text): its prompt, and for an edit how it was made ("region: automatic ·
   // 1 detection step · attention control: 1 step").
   static QString toolTip(const HistoryRecord& record);
