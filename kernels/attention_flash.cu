@@ -1,4 +1,5 @@
 // Flash attention forward on tensor cores (FlashAttention-2 structure, mma.sync so it runs on sm_80
+#include "launch.cuh"
 // and sm_90 alike). A block owns kRows = 16 * kWarps query rows of one (batch, head); each warp owns
 // 16 of them and keeps its q fragments, its running softmax statistics and its output accumulator in
 // registers for the whole sweep over the keys. Keys and values stream through shared memory in tiles
@@ -217,7 +218,6 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
 

@@ -1,4 +1,5 @@
 // Flash attention forward on tensor cores, second version (FlashAttention-2 structure, mma.sync
+#include "launch.cuh"
 // m16n8k16 so it runs on sm_80 and sm_90 alike). Against attention_flash.cu:
 // - A warp owns kRowTiles x 16 query rows (32 for head widths up to 128): each K fragment (ldmatrix)
 //   and each V fragment (ldmatrix.trans) feeds kRowTiles mma pairs, halving the shared-memory traffic
@@ -338,7 +339,6 @@ cudaError_t launch_width(const AttentionArgs& a, cudaStream_t stream, Flash2Tile
   return launch<typename Rows128<D>::type>(a, stream);
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
 

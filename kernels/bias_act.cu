@@ -1,4 +1,5 @@
 #include "bias_act.cuh"
+#include "launch.cuh"
 
 #include <cuda_fp16.h>
 
@@ -62,15 +63,10 @@ __global__ void bias_activation_scalar(__half* data, const __half* bias, std::si
   }
 }
 
-unsigned blocks_for(std::size_t n) {
-  const std::size_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);  // grid-stride beyond
-}
 
 template <BiasActivation A, bool kBias>
 void launch(std::uint16_t* data, const std::uint16_t* bias, std::size_t rows, std::size_t n, cudaStream_t stream) {
-  const bool aligned = reinterpret_cast<std::uintptr_t>(data) % 16 == 0 &&
-                       (!kBias || reinterpret_cast<std::uintptr_t>(bias) % 16 == 0);
+  const bool aligned = aligned16(data) && (!kBias || aligned16(bias));
   if (n % 8 == 0 && aligned) {
     const std::size_t vectors = rows * n / 8;
     bias_activation_vec8<A, kBias><<<blocks_for(vectors), kThreads, 0, stream>>>(
@@ -126,8 +122,7 @@ cudaError_t bias_add(std::uint16_t* data, const std::uint16_t* bias, const std::
   if (rows < 0 || n < 0 || repeat < 1 || !addend) return cudaErrorInvalidValue;
   if (rows == 0 || n == 0) return cudaSuccess;
   const auto r = static_cast<std::size_t>(rows), c = static_cast<std::size_t>(n), rep = static_cast<std::size_t>(repeat);
-  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
-  if (c % 8 == 0 && aligned(data) && aligned(addend) && (!bias || aligned(bias))) {
+  if (c % 8 == 0 && aligned16(data) && aligned16(addend) && (!bias || aligned16(bias))) {
     const std::size_t vectors = r * c / 8;
     const auto* b = reinterpret_cast<const uint4*>(bias);
     auto* d = reinterpret_cast<uint4*>(data);

@@ -1,4 +1,5 @@
 #include "convert.cuh"
+#include "launch.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -23,10 +24,6 @@ __global__ void bf16_to_half_kernel(const std::uint16_t* in, std::uint16_t* out,
     out[i] = __half_as_ushort(__float2half_rn(__bfloat162float(__ushort_as_bfloat16(in[i]))));
 }
 
-unsigned blocks_for(std::size_t n) {
-  const std::size_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);  // grid-stride beyond
-}
 
 }  // namespace
 

@@ -1,4 +1,5 @@
 #include "elementwise.cuh"
+#include "launch.cuh"
 
 #include <cuda_fp16.h>
 
@@ -6,14 +7,8 @@ namespace fisedit::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kVec = 8;  // halves per 16-byte access
 
-unsigned blocks_for(std::size_t work) {
-  const std::size_t blocks = (work + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);  // grid-stride beyond
-}
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 __device__ inline float load(const std::uint16_t* p, std::size_t i) { return __half2float(__ushort_as_half(p[i])); }
 __device__ inline void store(std::uint16_t* p, std::size_t i, float v) { p[i] = __half_as_ushort(__float2half_rn(v)); }

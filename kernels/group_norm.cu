@@ -1,4 +1,5 @@
 #include "group_norm.cuh"
+#include "launch.cuh"
 
 #include <cuda_fp16.h>
 
@@ -6,13 +7,11 @@ namespace fisedit::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kVec = 8;  // halves per 16-byte access
 constexpr int kUnroll = 4;  // rows a row-layout thread loads at once
 // Elements one statistics block reduces: enough work per block, and enough blocks to fill the GPU
 // when N * G is small (SD: 2 x 32).
 constexpr std::int64_t kElementsPerBlock = 16384;
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 std::int64_t positions_per_block(const GroupNormShape& s) {
   const std::int64_t per_group = s.c / s.groups;

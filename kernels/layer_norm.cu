@@ -1,4 +1,5 @@
 #include "layer_norm.cuh"
+#include "launch.cuh"
 
 #include <cuda_fp16.h>
 
@@ -6,9 +7,7 @@ namespace fisedit::kernels {
 namespace {
 
 constexpr int kThreads = 128;  // rows are 320 to 1280 channels in SD: one access or a few per thread
-constexpr int kVec = 8;        // halves per 16-byte access
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 // kWidth halves at p (16-byte aligned when kWidth is 8), as floats, and back.
 template <int kWidth>

@@ -1,17 +1,12 @@
 #include "layout.cuh"
+#include "launch.cuh"
 
 namespace fisedit::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kVec = 8;  // halves per 16-byte access
 
-unsigned blocks_for(std::int64_t work) {
-  const std::int64_t blocks = (work + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);  // grid-stride beyond
-}
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 // The unit a kernel copies: one half, or eight when rows allow 16-byte accesses. Kernels index in
 // these units, so the vectorised and scalar versions are one template.

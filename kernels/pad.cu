@@ -1,4 +1,5 @@
 #include "pad.cuh"
+#include "launch.cuh"
 
 #include <cstddef>
 
@@ -25,10 +26,6 @@ __global__ void pad_nhwc_kernel(PadNhwcArgs a, std::int64_t in_groups, std::int6
   }
 }
 
-unsigned blocks_for(std::size_t n) {
-  const std::size_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 65535 ? (blocks ? blocks : 1) : 65535);  // grid-stride beyond
-}
 
 }  // namespace
 

@@ -1,28 +1,31 @@
 #include "sparse_gather.cuh"
-
-#include <algorithm>
+#include "launch.cuh"
 
 namespace fisedit::kernels {
 namespace {
 
 constexpr int kThreads = 256;
 
-unsigned grid_for(std::int64_t items) {
-  return static_cast<unsigned>(std::clamp<std::int64_t>((items + kThreads - 1) / kThreads, 1, 65535 * 16));
-}
+unsigned grid_for(std::int64_t items) { return blocks_for(static_cast<std::size_t>(items), kThreads, 65535 * 16); }
 
-template <bool kScatter>
+// Rows moved in units of T: one half, or 8 halves (uint4) when channels are a multiple of 8 and both
+// pointers are 16-byte aligned. Sparse steps run this on every layer; one half per thread left it
+// bound by index arithmetic.
+template <bool kScatter, typename T>
 __global__ void rows_kernel(RowsParams p) {
-  const std::int64_t total = p.batch * p.count * p.channels;
+  const std::int64_t units = p.channels * static_cast<std::int64_t>(sizeof(__half)) / sizeof(T);
+  const std::int64_t total = p.batch * p.count * units;
+  const auto* src = reinterpret_cast<const T*>(p.src);
+  auto* dst = reinterpret_cast<T*>(p.dst);
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
        i += std::int64_t{gridDim.x} * blockDim.x) {
-    const std::int64_t c = i % p.channels, row = i / p.channels;
+    const std::int64_t c = i % units, row = i / units;
     const std::int64_t b = row / p.count, k = row % p.count;
-    const std::int64_t full = (b * p.length + p.positions[k]) * p.channels + c;
+    const std::int64_t full = (b * p.length + p.positions[k]) * units + c;
     if constexpr (kScatter)
-      p.dst[full] = p.src[i];
+      dst[full] = src[i];
     else
-      p.dst[i] = p.src[full];
+      dst[i] = src[full];
   }
 }
 
@@ -38,25 +41,6 @@ __global__ void im2col_kernel(Im2colParams p) {
     const std::int64_t ix = position % p.out_w * p.stride - p.pad_left + tap % p.kw;
     const bool inside = c < p.cin && iy >= 0 && iy < p.h && ix >= 0 && ix < p.w;
     p.columns[i] = inside ? p.x[((b * p.h + iy) * p.w + ix) * p.cin + c] : __float2half(0.0f);
-  }
-}
-
-// The same moves 8 halves (16 bytes) per thread: channels a multiple of 8, both pointers aligned.
-// Sparse steps run these on every layer; one half per thread left them bound by index arithmetic.
-template <bool kScatter>
-__global__ void rows_kernel_vec8(RowsParams p) {
-  const std::int64_t vectors = p.channels / 8, total = p.batch * p.count * vectors;
-  const auto* src = reinterpret_cast<const uint4*>(p.src);
-  auto* dst = reinterpret_cast<uint4*>(p.dst);
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
-    const std::int64_t c = i % vectors, row = i / vectors;
-    const std::int64_t b = row / p.count, k = row % p.count;
-    const std::int64_t full = (b * p.length + p.positions[k]) * vectors + c;
-    if constexpr (kScatter)
-      dst[full] = src[i];
-    else
-      dst[i] = src[full];
   }
 }
 
@@ -80,7 +64,6 @@ __global__ void im2col_kernel_vec8(Im2colParams p) {
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 __global__ void merge_rows_kernel(MergeRowsParams p) {
   const std::int64_t vectors = p.channels / 8, total = p.batch * p.length * vectors;
@@ -107,9 +90,9 @@ template <bool kScatter>
 cudaError_t move_rows(const RowsParams& p, cudaStream_t stream) {
   if (p.batch * p.count * p.channels == 0) return cudaSuccess;
   if (p.channels % 8 == 0 && aligned16(p.src) && aligned16(p.dst))
-    rows_kernel_vec8<kScatter><<<grid_for(p.batch * p.count * p.channels / 8), kThreads, 0, stream>>>(p);
+    rows_kernel<kScatter, uint4><<<grid_for(p.batch * p.count * p.channels / 8), kThreads, 0, stream>>>(p);
   else
-    rows_kernel<kScatter><<<grid_for(p.batch * p.count * p.channels), kThreads, 0, stream>>>(p);
+    rows_kernel<kScatter, __half><<<grid_for(p.batch * p.count * p.channels), kThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

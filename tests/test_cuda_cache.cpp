@@ -2,6 +2,7 @@
 // on the copy stream ordered against the computation by events, pinned memory given back when the
 // cache goes, and edits of a spilled generation, prefetched a step ahead, bit for bit those of a
 // resident one.
+#include "gpu_test_main.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_memory.h"
 #include "core/error.h"
@@ -169,14 +170,6 @@ private slots:
   }
 };
 
-int main(int argc, char** argv) {
-  std::string why;
-  if (!CudaBackend::device_available(&why)) {
-    std::printf("SKIPPED: no CUDA device (%s); run the gpu-labelled tests on a machine with an NVIDIA GPU\n", why.c_str());
-    return 77;
-  }
-  TestCudaCache test;
-  return QTest::qExec(&test, argc, argv);
-}
+FISEDIT_GPU_TEST_MAIN(TestCudaCache)
 
 #include "test_cuda_cache.moc"

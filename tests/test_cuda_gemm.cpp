@@ -1,6 +1,7 @@
 // GPU: the CUDA backend's matrix ops (linear, conv2d, attention) against the float32 CPU backend on
 // random inputs of odd sizes and batch 2: relative L2 error <= 1e-2 (fp16 storage). Inputs are rounded
 // to fp16 before both backends see them, so the error measured is the ops', not the upload's.
+#include "gpu_test_main.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "core/error.h"
@@ -296,16 +297,6 @@ private slots:
   }
 };
 
-int main(int argc, char** argv) {
-  int devices = 0;
-  const cudaError_t status = cudaGetDeviceCount(&devices);
-  if (status != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no CUDA device (%s); run the gpu-labelled tests on a machine with an NVIDIA GPU\n",
-                status != cudaSuccess ? cudaGetErrorString(status) : "0 devices");
-    return 77;
-  }
-  TestCudaGemm test;
-  return QTest::qExec(&test, argc, argv);
-}
+FISEDIT_GPU_TEST_MAIN(TestCudaGemm)
 
 #include "test_cuda_gemm.moc"

@@ -3,6 +3,7 @@
 // U-Net (square CFG batch and non-square), VAE decoder and encoder, whole pipelines from given initial
 // latents, seeded generation. Then the real architectures at full size with random weights: the SD2
 // U-Net at 512x512 against the CPU backend, and a 768x768 SD2 U-Net call and VAE decode with finite output.
+#include "gpu_test_main.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/device.h"
@@ -136,19 +137,7 @@ private slots:
     EXPECT_CLOSE(result.decoded, g.tensor(key + "image"), "image");
   }
 
-  void seeded_data() {
-    QTest::addColumn<QString>("scheduler");
-    QTest::addColumn<QString>("prompt");
-    QTest::addColumn<QString>("negative");
-    QTest::addColumn<int>("seed");
-    QTest::addColumn<int>("steps");
-    QTest::addColumn<float>("cfg");
-    QTest::addColumn<int>("width");
-    QTest::addColumn<int>("height");
-    // The parameters of reference/seeded/golden.json.
-    QTest::newRow("ddim") << "ddim" << "a photo of a cat" << "" << 7 << 10 << 7.5f << 128 << 128;
-    QTest::newRow("dpmpp2m") << "dpmpp2m" << "a red car in the snow" << "blurry" << 8 << 12 << 5.0f << 192 << 128;
-  }
+  void seeded_data() { test::seeded_golden_rows(); }
   void seeded() {
     QFETCH(QString, scheduler);
     QFETCH(QString, prompt);
@@ -208,14 +197,6 @@ private slots:
   }
 };
 
-int main(int argc, char** argv) {
-  std::string why;
-  if (!CudaBackend::device_available(&why)) {
-    std::printf("SKIPPED: no CUDA device (%s); run the gpu-labelled tests on a machine with an NVIDIA GPU\n", why.c_str());
-    return 77;
-  }
-  TestCudaModels test;
-  return QTest::qExec(&test, argc, argv);
-}
+FISEDIT_GPU_TEST_MAIN(TestCudaModels)
 
 #include "test_cuda_models.moc"

@@ -4,6 +4,7 @@
 // bit for bit, arithmetic within relative L2 1e-2 (and every element within 1e-2 (1 + |want|), so a
 // few wrong elements cannot hide in a large tensor). Also: transfers, the memory pool, and
 // out-of-memory errors that leave the backend usable.
+#include "gpu_test_main.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_memory.h"
@@ -557,15 +558,6 @@ private slots:
   }
 };
 
-int main(int argc, char** argv) {
-  std::string why;
-  if (!CudaBackend::device_available(&why)) {
-    std::printf("SKIPPED: no CUDA device (%s); run the gpu-labelled tests on a machine with an NVIDIA GPU\n",
-                why.c_str());
-    return 77;
-  }
-  TestCudaOps test;
-  return QTest::qExec(&test, argc, argv);
-}
+FISEDIT_GPU_TEST_MAIN(TestCudaOps)
 
 #include "test_cuda_ops.moc"

@@ -1,5 +1,6 @@
 // GPU: the sparse-execution ops (convolution at positions, gather, scatter, select, clone) and a
 // sparse edit on the CUDA backend against the CPU backend.
+#include "gpu_test_main.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "core/error.h"
@@ -137,14 +138,6 @@ private slots:
   }
 };
 
-int main(int argc, char** argv) {
-  std::string why;
-  if (!CudaBackend::device_available(&why)) {
-    std::printf("SKIPPED: no CUDA device (%s); run the gpu-labelled tests on a machine with an NVIDIA GPU\n", why.c_str());
-    return 77;
-  }
-  TestCudaSparse test;
-  return QTest::qExec(&test, argc, argv);
-}
+FISEDIT_GPU_TEST_MAIN(TestCudaSparse)
 
 #include "test_cuda_sparse.moc"

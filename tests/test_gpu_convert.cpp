@@ -1,5 +1,6 @@
 // GPU: the device conversion kernels against the host conversions, bit for bit, on every half value
 // and on random floats (including subnormals, overflow and ties).
+#include "gpu_test_main.h"
 #include "convert.cuh"
 #include "core/half.h"
 
@@ -15,12 +16,12 @@ using namespace fisedit;
 namespace {
 
 template <class T>
-struct DeviceBuffer {
+struct RawDeviceBuffer {
   T* ptr = nullptr;
-  explicit DeviceBuffer(std::size_t n) {
+  explicit RawDeviceBuffer(std::size_t n) {
     if (cudaMalloc(&ptr, n * sizeof(T)) != cudaSuccess) ptr = nullptr;
   }
-  ~DeviceBuffer() { cudaFree(ptr); }
+  ~RawDeviceBuffer() { cudaFree(ptr); }
 };
 
 }  // namespace
@@ -32,8 +33,8 @@ private slots:
   void half_to_float_every_value() {
     std::vector<std::uint16_t> in(0x10000);
     for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::uint16_t>(i);
-    DeviceBuffer<std::uint16_t> d_in(in.size());
-    DeviceBuffer<float> d_out(in.size());
+    RawDeviceBuffer<std::uint16_t> d_in(in.size());
+    RawDeviceBuffer<float> d_out(in.size());
     QVERIFY(d_in.ptr && d_out.ptr);
     QCOMPARE(cudaMemcpy(d_in.ptr, in.data(), in.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
     QCOMPARE(kernels::half_to_float(d_in.ptr, d_out.ptr, in.size(), nullptr), cudaSuccess);
@@ -56,8 +57,8 @@ private slots:
     std::normal_distribution<float> mantissa;
     for (int i = 0; i < 1000003; ++i) in.push_back(mantissa(rng) * std::exp2(exponent(rng)));  // odd size
     for (float f : {65504.0f, 65519.0f, 65520.0f, 1e30f, -0.0f, 2.98023223876953125e-08f, 1.00048828125f}) in.push_back(f);
-    DeviceBuffer<float> d_in(in.size());
-    DeviceBuffer<std::uint16_t> d_out(in.size());
+    RawDeviceBuffer<float> d_in(in.size());
+    RawDeviceBuffer<std::uint16_t> d_out(in.size());
     QVERIFY(d_in.ptr && d_out.ptr);
     QCOMPARE(cudaMemcpy(d_in.ptr, in.data(), in.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
     QCOMPARE(kernels::float_to_half(d_in.ptr, d_out.ptr, in.size(), nullptr), cudaSuccess);
@@ -71,7 +72,7 @@ private slots:
     std::vector<std::uint16_t> in;
     for (std::uint32_t b = 0; b < 0x10000; ++b)
       if ((b & 0x7f80) != 0x7f80) in.push_back(static_cast<std::uint16_t>(b));  // finite bf16 values
-    DeviceBuffer<std::uint16_t> d_in(in.size()), d_out(in.size());
+    RawDeviceBuffer<std::uint16_t> d_in(in.size()), d_out(in.size());
     QVERIFY(d_in.ptr && d_out.ptr);
     QCOMPARE(cudaMemcpy(d_in.ptr, in.data(), in.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
     QCOMPARE(kernels::bf16_to_half(d_in.ptr, d_out.ptr, in.size(), nullptr), cudaSuccess);
@@ -82,16 +83,6 @@ private slots:
   }
 };
 
-int main(int argc, char** argv) {
-  int devices = 0;
-  const cudaError_t status = cudaGetDeviceCount(&devices);
-  if (status != cudaSuccess || devices == 0) {
-    std::printf("SKIPPED: no CUDA device (%s); run the gpu-labelled tests on a machine with an NVIDIA GPU\n",
-                status != cudaSuccess ? cudaGetErrorString(status) : "0 devices");
-    return 77;
-  }
-  TestGpuConvert test;
-  return QTest::qExec(&test, argc, argv);
-}
+FISEDIT_GPU_TEST_MAIN(TestGpuConvert)
 
 #include "test_gpu_convert.moc"

@@ -82,19 +82,7 @@ private slots:
     QCOMPARE(result.image.channels, 3);
   }
 
-  void seeded_data() {
-    QTest::addColumn<QString>("scheduler");
-    QTest::addColumn<QString>("prompt");
-    QTest::addColumn<QString>("negative");
-    QTest::addColumn<int>("seed");
-    QTest::addColumn<int>("steps");
-    QTest::addColumn<float>("cfg");
-    QTest::addColumn<int>("width");
-    QTest::addColumn<int>("height");
-    // The parameters of ../shared/reference/seeded/golden.json.
-    QTest::newRow("ddim") << "ddim" << "a photo of a cat" << "" << 7 << 10 << 7.5f << 128 << 128;
-    QTest::newRow("dpmpp2m") << "dpmpp2m" << "a red car in the snow" << "blurry" << 8 << 12 << 5.0f << 192 << 128;
-  }
+  void seeded_data() { test::seeded_golden_rows(); }
 
   void seeded() {
     QFETCH(QString, scheduler);

@@ -2,12 +2,27 @@
 
 #include "core/half.h"
 
+#include <QtTest>
+
 #include <cstdlib>
 #include <cmath>
 #include <random>
 #include <stdexcept>
 
 namespace fisedit::test {
+
+void seeded_golden_rows() {
+  QTest::addColumn<QString>("scheduler");
+  QTest::addColumn<QString>("prompt");
+  QTest::addColumn<QString>("negative");
+  QTest::addColumn<int>("seed");
+  QTest::addColumn<int>("steps");
+  QTest::addColumn<float>("cfg");
+  QTest::addColumn<int>("width");
+  QTest::addColumn<int>("height");
+  QTest::newRow("ddim") << "ddim" << "a photo of a cat" << "" << 7 << 10 << 7.5f << 128 << 128;
+  QTest::newRow("dpmpp2m") << "dpmpp2m" << "a red car in the snow" << "blurry" << 8 << 12 << 5.0f << 192 << 128;
+}
 
 std::vector<float> half_random(std::int64_t n, unsigned seed, float scale, float offset) {
   std::mt19937 rng(seed);

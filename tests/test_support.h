@@ -18,6 +18,10 @@ double relative_l2(const std::vector<float>& got, const std::vector<float>& want
 // device and downloads are exact round trips and every backend starts from the same numbers.
 std::vector<float> half_random(std::int64_t n, unsigned seed, float scale = 1.0f, float offset = 0.0f);
 
+// The columns (scheduler, prompt, negative, seed, steps, cfg, width, height) and rows of the seeded
+// generations in ../shared/reference/seeded/golden.json, for a Qt Test `_data` function.
+void seeded_golden_rows();
+
 // A fresh empty directory under the system temp dir, removed when the returned object dies.
 class TempDir {
 public:

@@ -12,6 +12,7 @@
 #include "backend/cuda/cuda_state.h"
 
 #include "bias_act.cuh"
+#include "launch.cuh"
 #include "pad.cuh"
 
 #include <algorithm>
@@ -41,7 +42,7 @@ using ConvDesc = cuda::UniqueHandle<cudnnConvolutionDescriptor_t, ConvDescDestro
 constexpr std::size_t kMaxWorkspaceBytes = std::size_t{512} << 20;
 
 std::int64_t round_up8(std::int64_t c) { return (c + 7) / 8 * 8; }
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+using kernels::aligned16;
 
 int as_int(std::int64_t v, const char* what) {
   if (v > std::numeric_limits<int>::max())

@@ -42,8 +42,7 @@ void CudaBackend::scatter_positions_copy_impl(const DeviceTensor& base, const De
                                    positions.data_as<const std::int32_t>(), out.dim(0), out.dim(1), positions.dim(0),
                                    out.dim(2)};
   const cudaError_t status = kernels::merge_rows(p, s_->stream.get());
-  if (status == cudaErrorNotSupported) {  // odd channels or alignment: copy, then scatter
-    cudaGetLastError();
+  if (status == cudaErrorNotSupported) {  // odd channels or alignment (nothing was launched): copy, then scatter
     Backend::scatter_positions_copy_impl(base, values, positions, out);
     return;
   }
