@@ -134,40 +134,30 @@ BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const s
 
 DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
                                             std::int64_t height, std::int64_t width, SparseStep* s) const {
-  if (plan_of(b, s, height, width) == Plan::cached) {  // the outputs a full run keeps, in its order
-    for (int output = 0; output < kKeptOutputs; ++output) s->cached_output();
-    return s->cached_output();
-  }
   auto h = norm1.forward(b, x);
   // Keys and values are kept so that an edit recomputes them at its active positions only.
   const auto k = spatial(b, s, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
   const auto v = spatial(b, s, attn1.to_v.forward(b, h), height, width);
-  auto y = attn1.to_out.forward_add(b, b.attention(attn1.to_q.forward(b, h), k, v, attn1.params), x);
-  y = spatial(b, s, y, height, width);                                     // [N, L, C]: self-attention
-  h = norm2.forward(b, y);
-  y = spatial(b, s, attn2.forward_add(b, h, context, y, s), height, width);  // cross-attention to the prompt
-  h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                      // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
-  return spatial(b, s, ff_out.forward_add(b, h, y), height, width);          // [N, L, 4C] -> [N, L, C]
+  auto y = attn1.to_out.forward_add(b, b.attention(attn1.to_q.forward(b, h), k, v, attn1.params), x);  // [N, L, C]
+  y = attn2.forward_add(b, norm2.forward(b, y), context, y, s);  // cross-attention to the prompt
+  h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));          // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
+  return ff_out.forward_add(b, h, y);                            // [N, L, 4C] -> [N, L, C]
 }
 
 DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
                                                    std::int64_t height, std::int64_t width, SparseStep& s) const {
   // Everything at the active positions: their keys and values replace the cached ones, and the
   // queries attend over the whole (cached + new) keys and values.
-  const auto h = norm1.forward(b, x);                                                 // [N, P, C]
-  const auto k = s.scatter_output(b, attn1.to_k.forward(b, h), height, width);        // [N, L, C]
+  const auto h = norm1.forward(b, x);                                           // [N, P, C]
+  const auto k = s.scatter_output(b, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
   const auto v = s.scatter_output(b, attn1.to_v.forward(b, h), height, width);
   auto y = attn1.to_out.forward_add(
       b, b.attention(attn1.to_q.forward(b, h), k.reshaped({x.dim(0), height * width, x.dim(2)}),
                      v.reshaped({x.dim(0), height * width, x.dim(2)}), attn1.params),
       x);  // [N, P, C]
-  s.scatter_output(b, y, height, width);
   y = attn2.forward_add(b, norm2.forward(b, y), context, y);
-  s.scatter_output(b, y, height, width);
-  const auto f = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));                    // [N, P, 4C]
-  y = ff_out.forward_add(b, f, y);
-  s.scatter_output(b, y, height, width);
-  return y;
+  const auto f = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));  // [N, P, 4C]
+  return ff_out.forward_add(b, f, y);
 }
 
 Transformer2DModel Transformer2DModel::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -196,7 +186,7 @@ DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, cons
   if (plan == Plan::cached) {
     s->skip_group_norm();
     for (std::size_t i = 0; i < transformer_blocks.size(); ++i)
-      for (int output = 0; output <= BasicTransformerBlock::kKeptOutputs; ++output) s->cached_output();
+      for (int output = 0; output < BasicTransformerBlock::kKeptOutputs; ++output) s->cached_output();
     return s->cached_output();
   }
   if (plan == Plan::sparse) {  // the whole model at the active positions (the norm with cached statistics)

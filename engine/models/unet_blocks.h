@@ -66,14 +66,18 @@ struct BasicTransformerBlock {
 
   static BasicTransformerBlock load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                                     std::int64_t context_channels, int heads, bool upcast);
-  // The outputs a full run keeps before the block's own: keys, values, self- and cross-attention.
-  static constexpr int kKeptOutputs = 4;
+  // The outputs a run keeps: the self-attention's keys and values. Nothing else of the block is read
+  // at an inactive position: the block's later outputs are token-wise in its input and
+  // self-attention, so only the enclosing Transformer2DModel's output is kept (and blended).
+  static constexpr int kKeptOutputs = 2;
 
-  // x [N, L = h * w, C], context [N, Lc, context_channels] -> [N, L, C]
+  // x [N, L = h * w, C], context [N, Lc, context_channels] -> [N, L, C]. With an edit's partly
+  // covered level (a dense plan), only the keys and values are blended with the cached ones; the
+  // output is exact at the active positions, and the caller blends it.
   DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, std::int64_t h, std::int64_t w,
                        SparseStep* s) const;
   // An edit's sparse run: x [N, P, C] at the level's active positions -> [N, P, C], keeping the full
-  // outputs (cached values with the new ones scattered in) for later edits.
+  // keys and values (cached ones with the new ones scattered in) for later edits.
   DeviceTensor forward_active(Backend& b, const DeviceTensor& x, const DeviceTensor& context, std::int64_t h,
                               std::int64_t w, SparseStep& s) const;
 };
