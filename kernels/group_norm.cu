@@ -1,4 +1,5 @@
 #include "group_norm.cuh"
+#include "group_norm_affine.cuh"
 #include "launch.cuh"
 
 #include <cuda_fp16.h>
@@ -119,19 +120,6 @@ __global__ void finalize_kernel(const float* partial, std::int64_t sets, std::in
   }
   mean[i] = m.mean;
   var[i] = m.count > 0.0f ? fmaxf(m.m2 / m.count, 0.0f) : 0.0f;
-}
-
-// The affine map of channel ch in set (b, g): y = x * scale + shift. Both apply kernels compute it
-// the same way, so an output computed at gathered positions equals the dense one bit for bit.
-__device__ inline void channel_affine(const float* mean, const float* var, float gamma, float beta, std::int64_t set,
-                                      float eps, float& scale, float& shift) {
-  scale = gamma * rsqrtf(var[set] + eps);
-  shift = __fmaf_rn(-mean[set], scale, beta);
-}
-
-__device__ inline float finish(float v, float scale, float shift, bool silu) {
-  const float r = __fmaf_rn(v, scale, shift);
-  return silu ? r / (1.0f + __expf(-r)) : r;
 }
 
 // y [N, L, C] from x one element at a time: the fallback for odd channel counts or alignments.

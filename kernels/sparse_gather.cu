@@ -1,4 +1,5 @@
 #include "sparse_gather.cuh"
+#include "group_norm_affine.cuh"
 #include "launch.cuh"
 
 namespace fisedit::kernels {
@@ -29,6 +30,14 @@ __global__ void rows_kernel(RowsParams p) {
   }
 }
 
+// Input value v of channel c of image b through the gather's GroupNorm.
+__device__ inline __half normalised(const Im2colNorm& n, __half v, std::int64_t b, std::int64_t c, std::int64_t cin) {
+  float scale, shift;
+  channel_affine(n.mean, n.var, __half2float(n.gamma[c]), __half2float(n.beta[c]), b * n.groups + c / (cin / n.groups),
+                 n.eps, scale, shift);
+  return __float2half_rn(finish(__half2float(v), scale, shift, n.silu));
+}
+
 __global__ void im2col_kernel(Im2colParams p) {
   const std::int64_t row_width = std::int64_t{p.kh} * p.kw * p.cin_padded;
   const std::int64_t total = p.rows * row_width;
@@ -40,7 +49,12 @@ __global__ void im2col_kernel(Im2colParams p) {
     const std::int64_t iy = position / p.out_w * p.stride - p.pad_top + tap / p.kw;
     const std::int64_t ix = position % p.out_w * p.stride - p.pad_left + tap % p.kw;
     const bool inside = c < p.cin && iy >= 0 && iy < p.h && ix >= 0 && ix < p.w;
-    p.columns[i] = inside ? p.x[((b * p.h + iy) * p.w + ix) * p.cin + c] : __float2half(0.0f);
+    if (!inside) {
+      p.columns[i] = __float2half(0.0f);
+      continue;
+    }
+    const __half v = p.x[((b * p.h + iy) * p.w + ix) * p.cin + c];
+    p.columns[i] = p.norm.gamma ? normalised(p.norm, v, b, c, p.cin) : v;
   }
 }
 
@@ -60,7 +74,16 @@ __global__ void im2col_kernel_vec8(Im2colParams p) {
     const std::int64_t iy = position / p.out_w * p.stride - p.pad_top + tap / p.kw;
     const std::int64_t ix = position % p.out_w * p.stride - p.pad_left + tap % p.kw;
     const bool inside = iy >= 0 && iy < p.h && ix >= 0 && ix < p.w;
-    columns[i] = inside ? x[((b * p.h + iy) * p.w + ix) * vectors + c] : uint4{0u, 0u, 0u, 0u};
+    if (!inside) {
+      columns[i] = uint4{0u, 0u, 0u, 0u};
+      continue;
+    }
+    uint4 v = x[((b * p.h + iy) * p.w + ix) * vectors + c];
+    if (p.norm.gamma) {
+      auto* h = reinterpret_cast<__half*>(&v);
+      for (int k = 0; k < 8; ++k) h[k] = normalised(p.norm, h[k], b, std::int64_t{c} * 8 + k, p.cin);
+    }
+    columns[i] = v;
   }
 }
 

@@ -34,6 +34,17 @@ cudaError_t scatter_rows(const RowsParams& p, cudaStream_t stream);
 // first_row + rows - 1 of the batch * count output pixels, the patch of output position positions[r %
 // count] (or r % count itself when positions is null) of image r / count, in an output out_w wide;
 // zero outside the image and in the padding channels. Rows in chunks bound the columns' memory.
+// With norm.gamma set, values inside the image go through a GroupNorm with the given statistics (then
+// SiLU when asked) on their way, computed as the GroupNorm kernels compute it.
+struct Im2colNorm {
+  const __half* gamma = nullptr;  // [cin]
+  const __half* beta = nullptr;   // [cin]
+  const float* mean = nullptr;    // [batch, groups]
+  const float* var = nullptr;     // [batch, groups]
+  int groups = 1;
+  float eps = 0.0f;
+  bool silu = false;
+};
 struct Im2colParams {
   const __half* x;
   __half* columns;
@@ -41,6 +52,7 @@ struct Im2colParams {
   std::int64_t batch, h, w, cin, cin_padded, count, out_w;
   int kh, kw, stride, pad_top, pad_left;
   std::int64_t first_row, rows;
+  Im2colNorm norm;
 };
 cudaError_t im2col_positions(const Im2colParams& p, cudaStream_t stream);
 

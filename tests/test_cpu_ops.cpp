@@ -301,6 +301,19 @@ private slots:
     }
     EXPECT_CLOSE(with_stats, (Shape{n, h, w, c}), want_other);
     EXPECT_ERROR(backend.group_norm(dx, dg, db, 5, eps));
+
+    // A sparse convolution with the norm folded into its gather convolves the normalised input: the
+    // same values bit for bit, halos and zero padding included.
+    const auto cw = backend.prepare_conv_weight(Tensor::from_f32({5, c, 3, 3}, random_values(5 * c * 9, 11)),
+                                                Tensor::from_f32({5}, random_values(5, 12)));
+    const auto positions = backend.upload(Tensor::from_i64({5}, std::vector<std::int64_t>{0, 3, 6, 20, 34}));
+    const InputNorm norm{&dg, &db, &stats, groups, eps, silu};
+    const auto fused = backend.conv2d_at(other, cw, Conv2dParams::same(1, 1), positions, &norm);
+    const auto unfused = backend.conv2d_at(with_stats, cw, Conv2dParams::same(1, 1), positions);
+    QCOMPARE(fused.shape(), (Shape{n, 5, 5}));
+    QVERIFY(backend.download(fused).to_f32() == backend.download(unfused).to_f32());
+    const InputNorm wrong_groups{&dg, &db, &stats, groups == 4 ? 3 : 4, eps, silu};
+    EXPECT_ERROR(backend.conv2d_at(other, cw, Conv2dParams::same(1, 1), positions, &wrong_groups));
   }
 
   void layer_norm() {

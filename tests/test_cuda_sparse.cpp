@@ -68,6 +68,47 @@ private slots:
     QVERIFY2(err <= 1e-2, qPrintable(QString::number(err)));
   }
 
+  void conv2d_at_input_norm_data() {
+    QTest::addColumn<int>("cin");
+    QTest::addColumn<int>("groups");
+    QTest::addColumn<bool>("silu");
+    QTest::newRow("320, 32 groups + silu") << 320 << 32 << true;  // 10 channels a group: groups straddle 8-channel loads
+    QTest::newRow("64, 32 groups") << 64 << 32 << false;
+    QTest::newRow("12, 4 groups + silu") << 12 << 4 << true;     // the scalar gather (padded channels)
+  }
+
+  // The GroupNorm folded into the sparse convolution's gather: on the GPU the same halves as
+  // normalising first (group_norm with the statistics, then conv2d_at), and close to the CPU backend.
+  void conv2d_at_input_norm() {
+    QFETCH(int, cin);
+    QFETCH(int, groups);
+    QFETCH(bool, silu);
+    const std::int64_t n = 2, h = 11, w = 9, cout = 16;
+    auto x = half_random(n * h * w * cin, 21);
+    for (auto& v : x) v = 2.0f * v + 0.5f;
+    const auto wt = half_random(cout * cin * 9, 22), bias = half_random(cout, 23);
+    const auto gamma = half_random(cin, 24), beta = half_random(cin, 25), stats_of = half_random(n * h * w * cin, 26);
+    std::vector<std::int64_t> at;
+    for (std::int64_t i = 0; i < h * w; i += 3) at.push_back(i);
+    const auto run = [&](Backend& b, bool fused) {
+      const auto cw = b.prepare_conv_weight(Tensor::from_f32({cout, cin, 3, 3}, wt), Tensor::from_f32({cout}, bias));
+      const auto dg = b.upload(Tensor::from_f32({cin}, gamma)), db = b.upload(Tensor::from_f32({cin}, beta));
+      GroupNormStats stats;  // of other data, as an edit's cached statistics are
+      b.group_norm(b.upload(Tensor::from_f32({n, h, w, cin}, stats_of)), dg, db, groups, 1e-5f, false, &stats);
+      const auto dx = b.upload(Tensor::from_f32({n, h, w, cin}, x));
+      const auto positions = b.upload(Tensor::from_i64({static_cast<std::int64_t>(at.size())}, at));
+      if (!fused)
+        return b.conv2d_at(b.group_norm(dx, dg, db, groups, 1e-5f, silu, nullptr, &stats), cw, Conv2dParams::same(1, 1),
+                           positions);
+      const InputNorm norm{&dg, &db, &stats, groups, 1e-5f, silu};
+      return b.conv2d_at(dx, cw, Conv2dParams::same(1, 1), positions, &norm);
+    };
+    const auto fused = gpu_->download(run(*gpu_, true)).to_f32();
+    QVERIFY(fused == gpu_->download(run(*gpu_, false)).to_f32());
+    const double err = relative_l2(fused, cpu_.download(run(cpu_, true)).to_f32());
+    QVERIFY2(err <= 1e-2, qPrintable(QString::number(err)));
+  }
+
   void gather_scatter_select_clone() {
     const std::int64_t n = 2, l = 37, c = 24;
     const auto x = half_random(n * l * c, 4), base = half_random(n * l * c, 5);

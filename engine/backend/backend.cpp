@@ -270,6 +270,23 @@ void check_positions(const char* op, const DeviceTensor& positions, std::int64_t
   FISEDIT_REQUIRE(positions.dim(0) <= limit, op, std::to_string(positions.dim(0)) + " positions for " + std::to_string(limit) + " places");
 }
 
+// A GroupNorm's parameters for N images of c channels, and its given statistics (if any).
+void check_group_norm(const char* op, std::int64_t n, std::int64_t c, const DeviceTensor& gamma,
+                      const DeviceTensor& beta, int groups, const GroupNormStats* stats) {
+  FISEDIT_REQUIRE(groups >= 1 && c % groups == 0, op,
+          std::to_string(c) + " channels do not split into " + std::to_string(groups) + " groups");
+  FISEDIT_REQUIRE(gamma.shape() == Shape{c} && beta.shape() == Shape{c}, op,
+          "gamma " + shapes(gamma) + " / beta " + shapes(beta) + " do not match " + std::to_string(c) + " channels");
+  if (!stats) return;
+  FISEDIT_REQUIRE(!stats->mean.empty() && !stats->var.empty(), op, "given statistics are missing");
+  check_device(op, stats->mean, "the given mean");
+  check_device(op, stats->var, "the given variance");
+  FISEDIT_REQUIRE((stats->mean.dtype() == DType::f32 && stats->var.dtype() == DType::f32 &&
+                   stats->mean.shape() == Shape{n, groups} && stats->var.shape() == Shape{n, groups}),
+          op, "given statistics are not float32 [N, groups] = [" + std::to_string(n) + ", " +
+                  std::to_string(groups) + "]");
+}
+
 }  // namespace
 
 DeviceTensor Backend::clone(const DeviceTensor& x) {
@@ -313,12 +330,19 @@ void Backend::conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const 
 }
 
 DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
-                                const DeviceTensor& positions) {
-  const OpScope scope(*this, "conv2d_at");
-  const auto [ho, wo] = conv_output_size("conv2d_at", x, w, p, activation_dtype());
-  check_positions("conv2d_at", positions, ho * wo);
+                                const DeviceTensor& positions, const InputNorm* norm) {
+  const char* op = "conv2d_at";
+  const OpScope scope(*this, op);
+  const auto [ho, wo] = conv_output_size(op, x, w, p, activation_dtype());
+  check_positions(op, positions, ho * wo);
+  if (norm) {
+    FISEDIT_REQUIRE(norm->gamma && norm->beta && norm->stats, op, "the input norm lacks its parameters or statistics");
+    check_act(op, *norm->gamma, "gamma", activation_dtype());
+    check_act(op, *norm->beta, "beta", activation_dtype());
+    check_group_norm(op, x.dim(0), x.dim(3), *norm->gamma, *norm->beta, norm->groups, norm->stats);
+  }
   auto out = allocate({x.dim(0), positions.dim(0), w.out_channels});
-  conv2d_at_impl(x, w, p, ho, wo, positions, out);
+  conv2d_at_impl(x, w, p, ho, wo, positions, norm, out);
   return out;
 }
 
@@ -363,20 +387,7 @@ DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamm
   check_act(op, beta, "beta", activation_dtype());
   FISEDIT_REQUIRE(x.rank() >= 2, op, "x " + shapes(x) + " is not [N, ..., C]");
   const std::int64_t n = x.dim(0), c = x.dim(-1);
-  FISEDIT_REQUIRE(groups >= 1 && c % groups == 0, op,
-          std::to_string(c) + " channels do not split into " + std::to_string(groups) + " groups");
-  FISEDIT_REQUIRE(gamma.shape() == Shape{c} && beta.shape() == Shape{c}, op,
-          "gamma " + shapes(gamma) + " / beta " + shapes(beta) + " do not match " + std::to_string(c) + " channels");
-  if (stats_in) {
-    FISEDIT_REQUIRE(!stats_in->mean.empty() && !stats_in->var.empty(), op, "given statistics are missing");
-    check_device(op, stats_in->mean, "the given mean");
-    check_device(op, stats_in->var, "the given variance");
-  }
-  if (stats_in)
-    FISEDIT_REQUIRE((stats_in->mean.dtype() == DType::f32 && stats_in->var.dtype() == DType::f32 &&
-                     stats_in->mean.shape() == Shape{n, groups} && stats_in->var.shape() == Shape{n, groups}),
-            op, "given statistics are not float32 [N, groups] = [" + std::to_string(n) + ", " +
-                    std::to_string(groups) + "]");
+  check_group_norm(op, n, c, gamma, beta, groups, stats_in);
   if (stats_out) {
     stats_out->mean = allocate(DType::f32, {n, groups});
     stats_out->var = allocate(DType::f32, {n, groups});

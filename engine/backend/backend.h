@@ -121,6 +121,17 @@ struct GroupNormStats {
   DeviceTensor var;  // biased (divided by the element count), as torch computes it; eps not added
 };
 
+// The GroupNorm (given statistics, then SiLU when asked) a sparse convolution applies to its input as
+// it gathers the input's patches: conv2d_at(group_norm(x), ...) without normalising x in full.
+struct InputNorm {
+  const DeviceTensor* gamma = nullptr;  // [C], activation dtype
+  const DeviceTensor* beta = nullptr;   // [C]
+  const GroupNormStats* stats = nullptr;  // float32 [N, groups]
+  int groups = 1;
+  float eps = 1e-5f;
+  bool silu = false;
+};
+
 struct AttentionParams {
   int heads = 1;
   float scale = 1.0f;   // applied to q . k before the softmax
@@ -289,9 +300,10 @@ public:
   // ---- Sparse execution (METHOD.md 3.3): the same work at a subset of positions --------------------
   // `positions` is I32 [P]: indices into H * W (row-major) of the output's level, ascending, unique.
   // x [N, H, W, Cin] -> [N, P, Cout]: the convolution's output at those positions only (the GEMM work
-  // scales with P; halos are read from x).
+  // scales with P; halos are read from x). With `norm`, the convolution of group_norm(x) (+ SiLU),
+  // equal to normalising x first (the same arithmetic per element) without the pass over all of x.
   DeviceTensor conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
-                         const DeviceTensor& positions);
+                         const DeviceTensor& positions, const InputNorm* norm = nullptr);
   // x [N, L, C] -> [N, P, C]: the rows at positions.
   DeviceTensor gather_positions(const DeviceTensor& x, const DeviceTensor& positions);
   // base [N, L, C], values [N, P, C] -> a copy of base with the rows at positions replaced by values.
@@ -362,10 +374,10 @@ protected:
   virtual void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) = 0;
   // dst has src's dtype and shape.
   virtual void copy_impl(const DeviceTensor& src, DeviceTensor& dst) = 0;
-  // out [N, P, Cout]; positions valid for the output size the params give.
+  // out [N, P, Cout]; positions valid for the output size the params give; norm checked (or null).
   virtual void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                               std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
-                              DeviceTensor& out) = 0;
+                              const InputNorm* norm, DeviceTensor& out) = 0;
   // x and out viewed as [N, L, C] and [N, P, C].
   virtual void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // out already holds a copy of base; write values' rows at positions.

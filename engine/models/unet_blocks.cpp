@@ -35,6 +35,12 @@ Plan plan_of(Backend& b, SparseStep* s, std::int64_t h, std::int64_t w) { return
 // [N, H, W, C] -> [N, H * W, C]
 DeviceTensor tokens(const DeviceTensor& x) { return x.reshaped({x.dim(0), x.dim(1) * x.dim(2), x.dim(3)}); }
 
+// A GroupNorm (+SiLU) folded into a sparse convolution's gather, with the cached statistics: no pass
+// over the whole input.
+InputNorm gathered(SparseStep& s, const GroupNorm& norm, bool silu) {
+  return {&norm.weight, &norm.bias, &s.cached_norm_stats(), norm.groups, norm.eps, silu};
+}
+
 }  // namespace
 
 DeviceTensor planned_conv(Backend& b, SparseStep* s, const Conv2d& conv, const DeviceTensor& x, std::int64_t ho,
@@ -74,9 +80,11 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const Dev
   if (plan == Plan::sparse) {
     const auto& at = s->positions(b, H, W);
     // The kept output of conv1 includes the time embedding (as the dense route's fused pass gives it).
-    const auto h1 = b.conv2d_at(group_norm(b, norm1, x, true, s), conv1.weight, conv1.params, at);  // [N, P, out]
-    const auto h = s->scatter_output(b, b.add(h1, temb.reshaped({t.dim(0), 1, t.dim(1)})), H, W);   // [N, H, W, out]
-    const auto y = b.conv2d_at(group_norm(b, norm2, h, true, s), conv2.weight, conv2.params, at);  // [N, P, out]
+    const auto norm1_at = gathered(*s, norm1, true);
+    const auto h1 = b.conv2d_at(x, conv1.weight, conv1.params, at, &norm1_at);                    // [N, P, out]
+    const auto h = s->scatter_output(b, b.add(h1, temb.reshaped({t.dim(0), 1, t.dim(1)})), H, W);  // [N, H, W, out]
+    const auto norm2_at = gathered(*s, norm2, true);
+    const auto y = b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at);  // [N, P, out]
     const auto shortcut = conv_shortcut ? b.conv2d_at(x, conv_shortcut->weight, conv_shortcut->params, at)
                                         : b.gather_positions(tokens(x), at);                   // [N, P, out]
     return s->scatter_output(b, b.add(shortcut, y), H, W);

@@ -112,13 +112,16 @@ DeviceTensor SparseStep::scatter_output(Backend& b, const DeviceTensor& values, 
   return result;
 }
 
-DeviceTensor SparseStep::group_norm_at(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma,
-                                       const DeviceTensor& beta, int groups, float eps, bool silu) {
+const GroupNormStats& SparseStep::cached_norm_stats() {
   if (!cached_ || next_norm_ >= cached_->norm_stats.size())
     throw Error(ErrorCode::invalid_argument, "the edit runs more GroupNorms than the cached generation recorded");
-  const auto& stats = cached_->norm_stats[next_norm_];
-  out_.norm_stats.push_back(kept_stats(next_norm_++));
-  return b.group_norm(x, gamma, beta, groups, eps, silu, nullptr, &stats);
+  out_.norm_stats.push_back(kept_stats(next_norm_));
+  return cached_->norm_stats[next_norm_++];
+}
+
+DeviceTensor SparseStep::group_norm_at(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma,
+                                       const DeviceTensor& beta, int groups, float eps, bool silu) {
+  return b.group_norm(x, gamma, beta, groups, eps, silu, nullptr, &cached_norm_stats());
 }
 
 void SparseStep::skip_group_norm() {

@@ -93,6 +93,9 @@ public:
   DeviceTensor scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w);
   // A GroupNorm whose output nobody reads (its layer runs Plan::cached): keeps its statistics in order.
   void skip_group_norm();
+  // The next GroupNorm's cached statistics, for one applied at gathered positions (Plan::sparse),
+  // e.g. in a sparse convolution's gather (Backend::conv2d_at with an InputNorm); kept in order.
+  const GroupNormStats& cached_norm_stats();
   // A GroupNorm of x [N, P, C] gathered at a partly covered level's active positions, with the cached
   // statistics (Plan::sparse).
   DeviceTensor group_norm_at(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,

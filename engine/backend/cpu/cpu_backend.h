@@ -53,7 +53,8 @@ protected:
   void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) override;
   void copy_impl(const DeviceTensor& src, DeviceTensor& dst) override;
   void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, std::int64_t out_h,
-                      std::int64_t out_w, const DeviceTensor& positions, DeviceTensor& out) override;
+                      std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
+                      DeviceTensor& out) override;
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
   void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
@@ -62,7 +63,7 @@ protected:
 
 private:
   void im2col_gemm(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, std::int64_t out_w,
-                   const std::int32_t* positions, std::int64_t per_image, float* y);
+                   const std::int32_t* positions, std::int64_t per_image, const InputNorm* norm, float* y);
 
   cpu::ThreadPool pool_;
 };

@@ -110,20 +110,23 @@ void CpuBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const C
     bias_activation(pool_, out.data_as<float>(), pixels, cout, bias, Activation::none);
     return;
   }
-  im2col_gemm(x, w, p, wo, nullptr, ho * wo, out.data_as<float>());
+  im2col_gemm(x, w, p, wo, nullptr, ho * wo, nullptr, out.data_as<float>());
 }
 
 void CpuBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, std::int64_t out_h,
-                                std::int64_t out_w, const DeviceTensor& positions, DeviceTensor& out) {
+                                std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
+                                DeviceTensor& out) {
   (void)out_h;  // positions are already checked against the output size
-  im2col_gemm(x, w, p, out_w, positions.data_as<const std::int32_t>(), positions.dim(0), out.data_as<float>());
+  im2col_gemm(x, w, p, out_w, positions.data_as<const std::int32_t>(), positions.dim(0), norm, out.data_as<float>());
 }
 
 // Output pixels in blocks, each gathered into its thread's column buffer, then one GEMM and the bias
 // while the block is in cache; small convolutions stay on one thread. Pixel i of image b is output
-// position positions[i] (or i itself without positions) of an output out_w wide.
+// position positions[i] (or i itself without positions) of an output out_w wide. With `norm`, the
+// gathered input values go through the GroupNorm's affine map (and SiLU) as group_norm computes them;
+// the padding stays zero, as it pads the normalised input.
 void CpuBackend::im2col_gemm(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, std::int64_t out_w,
-                             const std::int32_t* positions, std::int64_t per_image, float* y) {
+                             const std::int32_t* positions, std::int64_t per_image, const InputNorm* norm, float* y) {
   const std::int64_t n = x.dim(0), h = x.dim(1), wd = x.dim(2), cin = x.dim(3);
   const std::int64_t cout = w.out_channels, kh = w.kernel_h, kw = w.kernel_w, k = kh * kw * cin;
   const float* src = x.data_as<const float>();
@@ -131,6 +134,16 @@ void CpuBackend::im2col_gemm(const DeviceTensor& x, const ConvWeight& w, const C
   const float* bias = w.bias.empty() ? nullptr : w.bias.data_as<const float>();
   const std::int64_t pixels = n * per_image;
   if (pixels == 0) return;
+  std::vector<float> scale, shift;  // [n, cin] each, with norm
+  if (norm) {
+    scale.resize(static_cast<std::size_t>(n * cin));
+    shift.resize(scale.size());
+    for (std::int64_t b = 0; b < n; ++b)
+      cpu::group_norm_affine(norm->gamma->data_as<const float>(), norm->beta->data_as<const float>(), cin,
+                             norm->groups, norm->eps, norm->stats->mean.data_as<const float>() + b * norm->groups,
+                             norm->stats->var.data_as<const float>() + b * norm->groups, scale.data() + b * cin,
+                             shift.data() + b * cin);
+  }
 
   const std::int64_t threads = pixels * k * cout < (std::int64_t{1} << 20) ? 1 : pool_.size();
   const std::int64_t rows = std::clamp<std::int64_t>(kColumnBudget / (threads * k), 1, (pixels + threads - 1) / threads);
@@ -146,10 +159,19 @@ void CpuBackend::im2col_gemm(const DeviceTensor& x, const ConvWeight& w, const C
         const std::int64_t iy = oy * p.stride - p.pad_top + ky;
         for (std::int64_t kx = 0; kx < kw; ++kx, dst += cin) {
           const std::int64_t ix = ox * p.stride - p.pad_left + kx;
-          if (iy < 0 || iy >= h || ix < 0 || ix >= wd)
+          if (iy < 0 || iy >= h || ix < 0 || ix >= wd) {
             std::fill(dst, dst + cin, 0.0f);
-          else
-            std::memcpy(dst, src + ((b * h + iy) * wd + ix) * cin, static_cast<std::size_t>(cin) * sizeof(float));
+            continue;
+          }
+          const float* row = src + ((b * h + iy) * wd + ix) * cin;
+          if (!norm) {
+            std::memcpy(dst, row, static_cast<std::size_t>(cin) * sizeof(float));
+            continue;
+          }
+          const float* a = scale.data() + b * cin;
+          const float* s = shift.data() + b * cin;
+          for (std::int64_t c = 0; c < cin; ++c) dst[c] = row[c] * a[c] + s[c];
+          if (norm->silu) cpu::apply_activation(dst, cin, Activation::silu);
         }
       }
     }

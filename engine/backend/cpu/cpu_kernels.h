@@ -30,6 +30,11 @@ inline void apply_activation(float* p, std::int64_t n, Activation act) {
   }
 }
 
+// A GroupNorm of one image as a per-channel affine map, y = x * scale + shift, from its groups'
+// mean and (biased) variance: what group_norm applies, and a sparse convolution's gather with it.
+void group_norm_affine(const float* gamma, const float* beta, std::int64_t channels, int groups, float eps,
+                       const float* mean, const float* var, float* scale, float* shift);
+
 // BLAS takes int dimensions; activations of SD-sized models stay far below 2^31 per dimension.
 inline int blas_int(std::int64_t v) {
   assert(v >= 0 && v <= std::numeric_limits<int>::max());

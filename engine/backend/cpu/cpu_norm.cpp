@@ -41,43 +41,50 @@ void channel_moments(cpu::ThreadPool& pool, const float* x, std::int64_t l, std:
 
 }  // namespace
 
+void cpu::group_norm_affine(const float* gamma, const float* beta, std::int64_t channels, int groups, float eps,
+                            const float* mean, const float* var, float* scale, float* shift) {
+  const std::int64_t per_group = channels / groups;
+  for (std::int64_t gi = 0; gi < groups; ++gi) {
+    const float rstd = 1.0f / std::sqrt(var[gi] + eps);
+    for (std::int64_t j = gi * per_group; j < (gi + 1) * per_group; ++j) {
+      scale[j] = rstd * gamma[j];
+      shift[j] = beta[j] - mean[gi] * rstd * gamma[j];
+    }
+  }
+}
+
 void CpuBackend::group_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
                                  int groups, float eps, bool silu, GroupNormStats* stats_out,
                                  const GroupNormStats* stats_in, DeviceTensor& out) {
   const std::int64_t n = x.dim(0), l = x.dim(1), c = x.dim(2), per_group = c / groups;
-  const float* g = gamma.data_as<const float>();
-  const float* bt = beta.data_as<const float>();
   std::vector<double> sum, sq;
+  std::vector<float> mean(static_cast<std::size_t>(groups)), var(static_cast<std::size_t>(groups));
   std::vector<float> scale(static_cast<std::size_t>(c)), shift(static_cast<std::size_t>(c));
   for (std::int64_t b = 0; b < n; ++b) {
     const float* src = x.data_as<const float>() + b * l * c;
     float* dst = out.data_as<float>() + b * l * c;
-    if (!stats_in) channel_moments(pool_, src, l, c, sum, sq);
-    for (std::int64_t gi = 0; gi < groups; ++gi) {
-      float mean, var;
-      if (stats_in) {
-        mean = stats_in->mean.data_as<const float>()[b * groups + gi];
-        var = stats_in->var.data_as<const float>()[b * groups + gi];
-      } else {
+    if (stats_in) {
+      std::copy_n(stats_in->mean.data_as<const float>() + b * groups, groups, mean.begin());
+      std::copy_n(stats_in->var.data_as<const float>() + b * groups, groups, var.begin());
+    } else {
+      channel_moments(pool_, src, l, c, sum, sq);
+      for (std::int64_t gi = 0; gi < groups; ++gi) {
         double s = 0, q = 0;
         for (std::int64_t j = gi * per_group; j < (gi + 1) * per_group; ++j) {
           s += sum[static_cast<std::size_t>(j)];
           q += sq[static_cast<std::size_t>(j)];
         }
         const double count = static_cast<double>(l * per_group), m = s / count;
-        mean = static_cast<float>(m);
-        var = static_cast<float>(std::max(0.0, q / count - m * m));
-      }
-      if (stats_out) {
-        stats_out->mean.data_as<float>()[b * groups + gi] = mean;
-        stats_out->var.data_as<float>()[b * groups + gi] = var;
-      }
-      const float rstd = 1.0f / std::sqrt(var + eps);
-      for (std::int64_t j = gi * per_group; j < (gi + 1) * per_group; ++j) {
-        scale[static_cast<std::size_t>(j)] = rstd * g[j];
-        shift[static_cast<std::size_t>(j)] = bt[j] - mean * rstd * g[j];
+        mean[static_cast<std::size_t>(gi)] = static_cast<float>(m);
+        var[static_cast<std::size_t>(gi)] = static_cast<float>(std::max(0.0, q / count - m * m));
       }
     }
+    if (stats_out) {
+      std::copy(mean.begin(), mean.end(), stats_out->mean.data_as<float>() + b * groups);
+      std::copy(var.begin(), var.end(), stats_out->var.data_as<float>() + b * groups);
+    }
+    cpu::group_norm_affine(gamma.data_as<const float>(), beta.data_as<const float>(), c, groups, eps, mean.data(),
+                           var.data(), scale.data(), shift.data());
     const float* a = scale.data();
     const float* s = shift.data();
     cpu::parallel_for(pool_, l, c, [&](std::int64_t i) {

@@ -83,7 +83,8 @@ protected:
   void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) override;
   void copy_impl(const DeviceTensor& src, DeviceTensor& dst) override;
   void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, std::int64_t out_h,
-                      std::int64_t out_w, const DeviceTensor& positions, DeviceTensor& out) override;
+                      std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
+                      DeviceTensor& out) override;
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
   void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
@@ -111,7 +112,8 @@ private:
   // positions is null): sparse execution, and convolutions with too few channels for cuDNN's
   // tensor-core kernels.
   void conv_by_gemm(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, std::int64_t out_w,
-                    const DeviceTensor* positions, std::int64_t count, DeviceTensor& out);
+                    const DeviceTensor* positions, std::int64_t count, DeviceTensor& out,
+                    const InputNorm* norm = nullptr);
 
   std::unique_ptr<State> s_;
 };
