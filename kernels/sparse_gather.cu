@@ -88,24 +88,45 @@ __global__ void im2col_kernel_vec8(Im2colParams p) {
 }
 
 
+// Row l's row in values, or -1: positions ascending.
+__device__ inline std::int64_t find_row(const MergeRowsParams& p, std::int64_t l) {
+  if (p.inverse) return p.inverse[l];
+  std::int64_t lo = 0, hi = p.count;  // first position >= l
+  while (lo < hi) {
+    const std::int64_t mid = (lo + hi) / 2;
+    if (p.positions[mid] < l)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < p.count && p.positions[lo] == l ? lo : -1;
+}
+
 __global__ void merge_rows_kernel(MergeRowsParams p) {
   const std::int64_t vectors = p.channels / 8, total = p.batch * p.length * vectors;
   const auto* base = reinterpret_cast<const uint4*>(p.base);
   const auto* values = reinterpret_cast<const uint4*>(p.values);
+  const auto* addend = reinterpret_cast<const uint4*>(p.addend);
   auto* dst = reinterpret_cast<uint4*>(p.dst);
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
        i += std::int64_t{gridDim.x} * blockDim.x) {
     const std::int64_t c = i % vectors, row = i / vectors;
-    const std::int64_t b = row / p.length, l = row % p.length;
-    std::int64_t lo = 0, hi = p.count;  // first position >= l
-    while (lo < hi) {
-      const std::int64_t mid = (lo + hi) / 2;
-      if (p.positions[mid] < l)
-        lo = mid + 1;
-      else
-        hi = mid;
+    const std::int64_t b = row / p.length, slot = find_row(p, row % p.length);
+    if (slot < 0) {
+      dst[i] = base[i];
+      continue;
     }
-    dst[i] = lo < p.count && p.positions[lo] == l ? values[(b * p.count + lo) * vectors + c] : base[i];
+    uint4 v = values[(b * p.count + slot) * vectors + c];
+    if (addend) {  // in float, rounded once, as the add kernel does
+      uint4 a = addend[(p.addend_per_image ? b : b * p.count + slot) * vectors + c];
+      auto* vh = reinterpret_cast<__half2*>(&v);
+      const auto* ah = reinterpret_cast<const __half2*>(&a);
+      for (int k = 0; k < 4; ++k) {
+        const float2 x = __half22float2(vh[k]), y = __half22float2(ah[k]);
+        vh[k] = __floats2half2_rn(x.x + y.x, x.y + y.y);
+      }
+    }
+    dst[i] = v;
   }
 }
 
@@ -124,7 +145,8 @@ cudaError_t move_rows(const RowsParams& p, cudaStream_t stream) {
 cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream) { return move_rows<false>(p, stream); }
 
 cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream) {
-  if (p.channels % 8 != 0 || !aligned16(p.base) || !aligned16(p.values) || !aligned16(p.dst))
+  if (p.channels % 8 != 0 || !aligned16(p.base) || !aligned16(p.values) || !aligned16(p.dst) ||
+      (p.addend && !aligned16(p.addend)))
     return cudaErrorNotSupported;
   const std::int64_t total = p.batch * p.length * p.channels / 8;
   if (total == 0) return cudaSuccess;

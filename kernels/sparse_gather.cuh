@@ -18,14 +18,19 @@ struct RowsParams {
 cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream);
 
 // dst [batch, length, channels] = base with row positions[i] of each image taken from values row i
-// ([batch, count, channels]); positions ascending (a binary search finds a row's value). Needs
-// channels % 8 == 0 and 16-byte aligned pointers: cudaErrorNotSupported otherwise.
+// ([batch, count, channels]), plus addend row i ([batch, count, channels]) or addend row b
+// ([batch, 1, channels], addend_per_image) when addend is set. A row's value is found through inverse
+// ([length]: its row in values or -1) when set, else by a binary search in the ascending positions.
+// Needs channels % 8 == 0 and 16-byte aligned pointers: cudaErrorNotSupported otherwise.
 struct MergeRowsParams {
   const __half* base;
   const __half* values;
   __half* dst;
   const std::int32_t* positions;
   std::int64_t batch, length, count, channels;
+  const std::int32_t* inverse = nullptr;
+  const __half* addend = nullptr;
+  bool addend_per_image = false;
 };
 cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream);
 cudaError_t scatter_rows(const RowsParams& p, cudaStream_t stream);

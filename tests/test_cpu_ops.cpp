@@ -247,6 +247,24 @@ private slots:
     EXPECT_CLOSE(backend.clone(up({n, l, c}, x)), (Shape{n, l, c}), x);
     EXPECT_ERROR(backend.gather_positions(up({n, l, c}, x), backend.upload(Tensor::from_f32({2}, Values{1, 2}))));
     EXPECT_ERROR(backend.scatter_positions(up({n, l, c}, base), g.slice_rows(0, 1), positions));
+
+    // With an addend in the same pass (a residual, or one row per image), and with the inverse map.
+    const auto residual = random_values(n * 4 * c, 42), per_image = random_values(n * c, 43);
+    const auto inverse = backend.upload(Tensor::from_i64({l}, std::vector<std::int64_t>{0, -1, -1, 1, 2, -1, -1, -1, -1, -1, 3}));
+    Values with_residual = base, with_per_image = base;
+    for (std::int64_t b = 0; b < n; ++b)
+      for (std::size_t k = 0; k < at.size(); ++k)
+        for (std::int64_t j = 0; j < c; ++j) {
+          const auto row = b * static_cast<std::int64_t>(at.size()) + static_cast<std::int64_t>(k);
+          with_residual[(b * l + at[k]) * c + j] = gathered[row * c + j] + residual[row * c + j];
+          with_per_image[(b * l + at[k]) * c + j] = gathered[row * c + j] + per_image[b * c + j];
+        }
+    const auto dr = up({n, 4, c}, residual), dp = up({n, 1, c}, per_image);
+    EXPECT_CLOSE(backend.scatter_positions(up({n, l, c}, base), g, positions, &dr, &inverse), (Shape{n, l, c}), with_residual);
+    EXPECT_CLOSE(backend.scatter_positions(up({n, l, c}, base), g, positions, &dp), (Shape{n, l, c}), with_per_image);
+    const auto wrong = up({n, 2, c}, random_values(n * 2 * c, 44));
+    EXPECT_ERROR(backend.scatter_positions(up({n, l, c}, base), g, positions, &wrong));
+    EXPECT_ERROR(backend.scatter_positions(up({n, l, c}, base), g, positions, nullptr, &positions));
   }
 
   void group_norm_data() {

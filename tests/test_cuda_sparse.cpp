@@ -119,6 +119,21 @@ private slots:
     const auto up = [&](Backend& b, const std::vector<float>& v) { return b.upload(Tensor::from_f32({n, l, c}, v)); };
     QCOMPARE(compare([&](Backend& b) { return b.gather_positions(up(b, x), ids(b)); }), 0.0);
     QCOMPARE(compare([&](Backend& b) { return b.scatter_positions(up(b, base), b.gather_positions(up(b, x), ids(b)), ids(b)); }), 0.0);
+    // The same through the inverse map, and with an addend (a residual, or a row per image) in the pass.
+    std::vector<std::int64_t> inverse_of(static_cast<std::size_t>(l), -1);
+    for (std::size_t k = 0; k < at.size(); ++k) inverse_of[static_cast<std::size_t>(at[k])] = static_cast<std::int64_t>(k);
+    const auto residual = half_random(n * 6 * c, 8), per_image = half_random(n * c, 9);
+    for (const bool image_rows : {false, true})
+      for (const bool with_inverse : {false, true}) {
+        const double err = compare([&](Backend& b) {
+          const auto inverse = b.upload(Tensor::from_i64({l}, inverse_of));
+          const auto addend = image_rows ? b.upload(Tensor::from_f32({n, 1, c}, per_image))
+                                         : b.upload(Tensor::from_f32({n, 6, c}, residual));
+          return b.scatter_positions(up(b, base), b.gather_positions(up(b, x), ids(b)), ids(b), &addend,
+                                     with_inverse ? &inverse : nullptr);
+        });
+        QVERIFY2(err <= 1e-3, qPrintable(QStringLiteral("per image %1, inverse %2: %3").arg(image_rows).arg(with_inverse).arg(err)));
+      }
     QCOMPARE(compare([&](Backend& b) { return b.select_positions(b.upload(Tensor::from_f32({l}, mask)), up(b, x), up(b, base)); }), 0.0);
     QCOMPARE(compare([&](Backend& b) { return b.clone(up(b, x)); }), 0.0);
     // 5 channels: the copy-then-scatter fallback of the one-pass merge.

@@ -357,24 +357,48 @@ DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor
 }
 
 DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTensor& values,
-                                        const DeviceTensor& positions) {
-  const OpScope scope(*this, "scatter_positions");
-  check_act("scatter_positions", base, "base", activation_dtype());
-  check_act("scatter_positions", values, "values", activation_dtype());
+                                        const DeviceTensor& positions, const DeviceTensor* addend,
+                                        const DeviceTensor* inverse) {
+  const char* op = "scatter_positions";
+  const OpScope scope(*this, op);
+  check_act(op, base, "base", activation_dtype());
+  check_act(op, values, "values", activation_dtype());
   FISEDIT_REQUIRE(base.rank() == 3 && values.rank() == 3 && base.dim(0) == values.dim(0) && base.dim(2) == values.dim(2),
-          "scatter_positions", "base " + shapes(base) + " and values " + shapes(values) + " are not [N, L, C] and [N, P, C]");
-  check_positions("scatter_positions", positions, base.dim(1));
-  FISEDIT_REQUIRE(positions.dim(0) == values.dim(1), "scatter_positions", "values " + shapes(values) + " for " +
+          op, "base " + shapes(base) + " and values " + shapes(values) + " are not [N, L, C] and [N, P, C]");
+  check_positions(op, positions, base.dim(1));
+  FISEDIT_REQUIRE(positions.dim(0) == values.dim(1), op, "values " + shapes(values) + " for " +
                                                                       std::to_string(positions.dim(0)) + " positions");
+  if (addend) {
+    check_act(op, *addend, "addend", activation_dtype());
+    const Shape per_image{values.dim(0), 1, values.dim(2)};
+    FISEDIT_REQUIRE(addend->shape() == values.shape() || addend->shape() == per_image, op,
+            "addend " + shapes(*addend) + " is neither the values' shape " + shapes(values) + " nor [N, 1, C]");
+  }
+  if (inverse) {
+    const Shape places{base.dim(1)};
+    FISEDIT_REQUIRE(inverse->dtype() == DType::i32 && inverse->shape() == places, op,
+            "inverse " + shapes(*inverse) + " is not I32 [" + std::to_string(base.dim(1)) + "]");
+    check_device(op, *inverse, "inverse");
+  }
   auto out = allocate(base.dtype(), base.shape());
-  scatter_positions_copy_impl(base, values, positions, out);
+  scatter_positions_copy_impl(base, values, positions, addend, inverse, out);
   return out;
 }
 
 void Backend::scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values,
-                                          const DeviceTensor& positions, DeviceTensor& out) {
+                                          const DeviceTensor& positions, const DeviceTensor* addend,
+                                          const DeviceTensor* inverse, DeviceTensor& out) {
+  (void)inverse;
   copy_impl(base, out);
-  scatter_positions_impl(values, positions, out);
+  if (!addend) {
+    scatter_positions_impl(values, positions, out);
+    return;
+  }
+  auto sum = allocate(values.shape());
+  const std::int64_t n = values.dim(0), p = values.dim(1), c = values.dim(2);
+  const bool per_image = addend->dim(1) != p;
+  binary_impl(BinaryOp::add, values, *addend, per_image ? Broadcast{n, p, c} : Broadcast{n * p, 1, c}, sum);
+  scatter_positions_impl(sum, positions, out);
 }
 
 DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,

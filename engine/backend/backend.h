@@ -306,8 +306,12 @@ public:
                          const DeviceTensor& positions, const InputNorm* norm = nullptr);
   // x [N, L, C] -> [N, P, C]: the rows at positions.
   DeviceTensor gather_positions(const DeviceTensor& x, const DeviceTensor& positions);
-  // base [N, L, C], values [N, P, C] -> a copy of base with the rows at positions replaced by values.
-  DeviceTensor scatter_positions(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions);
+  // base [N, L, C], values [N, P, C] -> a copy of base with the rows at positions replaced by values,
+  // plus `addend` when given: [N, P, C] (a residual) or [N, 1, C] (per image, e.g. a time embedding).
+  // `inverse`, when given, is I32 [L], the inverse of positions (each place's row in values, or -1):
+  // it spares the backend a search per place.
+  DeviceTensor scatter_positions(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
+                                 const DeviceTensor* addend = nullptr, const DeviceTensor* inverse = nullptr);
 
   // [N, C, H, W] <-> [N, H, W, C], at model boundaries.
   DeviceTensor nchw_to_nhwc(const DeviceTensor& x);
@@ -382,11 +386,12 @@ protected:
   virtual void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // out already holds a copy of base; write values' rows at positions.
   virtual void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) = 0;
-  // Optional: out = base with the rows at positions replaced by values; the default copies base into
-  // out, then scatter_positions_impl. (A sparse step makes one per spatial layer: one pass is fewer
-  // launches.)
+  // Optional: out = base with the rows at positions replaced by values (+ addend, checked, or null;
+  // inverse checked, or null); the default adds, copies base into out, then scatter_positions_impl. (A
+  // sparse step makes one per spatial layer: one pass is fewer launches.)
   virtual void scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values,
-                                           const DeviceTensor& positions, DeviceTensor& out);
+                                           const DeviceTensor& positions, const DeviceTensor* addend,
+                                           const DeviceTensor* inverse, DeviceTensor& out);
   // mask [P], a, b and out viewed as [N, P, C].
   virtual void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                                      DeviceTensor& out) = 0;

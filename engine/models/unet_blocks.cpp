@@ -82,12 +82,13 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const Dev
     // The kept output of conv1 includes the time embedding (as the dense route's fused pass gives it).
     const auto norm1_at = gathered(*s, norm1, true);
     const auto h1 = b.conv2d_at(x, conv1.weight, conv1.params, at, &norm1_at);                    // [N, P, out]
-    const auto h = s->scatter_output(b, b.add(h1, temb.reshaped({t.dim(0), 1, t.dim(1)})), H, W);  // [N, H, W, out]
+    const auto temb_rows = temb.reshaped({t.dim(0), 1, t.dim(1)});
+    const auto h = s->scatter_output(b, h1, H, W, &temb_rows);  // [N, H, W, out], the time embedding added
     const auto norm2_at = gathered(*s, norm2, true);
     const auto y = b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at);  // [N, P, out]
     const auto shortcut = conv_shortcut ? b.conv2d_at(x, conv_shortcut->weight, conv_shortcut->params, at)
                                         : b.gather_positions(tokens(x), at);                   // [N, P, out]
-    return s->scatter_output(b, b.add(shortcut, y), H, W);
+    return s->scatter_output(b, y, H, W, &shortcut);
   }
   // [N, H, W, in] -> [N, H, W, out], the time embedding broadcast over H, W in the convolution's pass
   const auto h = spatial(b, s, conv1.forward_add(b, group_norm(b, norm1, x, true, s), temb), H, W);

@@ -57,14 +57,18 @@ const SparseLevels::Level& SparseLevels::level(Backend& b, std::int64_t h, std::
   auto it = levels_.find({h, w});
   if (it != levels_.end()) return it->second;
   const auto values = level_mask(mask_, h, w);
-  std::vector<std::int64_t> index;
+  std::vector<std::int64_t> index, inverse(static_cast<std::size_t>(h * w), -1);
   for (std::int64_t i = 0; i < h * w; ++i)
-    if (values[static_cast<std::size_t>(i)] != 0.0f) index.push_back(i);
+    if (values[static_cast<std::size_t>(i)] != 0.0f) {
+      inverse[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(index.size());
+      index.push_back(i);
+    }
   Level level;
   level.coverage = index.empty() ? Coverage::none : static_cast<std::int64_t>(index.size()) == h * w ? Coverage::all : Coverage::partial;
   if (level.coverage == Coverage::partial) {
     level.mask = b.upload(Tensor::from_f32({h * w}, values));
     level.positions = b.upload(Tensor::from_i64({static_cast<std::int64_t>(index.size())}, index));
+    level.inverse = b.upload(Tensor::from_i64({h * w}, inverse));
   }
   return levels_.emplace(std::pair{h, w}, std::move(level)).first->second;
 }
@@ -101,13 +105,16 @@ DeviceTensor SparseStep::cached_output() {
   return cached;
 }
 
-DeviceTensor SparseStep::scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w) {
+DeviceTensor SparseStep::scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w,
+                                        const DeviceTensor* addend) {
   const auto& cached = next_cached();
   const auto n = cached.dim(0), c = cached.dim(-1);
   if (values.rank() != 3 || values.dim(0) != n || values.dim(2) != c)
     throw Error(ErrorCode::invalid_argument, "sparse values " + shape_to_string(values.shape()) +
                                                  " do not match the cached output " + shape_to_string(cached.shape()));
-  auto result = b.scatter_positions(cached.reshaped({n, h * w, c}), values, positions(b, h, w)).reshaped(cached.shape());
+  const auto& level = levels_->level(b, h, w);
+  auto result =
+      b.scatter_positions(cached.reshaped({n, h * w, c}), values, level.positions, addend, &level.inverse).reshaped(cached.shape());
   out_.outputs.push_back(result);
   return result;
 }

@@ -55,6 +55,7 @@ public:
     Coverage coverage = Coverage::none;
     DeviceTensor mask;       // [h * w], activation dtype, for partial coverage
     DeviceTensor positions;  // I32 [P], for partial coverage
+    DeviceTensor inverse;    // I32 [h * w]: each place's index in positions, or -1 (for scatters)
   };
   // The level of size h x w, computed and uploaded on first use.
   const Level& level(Backend& b, std::int64_t h, std::int64_t w);
@@ -88,9 +89,10 @@ public:
   const DeviceTensor& positions(Backend& b, std::int64_t h, std::int64_t w);
   // The next recorded output as it was (Plan::cached), kept for the edited generation.
   DeviceTensor cached_output();
-  // values [N, P, C] at the active positions -> the cached output with them written in, shaped like
-  // the cached output, kept.
-  DeviceTensor scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w);
+  // values [N, P, C] at the active positions (+ addend, [N, P, C] or per image [N, 1, C], in the same
+  // pass) -> the cached output with them written in, shaped like the cached output, kept.
+  DeviceTensor scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w,
+                              const DeviceTensor* addend = nullptr);
   // A GroupNorm whose output nobody reads (its layer runs Plan::cached): keeps its statistics in order.
   void skip_group_norm();
   // The next GroupNorm's cached statistics, for one applied at gathered positions (Plan::sparse),

@@ -58,7 +58,7 @@ protected:
   void conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                        const DeviceTensor& addend, std::int64_t repeat, DeviceTensor& out) override;
   void scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
-                                   DeviceTensor& out) override;
+                                   const DeviceTensor* addend, const DeviceTensor* inverse, DeviceTensor& out) override;
   void group_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta, int groups,
                        float eps, bool silu, GroupNormStats* stats_out, const GroupNormStats* stats_in,
                        DeviceTensor& out) override;

@@ -37,13 +37,19 @@ void CudaBackend::scatter_positions_impl(const DeviceTensor& values, const Devic
 
 // One pass: each output row is the base's or, when its position is active, the values' row.
 void CudaBackend::scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values,
-                                              const DeviceTensor& positions, DeviceTensor& out) {
-  const kernels::MergeRowsParams p{base.data_as<const __half>(), values.data_as<const __half>(), out.data_as<__half>(),
-                                   positions.data_as<const std::int32_t>(), out.dim(0), out.dim(1), positions.dim(0),
-                                   out.dim(2)};
+                                              const DeviceTensor& positions, const DeviceTensor* addend,
+                                              const DeviceTensor* inverse, DeviceTensor& out) {
+  kernels::MergeRowsParams p{base.data_as<const __half>(), values.data_as<const __half>(), out.data_as<__half>(),
+                             positions.data_as<const std::int32_t>(), out.dim(0), out.dim(1), positions.dim(0),
+                             out.dim(2)};
+  if (inverse) p.inverse = inverse->data_as<const std::int32_t>();
+  if (addend) {
+    p.addend = addend->data_as<const __half>();
+    p.addend_per_image = addend->dim(1) != values.dim(1);
+  }
   const cudaError_t status = kernels::merge_rows(p, s_->stream.get());
-  if (status == cudaErrorNotSupported) {  // odd channels or alignment (nothing was launched): copy, then scatter
-    Backend::scatter_positions_copy_impl(base, values, positions, out);
+  if (status == cudaErrorNotSupported) {  // odd channels or alignment (nothing was launched): add, copy, scatter
+    Backend::scatter_positions_copy_impl(base, values, positions, addend, inverse, out);
     return;
   }
   FISEDIT_CUDA_CHECK(status);
