@@ -88,6 +88,30 @@ private slots:
             unet.forward(sample, std::vector<float>{981.0f, 981.0f}, context).to_f32());
   }
 
+  // The cross-attentions keep the projected keys and values of the context tensor they last saw
+  // (every step of a generation passes the same one): reusing them gives the same output, and another
+  // context, even of the same shape, is projected anew, never answered from the memo.
+  void context_projections_are_reused_for_that_context_only() {
+    const auto dir = test::reference_dir() / "tiny-sd2";
+    const auto loaded = load_model(dir / "model");
+    const auto goldens = SafetensorsFile::open(dir / "golden.safetensors");
+    CpuBackend backend;
+    UNet unet(backend, loaded.unet, loaded.unet_weights);
+    const auto sample = backend.nchw_to_nhwc(backend.upload(goldens.tensor("unet.sample")));
+    const auto timesteps = goldens.tensor("unet.timesteps").to_f32();
+    const auto context = goldens.tensor("unet.context");
+    auto other_values = context.to_f32();
+    for (auto& v : other_values) v = -0.5f * v + 0.25f;
+    const auto first = backend.upload(context), other = backend.upload(Tensor::from_f32(context.shape(), other_values));
+    const auto once = backend.download(unet.forward(sample, timesteps, first)).to_f32();
+    QVERIFY(backend.download(unet.forward(sample, timesteps, first)).to_f32() == once);
+    const auto with_other = backend.download(unet.forward(sample, timesteps, other)).to_f32();
+    QVERIFY(relative_l2(with_other, once) > 1e-3);
+    UNet fresh(backend, loaded.unet, loaded.unet_weights);
+    QVERIFY(backend.download(fresh.forward(sample, timesteps, other)).to_f32() == with_other);
+    QVERIFY(backend.download(unet.forward(sample, timesteps, backend.upload(context))).to_f32() == once);
+  }
+
   void single_file_matches_folder_data() {
     QTest::addColumn<QString>("model");
     QTest::newRow("tiny-sd2") << "tiny-sd2";

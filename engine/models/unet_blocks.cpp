@@ -109,20 +109,32 @@ Attention Attention::load(const WeightSource& w, const std::string& prefix, std:
   return a;
 }
 
+std::pair<DeviceTensor, DeviceTensor> Attention::context_kv(Backend& b, const DeviceTensor& context) const {
+  const std::lock_guard lock(memo->mutex);
+  const auto& held = memo->context;
+  if (held.empty() || held.buffer() != context.buffer() || held.offset() != context.offset() ||
+      held.shape() != context.shape() || held.dtype() != context.dtype()) {
+    memo->k = to_k.forward(b, context);  // [N, Lc, Cc] -> [N, Lc, C]
+    memo->v = to_v.forward(b, context);
+    memo->context = context;
+  }
+  return {memo->k, memo->v};
+}
+
+// [N, L, C] before the output projection
+DeviceTensor Attention::attend(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const {
+  const auto q = to_q.forward(b, x);
+  const auto [k, v] = context_kv(b, context);
+  return s ? s->cross_attention(b, q, k, v, params) : b.attention(q, k, v, params);
+}
+
 DeviceTensor Attention::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const {
-  const auto q = to_q.forward(b, x);        // [N, L, C]
-  const auto k = to_k.forward(b, context);  // [N, Lc, Cc] -> [N, Lc, C]
-  const auto v = to_v.forward(b, context);
-  return to_out.forward(b, s ? s->cross_attention(b, q, k, v, params) : b.attention(q, k, v, params));  // [N, L, C]
+  return to_out.forward(b, attend(b, x, context, s));  // [N, L, C]
 }
 
 DeviceTensor Attention::forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
                                     const DeviceTensor& residual, SparseStep* s) const {
-  const auto q = to_q.forward(b, x);
-  const auto k = to_k.forward(b, context);
-  const auto v = to_v.forward(b, context);
-  return to_out.forward_add(b, s ? s->cross_attention(b, q, k, v, params) : b.attention(q, k, v, params),
-                            residual);  // [N, L, C]
+  return to_out.forward_add(b, attend(b, x, context, s), residual);  // [N, L, C]
 }
 
 BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,

@@ -5,16 +5,20 @@
 // models/layers.h; every layer uploads its weights once, when it is loaded.
 //
 // Every forward takes a SparseStep (null for a plain dense call) that records or replays the outputs
-// of the spatial layers (3x3 convolutions, attention) and of each block, and the GroupNorm
+// of the 3x3 convolutions, the blocks and the self-attention keys and values, and the GroupNorm
 // statistics: see sparse/sparse_step.h. In an edit a block runs as its level's plan says: in full,
 // not at all (its cached outputs), or at the active positions (convolutions and every token-wise
-// layer; only the self-attention keys and values and the pointwise norms run over all positions).
+// layer; the self-attention's active queries attend over the cached keys and values with the active
+// positions' replaced).
 #include "backend/backend.h"
 #include "models/layers.h"
 #include "sparse/sparse_step.h"
 
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fisedit::unet {
@@ -45,6 +49,14 @@ struct ResnetBlock2D {
 struct Attention {
   Linear to_q, to_k, to_v, to_out;
   AttentionParams params;
+  // The keys and values of the last context seen (a cross-attention's prompt embedding): every step
+  // of a generation passes the same context tensor, so they are projected once, not per step. The
+  // memo holds the context itself, so its storage (the key) cannot be reused for another tensor.
+  struct ContextMemo {
+    std::mutex mutex;
+    DeviceTensor context, k, v;
+  };
+  std::shared_ptr<ContextMemo> memo = std::make_shared<ContextMemo>();
 
   static Attention load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                         std::int64_t context_channels, int heads, bool upcast);
@@ -54,6 +66,11 @@ struct Attention {
   // forward() + residual [N, L, C], the residual connection in the output projection's pass.
   DeviceTensor forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
                            const DeviceTensor& residual, SparseStep* s = nullptr) const;
+
+private:
+  // to_k(context), to_v(context), from the memo when the context is the one it holds.
+  std::pair<DeviceTensor, DeviceTensor> context_kv(Backend& b, const DeviceTensor& context) const;
+  DeviceTensor attend(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const;
 };
 
 // LayerNorm -> self-attention, LayerNorm -> cross-attention, LayerNorm -> GEGLU feed-forward; each
