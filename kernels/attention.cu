@@ -138,6 +138,30 @@ FlashChoice flash_choice() {
   return choice;
 }
 
+// The flash2 block shape FISEDIT_ATTENTION asks for.
+Flash2Tile flash2_tile() {
+  switch (flash_choice()) {
+    case FlashChoice::flash2_rows128: return Flash2Tile::rows128;
+    case FlashChoice::flash2_rows64: return Flash2Tile::rows64;
+    case FlashChoice::flash2_auto:
+    case FlashChoice::legacy: break;
+  }
+  return Flash2Tile::automatic;
+}
+
+// FISEDIT_ATTENTION_SPLIT, read once, where the arguments leave the split to the environment.
+AttentionSplit split_choice(AttentionSplit requested) {
+  static const AttentionSplit from_environment = [] {
+    const char* env = std::getenv("FISEDIT_ATTENTION_SPLIT");
+    if (!env || !*env || std::strcmp(env, "auto") == 0) return AttentionSplit::automatic;
+    if (std::strcmp(env, "off") == 0) return AttentionSplit::off;
+    if (std::strcmp(env, "on") == 0) return AttentionSplit::on;
+    std::fprintf(stderr, "fisedit: FISEDIT_ATTENTION_SPLIT=%s is not one of auto, off, on; using auto\n", env);
+    return AttentionSplit::automatic;
+  }();
+  return requested == AttentionSplit::environment ? from_environment : requested;
+}
+
 }  // namespace
 
 const char* attention_path_name(AttentionPath path) {
@@ -162,15 +186,16 @@ AttentionPath attention_path(const AttentionArgs& a) {
   return AttentionPath::unsupported;
 }
 
-cudaError_t attention(const AttentionArgs& a, cudaStream_t stream) {
+std::size_t attention_workspace_bytes(const AttentionArgs& a) {
+  if (!valid_sizes(a) || a.batch == 0 || a.lq == 0 || attention_path(a) != AttentionPath::flash2) return 0;
+  return flash2_attention_workspace_bytes(a, flash2_tile(), split_choice(a.split));
+}
+
+cudaError_t attention(const AttentionArgs& a, cudaStream_t stream, void* workspace) {
   if (!valid_sizes(a)) return cudaErrorInvalidValue;
   if (a.batch == 0 || a.lq == 0) return cudaSuccess;
   switch (attention_path(a)) {
-    case AttentionPath::flash2:
-      return flash2_attention(a, stream,
-                              flash_choice() == FlashChoice::flash2_rows128  ? Flash2Tile::rows128
-                              : flash_choice() == FlashChoice::flash2_rows64 ? Flash2Tile::rows64
-                                                                             : Flash2Tile::automatic);
+    case AttentionPath::flash2: return flash2_attention(a, stream, flash2_tile(), split_choice(a.split), workspace);
     case AttentionPath::flash: return flash_attention(a, stream);
     case AttentionPath::unsupported: return cudaErrorNotSupported;
     case AttentionPath::fallback: break;

@@ -1,5 +1,4 @@
 // Flash attention forward on tensor cores, second version (FlashAttention-2 structure, mma.sync
-#include "launch.cuh"
 // m16n8k16 so it runs on sm_80 and sm_90 alike). Against attention_flash.cu:
 // - A warp owns kRowTiles x 16 query rows (32 for head widths up to 128): each K fragment (ldmatrix)
 //   and each V fragment (ldmatrix.trans) feeds kRowTiles mma pairs, halving the shared-memory traffic
@@ -14,11 +13,18 @@
 // registers (the S accumulators of key n-tiles 2j, 2j + 1 are the A fragment of k-step j); shared
 // rows padded by 16 bytes so ldmatrix's eight row addresses (pitch = odd multiple of 16 bytes) hit
 // distinct banks; head widths padded with zeros to the instantiated width.
+// Split keys (attention.cuh): a grid of few query blocks gets a third dimension, one layer per chunk
+// of whole key tiles; each block leaves its rows' unnormalised float32 output and softmax statistics
+// in the workspace, and a second kernel merges the chunks. Up to the epilogue a block runs the single
+// sweep's code over its chunk, so the numerics are the single sweep's, except that P is rounded to
+// fp16 relative to the chunk's running maximum rather than the row's.
 #include "attention_flash2.cuh"
+#include "launch.cuh"
 #include "tensor_core.cuh"
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -82,8 +88,24 @@ __device__ __forceinline__ void load_tile(__half* dst, const __half* base, int r
   }
 }
 
-template <class C>
-__global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_kernel(const AttentionArgs a) {
+// The split route's workspace: per chunk, the rows' unnormalised output, then per chunk their
+// (running maximum in the scaled log2 domain, sum of probabilities). `layers` = chunks x batch x heads.
+struct PartialRows {
+  float* o;    // [chunks][batch * heads][lq][head_dim]
+  float2* ml;  // [chunks][batch * heads][lq]
+
+  __host__ __device__ PartialRows(float* workspace, std::int64_t layers, const AttentionArgs& a)
+      : o(workspace), ml(reinterpret_cast<float2*>(workspace + layers * a.lq * a.head_dim)) {}
+  static std::size_t bytes(std::int64_t layers, const AttentionArgs& a) {
+    return static_cast<std::size_t>(layers * a.lq) * (a.head_dim + 2) * sizeof(float);
+  }
+};
+
+// kPartial (the split route; never causal): the block sweeps key tiles [blockIdx.z * chunk_tiles,
+// + chunk_tiles), which the launcher keeps inside the keys, and writes `partial` instead of out.
+template <class C, bool kPartial>
+__global__ void __launch_bounds__(C::kThreads, C::kMinBlocks)
+    flash2_attention_kernel(const AttentionArgs a, const int chunk_tiles, float* const partial) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   __half* sq = reinterpret_cast<__half*>(shared_bytes);  // [kRows][kPitch], later the output staging
   __half* skv = sq + C::kRows * C::kPitch;               // kStages x {K [kKeys][kPitch], V [kKeys][kPitch]}
@@ -100,8 +122,16 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_k
   const int warp_row0 = q0 + warp * C::kWarpRows;  // first query row of this warp
   // Fragment row `group` of row tile rt is query row warp_row0 + rt * 16 + group; `group + 8` the other.
 
-  int key_tiles = (a.lk + C::kKeys - 1) / C::kKeys;
-  if (a.causal) key_tiles = min(key_tiles, (q0 + C::kRows - 1) / C::kKeys + 1);  // no row sees past this
+  // Key tiles [first_tile, end_tile): all, or the split route's chunk (the launcher leaves none
+  // empty). Tiles keep their index among all keys, ring slot included (tile % kStages), so the
+  // bounds below are the unsplit kernel's. The split route is never causal: `kPartial ? false :
+  // a.causal` drops the causal tests from its code. It is spelled out at each use because a local
+  // flag changes the unsplit kernel's code enough for ptxas to spill (128-row blocks, D = 80).
+  const int first_tile = kPartial ? static_cast<int>(blockIdx.z) * chunk_tiles : 0;
+  int end_tile = (a.lk + C::kKeys - 1) / C::kKeys;
+  if (kPartial) end_tile = min(end_tile, first_tile + chunk_tiles);
+  if (kPartial ? false : a.causal)
+    end_tile = min(end_tile, (q0 + C::kRows - 1) / C::kKeys + 1);  // no row sees past this
 
   // Lane parts of the ldmatrix addresses (halves). A operand / V (trans): matrices 0..3 are rows 0-7,
   // rows 8-15, rows 0-7 +8 columns, rows 8-15 +8 columns. K: keys 0-7, keys 0-7 +8 columns, keys 8-15,
@@ -110,14 +140,15 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_k
   const int k_lane = (lane % 8 + lane / 16 * 8) * C::kPitch + (lane / 8 % 2) * 8;
   const __half* sq_warp = sq + warp * C::kWarpRows * C::kPitch + a_lane;
 
-  // Prologue: Q with tile 0, then tiles 1 .. kStages - 2, one commit group each (empty past the end).
+  // Prologue: Q with the first tile, then the next kStages - 2, a commit group each (empty past the end).
   load_tile<C, C::kRows>(sq, q, q0, a.lq, stride, d);
 #pragma unroll
   for (int s = 0; s < C::kStages - 1; ++s) {
-    if (s < key_tiles) {
-      __half* stage = skv + s * C::kStageHalves;
-      load_tile<C, C::kKeys>(stage, k, s * C::kKeys, a.lk, stride, d);
-      load_tile<C, C::kKeys>(stage + C::kTileHalves, v, s * C::kKeys, a.lk, stride, d);
+    const int tile = first_tile + s;
+    if (tile < end_tile) {
+      __half* stage = skv + (tile % C::kStages) * C::kStageHalves;
+      load_tile<C, C::kKeys>(stage, k, tile * C::kKeys, a.lk, stride, d);
+      load_tile<C, C::kKeys>(stage + C::kTileHalves, v, tile * C::kKeys, a.lk, stride, d);
     }
     cp_async_commit();
   }
@@ -136,12 +167,12 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_k
   for (int rt = 0; rt < C::kRowTiles; ++rt) m[rt][0] = m[rt][1] = -INFINITY, l[rt][0] = l[rt][1] = 0.0f;
   const float scale_log2 = a.scale * kLog2e;  // > 0 (flash2_attention_can_implement)
 
-  for (int tile = 0; tile < key_tiles; ++tile) {
-    cp_async_wait<C::kStages - 2>();  // this tile's K and V (and, for tile 0, Q) landed for this thread
+  for (int tile = first_tile; tile < end_tile; ++tile) {
+    cp_async_wait<C::kStages - 2>();  // this tile's K and V (and, for the first, Q) landed for this thread
     __syncthreads();  // ... for every thread; and every warp is done with the stage refilled below
     {
       const int next = tile + C::kStages - 1;
-      if (next < key_tiles) {
+      if (next < end_tile) {
         __half* stage = skv + (next % C::kStages) * C::kStageHalves;
         load_tile<C, C::kKeys>(stage, k, next * C::kKeys, a.lk, stride, d);
         load_tile<C, C::kKeys>(stage + C::kTileHalves, v, next * C::kKeys, a.lk, stride, d);
@@ -151,7 +182,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_k
     const __half* sk = skv + (tile % C::kStages) * C::kStageHalves;
     const __half* sv = sk + C::kTileHalves;
 
-    if (C::kQInRegs && tile == 0) {
+    if (C::kQInRegs && tile == first_tile) {
 #pragma unroll
       for (int rt = 0; rt < C::kRowTiles; ++rt)
 #pragma unroll
@@ -186,7 +217,8 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_k
     // Online softmax. Masking (keys past lk, or past the row when causal) only on the tiles that
     // need it: warp-uniform.
     const int key0 = tile * C::kKeys;
-    const bool mask = key0 + C::kKeys > a.lk || (a.causal && key0 + C::kKeys - 1 > warp_row0);
+    const bool mask =
+        key0 + C::kKeys > a.lk || ((kPartial ? false : a.causal) && key0 + C::kKeys - 1 > warp_row0);
     unsigned pf[C::kRowTiles][C::kPSteps][4];
 #pragma unroll
     for (int rt = 0; rt < C::kRowTiles; ++rt) {
@@ -198,7 +230,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_k
         for (int e = 0; e < 4; ++e) {
           if (mask) {
             const int key = key0 + nt * 8 + quad_lane * 2 + e % 2, row = row_lo + (e / 2) * 8;
-            if (key >= a.lk || (a.causal && key > row)) s[rt][nt][e] = -INFINITY;
+            if (key >= a.lk || ((kPartial ? false : a.causal) && key > row)) s[rt][nt][e] = -INFINITY;
           }
           tile_max[e / 2] = fmaxf(tile_max[e / 2], s[rt][nt][e]);
         }
@@ -253,6 +285,31 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_k
   }
   cp_async_wait<0>();  // only empty groups can be pending here; leave none behind
 
+  if constexpr (kPartial) {
+    // The chunk's rows as they stand, for flash2_combine_kernel: float2 pairs of a fragment row's
+    // channels (a quad's four lanes write 32 contiguous bytes), and the row's (max, sum) from its
+    // quad's first lane. Rows past lq are dropped; channels past d are padding.
+    const PartialRows rows(partial, std::int64_t{gridDim.z} * gridDim.y, a);
+    const std::int64_t layer_row0 = (std::int64_t{blockIdx.z} * gridDim.y + blockIdx.y) * a.lq;
+#pragma unroll
+    for (int rt = 0; rt < C::kRowTiles; ++rt)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float sum = l[rt][r];
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const int row = warp_row0 + rt * 16 + group + r * 8;
+        if (row >= a.lq) continue;
+        if (quad_lane == 0) rows.ml[layer_row0 + row] = make_float2(m[rt][r], sum);
+        float* o_row = rows.o + (layer_row0 + row) * d;
+#pragma unroll
+        for (int i = 0; i < C::kDTiles; ++i)
+          if (i * 8 < d)
+            *reinterpret_cast<float2*>(o_row + i * 8 + quad_lane * 2) = make_float2(o[rt][i][2 * r], o[rt][i][2 * r + 1]);
+      }
+    return;
+  }
+
   // Normalise, stage the warp's rows in its own rows of the q buffer (only this warp ever read them),
   // then write whole 16-byte chunks of each row.
   __syncwarp();  // every lane is past its last ldmatrix of those rows
@@ -288,6 +345,41 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) flash2_attention_k
   }
 }
 
+constexpr int kCombineRows = 8;  // rows (= warps) per block of the combine kernel
+
+// The split route's second pass: out = sum_c 2^(m_c - M) o_c / sum_c 2^(m_c - M) l_c over the chunks
+// c, M = max_c m_c; one warp per row of one (batch, head), lanes over channel pairs. A chunk whose
+// row saw no key (m = -inf: never without causal masking, but it must not turn into NaN) weighs 0.
+__global__ void __launch_bounds__(kCombineRows * 32)
+    flash2_combine_kernel(const AttentionArgs a, const int chunks, float* const workspace) {
+  const int row = blockIdx.x * kCombineRows + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (row >= a.lq) return;
+  const std::int64_t chunk_rows = std::int64_t{gridDim.y} * a.lq;  // rows of one chunk's layers
+  const PartialRows rows(workspace, std::int64_t{chunks} * gridDim.y, a);
+  const std::int64_t row0 = std::int64_t{blockIdx.y} * a.lq + row;  // the row in chunk 0
+  float m_max = -INFINITY;
+  for (int c = 0; c < chunks; ++c) m_max = fmaxf(m_max, rows.ml[row0 + c * chunk_rows].x);
+  const float base = m_max == -INFINITY ? 0.0f : m_max;
+  float sum = 0.0f;
+  for (int c = 0; c < chunks; ++c) {
+    const float2 ml = rows.ml[row0 + c * chunk_rows];
+    sum += exp2f(ml.x - base) * ml.y;
+  }
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  const int b = blockIdx.y / a.heads, h = blockIdx.y % a.heads, d = a.head_dim;
+  __half* out = reinterpret_cast<__half*>(a.out) + (std::int64_t{b} * a.lq + row) * a.heads * d + std::int64_t{h} * d;
+  for (int col = lane * 2; col < d; col += 64) {
+    float x = 0.0f, y = 0.0f;
+    for (int c = 0; c < chunks; ++c) {
+      const float weight = exp2f(rows.ml[row0 + c * chunk_rows].x - base);
+      const float2 o = *reinterpret_cast<const float2*>(rows.o + (row0 + c * chunk_rows) * d + col);
+      x += weight * o.x;
+      y += weight * o.y;
+    }
+    *reinterpret_cast<__half2*>(out + col) = __floats2half2_rn(x * inv, y * inv);
+  }
+}
+
 // Block shapes. rows128: 4 warps x 32 rows (Q kept in registers up to D = 96, re-read per tile
 // beyond, where the 32-row accumulators need the registers), 8 warps x 16 rows for D = 160.
 // rows64: 4 warps x 16 rows (the legacy kernel's shape) for grids too small to fill the GPU.
@@ -307,38 +399,106 @@ struct Rows64 {
   using type = Flash2Config<D, 4, 1, 64, 2, true, (D <= 64 ? 4 : 2)>;
 };
 
+// Multiprocessors of the current device, asked once (the engine drives one device).
+int multiprocessors() {
+  static const int count = [] {
+    int device = 0, n = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      return 132;
+    return n;
+  }();
+  return count;
+}
+
+// Key tiles per chunk at least where the split is automatic: each block still amortises its
+// pipeline's prologue, and the partial rows stay small beside the keys and values.
+constexpr int kMinChunkTiles = 4;
+
+// How a launch covers the keys: `chunks` grid layers of `chunk_tiles` key tiles (the last chunk may
+// hold fewer); one layer of all tiles when unsplit.
+struct KeySplit {
+  int chunks = 1;
+  int chunk_tiles = 0;
+};
+
+// Automatic: split where the query blocks fill at most half of one wave (the multiprocessors times
+// the blocks per multiprocessor the launch bounds are sized for; shared memory allows that many) and
+// the keys span 2 * kMinChunkTiles tiles or more, into as many chunks as keep the grid within that
+// one wave: a second, partly filled wave would cost a whole block's time again. Rounding the chunk
+// up to whole tiles only lowers the count, so no chunk is empty and the grid stays within the wave.
+// `on` splits wherever there are two tiles, into at least two chunks. Never causal.
 template <class C>
-cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
-  const auto kernel = flash2_attention_kernel<C>;
+KeySplit key_split(const AttentionArgs& a, AttentionSplit split) {
+  const int tiles = (a.lk + C::kKeys - 1) / C::kKeys;
+  const std::int64_t blocks = std::int64_t{(a.lq + C::kRows - 1) / C::kRows} * a.batch * a.heads;
+  if (a.causal || split == AttentionSplit::off || tiles < 2 || blocks == 0) return {1, tiles};
+  const std::int64_t wave = std::int64_t{multiprocessors()} * C::kMinBlocks;
+  std::int64_t chunks = std::min<std::int64_t>(wave / blocks, tiles / kMinChunkTiles);
+  if (split == AttentionSplit::on)
+    chunks = std::clamp<std::int64_t>(chunks, 2, tiles);
+  else if (chunks < 2)
+    return {1, tiles};
+  const int chunk_tiles = static_cast<int>((tiles + chunks - 1) / chunks);
+  return {(tiles + chunk_tiles - 1) / chunk_tiles, chunk_tiles};
+}
+
+template <class C, bool kPartial>
+cudaError_t launch_sweep(const AttentionArgs& a, const KeySplit& keys, float* partial, cudaStream_t stream) {
+  const auto kernel = flash2_attention_kernel<C, kPartial>;
   if (C::kSharedBytes > 48 * 1024) {
     const cudaError_t status =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(C::kSharedBytes));
     if (status != cudaSuccess) return status;
   }
-  const dim3 grid(static_cast<unsigned>((a.lq + C::kRows - 1) / C::kRows), static_cast<unsigned>(a.batch * a.heads));
-  kernel<<<grid, C::kThreads, C::kSharedBytes, stream>>>(a);
+  const dim3 grid(static_cast<unsigned>((a.lq + C::kRows - 1) / C::kRows), static_cast<unsigned>(a.batch * a.heads),
+                  static_cast<unsigned>(keys.chunks));
+  kernel<<<grid, C::kThreads, C::kSharedBytes, stream>>>(a, keys.chunk_tiles, partial);
   return cudaGetLastError();
 }
 
-int multiprocessors() {
-  int device = 0, count = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-    return 132;
-  return count;
+template <class C>
+cudaError_t launch(const AttentionArgs& a, AttentionSplit split, void* workspace, cudaStream_t stream) {
+  const KeySplit keys = key_split<C>(a, split);
+  if (keys.chunks == 1) return launch_sweep<C, false>(a, keys, nullptr, stream);
+  if (!workspace || !aligned16(workspace)) return cudaErrorInvalidValue;
+  float* partial = static_cast<float*>(workspace);
+  if (const cudaError_t status = launch_sweep<C, true>(a, keys, partial, stream); status != cudaSuccess) return status;
+  const dim3 grid(static_cast<unsigned>((a.lq + kCombineRows - 1) / kCombineRows),
+                  static_cast<unsigned>(a.batch * a.heads));
+  flash2_combine_kernel<<<grid, kCombineRows * 32, 0, stream>>>(a, keys.chunks, partial);
+  return cudaGetLastError();
 }
 
-template <int D>
-cudaError_t launch_width(const AttentionArgs& a, cudaStream_t stream, Flash2Tile tile) {
+template <class C>
+struct BlockShape {
+  using type = C;
+};
+
+template <int D, class Op>
+auto with_width(Flash2Tile tile, const Op& op) {
+  if (tile == Flash2Tile::rows64) return op(BlockShape<typename Rows64<D>::type>{});
+  return op(BlockShape<typename Rows128<D>::type>{});
+}
+
+// op(BlockShape<C>{}) with the configuration of the arguments' head width and `tile`, where
+// `automatic` takes 64-row blocks when 128-row ones would leave multiprocessors without a block.
+template <class Op>
+auto with_block_shape(const AttentionArgs& a, Flash2Tile tile, const Op& op) {
   if (tile == Flash2Tile::automatic) {
-    // Fewer 128-row blocks than multiprocessors leaves some idle: take 64-row blocks then.
     const std::int64_t blocks = std::int64_t{(a.lq + 127) / 128} * a.batch * a.heads;
     tile = blocks < multiprocessors() ? Flash2Tile::rows64 : Flash2Tile::rows128;
   }
-  if (tile == Flash2Tile::rows64) return launch<typename Rows64<D>::type>(a, stream);
-  return launch<typename Rows128<D>::type>(a, stream);
+  const int d = a.head_dim;
+  if (d <= 16) return with_width<16>(tile, op);
+  if (d <= 32) return with_width<32>(tile, op);
+  if (d <= 48) return with_width<48>(tile, op);
+  if (d <= 64) return with_width<64>(tile, op);
+  if (d <= 80) return with_width<80>(tile, op);
+  if (d <= 96) return with_width<96>(tile, op);
+  if (d <= 128) return with_width<128>(tile, op);
+  return with_width<160>(tile, op);
 }
-
 
 }  // namespace
 
@@ -347,17 +507,20 @@ bool flash2_attention_can_implement(const AttentionArgs& a) {
          aligned16(a.q) && aligned16(a.k) && aligned16(a.v) && aligned16(a.out);
 }
 
-cudaError_t flash2_attention(const AttentionArgs& a, cudaStream_t stream, Flash2Tile tile) {
+std::size_t flash2_attention_workspace_bytes(const AttentionArgs& a, Flash2Tile tile, AttentionSplit split) {
+  if (!flash2_attention_can_implement(a)) return 0;
+  return with_block_shape(a, tile, [&](auto shape) {
+    const KeySplit keys = key_split<typename decltype(shape)::type>(a, split);
+    return keys.chunks == 1 ? std::size_t{0} : PartialRows::bytes(std::int64_t{keys.chunks} * a.batch * a.heads, a);
+  });
+}
+
+cudaError_t flash2_attention(const AttentionArgs& a, cudaStream_t stream, Flash2Tile tile, AttentionSplit split,
+                             void* workspace) {
   if (!flash2_attention_can_implement(a)) return cudaErrorNotSupported;
-  const int d = a.head_dim;
-  if (d <= 16) return launch_width<16>(a, stream, tile);
-  if (d <= 32) return launch_width<32>(a, stream, tile);
-  if (d <= 48) return launch_width<48>(a, stream, tile);
-  if (d <= 64) return launch_width<64>(a, stream, tile);
-  if (d <= 80) return launch_width<80>(a, stream, tile);
-  if (d <= 96) return launch_width<96>(a, stream, tile);
-  if (d <= 128) return launch_width<128>(a, stream, tile);
-  return launch_width<160>(a, stream, tile);
+  return with_block_shape(a, tile, [&](auto shape) {
+    return launch<typename decltype(shape)::type>(a, split, workspace, stream);
+  });
 }
 
 }  // namespace fisedit::kernels

@@ -6,6 +6,8 @@
 // attention_flash.cu stays as the fallback (FISEDIT_ATTENTION=legacy selects it).
 #include "attention.cuh"
 
+#include <cstddef>
+
 namespace fisedit::kernels {
 
 // The block shapes of this kernel; `automatic` picks one from the grid size (see attention_flash2.cu).
@@ -16,7 +18,14 @@ enum class Flash2Tile { automatic, rows128, rows64 };
 // taken on the unscaled scores).
 bool flash2_attention_can_implement(const AttentionArgs& args);
 
-// Enqueues the kernel; the caller checked flash2_attention_can_implement.
-cudaError_t flash2_attention(const AttentionArgs& args, cudaStream_t stream, Flash2Tile tile = Flash2Tile::automatic);
+// The float32 workspace flash2_attention needs with this tile and split choice (bytes; 0 when the keys
+// are not split). `split` is what the dispatcher resolved: `environment` reads as `automatic`.
+std::size_t flash2_attention_workspace_bytes(const AttentionArgs& args, Flash2Tile tile, AttentionSplit split);
+
+// Enqueues the kernel (and the merge of the key chunks when split); the caller checked
+// flash2_attention_can_implement. cudaErrorInvalidValue when the keys are split and `workspace`
+// (16-byte aligned, flash2_attention_workspace_bytes long) is missing.
+cudaError_t flash2_attention(const AttentionArgs& args, cudaStream_t stream, Flash2Tile tile, AttentionSplit split,
+                             void* workspace);
 
 }  // namespace fisedit::kernels

@@ -1,7 +1,9 @@
 // GPU: the CUDA backend's matrix ops (linear, conv2d, attention) against the float32 CPU backend on
 // random inputs of odd sizes and batch 2: relative L2 error <= 1e-2 (fp16 storage). Inputs are rounded
 // to fp16 before both backends see them, so the error measured is the ops', not the upload's.
+// Attention's split-key route is also driven through kernels::attention, to force it on and off.
 #include "gpu_test_main.h"
+#include "attention.cuh"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "core/error.h"
@@ -256,6 +258,15 @@ private slots:
     QTest::newRow("sd15 L3 self h8 d160 256") << 2 << 8 << 160 << 256 << 256 << false << false;
     QTest::newRow("sd15 L3 cross h8 d160 256x77") << 2 << 8 << 160 << 256 << 77 << false << false;
     QTest::newRow("sd15 mid self h8 d160 64") << 2 << 8 << 160 << 64 << 64 << false << false;
+    // A sparse edit's self-attention: few query rows against every key, where flash2 splits the keys
+    // across blocks (on an H100: from 2 chunks at Lq 700 to 36 at Lq 37). Lk 9215 ends on a partial
+    // key tile. The two "sd2 ... self" rows with Lq cut above take the split route too.
+    QTest::newRow("edit h5 d64 Lq 37 of 9216") << 2 << 5 << 64 << 37 << 9216 << false << true;
+    QTest::newRow("edit h5 d64 Lq 200 of 9216") << 2 << 5 << 64 << 200 << 9216 << false << true;
+    QTest::newRow("edit h5 d64 Lq 200 of 9215") << 2 << 5 << 64 << 200 << 9215 << false << true;
+    QTest::newRow("edit h10 d64 Lq 37 of 9216") << 2 << 10 << 64 << 37 << 9216 << false << true;
+    QTest::newRow("edit h10 d64 Lq 200 of 2304") << 2 << 10 << 64 << 200 << 2304 << false << true;
+    QTest::newRow("edit h10 d64 Lq 700 of 2304") << 2 << 10 << 64 << 700 << 2304 << false << true;
     // Block and tile edges: 128-row blocks with 1 and 127 rows past a boundary, a single key,
     // key counts around the 32- and 64-key tiles, the widths whose 32-row shape re-reads Q.
     QTest::newRow("d64 Lq 129 Lk 65") << 2 << 3 << 64 << 129 << 65 << false << false;
@@ -294,6 +305,78 @@ private slots:
              {{batch, lk, c}, half_random(batch * lk * c, 14, 1.0f)},
              {{batch, lk, c}, half_random(batch * lk * c, 15, 1.0f)}},
             [&](Backend& be, const std::vector<DeviceTensor>& t) { return be.attention(t[0], t[1], t[2], params); });
+  }
+
+  // The split-key route (kernels/attention.cuh) forced on and off through AttentionArgs::split, on
+  // the same inputs: both against the CPU, and against each other more tightly (they differ only in
+  // the maximum P is rounded against and in the merge's float32 rounding). Forced on, it also runs
+  // where the automatic choice never splits: two key tiles (the second of one key), a single query
+  // row, every head width, and (with 132 multiprocessors) grids of 128-row blocks of both key tiles.
+  void attention_split_route_data() {
+    QTest::addColumn<int>("heads");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<int>("lq");
+    QTest::addColumn<int>("lk");
+    QTest::newRow("h5 d64 Lq 200 Lk 9215") << 5 << 64 << 200 << 9215;
+    QTest::newRow("h3 d64 Lq 1 Lk 65") << 3 << 64 << 1 << 65;
+    QTest::newRow("h3 d64 Lq 129 Lk 640") << 3 << 64 << 129 << 640;
+    QTest::newRow("h3 d16 Lq 70 Lk 300") << 3 << 16 << 70 << 300;
+    QTest::newRow("h8 d40 Lq 130 Lk 1000") << 8 << 40 << 130 << 1000;
+    QTest::newRow("h4 d80 Lq 70 Lk 777") << 4 << 80 << 70 << 777;
+    QTest::newRow("h2 d96 Lq 65 Lk 500") << 2 << 96 << 65 << 500;
+    QTest::newRow("h2 d128 Lq 65 Lk 700") << 2 << 128 << 65 << 700;
+    QTest::newRow("h8 d160 Lq 100 Lk 513") << 8 << 160 << 100 << 513;
+    QTest::newRow("h8 d64 Lq 1100 Lk 300 (128-row blocks)") << 8 << 64 << 1100 << 300;
+    QTest::newRow("h8 d128 Lq 1100 Lk 300 (128-row blocks, 32-key tiles)") << 8 << 128 << 1100 << 300;
+  }
+  void attention_split_route() {
+    QFETCH(int, heads);
+    QFETCH(int, head_dim);
+    QFETCH(int, lq);
+    QFETCH(int, lk);
+    constexpr int batch = 2;
+    constexpr double kRouteTolerance = 2e-3;  // a few fp16 roundings of the output apart at most
+    const std::int64_t c = std::int64_t{heads} * head_dim;
+    const auto q = Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 16, 3.0f));
+    const auto k = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 17, 1.0f));
+    const auto v = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 18, 1.0f));
+    AttentionParams params;
+    params.heads = heads;
+    params.scale = 1.0f / std::sqrt(float(head_dim));
+    params.upcast = true;
+    const auto want = cpu.download(cpu.attention(cpu.upload(q), cpu.upload(k), cpu.upload(v), params)).to_f32();
+
+    const DeviceTensor gq = gpu->upload(q), gk = gpu->upload(k), gv = gpu->upload(v);
+    kernels::AttentionArgs args;
+    args.q = gq.data_as<const std::uint16_t>();
+    args.k = gk.data_as<const std::uint16_t>();
+    args.v = gv.data_as<const std::uint16_t>();
+    args.batch = batch;
+    args.heads = heads;
+    args.head_dim = head_dim;
+    args.lq = lq;
+    args.lk = lk;
+    args.scale = params.scale;
+    std::vector<float> got[2];
+    for (const auto split : {kernels::AttentionSplit::off, kernels::AttentionSplit::on}) {
+      const bool on = split == kernels::AttentionSplit::on;
+      const DeviceTensor out = gpu->allocate(DType::f16, {batch, lq, c});
+      args.out = out.data_as<std::uint16_t>();
+      args.split = split;
+      if (kernels::attention_path(args) != kernels::AttentionPath::flash2)
+        QSKIP("FISEDIT_ATTENTION selects a kernel without the split route");
+      const std::size_t bytes = kernels::attention_workspace_bytes(args);
+      QCOMPARE(bytes > 0, on);
+      if (on) QCOMPARE(kernels::attention(args, gpu->stream(), nullptr), cudaErrorInvalidValue);
+      const DeviceTensor workspace = bytes ? gpu->allocate(DType::u8, {static_cast<std::int64_t>(bytes)}) : DeviceTensor();
+      QCOMPARE(kernels::attention(args, gpu->stream(), workspace.data()), cudaSuccess);
+      got[on] = gpu->download(out).to_f32();
+      for (float x : got[on]) QVERIFY2(std::isfinite(x), on ? "non-finite value, split" : "non-finite value, unsplit");
+      const double err = relative_l2(got[on], want);
+      QVERIFY2(err <= kTolerance, qPrintable(QString("%1 vs CPU: relative L2 error %2").arg(on ? "split" : "unsplit").arg(err)));
+    }
+    const double err = relative_l2(got[1], got[0]);
+    QVERIFY2(err <= kRouteTolerance, qPrintable(QString("split vs unsplit: relative L2 error %1").arg(err)));
   }
 };
 

@@ -316,9 +316,12 @@ nlohmann::json Stages::attention() {
       {"sd15-512 L1 cross 4096x77", 2, 4096, 77, 8, 40}, {"sd15-512 L2 self 1024", 2, 1024, 1024, 8, 80},
       {"sd15-512 L2 cross 1024x77", 2, 1024, 77, 8, 80}, {"sd15-512 L3 self 256", 2, 256, 256, 8, 160},
       {"sd15-512 L3 cross 256x77", 2, 256, 77, 8, 160}, {"sd15-512 mid self 64", 2, 64, 64, 8, 160},
+      // A sparse edit's self-attention (its active positions against every key): the split-key route.
+      {"sd2-768 L1 edit 500x9216", 2, 500, 9216, 5, 64}, {"sd2-768 L2 edit 125x2304", 2, 125, 2304, 10, 64},
   };
   const bool cuda = backend_.kind() == DeviceKind::cuda;
   const char* env = std::getenv("FISEDIT_ATTENTION");
+  const char* split_env = std::getenv("FISEDIT_ATTENTION_SPLIT");
   nlohmann::json rows = nlohmann::json::array();
   std::uint64_t seed = 10;
   for (const auto& c : kCases) {
@@ -365,7 +368,9 @@ nlohmann::json Stages::attention() {
     }
     rows.push_back(row);
   }
-  return {{"kernel_env", env ? nlohmann::json(env) : nlohmann::json()}, {"cases", rows}};
+  return {{"kernel_env", env ? nlohmann::json(env) : nlohmann::json()},
+          {"split_env", split_env ? nlohmann::json(split_env) : nlohmann::json()},
+          {"cases", rows}};
 }
 
 nlohmann::json Stages::vae_decode() {

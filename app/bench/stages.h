@@ -61,8 +61,9 @@ public:
   // {"skipped": why} without a tokenizer.
   nlohmann::json edit_sizes();
   // The attention op alone on the U-Net's shapes (SD2 768x768 and SD1.5 512x512 self- and
-  // cross-attention, CFG batch 2), whatever the model: per-call median ms and TFLOP/s
-  // (4 B heads Lq Lk D flops). Compare kernels with FISEDIT_ATTENTION=legacy (see kernels/attention.cuh).
+  // cross-attention, CFG batch 2, and two sparse edits' self-attention), whatever the model: per-call
+  // median ms and TFLOP/s (4 B heads Lq Lk D flops). Compare kernels with FISEDIT_ATTENTION=legacy and
+  // the split-key route with FISEDIT_ATTENTION_SPLIT=off (see kernels/attention.cuh).
   nlohmann::json attention();
 
 private:

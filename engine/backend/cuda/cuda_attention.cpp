@@ -1,6 +1,7 @@
 // Attention: kernels/attention (tensor-core flash kernels for head widths that are multiples of 8
 // up to 160, flash2 by default and the previous one under FISEDIT_ATTENTION=legacy; a CUDA-core
-// fallback for the rest, e.g. the VAE's single 512-wide head). Neither
+// fallback for the rest, e.g. the VAE's single 512-wide head; flash2 splits the keys across blocks
+// when few query rows meet many keys, as in a sparse edit's self-attention). Neither
 // materialises the [Lq, Lk] scores, and both keep scores, softmax and output accumulation in
 // float32, so AttentionParams::upcast (SD2's "upcast attention") needs no separate path here: it is
 // always in effect. The flash kernel rounds the probabilities to fp16 for the P.V product, which
@@ -58,7 +59,12 @@ void CudaBackend::attention_impl(const DeviceTensor& q, const DeviceTensor& k, c
                 "attention: head width " + std::to_string(head_dim) + " needs " +
                     std::to_string(kernels::attention_fallback_shared_bytes(args.head_dim)) +
                     " bytes of shared memory per block, more than this GPU has");
-  FISEDIT_CUDA_CHECK(kernels::attention(args, s_->stream.get()));
+  // The split-key route's partial rows: a temporary from the pool like any other, given back once the
+  // kernels are enqueued (stream order keeps its next user behind them).
+  const std::size_t workspace_bytes = kernels::attention_workspace_bytes(args);
+  const DeviceTensor workspace =
+      workspace_bytes ? allocate(DType::u8, {static_cast<std::int64_t>(workspace_bytes)}) : DeviceTensor();
+  FISEDIT_CUDA_CHECK(kernels::attention(args, s_->stream.get(), workspace.data()));
 }
 
 // Explicit probabilities (kernels/attention_probs): own kernels rather than strided-batched GEMMs,
