@@ -3,8 +3,9 @@
 # Qt, OpenCV and the reference data.
 #   tests/gpu/device-run.sh pack [BUILD_DIR]    here: bundle the gpu-labelled tests, fisedit-bench and
 #                                               fisedit-cli (stripped) with the libraries they need into
-#                                               .device/gpu-tests.tar.xz, and copy the reference data
-#                                               the GPU tests read into .device/reference
+#                                               .device/gpu-tests.tar.xz, and pack the reference data
+#                                               the GPU tests read into .device/reference.tar.xz
+#                                               (unpacked into .device/reference by `run`)
 #   tests/gpu/device-run.sh run [tests] [bench] there (repo root, .device carried): the tests, then the
 #                                               benchmarks (both when neither is named); results in
 #                                               $OUT (or ./gpu-results): device.txt, gpu-tests.log,
@@ -36,13 +37,12 @@ case ${1:-} in
     done
     mkdir -p .device
     ../shared/tools/device-bundle.sh .device/gpu-tests.tar.xz "$stripped"/*
-    rm -rf .device/reference
-    for f in "${reference_files[@]}"; do
-      mkdir -p ".device/reference/$(dirname "$f")"
-      cp -r "../shared/reference/$f" ".device/reference/$f"
-    done
-    echo ".device: $(du -sh .device | cut -f1) (reference $(du -sh .device/reference | cut -f1));" \
-         "the carried tree may hold 64 MiB in all"
+    # Packed too: the tokenizers' JSON and text files shrink to a fifth, and the carried tree (this
+    # and every tracked file) may hold 64 MiB in all.
+    rm -rf .device/reference .device/reference.tar.xz
+    tar cJf .device/reference.tar.xz -C ../shared/reference "${reference_files[@]}"
+    echo ".device: $(du -sh .device | cut -f1) (reference $(du -sh .device/reference.tar.xz | cut -f1));" \
+         "with the tracked files $(( ($(du -sb .device | cut -f1) + $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)) >> 20 )) MiB of the 64 MiB that may travel"
     ;;
   run)
     shift
@@ -56,6 +56,8 @@ case ${1:-} in
     out=${OUT:-gpu-results}
     mkdir -p "$out" /tmp/fisedit-gpu
     tar xJf .device/gpu-tests.tar.xz -C /tmp/fisedit-gpu
+    mkdir -p .device/reference
+    tar xJf .device/reference.tar.xz -C .device/reference
     export LD_LIBRARY_PATH=/tmp/fisedit-gpu/lib QT_QPA_PLATFORM=offscreen
     export FISEDIT_REFERENCE_DIR=$PWD/.device/reference
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
