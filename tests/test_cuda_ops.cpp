@@ -338,9 +338,9 @@ private slots:
 
   // Attention with explicit probabilities (cross-attention control): the probabilities, their product
   // with the values, and the replacement of key columns, each against the CPU backend. Head widths
-  // of SD1 (40, 160) and SD2 (64), the 77 text tokens, odd query counts, a head wider than one pass
-  // of the apply kernel's lanes (130 > 128), and both paths of the probabilities kernel (keys staged in
-  // shared memory; an odd head width or too many keys read them from global memory).
+  // of SD1 (40, 160) and SD2 (64), the 77 text tokens, odd query counts, odd head widths and leading
+  // dimensions for the batched GEMMs (5, 130), causal masking in the softmax, and more keys than a
+  // warp's three passes (700).
   void attention_with_probabilities_data() {
     QTest::addColumn<int>("lq");
     QTest::addColumn<int>("lk");

@@ -67,40 +67,55 @@ void CudaBackend::attention_impl(const DeviceTensor& q, const DeviceTensor& k, c
   FISEDIT_CUDA_CHECK(kernels::attention(args, s_->stream.get(), workspace.data()));
 }
 
-// Explicit probabilities (kernels/attention_probs): own kernels rather than strided-batched GEMMs,
-// because the probabilities of 77 keys per row are too short a GEMM dimension to keep tensor cores
-// busy, and the softmax fuses with the scores there.
+// Explicit probabilities (cross-attention control): the scores and the product with the values are
+// strided-batched cuBLAS GEMMs over one batch item's heads (heads side by side in the channels: a
+// head's matrix is every row's slice of D channels, so heads are D apart), the softmax a warp per row
+// on float32 scores. Measured on an H100 (SD2 768, the 16 cross-attentions of a step): hand-written
+// CUDA-core kernels for both took 4.5 ms, the flash kernel without probabilities 0.28 ms.
+namespace {
+
+constexpr float kOne = 1.0f, kZero = 0.0f;
+
+}  // namespace
+
+// q [B, Lq, heads * D], k [B, Lk, heads * D] -> out [B, heads, Lq, Lk]
 void CudaBackend::attention_probs_impl(const DeviceTensor& q, const DeviceTensor& k, const AttentionParams& params,
                                        DeviceTensor& out) {
-  kernels::AttentionProbsArgs args;
-  args.q = q.data_as<const __half>();
-  args.k = k.data_as<const __half>();
-  args.probs = out.data_as<__half>();
-  args.batch = q.dim(0);
-  args.heads = params.heads;
-  args.head_dim = q.dim(2) / params.heads;
-  args.lq = q.dim(1);
-  args.lk = k.dim(1);
-  args.scale = params.scale;
-  args.causal = params.causal;
-  if (args.head_dim > kernels::kAttentionProbsMaxHeadDim)
-    throw Error(ErrorCode::unsupported, "attention_probs: head width " + std::to_string(args.head_dim) +
-                                            " is wider than the kernel's " +
-                                            std::to_string(kernels::kAttentionProbsMaxHeadDim));
-  FISEDIT_CUDA_CHECK(kernels::attention_probs(args, s_->stream.get()));
+  const std::int64_t batch = q.dim(0), lq = q.dim(1), lk = k.dim(1), c = q.dim(2), heads = params.heads, d = c / heads;
+  if (out.numel() == 0) return;
+  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
+  if (lq > kIntMax || lk > kIntMax || c > kIntMax || heads > kIntMax)
+    throw Error(ErrorCode::unsupported, "attention_probs: " + shape_to_string(q.shape()) + " is too large for cuBLAS");
+  auto scores = allocate(DType::f32, {heads, lq, lk});  // one batch item's, reused by the next
+  for (std::int64_t b = 0; b < batch; ++b) {
+    // Column-major: scores_h^T [Lk, Lq] = (K_h [Lk, D]) (Q_h [Lq, D])^T, scaled.
+    FISEDIT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        s_->cublas.get(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(lk), static_cast<int>(lq), static_cast<int>(d),
+        &params.scale, k.data_as<const __half>() + b * lk * c, CUDA_R_16F, static_cast<int>(c), d,
+        q.data_as<const __half>() + b * lq * c, CUDA_R_16F, static_cast<int>(c), d, &kZero, scores.data_as<float>(),
+        CUDA_R_32F, static_cast<int>(lk), lq * lk, static_cast<int>(heads), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    FISEDIT_CUDA_CHECK(kernels::probabilities_from_scores(scores.data_as<const float>(),
+                                                          out.data_as<__half>() + b * heads * lq * lk, heads * lq, lq,
+                                                          lk, params.causal, s_->stream.get()));
+  }
 }
 
+// probs [B, heads, Lq, Lk], v [B, Lk, heads * D] -> out [B, Lq, heads * D]
 void CudaBackend::attention_apply_impl(const DeviceTensor& probs, const DeviceTensor& v, DeviceTensor& out) {
-  kernels::AttentionApplyArgs args;
-  args.probs = probs.data_as<const __half>();
-  args.v = v.data_as<const __half>();
-  args.out = out.data_as<__half>();
-  args.batch = probs.dim(0);
-  args.heads = probs.dim(1);
-  args.head_dim = v.dim(2) / probs.dim(1);
-  args.lq = probs.dim(2);
-  args.lk = probs.dim(3);
-  FISEDIT_CUDA_CHECK(kernels::attention_apply(args, s_->stream.get()));
+  const std::int64_t batch = probs.dim(0), heads = probs.dim(1), lq = probs.dim(2), lk = probs.dim(3);
+  const std::int64_t c = v.dim(2), d = c / heads;
+  if (out.numel() == 0) return;
+  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
+  if (lq > kIntMax || lk > kIntMax || c > kIntMax || heads > kIntMax)
+    throw Error(ErrorCode::unsupported, "attention_apply: " + shape_to_string(probs.shape()) + " is too large for cuBLAS");
+  for (std::int64_t b = 0; b < batch; ++b)
+    // Column-major: out_h^T [D, Lq] = (V_h^T [D, Lk]) (P_h^T [Lk, Lq]), accumulated in float32.
+    FISEDIT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        s_->cublas.get(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(d), static_cast<int>(lq), static_cast<int>(lk),
+        &kOne, v.data_as<const __half>() + b * lk * c, CUDA_R_16F, static_cast<int>(c), d,
+        probs.data_as<const __half>() + b * heads * lq * lk, CUDA_R_16F, static_cast<int>(lk), lq * lk, &kZero,
+        out.data_as<__half>() + b * lq * c, CUDA_R_16F, static_cast<int>(c), d, static_cast<int>(heads),
+        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 void CudaBackend::replace_attention_columns_impl(const DeviceTensor& source, const DeviceTensor& columns,

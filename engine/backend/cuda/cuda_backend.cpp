@@ -73,6 +73,10 @@ CudaBackend::CudaBackend(int device) : s_(std::make_unique<State>()) {
   cublasLtHandle_t lt{};
   FISEDIT_CUBLAS_CHECK(cublasLtCreate(&lt));
   s_->cublas_lt = cuda::CublasLtHandle(lt);
+  cublasHandle_t blas{};
+  FISEDIT_CUBLAS_CHECK(cublasCreate(&blas));
+  s_->cublas = cuda::CublasHandle(blas);
+  FISEDIT_CUBLAS_CHECK(cublasSetStream(blas, s_->stream.get()));
   cudnnHandle_t dnn{};
   FISEDIT_CUDNN_CHECK(cudnnCreate(&dnn));
   s_->cudnn = cuda::CudnnHandle(dnn);

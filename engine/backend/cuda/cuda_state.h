@@ -41,6 +41,8 @@ struct CudaBackend::State {
 
   // GEMMs (cuda_gemm.cpp)
   cuda::CublasLtHandle cublas_lt;
+  // Strided-batched GEMMs over attention heads (cuda_attention.cpp), bound to `stream`.
+  cuda::CublasHandle cublas;
   std::shared_ptr<DeviceBuffer> gemm_workspace;  // allocated by the first GEMM when still empty
   struct GemmPlan;  // descriptors, layouts and the chosen algorithm of one problem (cuda_gemm.cpp)
   // key: M, N, K, bias, and the alignments of x, W and out (cuBLASLt's kernels depend on them)
