@@ -48,6 +48,13 @@ struct CudaBackend::State {
   // key: M, N, K, bias, and the alignments of x, W and out (cuBLASLt's kernels depend on them)
   using GemmKey = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool, int, int, int>;
   std::map<GemmKey, std::shared_ptr<GemmPlan>> gemm_plans;
+  // The algorithm of the first plan made in each range of row counts (M rounded up to a power of
+  // two; the rest of the key as gemm_plans'), tried first for the next problem in that range.
+  struct GemmAlgo {
+    cublasLtMatmulAlgo_t algo;
+    bool bias_epilogue;
+  };
+  std::map<GemmKey, GemmAlgo> gemm_algos;
 
   // Convolutions (cuda_conv.cpp): cuDNN handle and the algorithm chosen for each problem shape.
   cuda::CudnnHandle cudnn;
