@@ -208,11 +208,12 @@ cudaError_t launch(const AttentionArgs& a, cudaStream_t stream) {
   constexpr int kWarps = 4;
   using T = FlashTraits<kHeadDim, kWarps>;
   const auto kernel = flash_attention_kernel<kHeadDim, kWarps>;
-  if (T::kSharedBytes > 48 * 1024) {
-    const cudaError_t status =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(T::kSharedBytes));
-    if (status != cudaSuccess) return status;
-  }
+  // Opted in once per instantiation (the engine drives one device): the call costs host time.
+  static const cudaError_t opted_in =
+      T::kSharedBytes > 48 * 1024
+          ? cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(T::kSharedBytes))
+          : cudaSuccess;
+  if (opted_in != cudaSuccess) return opted_in;
   const dim3 grid(static_cast<unsigned>((a.lq + T::kRows - 1) / T::kRows), static_cast<unsigned>(a.batch * a.heads));
   kernel<<<grid, T::kThreads, T::kSharedBytes, stream>>>(a);
   return cudaGetLastError();

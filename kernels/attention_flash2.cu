@@ -446,11 +446,12 @@ KeySplit key_split(const AttentionArgs& a, AttentionSplit split) {
 template <class C, bool kPartial>
 cudaError_t launch_sweep(const AttentionArgs& a, const KeySplit& keys, float* partial, cudaStream_t stream) {
   const auto kernel = flash2_attention_kernel<C, kPartial>;
-  if (C::kSharedBytes > 48 * 1024) {
-    const cudaError_t status =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(C::kSharedBytes));
-    if (status != cudaSuccess) return status;
-  }
+  // Opted in once per instantiation (the engine drives one device): the call costs host time.
+  static const cudaError_t opted_in =
+      C::kSharedBytes > 48 * 1024
+          ? cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(C::kSharedBytes))
+          : cudaSuccess;
+  if (opted_in != cudaSuccess) return opted_in;
   const dim3 grid(static_cast<unsigned>((a.lq + C::kRows - 1) / C::kRows), static_cast<unsigned>(a.batch * a.heads),
                   static_cast<unsigned>(keys.chunks));
   kernel<<<grid, C::kThreads, C::kSharedBytes, stream>>>(a, keys.chunk_tiles, partial);
