@@ -3,6 +3,7 @@
 #include "core/error.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace fisedit {
 
@@ -85,14 +86,24 @@ SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
   switch (level.coverage) {
     case Coverage::none: return Plan::cached;
     case Coverage::all: return Plan::dense;
-    case Coverage::partial:
+    case Coverage::partial: {
       // Past this share of a level, gathering costs more than it saves and the level runs in full
       // (then blended): measured on an H100, SD2 at 768x768, a 50% region ran at 0.88x of dense.
       constexpr double kDenseAbove = 0.45;
+      if (h * w <= dense_levels_up_to()) return Plan::dense;
       return static_cast<double>(level.positions.dim(0)) > kDenseAbove * static_cast<double>(h * w) ? Plan::dense
                                                                                                   : Plan::sparse;
+    }
   }
   return Plan::dense;
+}
+
+std::int64_t SparseStep::dense_levels_up_to() {
+  static const std::int64_t positions = [] {
+    const char* env = std::getenv("FISEDIT_SPARSE_DENSE_UP_TO");
+    return env && *env ? std::max<std::int64_t>(0, std::atoll(env)) : std::int64_t{0};
+  }();
+  return positions;
 }
 
 const DeviceTensor& SparseStep::positions(Backend& b, std::int64_t h, std::int64_t w) {

@@ -85,6 +85,11 @@ public:
     sparse,  // at positions() only, then scatter_output()
   };
   Plan plan(Backend& b, std::int64_t h, std::int64_t w);
+  // Partly covered levels of at most this many positions run in full and blend, however small the
+  // region: their GEMMs have so few rows that reading the weights dominates either way.
+  // FISEDIT_SPARSE_DENSE_UP_TO (read once; default 0: every level by its share) sets it, for
+  // measuring where the line lies.
+  static std::int64_t dense_levels_up_to();
   // I32 [P]: the active positions of a level, for Plan::sparse.
   const DeviceTensor& positions(Backend& b, std::int64_t h, std::int64_t w);
   // The next recorded output as it was (Plan::cached), kept for the edited generation.
