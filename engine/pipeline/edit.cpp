@@ -207,6 +207,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     SparseStep step(cached, levels, gen.steps[static_cast<std::size_t>(i)], e.dense_reference,
                     &base.steps[static_cast<std::size_t>(i)]);
     x = scheduler->step(predict(*scheduler, i, x, cond, r, &step), i, x);
+    if (i == k) out.stats.first_sparse_step_ms = ms_since(t);  // predict() ends with a download: synchronised
     spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);
     gen.latents.push_back(x);

@@ -106,6 +106,9 @@ struct EditStats {
   int detect_steps = 0;
   int attention_control_steps = 0;  // detection steps run with attention control
   double detect_ms = 0, sparse_ms = 0, decode_ms = 0, total_ms = 0;
+  // The first sparse step alone (part of sparse_ms): it also pays for what a new mask's shapes need
+  // first (GEMM plans, memory), which the later steps reuse.
+  double first_sparse_step_ms = 0;
   std::size_t prefetched_bytes = 0;  // the base's spilled cache copied back to the device for the edit
 };
 
