@@ -204,6 +204,9 @@ private slots:
                             "cache_bytes_device", "cache_bytes_host"})
       QVERIFY2(stats.contains(key), key);
     QCOMPARE(stats["detect_steps"].get<int>(), detect_steps);
+    // One of the sparse steps (6 steps, at most 2 of them detection): part of the sparse time.
+    const double first_step = stats["first_sparse_step_ms"].get<double>();
+    QVERIFY2(first_step > 0.0 && first_step <= stats["sparse_ms"].get<double>(), qPrintable(QString::number(first_step)));
     // Attention control is recorded, and acts on the detection steps whose probabilities the base
     // kept (the first default_detection_steps: 1 of 6 steps).
     const bool control = mask_args.contains("--attention-control");

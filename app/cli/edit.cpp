@@ -71,6 +71,7 @@ int edit_command(const std::vector<std::string>& raw) {
       {"base_ms", base.result.timings.total_ms},
       {"detect_ms", edit.stats.detect_ms},
       {"sparse_ms", edit.stats.sparse_ms},
+      {"first_sparse_step_ms", edit.stats.first_sparse_step_ms},
       {"decode_ms", edit.stats.decode_ms},
       {"edit_ms", edit.stats.total_ms},
       {"speedup", base.result.timings.total_ms / std::max(edit.stats.total_ms, 1e-9)},
