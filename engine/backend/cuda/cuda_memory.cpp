@@ -5,8 +5,6 @@
 #include "backend/cuda/cuda_check.h"
 
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <string>
 
@@ -76,36 +74,9 @@ private:
 
 namespace {
 
-cudaError_t raw_allocate(MemoryPool::Kind kind, cudaStream_t growth, void** ptr, std::size_t size) {
+cudaError_t raw_allocate(MemoryPool::Kind kind, void** ptr, std::size_t size) {
   // Portable: pinned for every context, not only the current one.
-  if (kind == MemoryPool::Kind::pinned_host) return cudaHostAlloc(ptr, size, cudaHostAllocPortable);
-  if (!growth) return cudaMalloc(ptr, size);
-  // Nothing else runs on the growth stream: its synchronisation only completes the allocation, after
-  // which any stream may use the block.
-  const cudaError_t status = cudaMallocAsync(ptr, size, growth);
-  return status == cudaSuccess ? cudaStreamSynchronize(growth) : status;
-}
-
-// A stream for growing the device pool stream-ordered, with the device's default memory pool keeping
-// what the engine frees (it returns blocks to the driver only through release_cached), or null where
-// cudaMalloc is to be used.
-cudaStream_t make_growth_stream(int device) {
-  static const bool wanted = [] {
-    const char* env = std::getenv("FISEDIT_POOL");
-    return !(env && std::strcmp(env, "malloc") == 0);
-  }();
-  int supported = 0;
-  cudaMemPool_t pool{};
-  cudaStream_t stream = nullptr;
-  std::uint64_t keep_all = std::numeric_limits<std::uint64_t>::max();
-  if (!wanted || cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device) != cudaSuccess ||
-      !supported || cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess ||
-      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all) != cudaSuccess ||
-      cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) {
-    cudaGetLastError();
-    return nullptr;
-  }
-  return stream;
+  return kind == MemoryPool::Kind::device ? cudaMalloc(ptr, size) : cudaHostAlloc(ptr, size, cudaHostAllocPortable);
 }
 
 void raw_free(MemoryPool::Kind kind, void* ptr) {
@@ -117,18 +88,12 @@ void raw_free(MemoryPool::Kind kind, void* ptr) {
 
 }  // namespace
 
-MemoryPool::MemoryPool(int device, Kind kind) : device_(device), kind_(kind) {
-  if (kind_ == Kind::device) {
-    cudaSetDevice(device_);
-    growth_stream_ = make_growth_stream(device_);
-  }
-}
+MemoryPool::MemoryPool(int device, Kind kind) : device_(device), kind_(kind) {}
 
 MemoryPool::~MemoryPool() {
   // Errors are ignored: at teardown the context may already be gone.
   cudaSetDevice(device_);
-  free_cached();
-  if (growth_stream_) cudaStreamDestroy(growth_stream_);
+  for (const auto& [size, ptr] : free_) raw_free(kind_, ptr);
   cudaGetLastError();
 }
 
@@ -147,12 +112,14 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
     } else {
       FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
       void* raw = nullptr;
-      cudaError_t status = raw_allocate(kind_, growth_stream_, &raw, size);
+      cudaError_t status = raw_allocate(kind_, &raw, size);
       if (status == cudaErrorMemoryAllocation) {
         // The cache may hold the memory this request needs, in blocks of other sizes.
         cudaGetLastError();
-        free_cached();
-        status = raw_allocate(kind_, growth_stream_, &raw, size);
+        for (const auto& [block, cached_ptr] : free_) raw_free(kind_, cached_ptr);
+        free_.clear();
+        cached_ = 0;
+        status = raw_allocate(kind_, &raw, size);
       }
       if (status == cudaErrorMemoryAllocation) {
         cudaGetLastError();
@@ -202,22 +169,12 @@ void MemoryPool::reset_peak() {
 void MemoryPool::release_cached() {
   const std::lock_guard lock(mutex_);
   FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
-  free_cached();
-}
-
-void MemoryPool::free_cached() {
   // cudaFree (and cudaFreeHost) wait for the device, so blocks still read by queued work are safe to free. A failure
   // here can only come from an earlier asynchronous error, which the next checked call reports.
   for (const auto& [size, ptr] : free_) raw_free(kind_, ptr);
+  cudaGetLastError();
   free_.clear();
   cached_ = 0;
-  // Blocks of the stream-ordered allocator go back to the driver's pool, which keeps them (for fast
-  // growth) until trimmed: other users of the device (cuDNN, cuBLAS, other programs) get them then.
-  if (growth_stream_) {
-    cudaMemPool_t pool{};
-    if (cudaDeviceGetDefaultMemPool(&pool, device_) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
-  }
-  cudaGetLastError();
 }
 
 }  // namespace fisedit::cuda

@@ -9,15 +9,7 @@
 // The same pool, made for pinned host memory (cudaHostAlloc), holds the activation cache's spilled
 // steps: pinning pages costs milliseconds per hundred megabytes, which a spill per step must not pay
 // again in every generation.
-//
-// New device blocks come from the driver's stream-ordered allocator (cudaMallocAsync on a stream of
-// the pool's own, then that stream's synchronisation): unlike cudaMalloc, growing the pool then is no
-// implicit synchronisation point between the engine's streams. Growth happens in every generation
-// kept for editing and every edit (new cache records) and in the first step of a new mask's shapes.
-// FISEDIT_POOL=malloc (read once) grows with cudaMalloc instead; so does a device without memory pools.
 #include "backend/backend.h"
-
-#include <cuda_runtime.h>
 
 #include <cstddef>
 #include <map>
@@ -48,13 +40,11 @@ public:
 private:
   friend class PooledBuffer;
   void give_back(std::byte* ptr, std::size_t size);
-  void free_cached();  // with mutex_ held (or at teardown)
 
   int device_;
   Kind kind_;
   mutable std::mutex mutex_;
   std::multimap<std::size_t, std::byte*> free_;  // size class -> blocks
-  cudaStream_t growth_stream_ = nullptr;          // device pools growing stream-ordered, else null
   std::size_t in_use_ = 0, cached_ = 0, peak_ = 0;
 };
 
