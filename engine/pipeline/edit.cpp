@@ -51,14 +51,15 @@ int detection_steps(const EditRequest& e, int steps) {
 // The latent box a decode of the edit needs: the mask's bounding box, widened by the feathered alpha's
 // reach and by kDecodeContext latent pixels of surrounding context for the decoder's convolutions,
 // then to a multiple of kDecodeQuantum latent pixels per side (or the whole side). Every new crop size
-// costs the decoder's convolutions new plans (cuDNN's candidates are timed: 60-140 ms for SD's VAE on
-// an H100, more than the crop's decode); with sizes in steps of 128 pixels, edits reuse a few.
+// costs the decoder's convolutions new plans (cuDNN's candidates are timed: 80-150 ms for SD's VAE on
+// an H100, several times the crop's decode); with sides in steps of 256 pixels an SD2 768 image has 9
+// crop sizes, and edits soon reuse them.
 struct LatentBox {
   std::int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;
   std::int64_t area() const { return (y1 - y0) * (x1 - x0); }
 };
 constexpr std::int64_t kDecodeContext = 4;
-constexpr std::int64_t kDecodeQuantum = 16;
+constexpr std::int64_t kDecodeQuantum = 32;
 
 // [lo, hi) widened within [0, n) to a multiple of kDecodeQuantum, or to all of n.
 void quantize_span(std::int64_t& lo, std::int64_t& hi, std::int64_t n) {
