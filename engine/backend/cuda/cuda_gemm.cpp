@@ -9,8 +9,9 @@
 // mask has active positions, a new count per level with every new mask: asking cuBLASLt's heuristic
 // for each (~0.5 ms of host time apiece, 50-100 ms over an edit's first sparse step, measured on an
 // H100 host) is spared by reusing the algorithm found for the same shape with a row count in the same
-// range (up to 4096 rows: one range; beyond, powers of two), once cublasLtMatmulAlgoCheck accepts it
-// for the exact one.
+// power-of-two range, once cublasLtMatmulAlgoCheck accepts it for the exact one. (One range for all
+// counts up to 4096 was tried: the dense step's 288- and 1152-row GEMMs then shared an algorithm and
+// the step lost 1.3 ms.)
 #include "backend/cuda/cuda_state.h"
 
 #include "bias_act.cuh"
@@ -178,9 +179,7 @@ void CudaBackend::gemm(const DeviceTensor& x, const DeviceTensor& weight, const 
   auto found = s_->gemm_plans.find(key);
   if (found == s_->gemm_plans.end()) {
     const cublasLtHandle_t lt = s_->cublas_lt.get();
-    constexpr std::uint64_t kSmallRows = 4096;  // a sparse level's rows: one range
-    const auto rows = std::max(kSmallRows, static_cast<std::uint64_t>(m));
-    const auto rows_range = static_cast<std::int64_t>(std::bit_ceil(rows));
+    const auto rows_range = static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(m)));
     const State::GemmKey range{rows_range, n, k, want_epilogue, align_x, align_w, align_out};
     const auto known = s_->gemm_algos.find(range);
     std::shared_ptr<GemmPlan> plan;

@@ -48,9 +48,8 @@ struct CudaBackend::State {
   // key: M, N, K, bias, and the alignments of x, W and out (cuBLASLt's kernels depend on them)
   using GemmKey = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool, int, int, int>;
   std::map<GemmKey, std::shared_ptr<GemmPlan>> gemm_plans;
-  // The algorithm of the first plan made in each range of row counts (M up to 4096, then M rounded
-  // up to a power of two; the rest of the key as gemm_plans'), tried first for the next problem in
-  // that range.
+  // The algorithm of the first plan made in each range of row counts (M rounded up to a power of
+  // two; the rest of the key as gemm_plans'), tried first for the next problem in that range.
   struct GemmAlgo {
     cublasLtMatmulAlgo_t algo;
     bool bias_epilogue;
