@@ -158,22 +158,24 @@ private slots:
     QCOMPARE(a.generation.cache_bytes(), base.cache_bytes());
   }
 
-  // The edit decodes only a crop around its region, with the previous decode's GroupNorm statistics:
-  // where the edit fully applies, that is close to decoding the whole edited latent.
+  // The edit decodes only a crop around its region (crops grow to multiples of 256 pixels: 384x384
+  // leaves room for one), with the previous decode's GroupNorm statistics: where the edit fully
+  // applies, that is close to decoding the whole edited latent.
   void region_decode_matches_a_full_decode() {
     StableDiffusion sd(sd2_, backend_);
-    const auto base = sd.generate_cached(base_request("ddim", 256, 256));
-    Image8 painted = solid_mask(256, 256, 0);
+    const auto base = sd.generate_cached(base_request("ddim", 384, 384));
+    Image8 painted = solid_mask(384, 384, 0);
     for (int y = 96; y < 160; ++y)
-      for (int x = 64; x < 128; ++x) painted.pixels[static_cast<std::size_t>(y) * 256 + x] = 255;
+      for (int x = 64; x < 128; ++x) painted.pixels[static_cast<std::size_t>(y) * 384 + x] = 255;
     const auto edit = sd.edit(base, EditRequest{.prompt = "a photo of a dog", .mask_mode = MaskMode::painted, .painted_mask = painted});
+    QVERIFY2(edit.generation.result.decoded.empty(), "the whole image was decoded, not a crop");
     const auto full = sd.decode_image(edit.generation.result.latents);
     double total = 0;
     int count = 0;
     for (int y = 96; y < 160; ++y)
       for (int x = 64; x < 128; ++x)
         for (int c = 0; c < 3; ++c) {
-          const auto i = (static_cast<std::size_t>(y) * 256 + x) * 3 + c;
+          const auto i = (static_cast<std::size_t>(y) * 384 + x) * 3 + c;
           total += std::abs(int(full.pixels[i]) - int(edit.generation.result.image.pixels[i]));
           ++count;
         }
