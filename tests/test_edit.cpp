@@ -12,6 +12,7 @@
 
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -156,6 +157,19 @@ private slots:
     QCOMPARE(latents_changed_outside(base, a), 0);
     // The edited generation's cache is as complete as a dense one: it can be edited again.
     QCOMPARE(a.generation.cache_bytes(), base.cache_bytes());
+    // The cost model's dense fallback: partly covered levels run in full and blend (here every level),
+    // and the result is the same.
+    auto all_dense = sparse;
+    all_dense.dense_levels_up_to = std::int64_t{1} << 30;
+    backend_.set_profiling(true);
+    const auto c = sd.edit(base, all_dense);
+    const auto ops = backend_.profile_report();
+    backend_.set_profiling(false);
+    QVERIFY(std::none_of(ops.begin(), ops.end(), [](const auto& op) { return op.op == "conv2d_at"; }));
+    QVERIFY(std::any_of(ops.begin(), ops.end(), [](const auto& op) { return op.op == "select_positions"; }));
+    const double dense_error = relative_l2(c.generation.latents.back(), b.generation.latents.back());
+    QVERIFY2(dense_error < 1e-5, qPrintable(QString::number(dense_error)));
+    QCOMPARE(latents_changed_outside(base, c), 0);
   }
 
   // The edit decodes only a crop around its region (crops grow to multiples of 256 pixels: 384x384

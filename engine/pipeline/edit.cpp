@@ -215,7 +215,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   t = Clock::now();
   keep_outside(x, base.latents[static_cast<std::size_t>(k)], out.mask);
   gen.latents.back() = x;
-  SparseLevels levels(out.mask);
+  SparseLevels levels(out.mask, e.dense_levels_up_to.value_or(SparseLevels::default_dense_up_to()));
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
     const auto& cached = cache.acquire(static_cast<std::size_t>(i), &levels);  // queues step i + 1's copy

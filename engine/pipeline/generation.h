@@ -99,6 +99,9 @@ struct EditRequest {
   // Automatic mode only: after the detection steps ran, this latent mask ([h/8, w/8]) replaces the
   // detected one. fisedit-bench times edits of a given size this way, as real automatic edits.
   std::optional<LatentMask> mask_override{};
+  // Partly covered U-Net levels of at most this many positions run in full instead of at the active
+  // positions (SparseLevels); unset: the default.
+  std::optional<std::int64_t> dense_levels_up_to{};
 };
 
 struct EditStats {

@@ -90,7 +90,7 @@ SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
       // Past this share of a level, gathering costs more than it saves and the level runs in full
       // (then blended): measured on an H100, SD2 at 768x768, a 50% region ran at 0.88x of dense.
       constexpr double kDenseAbove = 0.45;
-      if (h * w <= dense_levels_up_to()) return Plan::dense;
+      if (h * w <= levels_->dense_up_to()) return Plan::dense;
       return static_cast<double>(level.positions.dim(0)) > kDenseAbove * static_cast<double>(h * w) ? Plan::dense
                                                                                                   : Plan::sparse;
     }
@@ -98,7 +98,7 @@ SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
   return Plan::dense;
 }
 
-std::int64_t SparseStep::dense_levels_up_to() {
+std::int64_t SparseLevels::default_dense_up_to() {
   static const std::int64_t positions = [] {
     const char* env = std::getenv("FISEDIT_SPARSE_DENSE_UP_TO");
     return env && *env ? std::max<std::int64_t>(0, std::atoll(env)) : std::int64_t{0};

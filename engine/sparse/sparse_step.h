@@ -47,8 +47,15 @@ std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int
 // steps: an upload waits for the device, so uploading per step would stall the step loop.
 class SparseLevels {
 public:
-  explicit SparseLevels(LatentMask mask) : mask_(std::move(mask)) {}
+  // Partly covered levels of at most `dense_up_to` positions run in full (then blend), however small
+  // the region: their GEMMs have so few rows that reading the weights costs the same either way.
+  explicit SparseLevels(LatentMask mask, std::int64_t dense_up_to = default_dense_up_to())
+      : mask_(std::move(mask)), dense_up_to_(dense_up_to) {}
   const LatentMask& latent() const { return mask_; }
+  std::int64_t dense_up_to() const { return dense_up_to_; }
+  // 0 (every level by its share) unless FISEDIT_SPARSE_DENSE_UP_TO (read once) says otherwise: the
+  // knob fisedit-bench measures the line with.
+  static std::int64_t default_dense_up_to();
 
   enum class Coverage { none, partial, all };
   struct Level {
@@ -62,6 +69,7 @@ public:
 
 private:
   LatentMask mask_;
+  std::int64_t dense_up_to_ = 0;
   std::map<std::pair<std::int64_t, std::int64_t>, Level> levels_;
 };
 
@@ -85,11 +93,6 @@ public:
     sparse,  // at positions() only, then scatter_output()
   };
   Plan plan(Backend& b, std::int64_t h, std::int64_t w);
-  // Partly covered levels of at most this many positions run in full and blend, however small the
-  // region: their GEMMs have so few rows that reading the weights dominates either way.
-  // FISEDIT_SPARSE_DENSE_UP_TO (read once; default 0: every level by its share) sets it, for
-  // measuring where the line lies.
-  static std::int64_t dense_levels_up_to();
   // I32 [P]: the active positions of a level, for Plan::sparse.
   const DeviceTensor& positions(Backend& b, std::int64_t h, std::int64_t w);
   // The next recorded output as it was (Plan::cached), kept for the edited generation.
