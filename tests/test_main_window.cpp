@@ -9,11 +9,13 @@
 #include <QtTest>
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDoubleSpinBox>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
 #include <QSettings>
 #include <QSignalSpy>
+#include <QSpinBox>
 
 using fisedit::ui::MainWindow;
 
@@ -23,6 +25,11 @@ constexpr int kLoadTimeoutMs = 30000;
 
 QString referenceModel(const char* relative) {
   return QString::fromStdString((fisedit::test::reference_dir() / relative).string());
+}
+
+template <class Widget>
+Widget* named(const MainWindow& window, const char* name) {
+  return window.findChild<Widget*>(QString::fromLatin1(name));
 }
 
 QString labelText(const MainWindow& window, const char* name) {
@@ -190,6 +197,49 @@ private slots:
     panel->setPaintedMaskAvailable(false);
     QVERIFY(check->isEnabled());
     QVERIFY(panel->editOptions().attention_control);
+  }
+
+  // The panel's lasting choices come back in the next window (the next session); the seed does not.
+  // Hand-edited settings out of range are clamped, an unknown sampler ignored.
+  void remembersParameterChoices() {
+    QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).clear();
+    {
+      MainWindow window;
+      window.show();
+      named<QSpinBox>(window, "stepsSpin")->setValue(33);
+      named<QDoubleSpinBox>(window, "cfgSpin")->setValue(5.5);
+      auto* sampler = named<QComboBox>(window, "schedulerCombo");
+      sampler->setCurrentIndex(sampler->findData(QStringLiteral("euler")));
+      named<QCheckBox>(window, "randomSeed")->setChecked(true);
+      named<QSpinBox>(window, "marginSpin")->setValue(3);
+      named<QSpinBox>(window, "detectStepsSpin")->setValue(4);
+      named<QCheckBox>(window, "attentionControlCheck")->setChecked(true);
+      named<QSpinBox>(window, "seedSpin")->setValue(1234);
+      QVERIFY(window.close());
+    }
+    {
+      MainWindow window;
+      QCOMPARE(named<QSpinBox>(window, "stepsSpin")->value(), 33);
+      QCOMPARE(named<QDoubleSpinBox>(window, "cfgSpin")->value(), 5.5);
+      QCOMPARE(named<QComboBox>(window, "schedulerCombo")->currentData().toString(),
+               QStringLiteral("euler"));
+      QVERIFY(named<QCheckBox>(window, "randomSeed")->isChecked());
+      QCOMPARE(named<QSpinBox>(window, "marginSpin")->value(), 3);
+      QCOMPARE(named<QSpinBox>(window, "detectStepsSpin")->value(), 4);
+      QVERIFY(window.parameters()->editOptions().attention_control);
+      QCOMPARE(named<QSpinBox>(window, "seedSpin")->value(), 42);
+      QCOMPARE(window.parameters()->request(1).steps, 33);
+    }
+    {
+      QSettings settings(QStringLiteral("fisedit"), QStringLiteral("fisedit"));
+      settings.setValue(QStringLiteral("parameters/steps"), 100000);
+      settings.setValue(QStringLiteral("parameters/sampler"), QStringLiteral("no such sampler"));
+    }
+    MainWindow window;
+    QCOMPARE(named<QSpinBox>(window, "stepsSpin")->maximum(),
+             named<QSpinBox>(window, "stepsSpin")->value());
+    QCOMPARE(named<QComboBox>(window, "schedulerCombo")->currentIndex(), 0);
+    QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).clear();  // the next tests start from the defaults
   }
 
   void restoresLastModel() {

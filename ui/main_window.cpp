@@ -176,6 +176,7 @@ QWidget* MainWindow::createLeftColumn() {
   layout->setContentsMargins(0, 0, 4, 0);
   m_promptEditor = new PromptEditor;
   m_parameters = new ParametersPanel;
+  m_parameters->restoreChoices(appSettings());
   connect(m_promptEditor, &PromptEditor::promptsChanged, this, &MainWindow::updateGenerateButton);
   connect(m_parameters, &ParametersPanel::changed, this, &MainWindow::updateGenerateButton);
   connect(m_parameters, &ParametersPanel::reuseSeedRequested, this, [this] {
@@ -222,6 +223,11 @@ void MainWindow::openModel(const QString& path) { requestLoad(path, QString()); 
 
 void MainWindow::setConfigFolder(const QString& configDir) {
   if (m_model) requestLoad(m_model->source, configDir);
+}
+
+void MainWindow::rememberChoices() {
+  auto settings = appSettings();
+  m_parameters->saveChoices(settings);
 }
 
 bool MainWindow::restoreLastModel() {

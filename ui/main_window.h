@@ -97,6 +97,8 @@ private:
   void createProjectActions(QMenu* file);
   // Save / Discard / Cancel for unsaved history; false when the user cancelled (or saving failed).
   bool maybeSaveChanges();
+  // The parameters panel's lasting choices, into the settings (on close; restored on start).
+  void rememberChoices();
   bool saveOrChooseProjectFile();
   bool chooseSaveProjectFile();
   void chooseOpenProjectFile();

@@ -198,10 +198,12 @@ bool MainWindow::maybeSaveChanges() {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
-  if (maybeSaveChanges())
-    event->accept();
-  else
+  if (!maybeSaveChanges()) {
     event->ignore();
+    return;
+  }
+  rememberChoices();
+  event->accept();
 }
 
 bool MainWindow::saveOrChooseProjectFile() {

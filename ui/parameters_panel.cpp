@@ -7,6 +7,7 @@
 #include <QGroupBox>
 #include <QLabel>
 #include <QHBoxLayout>
+#include <QSettings>
 #include <QSignalBlocker>
 #include <QSpinBox>
 #include <QStandardItemModel>
@@ -233,6 +234,38 @@ void ParametersPanel::updateEditBox() {
 }
 
 void ParametersPanel::setAttentionControl(bool on) { m_attentionControl->setChecked(on); }
+
+void ParametersPanel::saveChoices(QSettings& settings) const {
+  settings.setValue(QStringLiteral("parameters/steps"), m_steps->value());
+  settings.setValue(QStringLiteral("parameters/cfg"), m_cfg->value());
+  settings.setValue(QStringLiteral("parameters/sampler"), m_scheduler->currentData().toString());
+  settings.setValue(QStringLiteral("parameters/randomSeed"), m_randomSeed->isChecked());
+  settings.setValue(QStringLiteral("edit/margin"), m_margin->value());
+  settings.setValue(QStringLiteral("edit/detectSteps"), m_detectSteps->value());
+  settings.setValue(QStringLiteral("edit/attentionControl"), m_attentionControl->isChecked());
+}
+
+void ParametersPanel::restoreChoices(const QSettings& settings) {
+  const QSignalBlocker block(this);  // one changed() at the end
+  const auto restoreInt = [&](QSpinBox* box, const char* key) {
+    bool ok = false;
+    const int value = settings.value(QLatin1String(key)).toInt(&ok);
+    if (ok) box->setValue(value);  // clamped to the box's range
+  };
+  restoreInt(m_steps, "parameters/steps");
+  restoreInt(m_margin, "edit/margin");
+  restoreInt(m_detectSteps, "edit/detectSteps");
+  bool ok = false;
+  const double cfg = settings.value(QStringLiteral("parameters/cfg")).toDouble(&ok);
+  if (ok) m_cfg->setValue(cfg);
+  const int sampler = m_scheduler->findData(settings.value(QStringLiteral("parameters/sampler")).toString());
+  if (sampler >= 0) m_scheduler->setCurrentIndex(sampler);
+  if (settings.contains(QStringLiteral("parameters/randomSeed")))
+    m_randomSeed->setChecked(settings.value(QStringLiteral("parameters/randomSeed")).toBool());
+  if (settings.contains(QStringLiteral("edit/attentionControl")))
+    m_attentionControl->setChecked(settings.value(QStringLiteral("edit/attentionControl")).toBool());
+  emit changed();
+}
 
 EditRequest ParametersPanel::editOptions() const {
   EditRequest e;

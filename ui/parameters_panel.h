@@ -10,6 +10,7 @@
 class QCheckBox;
 class QComboBox;
 class QDoubleSpinBox;
+class QSettings;
 class QSpinBox;
 
 namespace fisedit::ui {
@@ -36,6 +37,12 @@ public:
   void setMaskMode(MaskMode mode);
   // The painted and intersect modes need a painted mask; without one the mode returns to automatic.
   void setPaintedMaskAvailable(bool available);
+  // The choices a user makes once and expects back next time (like A1111's UI defaults): steps, CFG
+  // scale, sampler, random seed, and the edit options' margin, detection steps and attention control.
+  // Not the seed, the size (it follows the model), the device or the region mode (it follows the
+  // painting). Values out of range are clamped, unknown samplers ignored.
+  void saveChoices(QSettings& settings) const;
+  void restoreChoices(const QSettings& settings);
   void setAttentionControl(bool on);
   DeviceChoice device() const;
 
