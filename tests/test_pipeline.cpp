@@ -203,6 +203,44 @@ private slots:
     r.negative_prompt.clear();
     QVERIFY(!QString::fromStdString(a1111_parameters(r, "m")).contains("Negative prompt"));
   }
+
+  // Reading a parameters text back: ours round-trips; AUTOMATIC1111's longer ones (multi-line prompts,
+  // extra keys, quoted values with commas) give what fisedit understands; a text without a parameter
+  // line is all prompt; numbers that are not numbers are left unset.
+  void a1111_parameters_read_back() {
+    const GenerationRequest r{"a cat\non a sofa", "blurry", 4294967296, 33, 6.5f, "euler", 640, 448, std::nullopt};
+    const auto ours = parse_a1111_parameters(a1111_parameters(r, "sd15"));
+    QCOMPARE(QString::fromStdString(ours.prompt), QString("a cat\non a sofa"));
+    QCOMPARE(QString::fromStdString(ours.negative_prompt), QString("blurry"));
+    QCOMPARE(ours.seed, std::optional<std::uint64_t>(4294967296));
+    QCOMPARE(ours.steps, std::optional<int>(33));
+    QCOMPARE(ours.cfg_scale, std::optional<float>(6.5f));
+    QCOMPARE(ours.scheduler, std::optional<std::string>("euler"));
+    QCOMPARE(ours.width, std::optional<int>(640));
+    QCOMPARE(ours.height, std::optional<int>(448));
+    QVERIFY(ours.unknown_sampler.empty());
+
+    const auto theirs = parse_a1111_parameters(
+        "masterpiece, a castle\r\non a hill\r\nNegative prompt: lowres, bad anatomy\r\nworst quality\r\n"
+        "Steps: 28, Sampler: Euler a, Schedule type: Karras, CFG scale: 5, Seed: 123, Size: 512x768, "
+        "Model hash: 6ce0161689, Model: v1-5, Lora hashes: \"detail: 1a2b, style: 3c4d\", Version: v1.9.4");
+    QCOMPARE(QString::fromStdString(theirs.prompt), QString("masterpiece, a castle\non a hill"));
+    QCOMPARE(QString::fromStdString(theirs.negative_prompt), QString("lowres, bad anatomy\nworst quality"));
+    QCOMPARE(theirs.steps, std::optional<int>(28));
+    QCOMPARE(theirs.cfg_scale, std::optional<float>(5.0f));
+    QCOMPARE(theirs.seed, std::optional<std::uint64_t>(123));
+    QCOMPARE(theirs.width, std::optional<int>(512));
+    QVERIFY(!theirs.scheduler);
+    QCOMPARE(QString::fromStdString(theirs.unknown_sampler), QString("Euler a"));
+
+    const auto prompt_only = parse_a1111_parameters("just a prompt, with commas: and colons");
+    QCOMPARE(QString::fromStdString(prompt_only.prompt), QString("just a prompt, with commas: and colons"));
+    QVERIFY(!prompt_only.steps && !prompt_only.seed && prompt_only.negative_prompt.empty());
+
+    const auto odd = parse_a1111_parameters("p\nSteps: many, Sampler: DDIM, Seed: -1, Size: big");
+    QVERIFY(!odd.steps && !odd.seed && !odd.width && !odd.height);
+    QCOMPARE(odd.scheduler, std::optional<std::string>("ddim"));
+  }
 };
 
 QTEST_GUILESS_MAIN(TestPipeline)
