@@ -3,8 +3,10 @@
 // losing the model already loaded. And the edit options' attention control checkbox drives the edit
 // request, off and disabled for a painted region.
 #include "test_support.h"
+#include "io/image_file.h"
 #include "ui/main_window.h"
 #include "ui/parameters_panel.h"
+#include "ui/prompt_editor.h"
 
 #include <QtTest>
 #include <QCheckBox>
@@ -12,10 +14,13 @@
 #include <QDoubleSpinBox>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMimeData>
 #include <QPlainTextEdit>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QSpinBox>
+#include <QStatusBar>
+#include <QTemporaryDir>
 
 using fisedit::ui::MainWindow;
 
@@ -240,6 +245,70 @@ private slots:
              named<QSpinBox>(window, "stepsSpin")->value());
     QCOMPARE(named<QComboBox>(window, "schedulerCombo")->currentIndex(), 0);
     QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).clear();  // the next tests start from the defaults
+  }
+
+  // A PNG's parameters text fills the prompts and the panel, sizes rounded to multiples of 8; what
+  // fisedit cannot take (a sampler it lacks) is said in the status bar. A PNG without the text, or a
+  // file that is not a PNG, changes nothing and says why.
+  void usesImageParameters() {
+    QTemporaryDir dir;
+    const fisedit::Image8 image{8, 8, 3, std::vector<std::uint8_t>(8 * 8 * 3, 128)};
+    const QString a1111 = dir.filePath(QStringLiteral("a1111.png"));
+    fisedit::write_png(a1111.toStdString(), image,
+                       {{"parameters", "a castle\non a hill\nNegative prompt: lowres\nSteps: 28, Sampler: Euler a, "
+                                       "CFG scale: 5, Seed: 123, Size: 516x772, Model hash: 6ce0, Model: v1-5"}});
+    MainWindow window;
+    window.show();
+    auto* sampler = named<QComboBox>(window, "schedulerCombo");
+    const QString samplerBefore = sampler->currentText();
+    named<QCheckBox>(window, "randomSeed")->setChecked(true);
+    QVERIFY(window.useImageParameters(a1111));
+    QCOMPARE(window.promptEditor()->prompt(), QStringLiteral("a castle\non a hill"));
+    QCOMPARE(window.promptEditor()->negativePrompt(), QStringLiteral("lowres"));
+    const auto request = window.parameters()->request(window.parameters()->seed());
+    QCOMPARE(request.steps, 28);
+    QCOMPARE(request.cfg_scale, 5.0f);
+    QCOMPARE(request.seed, std::uint64_t{123});
+    QVERIFY(!window.parameters()->randomSeed());
+    QCOMPARE(request.width, 512);
+    QCOMPARE(request.height, 768);
+    QCOMPARE(sampler->currentText(), samplerBefore);
+    QVERIFY2(window.statusBar()->currentMessage().contains(QStringLiteral("Euler a")),
+             qPrintable(window.statusBar()->currentMessage()));
+    QVERIFY(!named<QWidget>(window, "errorBanner")->isVisible());
+
+    const QString plain = dir.filePath(QStringLiteral("plain.png"));
+    fisedit::write_png(plain.toStdString(), image);
+    QVERIFY(!window.useImageParameters(plain));
+    QVERIFY(named<QWidget>(window, "errorBanner")->isVisible());
+    QVERIFY(named<QLabel>(window, "errorMessage")->text().contains(QStringLiteral("no generation parameters")));
+    QFile notPng(dir.filePath(QStringLiteral("text.png")));
+    QVERIFY(notPng.open(QIODevice::WriteOnly));
+    notPng.write("not an image");
+    notPng.close();
+    QVERIFY(!window.useImageParameters(notPng.fileName()));
+    QVERIFY(named<QLabel>(window, "errorMessage")->text().contains(QStringLiteral("Could not read")));
+    QCOMPARE(window.parameters()->request(1).steps, 28);  // nothing changed
+    QCOMPARE(window.promptEditor()->prompt(), QStringLiteral("a castle\non a hill"));
+
+    // Dropping the PNG on the window does the same; a dragged text file is refused.
+    window.promptEditor()->setPrompts(QStringLiteral("something else"), QString());
+    QMimeData mime;
+    mime.setUrls({QUrl::fromLocalFile(a1111)});
+    const QPoint inside = window.rect().center();
+    QDragEnterEvent enter(inside, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    enter.setAccepted(false);
+    QApplication::sendEvent(&window, &enter);
+    QVERIFY(enter.isAccepted());
+    QDropEvent drop(QPointF(inside), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&window, &drop);
+    QCOMPARE(window.promptEditor()->prompt(), QStringLiteral("a castle\non a hill"));
+    QMimeData text;
+    text.setUrls({QUrl::fromLocalFile(dir.filePath(QStringLiteral("notes.txt")))});
+    QDragEnterEvent refused(inside, Qt::CopyAction, &text, Qt::LeftButton, Qt::NoModifier);
+    refused.setAccepted(false);
+    QApplication::sendEvent(&window, &refused);
+    QVERIFY(!refused.isAccepted());
   }
 
   void restoresLastModel() {

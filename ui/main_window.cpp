@@ -49,6 +49,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   qRegisterMetaType<HistoryRecord>();
   setWindowTitle(QStringLiteral("fisedit"));
   resize(1280, 800);
+  setAcceptDrops(true);  // a PNG dropped on the window lends its parameters (useImageParameters)
   createWorker();
 
   m_modelPanel = new ModelPanel;

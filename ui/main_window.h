@@ -74,6 +74,11 @@ public slots:
   // (restoredNodesAdopted) and they can be edited; otherwise they stay view-only and the status bar
   // names the model to open, which adopts them once it has loaded.
   bool openProject(const QString& path);
+  // Fills the prompts and parameters from a PNG's "parameters" text (fisedit's, AUTOMATIC1111's, or
+  // any tool's that copies it); also what dropping a PNG on the window does. What the image asks for
+  // and fisedit cannot do (an unknown sampler, a seed beyond the seed box) is named in the status
+  // bar; false (and the banner) for a file that cannot be read or carries no parameters.
+  bool useImageParameters(const QString& path);
 
 public:
   // Nodes made or removed since the last save or open (an empty history has nothing to lose).
@@ -92,6 +97,8 @@ signals:
 
 protected:
   void closeEvent(QCloseEvent* event) override;
+  void dragEnterEvent(QDragEnterEvent* event) override;
+  void dropEvent(QDropEvent* event) override;
 
 private:
   void createProjectActions(QMenu* file);
@@ -102,6 +109,7 @@ private:
   bool saveOrChooseProjectFile();
   bool chooseSaveProjectFile();
   void chooseOpenProjectFile();
+  void chooseImageParametersFile();
   void chooseExportHistoryFolder();
   // The history to save or export, with the open model as the project's.
   ProjectContent projectContent() const;

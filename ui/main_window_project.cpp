@@ -4,20 +4,32 @@
 #include "ui/image_canvas.h"
 #include "ui/main_window.h"
 #include "ui/model_worker.h"
+#include "ui/parameters_panel.h"
 #include "ui/project_file.h"
+#include "ui/prompt_editor.h"
+
+#include "core/error.h"
+#include "io/image_file.h"
+#include "pipeline/generation.h"
 
 #include <QAction>
 #include <QCloseEvent>
 #include <QDir>
+#include <QDragEnterEvent>
+#include <QDropEvent>
+#include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QMenu>
 #include <QMessageBox>
+#include <QMimeData>
 #include <QStackedWidget>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <QUrl>
 
 #include <algorithm>
+#include <filesystem>
 
 namespace fisedit::ui {
 namespace {
@@ -123,6 +135,7 @@ void MainWindow::createProjectActions(QMenu* file) {
   file->addAction(tr("Export &History..."), this, &MainWindow::chooseExportHistoryFolder);
   file->addSeparator();
   file->addAction(tr("Open &Project..."), this, &MainWindow::chooseOpenProjectFile);
+  file->addAction(tr("Use Parameters from &Image..."), this, &MainWindow::chooseImageParametersFile);
   auto* save = file->addAction(tr("&Save Project"), this, &MainWindow::saveOrChooseProjectFile);
   save->setShortcut(QKeySequence::Save);
   auto* saveAs = file->addAction(tr("Save Project &As..."), this, &MainWindow::chooseSaveProjectFile);
@@ -223,6 +236,60 @@ void MainWindow::chooseOpenProjectFile() {
   const QString dir = m_projectPath.isEmpty() ? lastBrowseDir() : QFileInfo(m_projectPath).absolutePath();
   const QString file = QFileDialog::getOpenFileName(this, tr("Open Project"), dir, projectFilter());
   if (!file.isEmpty()) openProject(file);
+}
+
+void MainWindow::chooseImageParametersFile() {
+  const QString file =
+      QFileDialog::getOpenFileName(this, tr("Use Parameters from Image"), lastBrowseDir(), tr("PNG images (*.png)"));
+  if (!file.isEmpty()) useImageParameters(file);
+}
+
+bool MainWindow::useImageParameters(const QString& path) {
+  const QString name = QFileInfo(path).fileName();
+  TextChunks chunks;
+  try {
+    chunks = read_png_text(std::filesystem::path(QFile::encodeName(path).toStdString()));
+  } catch (const Error& e) {
+    showError(tr("<b>Could not read %1</b><br>%2").arg(name.toHtmlEscaped(), QString::fromStdString(e.what()).toHtmlEscaped()));
+    return false;
+  }
+  const auto text = std::find_if(chunks.begin(), chunks.end(), [](const auto& c) { return c.first == "parameters"; });
+  if (text == chunks.end()) {
+    showError(tr("<b>%1 carries no generation parameters</b><br>PNGs made by fisedit or AUTOMATIC1111 (and tools "
+                 "that keep its \"parameters\" text) do.")
+                  .arg(name.toHtmlEscaped()));
+    return false;
+  }
+  const auto parameters = parse_a1111_parameters(text->second);
+  m_promptEditor->setPrompts(QString::fromStdString(parameters.prompt), QString::fromStdString(parameters.negative_prompt));
+  const QStringList notes = m_parameters->applyImageParameters(parameters);
+  statusBar()->showMessage(notes.isEmpty() ? tr("Parameters from %1").arg(name)
+                                           : tr("Parameters from %1; %2").arg(name, notes.join(QStringLiteral("; "))),
+                           10000);
+  return true;
+}
+
+namespace {
+
+// The one local PNG a drag carries, or an empty string.
+QString draggedPng(const QMimeData* mime) {
+  if (!mime || !mime->hasUrls() || mime->urls().size() != 1) return QString();
+  const QUrl url = mime->urls().first();
+  return url.isLocalFile() && url.toLocalFile().endsWith(QStringLiteral(".png"), Qt::CaseInsensitive) ? url.toLocalFile()
+                                                                                                       : QString();
+}
+
+}  // namespace
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
+  if (!draggedPng(event->mimeData()).isEmpty()) event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event) {
+  const QString png = draggedPng(event->mimeData());
+  if (png.isEmpty()) return;
+  event->acceptProposedAction();
+  useImageParameters(png);
 }
 
 void MainWindow::chooseExportHistoryFolder() {

@@ -235,6 +235,29 @@ void ParametersPanel::updateEditBox() {
 
 void ParametersPanel::setAttentionControl(bool on) { m_attentionControl->setChecked(on); }
 
+QStringList ParametersPanel::applyImageParameters(const ImageParameters& p) {
+  const QSignalBlocker block(this);  // one changed() at the end
+  QStringList notes;
+  if (p.seed && *p.seed <= static_cast<std::uint64_t>(kMaxSeed)) {
+    m_randomSeed->setChecked(false);
+    m_seed->setValue(static_cast<int>(*p.seed));
+  } else if (p.seed) {
+    notes << tr("seed %1 is beyond the seed box (up to %2): kept %3").arg(*p.seed).arg(kMaxSeed).arg(m_seed->value());
+  }
+  if (p.steps) m_steps->setValue(*p.steps);
+  if (p.cfg_scale) m_cfg->setValue(*p.cfg_scale);
+  if (p.scheduler) {
+    const int index = m_scheduler->findData(QString::fromStdString(*p.scheduler));
+    if (index >= 0) m_scheduler->setCurrentIndex(index);
+  } else if (!p.unknown_sampler.empty()) {
+    notes << tr("sampler \"%1\" is not one of fisedit's: kept %2")
+                 .arg(QString::fromStdString(p.unknown_sampler), m_scheduler->currentText());
+  }
+  if (p.width && p.height && *p.width >= 8 && *p.height >= 8) setSize(*p.width / 8 * 8, *p.height / 8 * 8);
+  emit changed();
+  return notes;
+}
+
 void ParametersPanel::saveChoices(QSettings& settings) const {
   settings.setValue(QStringLiteral("parameters/steps"), m_steps->value());
   settings.setValue(QStringLiteral("parameters/cfg"), m_cfg->value());

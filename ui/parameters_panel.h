@@ -42,6 +42,9 @@ public:
   // Not the seed, the size (it follows the model), the device or the region mode (it follows the
   // painting). Values out of range are clamped, unknown samplers ignored.
   void saveChoices(QSettings& settings) const;
+  // Takes what an image's parameters text says (seed, with random seed off; steps; CFG; sampler; size,
+  // rounded down to multiples of 8) and returns what could not be taken, for the user.
+  QStringList applyImageParameters(const ImageParameters& parameters);
   void restoreChoices(const QSettings& settings);
   void setAttentionControl(bool on);
   DeviceChoice device() const;
