@@ -124,8 +124,8 @@ DeviceTensor SparseStep::scatter_output(Backend& b, const DeviceTensor& values, 
     throw Error(ErrorCode::invalid_argument, "sparse values " + shape_to_string(values.shape()) +
                                                  " do not match the cached output " + shape_to_string(cached.shape()));
   const auto& level = levels_->level(b, h, w);
-  auto result =
-      b.scatter_positions(cached.reshaped({n, h * w, c}), values, level.positions, addend, &level.inverse).reshaped(cached.shape());
+  auto result = b.scatter_positions(cached.reshaped({n, h * w, c}), values, level.positions, addend, &level.inverse)
+                    .reshaped(cached.shape());
   out_.outputs.push_back(result);
   return result;
 }
