@@ -1,6 +1,7 @@
 #include "ui/prompt_editor.h"
 
 #include "core/error.h"
+#include "text/prompt_weights.h"
 
 #include <QHBoxLayout>
 #include <QLabel>
@@ -88,7 +89,8 @@ void PromptEditor::updateCounter(const Field& field) {
   int count = 0;
   try {
     const QByteArray utf8 = field.edit->toPlainText().toUtf8();
-    count = static_cast<int>(m_tokenizer->encode_unpadded(std::string_view(utf8.constData(), utf8.size())).size()) - 2;
+    // The tokens the text encoder reads: the emphasis syntax ("(word:1.2)") is not text.
+    count = static_cast<int>(prompt_tokens(*m_tokenizer, std::string_view(utf8.constData(), utf8.size())).ids.size());
   } catch (const Error& e) {
     counter->setText(QStringLiteral("? / %1").arg(kTokenLimit));
     counter->setToolTip(tr("The prompt could not be tokenized: %1").arg(QString::fromUtf8(e.what())));

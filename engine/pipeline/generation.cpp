@@ -10,6 +10,7 @@
 #include "sparse/token_alignment.h"
 #include "sched/scheduler.h"
 #include "text/clip_tokenizer.h"
+#include "text/prompt_weights.h"
 
 #include <algorithm>
 #include <charconv>
@@ -101,13 +102,19 @@ GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
   return r;
 }
 
+// The prompt's emphasis syntax ("(word:1.2)", text/prompt_weights.h) weighs the encoder's output rows.
 Tensor StableDiffusion::encode_prompt(const std::string& text) const {
-  const auto ids = c_->tokenizer.encode(text);
-  return c_->text_encoder.encode(Tensor::from_i64({1, static_cast<std::int64_t>(ids.size())}, ids));
+  const auto tokens = encoder_tokens(c_->tokenizer, text);
+  auto hidden = c_->text_encoder.encode(Tensor::from_i64({1, static_cast<std::int64_t>(tokens.ids.size())}, tokens.ids));
+  if (!tokens.weighted()) return hidden;
+  auto values = hidden.to_f32();
+  apply_token_weights(values, tokens.weights);
+  return Tensor::from_f32(hidden.shape(), values);
 }
 
 DeviceTensor StableDiffusion::token_columns(const std::string& base_prompt, const std::string& prompt) const {
-  const auto old_ids = c_->tokenizer.encode(base_prompt), new_ids = c_->tokenizer.encode(prompt);
+  const auto old_ids = encoder_tokens(c_->tokenizer, base_prompt).ids;
+  const auto new_ids = encoder_tokens(c_->tokenizer, prompt).ids;
   const auto map = token_alignment(old_ids, new_ids);
   return backend_.upload(Tensor::from_i64({static_cast<std::int64_t>(map.size())}, std::vector<std::int64_t>(map.begin(), map.end())));
 }
