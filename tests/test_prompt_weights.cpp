@@ -115,6 +115,26 @@ private slots:
     QVERIFY(image("a photo of a (cat:1.6)") != plain);
     QVERIFY(image("a photo of a \\(cat\\)") != plain);  // literal brackets are tokens
   }
+
+  // Changing only a weight is an edit like any other: with attention control (whose token alignment
+  // reads the syntax-free tokens) the image changes inside the edit's region only.
+  void weight_change_edits() {
+    StableDiffusion sd(std::make_shared<LoadedModel>(load_model(test::reference_dir() / "tiny-sd2" / "model")), backend_);
+    const auto base = sd.generate_cached({"a photo of a (cat:1.2)", "", 7, 6, 7.5f, "ddim", 128, 128, std::nullopt});
+    EditRequest e{.prompt = "a photo of a (cat:1.8)"};
+    e.attention_control = true;
+    const auto edit = sd.edit(base, e);
+    QVERIFY(edit.stats.attention_control_steps > 0);
+    int changed_outside = 0, changed = 0;
+    for (std::size_t p = 0; p < edit.changed_region.pixels.size(); ++p)
+      for (int c = 0; c < 3; ++c) {
+        const bool differs = edit.generation.result.image.pixels[p * 3 + c] != base.result.image.pixels[p * 3 + c];
+        changed += differs;
+        changed_outside += differs && edit.changed_region.pixels[p] == 0;
+      }
+    QCOMPARE(changed_outside, 0);
+    QVERIFY(changed > 0);
+  }
 };
 
 QTEST_GUILESS_MAIN(TestPromptWeights)
