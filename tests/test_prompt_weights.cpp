@@ -49,6 +49,7 @@ private slots:
     QTest::newRow("nested explicit") << "(a (cat:2) b:0.5)" << Runs{{"a ", 0.5f}, {"cat", 1.0f}, {" b", 0.5f}};
     QTest::newRow("spaces around the weight") << "(cat : 0.25 )" << Runs{{"cat ", 0.25f}};
     QTest::newRow("escaped") << "\\(literal\\) \\[x\\] \\\\" << Runs{{"(literal) [x] \\", 1.0f}};
+    QTest::newRow("lone backslash") << "a\\b" << Runs{{"ab", 1.0f}};
     QTest::newRow("unclosed") << "a (cat" << Runs{{"a ", 1.0f}, {"cat", up}};
     QTest::newRow("stray closers") << "stray) and ] here" << Runs{{"stray) and ] here", 1.0f}};
     QTest::newRow("colon without a weight") << "(time: noon)" << Runs{{"time: noon", up}};

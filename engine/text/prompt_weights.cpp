@@ -47,6 +47,8 @@ std::vector<WeightedText> parse_prompt_weights(std::string_view s) {
                                           s[i + 1] == '\\')) {
       literal(s.substr(i + 1, 1));
       i += 2;
+    } else if (c == '\\') {  // a lone backslash escapes nothing and is dropped, as in A1111
+      ++i;
     } else if (c == '(') {
       round.push_back(runs.size());
       ++i;

@@ -1,8 +1,9 @@
 #pragma once
 // AUTOMATIC1111's emphasis syntax, which ComfyUI and most Stable Diffusion front ends share:
 // "(words)" multiplies their weight by 1.1, "[words]" divides it by 1.1, "(words:1.5)" multiplies it
-// by 1.5, nesting multiplies, and "\(" "\)" "\[" "\]" "\\" are the literal characters. Unbalanced
-// brackets apply to the end of the prompt; a ")" or "]" with nothing open is literal text.
+// by 1.5, nesting multiplies, and "\(" "\)" "\[" "\]" "\\" are the literal characters (a backslash
+// before anything else is dropped). Unbalanced brackets apply to the end of the prompt; a ")" or "]"
+// with nothing open is literal text.
 //
 // A weighted prompt conditions the U-Net as A1111 does it: the text encoder runs on the prompt's
 // tokens without the syntax, then each token's output row is multiplied by its weight and the whole
