@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <random>
 
 using namespace fisedit;
 
@@ -67,6 +68,23 @@ private slots:
     }
   }
 
+  // Any text parses (and tokenizes): random strings of the syntax's characters never throw, and every
+  // weight is a product of the bracket factors and finite explicit weights.
+  void any_text_parses() {
+    std::mt19937 random(5);
+    const std::string alphabet = "()[]:\\ab1.5- ";
+    for (int n = 0; n < 2000; ++n) {
+      std::string text;
+      const int length = static_cast<int>(random() % 24);
+      for (int i = 0; i < length; ++i) text += alphabet[random() % alphabet.size()];
+      const auto runs = parse_prompt_weights(text);
+      QVERIFY(!runs.empty());
+      for (const auto& run : runs) QVERIFY2(std::isfinite(run.weight), text.c_str());
+      const auto tokens = encoder_tokens(sd2_tokenizer(), text);
+      QCOMPARE(tokens.ids.size(), std::size_t{ClipTokenizer::kMaxLength});
+    }
+  }
+
   // The tokens are the text's without the syntax; a prompt of weight 1 is the tokenizer's own encoding.
   void tokens() {
     const auto& tokenizer = sd2_tokenizer();
@@ -101,6 +119,18 @@ private slots:
       QFAIL("mismatched weights were accepted");
     } catch (const Error& e) {
       QCOMPARE(e.code(), ErrorCode::invalid_argument);
+    }
+    // Nested huge weights overflow: refused with a message, never a NaN image.
+    std::string huge = "cat";
+    for (int i = 0; i < 8; ++i) huge = "(" + huge + ":100000)";
+    const auto tokens = encoder_tokens(sd2_tokenizer(), huge);
+    std::vector<float> rows(tokens.weights.size() * 2, 1.0f);
+    try {
+      apply_token_weights(rows, tokens.weights);
+      QFAIL("an overflowing weight was accepted");
+    } catch (const Error& e) {
+      QCOMPARE(e.code(), ErrorCode::invalid_argument);
+      QVERIFY(QString::fromStdString(e.what()).contains(QStringLiteral("out of range")));
     }
   }
 

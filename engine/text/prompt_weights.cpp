@@ -119,6 +119,10 @@ WeightedTokens encoder_tokens(const ClipTokenizer& tokenizer, std::string_view p
 void apply_token_weights(std::vector<float>& hidden, const std::vector<float>& weights) {
   if (weights.empty() || hidden.size() % weights.size() != 0)
     throw Error(ErrorCode::invalid_argument, "token weights do not match the text encoder's output");
+  for (float w : weights)
+    if (!std::isfinite(w) || std::abs(w) > 1e6f)
+      throw Error(ErrorCode::invalid_argument, "a prompt weight of " + std::to_string(w) +
+                                                   " is out of range; use weights like (word:1.3)");
   const std::size_t channels = hidden.size() / weights.size();
   double before = 0.0, after = 0.0;
   for (float v : hidden) before += v;
