@@ -31,6 +31,16 @@ void expect_error(F&& f, ErrorCode code, const std::string& fragment) {
   }
 }
 
+// A reference model's weights and its diffusers goldens.
+struct Reference {
+  LoadedModel loaded;
+  SafetensorsFile goldens;
+};
+Reference reference(const std::string& model) {
+  const auto dir = test::reference_dir() / model;
+  return {load_model(dir / "model"), SafetensorsFile::open(dir / "golden.safetensors")};
+}
+
 }  // namespace
 
 class TestUNet : public QObject {
@@ -47,9 +57,7 @@ private slots:
   void golden() {
     QFETCH(QString, model);
     QFETCH(QString, prefix);
-    const auto dir = test::reference_dir() / model.toStdString();
-    const auto loaded = load_model(dir / "model");
-    const auto goldens = SafetensorsFile::open(dir / "golden.safetensors");
+    const auto [loaded, goldens] = reference(model.toStdString());
     const auto key = prefix.toStdString() + ".";
     const Tensor want = goldens.tensor(key + "out");
 
@@ -66,9 +74,7 @@ private slots:
   // Each half of a CFG batch, run alone with its own timestep, gives that half of the batched output
   // (up to GEMM blocking, which depends on the batch size); one timestep serves the whole batch.
   void batch_rows_are_independent() {
-    const auto dir = test::reference_dir() / "tiny-sd2";
-    const auto loaded = load_model(dir / "model");
-    const auto goldens = SafetensorsFile::open(dir / "golden.safetensors");
+    const auto [loaded, goldens] = reference("tiny-sd2");
     CpuBackend backend;
     UNet unet(backend, loaded.unet, loaded.unet_weights);
     const Tensor sample = goldens.tensor("unet.sample"), context = goldens.tensor("unet.context");
@@ -92,9 +98,7 @@ private slots:
   // (every step of a generation passes the same one): reusing them gives the same output, and another
   // context, even of the same shape, is projected anew, never answered from the memo.
   void context_projections_are_reused_for_that_context_only() {
-    const auto dir = test::reference_dir() / "tiny-sd2";
-    const auto loaded = load_model(dir / "model");
-    const auto goldens = SafetensorsFile::open(dir / "golden.safetensors");
+    const auto [loaded, goldens] = reference("tiny-sd2");
     CpuBackend backend;
     UNet unet(backend, loaded.unet, loaded.unet_weights);
     const auto sample = backend.nchw_to_nhwc(backend.upload(goldens.tensor("unet.sample")));

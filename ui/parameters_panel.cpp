@@ -185,6 +185,11 @@ void ParametersPanel::setModelSize(int size) {
 
 void ParametersPanel::setSteps(int steps) { m_steps->setValue(steps); }
 
+void ParametersPanel::selectScheduler(const QString& name) {
+  const int index = m_scheduler->findData(name);
+  if (index >= 0) m_scheduler->setCurrentIndex(index);
+}
+
 void ParametersPanel::setDevice(DeviceChoice choice) {
   m_device->setCurrentIndex(m_device->findData(QVariant::fromValue(choice)));
 }
@@ -209,8 +214,7 @@ void ParametersPanel::showRequest(const GenerationRequest& r) {
   if (!randomSeed()) m_seed->setValue(static_cast<int>(std::min<std::uint64_t>(r.seed, kMaxSeed)));
   m_steps->setValue(r.steps);
   m_cfg->setValue(r.cfg_scale);
-  const int scheduler = m_scheduler->findData(QString::fromStdString(r.scheduler));
-  if (scheduler >= 0) m_scheduler->setCurrentIndex(scheduler);
+  selectScheduler(QString::fromStdString(r.scheduler));
   setSize(r.width, r.height);
   emit changed();
 }
@@ -247,8 +251,7 @@ QStringList ParametersPanel::applyImageParameters(const ImageParameters& p) {
   if (p.steps) m_steps->setValue(*p.steps);
   if (p.cfg_scale) m_cfg->setValue(*p.cfg_scale);
   if (p.scheduler) {
-    const int index = m_scheduler->findData(QString::fromStdString(*p.scheduler));
-    if (index >= 0) m_scheduler->setCurrentIndex(index);
+    selectScheduler(QString::fromStdString(*p.scheduler));
   } else if (!p.unknown_sampler.empty()) {
     notes << tr("sampler \"%1\" is not one of fisedit's: kept %2")
                  .arg(QString::fromStdString(p.unknown_sampler), m_scheduler->currentText());
@@ -281,8 +284,7 @@ void ParametersPanel::restoreChoices(const QSettings& settings) {
   bool ok = false;
   const double cfg = settings.value(QStringLiteral("parameters/cfg")).toDouble(&ok);
   if (ok) m_cfg->setValue(cfg);
-  const int sampler = m_scheduler->findData(settings.value(QStringLiteral("parameters/sampler")).toString());
-  if (sampler >= 0) m_scheduler->setCurrentIndex(sampler);
+  selectScheduler(settings.value(QStringLiteral("parameters/sampler")).toString());
   if (settings.contains(QStringLiteral("parameters/randomSeed")))
     m_randomSeed->setChecked(settings.value(QStringLiteral("parameters/randomSeed")).toBool());
   if (settings.contains(QStringLiteral("edit/attentionControl")))

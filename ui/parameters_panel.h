@@ -62,6 +62,8 @@ private:
   QWidget* createGenerationBox();
   QWidget* createEditBox();
   void applyPreset(int index);
+  // The sampler of that engine name ("ddim", ...); an unknown name leaves the choice as it is.
+  void selectScheduler(const QString& name);
   void selectPresetFor(int width, int height);
   void updateEditBox();
 

@@ -56,7 +56,6 @@ int detection_steps(const EditRequest& e, int steps) {
 // crop sizes, and edits soon reuse them.
 struct LatentBox {
   std::int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;
-  std::int64_t area() const { return (y1 - y0) * (x1 - x0); }
 };
 constexpr std::int64_t kDecodeContext = 4;
 constexpr std::int64_t kDecodeQuantum = 32;

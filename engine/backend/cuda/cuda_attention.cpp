@@ -76,6 +76,14 @@ namespace {
 
 constexpr float kOne = 1.0f, kZero = 0.0f;
 
+// cuBLAS takes int sizes and leading dimensions.
+void require_int_sizes(const char* op, const DeviceTensor& t, std::int64_t lq, std::int64_t lk, std::int64_t channels,
+                       std::int64_t heads) {
+  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
+  if (lq > kIntMax || lk > kIntMax || channels > kIntMax || heads > kIntMax)
+    throw Error(ErrorCode::unsupported, std::string(op) + ": " + shape_to_string(t.shape()) + " is too large for cuBLAS");
+}
+
 }  // namespace
 
 // q [B, Lq, heads * D], k [B, Lk, heads * D] -> out [B, heads, Lq, Lk]
@@ -83,9 +91,7 @@ void CudaBackend::attention_probs_impl(const DeviceTensor& q, const DeviceTensor
                                        DeviceTensor& out) {
   const std::int64_t batch = q.dim(0), lq = q.dim(1), lk = k.dim(1), c = q.dim(2), heads = params.heads, d = c / heads;
   if (out.numel() == 0) return;
-  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
-  if (lq > kIntMax || lk > kIntMax || c > kIntMax || heads > kIntMax)
-    throw Error(ErrorCode::unsupported, "attention_probs: " + shape_to_string(q.shape()) + " is too large for cuBLAS");
+  require_int_sizes("attention_probs", q, lq, lk, c, heads);
   auto scores = allocate(DType::f32, {heads, lq, lk});  // one batch item's, reused by the next
   for (std::int64_t b = 0; b < batch; ++b) {
     // Column-major: scores_h^T [Lk, Lq] = (K_h [Lk, D]) (Q_h [Lq, D])^T, scaled.
@@ -105,9 +111,7 @@ void CudaBackend::attention_apply_impl(const DeviceTensor& probs, const DeviceTe
   const std::int64_t batch = probs.dim(0), heads = probs.dim(1), lq = probs.dim(2), lk = probs.dim(3);
   const std::int64_t c = v.dim(2), d = c / heads;
   if (out.numel() == 0) return;
-  constexpr std::int64_t kIntMax = std::numeric_limits<int>::max();
-  if (lq > kIntMax || lk > kIntMax || c > kIntMax || heads > kIntMax)
-    throw Error(ErrorCode::unsupported, "attention_apply: " + shape_to_string(probs.shape()) + " is too large for cuBLAS");
+  require_int_sizes("attention_apply", probs, lq, lk, c, heads);
   for (std::int64_t b = 0; b < batch; ++b)
     // Column-major: out_h^T [D, Lq] = (V_h^T [D, Lk]) (P_h^T [Lk, Lq]), accumulated in float32.
     FISEDIT_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
