@@ -47,6 +47,38 @@ SchedulerConfig scheduler_config(const std::string& preset, const char* class_na
   return SchedulerConfig::from_json(j, "preset " + preset + " (scheduler)");
 }
 
+// The toy-world model (training/toyworld): sized so that a 20-step CFG generation at 256x256 takes
+// about a second on two CPU cores and the fp16 weights stay under 16 MB. Its folder's configs are these
+// (test_arch_presets checks that they agree).
+UNetConfig toyworld_unet() {
+  const json j = {{"block_out_channels", {64, 96, 128}},
+                  {"attention_head_dim", {2, 3, 4}},
+                  {"cross_attention_dim", 128},
+                  {"use_linear_projection", true},
+                  {"upcast_attention", false},
+                  {"sample_size", 32},
+                  {"down_block_types", {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"}},
+                  {"up_block_types", {"CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"}},
+                  {"layers_per_block", 1},
+                  {"in_channels", 4},
+                  {"out_channels", 4},
+                  {"norm_num_groups", 32}};
+  return UNetConfig::from_json(j, "preset toyworld (unet)");
+}
+
+VaeConfig toyworld_vae() {
+  const json j = {{"block_out_channels", {32, 64, 64, 64}}, {"layers_per_block", 1}, {"latent_channels", 4},
+                  {"norm_num_groups", 16},  {"scaling_factor", 1.0}, {"sample_size", 256}};
+  return VaeConfig::from_json(j, "preset toyworld (vae)");
+}
+
+TextEncoderConfig toyworld_text_encoder() {
+  const json j = {{"hidden_size", 128},     {"intermediate_size", 512}, {"num_hidden_layers", 4},
+                  {"num_attention_heads", 4}, {"hidden_act", "quick_gelu"}, {"vocab_size", 623},
+                  {"max_position_embeddings", 77}, {"layer_norm_eps", 1e-5}};
+  return TextEncoderConfig::from_json(j, "preset toyworld (text_encoder)");
+}
+
 // ---- Weight names ---------------------------------------------------------------------------------
 
 class SpecList {
@@ -119,7 +151,7 @@ private:
 }  // namespace
 
 const std::vector<std::string>& arch_preset_names() {
-  static const std::vector<std::string> names = {"sd15-512", "sd2-512", "sd2-768", "tiny-sd2", "tiny-sd15"};
+  static const std::vector<std::string> names = {"sd15-512", "sd2-512", "sd2-768", "tiny-sd2", "tiny-sd15", "toyworld"};
   return names;
 }
 
@@ -148,6 +180,12 @@ ArchPreset arch_preset(std::string_view name_view) {
     p.text_encoder = text_config(name, 32, 64, sd2 ? 23 : 4, 4, sd2);
     p.vae = vae_config(name, {32, 32, 64, 64}, 128);
     p.scheduler = scheduler_config(name, "DDIMScheduler", sd2 ? "v_prediction" : "epsilon");
+  } else if (name == "toyworld") {
+    p.description = "the built-in toy-world model (256x256, epsilon; resources/models/toyworld)";
+    p.unet = toyworld_unet();
+    p.text_encoder = toyworld_text_encoder();
+    p.vae = toyworld_vae();
+    p.scheduler = scheduler_config(name, "DDIMScheduler", "epsilon");
   } else {
     std::string known;
     for (const auto& n : arch_preset_names()) known += (known.empty() ? "" : ", ") + n;

@@ -11,6 +11,7 @@
 //   sd2-768    SD 2.1: as sd2-512 at 768x768, v-prediction
 //   tiny-sd2   the reference tiny-sd2 architecture (../shared/reference), for fast tests
 //   tiny-sd15  the reference tiny-sd15 architecture
+//   toyworld   the built-in toy-world model (resources/models/toyworld), 256x256
 #include "io/model_config.h"
 #include "io/model_loader.h"
 
