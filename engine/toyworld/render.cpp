@@ -43,10 +43,11 @@ constexpr Point kHouse[] = {{-0.36, 0.5}, {0.36, 0.5}, {0.36, 0.02}, {0.5, 0.02}
 // The trunk shows a third of the height, so a pointed tree never reads as a triangle.
 constexpr Point kTrunk[] = {{-0.11, 0.1}, {0.11, 0.1}, {0.11, 0.5}, {-0.11, 0.5}};
 constexpr Point kPointedCrown[] = {{0, -0.5}, {0.4, 0.17}, {-0.4, 0.17}};
-// Two sails standing on the hull, so the boat is one connected blob.
+// Two sails standing on the hull, so the boat is one connected blob. The sails reach well into the
+// hull: a union's distance is only a bound inside, and a seam near both parts' edges would get an outline.
 constexpr Point kHull[] = {{-0.5, 0.22}, {0.5, 0.22}, {0.32, 0.5}, {-0.32, 0.5}};
-constexpr Point kMainSail[] = {{0.04, -0.5}, {0.46, 0.23}, {0.04, 0.23}};
-constexpr Point kJib[] = {{-0.04, -0.4}, {-0.04, 0.23}, {-0.4, 0.23}};
+constexpr Point kMainSail[] = {{0.04, -0.5}, {0.46, 0.22}, {0.3, 0.4}, {0.04, 0.4}};
+constexpr Point kJib[] = {{-0.04, -0.4}, {-0.04, 0.4}, {-0.3, 0.4}, {-0.4, 0.22}};
 
 std::array<Point, 10> make_star() {
   std::array<Point, 10> v{};
@@ -73,10 +74,15 @@ std::array<Point, 48> make_heart() {  // the classic parametric heart, fitted to
 const std::array<Point, 10> kStar = make_star();
 const std::array<Point, 48> kHeart = make_heart();
 
-// Distances to the part drawn in the object's colour and to the part drawn darker (trunk, hull);
-// the darker factor is per shape.
+// Distances to the part drawn in the object's colour and to the part drawn darker (trunk, hull),
+// the darker part's shade, and which part is drawn over the other where they overlap.
 struct Parts {
   double main, dark = 1e9, dark_factor = 1.0;
+  bool dark_above = false;
+  bool dark_at_pixel() const {
+    if (main > 0 && dark > 0) return dark < main;  // the anti-aliased fringe takes the nearer part
+    return dark_above ? dark <= 0 : main > 0;
+  }
 };
 
 Parts shape_parts(Shape s, int variant, double x, double y) {
@@ -90,62 +96,66 @@ Parts shape_parts(Shape s, int variant, double x, double y) {
     case Shape::tree: {
       const double crown = variant == 0 ? circle_distance(0, -0.14, 0.36, x, y)
                                         : polygon_distance(kPointedCrown, x, y);
-      return {crown, polygon_distance(kTrunk, x, y), 0.6};
+      return {crown, polygon_distance(kTrunk, x, y), 0.6, false};
     }
     case Shape::boat:
       return {std::min(polygon_distance(kMainSail, x, y), polygon_distance(kJib, x, y)),
-              polygon_distance(kHull, x, y), 0.85};
+              polygon_distance(kHull, x, y), 0.85, true};
   }
   throw std::invalid_argument("toyworld: shape out of range");
 }
 
-// Smooth noise on a lattice of cells x cells over the image, values in [-1, 1], made a row at a time
-// (the row's lattice interpolation once, then one lerp a pixel).
+// Smooth noise on a lattice of Cells x Cells over the image, values in [-1, 1], made a row at a time.
+// Cells divides the image size, so every lattice cell spans the same pixels with the same weights and
+// the row loop has fixed bounds (vectorised).
+template <int Cells>
 class ValueNoise {
+  static_assert(kImageSize % Cells == 0);
+  static constexpr int kSpan = kImageSize / Cells;
+
 public:
-  ValueNoise(Rng& rng, int cells) : cells_(cells), v_((cells + 1) * (cells + 1)), row_(cells + 1) {
+  explicit ValueNoise(Rng& rng) {
     for (float& value : v_) value = static_cast<float>(2 * rng.uniform01() - 1);
-    for (int x = 0; x < kImageSize; ++x) {
-      const double f = (x + 0.5) / kImageSize * cells;
-      index_[x] = std::min(static_cast<int>(f), cells - 1);
-      weight_[x] = static_cast<float>(smooth(f - index_[x]));
+    for (int j = 0; j < kSpan; ++j) {
+      const double t = (j + 0.5) / kSpan;
+      weight_[j] = static_cast<float>(t * t * (3 - 2 * t));
     }
   }
-  void row(int y, std::array<float, kImageSize>& out) {
-    const int iy = index_[y];
-    const float ty = weight_[y];
-    for (int i = 0; i <= cells_; ++i) {
-      const float a = v_[iy * (cells_ + 1) + i], b = v_[(iy + 1) * (cells_ + 1) + i];
-      row_[i] = a + (b - a) * ty;
+  void row(int y, std::array<float, kImageSize>& out) const {
+    const int iy = y / kSpan;
+    const float ty = weight_[y % kSpan];
+    std::array<float, Cells + 1> lattice;
+    for (int i = 0; i <= Cells; ++i) {
+      const float a = v_[iy * (Cells + 1) + i], b = v_[(iy + 1) * (Cells + 1) + i];
+      lattice[i] = a + (b - a) * ty;
     }
-    for (int i = 0, x = 0; i < cells_; ++i) {  // lattice cell by cell: contiguous, so vectorised
-      const float a = row_[i], d = row_[i + 1] - row_[i];
-      for (; x < kImageSize && index_[x] == i; ++x) out[x] = a + d * weight_[x];
+    for (int i = 0; i < Cells; ++i) {
+      const float a = lattice[i], d = lattice[i + 1] - lattice[i];
+      for (int j = 0; j < kSpan; ++j) out[i * kSpan + j] = a + d * weight_[j];
     }
   }
 
 private:
-  static double smooth(double t) { return t * t * (3 - 2 * t); }
-  int cells_;
-  std::vector<float> v_, row_;
-  std::array<int, kImageSize> index_{};
-  std::array<float, kImageSize> weight_{};
+  std::array<float, (Cells + 1) * (Cells + 1)> v_{};
+  std::array<float, kSpan> weight_{};
 };
 
-// sin by table: the ripples need a few per pixel and no precision.
-double fast_sin(double a) {
+// sin by table: ripples need one a pixel and no precision. Arguments are offset to stay positive, so
+// truncation is floor.
+float fast_sin(float a) {
   static const auto table = [] {
     std::array<float, 1024> t{};
     for (int i = 0; i < 1024; ++i) t[i] = static_cast<float>(std::sin(2 * std::numbers::pi * i / 1024));
     return t;
   }();
-  const auto i = static_cast<std::int64_t>(std::floor(a * (1024 / (2 * std::numbers::pi))));
-  return table[static_cast<std::size_t>(i & 1023)];
+  constexpr float kTurn = static_cast<float>(1024 / (2 * std::numbers::pi));
+  return table[static_cast<std::uint32_t>((a + 64 * std::numbers::pi_v<float>) * kTurn) & 1023];
 }
 
 // Per-pixel grain in [-1, 1]: a 32-bit hash rather than the Rng, so the background is one pass.
 inline float grain(std::uint32_t seed, int x, int y) {
-  std::uint32_t h = seed ^ (static_cast<std::uint32_t>(x) * 0x9E3779B1u) ^ (static_cast<std::uint32_t>(y) * 0x85EBCA77u);
+  std::uint32_t h = seed ^ (static_cast<std::uint32_t>(x) * 0x9E3779B1u) ^
+                    (static_cast<std::uint32_t>(y) * 0x85EBCA77u);
   h ^= h >> 15;
   h *= 0x2C1B3C6Du;
   h ^= h >> 12;
@@ -194,7 +204,8 @@ RowStyle row_style(Background b, double v, double wave_phase) {
 void draw_background(Background b, Rng& rng, Image& image) {
   const double horizon = (b == Background::grass ? 0.08 + 0.08 * rng.uniform01()
                           : b == Background::sea ? 0.18 + 0.10 * rng.uniform01() : -1.0) * kImageSize;
-  ValueNoise soft(rng, 4), fine(rng, 16);
+  const ValueNoise<4> soft(rng);
+  const ValueNoise<16> fine(rng);
   std::array<float, kImageSize> soft_row, fine_row;
   const auto grain_seed = static_cast<std::uint32_t>(rng.next());
   const double tint = std::clamp(0.015 * rng.normal(), -0.03, 0.03);  // warmer or colder, never another colour
@@ -214,13 +225,16 @@ void draw_background(Background b, Rng& rng, Image& image) {
     for (int x = 0; x < kImageSize; ++x)
       scale[x] = 1 + noise * (0.7f * soft_row[x] + 0.3f * fine_row[x]) + grain_amount * grain(grain_seed, x, y);
     if (style.ripple != 0) {
+      const auto ripple = static_cast<float>(style.ripple), phase = static_cast<float>(style.ripple_phase),
+                 bend = static_cast<float>(style.ripple_bend);
       for (int x = 0; x < kImageSize; ++x)
-        scale[x] += static_cast<float>(
-            style.ripple * fast_sin(style.ripple_phase + style.ripple_bend * (0.7 * soft_row[x] + 0.3 * fine_row[x])));
+        scale[x] += ripple * fast_sin(phase + bend * (0.7f * soft_row[x] + 0.3f * fine_row[x]));
     }
+    const std::array<float, 3> base = {static_cast<float>(style.base[0]), static_cast<float>(style.base[1]),
+                                       static_cast<float>(style.base[2])};
     std::array<float, kImageSize * 3> channels;
     for (int x = 0; x < kImageSize; ++x)
-      for (int k = 0; k < 3; ++k) channels[3 * x + k] = static_cast<float>(style.base[k]) * scale[x];
+      for (int k = 0; k < 3; ++k) channels[3 * x + k] = base[k] * scale[x];
     std::uint8_t* p = &image.rgb[static_cast<std::size_t>(y) * kImageSize * 3];
     for (int i = 0; i < kImageSize * 3; ++i) p[i] = to_byte(channels[i]);
   }
@@ -249,9 +263,10 @@ void draw_object(const Object& object, Rng& rng, int max_jitter, Image& image) {
   const Rgb fill = {double(rgb[0]), double(rgb[1]), double(rgb[2])};
 
   const bool has_dark_part = object.shape == Shape::tree || object.shape == Shape::boat;
+  const double dark_factor = shape_parts(object.shape, variant, 0, 0).dark_factor;
   const auto shade = [&](int px, int py, double d, bool dark) {
     const double x = (px + 0.5 - cx) / side, y = (py + 0.5 - cy) / side;
-    Rgb c = dark ? scaled(fill, shape_parts(object.shape, variant, x, y).dark_factor) : fill;
+    Rgb c = dark ? scaled(fill, dark_factor) : fill;
     if (outline) {
       c = mix(scaled(c, 0.55), c, std::clamp(-d - 1.5, 0.0, 1.0));  // 2 px darker rim
     } else {
@@ -263,7 +278,7 @@ void draw_object(const Object& object, Rng& rng, int max_jitter, Image& image) {
   };
   const auto distance = [&](double px, double py, bool* dark) {
     const Parts parts = shape_parts(object.shape, variant, (px - cx) / side, (py - cy) / side);
-    if (dark) *dark = parts.dark < parts.main;
+    if (dark) *dark = parts.dark_at_pixel();
     return std::min(parts.main, parts.dark) * side;  // pixels
   };
 

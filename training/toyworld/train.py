@@ -381,7 +381,7 @@ PREVIEW_PROMPTS = [
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", default="runs/toyworld", help="checkpoint and export folder")
-    ap.add_argument("--tool", default="build/toyworld-data/fisedit-toyworld-data")
+    ap.add_argument("--tool", default=".carry/fisedit-toyworld-data")
     ap.add_argument("--tokenizer", default=str(HERE.parent.parent / "resources/models/toyworld/tokenizer"),
                     help="from make_tokenizer.py")
     ap.add_argument("--seed", type=int, default=20261206)
