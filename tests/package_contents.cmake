@@ -31,11 +31,18 @@ foreach(path
     ./usr/share/applications/fisedit.desktop
     ./usr/share/icons/hicolor/scalable/apps/fisedit.svg
     ./usr/share/metainfo/io.github.fisedit.fisedit.metainfo.xml
-    ./usr/share/fisedit/demo-model/model_index.json
-    ./usr/share/fisedit/demo-model/unet/diffusion_pytorch_model.safetensors
-    ./usr/share/fisedit/demo-model/vae/diffusion_pytorch_model.safetensors
-    ./usr/share/fisedit/demo-model/text_encoder/model.safetensors
-    ./usr/share/fisedit/demo-model/tokenizer/vocab.json)
+    ./usr/share/fisedit/models/toyworld/model_index.json
+    ./usr/share/fisedit/models/toyworld/scheduler/scheduler_config.json
+    ./usr/share/fisedit/models/toyworld/unet/config.json
+    ./usr/share/fisedit/models/toyworld/unet/diffusion_pytorch_model.safetensors
+    ./usr/share/fisedit/models/toyworld/vae/config.json
+    ./usr/share/fisedit/models/toyworld/vae/diffusion_pytorch_model.safetensors
+    ./usr/share/fisedit/models/toyworld/text_encoder/config.json
+    ./usr/share/fisedit/models/toyworld/text_encoder/model.safetensors
+    ./usr/share/fisedit/models/toyworld/tokenizer/vocab.json
+    ./usr/share/fisedit/models/toyworld/tokenizer/merges.txt
+    ./usr/share/fisedit/models/toyworld/tokenizer/special_tokens_map.json
+    ./usr/share/fisedit/models/toyworld/tokenizer/tokenizer_config.json)
   # dpkg-deb lists "<mode> <owner> <size> <date> <time> <path>": match the path at a line's end.
   string(REGEX MATCH " ${path}\n" found "${listing}\n")
   if(NOT found)

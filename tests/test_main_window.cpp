@@ -148,19 +148,42 @@ private slots:
     window.reset();
   }
 
-  // With no model chosen yet the app starts on the built-in demo model, says so, and does not remember it.
-  void startsOnTheDemoModel() {
+  // With no model chosen yet the app starts on the built-in toy-world model, says so with an example in
+  // its grammar that fills the prompt, suggests its kind of prompt at its own size, and does not
+  // remember it; a real model takes the note and the examples away.
+  void startsOnTheBuiltinModel() {
     QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).clear();
     MainWindow window;
     window.show();
     QSignalSpy loaded(&window, &MainWindow::modelLoaded);
     QVERIFY(window.restoreLastModel());
     QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, kLoadTimeoutMs);
+    QCOMPARE(QFileInfo(window.model()->source).fileName(), QStringLiteral("toyworld"));
     QCOMPARE(labelText(window, "familyValue"), QStringLiteral("SD1.x"));
-    QVERIFY(window.findChild<QWidget*>(QStringLiteral("demoBanner"))->isVisible());
+    QVERIFY(named<QWidget>(window, "builtinModelBanner")->isVisible());
     QVERIFY(QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).value(QStringLiteral("model/path")).toString().isEmpty());
+    QCOMPARE(named<QSpinBox>(window, "widthSpin")->value(), 256);
+    QCOMPARE(named<QSpinBox>(window, "heightSpin")->value(), 256);
+    QCOMPARE(named<QComboBox>(window, "sizePreset")->currentText(), QStringLiteral("256×256 (model)"));
+    QCOMPARE(named<QSpinBox>(window, "stepsSpin")->value(), 20);
+    auto* prompt = named<QPlainTextEdit>(window, "promptEdit");
+    QVERIFY2(prompt->placeholderText().contains(QLatin1String("at the top left, sand background")),
+             qPrintable(prompt->placeholderText()));
+    QVERIFY(window.promptEditor()->prompt().isEmpty());  // an example, not a prompt typed for the user
+
+    const QString example =
+        QStringLiteral("a red circle at the top left and a big blue house at the bottom right, sand background");
+    auto* note = named<QLabel>(window, "builtinModelText");
+    QVERIFY(note->text().contains(example));
+    for (const char* menu : {"Open Model Folder...", "Open Checkpoint (.safetensors)..."})
+      QVERIFY2(note->text().contains(QLatin1String(menu)), menu);
+    emit note->linkActivated(QStringLiteral("example"));
+    QCOMPARE(window.promptEditor()->prompt(), example);
+
     QVERIFY(openAndWait(window, referenceModel("tiny-sd2/model")));
-    QVERIFY(!window.findChild<QWidget*>(QStringLiteral("demoBanner"))->isVisible());
+    QVERIFY(!named<QWidget>(window, "builtinModelBanner")->isVisible());
+    QVERIFY(prompt->placeholderText().contains(QLatin1String("a photo of a cat")));
+    QCOMPARE(named<QComboBox>(window, "sizePreset")->findText(QStringLiteral("256×256 (model)")), -1);
     QCOMPARE(QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).value(QStringLiteral("model/path")).toString(),
              referenceModel("tiny-sd2/model"));
   }

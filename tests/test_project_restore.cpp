@@ -1,5 +1,5 @@
 // Opening a saved project restores an editable tree, through the real window, worker and engine on
-// the built-in demo model (CPU, 4 steps at 128x128): the worker's session adopts the nodes, an edit of
+// the built-in toy-world model (CPU, 4 steps at 128x128): the worker's session adopts the nodes, an edit of
 // a restored node rebuilds that node's cache first (its root generated again, its painted edit
 // replayed) and lands as its child, every pixel outside the changed region the restored parent's and
 // the image the same bytes the session that made the project gives; a project made with another
@@ -44,7 +44,15 @@ using fisedit::test::kJobTimeoutMs;
 using fisedit::test::submitPrompt;
 using fisedit::test::tinyModel;
 
-QString demoModel() { return QStringLiteral(FISEDIT_DEMO_MODEL_DIR); }
+QString toyModel() { return QStringLiteral(FISEDIT_TOYWORLD_MODEL_DIR); }
+
+// Prompts in the toy world's grammar (engine/toyworld/world.h), so that edits change what the model draws.
+const QString kHouse = QStringLiteral("a red house at the center, sand background");
+const QString kHouseAndTree = QStringLiteral("a red house at the center and a green tree at the top left, sand background");
+const QString kHouseTreeAndBoat =
+    QStringLiteral("a red house at the center and a green tree at the top left and a blue boat at the bottom, sand background");
+const QString kHouseTreeAndStar =
+    QStringLiteral("a red house at the center and a green tree at the top left and a pink star at the right, sand background");
 
 bool prepare(MainWindow& window, const QString& model) { return fisedit::test::prepareWindow(window, model); }
 
@@ -79,23 +87,23 @@ class TestProjectRestore : public QObject {
   Q_OBJECT
 
 private slots:
-  // The project: a generation and a painted edit of it, made and saved on the demo model.
+  // The project: a generation and a painted edit of it, made and saved on the toy-world model.
   void initTestCase() {
     QStandardPaths::setTestModeEnabled(true);
     QVERIFY(m_dir.isValid());
     m_made = std::make_unique<MainWindow>();
     m_made->show();
     QVERIFY(QTest::qWaitForWindowExposed(m_made.get()));
-    QVERIFY(prepare(*m_made, demoModel()));
-    QVERIFY(submitPrompt(*m_made, QStringLiteral("a red house")));
+    QVERIFY(prepare(*m_made, toyModel()));
+    QVERIFY(submitPrompt(*m_made, kHouse));
     auto* mask = m_made->canvas()->mask();
     mask->beginStroke(QPointF(30, 30), fisedit::ui::PaintedMask::Tool::brush, 24);
     mask->extendStroke(QPointF(90, 60));
     mask->endStroke();
     QVERIFY(!mask->isEmpty());
-    m_made->promptEditor()->setPrompts(QStringLiteral("a red house with a tree"), QString());
+    m_made->promptEditor()->setPrompts(kHouseAndTree, QString());
     QVERIFY(m_made->willEdit());
-    QVERIFY(submitPrompt(*m_made, QStringLiteral("a red house with a tree")));
+    QVERIFY(submitPrompt(*m_made, kHouseAndTree));
     QCOMPARE(current(*m_made)->edit.mask_mode, fisedit::MaskMode::painted);
     QVERIFY(current(*m_made)->edit.painted_mask.has_value());
     m_project = m_dir.filePath(QStringLiteral("house.fisedit"));
@@ -105,7 +113,7 @@ private slots:
   void restoredNodeIsEditedAfterItsCacheIsRebuilt() {
     MainWindow fresh;  // a new window, worker and session
     fresh.show();
-    QVERIFY(prepare(fresh, demoModel()));
+    QVERIFY(prepare(fresh, toyModel()));
     QCOMPARE(openAndAdopt(fresh, m_project), std::make_pair(2, 0));
     const QList<HistoryRecord> opened = fresh.history()->records(), made = m_made->history()->records();
     QCOMPARE(opened.size(), 2);
@@ -120,7 +128,7 @@ private slots:
     QVERIFY(opened[1].edit.painted_mask->pixels == made[1].edit.painted_mask->pixels);
 
     // Edit the restored edit: its cache is rebuilt (the root generated, the painted edit replayed).
-    const QString prompt = QStringLiteral("a red house with a tree and a dog");
+    const QString prompt = kHouseTreeAndBoat;
     fresh.history()->selectNode(opened[1].id);
     fresh.promptEditor()->setPrompts(prompt, QString());
     QVERIFY(fresh.willEdit());
@@ -154,7 +162,7 @@ private slots:
 
     // The restored root branches like any node; deleting it takes its subtree.
     fresh.history()->selectNode(opened[0].id);
-    QVERIFY(submitPrompt(fresh, QStringLiteral("a blue house")));
+    QVERIFY(submitPrompt(fresh, QStringLiteral("a blue house at the center, sand background")));
     QCOMPARE(*current(fresh)->parent, opened[0].id);
     QCOMPARE(current(fresh)->regeneration.nodes, 1);
     QCOMPARE(fresh.history()->tree()->topLevelItem(0)->childCount(), 2);
@@ -177,26 +185,26 @@ private slots:
     QCOMPARE(openAndAdopt(other, m_project), std::make_pair(0, 2));
     for (const HistoryRecord& r : other.history()->records()) QVERIFY(r.restored);
     const QString status = other.statusBar()->currentMessage();
-    QVERIFY2(status.contains(QLatin1String("View only")) && status.contains(QFileInfo(demoModel()).fileName()) &&
+    QVERIFY2(status.contains(QLatin1String("View only")) && status.contains(QFileInfo(toyModel()).fileName()) &&
                  status.contains(QLatin1String("Open that model")),
              qPrintable(status));
     const HistoryRecord edit = other.history()->records().last();
     other.history()->selectNode(edit.id);
     QVERIFY(other.statusBar()->currentMessage().contains(QLatin1String("View only")));
-    other.promptEditor()->setPrompts(QStringLiteral("a red house with a tree and a cat"), QString());
+    other.promptEditor()->setPrompts(kHouseTreeAndStar, QString());
     QVERIFY(!other.willEdit());
     QCOMPARE(other.findChild<QPushButton*>(QStringLiteral("generateButton"))->text(), QStringLiteral("Generate"));
 
     // Opening the model it names keeps the history and makes it editable.
     QSignalSpy adopted(&other, &MainWindow::restoredNodesAdopted);
-    QVERIFY(prepare(other, demoModel()));
+    QVERIFY(prepare(other, toyModel()));
     QTRY_COMPARE_WITH_TIMEOUT(adopted.count(), 1, kJobTimeoutMs);
     QCOMPARE(adopted.first().at(0).toInt(), 2);
     QCOMPARE(other.history()->nodeCount(), 2);
     const HistoryRecord restoredEdit = other.history()->records().last();
     QVERIFY(!restoredEdit.restored && restoredEdit.isEdit());
     other.history()->selectNode(restoredEdit.id);
-    other.promptEditor()->setPrompts(QStringLiteral("a red house with a tree and a cat"), QString());
+    other.promptEditor()->setPrompts(kHouseTreeAndStar, QString());
     QVERIFY(other.willEdit());
   }
 
@@ -212,14 +220,14 @@ private slots:
     const QString mixed = m_dir.filePath(QStringLiteral("mixed.fisedit"));
     QVERIFY(window.saveProject(mixed));
 
-    MainWindow demo;
-    demo.show();
-    QVERIFY(prepare(demo, demoModel()));
-    QCOMPARE(openAndAdopt(demo, mixed), std::make_pair(2, 1));
-    const QString status = demo.statusBar()->currentMessage();
+    MainWindow toy;
+    toy.show();
+    QVERIFY(prepare(toy, toyModel()));
+    QCOMPARE(openAndAdopt(toy, mixed), std::make_pair(2, 1));
+    const QString status = toy.statusBar()->currentMessage();
     QVERIFY2(status.contains(QLatin1String("1 stay view-only")) && status.contains(QFileInfo(tinyModel()).fileName()),
              qPrintable(status));
-    const QList<HistoryRecord> records = demo.history()->records();
+    const QList<HistoryRecord> records = toy.history()->records();
     QVERIFY(!records[0].restored && !records[1].restored && records[2].restored);
     QCOMPARE(records[2].request.prompt, std::string("a photo of a cat"));
     QCOMPARE(records[2].model.fingerprint, window.model()->fingerprint);
@@ -247,7 +255,7 @@ private slots:
     QVERIFY(!old.isEmpty());
     MainWindow window;
     window.show();
-    QVERIFY(prepare(window, demoModel()));
+    QVERIFY(prepare(window, toyModel()));
     QCOMPARE(openAndAdopt(window, old), std::make_pair(1, 1));
     const QList<HistoryRecord> records = window.history()->records();
     QVERIFY(!records[0].restored && records[1].restored);
@@ -278,11 +286,11 @@ private slots:
     QVERIFY(!path.isEmpty());
     MainWindow window;
     window.show();
-    QVERIFY(prepare(window, demoModel()));
+    QVERIFY(prepare(window, toyModel()));
     QCOMPARE(openAndAdopt(window, path), std::make_pair(2, 0));
     const HistoryRecord root = window.history()->records().first();
     window.history()->selectNode(root.id);
-    QVERIFY(submitPrompt(window, QStringLiteral("a red house at night")));
+    QVERIFY(submitPrompt(window, QStringLiteral("a red house at the center, night background")));
     const HistoryRecord* edit = current(window);
     QCOMPARE(*edit->parent, root.id);
     QVERIFY(edit->regeneration.image_differs);
@@ -299,10 +307,10 @@ private slots:
   void attentionControlEditLandsAndReplays() {
     MainWindow window;
     window.show();
-    QVERIFY(prepare(window, demoModel()));
-    QVERIFY(submitPrompt(window, QStringLiteral("a red house")));
+    QVERIFY(prepare(window, toyModel()));
+    QVERIFY(submitPrompt(window, kHouse));
     const HistoryRecord root = *current(window);
-    const QString prompt = QStringLiteral("a red house with a tree");
+    const QString prompt = kHouseAndTree;
     window.parameters()->setAttentionControl(true);
     QVERIFY(submitPrompt(window, prompt));
     const HistoryRecord controlled = *current(window);
@@ -329,20 +337,20 @@ private slots:
     QVERIFY(submitPrompt(window, prompt));
     QVERIFY(!current(window)->edit.attention_control);
     QCOMPARE(current(window)->stats.attention_control_steps, 0);
-    QVERIFY2(rgb(current(window)->image) != edited, "attention control changed nothing on the demo model");
+    QVERIFY2(rgb(current(window)->image) != edited, "attention control changed nothing on the toy-world model");
     QVERIFY(window.history()->tree()->currentItem()->toolTip(0).contains(QLatin1String("attention control: off")));
 
     const QString path = m_dir.filePath(QStringLiteral("controlled.fisedit"));
     QVERIFY(window.saveProject(path));
     MainWindow fresh;
     fresh.show();
-    QVERIFY(prepare(fresh, demoModel()));
+    QVERIFY(prepare(fresh, toyModel()));
     QCOMPARE(openAndAdopt(fresh, path), std::make_pair(3, 0));
     const HistoryRecord reopened = fresh.history()->records()[1];
     QVERIFY(reopened.edit.attention_control);
     QCOMPARE(reopened.stats.attention_control_steps, controlled.stats.attention_control_steps);
     fresh.history()->selectNode(reopened.id);
-    QVERIFY(submitPrompt(fresh, QStringLiteral("a red house with a tree and a dog")));
+    QVERIFY(submitPrompt(fresh, kHouseTreeAndBoat));
     QCOMPARE(current(fresh)->regeneration.nodes, 2);
     QVERIFY2(!current(fresh)->regeneration.image_differs, "the replay without attention control gave another image");
   }
@@ -355,20 +363,20 @@ private slots:
     const auto chunks = fisedit::read_png_text(path.toStdString());
     QCOMPARE(chunks.size(), std::size_t{2});
     QCOMPARE(chunks[0].first, std::string("parameters"));
-    QCOMPARE(chunks[0].second, fisedit::a1111_parameters(edit.request, QFileInfo(demoModel()).fileName().toStdString()));
+    QCOMPARE(chunks[0].second, fisedit::a1111_parameters(edit.request, QFileInfo(toyModel()).fileName().toStdString()));
     QCOMPARE(chunks[1].first, std::string("fisedit"));
     QJsonParseError error;
     const QJsonObject json = QJsonDocument::fromJson(QByteArray::fromStdString(chunks[1].second), &error).object();
     QCOMPARE(error.error, QJsonParseError::NoError);
-    QCOMPARE(json.value(QStringLiteral("prompt")).toString(), QStringLiteral("a red house with a tree"));
+    QCOMPARE(json.value(QStringLiteral("prompt")).toString(), kHouseAndTree);
     QCOMPARE(json.value(QStringLiteral("seed")).toInteger(), qint64(edit.request.seed));
     QCOMPARE(json.value(QStringLiteral("steps")).toInt(), 4);
     QCOMPARE(json.value(QStringLiteral("width")).toInt(), 128);
     QCOMPARE(json.value(QStringLiteral("scheduler")).toString().toStdString(), edit.request.scheduler);
-    QCOMPARE(json.value(QStringLiteral("model")).toString(), QFileInfo(demoModel()).fileName());
+    QCOMPARE(json.value(QStringLiteral("model")).toString(), QFileInfo(toyModel()).fileName());
     QCOMPARE(json.value(QStringLiteral("model_fingerprint")).toString(), m_made->model()->fingerprint);
     QVERIFY(json.value(QStringLiteral("device")).toString().contains(QLatin1String("CPU")));
-    QCOMPARE(json.value(QStringLiteral("edit_of")).toString(), QStringLiteral("a red house"));
+    QCOMPARE(json.value(QStringLiteral("edit_of")).toString(), kHouse);
     const QJsonObject editJson = json.value(QStringLiteral("edit")).toObject();
     QCOMPARE(editJson.value(QStringLiteral("mask_mode")).toString(), QStringLiteral("painted"));
     QCOMPARE(editJson.value(QStringLiteral("edit_fraction")).toDouble(), edit.stats.edit_fraction);

@@ -87,8 +87,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   auto* layout = new QVBoxLayout(central);
   m_errorBanner = createErrorBanner();
   layout->addWidget(m_errorBanner);
-  m_demoBanner = createDemoBanner();
-  layout->addWidget(m_demoBanner);
+  m_builtinBanner = createBuiltinModelBanner();
+  layout->addWidget(m_builtinBanner);
   layout->addWidget(splitter, 1);
   setCentralWidget(central);
   createMenus();
@@ -234,10 +234,10 @@ void MainWindow::rememberChoices() {
 bool MainWindow::restoreLastModel() {
   const auto settings = appSettings();
   const QString path = settings.value(kModelPathKey).toString();
-  if (path.isEmpty()) {  // no model chosen yet: start on the demo model, so everything can be tried
-    const QString demo = demoModelPath();
-    if (demo.isEmpty()) return false;
-    requestLoad(demo, QString());
+  if (path.isEmpty()) {  // no model chosen yet: start on the built-in one, so everything can be tried
+    const QString builtin = builtinModelPath();
+    if (builtin.isEmpty()) return false;
+    requestLoad(builtin, QString());
     return true;
   }
   requestLoad(path, settings.value(kConfigDirKey).toString());
@@ -267,10 +267,11 @@ void MainWindow::onModelLoaded(const ModelSummary& summary) {
   statusBar()->showMessage(tr("Loaded %1 (%2, %3)").arg(displayName(summary.source), summary.family, summary.prediction),
                            5000);
 
-  // The demo model is what fisedit starts on while none is chosen, so it is never remembered.
-  const bool demo = !demoModelPath().isEmpty() && QFileInfo(summary.source) == QFileInfo(demoModelPath());
-  m_demoBanner->setVisible(demo);
-  if (!demo) {
+  // The built-in model is what fisedit starts on while none is chosen, so it is never remembered.
+  const QString builtinPath = builtinModelPath();
+  const bool builtin = !builtinPath.isEmpty() && QFileInfo(summary.source) == QFileInfo(builtinPath);
+  showModelGuidance(builtin);
+  if (!builtin) {
     auto settings = appSettings();
     settings.setValue(kModelPathKey, summary.source);
     settings.setValue(kConfigDirKey, summary.configDir);

@@ -129,9 +129,12 @@ private:
   void createEditMenu();
   QWidget* createWelcomeBanner();
   QWidget* createErrorBanner();
-  QWidget* createDemoBanner();
-  // The built-in demo model's folder (installed beside the app, or in the build tree); empty if absent.
-  static QString demoModelPath();
+  QWidget* createBuiltinModelBanner();
+  // The note on the built-in model and the prompt fields' examples, for the model just loaded.
+  void showModelGuidance(bool builtin);
+  // The built-in toy-world model's folder (installed beside the app, else in the source tree the app
+  // was built from); empty if neither is there.
+  static QString builtinModelPath();
   void showError(const QString& html);
   void requestLoad(const QString& path, const QString& configDir);
   void onModelLoaded(const ModelSummary& summary);
@@ -196,7 +199,7 @@ private:
   ModelPanel* m_modelPanel = nullptr;
   QWidget* m_modelTab = nullptr;
   QWidget* m_errorBanner = nullptr;
-  QWidget* m_demoBanner = nullptr;
+  QWidget* m_builtinBanner = nullptr;
   QLabel* m_errorMessage = nullptr;
   QLabel* m_deviceLabel = nullptr;
   QLabel* m_memoryLabel = nullptr;

@@ -1,6 +1,8 @@
 // The window's fixed furniture: the welcome and error banners, the file choosers and the About box.
 #include "ui/main_window.h"
 
+#include "ui/prompt_editor.h"
+
 #include <QCoreApplication>
 #include <QDir>
 #include <QFileDialog>
@@ -74,31 +76,67 @@ QWidget* MainWindow::createErrorBanner() {
   return banner;
 }
 
-QWidget* MainWindow::createDemoBanner() {
+namespace {
+
+// The built-in model's examples, in its prompt grammar (engine/toyworld/world.h): it draws nothing
+// else well, so the examples a user copies must be sentences it was trained on.
+const QString kBuiltinExample =
+    QStringLiteral("a red circle at the top left and a big blue house at the bottom right, sand background");
+const QString kBuiltinPlaceholderExample = QStringLiteral("a red circle at the top left, sand background");
+
+}  // namespace
+
+QWidget* MainWindow::createBuiltinModelBanner() {
   auto* banner = new QFrame;
-  banner->setObjectName(QStringLiteral("demoBanner"));
-  banner->setStyleSheet(QStringLiteral("#demoBanner { background: #e8f1fb; border: 1px solid #90b4de; border-radius: 4px; }"
-                                       "#demoBanner QLabel { color: #1d3b5f; }"));
+  banner->setObjectName(QStringLiteral("builtinModelBanner"));
+  banner->setStyleSheet(QStringLiteral("#builtinModelBanner { background: #e8f1fb; border: 1px solid #90b4de; border-radius: 4px; }"
+                                       "#builtinModelBanner QLabel { color: #1d3b5f; }"));
   auto* layout = new QHBoxLayout(banner);
-  auto* text = new QLabel(tr("<b>Demo model.</b> Its weights are random, so its images are coloured noise: every feature "
-                             "works, nothing looks like anything. Open real Stable Diffusion 1.5 or 2.x weights with "
-                             "File &gt; Open Model Folder... (a diffusers folder) or Open Checkpoint... (a .safetensors file)."));
-  text->setObjectName(QStringLiteral("demoText"));
+  layout->setContentsMargins(8, 4, 4, 4);
+  // Four lines at 1280 px: what the model is with an example, its words, then real weights. Any taller
+  // and the left column, which just fits a 1280x800 window, would scroll its Generate button away.
+  auto* text = new QLabel(
+      tr("<b>Built-in toy-world model:</b> 256×256 pictures of one to three objects on a background. "
+         "Try <a href=\"example\">%1</a> (click to use it).<br>"
+         "<b>Words:</b> circle, square, triangle, star, heart, house, tree, boat · red, orange, yellow, green, "
+         "blue, purple, pink, white, black, brown · small, big · at the top left, top, top right, left, center, "
+         "right, bottom left, bottom, bottom right · grass, sand, sea, sky, snow, night background.<br>"
+         "For Stable Diffusion 1.x or 2.x weights: File &gt; Open Model Folder... or "
+         "Open Checkpoint (.safetensors)...")
+          .arg(kBuiltinExample.toHtmlEscaped()));
+  text->setObjectName(QStringLiteral("builtinModelText"));
   text->setWordWrap(true);
   text->setTextFormat(Qt::RichText);
-  auto* open = new QPushButton(tr("Open Model Folder..."));
-  connect(open, &QPushButton::clicked, this, &MainWindow::chooseModelFolder);
+  connect(text, &QLabel::linkActivated, this, [this] {
+    m_promptEditor->setPrompts(kBuiltinExample, m_promptEditor->negativePrompt());
+    m_promptEditor->setFocus();
+  });
+  auto* close = new QToolButton;
+  close->setObjectName(QStringLiteral("builtinModelClose"));
+  close->setText(QStringLiteral("✕"));
+  close->setToolTip(tr("Dismiss"));
+  close->setAutoRaise(true);
+  connect(close, &QToolButton::clicked, banner, &QWidget::hide);
   layout->addWidget(text, 1);
-  layout->addWidget(open, 0, Qt::AlignVCenter);
+  layout->addWidget(close, 0, Qt::AlignTop);
   banner->hide();
   return banner;
 }
 
-QString MainWindow::demoModelPath() {
+void MainWindow::showModelGuidance(bool builtin) {
+  m_builtinBanner->setVisible(builtin);
+  if (builtin)
+    m_promptEditor->setPlaceholders(tr("What the image should show, e.g. %1").arg(kBuiltinPlaceholderExample),
+                                    tr("What to steer away from (usually nothing with this model)"));
+  else
+    m_promptEditor->setPlaceholders(QString(), QString());
+}
+
+QString MainWindow::builtinModelPath() {
   const QStringList candidates = {
-      QCoreApplication::applicationDirPath() + QStringLiteral("/../share/fisedit/demo-model"),  // installed
-#ifdef FISEDIT_DEMO_MODEL_DIR
-      QStringLiteral(FISEDIT_DEMO_MODEL_DIR),  // the build tree
+      QCoreApplication::applicationDirPath() + QStringLiteral("/../share/fisedit/models/toyworld"),  // installed
+#ifdef FISEDIT_BUILTIN_MODEL_DIR
+      QStringLiteral(FISEDIT_BUILTIN_MODEL_DIR),  // the source tree, for runs from the build tree
 #endif
   };
   for (const auto& dir : candidates)

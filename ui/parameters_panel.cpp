@@ -59,7 +59,9 @@ QWidget* ParametersPanel::createGenerationBox() {
   connect(m_randomSeed, &QCheckBox::toggled, m_seed, &QWidget::setDisabled);
   connect(reuse, &QToolButton::clicked, this, &ParametersPanel::reuseSeedRequested);
 
-  m_steps = spin(1, 150, 25, 1, QStringLiteral("stepsSpin"));
+  // 20, as AUTOMATIC1111 starts with: enough for DPM++ 2M and DDIM on SD, and what the built-in
+  // toy-world model was trained and benchmarked with.
+  m_steps = spin(1, 150, 20, 1, QStringLiteral("stepsSpin"));
   form->addRow(tr("Steps"), m_steps);
   m_cfg = new QDoubleSpinBox;
   m_cfg->setObjectName(QStringLiteral("cfgSpin"));
@@ -147,7 +149,7 @@ QWidget* ParametersPanel::createEditBox() {
 }
 
 void ParametersPanel::applyPreset(int index) {
-  const bool custom = index >= kPresets.size();
+  const bool custom = !m_sizePreset->itemData(index).isValid();
   m_width->setEnabled(custom);
   m_height->setEnabled(custom);
   if (custom) return;
@@ -175,10 +177,17 @@ void ParametersPanel::setSize(int width, int height) {
 
 void ParametersPanel::setModelSize(int size) {
   m_modelSize = size;
-  for (int i = 0; i < kPresets.size(); ++i) {
-    const QSize s = kPresets[i];
-    const bool own = s.width() == size && s.height() == size;
-    m_sizePreset->setItemText(i, QStringLiteral("%1×%2%3").arg(s.width()).arg(s.height()).arg(own ? tr(" (model)") : QString()));
+  {
+    const QSignalBlocker block(m_sizePreset);
+    // A model made for a size none of SD's presets has (the built-in toy-world model: 256) gets a
+    // preset of its own, first, instead of showing its own size as "custom".
+    while (m_sizePreset->count() > kPresets.size() + 1) m_sizePreset->removeItem(0);
+    if (!kPresets.contains(QSize(size, size))) m_sizePreset->insertItem(0, QString(), QSize(size, size));
+    for (int i = 0; i + 1 < m_sizePreset->count(); ++i) {
+      const QSize s = m_sizePreset->itemData(i).toSize();
+      const bool own = s.width() == size && s.height() == size;
+      m_sizePreset->setItemText(i, QStringLiteral("%1×%2%3").arg(s.width()).arg(s.height()).arg(own ? tr(" (model)") : QString()));
+    }
   }
   setSize(size, size);
 }

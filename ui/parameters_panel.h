@@ -28,7 +28,7 @@ public:
   bool randomSeed() const;
   // Shows the parameters an image was made with, so that changing only the prompt edits it.
   void showRequest(const GenerationRequest& request);
-  // The model's own size: the default preset ("512x512 (model)").
+  // The model's own size: the default preset ("512x512 (model)"), added first when no preset has it.
   void setModelSize(int size);
   // Prompts and painted mask left empty. Attention control is off in the painted mode, which runs no
   // detection steps for it to act on.

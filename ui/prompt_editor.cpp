@@ -18,15 +18,14 @@ const QString kOverLimitStyle = QStringLiteral("color: #c62828; font-weight: bol
 PromptEditor::PromptEditor(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
-  m_prompt = addField(tr("Prompt"), tr("What the image should show, e.g. a photo of a cat on a windowsill"),
-                      QStringLiteral("prompt"));
-  m_negative = addField(tr("Negative prompt"), tr("What to steer away from, e.g. blurry, low quality"),
-                        QStringLiteral("negativePrompt"));
+  m_prompt = addField(tr("Prompt"), QStringLiteral("prompt"));
+  m_negative = addField(tr("Negative prompt"), QStringLiteral("negativePrompt"));
+  setPlaceholders(QString(), QString());
 
   setTokenizer(std::nullopt, QString());
 }
 
-PromptEditor::Field PromptEditor::addField(const QString& title, const QString& placeholder, const QString& name) {
+PromptEditor::Field PromptEditor::addField(const QString& title, const QString& name) {
   Field field;
   auto* header = new QHBoxLayout;
   auto* titleLabel = new QLabel(QStringLiteral("<b>%1</b>").arg(title.toHtmlEscaped()), this);
@@ -39,7 +38,6 @@ PromptEditor::Field PromptEditor::addField(const QString& title, const QString& 
 
   field.edit = new QPlainTextEdit(this);
   field.edit->setObjectName(name + QStringLiteral("Edit"));
-  field.edit->setPlaceholderText(placeholder);
   field.edit->setTabChangesFocus(true);
   titleLabel->setBuddy(field.edit);
 
@@ -60,6 +58,13 @@ void PromptEditor::setTokenizer(std::optional<ClipTokenizer> tokenizer, const QS
   m_noTokenizerReason = noTokenizerReason;
   updateCounter(m_prompt);
   updateCounter(m_negative);
+}
+
+void PromptEditor::setPlaceholders(const QString& prompt, const QString& negativePrompt) {
+  m_prompt.edit->setPlaceholderText(
+      prompt.isEmpty() ? tr("What the image should show, e.g. a photo of a cat on a windowsill") : prompt);
+  m_negative.edit->setPlaceholderText(
+      negativePrompt.isEmpty() ? tr("What to steer away from, e.g. blurry, low quality") : negativePrompt);
 }
 
 QString PromptEditor::prompt() const { return m_prompt.edit->toPlainText(); }

@@ -24,6 +24,10 @@ public:
   // model is loaded, call with an empty reason.
   void setTokenizer(std::optional<ClipTokenizer> tokenizer, const QString& noTokenizerReason);
 
+  // What the empty fields suggest: Stable Diffusion examples by default; a model with a vocabulary of
+  // its own (the built-in toy-world model) suggests its own. An empty string restores the default.
+  void setPlaceholders(const QString& prompt, const QString& negativePrompt);
+
   QString prompt() const;
   QString negativePrompt() const;
   // Leaves a field alone when its text is already `text`, so the cursor does not jump.
@@ -38,7 +42,7 @@ private:
     QLabel* counter = nullptr;
   };
 
-  Field addField(const QString& title, const QString& placeholder, const QString& name);
+  Field addField(const QString& title, const QString& name);
   void updateCounter(const Field& field);
 
   Field m_prompt;

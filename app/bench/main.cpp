@@ -4,6 +4,7 @@
 // stdout, the same numbers as JSON with --json. Benchmarks are programs, not timed tests: see
 // docs/benchmarks.md for the runs on the GPU machine.
 #include "backend/device.h"
+#include "bench/fidelity.h"
 #include "bench/measure.h"
 #include "bench/report.h"
 #include "bench/stages.h"
@@ -27,8 +28,11 @@ constexpr const char* kUsage =
     "       fisedit-bench --model PATH [--config DIR] [--arch NAME]\n"
     "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler (dpmpp2m)] [--cfg F (7.5)]\n"
     "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
-    "   [--stages text_encoder,unet,vae,generation,edit,edit_sizes,attention (all but attention)]\n"
+    "   [--stages text_encoder,unet,vae,generation,edit,edit_sizes,attention,fidelity\n"
+    "             (all but attention and fidelity)]\n"
     "   [--edit-sizes 0.05,0.15,0.30]\n"
+    "   [--fidelity-cases N (200)] [--fidelity-seed S (7001)] [--fidelity-examples DIR]\n"
+    "   [--mask-margin N (0)] [--detect-steps K (20% of the steps)]\n"
     "   [--cache-device-budget BYTES (0; e.g. 4G)] [--cache-prefetch-depth N (2)]\n"
     "\n"
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"
@@ -45,6 +49,15 @@ constexpr const char* kUsage =
     "The edit stage also times --steps sparse steps (10% region) with the cache on the device against the\n"
     "cache beyond --cache-device-budget in pinned host memory, prefetched a step ahead (spill_steps), and,\n"
     "with a tokenizer, whole painted-mask edits of a resident and of a spilled generation (spill_edit).\n"
+    "--stages fidelity (with --model resources/models/toyworld) measures edit quality against ground truth:\n"
+    "N seeded toy-world edits (recolour, reshape, resize, add, remove, background; 256x256, --steps,\n"
+    "--scheduler, --cfg), each made from a cached base generation with the automatic mask, the automatic\n"
+    "mask with attention control, a painted mask equal to the ground-truth region, and as a fresh generation\n"
+    "with the new prompt and seed; every image read back by the toy-world analyser. Edit success,\n"
+    "preservation of the other cells, the mask's IoU with the truth, its share outside it, the share\n"
+    "re-rendered and the time; the base images' generation quality. --fidelity-examples DIR writes\n"
+    "base | changed region | edit triples of the first cases of each kind as PNGs. --mask-margin and\n"
+    "--detect-steps set the automatic edits' mask margin and detection steps, as fisedit-cli edit's do.\n"
     "Exit status: 1 on errors, 2 on bad arguments, 3 when the generated image holds NaN or Inf.\n";
 
 template <class T>
@@ -63,7 +76,8 @@ bench::Settings parse(const std::vector<std::string>& raw) {
   const cli::Arguments args(raw,
                             {"arch", "model", "config", "tokenizer", "width", "height", "steps", "scheduler", "cfg",
                              "repeat", "warmup", "generations", "device", "json", "stages", "edit-sizes",
-                             "cache-device-budget", "cache-prefetch-depth"});
+                             "cache-device-budget", "cache-prefetch-depth", "fidelity-cases", "fidelity-seed",
+                             "fidelity-examples", "mask-margin", "detect-steps"});
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
   bench::Settings s;
   s.arch = args.get("arch").value_or("");
@@ -83,6 +97,11 @@ bench::Settings parse(const std::vector<std::string>& raw) {
   s.json = args.get("json").value_or("");
   s.cache_device_budget = args.bytes("cache-device-budget").value_or(0);
   s.cache_prefetch_depth = number(args, "cache-prefetch-depth", 2, 2);
+  s.fidelity_cases = number(args, "fidelity-cases", 200, 1);
+  s.fidelity_seed = number<std::uint64_t>(args, "fidelity-seed", 7001, 0);
+  s.fidelity_examples = args.get("fidelity-examples").value_or("");
+  s.mask_margin = number(args, "mask-margin", 0, 0);
+  s.detect_steps = number(args, "detect-steps", -1, -1);
   if (const auto sizes = args.get("edit-sizes")) {
     s.edit_sizes.clear();
     for (std::size_t begin = 0; begin <= sizes->size();) {
@@ -101,9 +120,9 @@ bench::Settings parse(const std::vector<std::string>& raw) {
     const auto end = std::min(stages.find(',', begin), stages.size());
     const auto stage = stages.substr(begin, end - begin);
     if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation" && stage != "edit" && stage != "edit_sizes" &&
-        stage != "attention")
+        stage != "attention" && stage != "fidelity")
       throw std::invalid_argument("--stages: unknown stage '" + stage +
-                                  "' (text_encoder, unet, vae, generation, edit, edit_sizes, attention)");
+                                  "' (text_encoder, unet, vae, generation, edit, edit_sizes, attention, fidelity)");
     s.stages.insert(stage);
     begin = end + 1;
   }
@@ -132,6 +151,26 @@ std::shared_ptr<const LoadedModel> load(const bench::Settings& s, nlohmann::json
   about["weights_dtype"] = std::string(dtype_name(dominant_dtype(m.unet_weights)));
   about["tokenizer"] = m.tokenizer_dir ? m.tokenizer_dir->string() : "";
   return std::make_shared<const LoadedModel>(std::move(m));
+}
+
+// The edit-fidelity stage (bench/fidelity.h) on the whole model, after the timed stages.
+nlohmann::json fidelity_stage(Backend& backend, const std::shared_ptr<const LoadedModel>& model,
+                              const bench::Settings& s) {
+  if (!model->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
+  fidelity::Options options;
+  options.cases = s.fidelity_cases;
+  options.seed = s.fidelity_seed;
+  options.steps = s.steps;
+  options.cfg = s.cfg;
+  options.scheduler = s.scheduler;
+  options.examples_dir = s.fidelity_examples;
+  options.mask_margin = s.mask_margin;
+  options.detect_steps = s.detect_steps;
+  options.progress = [](int done, int total) { std::fprintf(stderr, "fidelity: %d/%d cases\r", done, total); };
+  StableDiffusion sd(model, backend);
+  auto result = fidelity::run_fidelity(sd, options);
+  std::fprintf(stderr, "\n");
+  return result;
 }
 
 int run(int argc, char** argv) {
@@ -168,6 +207,7 @@ int run(int argc, char** argv) {
   run_stage("edit", "edit", &bench::Stages::edit_steps);
   run_stage("edit_sizes", "edit_sizes", &bench::Stages::edit_sizes);
   run_stage("attention", "attention", &bench::Stages::attention);
+  if (s.stages.count("fidelity")) results["fidelity"] = fidelity_stage(*backend, model, s);
   report["host_peak_rss_bytes"] = bench::host_peak_rss();
 
   bench::print_report(report, stdout);

@@ -1,5 +1,7 @@
 #include "bench/report.h"
 
+#include "bench/fidelity.h"
+
 #include <string>
 
 namespace fisedit::bench {
@@ -167,6 +169,10 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
       std::fprintf(out, "\n");
     }
   }
+  const auto& fid = res.contains("fidelity") ? res["fidelity"] : nlohmann::json();
+  if (fid.is_object() && fid.contains("summary")) fidelity::print_fidelity(fid, out);
+  else if (fid.is_object() && fid.contains("skipped"))
+    std::fprintf(out, "\nedit fidelity: skipped: %s\n", fid["skipped"].get<std::string>().c_str());
   std::fprintf(out, "host       peak RSS %s\n", gib(r["host_peak_rss_bytes"]).c_str());
 }
 

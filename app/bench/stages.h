@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <set>
@@ -24,12 +25,17 @@ struct Settings {
   int width = 0, height = 0, steps = 20, repeat = 10, warmup = 2, generations = 3;
   float cfg = 7.5f;
   DeviceChoice device = DeviceChoice::automatic;
-  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, edit_sizes, attention
+  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, edit_sizes, attention, fidelity
   std::vector<double> edit_sizes{0.05, 0.15, 0.30};  // latent shares of the whole-edit measurement
   // The edit stage's spilled runs: bytes of layer records kept on the device (the rest in pinned host
   // memory, prefetched a step ahead). 0 (the default): the whole cache on the host.
   std::size_t cache_device_budget = 0;
   int cache_prefetch_depth = 2;  // staging buffers: how many steps the prefetch may run ahead
+  // The fidelity stage (bench/fidelity.h): how many cases, from which seed, where example PNGs go.
+  int fidelity_cases = 200;
+  std::uint64_t fidelity_seed = 7001;
+  std::string fidelity_examples;
+  int mask_margin = 0, detect_steps = -1;  // its automatic edits' (EditRequest); -1: the default steps
 };
 
 // A compact blob (not a square) of about `fraction` of an h x w latent: a star-ish closed curve,

@@ -155,7 +155,10 @@ int main(int argc, char* argv[]) {
                                   QStringLiteral("X,Y,R"));
   const auto next = hiddenOption(QStringLiteral("demo-next"), QStringLiteral("Then type PROMPT without submitting it."),
                                  QStringLiteral("PROMPT"));
-  for (const auto& option : {screenshot, generate, edit, steps, size, device, attention, overlay, paint, next})
+  const auto windowSize = hiddenOption(QStringLiteral("window-size"),
+                                       QStringLiteral("Start the window at WxH (screenshots of small screens)."),
+                                       QStringLiteral("WxH"));
+  for (const auto& option : {screenshot, generate, edit, steps, size, device, attention, overlay, paint, next, windowSize})
     parser.addOption(option);
   parser.process(app);
 
@@ -173,6 +176,8 @@ int main(int argc, char* argv[]) {
   demo.nextPrompt = parser.value(next);
 
   MainWindow window;
+  const QStringList windowWh = parser.value(windowSize).split(QLatin1Char('x'));
+  if (windowWh.size() == 2) window.resize(windowWh[0].toInt(), windowWh[1].toInt());
   const QStringList args = parser.positionalArguments();
   if (!args.isEmpty())
     window.openModel(args.first());

@@ -68,7 +68,7 @@ UNetConfig toyworld_unet() {
 
 VaeConfig toyworld_vae() {
   const json j = {{"block_out_channels", {32, 64, 64, 64}}, {"layers_per_block", 1}, {"latent_channels", 4},
-                  {"norm_num_groups", 16},  {"scaling_factor", 1.0}, {"sample_size", 256}};
+                  {"norm_num_groups", 16},  {"scaling_factor", 0.4362641767779909}, {"sample_size", 256}};
   return VaeConfig::from_json(j, "preset toyworld (vae)");
 }
 
