@@ -144,9 +144,12 @@ private slots:
     const auto& s = report["summary"];
     const auto& m = s["methods"];
     QCOMPARE(s["cases"].get<int>(), kSubset);
-    QVERIFY2(figure(m, "auto", "success") >= 0.6, "automatic mask: edit success below 60%");
-    QVERIFY2(figure(m, "painted", "success") >= 0.6, "painted mask: edit success below 60%");
-    QVERIFY2(figure(m, "auto", "iou_mean") >= 0.3, "automatic mask: mean IoU with the ground truth below 0.3");
+    // Measured on these 12 cases (2026-12-06, this CPU, DDIM 20 steps, CFG 7.5, margin 2): automatic
+    // 9/12 succeeded, IoU 0.49; painted 9/12. One case of slack for another CPU's rounding.
+    QVERIFY2(figure(m, "auto", "success") >= 8.0 / 12 - 1e-9, "automatic mask: edit success below 8 of 12");
+    QVERIFY2(figure(m, "painted", "success") >= 8.0 / 12 - 1e-9, "painted mask: edit success below 8 of 12");
+    QVERIFY2(figure(m, "auto", "iou_mean") >= 0.45, "automatic mask: mean IoU with the ground truth below 0.45");
+    QVERIFY2(figure(m, "auto", "outside_mean") <= 0.25, "automatic mask: over 25% of it outside the truth");
     for (const char* method : {"auto", "auto_attention", "painted"}) {
       // By construction: outside the changed region the base's bytes, so the cells it leaves alone
       // read as they did.

@@ -15,6 +15,7 @@
 
 #include <QtTest>
 #include <QAction>
+#include <QSpinBox>
 #include <QComboBox>
 #include <QLabel>
 #include <QPlainTextEdit>
@@ -179,9 +180,11 @@ private slots:
     QCOMPARE(edit->stats.detect_steps, 0);  // a painted region needs no detection
     const QImage region = edit->changedRegion;
     const QImage edited = window.canvas()->image().convertToFormat(QImage::Format_RGB888);
-    // The engine re-renders the 8x8 blocks the paint touches (up to 7 px past it) and feathers the
-    // composite over twice the feather (8 px by default): nothing changes farther than 8 + 16 px out.
-    const QImage reach = chebyshevDilate(painted, 8 + 2 * 8);
+    // The engine re-renders the 8x8 blocks the paint touches (up to 7 px past it), grown by the edit
+    // margin the panel shows (latent pixels of 8 px), and feathers the composite over twice the
+    // feather (8 px by default): nothing changes farther than 8 + 8 * margin + 16 px out.
+    const int margin = window.findChild<QSpinBox*>(QStringLiteral("marginSpin"))->value();
+    const QImage reach = chebyshevDilate(painted, 8 + 8 * margin + 2 * 8);
     int changed = 0;
     for (int y = 0; y < 128; ++y)
       for (int x = 0; x < 128; ++x) {

@@ -129,7 +129,7 @@ QWidget* ParametersPanel::createEditBox() {
   setPaintedMaskAvailable(false);
   connect(m_maskMode, &QComboBox::currentIndexChanged, this, &ParametersPanel::updateEditBox);
   connect(m_maskMode, &QComboBox::currentIndexChanged, this, &ParametersPanel::changed);
-  m_margin = spin(0, 16, 0, 1, QStringLiteral("marginSpin"));
+  m_margin = spin(0, 16, kDefaultMaskMargin, 1, QStringLiteral("marginSpin"));
   m_margin->setToolTip(tr("Widens the region by this many latent pixels (8 image pixels each)"));
   form->addRow(tr("Margin"), m_margin);
   m_detectSteps = spin(0, 150, 0, 1, QStringLiteral("detectStepsSpin"));

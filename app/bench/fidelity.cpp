@@ -224,7 +224,8 @@ json run_fidelity(StableDiffusion& sd, const Options& options) {
   }
   const auto& model = sd.model();
   return {{"settings", {{"cases", options.cases}, {"seed", options.seed}, {"steps", options.steps},
-                        {"cfg", options.cfg}, {"scheduler", options.scheduler}, {"width", kImageSize},
+                        {"cfg", options.cfg}, {"scheduler", sd.resolve({.scheduler = options.scheduler}).scheduler},
+                        {"width", kImageSize},
                         {"height", kImageSize}, {"regenerate", options.regenerate},
                         {"mask_margin", options.mask_margin}, {"detect_steps", options.detect_steps},
                         {"model", model.source.string()}}},

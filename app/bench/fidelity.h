@@ -103,9 +103,9 @@ struct Options {
   std::uint64_t seed = 7001;
   int steps = 20;
   float cfg = 7.5f;
-  std::string scheduler = "dpmpp2m";
+  std::string scheduler;  // empty: the model's own (the toy-world model's is DDIM)
   // The automatic edits' EditRequest knobs, to compare method choices (the painted edit keeps the truth).
-  int mask_margin = 0;
+  int mask_margin = kDefaultMaskMargin;
   int detect_steps = -1;  // -1: the engine's default (20% of the steps)
   bool regenerate = true;  // run the baseline (a fresh generation with the new prompt)
   bool warmup = true;      // one untimed generation and edit first (first-call work on a GPU)

@@ -69,8 +69,8 @@ void print_fidelity(const json& f, std::FILE* out) {
                  fixed(j["iou_mean"], "%.3f").c_str(), percent(j["outside_mean"]).c_str(),
                  percent(j["fraction_mean"]).c_str(), j["ms_median"].get<double>(), j["time_vs_generation"].get<double>());
   }
-  std::fprintf(out, "  (kept out: preservation over the cells the changed region leaves alone; identical: every pixel\n"
-                    "  outside it byte-identical; IoU, outside: the latent mask against the ground-truth region)\n");
+  std::fprintf(out, "  (kept out: preservation over the cells the changed region leaves alone, 100%% by construction;\n"
+                    "  identical: every pixel outside it is the base's; IoU, outside: the latent mask against the truth)\n");
 
   std::fprintf(out, "\n  %-22s", "success / IoU by kind");
   for (int k = 0; k < kEditKinds; ++k) std::fprintf(out, " %15s", std::string(kind_name(static_cast<EditKind>(k))).c_str());

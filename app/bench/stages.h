@@ -35,6 +35,7 @@ struct Settings {
   int fidelity_cases = 200;
   std::uint64_t fidelity_seed = 7001;
   std::string fidelity_examples;
+  bool scheduler_given = false;  // --scheduler named: the fidelity stage otherwise runs the model's own
   int mask_margin = 0, detect_steps = -1;  // its automatic edits' (EditRequest); -1: the default steps
 };
 

@@ -40,7 +40,7 @@ int edit_command(const std::vector<std::string>& raw) {
   e.mask_mode = parse_mask_mode(args.get("mask-mode").value_or(e.painted_mask ? "painted" : "auto"));
   if (e.mask_mode != MaskMode::automatic && !e.painted_mask)
     throw std::invalid_argument("--mask-mode painted and intersect need --mask FILE.png");
-  e.margin = int_option(args, "mask-margin", 0);
+  e.margin = int_option(args, "mask-margin", kDefaultMaskMargin);
   e.detect_steps = int_option(args, "detect-steps", -1);
   if (const auto control = args.get("attention-control")) {
     if (*control != "on" && *control != "off")
