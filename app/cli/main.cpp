@@ -23,7 +23,7 @@ constexpr const char* kUsage =
     "            [--device auto|cpu|cuda] [--out FILE.png] [--save-latents FILE.safetensors]\n"
     "            [--initial-noise FILE.safetensors[#KEY]]   an image from a prompt\n"
     "  edit      generate's options and --edit-prompt TEXT [--edit-negative TEXT] [--mask FILE.png]\n"
-    "            [--mask-mode auto|painted|intersect] [--mask-margin N] [--detect-steps K]\n"
+    "            [--mask-mode auto|painted|intersect] [--mask-margin N (2)] [--detect-steps K]\n"
     "            [--attention-control on|off] [--out EDITED.png] [--base-out BASE.png]\n"
     "            [--mask-out MASK.png] [--stats-json FILE]\n"
     "            [--cache-device-budget BYTES (e.g. 2G; the rest of the cache in pinned host memory)]\n"
