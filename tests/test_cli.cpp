@@ -163,8 +163,11 @@ private slots:
   void edit_keeps_pixels_outside_the_mask_data() {
     QTest::addColumn<QStringList>("mask_args");
     QTest::addColumn<int>("detect_steps");
-    QTest::newRow("automatic") << QStringList{"--detect-steps", "2", "--mask-margin", "1"} << 2;
-    QTest::newRow("automatic, attention control") << QStringList{"--detect-steps", "2", "--attention-control", "on"} << 2;
+    // A random-weight model's edits move the whole image: --global-change region keeps them a region,
+    // so that there is an outside to check.
+    QTest::newRow("automatic") << QStringList{"--detect-steps", "2", "--mask-margin", "1", "--global-change", "region"} << 2;
+    QTest::newRow("automatic, attention control")
+        << QStringList{"--detect-steps", "2", "--attention-control", "on", "--global-change", "region"} << 2;
     QTest::newRow("painted") << QStringList{"--mask", "PAINTED"} << 0;             // a painted mask needs no detection
     QTest::newRow("intersect") << QStringList{"--mask", "PAINTED", "--mask-mode", "intersect"} << 1;  // 20% of 6 steps
   }

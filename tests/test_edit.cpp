@@ -256,6 +256,25 @@ private slots:
     QVERIFY(automatic_mask({std::vector<float>(h * w, 0.0f)}, h, w, 2).empty());
   }
 
+  // A change spread over the image (a new background) re-renders all of it instead of the patches
+  // Otsu would cut from a one-humped map; a large but local change keeps its region.
+  void automatic_mask_of_a_global_change_is_the_whole_image() {
+    const std::int64_t h = 10, w = 12;
+    std::vector<std::vector<float>> spread(2, std::vector<float>(h * w)), local(2, std::vector<float>(h * w));
+    for (int s = 0; s < 2; ++s)
+      for (std::int64_t y = 0; y < h; ++y)
+        for (std::int64_t x = 0; x < w; ++x) {
+          const float texture = 0.5f * float((x * 7 + y * 3 + s) % 5);  // 0..2
+          spread[s][y * w + x] = 3.0f + texture + (y < 4 ? 1.5f : 0.0f);
+          local[s][y * w + x] = (y < 6 && x < 7) ? 4.0f + texture : 0.05f * texture;  // 35% of the latent
+        }
+    QCOMPARE(automatic_mask(spread, h, w, 0, true).fraction(), 1.0);
+    QVERIFY(automatic_mask(spread, h, w, 0, false).fraction() < 1.0);  // off: the thresholded region
+    const auto mask = automatic_mask(local, h, w, 0, true);
+    for (std::int64_t y = 0; y < h; ++y)
+      for (std::int64_t x = 0; x < w; ++x) QCOMPARE(mask.values[y * w + x], (y < 6 && x < 7) ? 1.0f : 0.0f);
+  }
+
   // Attention control (METHOD 3.1 step 3) --------------------------------------------------------
 
   void token_alignment_is_the_longest_common_subsequence() {

@@ -144,6 +144,14 @@ QWidget* ParametersPanel::createEditBox() {
          "which runs no detection steps."));
   form->addRow(QString(), m_attentionControl);
   connect(m_attentionControl, &QCheckBox::toggled, this, &ParametersPanel::changed);
+  m_wholeImageIfGlobal = new QCheckBox(tr("whole image for global changes"));
+  m_wholeImageIfGlobal->setObjectName(QStringLiteral("wholeImageIfGlobalCheck"));
+  m_wholeImageIfGlobal->setChecked(kDefaultWholeImageIfGlobal);
+  m_wholeImageIfGlobal->setToolTip(
+      tr("When the new words move the whole image (another background, another style), re-render all of it "
+         "instead of the patches that moved most. Off: always a region."));
+  form->addRow(QString(), m_wholeImageIfGlobal);
+  connect(m_wholeImageIfGlobal, &QCheckBox::toggled, this, &ParametersPanel::changed);
   updateEditBox();
   return box;
 }
@@ -244,6 +252,7 @@ void ParametersPanel::updateEditBox() {
   // A painted region needs no detection: the setting would have no effect.
   m_detectSteps->setEnabled(maskMode() != MaskMode::painted);
   m_attentionControl->setEnabled(maskMode() != MaskMode::painted);
+  m_wholeImageIfGlobal->setEnabled(maskMode() != MaskMode::painted);
 }
 
 void ParametersPanel::setAttentionControl(bool on) { m_attentionControl->setChecked(on); }
@@ -305,6 +314,7 @@ EditRequest ParametersPanel::editOptions() const {
   EditRequest e;
   e.mask_mode = maskMode();
   e.margin = m_margin->value();
+  e.whole_image_if_global = m_wholeImageIfGlobal->isChecked() && e.mask_mode != MaskMode::painted;
   e.detect_steps = m_detectSteps->value() == 0 ? -1 : m_detectSteps->value();
   e.attention_control = m_attentionControl->isChecked() && e.mask_mode != MaskMode::painted;
   return e;

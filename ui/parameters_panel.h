@@ -80,6 +80,7 @@ private:
   QSpinBox* m_margin = nullptr;
   QSpinBox* m_detectSteps = nullptr;
   QCheckBox* m_attentionControl = nullptr;
+  QCheckBox* m_wholeImageIfGlobal = nullptr;
   int m_modelSize = 512;
 };
 

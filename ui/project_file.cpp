@@ -74,7 +74,8 @@ QJsonObject nodeJson(const HistoryRecord& r, const ProjectContent& content) {
                                                     {QStringLiteral("margin"), r.edit.margin},
                                                     {QStringLiteral("detectSteps"), r.edit.detect_steps},
                                                     {QStringLiteral("feather"), r.edit.feather},
-                                                    {QStringLiteral("attentionControl"), r.edit.attention_control}});
+                                                    {QStringLiteral("attentionControl"), r.edit.attention_control},
+                                                    {QStringLiteral("wholeImageIfGlobal"), r.edit.whole_image_if_global}});
     node.insert(QStringLiteral("editFraction"), r.stats.edit_fraction);
     node.insert(QStringLiteral("editStats"), QJsonObject{{QStringLiteral("detectSteps"), r.stats.detect_steps},
                                                          {QStringLiteral("attentionControlSteps"), r.stats.attention_control_steps},
@@ -154,6 +155,8 @@ QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, qui
     r.edit.feather = edit.value(QStringLiteral("feather")).toInt(8);
     // Absent from files written before attention control: those edits ran without it.
     r.edit.attention_control = edit.value(QStringLiteral("attentionControl")).toBool(false);
+    // Absent from files written before it existed: those edits kept the thresholded region.
+    r.edit.whole_image_if_global = edit.value(QStringLiteral("wholeImageIfGlobal")).toBool(false);
     r.edit.prompt = r.request.prompt;
     r.edit.negative_prompt = r.request.negative_prompt;
     const QJsonObject stats = node.value(QStringLiteral("editStats")).toObject();
@@ -213,6 +216,7 @@ TextChunks imageTextChunks(const HistoryRecord& r) {
                                                     {QStringLiteral("edit_fraction"), r.stats.edit_fraction},
                                                     {QStringLiteral("detect_steps"), r.stats.detect_steps},
                                                     {QStringLiteral("attention_control"), r.edit.attention_control},
+                                                    {QStringLiteral("whole_image_if_global"), r.edit.whole_image_if_global},
                                                     {QStringLiteral("attention_control_steps"), r.stats.attention_control_steps},
                                                     {QStringLiteral("detect_ms"), r.stats.detect_ms},
                                                     {QStringLiteral("sparse_ms"), r.stats.sparse_ms},

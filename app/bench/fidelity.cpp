@@ -176,6 +176,7 @@ CaseResult run_case(StableDiffusion& sd, const EditCase& c, const Options& optio
         e.painted_mask = truth;
       } else {
         e.margin = options.mask_margin;
+        e.whole_image_if_global = kDefaultWholeImageIfGlobal;
         e.detect_steps = options.detect_steps;
       }
       t0 = Clock::now();
@@ -223,8 +224,11 @@ json run_fidelity(StableDiffusion& sd, const Options& options) {
     if (options.progress) options.progress(static_cast<int>(results.size()), static_cast<int>(cases.size()));
   }
   const auto& model = sd.model();
+  GenerationRequest sampler;
+  sampler.scheduler = options.scheduler;
+  const std::string resolved_scheduler = sd.resolve(sampler).scheduler;
   return {{"settings", {{"cases", options.cases}, {"seed", options.seed}, {"steps", options.steps},
-                        {"cfg", options.cfg}, {"scheduler", sd.resolve({.scheduler = options.scheduler}).scheduler},
+                        {"cfg", options.cfg}, {"scheduler", resolved_scheduler},
                         {"width", kImageSize},
                         {"height", kImageSize}, {"regenerate", options.regenerate},
                         {"mask_margin", options.mask_margin}, {"detect_steps", options.detect_steps},

@@ -27,7 +27,7 @@ MaskMode parse_mask_mode(const std::string& s) {
 
 int edit_command(const std::vector<std::string>& raw) {
   auto names = generation_options();
-  names.insert({"edit-prompt", "edit-negative", "mask", "mask-mode", "mask-margin", "detect-steps", "attention-control",
+  names.insert({"edit-prompt", "edit-negative", "mask", "mask-mode", "mask-margin", "detect-steps", "attention-control", "global-change",
                 "base-out", "mask-out", "stats-json", "cache-device-budget"});
   const Arguments args(raw, names);
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
@@ -41,6 +41,12 @@ int edit_command(const std::vector<std::string>& raw) {
   if (e.mask_mode != MaskMode::automatic && !e.painted_mask)
     throw std::invalid_argument("--mask-mode painted and intersect need --mask FILE.png");
   e.margin = int_option(args, "mask-margin", kDefaultMaskMargin);
+  e.whole_image_if_global = kDefaultWholeImageIfGlobal;
+  if (const auto global = args.get("global-change")) {
+    if (*global != "whole" && *global != "region")
+      throw std::invalid_argument("--global-change expects whole or region, not '" + *global + "'");
+    e.whole_image_if_global = *global == "whole";
+  }
   e.detect_steps = int_option(args, "detect-steps", -1);
   if (const auto control = args.get("attention-control")) {
     if (*control != "on" && *control != "off")
@@ -67,6 +73,7 @@ int edit_command(const std::vector<std::string>& raw) {
       {"edit_fraction", edit.stats.edit_fraction},
       {"detect_steps", edit.stats.detect_steps},
       {"attention_control", e.attention_control},
+      {"whole_image_if_global", e.whole_image_if_global},
       {"attention_control_steps", edit.stats.attention_control_steps},
       {"base_ms", base.result.timings.total_ms},
       {"detect_ms", edit.stats.detect_ms},

@@ -202,10 +202,10 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
 
   switch (e.mask_mode) {
     case MaskMode::automatic:
-      out.mask = e.mask_override ? *e.mask_override : automatic_mask(differences, h, w, e.margin);
+      out.mask = e.mask_override ? *e.mask_override : automatic_mask(differences, h, w, e.margin, e.whole_image_if_global);
       break;
     case MaskMode::painted: out.mask = dilate(*painted, e.margin); break;
-    case MaskMode::intersect: out.mask = intersect(automatic_mask(differences, h, w, e.margin), *painted); break;
+    case MaskMode::intersect: out.mask = intersect(automatic_mask(differences, h, w, e.margin, e.whole_image_if_global), *painted); break;
   }
   out.stats.edit_fraction = out.mask.fraction();
 

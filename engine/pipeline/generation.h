@@ -87,6 +87,9 @@ enum class MaskMode { automatic, painted, intersect };
 // ground-truth region 0.26 / 0.52 / 0.59, mask outside it 8 / 15 / 20%, other objects unchanged
 // 92 / 83 / 79%; 0 also left fringes of the old object around a recoloured one.
 inline constexpr int kDefaultMaskMargin = 2;
+// EditRequest::whole_image_if_global as the front ends start with it: toy-world background changes
+// went from a patchwork to a coherent new background (benchmarks.md).
+inline constexpr bool kDefaultWholeImageIfGlobal = true;
 
 struct EditRequest {
   std::string prompt{};
@@ -104,6 +107,12 @@ struct EditRequest {
   // content stays still and the mask concentrates where the new words act. Applies to the detection
   // steps for which the base kept its probabilities (default_detection_steps of them).
   bool attention_control = false;
+  // Automatic and intersect modes: a change spread over the whole image (another background, another
+  // style) re-renders all of it instead of the patches a threshold would cut from it (edit_mask.h).
+  // The app, fisedit-cli and fisedit-bench turn it on (kDefaultWholeImageIfGlobal); off here so that
+  // engine callers, and the tests of the sparse route on random-weight models, whose every edit moves
+  // the whole image, state what they want.
+  bool whole_image_if_global = false;
   // Automatic mode only: after the detection steps ran, this latent mask ([h/8, w/8]) replaces the
   // detected one. fisedit-bench times edits of a given size this way, as real automatic edits.
   std::optional<LatentMask> mask_override{};

@@ -12,9 +12,13 @@ namespace fisedit {
 // Per detection step, D_t = sum over channels of |x_t(new) - x_t(cached)| per latent pixel; each D_t
 // min-max normalised, the sum rescaled to 0..255, thresholded with Otsu's method, opened with a 2x2
 // kernel (drops isolated pixels), then dilated by `margin` latent pixels. No detection step, or no
-// difference at all, gives an empty mask.
+// difference at all, gives an empty mask. A change spread over the whole image (the median of the
+// rescaled map at least kGlobalChangeMedian) gives the full mask when `whole_image_if_global`: the whole
+// image is re-rendered.
+inline constexpr int kGlobalChangeMedian = 32;  // of 255: an eighth of the most-moved pixel's difference
 LatentMask automatic_mask(const std::vector<std::vector<float>>& differences, std::int64_t height, std::int64_t width,
-                          int margin);
+                          int margin,
+                          bool whole_image_if_global = false);
 
 // A painted mask at image size (white = re-render; any channel count) -> latent mask: a latent pixel
 // is active when any image pixel over it is brighter than mid-grey. Throws Error(invalid_argument)
