@@ -24,6 +24,14 @@ cv::Mat to_mat(const LatentMask& mask) {
   return m;
 }
 
+// The median of a single-channel 8-bit map.
+int median(const cv::Mat& map) {
+  std::vector<std::uint8_t> order(map.datastart, map.dataend);
+  const auto middle = order.begin() + static_cast<std::ptrdiff_t>(order.size() / 2);
+  std::nth_element(order.begin(), middle, order.end());
+  return *middle;
+}
+
 }  // namespace
 
 LatentMask automatic_mask(const std::vector<std::vector<float>>& differences, std::int64_t height, std::int64_t width,
@@ -47,9 +55,8 @@ LatentMask automatic_mask(const std::vector<std::vector<float>>& differences, st
   // one-humped map into patches, re-rendering a patchwork. When the median latent pixel moved at least
   // an eighth as much as the most-moved one, the whole image is re-rendered. Measured on the toy-world
   // benchmark (24 cases): local edits' medians 1-8% of the peak, background changes' 15-42%.
-  std::vector<std::uint8_t> order(scaled.data, scaled.data + n);
-  std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n / 2), order.end());
-  if (whole_image_if_global && order[n / 2] >= kGlobalChangeMedian) return LatentMask{height, width, std::vector<float>(n, 1.0f)};
+  if (whole_image_if_global && median(scaled) >= kGlobalChangeMedian)
+    return LatentMask{height, width, std::vector<float>(n, 1.0f)};
 
   cv::Mat binary;
   cv::threshold(scaled, binary, 0, 255, cv::THRESH_BINARY | cv::THRESH_OTSU);
