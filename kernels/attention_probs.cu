@@ -1,3 +1,4 @@
+// Explicit attention probabilities (attention_probs.cuh): the row softmax and the column replacement kernels.
 #include "attention_probs.cuh"
 
 #include <algorithm>

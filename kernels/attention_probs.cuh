@@ -1,6 +1,6 @@
 #pragma once
-// Attention with explicit probabilities (cross-attention control, METHOD.md 3.1): the softmax of
-// scores that cuBLAS computed (q k^T per head, scaled, float32) into fp16 probabilities, and the
+// Attention with explicit probabilities (cross-attention control, docs/method.md section 3.3): the
+// softmax of scores that cuBLAS computed (q k^T per head, scaled, float32) into fp16 probabilities, and the
 // replacement of chosen key columns by those of another probability tensor. Meant for
 // cross-attention (Lk = 77 text tokens), where storing [B, heads, Lq, Lk] costs little; the flash
 // kernels (attention.cuh) remain the route when the probabilities are not needed.

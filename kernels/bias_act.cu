@@ -1,3 +1,4 @@
+// Bias + activation and bias + addend passes over fp16 rows, 8 halves at a time (bias_act.cuh).
 #include "bias_act.cuh"
 #include "launch.cuh"
 

@@ -1,3 +1,4 @@
+// Element type conversion kernels (convert.cuh): half <-> float and bfloat16 -> half.
 #include "convert.cuh"
 #include "launch.cuh"
 

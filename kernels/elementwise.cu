@@ -1,4 +1,6 @@
+// Element-wise fp16 kernels (elementwise.cuh): activations, scale, GEGLU, broadcast add and mul.
 #include "elementwise.cuh"
+#include "half_vector.cuh"
 #include "launch.cuh"
 
 #include <cuda_fp16.h>
@@ -8,29 +10,12 @@ namespace {
 
 constexpr int kThreads = 256;
 
-
-
-__device__ inline float load(const std::uint16_t* p, std::size_t i) { return __half2float(__ushort_as_half(p[i])); }
-__device__ inline void store(std::uint16_t* p, std::size_t i, float v) { p[i] = __half_as_ushort(__float2half_rn(v)); }
+__device__ inline float load(const std::uint16_t* p, std::size_t i) { return half_to_float(p[i]); }
+__device__ inline void store(std::uint16_t* p, std::size_t i, float v) { p[i] = float_to_half(v); }
 
 // Eight halves at p[8 v] (16-byte aligned) as floats, and back.
-__device__ inline void load8(const std::uint16_t* p, std::size_t v, float (&f)[kVec]) {
-  const uint4 raw = reinterpret_cast<const uint4*>(p)[v];
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int k = 0; k < kVec / 2; ++k) {
-    const float2 pair = __half22float2(h[k]);
-    f[2 * k] = pair.x;
-    f[2 * k + 1] = pair.y;
-  }
-}
-__device__ inline void store8(std::uint16_t* p, std::size_t v, const float (&f)[kVec]) {
-  uint4 raw;
-  __half2* h = reinterpret_cast<__half2*>(&raw);
-#pragma unroll
-  for (int k = 0; k < kVec / 2; ++k) h[k] = __floats2half2_rn(f[2 * k], f[2 * k + 1]);
-  reinterpret_cast<uint4*>(p)[v] = raw;
-}
+__device__ inline void load8(const std::uint16_t* p, std::size_t v, float (&f)[kVec]) { load_halves(p + v * kVec, f); }
+__device__ inline void store8(std::uint16_t* p, std::size_t v, const float (&f)[kVec]) { store_halves(p + v * kVec, f); }
 
 // The same formulas as the CPU reference (cpu_kernels.h); expf/erff are the accurate versions
 // because fisedit builds without --use_fast_math.

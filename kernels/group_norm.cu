@@ -1,5 +1,7 @@
+// GroupNorm kernels (group_norm.cuh): statistics (Welford, merged by Chan's formula), then the affine apply.
 #include "group_norm.cuh"
 #include "group_norm_affine.cuh"
+#include "half_vector.cuh"
 #include "launch.cuh"
 
 #include <cuda_fp16.h>
@@ -24,19 +26,8 @@ std::int64_t blocks_per_group(const GroupNormShape& s) {
   return (s.l + positions - 1) / positions;
 }
 
-__device__ inline float load(const std::uint16_t* p) { return __half2float(__ushort_as_half(*p)); }
+__device__ inline float load(const std::uint16_t* p) { return half_to_float(*p); }
 
-// Eight halves at a 16-byte aligned p, as floats.
-__device__ inline void load8(const std::uint16_t* p, float (&f)[kVec]) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
-  const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-  for (int k = 0; k < kVec / 2; ++k) {
-    const float2 pair = __half22float2(h[k]);
-    f[2 * k] = pair.x;
-    f[2 * k + 1] = pair.y;
-  }
-}
 
 // Count, mean and sum of squared deviations of a set of values.
 struct Moments {
@@ -94,7 +85,7 @@ __global__ void stats_kernel(const std::uint16_t* x, std::int64_t l, std::int64_
       push(m, load(src));
     } else {
       float f[kVec];
-      load8(src, f);
+      load_halves(src, f);
 #pragma unroll
       for (int k = 0; k < kVec; ++k) push(m, f[k]);
     }
@@ -162,13 +153,6 @@ std::int64_t chunk_positions(std::int64_t n, std::int64_t l, const RowLayout& r)
   return want > minimum ? (want + r.rows - 1) / r.rows * r.rows : minimum;
 }
 
-__device__ inline void store8(std::uint16_t* p, const float (&f)[kVec]) {
-  uint4 raw;
-  __half2* h = reinterpret_cast<__half2*>(&raw);
-#pragma unroll
-  for (int k = 0; k < kVec / 2; ++k) h[k] = __floats2half2_rn(f[2 * k], f[2 * k + 1]);
-  *reinterpret_cast<uint4*>(p) = raw;
-}
 
 // Block (chunk, b): y at positions [chunk * positions, +positions) of sample b.
 __global__ void apply_rows_kernel(const std::uint16_t* x, const std::uint16_t* gamma, const std::uint16_t* beta,
@@ -180,8 +164,8 @@ __global__ void apply_rows_kernel(const std::uint16_t* x, const std::uint16_t* g
   const std::int64_t b = blockIdx.y, p0 = blockIdx.x * positions;
   const std::int64_t p1 = p0 + positions < l ? p0 + positions : l;
   float g[kVec], bt[kVec], scale[kVec], shift[kVec];
-  load8(gamma + col * kVec, g);
-  load8(beta + col * kVec, bt);
+  load_halves(gamma + col * kVec, g);
+  load_halves(beta + col * kVec, bt);
 #pragma unroll
   for (int k = 0; k < kVec; ++k)
     channel_affine(mean, var, g[k], bt[k], b * groups + (col * kVec + k) / per_group, eps, scale[k], shift[k]);
@@ -192,20 +176,20 @@ __global__ void apply_rows_kernel(const std::uint16_t* x, const std::uint16_t* g
   for (; p + (kUnroll - 1) * rows < p1; p += kUnroll * rows) {
     float v[kUnroll][kVec];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) load8(x + offset + (p + u * rows) * c, v[u]);
+    for (int u = 0; u < kUnroll; ++u) load_halves(x + offset + (p + u * rows) * c, v[u]);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
       for (int k = 0; k < kVec; ++k) v[u][k] = finish(v[u][k], scale[k], shift[k], silu);
-      store8(y + offset + (p + u * rows) * c, v[u]);
+      store_halves(y + offset + (p + u * rows) * c, v[u]);
     }
   }
   for (; p < p1; p += rows) {
     float v[kVec];
-    load8(x + offset + p * c, v);
+    load_halves(x + offset + p * c, v);
 #pragma unroll
     for (int k = 0; k < kVec; ++k) v[k] = finish(v[k], scale[k], shift[k], silu);
-    store8(y + offset + p * c, v);
+    store_halves(y + offset + p * c, v);
   }
 }
 
@@ -222,7 +206,7 @@ __global__ void stats_rows_kernel(const std::uint16_t* x, std::int64_t l, std::i
   const std::int64_t p1 = p0 + positions < l ? p0 + positions : l;
   const std::uint16_t* base = x + b * l * c + col * kVec;
   float shift[kVec], s[kVec] = {}, q[kVec] = {};
-  load8(base + p0 * c, shift);
+  load_halves(base + p0 * c, shift);
   const auto accumulate = [&](const float (&v)[kVec]) {
 #pragma unroll
     for (int k = 0; k < kVec; ++k) {
@@ -235,13 +219,13 @@ __global__ void stats_rows_kernel(const std::uint16_t* x, std::int64_t l, std::i
   for (; p + (kUnroll - 1) * rows < p1; p += kUnroll * rows) {  // loads issued together, as in apply
     float v[kUnroll][kVec];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) load8(base + (p + u * rows) * c, v[u]);
+    for (int u = 0; u < kUnroll; ++u) load_halves(base + (p + u * rows) * c, v[u]);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) accumulate(v[u]);
   }
   for (; p < p1; p += rows) {
     float v[kVec];
-    load8(base + p * c, v);
+    load_halves(base + p * c, v);
     accumulate(v);
   }
   float* s_sum = sums;

@@ -1,4 +1,6 @@
+// The LayerNorm kernel (layer_norm.cuh): a two-pass mean and variance per row, in float.
 #include "layer_norm.cuh"
+#include "half_vector.cuh"
 #include "launch.cuh"
 
 #include <cuda_fp16.h>
@@ -8,36 +10,6 @@ namespace {
 
 constexpr int kThreads = 128;  // rows are 320 to 1280 channels in SD: one access or a few per thread
 
-
-// kWidth halves at p (16-byte aligned when kWidth is 8), as floats, and back.
-template <int kWidth>
-__device__ inline void load(const std::uint16_t* p, float (&f)[kWidth]) {
-  if constexpr (kWidth == 1) {
-    f[0] = __half2float(__ushort_as_half(*p));
-  } else {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-    for (int k = 0; k < kWidth / 2; ++k) {
-      const float2 pair = __half22float2(h[k]);
-      f[2 * k] = pair.x;
-      f[2 * k + 1] = pair.y;
-    }
-  }
-}
-
-template <int kWidth>
-__device__ inline void store(std::uint16_t* p, const float (&f)[kWidth]) {
-  if constexpr (kWidth == 1) {
-    *p = __half_as_ushort(__float2half_rn(f[0]));
-  } else {
-    uint4 raw;
-    __half2* h = reinterpret_cast<__half2*>(&raw);
-#pragma unroll
-    for (int k = 0; k < kWidth / 2; ++k) h[k] = __floats2half2_rn(f[2 * k], f[2 * k + 1]);
-    *reinterpret_cast<uint4*>(p) = raw;
-  }
-}
 
 // The sum over the block, in every thread.
 __device__ inline float block_sum(float v) {
@@ -72,7 +44,7 @@ __global__ void __launch_bounds__(kThreads) layer_norm_kernel(const std::uint16_
 
   float sum = 0.0f;
   for (std::int64_t j = first; j < c; j += stride) {
-    load<kWidth>(row + j, f);
+    load_halves<kWidth>(row + j, f);
 #pragma unroll
     for (int k = 0; k < kWidth; ++k) sum += f[k];
   }
@@ -80,7 +52,7 @@ __global__ void __launch_bounds__(kThreads) layer_norm_kernel(const std::uint16_
 
   float squares = 0.0f;
   for (std::int64_t j = first; j < c; j += stride) {
-    load<kWidth>(row + j, f);
+    load_halves<kWidth>(row + j, f);
 #pragma unroll
     for (int k = 0; k < kWidth; ++k) squares += (f[k] - mean) * (f[k] - mean);
   }
@@ -88,12 +60,12 @@ __global__ void __launch_bounds__(kThreads) layer_norm_kernel(const std::uint16_
 
   for (std::int64_t j = first; j < c; j += stride) {
     float g[kWidth], b[kWidth];
-    load<kWidth>(row + j, f);
-    load<kWidth>(gamma + j, g);
-    load<kWidth>(beta + j, b);
+    load_halves<kWidth>(row + j, f);
+    load_halves<kWidth>(gamma + j, g);
+    load_halves<kWidth>(beta + j, b);
 #pragma unroll
     for (int k = 0; k < kWidth; ++k) f[k] = (f[k] - mean) * rstd * g[k] + b[k];
-    store<kWidth>(out + j, f);
+    store_halves<kWidth>(out + j, f);
   }
 }
 

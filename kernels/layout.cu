@@ -1,3 +1,4 @@
+// Data-movement kernels (layout.cuh): nearest upsampling, channel copies, embedding lookup, NCHW <-> NHWC.
 #include "layout.cuh"
 #include "launch.cuh"
 

@@ -1,3 +1,4 @@
+// Zero padding of an NHWC tensor in space and channels (pad.cuh).
 #include "pad.cuh"
 #include "launch.cuh"
 

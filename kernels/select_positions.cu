@@ -1,3 +1,4 @@
+// Sparse editing's blend kernel (select_positions.cuh): per position the new row or the cached one.
 #include "select_positions.cuh"
 
 #include <algorithm>

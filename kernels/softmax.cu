@@ -1,3 +1,4 @@
+// The row softmax kernel of attention done as two GEMMs (softmax.cuh).
 #include "softmax.cuh"
 
 #include <cfloat>

@@ -1,3 +1,4 @@
+// Sparse execution's data movement (sparse_gather.cuh): row gather, scatter and merge, im2col at positions.
 #include "sparse_gather.cuh"
 #include "group_norm_affine.cuh"
 #include "launch.cuh"

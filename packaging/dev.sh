@@ -20,4 +20,4 @@ cmake --build --preset "$preset"
 if [ "$what" = test ]; then
   exec ctest --preset "$preset"
 fi
-exec "build/$preset/ui/fisedit" "$@"
+exec "build/$preset/bin/fisedit" "$@"

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "io/model_loader.h"
 #include "io/model_loader_internal.h"
-#include "models/arch_presets.h"
+#include "random_model/arch_presets.h"
 #include "models/text_encoder.h"
 #include "models/unet.h"
 #include "models/vae.h"

@@ -1,4 +1,4 @@
-// The activation cache beyond the device budget (METHOD.md section 2, sparse/cache_store.h) on the CPU
+// The activation cache beyond the device budget (docs/method.md section 2.3, edit/cache_store.h) on the CPU
 // backend, whose host-resident memory is ordinary memory but is refused by ops all the same: so a
 // tensor an edit reads without staging it first is an error here, as it would be a fault on a GPU.
 // Spilling changes where the cache lives, never a bit of what an edit computes from it.
@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "pipeline/edit_session.h"
 #include "pipeline/generation.h"
-#include "sparse/cache_store.h"
+#include "edit/cache_store.h"
 #include "test_support.h"
 
 #include <QtTest>

@@ -270,6 +270,7 @@ private slots:
     QTest::newRow("painted mode without a mask") << edit + QStringList{"--mask-mode", "painted"} << 2 << "need --mask FILE.png";
     QTest::newRow("mask of the wrong size") << edit + QStringList{"--mask", reference_path("../shared-missing.png")} << 1 << "cannot open";
     QTest::newRow("bad attention control") << edit + QStringList{"--attention-control", "yes"} << 2 << "--attention-control is on or off";
+    QTest::newRow("edit prompt unchanged") << QStringList{"edit", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat", "--edit-prompt", "a cat", "--steps", "2"} << 2 << "nothing to edit";
     QTest::newRow("missing edit prompt") << QStringList{"edit", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat"} << 2 << "option --edit-prompt is required";
     QTest::newRow("unknown command") << QStringList{"paint"} << 2 << "unknown command 'paint'";
   }

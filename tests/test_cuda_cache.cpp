@@ -1,4 +1,4 @@
-// GPU: the activation cache in pinned host memory (sparse/cache_store.h) on the CUDA backend: copies
+// GPU: the activation cache in pinned host memory (edit/cache_store.h) on the CUDA backend: copies
 // on the copy stream ordered against the computation by events, pinned memory given back when the
 // cache goes, and edits of a spilled generation, prefetched a step ahead, bit for bit those of a
 // resident one.
@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "pipeline/generation.h"
-#include "sparse/cache_store.h"
+#include "edit/cache_store.h"
 #include "test_support.h"
 
 #include <QtTest>
@@ -95,7 +95,7 @@ private slots:
     gpu_->synchronize_copies();
     gpu_->synchronize();
     const auto host_before = gpu_->host_bytes_in_use().value();
-    const auto device_before = gpu_->device_bytes_in_use().value();
+    const auto device_before = gpu_->device_memory().value().in_use;
     {
       sd.set_cache_device_budget(0);
       const auto spilled = sd.generate_cached(request());
@@ -106,8 +106,8 @@ private slots:
       QVERIFY(pinned(spilled.steps.front().outputs.front()));
       QVERIFY(gpu_->host_bytes_in_use().value() >= host_before + spilled.cache_bytes_host());
       // Nothing of the cache stays on the device: the pool holds what it held before.
-      QVERIFY2(gpu_->device_bytes_in_use().value() < device_before + spilled.cache_bytes_host() / 4,
-               qPrintable(QString("%1 -> %2").arg(device_before).arg(gpu_->device_bytes_in_use().value())));
+      QVERIFY2(gpu_->device_memory().value().in_use < device_before + spilled.cache_bytes_host() / 4,
+               qPrintable(QString("%1 -> %2").arg(device_before).arg(gpu_->device_memory().value().in_use)));
     }
     QCOMPARE(gpu_->host_bytes_in_use().value(), host_before);
     gpu_->pinned_pool().release_cached();

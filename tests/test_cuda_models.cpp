@@ -10,7 +10,7 @@
 #include "core/torch_random.h"
 #include "io/model_loader.h"
 #include "io/safetensors.h"
-#include "models/arch_presets.h"
+#include "random_model/arch_presets.h"
 #include "models/text_encoder.h"
 #include "models/unet.h"
 #include "models/vae.h"

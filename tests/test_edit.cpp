@@ -1,13 +1,13 @@
-// Sparse prompt editing on the CPU backend (METHOD.md section 3): the properties that make an edit an
+// Sparse prompt editing on the CPU backend (docs/method.md section 1): the properties that make an edit an
 // edit: a full mask is the dense generation with the new prompt, an empty mask the cached image, and
 // outside the mask the image and latents stay the previous ones, byte for byte, through chains of
 // edits, with every scheduler, CFG and non-square sizes.
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "pipeline/generation.h"
-#include "sparse/edit_mask.h"
-#include "sparse/sparse_step.h"
-#include "sparse/token_alignment.h"
+#include "edit/edit_mask.h"
+#include "edit/sparse_step.h"
+#include "edit/token_alignment.h"
 #include "test_support.h"
 
 #include <QtTest>
@@ -275,7 +275,7 @@ private slots:
       for (std::int64_t x = 0; x < w; ++x) QCOMPARE(mask.values[y * w + x], (y < 6 && x < 7) ? 1.0f : 0.0f);
   }
 
-  // Attention control (METHOD 3.1 step 3) --------------------------------------------------------
+  // Attention control (docs/method.md section 3.3) -----------------------------------------------
 
   void token_alignment_is_the_longest_common_subsequence() {
     using Ids = std::vector<std::int64_t>;
@@ -335,10 +335,13 @@ private slots:
     const std::vector<std::int64_t> map = {0, -1, 1, 3, -1};  // new token -> base token
     const auto columns = backend_.upload(Tensor::from_i64({lk}, map));
 
+    RecordLayout layout;
+    const ProbsKey key = layout.cross_attention("attn2");
     LayerRecord kept;
     SparseStep step(kept);
     step.explicit_cross_attention(&source, columns);
-    const auto y = backend_.download(step.cross_attention(backend_, q, k, v, params)).to_f32();
+    step.begin(layout);
+    const auto y = backend_.download(step.cross_attention(backend_, key, q, k, v, params)).to_f32();
     step.finish();
     QCOMPARE(kept.cross_attention.size(), std::size_t{1});
     QCOMPARE(kept.cross_attention[0].shape(), (Shape{1, heads, lq, lk}));
@@ -367,19 +370,73 @@ private slots:
     LayerRecord recorded;
     SparseStep plain_step(recorded);
     plain_step.explicit_cross_attention();
-    const auto y2 = backend_.download(plain_step.cross_attention(backend_, q, k, v, params)).to_f32();
+    plain_step.begin(layout);
+    const auto y2 = backend_.download(plain_step.cross_attention(backend_, key, q, k, v, params)).to_f32();
     QVERIFY(relative_l2(y2, plain) < 1e-6);
     const auto kept2 = backend_.download(recorded.cross_attention[0]).to_f32();
     QCOMPARE(kept2, std::vector<float>(fresh.begin() + static_cast<std::ptrdiff_t>(fresh.size() / 2), fresh.end()));
     QCOMPARE(recorded.bytes(), recorded.cross_attention[0].nbytes());
 
-    // A source recorded by a different network (more layers than the step runs) is an error.
+    // A source recorded by a different network (more layers than this one has) is an error.
     source.cross_attention.push_back(source.cross_attention[0]);
     LayerRecord other;
     SparseStep short_step(other);
     short_step.explicit_cross_attention(&source, columns);
-    short_step.cross_attention(backend_, q, k, v, params);
-    QVERIFY_THROWS_EXCEPTION(Error, short_step.finish());
+    QVERIFY_THROWS_EXCEPTION(Error, short_step.begin(layout));
+  }
+
+  // A step's record is keyed by layer: a replay may ask for its entries in any order, each layer
+  // gets its own entry, and a layer that did not run (or ran twice) is named.
+  void records_are_keyed_by_layer() {
+    RecordLayout layout;
+    const OutputKey a = layout.output("block.a"), b = layout.output("block.b");
+    const NormKey n = layout.norm("block.norm");
+    const auto tensor = [&](float value) { return backend_.upload(Tensor::from_f32({1, 2, 2, 1}, std::vector<float>(4, value))); };
+    LayerRecord base;
+    {
+      SparseStep record(base);
+      record.begin(layout);
+      record.spatial_output(backend_, b, tensor(2.0f), 2, 2);  // b runs before a: the keys decide
+      record.spatial_output(backend_, a, tensor(1.0f), 2, 2);
+      record.group_norm(backend_, n, tensor(3.0f), backend_.upload(Tensor::from_f32({1}, std::vector<float>{1.0f})),
+                        backend_.upload(Tensor::from_f32({1}, std::vector<float>{0.0f})), 1, 1e-5f, false);
+      record.finish();
+    }
+    QCOMPARE(base.outputs.size(), std::size_t{2});
+    QCOMPARE(backend_.download(base.outputs[a.index]).to_f32().front(), 1.0f);
+    QCOMPARE(backend_.download(base.outputs[b.index]).to_f32().front(), 2.0f);
+
+    // An edit whose mask is empty: every layer takes its cached entry, asked for in another order.
+    SparseLevels levels(LatentMask{2, 2, std::vector<float>(4, 0.0f)});
+    LayerRecord edited;
+    SparseStep replay(base, levels, edited);
+    replay.begin(layout);
+    QCOMPARE(backend_.download(replay.cached_output(a)).to_f32().front(), 1.0f);
+    replay.skip_group_norm(n);
+    QCOMPARE(backend_.download(replay.cached_output(b)).to_f32().front(), 2.0f);
+    replay.finish();
+    QCOMPARE(backend_.download(edited.outputs[b.index]).to_f32().front(), 2.0f);
+
+    // A layer left out is named; a layer run twice is refused.
+    LayerRecord partial;
+    SparseStep missing(base, levels, partial);
+    missing.begin(layout);
+    missing.cached_output(a);
+    missing.skip_group_norm(n);
+    try {
+      missing.finish();
+      QFAIL("finish() accepted a step that skipped a layer");
+    } catch (const Error& e) {
+      QVERIFY2(std::string(e.what()).find("block.b") != std::string::npos, e.what());
+    }
+    QVERIFY_THROWS_EXCEPTION(Error, missing.cached_output(a));
+
+    // A record of another network (another layer count) is refused before anything runs.
+    RecordLayout bigger = layout;
+    bigger.output("block.c");
+    LayerRecord other;
+    SparseStep mismatch(base, levels, other);
+    QVERIFY_THROWS_EXCEPTION(Error, mismatch.begin(bigger));
   }
 
   // The base keeps its conditional cross-attention probabilities for the default detection steps

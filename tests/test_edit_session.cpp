@@ -287,7 +287,11 @@ private slots:
     };
     QVERIFY(s.would_edit(root, changed([](GenerationRequest& r) { r.prompt = "a photo of a dog"; })));
     QVERIFY(s.would_edit(root, changed([](GenerationRequest& r) { r.negative_prompt = "blurry"; })));
-    QVERIFY(s.would_edit(root, changed([](GenerationRequest& r) { r.scheduler = ""; })));  // the model's: ddim
+    QVERIFY(s.would_edit(root, changed([](GenerationRequest& r) {
+      r.prompt = "a photo of a dog";
+      r.scheduler = "";  // the model's: ddim, as the node's
+    })));
+    QVERIFY(!s.would_edit(root, base_request()));  // nothing differs: a new image (the same again), not an edit
     QVERIFY(!s.would_edit(root, changed([](GenerationRequest& r) { r.seed = 12; })));
     QVERIFY(!s.would_edit(root, changed([](GenerationRequest& r) { r.steps = 7; })));
     QVERIFY(!s.would_edit(root, changed([](GenerationRequest& r) { r.width = 192; })));

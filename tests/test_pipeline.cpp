@@ -3,6 +3,7 @@
 // single-file form, progress (with the latents of every step), cancellation and bad requests.
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
+#include "io/a1111_parameters.h"
 #include "io/safetensors.h"
 #include "pipeline/generation.h"
 #include "test_support.h"

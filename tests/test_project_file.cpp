@@ -1,7 +1,8 @@
 // The history on disk, through the real window, worker and engine (tiny SD2 model on the CPU, 4 steps
 // at 128x128): an export folder reads back with its parent links and PNG parameters, a saved project
 // opens in a fresh window with the same nodes and pixels and edit options (attention control
-// included; a file written before it existed opens with it off), a damaged or newer project is refused
+// included; a file written before it existed opens with it off), a version-1 file (camelCase request
+// keys) opens with the same requests, a damaged or newer project is refused
 // without touching the open tree, and closing with unsaved history asks first.
 #include "test_support.h"
 #include "window_driver.h"
@@ -11,6 +12,7 @@
 #include "ui/project_file.h"
 #include "ui/prompt_editor.h"
 
+#include "io/a1111_parameters.h"
 #include "io/image_file.h"
 #include "pipeline/generation.h"
 
@@ -117,9 +119,9 @@ private slots:
       QCOMPARE(record.value(QStringLiteral("model_fingerprint")).toString(), m_window->model()->fingerprint);
       if (r.isEdit()) {
         QCOMPARE(node.value(QStringLiteral("parent")).toInteger(), qint64(*r.parent));
-        QCOMPARE(node.value(QStringLiteral("edit")).toObject().value(QStringLiteral("maskMode")).toString(), QStringLiteral("automatic"));
+        QCOMPARE(node.value(QStringLiteral("edit")).toObject().value(QStringLiteral("mask_mode")).toString(), QStringLiteral("automatic"));
         QVERIFY(node.value(QStringLiteral("editFraction")).toDouble() > 0);
-        QCOMPARE(node.value(QStringLiteral("edit")).toObject().value(QStringLiteral("attentionControl")).toBool(false), true);
+        QCOMPARE(node.value(QStringLiteral("edit")).toObject().value(QStringLiteral("attention_control")).toBool(false), true);
         QCOMPARE(node.value(QStringLiteral("editStats")).toObject().value(QStringLiteral("attentionControlSteps")).toInt(-1),
                  r.stats.attention_control_steps);
         const QJsonObject editRecord = record.value(QStringLiteral("edit")).toObject();
@@ -175,8 +177,8 @@ private slots:
     for (auto node : nodes) {
       QJsonObject n = node.toObject();
       QJsonObject edit = n.value(QStringLiteral("edit")).toObject(), stats = n.value(QStringLiteral("editStats")).toObject();
-      removed += edit.contains(QStringLiteral("attentionControl")) + stats.contains(QStringLiteral("attentionControlSteps"));
-      edit.remove(QStringLiteral("attentionControl"));
+      removed += edit.contains(QStringLiteral("attention_control")) + stats.contains(QStringLiteral("attentionControlSteps"));
+      edit.remove(QStringLiteral("attention_control"));
       stats.remove(QStringLiteral("attentionControlSteps"));
       if (n.contains(QStringLiteral("edit"))) n.insert(QStringLiteral("edit"), edit);
       if (n.contains(QStringLiteral("editStats"))) n.insert(QStringLiteral("editStats"), stats);
@@ -199,6 +201,87 @@ private slots:
     QCOMPARE(edit.request.prompt, std::string("a photo of a cat wearing a hat"));
   }
 
+  // Version 1 spelled the request's keys in camelCase: such a project opens with the same requests and
+  // edit settings.
+  void versionOneProjectWithCamelCaseKeysOpens() {
+    QFile saved(m_dir.filePath(QStringLiteral("cats.fisedit")));
+    QVERIFY(saved.open(QIODevice::ReadOnly));
+    QJsonObject root = QJsonDocument::fromJson(saved.readAll()).object();
+    root.insert(QStringLiteral("version"), 1);
+    const auto rename = [](QJsonObject& o, const char* from, const char* to) {
+      QVERIFY2(o.contains(QLatin1String(from)), from);
+      o.insert(QLatin1String(to), o.take(QLatin1String(from)));
+    };
+    QJsonArray nodes = root.value(QStringLiteral("nodes")).toArray();
+    for (auto node : nodes) {
+      QJsonObject n = node.toObject();
+      rename(n, "negative_prompt", "negativePrompt");
+      rename(n, "cfg_scale", "cfgScale");
+      if (n.contains(QStringLiteral("edit"))) {
+        QJsonObject edit = n.value(QStringLiteral("edit")).toObject();
+        rename(edit, "mask_mode", "maskMode");
+        rename(edit, "mask_margin", "margin");
+        rename(edit, "detect_steps", "detectSteps");
+        rename(edit, "attention_control", "attentionControl");
+        rename(edit, "whole_image_if_global", "wholeImageIfGlobal");
+        n.insert(QStringLiteral("edit"), edit);
+      }
+      node = n;
+    }
+    root.insert(QStringLiteral("nodes"), nodes);
+    QFile old(m_dir.filePath(QStringLiteral("version-1.fisedit")));
+    QVERIFY(old.open(QIODevice::WriteOnly));
+    old.write(QJsonDocument(root).toJson(QJsonDocument::Compact));
+    old.close();
+
+    const auto read = fisedit::ui::loadProject(old.fileName());
+    QVERIFY2(read.ok(), qPrintable(read.error));
+    const QList<HistoryRecord> records = m_window->history()->records();
+    QCOMPARE(read.content.records.size(), records.size());
+    for (int i = 0; i < records.size(); ++i) {
+      const HistoryRecord &a = read.content.records[i], &b = records[i];
+      QCOMPARE(a.request.prompt, b.request.prompt);
+      QCOMPARE(a.request.negative_prompt, b.request.negative_prompt);
+      QCOMPARE(a.request.seed, b.request.seed);
+      QCOMPARE(a.request.steps, b.request.steps);
+      QCOMPARE(a.request.cfg_scale, b.request.cfg_scale);
+      QCOMPARE(a.request.scheduler, b.request.scheduler);
+      QCOMPARE(a.request.width, b.request.width);
+      QCOMPARE(a.request.height, b.request.height);
+      QCOMPARE(a.isEdit(), b.isEdit());
+      if (!b.isEdit()) continue;
+      QCOMPARE(a.edit.mask_mode, b.edit.mask_mode);
+      QCOMPARE(a.edit.margin, b.edit.margin);
+      QCOMPARE(a.edit.detect_steps, b.edit.detect_steps);
+      QCOMPARE(a.edit.feather, b.edit.feather);
+      QCOMPARE(a.edit.attention_control, b.edit.attention_control);
+      QCOMPARE(a.edit.whole_image_if_global, b.edit.whole_image_if_global);
+      QCOMPARE(a.edit.prompt, b.request.prompt);
+    }
+    QVERIFY(read.content.records[1].edit.attention_control);
+  }
+
+  // A request key of the wrong type is damage, reported with the node and the key.
+  void mistypedRequestKeyIsReported() {
+    QFile saved(m_dir.filePath(QStringLiteral("cats.fisedit")));
+    QVERIFY(saved.open(QIODevice::ReadOnly));
+    QJsonObject root = QJsonDocument::fromJson(saved.readAll()).object();
+    QJsonArray nodes = root.value(QStringLiteral("nodes")).toArray();
+    QJsonObject first = nodes[0].toObject();
+    first.insert(QStringLiteral("steps"), QStringLiteral("four"));
+    nodes[0] = first;
+    root.insert(QStringLiteral("nodes"), nodes);
+    QFile bad(m_dir.filePath(QStringLiteral("mistyped.fisedit")));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write(QJsonDocument(root).toJson());
+    bad.close();
+    const auto read = fisedit::ui::loadProject(bad.fileName());
+    QVERIFY(!read.ok());
+    const QString expected = QStringLiteral("mistyped.fisedit is damaged: node %1: \"steps\" must be an integer, got string \"four\"")
+                                 .arg(first.value(QStringLiteral("id")).toInteger());
+    QVERIFY2(read.error.startsWith(expected), qPrintable(read.error));
+  }
+
   void damagedProjectIsRefused_data() {
     QTest::addColumn<QByteArray>("content");
     QTest::addColumn<QString>("message");
@@ -207,7 +290,9 @@ private slots:
     const QByteArray whole = saved.readAll();
     QTest::newRow("truncated") << whole.left(whole.size() / 2) << QStringLiteral("damaged");
     QByteArray newer = whole;
-    newer.replace("\"version\":1", "\"version\":99");
+    const QByteArray version = "\"version\":" + QByteArray::number(fisedit::ui::kHistoryFormatVersion);
+    QVERIFY(newer.contains(version));
+    newer.replace(version, "\"version\":99");
     QTest::newRow("wrong version") << newer << QStringLiteral("version 99");
     QTest::newRow("not a project") << QByteArray("{\"hello\": 1}") << QStringLiteral("not a fisedit project");
   }

@@ -19,6 +19,7 @@
 #include "ui/project_file.h"
 #include "ui/prompt_editor.h"
 
+#include "io/a1111_parameters.h"
 #include "io/image_file.h"
 #include "pipeline/generation.h"
 

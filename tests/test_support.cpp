@@ -1,3 +1,4 @@
+// Shared helpers of the Qt Test executables (test_support.h): golden rows, reference dir, relative L2, temp dirs.
 #include "test_support.h"
 
 #include "core/half.h"

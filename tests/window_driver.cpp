@@ -1,3 +1,4 @@
+// Driving the main window in UI tests (window_driver.h): load the tiny model, generate or edit, wait.
 #include "window_driver.h"
 
 #include "test_support.h"

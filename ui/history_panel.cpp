@@ -1,3 +1,4 @@
+// The history tree widget (history_panel.h): nodes with thumbnails, descriptions, selection and removal.
 #include "ui/history_panel.h"
 
 #include "ui/word_diff.h"

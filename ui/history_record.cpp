@@ -1,3 +1,4 @@
+// Conversions between the engine's Image8 and QImage for history records (history_record.h).
 #include "ui/history_record.h"
 
 #include <cstring>

@@ -1,3 +1,4 @@
+// The image canvas (image_canvas.h): zoom, pan, the changed-region overlay, before/after, mask painting.
 #include "ui/image_canvas.h"
 
 #include <QKeyEvent>

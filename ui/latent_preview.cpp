@@ -1,3 +1,4 @@
+// The preview of latents (latent_preview.h): a linear map from latent channels to RGB, per pixel.
 #include "ui/latent_preview.h"
 
 #include <algorithm>

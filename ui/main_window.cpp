@@ -1,3 +1,4 @@
+// The main window (main_window.h): construction, the worker thread, menus, the left column, model loading.
 #include "ui/main_window.h"
 
 #include "ui/history_panel.h"

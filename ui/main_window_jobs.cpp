@@ -46,11 +46,12 @@ bool MainWindow::willEdit() const {
   if (!current) return false;
   const HistoryRecord* base = m_history->record(*current);
   if (base->restored) return false;  // not in the worker's session: there is no cache to edit
-  const QString prompt = m_promptEditor->prompt(), negative = m_promptEditor->negativePrompt();
-  const bool promptsDiffer = utf8(prompt) != base->request.prompt || utf8(negative) != base->request.negative_prompt;
   // "Random" means a new seed for each new image; an edit keeps its image's seed by definition.
   const auto seed = m_parameters->randomSeed() ? base->request.seed : m_parameters->seed();
-  return promptsDiffer && edit_compatible(base->request, m_parameters->request(seed));
+  GenerationRequest next = m_parameters->request(seed);
+  next.prompt = utf8(m_promptEditor->prompt());
+  next.negative_prompt = utf8(m_promptEditor->negativePrompt());
+  return is_prompt_edit(base->request, next);
 }
 
 void MainWindow::updateGenerateButton() {

@@ -9,6 +9,7 @@
 #include "ui/prompt_editor.h"
 
 #include "core/error.h"
+#include "io/a1111_parameters.h"
 #include "io/image_file.h"
 #include "pipeline/generation.h"
 

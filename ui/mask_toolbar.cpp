@@ -1,3 +1,4 @@
+// The mask painting toolbar (mask_toolbar.h): its actions, shortcuts and brush size label.
 #include "ui/mask_toolbar.h"
 
 #include "ui/image_canvas.h"

@@ -1,3 +1,4 @@
+// The model panel (model_panel.h): one row per fact of the loaded model.
 #include "ui/model_panel.h"
 
 #include "ui/model_summary.h"

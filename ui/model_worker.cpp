@@ -1,3 +1,4 @@
+// The engine's worker (model_worker.h): loading, device, generations, edits, history, off the UI thread.
 #include "ui/model_worker.h"
 #include "ui/latent_preview.h"
 
@@ -61,9 +62,9 @@ void ModelWorker::startEngine() {
   if (!m_backend) m_backend = make_backend(m_device);
   m_session.reset();
   m_pipeline = std::make_unique<StableDiffusion>(m_model, *m_backend);
-  if (const auto total = m_backend->device_bytes_total()) {
-    const std::size_t held = m_backend->device_bytes_in_use().value_or(0) + kWorkingBytes;  // weights + working
-    const auto share = static_cast<std::size_t>(kDeviceCacheShare * static_cast<double>(*total));
+  if (const auto memory = m_backend->device_memory()) {
+    const std::size_t held = memory->in_use + kWorkingBytes;  // weights + working
+    const auto share = static_cast<std::size_t>(kDeviceCacheShare * static_cast<double>(memory->total));
     const std::size_t device_budget = share > held ? share - held : 0;
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
     const std::size_t ram = pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
@@ -94,8 +95,8 @@ void ModelWorker::runJob(Job&& job) {
 
 void ModelWorker::reportMemory() {
   if (!m_session) return;
-  const auto device = m_backend->device_bytes_in_use();
-  emit memoryUsage(device ? static_cast<qint64>(*device) : -1, static_cast<qint64>(m_session->cache_bytes_device()),
+  const auto device = m_backend->device_memory();
+  emit memoryUsage(device ? static_cast<qint64>(device->in_use) : -1, static_cast<qint64>(m_session->cache_bytes_device()),
                    static_cast<qint64>(m_session->cache_bytes_host()));
 }
 

@@ -1,3 +1,4 @@
+// The painted mask (painted_mask.h): brush and eraser strokes, clear, invert, and their undo.
 #include "ui/painted_mask.h"
 
 #include <QUndoStack>

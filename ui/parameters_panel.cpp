@@ -1,3 +1,4 @@
+// The parameters panel (parameters_panel.h): generation and edit options, size presets, requests.
 #include "ui/parameters_panel.h"
 
 #include <QCheckBox>

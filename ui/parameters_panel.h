@@ -3,6 +3,7 @@
 // edit (mask mode, margin, detection steps, attention control). Builds engine requests; knows nothing
 // of the history.
 #include "backend/device.h"
+#include "io/a1111_parameters.h"
 #include "pipeline/generation.h"
 
 #include <QWidget>

@@ -1,120 +1,128 @@
+// Export folders and .fisedit projects (project_file.h): the JSON schema, written and read.
 #include "ui/project_file.h"
 
 #include "core/error.h"
+#include "io/a1111_parameters.h"
 #include "io/image_file.h"
+#include "io/request_json.h"
 
 #include <QBuffer>
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
 #include <QHash>
-#include <QJsonArray>
-#include <QJsonDocument>
-#include <QJsonObject>
 #include <QSaveFile>
 #include <QTemporaryDir>
 
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
 #include <functional>
 
 namespace fisedit::ui {
 namespace {
 
+// The documents are nlohmann::json, as the engine's request module (io/request_json.h) writes and reads
+// its part of every node: one JSON library for the whole file, and seeds exact up to 2^64 - 1 (a
+// QJsonValue holds no unsigned 64-bit integer).
+using Json = nlohmann::json;
+
 const QString kExportFormat = QStringLiteral("fisedit-history");
 const QString kProjectFormat = QStringLiteral("fisedit-project");
 
-QString maskModeName(MaskMode mode) {
-  switch (mode) {
-    case MaskMode::painted: return QStringLiteral("painted");
-    case MaskMode::intersect: return QStringLiteral("intersect");
-    case MaskMode::automatic: break;
-  }
-  return QStringLiteral("automatic");
-}
-
-MaskMode maskModeFromName(const QString& name) {
-  if (name == QLatin1String("painted")) return MaskMode::painted;
-  if (name == QLatin1String("intersect")) return MaskMode::intersect;
-  return MaskMode::automatic;
-}
-
+std::string utf8(const QString& text) { return text.toStdString(); }
 QString str(const std::string& text) { return QString::fromStdString(text); }
+
+// Text whatever the strings hold (a prompt pasted with a broken character is no reason to fail a save).
+std::string dump(const Json& json, int indent = -1) {
+  return json.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
+// The app's own keys are read leniently, as they always were: a missing or mistyped one reads as
+// empty or the fallback. The request's keys are read strictly (request_json.h).
+const Json* member(const Json& object, const char* key) {
+  if (!object.is_object()) return nullptr;
+  const auto it = object.find(key);
+  return it == object.end() ? nullptr : &*it;
+}
+QString text(const Json& object, const char* key) {
+  const Json* v = member(object, key);
+  return v && v->is_string() ? str(v->get<std::string>()) : QString();
+}
+double number(const Json& object, const char* key) {
+  const Json* v = member(object, key);
+  return v && v->is_number() ? v->get<double>() : 0.0;
+}
+std::int64_t integer(const Json& object, const char* key, std::int64_t fallback) {
+  const Json* v = member(object, key);
+  return v && v->is_number_integer() ? v->get<std::int64_t>() : fallback;
+}
+const Json& object(const Json& parent, const char* key) {
+  static const Json empty = Json::object();
+  const Json* v = member(parent, key);
+  return v && v->is_object() ? *v : empty;
+}
 
 QImage paintedMaskImage(const HistoryRecord& r) {
   return r.isEdit() && r.edit.painted_mask ? toQImage(*r.edit.painted_mask).convertToFormat(QImage::Format_Grayscale8) : QImage();
 }
 
-QJsonObject nodeJson(const HistoryRecord& r, const ProjectContent& content) {
-  QJsonObject node{
-      {QStringLiteral("id"), static_cast<qint64>(r.id)},
-      {QStringLiteral("parent"), r.parent ? QJsonValue(static_cast<qint64>(*r.parent)) : QJsonValue()},
-      {QStringLiteral("prompt"), str(r.request.prompt)},
-      {QStringLiteral("negativePrompt"), str(r.request.negative_prompt)},
-      // Bit-cast through qint64: Qt 6 keeps JSON integers exact, where a double would round big seeds.
-      {QStringLiteral("seed"), static_cast<qint64>(r.request.seed)},
-      {QStringLiteral("steps"), r.request.steps},
-      {QStringLiteral("cfgScale"), static_cast<double>(r.request.cfg_scale)},
-      {QStringLiteral("scheduler"), str(r.request.scheduler)},
-      {QStringLiteral("width"), r.request.width},
-      {QStringLiteral("height"), r.request.height},
-      {QStringLiteral("device"), r.device},
-      {QStringLiteral("timings"), QJsonObject{{QStringLiteral("textEncoderMs"), r.timings.text_encoder_ms},
-                                              {QStringLiteral("unetMs"), r.timings.unet_ms},
-                                              {QStringLiteral("vaeMs"), r.timings.vae_ms},
-                                              {QStringLiteral("totalMs"), r.timings.total_ms},
-                                              {QStringLiteral("jobMs"), r.totalMs}}},
-  };
+Json nodeJson(const HistoryRecord& r, const ProjectContent& content) {
+  Json node = to_json(r.request);  // prompt, negative_prompt, seed, steps, cfg_scale, scheduler, width, height
+  node["id"] = r.id;
+  node["parent"] = r.parent ? Json(*r.parent) : Json();
+  node["device"] = utf8(r.device);
+  node["timings"] = {{"textEncoderMs", r.timings.text_encoder_ms},
+                     {"unetMs", r.timings.unet_ms},
+                     {"vaeMs", r.timings.vae_ms},
+                     {"totalMs", r.timings.total_ms},
+                     {"jobMs", r.totalMs}};
   // Only where it is not the project's: a history that mixes models (a project opened view-only,
   // then images made with the open model).
   if (!r.model.path.isEmpty() && (r.model.path != content.modelPath || r.model.fingerprint != content.modelFingerprint))
-    node.insert(QStringLiteral("model"), QJsonObject{{QStringLiteral("path"), r.model.path},
-                                                     {QStringLiteral("family"), r.model.family},
-                                                     {QStringLiteral("fingerprint"), r.model.fingerprint}});
+    node["model"] = {{"path", utf8(r.model.path)}, {"family", utf8(r.model.family)}, {"fingerprint", utf8(r.model.fingerprint)}};
   if (r.isEdit()) {
-    node.insert(QStringLiteral("edit"), QJsonObject{{QStringLiteral("maskMode"), maskModeName(r.edit.mask_mode)},
-                                                    {QStringLiteral("margin"), r.edit.margin},
-                                                    {QStringLiteral("detectSteps"), r.edit.detect_steps},
-                                                    {QStringLiteral("feather"), r.edit.feather},
-                                                    {QStringLiteral("attentionControl"), r.edit.attention_control},
-                                                    {QStringLiteral("wholeImageIfGlobal"), r.edit.whole_image_if_global}});
-    node.insert(QStringLiteral("editFraction"), r.stats.edit_fraction);
-    node.insert(QStringLiteral("editStats"), QJsonObject{{QStringLiteral("detectSteps"), r.stats.detect_steps},
-                                                         {QStringLiteral("attentionControlSteps"), r.stats.attention_control_steps},
-                                                         {QStringLiteral("detectMs"), r.stats.detect_ms},
-                                                         {QStringLiteral("sparseMs"), r.stats.sparse_ms},
-                                                         {QStringLiteral("decodeMs"), r.stats.decode_ms},
-                                                         {QStringLiteral("totalMs"), r.stats.total_ms}});
+    node["edit"] = edit_settings_to_json(r.edit);
+    node["editFraction"] = r.stats.edit_fraction;
+    node["editStats"] = {{"detectSteps", r.stats.detect_steps},
+                         {"attentionControlSteps", r.stats.attention_control_steps},
+                         {"detectMs", r.stats.detect_ms},
+                         {"sparseMs", r.stats.sparse_ms},
+                         {"decodeMs", r.stats.decode_ms},
+                         {"totalMs", r.stats.total_ms}};
   }
   return node;
 }
 
 // The document both shapes share; `addImages` puts each node's images in (file names or base64).
-QJsonDocument historyDocument(const QString& format, const ProjectContent& content,
-                              const std::function<void(int, const HistoryRecord&, QJsonObject&)>& addImages) {
-  QJsonArray nodes;
+Json historyDocument(const QString& format, const ProjectContent& content,
+                     const std::function<void(int, const HistoryRecord&, Json&)>& addImages) {
+  Json nodes = Json::array();
   for (int i = 0; i < content.records.size(); ++i) {
-    QJsonObject node = nodeJson(content.records[i], content);
+    Json node = nodeJson(content.records[i], content);
     addImages(i, content.records[i], node);
-    nodes.append(node);
+    nodes.push_back(std::move(node));
   }
-  return QJsonDocument(QJsonObject{{QStringLiteral("format"), format},
-                                   {QStringLiteral("version"), kHistoryFormatVersion},
-                                   {QStringLiteral("model"), QJsonObject{{QStringLiteral("path"), content.modelPath},
-                                                                         {QStringLiteral("family"), content.modelFamily},
-                                                                         {QStringLiteral("fingerprint"), content.modelFingerprint}}},
-                                   {QStringLiteral("nodes"), nodes}});
+  return {{"format", utf8(format)},
+          {"version", kHistoryFormatVersion},
+          {"model", {{"path", utf8(content.modelPath)}, {"family", utf8(content.modelFamily)}, {"fingerprint", utf8(content.modelFingerprint)}}},
+          {"nodes", std::move(nodes)}};
 }
 
-QString pngBase64(const QImage& image) {
+std::string pngBase64(const QImage& image) {
   QByteArray bytes;
   QBuffer buffer(&bytes);
   buffer.open(QIODevice::WriteOnly);
   image.save(&buffer, "PNG");
-  return QString::fromLatin1(bytes.toBase64());
+  return bytes.toBase64().toStdString();
 }
 
 // Null when the text is not a PNG.
-QImage imageFromBase64(const QJsonValue& value, QImage::Format format) {
-  const auto decoded = QByteArray::fromBase64Encoding(value.toString().toLatin1(), QByteArray::AbortOnBase64DecodingErrors);
+QImage imageFromBase64(const Json& node, const char* key, QImage::Format format) {
+  const Json* value = member(node, key);
+  if (!value || !value->is_string()) return {};
+  const auto decoded = QByteArray::fromBase64Encoding(QByteArray::fromStdString(value->get<std::string>()),
+                                                      QByteArray::AbortOnBase64DecodingErrors);
   if (!decoded) return {};
   QImage image;
   if (!image.loadFromData(*decoded, "PNG")) return {};
@@ -122,66 +130,59 @@ QImage imageFromBase64(const QJsonValue& value, QImage::Format format) {
 }
 
 // One node of a project file, or an error naming what is wrong with it.
-QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, quint64 newId, const ModelIdentity& projectModel,
+QString readNode(const Json& node, const QHash<qint64, quint64>& ids, quint64 newId, const ModelIdentity& projectModel,
                  HistoryRecord& r) {
-  if (!node.value(QStringLiteral("id")).isDouble()) return QObject::tr("a node has no id");
+  const Json* id = member(node, "id");
+  if (!id || !id->is_number_integer()) return QObject::tr("a node has no id");
+  const qint64 fileId = id->get<std::int64_t>();
   r.id = newId;
-  const QJsonValue parent = node.value(QStringLiteral("parent"));
-  if (!parent.isNull()) {
+  const Json* parent = member(node, "parent");
+  if (!parent || !parent->is_null()) {
     // Parents come first in a file this program wrote: anything else is damage, not a format.
-    if (!ids.contains(parent.toInteger(-1))) return QObject::tr("node %1 names an unknown parent").arg(node.value(QStringLiteral("id")).toInteger());
-    r.parent = ids.value(parent.toInteger());
+    const qint64 parentId = parent && parent->is_number_integer() ? parent->get<std::int64_t>() : -1;
+    if (!ids.contains(parentId)) return QObject::tr("node %1 names an unknown parent").arg(fileId);
+    r.parent = ids.value(parentId);
   }
-  r.request.prompt = node.value(QStringLiteral("prompt")).toString().toStdString();
-  r.request.negative_prompt = node.value(QStringLiteral("negativePrompt")).toString().toStdString();
-  r.request.seed = static_cast<std::uint64_t>(node.value(QStringLiteral("seed")).toInteger());
-  r.request.steps = node.value(QStringLiteral("steps")).toInt();
-  r.request.cfg_scale = static_cast<float>(node.value(QStringLiteral("cfgScale")).toDouble());
-  r.request.scheduler = node.value(QStringLiteral("scheduler")).toString().toStdString();
-  r.request.width = node.value(QStringLiteral("width")).toInt();
-  r.request.height = node.value(QStringLiteral("height")).toInt();
-  r.device = node.value(QStringLiteral("device")).toString();
-  const QJsonObject timings = node.value(QStringLiteral("timings")).toObject();
-  r.timings = {timings.value(QStringLiteral("textEncoderMs")).toDouble(), timings.value(QStringLiteral("unetMs")).toDouble(),
-               timings.value(QStringLiteral("vaeMs")).toDouble(), timings.value(QStringLiteral("totalMs")).toDouble()};
-  r.totalMs = timings.value(QStringLiteral("jobMs")).toDouble();
-  r.image = imageFromBase64(node.value(QStringLiteral("imagePng")), QImage::Format_RGB888);
-  if (r.image.isNull()) return QObject::tr("the image of node %1 cannot be read").arg(node.value(QStringLiteral("id")).toInteger());
+  // The request's keys, strictly: a damaged one is reported, not read as zero.
+  const std::string where = "node " + std::to_string(fileId);
+  try {
+    r.request = generation_request_from_json(node, where);
+    if (r.parent) {
+      const Json* edit = member(node, "edit");
+      r.edit = edit_settings_from_json(edit ? *edit : Json::object(), where + "'s edit");
+    }
+  } catch (const Error& e) {
+    return QString::fromUtf8(e.what());
+  }
+  r.device = text(node, "device");
+  const Json& timings = object(node, "timings");
+  r.timings = {number(timings, "textEncoderMs"), number(timings, "unetMs"), number(timings, "vaeMs"), number(timings, "totalMs")};
+  r.totalMs = number(timings, "jobMs");
+  r.image = imageFromBase64(node, "imagePng", QImage::Format_RGB888);
+  if (r.image.isNull()) return QObject::tr("the image of node %1 cannot be read").arg(fileId);
   if (r.parent) {
-    const QJsonObject edit = node.value(QStringLiteral("edit")).toObject();
-    r.edit.mask_mode = maskModeFromName(edit.value(QStringLiteral("maskMode")).toString());
-    r.edit.margin = edit.value(QStringLiteral("margin")).toInt();
-    r.edit.detect_steps = edit.value(QStringLiteral("detectSteps")).toInt(-1);
-    r.edit.feather = edit.value(QStringLiteral("feather")).toInt(8);
-    // Absent from files written before attention control: those edits ran without it.
-    r.edit.attention_control = edit.value(QStringLiteral("attentionControl")).toBool(false);
-    // Absent from files written before it existed: those edits kept the thresholded region.
-    r.edit.whole_image_if_global = edit.value(QStringLiteral("wholeImageIfGlobal")).toBool(false);
     r.edit.prompt = r.request.prompt;
     r.edit.negative_prompt = r.request.negative_prompt;
-    const QJsonObject stats = node.value(QStringLiteral("editStats")).toObject();
-    r.stats.edit_fraction = node.value(QStringLiteral("editFraction")).toDouble();
-    r.stats.detect_steps = stats.value(QStringLiteral("detectSteps")).toInt();
-    r.stats.attention_control_steps = stats.value(QStringLiteral("attentionControlSteps")).toInt(0);
-    r.stats.detect_ms = stats.value(QStringLiteral("detectMs")).toDouble();
-    r.stats.sparse_ms = stats.value(QStringLiteral("sparseMs")).toDouble();
-    r.stats.decode_ms = stats.value(QStringLiteral("decodeMs")).toDouble();
-    r.stats.total_ms = stats.value(QStringLiteral("totalMs")).toDouble();
-    r.changedRegion = imageFromBase64(node.value(QStringLiteral("maskPng")), QImage::Format_Grayscale8);
+    const Json& stats = object(node, "editStats");
+    r.stats.edit_fraction = number(node, "editFraction");
+    r.stats.detect_steps = static_cast<int>(integer(stats, "detectSteps", 0));
+    r.stats.attention_control_steps = static_cast<int>(integer(stats, "attentionControlSteps", 0));
+    r.stats.detect_ms = number(stats, "detectMs");
+    r.stats.sparse_ms = number(stats, "sparseMs");
+    r.stats.decode_ms = number(stats, "decodeMs");
+    r.stats.total_ms = number(stats, "totalMs");
+    r.changedRegion = imageFromBase64(node, "maskPng", QImage::Format_Grayscale8);
     // Files written before painted masks were kept have none: such an edit stays view-only, since
     // its replay would re-render another region.
-    if (node.contains(QStringLiteral("paintedMaskPng"))) {
-      const QImage painted = imageFromBase64(node.value(QStringLiteral("paintedMaskPng")), QImage::Format_Grayscale8);
-      if (painted.isNull()) return QObject::tr("the painted mask of node %1 cannot be read").arg(node.value(QStringLiteral("id")).toInteger());
+    if (member(node, "paintedMaskPng")) {
+      const QImage painted = imageFromBase64(node, "paintedMaskPng", QImage::Format_Grayscale8);
+      if (painted.isNull()) return QObject::tr("the painted mask of node %1 cannot be read").arg(fileId);
       r.edit.painted_mask = toImage8(painted);
     }
   }
   r.model = projectModel;
-  if (node.value(QStringLiteral("model")).isObject()) {
-    const QJsonObject model = node.value(QStringLiteral("model")).toObject();
-    r.model = {model.value(QStringLiteral("path")).toString(), model.value(QStringLiteral("family")).toString(),
-               model.value(QStringLiteral("fingerprint")).toString()};
-  }
+  if (const Json* model = member(node, "model"); model && model->is_object())
+    r.model = {text(*model, "path"), text(*model, "family"), text(*model, "fingerprint")};
   r.restored = true;
   return {};
 }
@@ -190,41 +191,30 @@ QString readNode(const QJsonObject& node, const QHash<qint64, quint64>& ids, qui
 
 TextChunks imageTextChunks(const HistoryRecord& r) {
   const std::string modelName = QFileInfo(r.model.path).fileName().toStdString();
-  QJsonObject json{
-      {QStringLiteral("prompt"), str(r.request.prompt)},
-      {QStringLiteral("negative_prompt"), str(r.request.negative_prompt)},
-      {QStringLiteral("seed"), static_cast<qint64>(r.request.seed)},
-      {QStringLiteral("steps"), r.request.steps},
-      {QStringLiteral("cfg_scale"), static_cast<double>(r.request.cfg_scale)},
-      {QStringLiteral("scheduler"), str(r.request.scheduler)},
-      {QStringLiteral("width"), r.request.width},
-      {QStringLiteral("height"), r.request.height},
-      {QStringLiteral("model"), str(modelName)},
-      {QStringLiteral("model_family"), r.model.family},
-      {QStringLiteral("model_fingerprint"), r.model.fingerprint},
-      {QStringLiteral("timings_ms"), QJsonObject{{QStringLiteral("text_encoder"), r.timings.text_encoder_ms},
-                                                 {QStringLiteral("unet"), r.timings.unet_ms},
-                                                 {QStringLiteral("vae"), r.timings.vae_ms},
-                                                 {QStringLiteral("total"), r.timings.total_ms}}},
-  };
-  if (!r.device.isEmpty()) json.insert(QStringLiteral("device"), r.device);
+  Json json = to_json(r.request);  // the request's keys, as fisedit-cli writes them
+  json["model"] = modelName;
+  json["model_family"] = utf8(r.model.family);
+  json["model_fingerprint"] = utf8(r.model.fingerprint);
+  json["timings_ms"] = {{"text_encoder", r.timings.text_encoder_ms},
+                        {"unet", r.timings.unet_ms},
+                        {"vae", r.timings.vae_ms},
+                        {"total", r.timings.total_ms}};
+  if (!r.device.isEmpty()) json["device"] = utf8(r.device);
   if (r.isEdit()) {
-    json.insert(QStringLiteral("edit_of"), r.parentPrompt);
-    json.insert(QStringLiteral("edit"), QJsonObject{{QStringLiteral("mask_mode"), maskModeName(r.edit.mask_mode)},
-                                                    {QStringLiteral("mask_margin"), r.edit.margin},
-                                                    {QStringLiteral("feather"), r.edit.feather},
-                                                    {QStringLiteral("edit_fraction"), r.stats.edit_fraction},
-                                                    {QStringLiteral("detect_steps"), r.stats.detect_steps},
-                                                    {QStringLiteral("attention_control"), r.edit.attention_control},
-                                                    {QStringLiteral("whole_image_if_global"), r.edit.whole_image_if_global},
-                                                    {QStringLiteral("attention_control_steps"), r.stats.attention_control_steps},
-                                                    {QStringLiteral("detect_ms"), r.stats.detect_ms},
-                                                    {QStringLiteral("sparse_ms"), r.stats.sparse_ms},
-                                                    {QStringLiteral("decode_ms"), r.stats.decode_ms},
-                                                    {QStringLiteral("edit_ms"), r.stats.total_ms}});
+    json["edit_of"] = utf8(r.parentPrompt);
+    // The edit's settings, detect_steps resolved to the steps that ran (the request's -1 is 20% of
+    // the steps), then what the edit measured: as fisedit-cli edit writes them.
+    Json edit = edit_settings_to_json(r.edit);
+    edit.update(Json{{"edit_fraction", r.stats.edit_fraction},
+                     {"detect_steps", r.stats.detect_steps},
+                     {"attention_control_steps", r.stats.attention_control_steps},
+                     {"detect_ms", r.stats.detect_ms},
+                     {"sparse_ms", r.stats.sparse_ms},
+                     {"decode_ms", r.stats.decode_ms},
+                     {"edit_ms", r.stats.total_ms}});
+    json["edit"] = std::move(edit);
   }
-  return {{"parameters", a1111_parameters(r.request, modelName)},
-          {"fisedit", QJsonDocument(json).toJson(QJsonDocument::Compact).toStdString()}};
+  return {{"parameters", a1111_parameters(r.request, modelName)}, {"fisedit", dump(json)}};
 }
 
 QString nodeFileStem(int index) { return QStringLiteral("%1").arg(index + 1, 3, 10, QLatin1Char('0')); }
@@ -237,23 +227,23 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
   QTemporaryDir staging(target.absolutePath() + QStringLiteral("/.%1-XXXXXX").arg(target.fileName()));
   if (!staging.isValid()) return QObject::tr("Cannot create a folder in %1.").arg(target.absolutePath());
   try {
-    const QJsonDocument doc =
-        historyDocument(kExportFormat, content, [&](int i, const HistoryRecord& r, QJsonObject& node) {
+    const Json doc =
+        historyDocument(kExportFormat, content, [&](int i, const HistoryRecord& r, Json& node) {
           const QString stem = nodeFileStem(i);
           const auto path = [&](const QString& name) { return std::filesystem::path(staging.filePath(name).toStdString()); };
           write_png(path(stem + QStringLiteral(".png")), toImage8(r.image), imageTextChunks(r));
-          node.insert(QStringLiteral("image"), stem + QStringLiteral(".png"));
+          node["image"] = utf8(stem + QStringLiteral(".png"));
           if (r.isEdit() && !r.changedRegion.isNull()) {
             write_png(path(stem + QStringLiteral("-mask.png")), toImage8(r.changedRegion.convertToFormat(QImage::Format_Grayscale8)));
-            node.insert(QStringLiteral("mask"), stem + QStringLiteral("-mask.png"));
+            node["mask"] = utf8(stem + QStringLiteral("-mask.png"));
           }
           if (const QImage painted = paintedMaskImage(r); !painted.isNull()) {
             write_png(path(stem + QStringLiteral("-painted.png")), toImage8(painted));
-            node.insert(QStringLiteral("paintedMask"), stem + QStringLiteral("-painted.png"));
+            node["paintedMask"] = utf8(stem + QStringLiteral("-painted.png"));
           }
         });
     QFile json(staging.filePath(QStringLiteral("history.json")));
-    if (!json.open(QIODevice::WriteOnly) || json.write(doc.toJson()) < 0 || !json.flush())
+    if (!json.open(QIODevice::WriteOnly) || json.write(QByteArray::fromStdString(dump(doc, 4))) < 0 || !json.flush())
       return QObject::tr("Cannot write %1: %2").arg(json.fileName(), json.errorString());
   } catch (const Error& e) {
     return QString::fromUtf8(e.what());
@@ -265,13 +255,13 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
 }
 
 QString saveProject(const QString& path, const ProjectContent& content) {
-  const QJsonDocument doc = historyDocument(kProjectFormat, content, [](int, const HistoryRecord& r, QJsonObject& node) {
-    node.insert(QStringLiteral("imagePng"), pngBase64(r.image));
-    if (r.isEdit() && !r.changedRegion.isNull()) node.insert(QStringLiteral("maskPng"), pngBase64(r.changedRegion));
-    if (const QImage painted = paintedMaskImage(r); !painted.isNull()) node.insert(QStringLiteral("paintedMaskPng"), pngBase64(painted));
+  const Json doc = historyDocument(kProjectFormat, content, [](int, const HistoryRecord& r, Json& node) {
+    node["imagePng"] = pngBase64(r.image);
+    if (r.isEdit() && !r.changedRegion.isNull()) node["maskPng"] = pngBase64(r.changedRegion);
+    if (const QImage painted = paintedMaskImage(r); !painted.isNull()) node["paintedMaskPng"] = pngBase64(painted);
   });
   QSaveFile file(path);  // the old project stays whole until commit() renames the new one over it
-  if (!file.open(QIODevice::WriteOnly) || file.write(doc.toJson(QJsonDocument::Compact)) < 0 || !file.commit())
+  if (!file.open(QIODevice::WriteOnly) || file.write(QByteArray::fromStdString(dump(doc))) < 0 || !file.commit())
     return QObject::tr("Cannot write %1: %2").arg(path, file.errorString());
   return {};
 }
@@ -283,33 +273,43 @@ ProjectReadResult loadProject(const QString& path) {
     result.error = QObject::tr("Cannot open %1: %2").arg(path, file.errorString());
     return result;
   }
-  QJsonParseError parseError;
-  const QJsonDocument doc = QJsonDocument::fromJson(file.readAll(), &parseError);
-  const QJsonObject root = doc.object();
-  if (doc.isNull() || root.value(QStringLiteral("format")).toString() != kProjectFormat) {
+  const QByteArray bytes = file.readAll();
+  Json root;
+  QString parseError;
+  try {
+    root = Json::parse(bytes.constData(), bytes.constData() + bytes.size());
+  } catch (const Json::parse_error& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 9: ..." without the bracket.
+    const std::string what = e.what();
+    const auto bracket = what.find("] ");
+    parseError = QString::fromStdString(bracket == std::string::npos ? what : what.substr(bracket + 2));
+  }
+  if (!parseError.isEmpty() || text(root, "format") != kProjectFormat) {
     result.error = QObject::tr("%1 is not a fisedit project (or it is damaged: %2).")
-                       .arg(QFileInfo(path).fileName(), parseError.error ? parseError.errorString() : QObject::tr("no project header"));
+                       .arg(QFileInfo(path).fileName(), !parseError.isEmpty() ? parseError : QObject::tr("no project header"));
     return result;
   }
-  const int version = root.value(QStringLiteral("version")).toInt(-1);
-  if (version != kHistoryFormatVersion) {
-    result.error = QObject::tr("%1 is a version %2 project; this fisedit reads version %3.")
-                       .arg(QFileInfo(path).fileName()).arg(version).arg(kHistoryFormatVersion);
+  const std::int64_t version = integer(root, "version", -1);
+  if (version < kOldestHistoryFormatVersion || version > kHistoryFormatVersion) {
+    result.error = QObject::tr("%1 is a version %2 project; this fisedit reads versions %3 to %4.")
+                       .arg(QFileInfo(path).fileName()).arg(version).arg(kOldestHistoryFormatVersion).arg(kHistoryFormatVersion);
     return result;
   }
-  const QJsonObject model = root.value(QStringLiteral("model")).toObject();
-  result.content.modelPath = model.value(QStringLiteral("path")).toString();
-  result.content.modelFamily = model.value(QStringLiteral("family")).toString();
-  result.content.modelFingerprint = model.value(QStringLiteral("fingerprint")).toString();
+  const Json& model = object(root, "model");
+  result.content.modelPath = text(model, "path");
+  result.content.modelFamily = text(model, "family");
+  result.content.modelFingerprint = text(model, "fingerprint");
   const ModelIdentity projectModel{result.content.modelPath, result.content.modelFamily, result.content.modelFingerprint};
   QHash<qint64, quint64> ids;  // file id -> restored id
   QHash<quint64, QString> prompts;
-  const QJsonArray nodes = root.value(QStringLiteral("nodes")).toArray();
-  for (int i = 0; i < nodes.size(); ++i) {
+  const Json* nodes = member(root, "nodes");
+  const std::size_t count = nodes && nodes->is_array() ? nodes->size() : 0;
+  for (std::size_t i = 0; i < count; ++i) {
     HistoryRecord r;
-    const QJsonObject node = nodes[i].toObject();
+    const Json& node = (*nodes)[i];
     const QString error = readNode(node, ids, kRestoredIdBase + static_cast<quint64>(i), projectModel, r);
-    if (error.isEmpty() && ids.contains(node.value(QStringLiteral("id")).toInteger())) {
+    const qint64 fileId = integer(node, "id", -1);
+    if (error.isEmpty() && ids.contains(fileId)) {
       result.error = QObject::tr("%1 is damaged: two nodes share an id.").arg(QFileInfo(path).fileName());
       return result;
     }
@@ -318,7 +318,7 @@ ProjectReadResult loadProject(const QString& path) {
       return result;
     }
     if (r.parent) r.parentPrompt = prompts.value(*r.parent);
-    ids.insert(node.value(QStringLiteral("id")).toInteger(), r.id);
+    ids.insert(fileId, r.id);
     prompts.insert(r.id, QString::fromStdString(r.request.prompt));
     result.content.records.append(r);
   }

@@ -11,6 +11,10 @@
 // model has their model's fingerprint, and they become editable, their caches rebuilt on the first
 // edit. Fields added since version 1 (fingerprints, per-node models, painted masks, attention control)
 // are optional, so older files still open, and older fisedit versions read newer files (ignoring them).
+// A node's request and edit settings are written by the engine's io/request_json.h, in its snake_case
+// keys (prompt, negative_prompt, cfg_scale, ...; edit: mask_mode, mask_margin, ...): version 2. Version 1
+// files spelled them in camelCase (negativePrompt, cfgScale; maskMode, margin, ...) and still open; an
+// older fisedit refuses a version 2 file instead of reading its renamed keys as missing.
 #include "ui/history_record.h"
 
 #include "io/image_file.h"
@@ -20,7 +24,8 @@
 
 namespace fisedit::ui {
 
-inline constexpr int kHistoryFormatVersion = 1;
+inline constexpr int kHistoryFormatVersion = 2;      // the version written
+inline constexpr int kOldestHistoryFormatVersion = 1;  // the oldest read
 // Restored nodes get ids from here up, so they never collide with the ids the worker's EditSession
 // hands out (which count from 1 for each engine).
 inline constexpr quint64 kRestoredIdBase = quint64{1} << 48;

@@ -1,3 +1,4 @@
+// The prompt fields with their token counters (prompt_editor.h).
 #include "ui/prompt_editor.h"
 
 #include "core/error.h"

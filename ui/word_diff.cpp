@@ -1,3 +1,4 @@
+// The word-level prompt change the history shows (word_diff.h).
 #include "ui/word_diff.h"
 
 #include <QObject>

@@ -11,7 +11,7 @@
 #include "cli/arguments.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
-#include "models/arch_presets.h"
+#include "random_model/arch_presets.h"
 
 #include <algorithm>
 #include <charconv>

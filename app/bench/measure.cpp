@@ -1,3 +1,4 @@
+// fisedit-bench's measuring tools (measure.h): timing statistics, device memory, peak RSS, run metadata.
 #include "bench/measure.h"
 
 #include <sys/resource.h>
@@ -7,13 +8,6 @@
 #include <cmath>
 #include <ctime>
 #include <numeric>
-
-#if FISEDIT_HAVE_CUDA
-#include "backend/cuda/cuda_backend.h"
-#include "backend/cuda/cuda_memory.h"
-
-#include <cuda_runtime.h>
-#endif
 
 namespace fisedit::bench {
 
@@ -53,38 +47,24 @@ Stats time_repeats(Backend& backend, int warmup, int repeat, const std::function
   return summarize(std::move(samples));
 }
 
-DeviceMemory::DeviceMemory(Backend& backend) : backend_(backend) {
-#if FISEDIT_HAVE_CUDA
-  if (auto* cuda = dynamic_cast<CudaBackend*>(&backend)) pool_ = &cuda->memory_pool();
-#endif
-}
-
 std::optional<std::size_t> DeviceMemory::in_use() const {
-#if FISEDIT_HAVE_CUDA
-  if (pool_) return pool_->bytes_in_use();
-#endif
+  if (const auto m = backend_.device_memory()) return m->in_use;
   return std::nullopt;
 }
 
 std::optional<std::size_t> DeviceMemory::peak() const {
-#if FISEDIT_HAVE_CUDA
-  if (pool_) return pool_->peak_bytes_in_use();
-#endif
+  if (const auto m = backend_.device_memory()) return m->peak;
   return std::nullopt;
 }
 
 void DeviceMemory::reset_peak() {
   backend_.synchronize();
-#if FISEDIT_HAVE_CUDA
-  if (pool_) pool_->reset_peak();
-#endif
+  backend_.reset_device_peak();
 }
 
 std::optional<DeviceMemory::Driver> DeviceMemory::driver() const {
-#if FISEDIT_HAVE_CUDA
-  std::size_t free = 0, total = 0;
-  if (pool_ && cudaMemGetInfo(&free, &total) == cudaSuccess) return Driver{total - free, total};
-#endif
+  const auto m = backend_.device_memory();
+  if (m && m->total > 0 && m->free <= m->total) return Driver{m->total - m->free, m->total};
   return std::nullopt;
 }
 

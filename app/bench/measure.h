@@ -1,7 +1,7 @@
 #pragma once
 // What fisedit-bench measures with: repeated timings of one stage with the device synchronised around
-// each, their statistics, and the memory a backend holds (the CUDA pool's bytes in use and their peak,
-// the driver's view of the whole card) where the backend can say.
+// each, their statistics, and the memory a backend holds (Backend::device_memory: bytes in use and
+// their peak, the driver's view of the whole card) where the backend can say.
 #include "backend/backend.h"
 
 #include <nlohmann/json.hpp>
@@ -11,10 +11,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-namespace fisedit::cuda {
-class MemoryPool;
-}
 
 namespace fisedit::bench {
 
@@ -35,20 +31,18 @@ Stats time_repeats(Backend& backend, int warmup, int repeat, const std::function
 // Device memory as the backend's allocator sees it; every query is empty on backends without one (CPU).
 class DeviceMemory {
 public:
-  explicit DeviceMemory(Backend& backend);
-  bool available() const { return pool_ != nullptr; }
+  explicit DeviceMemory(Backend& backend) : backend_(backend) {}
   std::optional<std::size_t> in_use() const;  // held by live tensors (weights included)
   std::optional<std::size_t> peak() const;    // most in use since the last reset_peak()
   void reset_peak();
 
   struct Driver {
-    std::size_t used = 0, total = 0;  // cudaMemGetInfo: the whole card, other processes included
+    std::size_t used = 0, total = 0;  // the whole card, other processes included
   };
   std::optional<Driver> driver() const;
 
 private:
   Backend& backend_;
-  cuda::MemoryPool* pool_ = nullptr;  // when the backend is CUDA
 };
 
 // Peak resident memory of this process (getrusage), bytes.

@@ -1,3 +1,4 @@
+// fisedit-bench's terminal table (report.h), rendered from the report JSON that --json writes.
 #include "bench/report.h"
 
 #include "bench/fidelity.h"

@@ -1,3 +1,4 @@
+// fisedit-bench's stages (stages.h): components, attention, sparse steps, spill, whole edits, generation.
 #include "bench/stages.h"
 
 #include "core/torch_random.h"
@@ -5,8 +6,8 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "pipeline/generation.h"
-#include "sparse/cache_store.h"
-#include "sparse/sparse_step.h"
+#include "edit/cache_store.h"
+#include "edit/sparse_step.h"
 #include "text/clip_tokenizer.h"
 
 #include <algorithm>

@@ -7,7 +7,7 @@
 #include "bench/measure.h"
 #include "io/model_loader.h"
 #include "models/unet.h"
-#include "sparse/sparse_step.h"
+#include "edit/sparse_step.h"
 
 #include <nlohmann/json.hpp>
 
@@ -60,7 +60,7 @@ public:
   // prefetched, and, with a tokenizer, whole edits (painted 10% mask) of a resident and of a spilled
   // generation.
   nlohmann::json edit_steps();
-  // Whole automatic edits (METHOD.md 3) of a cached generation at each of Settings::edit_sizes: the
+  // Whole automatic edits (docs/method.md section 3) of a cached generation at each of Settings::edit_sizes: the
   // default dense detection steps with the edit prompt, then a blob mask of that size in place of the
   // detected one, sparse steps, crop decode and composite. Per size: the whole edit's time and its
   // parts, the sparse step's mean, the edited generation's cache bytes, and the fidelity against the

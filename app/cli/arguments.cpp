@@ -1,3 +1,4 @@
+// fisedit-cli's command-line parser (arguments.h): options, switches and positional arguments.
 #include "cli/arguments.h"
 
 #include <stdexcept>

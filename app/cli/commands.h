@@ -1,4 +1,5 @@
 #pragma once
+// fisedit-cli's commands, one function each: tokenize, info, generate and edit.
 #include <string>
 #include <vector>
 

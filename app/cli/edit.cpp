@@ -3,6 +3,7 @@
 #include "cli/session.h"
 #include "core/error.h"
 #include "io/image_file.h"
+#include "io/request_json.h"
 #include "io/safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -59,6 +60,16 @@ int edit_command(const std::vector<std::string>& raw) {
   const auto session = open_session(args);
   session.sd->set_cache_device_budget(device_budget);
   r = session.sd->resolve(r);
+  // The base is generated in this run, from the same initial noise if one is given: only the prompts
+  // can stand in the way.
+  GenerationRequest base_check = r;
+  base_check.initial_noise.reset();
+  GenerationRequest edited = base_check;
+  edited.prompt = e.prompt;
+  edited.negative_prompt = e.negative_prompt;
+  if (!is_prompt_edit(base_check, edited))
+    throw std::invalid_argument("--edit-prompt (and --edit-negative) say what --prompt and --negative say: nothing to "
+                                "edit; change a word");
   std::fprintf(stderr, "device: %s\n", session.backend->name().c_str());
   std::fprintf(stderr, "base: %s\n", r.prompt.c_str());
   const auto base = session.sd->generate_cached(r, print_progress);
@@ -69,11 +80,12 @@ int edit_command(const std::vector<std::string>& raw) {
   const bool on_device = session.backend->kind() == DeviceKind::cuda;
   const auto cache_device = on_device ? base.cache_bytes_device() : 0;
   const auto cache_host = on_device ? base.cache_bytes_host() : base.cache_bytes();
-  const nlohmann::json stats = {
+  // The edit's settings as the app's PNGs and projects spell them, detect_steps resolved to the steps
+  // that ran (the request's -1 means 20% of the steps), then what the edit measured.
+  nlohmann::json stats = edit_settings_to_json(e);
+  stats.update(nlohmann::json{
       {"edit_fraction", edit.stats.edit_fraction},
       {"detect_steps", edit.stats.detect_steps},
-      {"attention_control", e.attention_control},
-      {"whole_image_if_global", e.whole_image_if_global},
       {"attention_control_steps", edit.stats.attention_control_steps},
       {"base_ms", base.result.timings.total_ms},
       {"detect_ms", edit.stats.detect_ms},
@@ -87,7 +99,7 @@ int edit_command(const std::vector<std::string>& raw) {
       {"cache_device_budget", device_budget ? nlohmann::json(*device_budget) : nlohmann::json()},
       {"prefetched_bytes", edit.stats.prefetched_bytes},
       {"device", session.backend->name()},
-  };
+  });
 
   auto edited_request = r;
   edited_request.prompt = e.prompt;

@@ -3,8 +3,10 @@
 
 #include "backend/device.h"
 #include "core/error.h"
+#include "io/a1111_parameters.h"
 #include "io/image_file.h"
 #include "io/model_loader.h"
+#include "io/request_json.h"
 #include "io/safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -45,15 +47,13 @@ Tensor read_noise(const std::string& spec) {
 
 nlohmann::json record(const GenerationRequest& r, const GenerationResult& result, const LoadedModel& model,
                       const Backend& backend) {
-  return {{"prompt", r.prompt},          {"negative_prompt", r.negative_prompt},
-          {"seed", r.seed},              {"steps", r.steps},
-          {"cfg_scale", r.cfg_scale},    {"scheduler", r.scheduler},
-          {"width", r.width},            {"height", r.height},
-          {"model", model.source.filename().string()},
-          {"model_family", family_name(model.family)},
-          {"device", backend.name()},
-          {"timings_ms", {{"text_encoder", result.timings.text_encoder_ms}, {"unet", result.timings.unet_ms},
-                          {"vae", result.timings.vae_ms}, {"total", result.timings.total_ms}}}};
+  auto json = to_json(r);  // the request's keys, as the app's PNGs and projects spell them
+  json["model"] = model.source.filename().string();
+  json["model_family"] = family_name(model.family);
+  json["device"] = backend.name();
+  json["timings_ms"] = {{"text_encoder", result.timings.text_encoder_ms}, {"unet", result.timings.unet_ms},
+                        {"vae", result.timings.vae_ms}, {"total", result.timings.total_ms}};
+  return json;
 }
 
 }  // namespace

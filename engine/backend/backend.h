@@ -74,7 +74,7 @@ public:
   T* data_as() const { return reinterpret_cast<T*>(data()); }
 
   // The memory this tensor lives in and where in it: the activation cache lays spilled tensors out by
-  // buffer and offset, so that neighbours travel as one copy (sparse/cache_store.h).
+  // buffer and offset, so that neighbours travel as one copy (edit/cache_store.h).
   const DeviceBuffer* buffer() const { return buffer_.get(); }
   std::size_t offset() const { return offset_; }
   // A tensor `offset` bytes into the same buffer; it must lie inside it.
@@ -154,11 +154,17 @@ public:
   // ---- Memory -----------------------------------------------------------------------------------
   // Uninitialised memory; throws Error(out_of_memory).
   virtual DeviceTensor allocate(DType dtype, Shape shape) = 0;
-  // Optional: bytes held by live device buffers, for the UI's status bar; none where the memory is
-  // the host's (the OS reports that better).
-  virtual std::optional<std::size_t> device_bytes_in_use() const { return {}; }
-  // Optional: the device's whole memory, for sizing caches; none where the memory is the host's.
-  virtual std::optional<std::size_t> device_bytes_total() const { return {}; }
+  // Optional: the device's memory, for the UI's status bar, sizing caches and the benchmark; none where
+  // the memory is the host's (the OS reports that better).
+  struct DeviceMemory {
+    std::size_t in_use = 0;  // held by live buffers (weights included); freed blocks kept for reuse are not
+    std::size_t peak = 0;    // the most in_use since the backend started or reset_device_peak()
+    std::size_t free = 0;    // the driver's view of the whole device, other processes included
+    std::size_t total = 0;
+  };
+  virtual std::optional<DeviceMemory> device_memory() const { return {}; }
+  // Optional: starts a new peak (after queued work is done).
+  virtual void reset_device_peak() {}
   DeviceTensor allocate(Shape shape) { return allocate(activation_dtype(), std::move(shape)); }
   // Float tensors (F64/F32/F16/BF16) become the activation dtype; integer tensors become I32 (token
   // ids), refusing values outside its range.
@@ -255,8 +261,8 @@ public:
   // per head, heads side by side in the channel dimension (as diffusers' and CLIP's projections give).
   DeviceTensor attention(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
                          const AttentionParams& params);
-  // Attention with the probabilities in hand (cross-attention control, METHOD.md 3.1): the same
-  // maths as `attention` split in two, so the probabilities can be kept and edited in between. Meant
+  // Attention with the probabilities in hand (cross-attention control, docs/method.md section 3.3):
+  // the same maths as `attention` split in two, so the probabilities can be kept and edited in between. Meant
   // for cross-attention, where Lk is the 77 text tokens and [B, heads, Lq, Lk] is affordable.
   // q [B, Lq, heads * D], k [B, Lk, heads * D] -> probabilities [B, heads, Lq, Lk]: softmax(scale q k^T)
   // per head (params.causal: 0 past the diagonal), computed in float32, stored in the activation dtype.
@@ -297,7 +303,7 @@ public:
   // a's values where the mask is set, b's elsewhere, copied bit for bit. Sparse editing keeps the
   // cached activations outside the edited region with it.
   DeviceTensor select_positions(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b);
-  // ---- Sparse execution (METHOD.md 3.3): the same work at a subset of positions --------------------
+  // ---- Sparse execution (docs/method.md section 3.11): the same work at a subset of positions -------
   // `positions` is I32 [P]: indices into H * W (row-major) of the output's level, ascending, unique.
   // x [N, H, W, Cin] -> [N, P, Cout]: the convolution's output at those positions only (the GEMM work
   // scales with P; halos are read from x). With `norm`, the convolution of group_norm(x) (+ SiLU),

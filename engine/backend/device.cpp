@@ -1,3 +1,4 @@
+// The backend factory (device.h): the one file that knows which backends this build has.
 #include "backend/device.h"
 
 #include "backend/cpu/cpu_backend.h"

@@ -1,3 +1,4 @@
+// Element types' names, sizes and kinds (dtype.h), from one table.
 #include "core/dtype.h"
 
 #include <array>

@@ -1,4 +1,5 @@
 #pragma once
+// Element types of tensors and model files, with their safetensors names and sizes.
 #include <cstddef>
 #include <optional>
 #include <string_view>

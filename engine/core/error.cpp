@@ -1,3 +1,4 @@
+// The names of the engine's error codes (error.h).
 #include "core/error.h"
 
 namespace fisedit {

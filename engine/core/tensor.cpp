@@ -1,3 +1,4 @@
+// Host tensors (tensor.h): shapes, owned copies, views (reshape, row slices), conversion to float and int64.
 #include "core/tensor.h"
 
 #include "core/error.h"

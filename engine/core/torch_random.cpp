@@ -1,3 +1,4 @@
+// Noise equal to torch.randn's on the CPU (torch_random.h): the generator and both of torch's normal paths.
 // torch's CPU normal sampling takes two paths: float tensors of at least 16 elements are filled with
 // uniform floats and Box-Muller transformed in blocks of 16 (the sines in the upper half, the cosines in
 // the lower); smaller tensors draw each element from a double-precision Box-Muller. Both must be copied

@@ -1,3 +1,4 @@
+// Files written whole or not at all (atomic_file.h): a temporary beside the target, flushed and renamed.
 #include "io/atomic_file.h"
 
 #include "core/error.h"

@@ -1,3 +1,4 @@
+// PNG reading and writing with text chunks (image_file.h), through stb_image and zlib.
 #include "io/image_file.h"
 
 #include "core/error.h"

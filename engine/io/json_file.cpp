@@ -1,3 +1,4 @@
+// Reading a JSON file with errors that name it (json_file.h).
 #include "io/json_file.h"
 
 #include "core/error.h"

@@ -1,4 +1,5 @@
 #pragma once
+// Reading JSON files (configs, tokenizers, indexes) with errors that name the file.
 #include <nlohmann/json.hpp>
 
 #include <filesystem>

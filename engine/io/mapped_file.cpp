@@ -1,3 +1,4 @@
+// Read-only memory mappings of whole files (mapped_file.h), with mmap.
 #include "io/mapped_file.h"
 
 #include "core/error.h"

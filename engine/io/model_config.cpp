@@ -1,3 +1,4 @@
+// Reading and checking the components' config.json files (model_config.h).
 #include "io/model_config.h"
 
 #include "core/error.h"

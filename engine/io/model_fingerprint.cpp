@@ -1,3 +1,4 @@
+// A model's fingerprint (model_fingerprint.h): FNV-1a over tensor names, shapes, sampled bytes, the schedule.
 #include "io/model_fingerprint.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Loading a model (model_loader.h): the format, pickle refusal, and the checks both loaders share.
 #include "io/model_loader.h"
 
 #include "core/error.h"

@@ -1,3 +1,4 @@
+// safetensors reading with the whole header validated, and atomic writing (safetensors.h).
 #include "io/safetensors.h"
 
 #include "core/error.h"

@@ -1,3 +1,4 @@
+// A single-file checkpoint's U-Net, VAE and OpenCLIP keys renamed to diffusers names (single_file_keys.h).
 #include "io/single_file_keys.h"
 
 #include "core/error.h"

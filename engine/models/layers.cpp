@@ -1,3 +1,4 @@
+// The leaf modules (layers.h): weights looked up with their shapes checked, and GroupNorm's statistics tape.
 #include "models/layers.h"
 
 #include "core/error.h"

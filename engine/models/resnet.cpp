@@ -1,3 +1,4 @@
+// The VAE's resnet block (resnet.h): loading and forward.
 #include "models/resnet.h"
 
 namespace fisedit {

@@ -1,3 +1,4 @@
+// The CLIP / OpenCLIP text encoder (text_encoder.h): embeddings, pre-LN encoder layers, final LayerNorm.
 #include "models/text_encoder.h"
 
 #include "core/error.h"

@@ -119,6 +119,10 @@ struct UNet::Layers {
   std::vector<UpBlock> up_blocks;
   GroupNorm conv_norm_out;
   Conv2d conv_out;
+  // The keys of every entry a step record holds (edit/sparse_step.h), handed out as the layers load.
+  RecordLayout record;
+  OutputKey conv_in_key, conv_out_key;
+  NormKey conv_norm_out_key;
 };
 
 UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
@@ -147,6 +151,7 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
   L.time_embedding.linear_1 = Linear::load(w, "time_embedding.linear_1", c0, temb);
   L.time_embedding.linear_2 = Linear::load(w, "time_embedding.linear_2", temb, temb);
   L.conv_in = Conv2d::load(w, "conv_in", c.in_channels, c0, 3, Conv2dParams::same(1, 1));
+  L.conv_in_key = L.record.output("conv_in");
 
   std::int64_t channels = c0;
   for (std::size_t level = 0; level < levels; ++level) {
@@ -155,13 +160,13 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
     DownBlock block;
     for (int i = 0; i < lpb; ++i) {
       const auto index = std::to_string(i);
-      block.resnets.push_back(ResnetBlock2D::load(w, prefix + ".resnets." + index, i == 0 ? channels : out, out, temb,
+      block.resnets.push_back(ResnetBlock2D::load(w, L.record, prefix + ".resnets." + index, i == 0 ? channels : out, out, temb,
                                                   groups, c.norm_eps));
       if (c.down_block_types[level] == "CrossAttnDownBlock2D")
-        block.attentions.push_back(Transformer2DModel::load(w, prefix + ".attentions." + index, out, context,
-                                                            transformer(c.num_attention_heads[level])));
+        block.attentions.push_back(Transformer2DModel::load(w, L.record, prefix + ".attentions." + index, out,
+                                                            context, transformer(c.num_attention_heads[level])));
     }
-    if (level + 1 < levels) block.downsampler = Downsample2D::load(w, prefix + ".downsamplers.0", out);
+    if (level + 1 < levels) block.downsampler = Downsample2D::load(w, L.record, prefix + ".downsamplers.0", out);
     L.down_blocks.push_back(std::move(block));
     channels = out;
   }
@@ -169,9 +174,9 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
   const std::int64_t mid = c.block_out_channels.back();
   for (int i = 0; i < 2; ++i)
     L.mid_block.resnets.push_back(
-        ResnetBlock2D::load(w, "mid_block.resnets." + std::to_string(i), mid, mid, temb, groups, c.norm_eps));
+        ResnetBlock2D::load(w, L.record, "mid_block.resnets." + std::to_string(i), mid, mid, temb, groups, c.norm_eps));
   L.mid_block.attention =
-      Transformer2DModel::load(w, "mid_block.attentions.0", mid, context, transformer(c.num_attention_heads.back()));
+      Transformer2DModel::load(w, L.record, "mid_block.attentions.0", mid, context, transformer(c.num_attention_heads.back()));
 
   // Up level i mirrors down level (levels - 1 - i). Its resnet j takes the running channels plus a
   // skip: the down level's resnet outputs, and last the skip from one level up (the previous level's
@@ -186,18 +191,20 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
       const auto index = std::to_string(j);
       const std::int64_t skip = j == lpb ? skip_from_above : out;
       block.resnets.push_back(
-          ResnetBlock2D::load(w, prefix + ".resnets." + index, channels + skip, out, temb, groups, c.norm_eps));
+          ResnetBlock2D::load(w, L.record, prefix + ".resnets." + index, channels + skip, out, temb, groups, c.norm_eps));
       if (c.up_block_types[i] == "CrossAttnUpBlock2D")
-        block.attentions.push_back(Transformer2DModel::load(w, prefix + ".attentions." + index, out, context,
-                                                            transformer(c.num_attention_heads[mirror])));
+        block.attentions.push_back(Transformer2DModel::load(w, L.record, prefix + ".attentions." + index, out,
+                                                            context, transformer(c.num_attention_heads[mirror])));
       channels = out;
     }
-    if (i + 1 < levels) block.upsampler = Upsample2D::load(w, prefix + ".upsamplers.0", out);
+    if (i + 1 < levels) block.upsampler = Upsample2D::load(w, L.record, prefix + ".upsamplers.0", out);
     L.up_blocks.push_back(std::move(block));
   }
 
   L.conv_norm_out = GroupNorm::load(w, "conv_norm_out", c0, groups, c.norm_eps);
   L.conv_out = Conv2d::load(w, "conv_out", c0, c.out_channels, 3, Conv2dParams::same(1, 1));
+  L.conv_norm_out_key = L.record.norm("conv_norm_out");
+  L.conv_out_key = L.record.output("conv_out");
 }
 
 UNet::~UNet() = default;
@@ -231,13 +238,15 @@ DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> ti
   const auto temb_silu =
       te.linear_2.forward(b, te.linear_1.forward(b, sinusoids, Activation::silu), Activation::silu);  // [N, C0] -> [N, 4 C0]
 
+  if (s) s->begin(L.record);
   const auto H = sample.dim(1), W = sample.dim(2);
-  auto h = unet::planned_conv(b, s, L.conv_in, sample, H, W);  // [N, H, W, in] -> [N, H, W, C0]
+  auto h = unet::planned_conv(b, s, L.conv_in, L.conv_in_key, sample, H, W);  // [N, H, W, in] -> [N, H, W, C0]
   std::vector<DeviceTensor> skips{h};
   for (const auto& block : L.down_blocks) h = block.forward(b, h, temb_silu, context, skips, s);  // -> [N, H/m, W/m, Clast]
   h = L.mid_block.forward(b, h, temb_silu, context, s);
   for (const auto& block : L.up_blocks) h = block.forward(b, h, temb_silu, context, skips, s);  // -> [N, H, W, C0]
-  h = unet::planned_conv(b, s, L.conv_out, unet::group_norm(b, L.conv_norm_out, h, true, s), H, W);  // -> [N, H, W, out]
+  h = unet::planned_conv(b, s, L.conv_out, L.conv_out_key,
+                         unet::group_norm(b, L.conv_norm_out, L.conv_norm_out_key, h, true, s), H, W);  // -> [N, H, W, out]
   if (s) s->finish();
   return h;
 }

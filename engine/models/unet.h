@@ -7,7 +7,7 @@
 #include "core/tensor.h"
 #include "io/model_config.h"
 #include "io/model_loader.h"
-#include "sparse/sparse_step.h"
+#include "edit/sparse_step.h"
 
 #include <memory>
 #include <span>
@@ -34,7 +34,7 @@ public:
   // sample [N, H, W, in_channels] channels-last; timesteps: one per batch element (any real value,
   // e.g. Euler's 499.5), or one for the whole batch; context [N, L, cross_attention_dim] (the text
   // encoder's hidden states) -> [N, H, W, out_channels].
-  // `step` (optional) records the call for later edits, or replays it as an edit: see sparse/sparse_step.h.
+  // `step` (optional) records the call for later edits, or replays it as an edit: see edit/sparse_step.h.
   DeviceTensor forward(const DeviceTensor& sample, std::span<const float> timesteps, const DeviceTensor& context,
                        SparseStep* step = nullptr);
   // The same on host tensors: sample [N, in_channels, H, W] (NCHW, as diffusers takes it), context

@@ -18,12 +18,12 @@ Linear load_pointwise_conv(const WeightSource& w, const std::string& prefix, std
 
 }  // namespace
 
-DeviceTensor group_norm(Backend& b, const GroupNorm& norm, const DeviceTensor& x, bool silu, SparseStep* s) {
-  return s ? s->group_norm(b, x, norm.weight, norm.bias, norm.groups, norm.eps, silu) : norm.forward(b, x, silu);
+DeviceTensor group_norm(Backend& b, const GroupNorm& norm, NormKey key, const DeviceTensor& x, bool silu, SparseStep* s) {
+  return s ? s->group_norm(b, key, x, norm.weight, norm.bias, norm.groups, norm.eps, silu) : norm.forward(b, x, silu);
 }
 
-DeviceTensor spatial(Backend& b, SparseStep* s, const DeviceTensor& y, std::int64_t h, std::int64_t w) {
-  return s ? s->spatial_output(b, y, h, w) : y;
+DeviceTensor spatial(Backend& b, SparseStep* s, OutputKey key, const DeviceTensor& y, std::int64_t h, std::int64_t w) {
+  return s ? s->spatial_output(b, key, y, h, w) : y;
 }
 
 namespace {
@@ -37,24 +37,25 @@ DeviceTensor tokens(const DeviceTensor& x) { return x.reshaped({x.dim(0), x.dim(
 
 // A GroupNorm (+SiLU) folded into a sparse convolution's gather, with the cached statistics: no pass
 // over the whole input.
-InputNorm gathered(SparseStep& s, const GroupNorm& norm, bool silu) {
-  return {&norm.weight, &norm.bias, &s.cached_norm_stats(), norm.groups, norm.eps, silu};
+InputNorm gathered(SparseStep& s, const GroupNorm& norm, NormKey key, bool silu) {
+  return {&norm.weight, &norm.bias, &s.cached_norm_stats(key), norm.groups, norm.eps, silu};
 }
 
 }  // namespace
 
-DeviceTensor planned_conv(Backend& b, SparseStep* s, const Conv2d& conv, const DeviceTensor& x, std::int64_t ho,
-                          std::int64_t wo) {
+DeviceTensor planned_conv(Backend& b, SparseStep* s, const Conv2d& conv, OutputKey key, const DeviceTensor& x,
+                          std::int64_t ho, std::int64_t wo) {
   switch (plan_of(b, s, ho, wo)) {
-    case Plan::cached: return s->cached_output();
-    case Plan::sparse: return s->scatter_output(b, b.conv2d_at(x, conv.weight, conv.params, s->positions(b, ho, wo)), ho, wo);
+    case Plan::cached: return s->cached_output(key);
+    case Plan::sparse:
+      return s->scatter_output(b, key, b.conv2d_at(x, conv.weight, conv.params, s->positions(b, ho, wo)), ho, wo);
     case Plan::dense: break;
   }
-  return spatial(b, s, conv.forward(b, x), ho, wo);
+  return spatial(b, s, key, conv.forward(b, x), ho, wo);
 }
 
-ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out,
-                                  std::int64_t temb_channels, int groups, float eps) {
+ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
+                                  std::int64_t in, std::int64_t out, std::int64_t temb_channels, int groups, float eps) {
   ResnetBlock2D r;
   r.norm1 = GroupNorm::load(w, prefix + ".norm1", in, groups, eps);
   r.conv1 = Conv2d::load(w, prefix + ".conv1", in, out, 3, Conv2dParams::same(1, 1));
@@ -62,6 +63,10 @@ ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, const std::string& pref
   r.norm2 = GroupNorm::load(w, prefix + ".norm2", out, groups, eps);
   r.conv2 = Conv2d::load(w, prefix + ".conv2", out, out, 3, Conv2dParams::same(1, 1));
   if (in != out) r.conv_shortcut = Conv2d::load(w, prefix + ".conv_shortcut", in, out, 1, Conv2dParams::same(1, 0));
+  r.norm1_key = layout.norm(prefix + ".norm1");
+  r.conv1_key = layout.output(prefix + ".conv1");
+  r.norm2_key = layout.norm(prefix + ".norm2");
+  r.conv2_key = layout.output(prefix + ".conv2");
   return r;
 }
 
@@ -69,31 +74,32 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const Dev
                                     SparseStep* s) const {
   const auto H = x.dim(1), W = x.dim(2);
   const Plan plan = plan_of(b, s, H, W);
-  if (plan == Plan::cached) {  // two outputs and two statistics, in the order a full run keeps them
-    s->skip_group_norm();
-    s->cached_output();
-    s->skip_group_norm();
-    return s->cached_output();
+  if (plan == Plan::cached) {  // two outputs and two statistics, as a full run keeps them
+    s->skip_group_norm(norm1_key);
+    s->skip_group_norm(norm2_key);
+    s->cached_output(conv1_key);
+    return s->cached_output(conv2_key);
   }
   const auto t = time_emb_proj.forward(b, temb_silu);  // [N, T] -> [N, out]
   const auto temb = t.reshaped({t.dim(0), 1, 1, t.dim(1)});
   if (plan == Plan::sparse) {
     const auto& at = s->positions(b, H, W);
     // The kept output of conv1 includes the time embedding (as the dense route's fused pass gives it).
-    const auto norm1_at = gathered(*s, norm1, true);
+    const auto norm1_at = gathered(*s, norm1, norm1_key, true);
     const auto h1 = b.conv2d_at(x, conv1.weight, conv1.params, at, &norm1_at);                    // [N, P, out]
     const auto temb_rows = temb.reshaped({t.dim(0), 1, t.dim(1)});
-    const auto h = s->scatter_output(b, h1, H, W, &temb_rows);  // [N, H, W, out], the time embedding added
-    const auto norm2_at = gathered(*s, norm2, true);
+    const auto h = s->scatter_output(b, conv1_key, h1, H, W, &temb_rows);  // [N, H, W, out], the time embedding added
+    const auto norm2_at = gathered(*s, norm2, norm2_key, true);
     const auto y = b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at);  // [N, P, out]
     const auto shortcut = conv_shortcut ? b.conv2d_at(x, conv_shortcut->weight, conv_shortcut->params, at)
                                         : b.gather_positions(tokens(x), at);                   // [N, P, out]
-    return s->scatter_output(b, y, H, W, &shortcut);
+    return s->scatter_output(b, conv2_key, y, H, W, &shortcut);
   }
   // [N, H, W, in] -> [N, H, W, out], the time embedding broadcast over H, W in the convolution's pass
-  const auto h = spatial(b, s, conv1.forward_add(b, group_norm(b, norm1, x, true, s), temb), H, W);
+  const auto h = spatial(b, s, conv1_key, conv1.forward_add(b, group_norm(b, norm1, norm1_key, x, true, s), temb), H, W);
   const auto shortcut = conv_shortcut ? conv_shortcut->forward(b, x) : x;
-  return spatial(b, s, conv2.forward_add(b, group_norm(b, norm2, h, true, s), shortcut), H, W);  // [N, H, W, out]
+  return spatial(b, s, conv2_key, conv2.forward_add(b, group_norm(b, norm2, norm2_key, h, true, s), shortcut), H,
+                 W);  // [N, H, W, out]
 }
 
 Attention Attention::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
@@ -125,7 +131,7 @@ std::pair<DeviceTensor, DeviceTensor> Attention::context_kv(Backend& b, const De
 DeviceTensor Attention::attend(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const {
   const auto q = to_q.forward(b, x);
   const auto [k, v] = context_kv(b, context);
-  return s ? s->cross_attention(b, q, k, v, params) : b.attention(q, k, v, params);
+  return s ? s->cross_attention(b, probs_key, q, k, v, params) : b.attention(q, k, v, params);
 }
 
 DeviceTensor Attention::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const {
@@ -137,8 +143,9 @@ DeviceTensor Attention::forward_add(Backend& b, const DeviceTensor& x, const Dev
   return to_out.forward_add(b, attend(b, x, context, s), residual);  // [N, L, C]
 }
 
-BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
-                                                  std::int64_t context_channels, int heads, bool upcast) {
+BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
+                                                  std::int64_t channels, std::int64_t context_channels, int heads,
+                                                  bool upcast) {
   // diffusers' BasicTransformerBlock default; the U-Net's norm_eps is for its GroupNorms only.
   constexpr float kLayerNormEps = 1e-5f;
   const std::int64_t inner = 4 * channels;
@@ -150,6 +157,9 @@ BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, const s
   t.norm3 = LayerNorm::load(w, prefix + ".norm3", channels, kLayerNormEps);
   t.ff_proj = Linear::load(w, prefix + ".ff.net.0.proj", channels, 2 * inner);
   t.ff_out = Linear::load(w, prefix + ".ff.net.2", inner, channels);
+  t.k_key = layout.output(prefix + ".attn1.to_k");
+  t.v_key = layout.output(prefix + ".attn1.to_v");
+  t.attn2.probs_key = layout.cross_attention(prefix + ".attn2");
   return t;
 }
 
@@ -157,8 +167,8 @@ DeviceTensor BasicTransformerBlock::forward(Backend& b, const DeviceTensor& x, c
                                             std::int64_t height, std::int64_t width, SparseStep* s) const {
   auto h = norm1.forward(b, x);
   // Keys and values are kept so that an edit recomputes them at its active positions only.
-  const auto k = spatial(b, s, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
-  const auto v = spatial(b, s, attn1.to_v.forward(b, h), height, width);
+  const auto k = spatial(b, s, k_key, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
+  const auto v = spatial(b, s, v_key, attn1.to_v.forward(b, h), height, width);
   auto y = attn1.to_out.forward_add(b, b.attention(attn1.to_q.forward(b, h), k, v, attn1.params), x);  // [N, L, C]
   y = attn2.forward_add(b, norm2.forward(b, y), context, y, s);  // cross-attention to the prompt
   h = b.geglu(ff_proj.forward(b, norm3.forward(b, y)));          // [N, L, C] -> [N, L, 8C] -> [N, L, 4C]
@@ -170,8 +180,8 @@ DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTenso
   // Everything at the active positions: their keys and values replace the cached ones, and the
   // queries attend over the whole (cached + new) keys and values.
   const auto h = norm1.forward(b, x);                                           // [N, P, C]
-  const auto k = s.scatter_output(b, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
-  const auto v = s.scatter_output(b, attn1.to_v.forward(b, h), height, width);
+  const auto k = s.scatter_output(b, k_key, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
+  const auto v = s.scatter_output(b, v_key, attn1.to_v.forward(b, h), height, width);
   auto y = attn1.to_out.forward_add(
       b, b.attention(attn1.to_q.forward(b, h), k.reshaped({x.dim(0), height * width, x.dim(2)}),
                      v.reshaped({x.dim(0), height * width, x.dim(2)}), attn1.params),
@@ -181,12 +191,13 @@ DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTenso
   return ff_out.forward_add(b, f, y);
 }
 
-Transformer2DModel Transformer2DModel::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
-                                            std::int64_t context_channels, const Options& o) {
+Transformer2DModel Transformer2DModel::load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
+                                            std::int64_t channels, std::int64_t context_channels, const Options& o) {
   // Transformer2DModel's GroupNorm always uses eps 1e-6, whatever the U-Net's norm_eps.
   constexpr float kNormEps = 1e-6f;
   Transformer2DModel t;
   t.norm = GroupNorm::load(w, prefix + ".norm", channels, o.groups, kNormEps);
+  t.norm_key = layout.norm(prefix + ".norm");
   if (o.linear_projection) {
     t.proj_in = Linear::load(w, prefix + ".proj_in", channels, channels);
     t.proj_out = Linear::load(w, prefix + ".proj_out", channels, channels);
@@ -195,8 +206,9 @@ Transformer2DModel Transformer2DModel::load(const WeightSource& w, const std::st
     t.proj_out = load_pointwise_conv(w, prefix + ".proj_out", channels, channels);
   }
   for (int i = 0; i < o.layers; ++i)
-    t.transformer_blocks.push_back(BasicTransformerBlock::load(w, prefix + ".transformer_blocks." + std::to_string(i),
-                                                               channels, context_channels, o.heads, o.upcast));
+    t.transformer_blocks.push_back(BasicTransformerBlock::load(
+        w, layout, prefix + ".transformer_blocks." + std::to_string(i), channels, context_channels, o.heads, o.upcast));
+  t.out_key = layout.output(prefix);
   return t;
 }
 
@@ -205,42 +217,48 @@ DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, cons
   const auto n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   const Plan plan = plan_of(b, s, h, w);
   if (plan == Plan::cached) {
-    s->skip_group_norm();
-    for (std::size_t i = 0; i < transformer_blocks.size(); ++i)
-      for (int output = 0; output < BasicTransformerBlock::kKeptOutputs; ++output) s->cached_output();
-    return s->cached_output();
+    s->skip_group_norm(norm_key);
+    for (const auto& block : transformer_blocks) {
+      s->cached_output(block.k_key);
+      s->cached_output(block.v_key);
+    }
+    return s->cached_output(out_key);
   }
   if (plan == Plan::sparse) {  // the whole model at the active positions (the norm with cached statistics)
     const auto& at = s->positions(b, h, w);
     const auto xa = b.gather_positions(tokens(x), at);  // [N, P, C]
-    auto y = proj_in.forward(b, s->group_norm_at(b, xa, norm.weight, norm.bias, norm.groups, norm.eps, false));
+    auto y = proj_in.forward(b, s->group_norm_at(b, norm_key, xa, norm.weight, norm.bias, norm.groups, norm.eps, false));
     for (const auto& block : transformer_blocks) y = block.forward_active(b, y, context, h, w, *s);
-    return s->scatter_output(b, proj_out.forward_add(b, y, xa), h, w);  // [N, P, C] -> [N, H, W, C]
+    return s->scatter_output(b, out_key, proj_out.forward_add(b, y, xa), h, w);  // [N, P, C] -> [N, H, W, C]
   }
   // Channels-last, proj_in is the same matmul whether it was a Linear or a 1x1 Conv2d.
-  auto y = proj_in.forward(b, group_norm(b, norm, x, false, s)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
+  auto y = proj_in.forward(b, group_norm(b, norm, norm_key, x, false, s)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
   for (const auto& block : transformer_blocks) y = block.forward(b, y, context, h, w, s);
   y = proj_out.forward_add(b, y, x.reshaped({n, h * w, c})).reshaped({n, h, w, c});  // [N, HW, C] -> [N, H, W, C]
-  return spatial(b, s, y, h, w);
+  return spatial(b, s, out_key, y, h, w);
 }
 
-Downsample2D Downsample2D::load(const WeightSource& w, const std::string& prefix, std::int64_t channels) {
-  return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(2, 1))};
+Downsample2D Downsample2D::load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
+                                std::int64_t channels) {
+  return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(2, 1)),
+          layout.output(prefix + ".conv")};
 }
 
 DeviceTensor Downsample2D::forward(Backend& b, const DeviceTensor& x, SparseStep* s) const {
   // [N, H, W, C] -> [N, ceil(H/2), ceil(W/2), C] (3x3, stride 2, padding 1)
-  return planned_conv(b, s, conv, x, (x.dim(1) + 1) / 2, (x.dim(2) + 1) / 2);
+  return planned_conv(b, s, conv, out_key, x, (x.dim(1) + 1) / 2, (x.dim(2) + 1) / 2);
 }
 
-Upsample2D Upsample2D::load(const WeightSource& w, const std::string& prefix, std::int64_t channels) {
-  return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(1, 1))};
+Upsample2D Upsample2D::load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
+                            std::int64_t channels) {
+  return {Conv2d::load(w, prefix + ".conv", channels, channels, 3, Conv2dParams::same(1, 1)),
+          layout.output(prefix + ".conv")};
 }
 
 DeviceTensor Upsample2D::forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w,
                                  SparseStep* s) const {
   // [N, H, W, C] -> [N, out_h, out_w, C]
-  return planned_conv(b, s, conv, b.upsample_nearest(x, out_h, out_w), out_h, out_w);
+  return planned_conv(b, s, conv, out_key, b.upsample_nearest(x, out_h, out_w), out_h, out_w);
 }
 
 }  // namespace fisedit::unet

@@ -6,13 +6,14 @@
 //
 // Every forward takes a SparseStep (null for a plain dense call) that records or replays the outputs
 // of the 3x3 convolutions, the blocks and the self-attention keys and values, and the GroupNorm
-// statistics: see sparse/sparse_step.h. In an edit a block runs as its level's plan says: in full,
+// statistics: see edit/sparse_step.h. Each recording layer takes its keys from the U-Net's
+// RecordLayout when it is loaded, named after its weights. In an edit a block runs as its level's plan says: in full,
 // not at all (its cached outputs), or at the active positions (convolutions and every token-wise
 // layer; the self-attention's active queries attend over the cached keys and values with the active
 // positions' replaced).
 #include "backend/backend.h"
 #include "models/layers.h"
-#include "sparse/sparse_step.h"
+#include "edit/sparse_step.h"
 
 #include <memory>
 #include <mutex>
@@ -24,13 +25,13 @@
 namespace fisedit::unet {
 
 // A GroupNorm as the step calls for (cached statistics in an edit), or plainly without a step.
-DeviceTensor group_norm(Backend& b, const GroupNorm& norm, const DeviceTensor& x, bool silu, SparseStep* s);
+DeviceTensor group_norm(Backend& b, const GroupNorm& norm, NormKey key, const DeviceTensor& x, bool silu, SparseStep* s);
 // A spatial layer's output [N, H, W, C] (or [N, h * w, C]) kept or blended by the step.
-DeviceTensor spatial(Backend& b, SparseStep* s, const DeviceTensor& y, std::int64_t h, std::int64_t w);
+DeviceTensor spatial(Backend& b, SparseStep* s, OutputKey key, const DeviceTensor& y, std::int64_t h, std::int64_t w);
 // A convolution whose output is ho x wo, run as the step plans it: in full, not at all (the cached
 // output), or at the active positions only.
-DeviceTensor planned_conv(Backend& b, SparseStep* s, const Conv2d& conv, const DeviceTensor& x, std::int64_t ho,
-                          std::int64_t wo);
+DeviceTensor planned_conv(Backend& b, SparseStep* s, const Conv2d& conv, OutputKey key, const DeviceTensor& x,
+                          std::int64_t ho, std::int64_t wo);
 
 // norm1 + SiLU -> conv1 -> + time_emb_proj(SiLU(temb)) -> norm2 + SiLU -> conv2 -> + shortcut.
 struct ResnetBlock2D {
@@ -38,9 +39,11 @@ struct ResnetBlock2D {
   Conv2d conv1, conv2;
   Linear time_emb_proj;
   std::optional<Conv2d> conv_shortcut;  // 1x1, where the channel count changes
+  NormKey norm1_key, norm2_key;          // record keys
+  OutputKey conv1_key, conv2_key;        // conv1's output (time embedding added) and the block's
 
-  static ResnetBlock2D load(const WeightSource& w, const std::string& prefix, std::int64_t in, std::int64_t out,
-                            std::int64_t temb_channels, int groups, float eps);
+  static ResnetBlock2D load(const WeightSource& w, RecordLayout& layout, const std::string& prefix, std::int64_t in,
+                            std::int64_t out, std::int64_t temb_channels, int groups, float eps);
   // x [N, H, W, in], temb_silu [N, temb_channels] (already through SiLU) -> [N, H, W, out]
   DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu, SparseStep* s) const;
 };
@@ -57,6 +60,7 @@ struct Attention {
     DeviceTensor context, k, v;
   };
   std::shared_ptr<ContextMemo> memo = std::make_shared<ContextMemo>();
+  ProbsKey probs_key;  // a cross-attention's probabilities in the record (SparseStep::cross_attention)
 
   static Attention load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                         std::int64_t context_channels, int heads, bool upcast);
@@ -80,13 +84,13 @@ struct BasicTransformerBlock {
   Attention attn1, attn2;
   Linear ff_proj;  // ff.net.0.proj: C -> 2 * 4C (value and gate)
   Linear ff_out;   // ff.net.2: 4C -> C
-
-  static BasicTransformerBlock load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
-                                    std::int64_t context_channels, int heads, bool upcast);
   // The outputs a run keeps: the self-attention's keys and values. Nothing else of the block is read
   // at an inactive position: the block's later outputs are token-wise in its input and
   // self-attention, so only the enclosing Transformer2DModel's output is kept (and blended).
-  static constexpr int kKeptOutputs = 2;
+  OutputKey k_key, v_key;
+
+  static BasicTransformerBlock load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
+                                    std::int64_t channels, std::int64_t context_channels, int heads, bool upcast);
 
   // x [N, L = h * w, C], context [N, Lc, context_channels] -> [N, L, C]. With an edit's partly
   // covered level (a dense plan), only the keys and values are blended with the cached ones; the
@@ -104,6 +108,8 @@ struct Transformer2DModel {
   GroupNorm norm;
   Linear proj_in, proj_out;
   std::vector<BasicTransformerBlock> transformer_blocks;
+  NormKey norm_key;
+  OutputKey out_key;
 
   struct Options {
     int heads = 8;
@@ -112,8 +118,8 @@ struct Transformer2DModel {
     bool linear_projection = false;  // SD2: nn.Linear; SD1: 1x1 nn.Conv2d (same maths, other shape)
     bool upcast = false;
   };
-  static Transformer2DModel load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
-                                 std::int64_t context_channels, const Options& options);
+  static Transformer2DModel load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
+                                 std::int64_t channels, std::int64_t context_channels, const Options& options);
   // x [N, H, W, C], context [N, Lc, context_channels] -> [N, H, W, C]
   DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const;
 };
@@ -121,7 +127,8 @@ struct Transformer2DModel {
 // 3x3 convolution, stride 2, padding 1.
 struct Downsample2D {
   Conv2d conv;
-  static Downsample2D load(const WeightSource& w, const std::string& prefix, std::int64_t channels);
+  OutputKey out_key;
+  static Downsample2D load(const WeightSource& w, RecordLayout& layout, const std::string& prefix, std::int64_t channels);
   // [N, H, W, C] -> [N, H/2, W/2, C]
   DeviceTensor forward(Backend& b, const DeviceTensor& x, SparseStep* s) const;
 };
@@ -129,7 +136,8 @@ struct Downsample2D {
 // Nearest-neighbour 2x, then a 3x3 convolution.
 struct Upsample2D {
   Conv2d conv;
-  static Upsample2D load(const WeightSource& w, const std::string& prefix, std::int64_t channels);
+  OutputKey out_key;
+  static Upsample2D load(const WeightSource& w, RecordLayout& layout, const std::string& prefix, std::int64_t channels);
   // [N, H, W, C] -> [N, out_h, out_w, C] (2H, 2W but where the down path halved an odd size)
   DeviceTensor forward(Backend& b, const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w, SparseStep* s) const;
 };

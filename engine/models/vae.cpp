@@ -1,3 +1,4 @@
+// The VAE's decoder and encoder (vae.h), module by module.
 #include "models/vae.h"
 
 #include "core/error.h"

@@ -1,11 +1,12 @@
-// A prompt edit of a cached generation (METHOD.md section 3): dense detection steps with the new
+// A prompt edit of a cached generation (docs/method.md section 3): dense detection steps with the new
 // prompt find the affected region, the remaining steps recompute only that region against the cache,
 // and the decoded result is composited onto the previous image.
 #include "core/error.h"
 #include "pipeline/generation.h"
+#include "pipeline/step_clock.h"
 #include "sched/scheduler.h"
-#include "sparse/cache_store.h"
-#include "sparse/edit_mask.h"
+#include "edit/cache_store.h"
+#include "edit/edit_mask.h"
 
 #include <algorithm>
 #include <chrono>
@@ -15,13 +16,10 @@
 namespace fisedit {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using pipeline_detail::Clock;
+using pipeline_detail::ms_since;
 
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-void check_stop(const std::stop_token& stop) {
-  if (stop.stop_requested()) throw Error(ErrorCode::cancelled, "edit cancelled");
-}
+void check_stop(const std::stop_token& stop) { pipeline_detail::check_stop(stop, "edit"); }
 
 // Sum over channels of |a - b| per latent pixel; a, b are [C, h, w].
 std::vector<float> channel_l1(const std::vector<float>& a, const std::vector<float>& b, std::int64_t pixels) {
@@ -103,7 +101,7 @@ void StableDiffusion::decode_region(const CachedGeneration& base, const std::vec
     gen.decoder_norms = std::move(tape.stats);
     return;
   }
-  // The region's crop, with the whole previous image's GroupNorm statistics (METHOD 3.4).
+  // The region's crop, with the whole previous image's GroupNorm statistics (docs/method.md section 3.12).
   const std::int64_t bh = box->y1 - box->y0, bw = box->x1 - box->x0;
   std::vector<float> crop(static_cast<std::size_t>(c * bh * bw));
   for (std::int64_t k = 0; k < c; ++k)
@@ -158,7 +156,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   check_stop(stop);
 
   // The base's records where they are (device) or staged ahead (host); the edited generation's own
-  // records within the device budget (sparse/cache_store.h). The first sparse steps' records are
+  // records within the device budget (edit/cache_store.h). The first sparse steps' records are
   // copied while the text encoder and the detection steps run, after the probabilities attention
   // control reads in the first detection steps.
   const int explicit_steps = default_detection_steps(steps);

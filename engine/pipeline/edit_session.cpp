@@ -3,7 +3,7 @@
 #include "pipeline/edit_session.h"
 
 #include "core/error.h"
-#include "sparse/cache_store.h"
+#include "edit/cache_store.h"
 
 #include <algorithm>
 #include <chrono>
@@ -158,7 +158,7 @@ NodeId EditSession::adopt(Node node) {
 bool EditSession::would_edit(NodeId current, const GenerationRequest& request) const {
   const auto& base = node(current).request;
   try {
-    return edit_compatible(base, sd_.resolve(request));
+    return is_prompt_edit(base, sd_.resolve(request));
   } catch (const Error&) {
     return false;  // submit() generates, and the generation reports what is wrong with the request
   }

@@ -1,5 +1,5 @@
 #pragma once
-// The history of one model's generations and edits (METHOD.md section 2): a tree whose roots are
+// The history of one model's generations and edits (docs/method.md section 2.4): a tree whose roots are
 // dense generations and whose children are prompt edits of their parent. Several nodes keep their
 // activation caches at once, within a byte budget, least recently used evicted first; editing an
 // evicted node first rebuilds its cache deterministically (the root generated again, then the
@@ -81,7 +81,8 @@ public:
   // edit that changes more than the prompts, missing painted mask, image of the wrong size), leaving
   // the session unchanged.
   NodeId adopt(Node node);
-  // Whether submit() would edit; false for a request that does not resolve (submit then throws).
+  // Whether submit() would edit (is_prompt_edit of the node's request and the resolved request); false
+  // for a request that does not resolve (submit then throws).
   bool would_edit(NodeId current, const GenerationRequest& request) const;
 
   const Node& node(NodeId id) const;

@@ -1,12 +1,15 @@
 #pragma once
 // Text-to-image generation as diffusers' StableDiffusionPipeline does it: the one API the UI, the CLI
 // and the benchmark use. A StableDiffusion object owns the loaded model on one backend.
+// The requests (GenerationRequest, EditRequest, MaskMode, scheduler_names) are io/request.h, their JSON
+// io/request_json.h, AUTOMATIC1111's parameters text io/a1111_parameters.h.
 #include "backend/backend.h"
 #include "core/tensor.h"
 #include "io/image_file.h"
 #include "io/model_loader.h"
+#include "io/request.h"
 #include "models/layers.h"
-#include "sparse/sparse_step.h"
+#include "edit/sparse_step.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -21,19 +24,6 @@
 namespace fisedit {
 
 class Scheduler;
-
-struct GenerationRequest {
-  std::string prompt;
-  std::string negative_prompt;
-  std::uint64_t seed = 0;
-  int steps = 50;
-  float cfg_scale = 7.5f;  // classifier-free guidance; <= 1 runs the prompt alone (batch 1), as diffusers
-  std::string scheduler;   // "ddim", "dpmpp2m", "euler"; empty: the model's own
-  int width = 0;           // pixels, multiples of 8; 0: the model's default size
-  int height = 0;
-  // Unit-normal initial noise [1, 4, H/8, W/8] instead of the seed's (diffusers' `latents=` argument).
-  std::optional<Tensor> initial_noise;
-};
 
 struct GenerationTimings {
   double text_encoder_ms = 0;
@@ -63,8 +53,8 @@ struct GenerationProgress {
 };
 using ProgressCallback = std::function<void(const GenerationProgress&)>;
 
-// A generation with what an edit of it reuses (METHOD.md section 2): the latents before every step
-// and after the last, and every step's layer record.
+// A generation with what an edit of it reuses (docs/method.md section 2.1): the latents before every
+// step and after the last, and every step's layer record.
 struct CachedGeneration {
   GenerationRequest request;                 // resolved
   std::vector<std::vector<float>> latents;   // [steps + 1] x (4 * h * w): x before step i; the final latents last
@@ -76,49 +66,6 @@ struct CachedGeneration {
   // (StableDiffusion::set_cache_device_budget); memory shared by two records counted once.
   std::size_t cache_bytes_device() const;
   std::size_t cache_bytes_host() const;
-};
-
-enum class MaskMode { automatic, painted, intersect };
-
-// The automatic mask's margin (latent pixels) the front ends start with (app, fisedit-cli edit,
-// fisedit-bench): the detected region grown by two latent pixels (16 image pixels) so it takes in the
-// old content's edges and room for a bigger replacement. Measured on the toy world's edit-fidelity
-// benchmark (docs/benchmarks.md): margin 0 / 2 / 3 gave edit success 42 / 75 / 79%, IoU with the
-// ground-truth region 0.26 / 0.52 / 0.59, mask outside it 8 / 15 / 20%, other objects unchanged
-// 92 / 83 / 79%; 0 also left fringes of the old object around a recoloured one.
-inline constexpr int kDefaultMaskMargin = 2;
-// EditRequest::whole_image_if_global as the front ends start with it: toy-world background changes
-// went from a patchwork to a coherent new background (benchmarks.md).
-inline constexpr bool kDefaultWholeImageIfGlobal = true;
-
-struct EditRequest {
-  std::string prompt{};
-  std::string negative_prompt{};
-  MaskMode mask_mode = MaskMode::automatic;
-  std::optional<Image8> painted_mask{};  // image size, white = may change; needed by painted / intersect
-  int margin = 0;                      // dilation of the mask, latent pixels
-  int detect_steps = -1;               // dense detection steps; -1: 20% of the steps (painted: none)
-  int feather = 8;                     // pixels of blending at the composite's edge
-  // Run every layer in full and keep the cached values outside the mask afterwards, instead of
-  // running layers at the active positions only: the same image, slower; a reference to check against.
-  bool dense_reference = false;
-  // Attention control during the detection steps (METHOD.md 3.1 step 3): tokens the new prompt shares
-  // with the base prompt take the base generation's cross-attention probabilities, so unchanged
-  // content stays still and the mask concentrates where the new words act. Applies to the detection
-  // steps for which the base kept its probabilities (default_detection_steps of them).
-  bool attention_control = false;
-  // Automatic and intersect modes: a change spread over the whole image (another background, another
-  // style) re-renders all of it instead of the patches a threshold would cut from it (edit_mask.h).
-  // The app, fisedit-cli and fisedit-bench turn it on (kDefaultWholeImageIfGlobal); off here so that
-  // engine callers, and the tests of the sparse route on random-weight models, whose every edit moves
-  // the whole image, state what they want.
-  bool whole_image_if_global = false;
-  // Automatic mode only: after the detection steps ran, this latent mask ([h/8, w/8]) replaces the
-  // detected one. fisedit-bench times edits of a given size this way, as real automatic edits.
-  std::optional<LatentMask> mask_override{};
-  // Partly covered U-Net levels of at most this many positions run in full instead of at the active
-  // positions (SparseLevels); unset: the default.
-  std::optional<std::int64_t> dense_levels_up_to{};
 };
 
 struct EditStats {
@@ -140,18 +87,20 @@ struct EditResult {
 };
 
 // The dense detection steps of an automatic mask when the request names none: 20% of the steps, at
-// least one (METHOD.md 3.1). In these first steps of every generation the cross-attention runs
+// least one (docs/method.md section 3.1). In these first steps of every generation the cross-attention runs
 // through explicit probabilities (Backend::attention_probs), which a cached generation keeps for
 // attention control: the same route in the base and in the detection steps, so an edit that
 // changes nothing computes exactly what the base did, with or without attention control.
 int default_detection_steps(int steps);
 
-// Whether `next` can be made as an edit of `base`: only the prompts differ (METHOD.md section 1).
+// Whether `next` can be made as an edit of `base`: nothing but the prompts differs (docs/method.md
+// section 1).
 bool edit_compatible(const GenerationRequest& base, const GenerationRequest& next);
-
-// The sampler names, and their AUTOMATIC1111 spellings ("DDIM", "DPM++ 2M", "Euler").
-const std::vector<std::string>& scheduler_names();
-std::string a1111_sampler_name(const std::string& scheduler);
+// Whether `next` is made as a prompt edit of the image `base` describes: the prompts differ and nothing
+// else does. The one rule the window's Generate/Edit button, EditSession::submit and `fisedit-cli
+// edit` follow; both requests as resolved (StableDiffusion::resolve), or at least with the same
+// defaults filled in.
+bool is_prompt_edit(const GenerationRequest& base, const GenerationRequest& next);
 
 class StableDiffusion {
 public:
@@ -164,7 +113,7 @@ public:
 
   // Bytes of layer records each cached generation or edit made from now on keeps in device memory;
   // its first steps beyond that go to pinned host memory, and edits prefetch them back a step ahead
-  // (sparse/cache_store.h). None, the default: no limit. 0: the whole cache in host memory.
+  // (edit/cache_store.h). None, the default: no limit. 0: the whole cache in host memory.
   void set_cache_device_budget(std::optional<std::size_t> bytes) { cache_device_budget_ = bytes; }
   std::optional<std::size_t> cache_device_budget() const { return cache_device_budget_; }
   // How many steps of a spilled cache an edit stages ahead (>= 2; each holds a step's record in
@@ -222,23 +171,5 @@ private:
   std::optional<std::size_t> cache_device_budget_;
   int cache_prefetch_depth_ = 2;
 };
-
-// The "parameters" text AUTOMATIC1111 writes into its PNGs (and reads back):
-//   prompt \n Negative prompt: ... \n Steps: N, Sampler: S, CFG scale: F, Seed: N, Size: WxH, Model: M
-std::string a1111_parameters(const GenerationRequest& resolved, const std::string& model_name);
-
-// What a "parameters" text (ours or AUTOMATIC1111's, including its longer key lists and quoted values)
-// says about an image: the prompts always (the whole text is the prompt when no parameter line
-// follows), the rest where present and understood. A sampler fisedit does not have (e.g. "Euler a",
-// "DPM++ 2M Karras": other noise or sigmas) leaves `scheduler` unset and is named in `unknown_sampler`.
-struct ImageParameters {
-  std::string prompt, negative_prompt;
-  std::optional<std::uint64_t> seed;
-  std::optional<int> steps, width, height;
-  std::optional<float> cfg_scale;
-  std::optional<std::string> scheduler;  // "ddim", "dpmpp2m", "euler"
-  std::string unknown_sampler;
-};
-ImageParameters parse_a1111_parameters(const std::string& text);
 
 }  // namespace fisedit

@@ -1,3 +1,4 @@
+// The DPM-Solver++ 2M sampler (dpm_solver.h): sigmas, data predictions and the multistep update.
 // Follows diffusers' float32 tensor arithmetic: sigmas are float32, the log-SNR differences and
 // coefficients are float32 scalars, and the update is applied elementwise in diffusers' order.
 #include "sched/dpm_solver.h"

@@ -1,3 +1,4 @@
+// The Euler sampler (euler.h): interpolated sigmas, scaled inputs and the Euler update.
 // Mirrors diffusers' dtypes: timesteps float32 (from float64 numpy), sigmas interpolated in float64 and
 // stored as float32, every per-step scalar and the update itself in float32.
 #include "sched/euler.h"

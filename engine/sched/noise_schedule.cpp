@@ -1,3 +1,4 @@
+// The training noise schedule and the numpy routines set_timesteps relies on (noise_schedule.h).
 #include "sched/noise_schedule.h"
 
 #include "core/error.h"

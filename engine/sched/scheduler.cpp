@@ -1,3 +1,4 @@
+// What every sampler shares (scheduler.h): timesteps, input scaling, step checks, the factory by name.
 #include "sched/scheduler.h"
 
 #include "core/error.h"

@@ -1,3 +1,4 @@
+// The CLIP BPE tokenizer (clip_tokenizer.h): vocabulary files, normalisation, pre-tokenising, BPE merges.
 #include "text/clip_tokenizer.h"
 
 #include "core/error.h"

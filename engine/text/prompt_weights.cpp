@@ -1,3 +1,4 @@
+// Prompt emphasis (prompt_weights.h): the parser, weighted tokens, and the weighting of the encoder's output.
 #include "text/prompt_weights.h"
 
 #include "core/error.h"

@@ -1,3 +1,4 @@
+// The toy world's image analyser (analyse.h): background rows, blobs, colours in Lab, checks against a scene.
 #include "toyworld/analyse.h"
 
 #include "core/error.h"

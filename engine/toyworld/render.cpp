@@ -1,3 +1,4 @@
+// The toy world's renderer (render() in world.h): backgrounds and anti-aliased objects from distance fields.
 #include "toyworld/world.h"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// Matching a blob against the renderer's silhouettes (shape_match.h).
 #include "toyworld/shape_match.h"
 
 #include <algorithm>

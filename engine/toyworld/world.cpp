@@ -1,3 +1,4 @@
+// The toy world's scenes (world.h): names, the prompt grammar and its parser, random scenes, the generator.
 #include "toyworld/world.h"
 
 #include <algorithm>

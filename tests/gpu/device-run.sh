@@ -27,7 +27,7 @@ case ${1:-} in
     build=${2:-build/default}
     mapfile -t tests < <(ctest --test-dir "$build" -L gpu -N | sed -n 's/^ *Test *#[0-9]*: *//p')
     [ ${#tests[@]} -gt 0 ] || { echo "no gpu-labelled tests in $build (was it built with CUDA?)" >&2; exit 1; }
-    binaries=("${tests[@]/#/$build/tests/}" "$build/app/fisedit-bench" "$build/app/fisedit-cli")
+    binaries=("${tests[@]/#/$build/tests/}" "$build/bin/fisedit-bench" "$build/bin/fisedit-cli")
     # Debug info would triple the bundle, and the carried tree is limited to 64 MiB.
     stripped=$(mktemp -d)
     trap 'rm -rf "$stripped"' EXIT

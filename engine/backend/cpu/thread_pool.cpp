@@ -1,3 +1,4 @@
+// The CPU backend's thread pool (thread_pool.h): one op's tasks split over workers that sleep between ops.
 #include "backend/cpu/thread_pool.h"
 
 #include <cassert>

@@ -108,8 +108,23 @@ cuda::MemoryPool& CudaBackend::memory_pool() const { return *s_->pool; }
 
 // Live buffers only: the pool's free lists are reusable at once, so they are not memory the session
 // is using (they go back to the driver when an allocation would otherwise fail).
-std::optional<std::size_t> CudaBackend::device_bytes_in_use() const { return s_->pool->bytes_in_use(); }
-std::optional<std::size_t> CudaBackend::device_bytes_total() const { return s_->props.totalGlobalMem; }
+std::optional<Backend::DeviceMemory> CudaBackend::device_memory() const {
+  DeviceMemory m;
+  m.in_use = s_->pool->bytes_in_use();
+  m.peak = s_->pool->peak_bytes_in_use();
+  m.total = s_->props.totalGlobalMem;
+  std::size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) == cudaSuccess) {
+    m.free = free;
+    m.total = total;
+  }
+  return m;
+}
+
+void CudaBackend::reset_device_peak() {
+  synchronize();
+  s_->pool->reset_peak();
+}
 
 DeviceTensor CudaBackend::allocate(DType dtype, Shape shape) {
   std::size_t elements = 1;

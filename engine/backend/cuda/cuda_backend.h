@@ -32,8 +32,8 @@ public:
   DType activation_dtype() const override { return DType::f16; }
   void synchronize() override;
   DeviceTensor allocate(DType dtype, Shape shape) override;
-  std::optional<std::size_t> device_bytes_in_use() const override;
-  std::optional<std::size_t> device_bytes_total() const override;
+  std::optional<DeviceMemory> device_memory() const override;
+  void reset_device_peak() override;
   // Pinned (page-locked) host memory, from a pool of its own (cuda_memory.h).
   DeviceTensor allocate_host(DType dtype, Shape shape) override;
   std::optional<std::size_t> host_bytes_in_use() const override;

@@ -1,3 +1,4 @@
+// CUDA, cuBLAS and cuDNN failures turned into fisedit::Error naming the call and its site (cuda_check.h).
 #include "backend/cuda/cuda_check.h"
 
 #include <filesystem>

@@ -1,5 +1,5 @@
 // The copy streams: copy_async batches between device and pinned host memory beside the computation
-// (the activation cache's spill and prefetch, sparse/cache_store.h), ordered by events only.
+// (the activation cache's spill and prefetch, edit/cache_store.h), ordered by events only.
 //
 // Ordering: a batch starts after everything queued on the compute stream so far (an event recorded
 // there, waited on by the copy stream: one for copies to the host, one for the rest), and ends with an

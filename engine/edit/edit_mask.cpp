@@ -1,4 +1,5 @@
-#include "sparse/edit_mask.h"
+// An edit's region (edit_mask.h): the automatic and painted masks, the feathered alpha, the composite.
+#include "edit/edit_mask.h"
 
 #include "core/error.h"
 

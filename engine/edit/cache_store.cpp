@@ -1,4 +1,5 @@
-#include "sparse/cache_store.h"
+// The activation cache's spill to host memory and prefetch back (cache_store.h; docs/method.md section 2.3).
+#include "edit/cache_store.h"
 
 #include "core/error.h"
 

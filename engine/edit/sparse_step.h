@@ -1,11 +1,13 @@
 #pragma once
-// How one U-Net call relates to a cached generation (METHOD.md sections 2 and 3.3).
+// How one U-Net call relates to a cached generation (docs/method.md sections 2.2 and 3.5 to 3.10).
 //
 // Recording (a dense step of a generation): every spatial layer's full output and every GroupNorm's
-// statistics are kept, in call order, as the step's LayerRecord.
+// statistics are kept in the step's LayerRecord, each under the key its layer was given when the
+// U-Net was built (RecordLayout).
 // Editing (a step of an edit): each spatial layer's output outside the edit mask is the cached one,
-// inside it is computed anew; GroupNorms of partly masked levels take the cached statistics. The
-// result is itself recorded, so the edited generation can be edited again.
+// inside it is computed anew; GroupNorms of partly masked levels take the cached statistics. Every
+// layer asks for its own entry by key, so the order layers run in does not matter. The result is
+// itself recorded, so the edited generation can be edited again.
 //
 // Spatial layers are those whose output at a position depends on other positions: 3x3 convolutions
 // (resampling ones included) and attention. Token-wise layers need no blending: fed cached values
@@ -13,32 +15,58 @@
 // max-pooled the way the down path halves sizes (rounding up), so a position is active when any
 // latent pixel under it is.
 #include "backend/backend.h"
+#include "core/latent_mask.h"
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
 namespace fisedit {
 
+// The keys of a step record's entries: a spatial layer's output, a GroupNorm's statistics, a
+// cross-attention layer's probabilities. Each is an index into its vector of LayerRecord.
+struct OutputKey {
+  std::uint32_t index = 0;
+};
+struct NormKey {
+  std::uint32_t index = 0;
+};
+struct ProbsKey {
+  std::uint32_t index = 0;
+};
+
+// Which entries a network's step record holds, and whose they are: the U-Net hands out one key per
+// recording layer as it builds them (named after the layer's weights, e.g.
+// "down_blocks.1.resnets.0.conv1"), and gives the layout to each SparseStep it runs.
+class RecordLayout {
+public:
+  OutputKey output(std::string name);
+  NormKey norm(std::string name);
+  ProbsKey cross_attention(std::string name);
+  std::size_t outputs() const { return outputs_.size(); }
+  std::size_t norms() const { return norms_.size(); }
+  std::size_t cross_attentions() const { return probs_.size(); }
+  const std::string& name(OutputKey k) const { return outputs_.at(k.index); }
+  const std::string& name(NormKey k) const { return norms_.at(k.index); }
+  const std::string& name(ProbsKey k) const { return probs_.at(k.index); }
+
+private:
+  std::vector<std::string> outputs_, norms_, probs_;
+};
+
 struct LayerRecord {
-  std::vector<DeviceTensor> outputs;       // spatial layer outputs, in call order
-  std::vector<GroupNormStats> norm_stats;  // GroupNorm statistics, in call order
+  std::vector<DeviceTensor> outputs;       // spatial layer outputs, by OutputKey
+  std::vector<GroupNormStats> norm_stats;  // GroupNorm statistics, by NormKey
   // Cross-attention probabilities of the conditional batch item (the last), [1, heads, Lq, Lk] per
-  // cross-attention layer in call order: kept only for the steps an edit's attention control reads
+  // cross-attention layer, by ProbsKey: kept only for the steps an edit's attention control reads
   // (SparseStep::explicit_cross_attention), empty otherwise.
   std::vector<DeviceTensor> cross_attention;
   std::size_t bytes() const;
 };
 
-// A latent-resolution mask: h x w values, 1 = the edit may change this latent pixel.
-struct LatentMask {
-  std::int64_t height = 0, width = 0;
-  std::vector<float> values;
-  double fraction() const;  // share of active latent pixels
-  bool empty() const;       // no active pixel
-  bool full() const;        // every pixel active
-};
+// LatentMask (a latent-resolution mask) is core/latent_mask.h: requests carry it too.
 
 // The mask at a level of size h x w, max-pooled from the latent mask.
 std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int64_t w);
@@ -81,7 +109,7 @@ public:
   // `reference`: compute every layer densely and keep the cached values outside the mask afterwards:
   // the same result as sparse execution, by the obvious route (the tests' oracle).
   // `keep`: the record `cached` was staged from when the base's record lives in host memory
-  // (sparse/cache_store.h): what `out` keeps unchanged from the cache is taken from it, entry for
+  // (edit/cache_store.h): what `out` keeps unchanged from the cache is taken from it, entry for
   // entry, not from the staging buffers, which the next steps overwrite.
   SparseStep(const LayerRecord& cached, SparseLevels& levels, LayerRecord& out, bool reference = false,
              const LayerRecord* keep = nullptr);
@@ -95,23 +123,27 @@ public:
   Plan plan(Backend& b, std::int64_t h, std::int64_t w);
   // I32 [P]: the active positions of a level, for Plan::sparse.
   const DeviceTensor& positions(Backend& b, std::int64_t h, std::int64_t w);
-  // The next recorded output as it was (Plan::cached), kept for the edited generation.
-  DeviceTensor cached_output();
+  // The network's keys (the U-Net calls this first in every forward): sizes the record it keeps and
+  // checks that the cached one is of the same network. Throws Error(invalid_argument) otherwise.
+  void begin(const RecordLayout& layout);
+
+  // A layer's recorded output as it was (Plan::cached), kept for the edited generation.
+  DeviceTensor cached_output(OutputKey key);
   // values [N, P, C] at the active positions (+ addend, [N, P, C] or per image [N, 1, C], in the same
   // pass) -> the cached output with them written in, shaped like the cached output, kept.
-  DeviceTensor scatter_output(Backend& b, const DeviceTensor& values, std::int64_t h, std::int64_t w,
+  DeviceTensor scatter_output(Backend& b, OutputKey key, const DeviceTensor& values, std::int64_t h, std::int64_t w,
                               const DeviceTensor* addend = nullptr);
-  // A GroupNorm whose output nobody reads (its layer runs Plan::cached): keeps its statistics in order.
-  void skip_group_norm();
-  // The next GroupNorm's cached statistics, for one applied at gathered positions (Plan::sparse),
-  // e.g. in a sparse convolution's gather (Backend::conv2d_at with an InputNorm); kept in order.
-  const GroupNormStats& cached_norm_stats();
+  // A GroupNorm whose output nobody reads (its layer runs Plan::cached): keeps its statistics.
+  void skip_group_norm(NormKey key);
+  // A GroupNorm's cached statistics, for one applied at gathered positions (Plan::sparse), e.g. in a
+  // sparse convolution's gather (Backend::conv2d_at with an InputNorm); kept.
+  const GroupNormStats& cached_norm_stats(NormKey key);
   // A GroupNorm of x [N, P, C] gathered at a partly covered level's active positions, with the cached
   // statistics (Plan::sparse).
-  DeviceTensor group_norm_at(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
-                             int groups, float eps, bool silu);
+  DeviceTensor group_norm_at(Backend& b, NormKey key, const DeviceTensor& x, const DeviceTensor& gamma,
+                             const DeviceTensor& beta, int groups, float eps, bool silu);
 
-  // Cross-attention through explicit probabilities (METHOD.md 3.1 step 3) for the rest of this step:
+  // Cross-attention through explicit probabilities (docs/method.md section 3.3) for the rest of this step:
   // every cross-attention layer keeps the probabilities of its conditional batch item in the record.
   // With `source` (the base generation's record of the same step) and `columns` (I32 [Lk]: for each
   // token of the new prompt the index of the same token in the base prompt, or -1; see
@@ -120,36 +152,38 @@ public:
   void explicit_cross_attention(const LayerRecord* source = nullptr, DeviceTensor columns = {});
   // Cross-attention q [N, Lq, C], k and v [N, Lk, C] -> [N, Lq, C]: Backend::attention, or through
   // explicit probabilities once explicit_cross_attention() was called.
-  DeviceTensor cross_attention(Backend& b, const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
-                               const AttentionParams& params);
+  DeviceTensor cross_attention(Backend& b, ProbsKey key, const DeviceTensor& q, const DeviceTensor& k,
+                               const DeviceTensor& v, const AttentionParams& params);
 
   // A spatial layer's output: [N, H, W, C] or [N, H * W, C] with the level's H, W given.
-  DeviceTensor spatial_output(Backend& b, const DeviceTensor& computed, std::int64_t h, std::int64_t w);
+  DeviceTensor spatial_output(Backend& b, OutputKey key, const DeviceTensor& computed, std::int64_t h, std::int64_t w);
   // A GroupNorm of x [N, H, W, C], with the statistics the mode calls for.
-  DeviceTensor group_norm(Backend& b, const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
-                          int groups, float eps, bool silu);
-  // Throws Error(invalid_argument) unless the edit consumed exactly the cached record (a different
-  // model or size than the cached generation's).
+  DeviceTensor group_norm(Backend& b, NormKey key, const DeviceTensor& x, const DeviceTensor& gamma,
+                          const DeviceTensor& beta, int groups, float eps, bool silu);
+  // Throws Error(invalid_argument) naming the first layer whose entry the step did not keep (every
+  // layer of the network must run once per step).
   void finish() const;
 
 private:
   using Coverage = SparseLevels::Coverage;
-  const DeviceTensor& next_cached();
+  const DeviceTensor& cached(OutputKey key) const;
+  const GroupNormStats& cached(NormKey key) const;
+  void keep(OutputKey key, DeviceTensor t);
+  void keep(NormKey key, GroupNormStats stats);
 
-  // What `out_` keeps of cached entry i (an output or statistics taken unchanged).
-  const DeviceTensor& kept_output(std::size_t i) const { return keep_ ? keep_->outputs[i] : cached_->outputs[i]; }
-  const GroupNormStats& kept_stats(std::size_t i) const { return keep_ ? keep_->norm_stats[i] : cached_->norm_stats[i]; }
+  // What `out_` keeps of a cached entry taken unchanged.
+  const DeviceTensor& kept(OutputKey k) const { return (keep_ ? keep_ : cached_)->outputs[k.index]; }
+  const GroupNormStats& kept(NormKey k) const { return (keep_ ? keep_ : cached_)->norm_stats[k.index]; }
 
   const LayerRecord* cached_ = nullptr;
   const LayerRecord* keep_ = nullptr;
   SparseLevels* levels_ = nullptr;
   bool reference_ = false;
   LayerRecord& out_;
-  std::size_t next_output_ = 0, next_norm_ = 0;
+  const RecordLayout* layout_ = nullptr;
   bool explicit_attention_ = false;
   const LayerRecord* attention_source_ = nullptr;
   DeviceTensor attention_columns_;
-  std::size_t next_probs_ = 0;
 };
 
 }  // namespace fisedit

@@ -1,9 +1,10 @@
 #pragma once
-// The region an edit may change (METHOD.md 3.1 and 3.4): found automatically from how the first
-// denoising steps with the new prompt move away from the cached generation, or painted by the user;
-// and, at image resolution, the feathered alpha that composites the edit onto the previous image.
+// The region an edit may change (docs/method.md sections 3.1, 3.2 and 3.12): found automatically from
+// how the first denoising steps with the new prompt move away from the cached generation, or painted
+// by the user; and, at image resolution, the feathered alpha that composites the edit onto the
+// previous image.
 #include "io/image_file.h"
-#include "sparse/sparse_step.h"
+#include "edit/sparse_step.h"
 
 #include <vector>
 

@@ -1,6 +1,7 @@
 #pragma once
-// Where a generation's activation cache lives (METHOD.md section 2): device memory up to a budget,
-// the rest in host-resident memory (pinned on CUDA), and brought back ahead of the step that reads it.
+// Where a generation's activation cache lives (docs/method.md section 2.3): device memory up to a
+// budget, the rest in host-resident memory (pinned on CUDA), and brought back ahead of the step that
+// reads it.
 //
 // Spill (recording). A generation or an edit hands each step's record to a CacheSpill once the step's
 // ops are queued. The record stays on the device while it and the steps still to come fit the device
@@ -21,7 +22,7 @@
 // On the CPU backend, host-resident memory is ordinary memory and copies happen at once; the same
 // code runs, so the CPU tests check the layout, the staging and what an edit keeps.
 #include "backend/backend.h"
-#include "sparse/sparse_step.h"
+#include "edit/sparse_step.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,8 +1,8 @@
-// Random weights for fisedit's built-in architectures (models/arch_presets.h): 1.3 billion values for a
-// full SD 2.1 in about a second on a 16-core machine. Every value is a pure function of (seed, tensor
+// Random weights for fisedit's built-in architectures (random_model/arch_presets.h): 1.3 billion values
+// for a full SD 2.1 in about a second on a 16-core machine. Every value is a pure function of (seed, tensor
 // name, index): a counter-based generator (splitmix64's mixer) feeds 16-bit uniforms through a table of
 // normal quantiles, and a per-scale table of fp16 bit patterns, so threads split the work freely.
-#include "models/arch_presets.h"
+#include "random_model/arch_presets.h"
 
 #include "core/half.h"
 

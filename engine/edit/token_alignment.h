@@ -1,6 +1,6 @@
 #pragma once
-// Which tokens an edited prompt shares with the prompt it edits, for attention control (METHOD.md
-// 3.1 step 3): the two token sequences aligned by their longest common subsequence, as
+// Which tokens an edited prompt shares with the prompt it edits, for attention control (docs/method.md
+// section 3.3): the two token sequences aligned by their longest common subsequence, as
 // Prompt-to-Prompt aligns a refined prompt with the original. Tokens on the common subsequence keep
 // the original's cross-attention maps during detection; the others (new words) keep their own.
 #include <cstdint>

@@ -1,4 +1,5 @@
-#include "models/arch_presets.h"
+// The built-in architectures (arch_presets.h): the real checkpoints' and the toy model's configs, weight lists.
+#include "random_model/arch_presets.h"
 
 #include "core/error.h"
 

@@ -1,4 +1,5 @@
-#include "sparse/token_alignment.h"
+// The longest-common-subsequence alignment of two prompts' tokens (token_alignment.h).
+#include "edit/token_alignment.h"
 
 #include <algorithm>
 

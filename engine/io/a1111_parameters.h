@@ -1,0 +1,32 @@
+#pragma once
+// AUTOMATIC1111's "parameters" PNG text: written for a request, and read back from ours or theirs.
+#include "io/request.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace fisedit {
+
+// A sampler's AUTOMATIC1111 spelling ("DDIM", "DPM++ 2M", "Euler") for one of scheduler_names().
+std::string a1111_sampler_name(const std::string& scheduler);
+
+// The "parameters" text AUTOMATIC1111 writes into its PNGs (and reads back):
+//   prompt \n Negative prompt: ... \n Steps: N, Sampler: S, CFG scale: F, Seed: N, Size: WxH, Model: M
+std::string a1111_parameters(const GenerationRequest& resolved, const std::string& model_name);
+
+// What a "parameters" text (ours or AUTOMATIC1111's, including its longer key lists and quoted values)
+// says about an image: the prompts always (the whole text is the prompt when no parameter line
+// follows), the rest where present and understood. A sampler fisedit does not have (e.g. "Euler a",
+// "DPM++ 2M Karras": other noise or sigmas) leaves `scheduler` unset and is named in `unknown_sampler`.
+struct ImageParameters {
+  std::string prompt, negative_prompt;
+  std::optional<std::uint64_t> seed;
+  std::optional<int> steps, width, height;
+  std::optional<float> cfg_scale;
+  std::optional<std::string> scheduler;  // "ddim", "dpmpp2m", "euler"
+  std::string unknown_sampler;
+};
+ImageParameters parse_a1111_parameters(const std::string& text);
+
+}  // namespace fisedit
