@@ -3,6 +3,7 @@
 
 #include "bench/fidelity.h"
 
+#include <algorithm>
 #include <string>
 
 namespace fisedit::bench {
@@ -144,6 +145,12 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
       std::fprintf(out, "  %8s  first: detect %.1f, sparse %.1f (first step %.1f; later runs' %.1f), decode %.1f\n", "",
                    f["detect_ms"].get<double>(), f["sparse_ms"].get<double>(), f["first_sparse_step_ms"].get<double>(),
                    row["first_sparse_step_ms"]["median"].get<double>(), f["decode_ms"].get<double>());
+      std::fprintf(out, "  %8s  per sparse step: host enqueue %.2f ms (first edit %.2f); device memory from the driver: "
+                        "%.0f blocks per edit (first edit %zu), %.0f cache flushes (first %zu)\n",
+                   "", row["sparse_enqueue_ms_per_step"]["median"].get<double>(),
+                   f["sparse_enqueue_ms"].get<double>() / std::max(1, sizes["steps"].get<int>() - row["detect_steps"].get<int>()),
+                   row["driver_allocations"]["median"].get<double>(), f["driver_allocations"].get<std::size_t>(),
+                   row["cache_flushes"]["median"].get<double>(), f["cache_flushes"].get<std::size_t>());
     }
   } else if (sizes.is_object() && sizes.contains("skipped") && sizes["skipped"] != "not in --stages") {
     std::fprintf(out, "\nwhole edits: skipped: %s\n", sizes["skipped"].get<std::string>().c_str());

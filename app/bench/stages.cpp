@@ -405,7 +405,7 @@ nlohmann::json Stages::edit_sizes() {
     // Warm-up, and what a user's first edit with a new mask costs: its shapes (GEMM plans, pool
     // blocks) are new.
     const auto first = sd.edit(base, e).stats;
-    std::vector<double> total, detect, sparse, decode, per_step, first_step;
+    std::vector<double> total, detect, sparse, decode, per_step, first_step, enqueue_per_step, allocations, flushes;
     EditResult last;
     for (int i = 0; i < runs; ++i) {
       last = sd.edit(base, e);  // edit() downloads its results: every timing ends synchronised
@@ -416,6 +416,9 @@ nlohmann::json Stages::edit_sizes() {
       decode.push_back(st.decode_ms);
       per_step.push_back(st.sparse_ms / std::max(1, r.steps - st.detect_steps));
       first_step.push_back(st.first_sparse_step_ms);
+      enqueue_per_step.push_back(st.sparse_enqueue_ms / std::max(1, r.steps - st.detect_steps));
+      allocations.push_back(static_cast<double>(st.driver_allocations));
+      flushes.push_back(static_cast<double>(st.cache_flushes));
     }
     const std::size_t cache = last.generation.cache_bytes();
     const Image8 sparse_image = last.generation.result.image, region = last.changed_region;
@@ -431,7 +434,13 @@ nlohmann::json Stages::edit_sizes() {
                                     {"detect_ms", first.detect_ms},
                                     {"sparse_ms", first.sparse_ms},
                                     {"first_sparse_step_ms", first.first_sparse_step_ms},
-                                    {"decode_ms", first.decode_ms}}},
+                                    {"decode_ms", first.decode_ms},
+                                    {"sparse_enqueue_ms", first.sparse_enqueue_ms},
+                                    {"driver_allocations", first.driver_allocations},
+                                    {"cache_flushes", first.cache_flushes}}},
+                    {"sparse_enqueue_ms_per_step", to_json(summarize(enqueue_per_step))},
+                    {"driver_allocations", to_json(summarize(allocations))},
+                    {"cache_flushes", to_json(summarize(flushes))},
                     {"first_sparse_step_ms", to_json(summarize(first_step))},
                     {"detect_ms", to_json(summarize(detect))},
                     {"sparse_ms", to_json(summarize(sparse))},

@@ -161,6 +161,10 @@ public:
     std::size_t peak = 0;    // the most in_use since the backend started or reset_device_peak()
     std::size_t free = 0;    // the driver's view of the whole device, other processes included
     std::size_t total = 0;
+    // Blocks the allocator had to ask the driver for so far (its free lists could not serve them), and
+    // how often a failed request emptied its cache to retry: costs ops pay beyond their own work.
+    std::size_t driver_allocations = 0;
+    std::size_t cache_flushes = 0;
   };
   virtual std::optional<DeviceMemory> device_memory() const { return {}; }
   // Optional: starts a new peak (after queued work is done).

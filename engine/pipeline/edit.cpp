@@ -213,12 +213,13 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   keep_outside(x, base.latents[static_cast<std::size_t>(k)], out.mask);
   gen.latents.back() = x;
   SparseLevels levels(out.mask, e.dense_levels_up_to.value_or(SparseLevels::default_dense_up_to()));
+  const auto memory_before = backend_.device_memory();
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
     const auto& cached = cache.acquire(static_cast<std::size_t>(i), &levels);  // queues step i + 1's copy
     SparseStep step(cached, levels, gen.steps[static_cast<std::size_t>(i)], e.dense_reference,
                     &base.steps[static_cast<std::size_t>(i)]);
-    x = scheduler->step(predict(*scheduler, i, x, cond, r, &step), i, x);
+    x = scheduler->step(predict(*scheduler, i, x, cond, r, &step, &out.stats.sparse_enqueue_ms), i, x);
     if (i == k) out.stats.first_sparse_step_ms = ms_since(t);  // predict() ends with a download: synchronised
     spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);
@@ -226,6 +227,10 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
   }
   out.stats.sparse_ms = ms_since(t);
+  if (const auto memory_after = backend_.device_memory(); memory_before && memory_after) {
+    out.stats.driver_allocations = memory_after->driver_allocations - memory_before->driver_allocations;
+    out.stats.cache_flushes = memory_after->cache_flushes - memory_before->cache_flushes;
+  }
   out.stats.prefetched_bytes = cache.stats().bytes_staged;
   gen.result.timings.unet_ms = out.stats.detect_ms + out.stats.sparse_ms;
   gen.result.latents = Tensor::from_f32({1, model_->unet.in_channels, h, w}, x);

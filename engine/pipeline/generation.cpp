@@ -120,7 +120,9 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
 }
 
 std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, const std::vector<float>& x,
-                                            const Conditioning& cond, const GenerationRequest& r, SparseStep* step) {
+                                            const Conditioning& cond, const GenerationRequest& r, SparseStep* step,
+                                            double* enqueue_ms) {
+  const auto t0 = Clock::now();
   const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8, n = c * h * w;
   const std::int64_t batch = cond.guidance ? 2 : 1;
   const auto input = scheduler.scale_model_input(x, i);
@@ -128,7 +130,9 @@ std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, c
   if (cond.guidance) batch_input.insert(batch_input.end(), input.begin(), input.end());
   auto sample = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({batch, c, h, w}, batch_input)));
   const float timestep = scheduler.model_timesteps()[static_cast<std::size_t>(i)];
-  const auto out = backend_.download(backend_.nhwc_to_nchw(c_->unet.forward(sample, std::span(&timestep, 1), cond.context, step)));
+  const auto queued = backend_.nhwc_to_nchw(c_->unet.forward(sample, std::span(&timestep, 1), cond.context, step));
+  if (enqueue_ms) *enqueue_ms += ms_since(t0);
+  const auto out = backend_.download(queued);
   const auto pred = out.to_f32();
   std::vector<float> noise(pred.begin(), pred.begin() + n);
   if (cond.guidance)  // uncond + scale * (cond - uncond)

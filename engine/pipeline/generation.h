@@ -77,6 +77,11 @@ struct EditStats {
   // first (GEMM plans, memory), which the later steps reuse.
   double first_sparse_step_ms = 0;
   std::size_t prefetched_bytes = 0;  // the base's spilled cache copied back to the device for the edit
+  // Where the sparse steps' time goes on the host (part of sparse_ms): enqueueing the U-Net's work,
+  // against waiting for the device and the scheduler's own work.
+  double sparse_enqueue_ms = 0;
+  // Device memory the edit had to ask the driver for (Backend::DeviceMemory): blocks, and emptied caches.
+  std::size_t driver_allocations = 0, cache_flushes = 0;
 };
 
 struct EditResult {
@@ -149,8 +154,9 @@ private:
   };
   Conditioning condition(const std::string& prompt, const std::string& negative, float cfg_scale) const;
   // The guided model output for latents x at step i (batch 1, NCHW flattened).
+  // `enqueue_ms` (optional) gets the host's time until the U-Net's work is queued, before the wait for it.
   std::vector<float> predict(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
-                             const GenerationRequest& r, SparseStep* step);
+                             const GenerationRequest& r, SparseStep* step, double* enqueue_ms = nullptr);
   // Latents [C, h, w] through the VAE: fills result.decoded and result.image (8h x 8w); `tape` keeps
   // or replays the decoder's GroupNorm statistics.
   void decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,

@@ -3,13 +3,18 @@
 # Qt, OpenCV and the reference data.
 #   tests/gpu/device-run.sh pack [BUILD_DIR]    here: bundle the gpu-labelled tests, fisedit-bench and
 #                                               fisedit-cli (stripped) with the libraries they need into
-#                                               .device/gpu-tests.tar.xz, and pack the reference data
-#                                               the GPU tests read into .device/reference.tar.xz
-#                                               (unpacked into .device/reference by `run`)
-#   tests/gpu/device-run.sh run [tests] [bench] there (repo root, .device carried): the tests, then the
-#                                               benchmarks (both when neither is named); results in
-#                                               $OUT (or ./gpu-results): device.txt, gpu-tests.log,
-#                                               bench.log and one bench-ARCH.json per architecture
+#                                               .device/gpu-tests.tar.xz, and the reference data the GPU
+#                                               tests read into .device-ref/reference.tar.xz
+#   tests/gpu/device-run.sh stage               there: unpack whatever of the two was carried (into
+#                                               /tmp/fisedit-gpu and /tmp/fisedit-ref) and stop
+#   tests/gpu/device-run.sh run [tests] [bench] there (repo root): unpack what was carried, then the
+#                                               tests, then the benchmarks (both when neither is named);
+#                                               results in $OUT (or ./gpu-results): device.txt,
+#                                               gpu-tests.log, bench.log and one bench-ARCH.json per
+#                                               architecture
+# The tree that travels may hold 64 MiB with the tracked files. When both archives do not fit in one
+# call, carry `.device-ref` to a `stage` call, then `.device` to a `run` call on the still-warm machine:
+# what `stage` unpacked in /tmp stays there.
 # Environment for `run`: BENCH_ARCHS (default "sd2-768 sd15-512 sd2-512"), BENCH_ARGS (extra
 # fisedit-bench options, e.g. "--repeat 5 --generations 2").
 # Exit status: non-zero when any test failed (or was skipped for want of a GPU) or a benchmark failed.
@@ -21,6 +26,20 @@ cd "$(dirname "$0")/../.."
 reference_files=(tiny-sd2/model tiny-sd2/golden.safetensors tiny-sd2/golden.json
                  tiny-sd15/model tiny-sd15/golden.safetensors tiny-sd15/golden.json
                  seeded/golden.safetensors seeded/golden.json README.md)
+
+# Unpacks the carried archives (either or both) where `run` finds them.
+unpack() {
+  if [ -f .device/gpu-tests.tar.xz ]; then
+    rm -rf /tmp/fisedit-gpu && mkdir -p /tmp/fisedit-gpu
+    tar xJf .device/gpu-tests.tar.xz -C /tmp/fisedit-gpu
+    echo "unpacked the binaries into /tmp/fisedit-gpu"
+  fi
+  if [ -f .device-ref/reference.tar.xz ]; then
+    rm -rf /tmp/fisedit-ref && mkdir -p /tmp/fisedit-ref
+    tar xJf .device-ref/reference.tar.xz -C /tmp/fisedit-ref
+    echo "unpacked the reference data into /tmp/fisedit-ref"
+  fi
+}
 
 case ${1:-} in
   pack)
@@ -35,14 +54,22 @@ case ${1:-} in
       [ -x "$b" ] || { echo "$b is missing: build it first (cmake --build $build)" >&2; exit 1; }
       strip --strip-debug -o "$stripped/$(basename "$b")" "$b"
     done
-    mkdir -p .device
+    mkdir -p .device .device-ref
     ../shared/tools/device-bundle.sh .device/gpu-tests.tar.xz "$stripped"/*
     # Packed too: the tokenizers' JSON and text files shrink to a fifth, and the carried tree (this
     # and every tracked file) may hold 64 MiB in all.
-    rm -rf .device/reference .device/reference.tar.xz
-    tar cJf .device/reference.tar.xz -C ../shared/reference "${reference_files[@]}"
-    echo ".device: $(du -sh .device | cut -f1) (reference $(du -sh .device/reference.tar.xz | cut -f1));" \
-         "with the tracked files $(( ($(du -sb .device | cut -f1) + $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)) >> 20 )) MiB of the 64 MiB that may travel"
+    rm -rf .device/reference .device/reference.tar.xz .device-ref/reference.tar.xz
+    tar cJf .device-ref/reference.tar.xz -C ../shared/reference "${reference_files[@]}"
+    tracked=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+    bins=$(du -sb .device | cut -f1) ref=$(du -sb .device-ref | cut -f1)
+    echo ".device $((bins >> 20)) MiB, .device-ref $((ref >> 20)) MiB, tracked files $((tracked >> 20)) MiB:" \
+         "together $(( (bins + ref + tracked) >> 20 )) MiB of the 64 MiB that may travel in one call"
+    if (( (bins + ref + tracked) >> 20 >= 64 )); then
+      echo "too much for one call: carry .device-ref to a 'stage' call, then .device to 'run' (see the top of this file)"
+    fi
+    ;;
+  stage)
+    unpack
     ;;
   run)
     shift
@@ -54,12 +81,12 @@ case ${1:-} in
       done
     fi
     out=${OUT:-gpu-results}
-    mkdir -p "$out" /tmp/fisedit-gpu
-    tar xJf .device/gpu-tests.tar.xz -C /tmp/fisedit-gpu
-    mkdir -p .device/reference
-    tar xJf .device/reference.tar.xz -C .device/reference
+    mkdir -p "$out"
+    unpack
+    [ -x /tmp/fisedit-gpu/bin/fisedit-bench ] || { echo "no binaries: carry .device (pack makes it)" >&2; exit 1; }
+    [ -d /tmp/fisedit-ref/tiny-sd2 ] || { echo "no reference data: carry .device-ref (here or to a 'stage' call)" >&2; exit 1; }
     export LD_LIBRARY_PATH=/tmp/fisedit-gpu/lib QT_QPA_PLATFORM=offscreen
-    export FISEDIT_REFERENCE_DIR=$PWD/.device/reference
+    export FISEDIT_REFERENCE_DIR=/tmp/fisedit-ref
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/device.txt"
     failed=0
     # Only a few files come back from the device machine: one log for all tests, one for all benchmarks.
@@ -81,7 +108,7 @@ case ${1:-} in
     fi
     if [ $want_bench = 1 ]; then
       : >"$out/bench.log"
-      tokenizer=.device/reference/tiny-sd2/model/tokenizer  # the real CLIP vocabulary
+      tokenizer=/tmp/fisedit-ref/tiny-sd2/model/tokenizer  # the real CLIP vocabulary
       for arch in ${BENCH_ARCHS:-sd2-768 sd15-512 sd2-512}; do
         start=$SECONDS
         # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
@@ -93,7 +120,7 @@ case ${1:-} in
         fi
       done
       # The CLI on the GPU too: the path users take.
-      if /tmp/fisedit-gpu/bin/fisedit-cli generate --model .device/reference/tiny-sd2/model --prompt "a photo of a cat" \
+      if /tmp/fisedit-gpu/bin/fisedit-cli generate --model /tmp/fisedit-ref/tiny-sd2/model --prompt "a photo of a cat" \
            --seed 7 --steps 10 --device cuda --out /tmp/fisedit-gpu/cli.png >>"$out/bench.log" 2>&1; then
         echo "CLI generate --device cuda done"
       else
@@ -103,5 +130,5 @@ case ${1:-} in
     fi
     exit $failed
     ;;
-  *) echo "usage: tests/gpu/device-run.sh pack [BUILD_DIR] | run [tests] [bench]" >&2; exit 2 ;;
+  *) echo "usage: tests/gpu/device-run.sh pack [BUILD_DIR] | stage | run [tests] [bench]" >&2; exit 2 ;;
 esac

@@ -119,6 +119,7 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
         for (const auto& [block, cached_ptr] : free_) raw_free(kind_, cached_ptr);
         free_.clear();
         cached_ = 0;
+        ++cache_flushes_;
         status = raw_allocate(kind_, &raw, size);
       }
       if (status == cudaErrorMemoryAllocation) {
@@ -126,6 +127,7 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
         throw_out_of_memory(bytes, kind_);
       }
       FISEDIT_CUDA_CHECK(status);
+      ++driver_allocations_;
       ptr = static_cast<std::byte*>(raw);
     }
     in_use_ += size;
@@ -159,6 +161,16 @@ std::size_t MemoryPool::bytes_cached() const {
 std::size_t MemoryPool::peak_bytes_in_use() const {
   const std::lock_guard lock(mutex_);
   return peak_;
+}
+
+std::size_t MemoryPool::driver_allocations() const {
+  const std::lock_guard lock(mutex_);
+  return driver_allocations_;
+}
+
+std::size_t MemoryPool::cache_flushes() const {
+  const std::lock_guard lock(mutex_);
+  return cache_flushes_;
 }
 
 void MemoryPool::reset_peak() {

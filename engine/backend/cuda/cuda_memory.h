@@ -35,6 +35,10 @@ public:
   std::size_t bytes_cached() const;  // held in free lists
   std::size_t peak_bytes_in_use() const;
   void reset_peak();
+  // Blocks asked of the driver (cudaMalloc / cudaHostAlloc) since the pool was made, and how many
+  // times an allocation that failed emptied the cache to retry: what an op pays beyond the free lists.
+  std::size_t driver_allocations() const;
+  std::size_t cache_flushes() const;
   void release_cached();  // cudaFree every cached block
 
 private:
@@ -46,6 +50,7 @@ private:
   mutable std::mutex mutex_;
   std::multimap<std::size_t, std::byte*> free_;  // size class -> blocks
   std::size_t in_use_ = 0, cached_ = 0, peak_ = 0;
+  std::size_t driver_allocations_ = 0, cache_flushes_ = 0;
 };
 
 }  // namespace fisedit::cuda
