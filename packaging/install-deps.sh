@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of fisedit from Debian packages.
 # Idempotent: packages already present are left alone; safe to run again.
+# Usage: packaging/install-deps.sh [fuzz]
 # The CUDA toolkit (nvcc, cuDNN, cuBLAS) is not a Debian package: when /usr/local/cuda exists the
 # build uses it, otherwise fisedit builds its CPU engine only.
 set -euo pipefail
@@ -12,6 +13,11 @@ packages=(
   xvfb xauth
   dpkg-dev file
 )
+# `install-deps.sh fuzz`: also clang and its libFuzzer/sanitizer runtimes, for the `fuzz` preset
+# (tests/fuzz/run.sh); the app and the tests do not need them.
+if [ "${1:-}" = fuzz ]; then
+  packages+=(clang libclang-rt-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

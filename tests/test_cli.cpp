@@ -273,6 +273,41 @@ private slots:
     QTest::newRow("edit prompt unchanged") << QStringList{"edit", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat", "--edit-prompt", "a cat", "--steps", "2"} << 2 << "nothing to edit";
     QTest::newRow("missing edit prompt") << QStringList{"edit", "--model", reference_path("tiny-sd2/model"), "--prompt", "a cat"} << 2 << "option --edit-prompt is required";
     QTest::newRow("unknown command") << QStringList{"paint"} << 2 << "unknown command 'paint'";
+    // Issue 15: sizes beyond the limit and outputs that are not regular files, refused before any work.
+    QTest::newRow("height beyond the limit") << gen + QStringList{"--width", "8", "--height", "2147483640"} << 2
+                                             << "--height must be between 8 and 4096 (a multiple of 8), not 2147483640";
+    QTest::newRow("width beyond the limit") << gen + QStringList{"--width", "4104"} << 2 << "--width must be between 8 and 4096";
+    QTest::newRow("output is a device") << gen + QStringList{"--out", "/dev/null"} << 1 << "/dev/null: cannot write there: it is a device";
+    QTest::newRow("output is a folder") << gen + QStringList{"--out", reference_path("tiny-sd2")} << 1 << "cannot write there: it is a folder";
+    QTest::newRow("latents output is a folder") << gen + QStringList{"--save-latents", reference_path("tiny-sd2")} << 1 << "it is a folder";
+  }
+
+  // info validates what it reports: a model generate would refuse fails info too, naming the file.
+  void info_validates_like_generate() {
+    test::TempDir dir;
+    const auto ref = test::reference_dir() / "tiny-sd15" / "model";
+    const auto p = dir / "p";
+    std::filesystem::create_directories(p);
+    for (const auto& entry : std::filesystem::directory_iterator(ref))
+      if (entry.path().filename() != "tokenizer") std::filesystem::create_symlink(entry.path(), p / entry.path().filename());
+    std::filesystem::create_directories(p / "tokenizer" / "merges.txt");  // a folder where the merges belong
+    std::filesystem::copy_file(ref / "tokenizer" / "vocab.json", p / "tokenizer" / "vocab.json");
+    const auto r = run_cli({"info", "--model", QString::fromStdString(p.string())});
+    QCOMPARE(r.code, 1);
+    QVERIFY2(r.err.contains("merges.txt") && r.err.contains("not a regular file"), qPrintable(r.err));
+    QVERIFY(r.out.isEmpty());
+  }
+
+  // A mask PNG of another size than the image is refused before the base is generated, naming the file.
+  void mask_size_checked_first() {
+    test::TempDir dir;
+    const auto mask = dir / "mask.png";
+    write_png(mask, Image8{16, 16, 1, std::vector<std::uint8_t>(256, 255)});
+    const auto r = run_cli({"edit", "--model", reference_path("tiny-sd15/model"), "--prompt", "a cat", "--edit-prompt", "a dog",
+                            "--steps", "2", "--width", "64", "--height", "64", "--mask", QString::fromStdString(mask.string())});
+    QCOMPARE(r.code, 1);
+    QVERIFY2(r.err.contains(QString::fromStdString(mask.string()) + ": the mask is 16x16 pixels but the image is 64x64"), qPrintable(r.err));
+    QVERIFY2(!r.err.contains("base:"), qPrintable(r.err));  // nothing was generated
   }
 
   void errors() {

@@ -108,6 +108,19 @@ private slots:
         << 12 << qint64(-1) << "overlap" << "b";
     QTest::newRow("metadata not strings")
         << R"({"__metadata__": {"format": 3}})" << 0 << qint64(-1) << "__metadata__ value of 'format'" << "";
+    // Issue 15: the tensors must tile the data area, or they are read from the wrong bytes.
+    const std::string padded = R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}   )";
+    QTest::newRow("header length a few bytes short")
+        << QString::fromStdString(padded) << 8 << qint64(padded.size() - 3) << "cover 8 bytes of the 11-byte data area" << "";
+    QTest::newRow("bytes after the last tensor")
+        << R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})" << 12 << qint64(-1) << "cover 8 bytes of the 12-byte" << "";
+    QTest::newRow("gap between tensors")
+        << R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}})"
+        << 12 << qint64(-1) << "starts at byte 8" << "b";
+    QTest::newRow("gap before the first tensor")
+        << R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})" << 8 << qint64(-1) << "starts at byte 4" << "a";
+    QTest::newRow("header nested 150000 deep")
+        << QString(150000, '[') + QString(150000, ']') << 0 << qint64(-1) << "nested deeper than" << "";
     QTest::newRow("truncated data area")
         << R"({"a": {"dtype": "F16", "shape": [64], "data_offsets": [0, 128]}})" << 100 << qint64(-1) << "is the file truncated?" << "a";
   }

@@ -4,6 +4,7 @@
 #include "ui/word_diff.h"
 
 #include <QAction>
+#include <QFileInfo>
 #include <QHeaderView>
 #include <QPainter>
 #include <QTreeWidget>
@@ -22,6 +23,16 @@ QString seconds(double ms) { return QStringLiteral("%1 s").arg(ms / 1000.0, 0, '
 QString steps(int count, const QString& one, const QString& many) {
   return QStringLiteral("%1 %2").arg(count).arg(count == 1 ? one : many);
 }
+
+}  // namespace
+
+QString percent(double fraction) {
+  // Below 1% says so rather than "0%": a small edit still changed something.
+  if (fraction > 0 && fraction < 0.01) return QObject::tr("<1%");
+  return QStringLiteral("%1%").arg(fraction * 100.0, 0, 'f', 0);
+}
+
+namespace {
 
 QIcon thumbnail(const HistoryRecord& r) {
   // A fixed square canvas so that portrait and landscape thumbnails line up in the tree.
@@ -51,16 +62,34 @@ HistoryPanel::HistoryPanel(QWidget* parent) : QWidget(parent) {
   m_tree->setContextMenuPolicy(Qt::ActionsContextMenu);
   layout->addWidget(m_tree);
 
-  auto* remove = new QAction(tr("Delete (with its edits)"), m_tree);
-  remove->setObjectName(QStringLiteral("deleteNodeAction"));
-  remove->setShortcut(QKeySequence::Delete);
-  remove->setShortcutContext(Qt::WidgetShortcut);  // only while the tree has focus: Delete edits text elsewhere
-  connect(remove, &QAction::triggered, this, &HistoryPanel::removeCurrent);
-  m_tree->addAction(remove);
+  m_deleteAction = new QAction(tr("Delete"), m_tree);
+  m_deleteAction->setObjectName(QStringLiteral("deleteNodeAction"));
+  m_deleteAction->setShortcut(QKeySequence::Delete);
+  m_deleteAction->setShortcutContext(Qt::WidgetShortcut);  // only while the tree has focus: Delete edits text elsewhere
+  connect(m_deleteAction, &QAction::triggered, this, &HistoryPanel::removeCurrent);
+  m_tree->addAction(m_deleteAction);
+  updateDeleteAction();
 
   connect(m_tree, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
+    updateDeleteAction();
     if (item) emit currentNodeChanged(item->data(0, Qt::UserRole).toULongLong());
   });
+}
+
+int HistoryPanel::subtreeSize(quint64 id) const {
+  const QTreeWidgetItem* item = m_items.value(id);
+  if (!item) return 0;
+  int n = 1;
+  for (int i = 0; i < item->childCount(); ++i) n += subtreeSize(item->child(i)->data(0, Qt::UserRole).toULongLong());
+  return n;
+}
+
+void HistoryPanel::updateDeleteAction() {
+  const auto id = currentNode();
+  const int n = id ? subtreeSize(*id) : 0;
+  // Says how much goes before it goes; Edit > Undo brings it back.
+  m_deleteAction->setText(n > 1 ? tr("Delete (with the %n image(s) made from it)", nullptr, n - 1) : tr("Delete"));
+  m_deleteAction->setEnabled(n > 0);
 }
 
 QString HistoryPanel::describe(const HistoryRecord& r, double fullMs) {
@@ -69,11 +98,13 @@ QString HistoryPanel::describe(const HistoryRecord& r, double fullMs) {
         .arg(r.request.seed)
         .arg(r.request.steps)
         .arg(seconds(r.totalMs), QString::fromStdString(r.request.prompt));
-  QString line = tr("%1\n%2% re-rendered · %3")
+  QString line = tr("%1\n%2 re-rendered · %3")
                      .arg(wordDiffText(r.parentPrompt, QString::fromStdString(r.request.prompt)))
-                     .arg(r.stats.edit_fraction * 100.0, 0, 'f', 0)
-                     .arg(seconds(r.totalMs));
-  if (fullMs > 0 && r.totalMs > 0) line += tr(" · %1× faster").arg(fullMs / r.totalMs, 0, 'f', 1);
+                     .arg(percent(changedFraction(r)))
+                     .arg(seconds(editMs(r)));
+  // The speed-up is the edit's alone: a rebuild of the parent's cache first is shown apart.
+  if (r.regeneration.nodes > 0) line += tr(" (+%1 cache rebuild)").arg(seconds(r.regeneration.ms));
+  if (fullMs > 0 && editMs(r) > 0) line += tr(" · %1× faster").arg(fullMs / editMs(r), 0, 'f', 1);
   return line;
 }
 
@@ -86,19 +117,62 @@ QString HistoryPanel::toolTip(const HistoryRecord& r) {
     case MaskMode::painted: details << tr("region: painted"); break;
     case MaskMode::intersect: details << tr("region: both (intersect)"); break;
   }
-  if (r.edit.margin > 0) details << tr("margin %1").arg(r.edit.margin);
+  if (r.edit.margin > 0 && r.edit.mask_mode != MaskMode::painted) details << tr("margin %1").arg(r.edit.margin);
+  // How the region came to its size: what was painted or detected, and what widened it.
+  const double painted = paintedFraction(r);
+  const QString widened = tr("widened by the margin (%1 px) and blended over %2 px at its edge")
+                              .arg(r.edit.margin * 8)
+                              .arg(2 * r.edit.feather);
+  QString region;
+  if (r.edit.mask_mode == MaskMode::painted)
+    region = tr("%1 of the image may change: the %2 painted, rounded out to whole 8-px latent cells, %3")
+                 .arg(percent(changedFraction(r)), percent(painted), widened);
+  else if (r.edit.mask_mode == MaskMode::intersect)
+    region = tr("%1 of the image may change: the detected region inside the %2 painted, %3")
+                 .arg(percent(changedFraction(r)), percent(painted), widened);
+  else
+    region = tr("%1 of the image may change: where the detection steps saw the image move, in 8-px latent cells, %2")
+                 .arg(percent(changedFraction(r)), widened);
+  region += tr("; the model recomputed %1 of the latent cells").arg(percent(r.stats.edit_fraction));
   if (r.edit.mask_mode != MaskMode::painted) {
     details << steps(r.stats.detect_steps, tr("detection step"), tr("detection steps"));
     details << (r.edit.attention_control
                     ? tr("attention control: %1").arg(steps(r.stats.attention_control_steps, tr("step"), tr("steps")))
                     : tr("attention control: off"));
   }
-  return prompt + QStringLiteral("<br><small>") + details.join(QStringLiteral(" · ")).toHtmlEscaped() + QStringLiteral("</small>");
+  return prompt + QStringLiteral("<br><small>") + details.join(QStringLiteral(" · ")).toHtmlEscaped() +
+         QStringLiteral("<br>") + region.toHtmlEscaped() + QStringLiteral("</small>");
 }
 
 void HistoryPanel::addRecord(const HistoryRecord& record) {
   auto* item = new QTreeWidgetItem;
   item->setData(0, Qt::UserRole, QVariant::fromValue(record.id));
+  item->setIcon(0, thumbnail(record));
+  QTreeWidgetItem* parent = record.parent ? m_items.value(*record.parent) : nullptr;
+  // Siblings stay in id order (the order they were made in), so a subtree put back by an undo returns
+  // to its place.
+  const auto idOf = [](const QTreeWidgetItem* i) { return i->data(0, Qt::UserRole).toULongLong(); };
+  if (parent) {
+    int at = parent->childCount();
+    while (at > 0 && idOf(parent->child(at - 1)) > record.id) --at;
+    parent->insertChild(at, item);
+    parent->setExpanded(true);
+  } else {
+    int at = m_tree->topLevelItemCount();
+    while (at > 0 && idOf(m_tree->topLevelItem(at - 1)) > record.id) --at;
+    m_tree->insertTopLevelItem(at, item);
+  }
+  m_records.insert(record.id, record);
+  m_items.insert(record.id, item);
+  refreshItem(record.id);
+  m_tree->setCurrentItem(item);
+}
+
+void HistoryPanel::refreshItem(quint64 id) {
+  QTreeWidgetItem* item = m_items.value(id);
+  const auto found = m_records.constFind(id);
+  if (!item || found == m_records.cend()) return;
+  const HistoryRecord& record = *found;
   // The root's time: the full generation this node's edits are compared with.
   double fullMs = 0;
   for (auto up = record.parent; up;) {
@@ -107,25 +181,37 @@ void HistoryPanel::addRecord(const HistoryRecord& record) {
     if (!it->parent) fullMs = it->totalMs;
     up = it->parent;
   }
-  item->setText(0, describe(record, fullMs));
-  item->setIcon(0, thumbnail(record));
-  item->setToolTip(0, toolTip(record));
-  QTreeWidgetItem* parent = record.parent ? m_items.value(*record.parent) : nullptr;
-  if (parent) {
-    parent->addChild(item);
-    parent->setExpanded(true);
-  } else {
-    m_tree->addTopLevelItem(item);
+  QString text = describe(record, fullMs);
+  QString tip = toolTip(record);
+  if (record.restored) {
+    text += tr(" · view only");
+    tip += QStringLiteral("<br><i>") +
+           tr("View only: made with %1, which is not the open model. It can be shown and exported; editing it "
+              "offers to switch to its model.")
+               .arg(record.model.path.isEmpty() ? tr("an unknown model") : QFileInfo(record.model.path).fileName())
+               .toHtmlEscaped() +
+           QStringLiteral("</i>");
   }
-  m_records.insert(record.id, record);
-  m_items.insert(record.id, item);
-  m_tree->setCurrentItem(item);
+  item->setText(0, text);
+  item->setToolTip(0, tip);
+  QFont font = item->font(0);
+  font.setItalic(record.restored);
+  item->setFont(0, font);
+}
+
+QHash<quint64, quint64> HistoryPanel::makeViewOnly() {
+  QHash<quint64, quint64> ids;
+  for (const HistoryRecord& r : records())  // in id order: parents keep smaller ids than their children
+    if (!r.restored) ids.insert(r.id, newViewOnlyId());
+  renumber(ids, true);
+  return ids;
 }
 
 void HistoryPanel::clear() {
   m_tree->clear();
   m_records.clear();
   m_items.clear();
+  updateDeleteAction();
 }
 
 std::optional<quint64> HistoryPanel::currentNode() const {
@@ -149,15 +235,18 @@ void HistoryPanel::selectNode(quint64 id) {
   if (auto* item = m_items.value(id)) m_tree->setCurrentItem(item);
 }
 
-void HistoryPanel::adoptIds(const QHash<quint64, quint64>& ids) {
+void HistoryPanel::adoptIds(const QHash<quint64, quint64>& ids) { renumber(ids, false); }
+
+void HistoryPanel::renumber(const QHash<quint64, quint64>& ids, bool restored) {
   // Rebuilt in one pass, so an old id equal to another node's new id cannot mix the two up.
   QHash<quint64, HistoryRecord> records;
   QHash<quint64, QTreeWidgetItem*> items;
   for (HistoryRecord r : std::as_const(m_records)) {
     QTreeWidgetItem* item = m_items.value(r.id);
+    if (restored) r.restored = true;  // every node: those not renumbered were view-only already
     if (const auto it = ids.constFind(r.id); it != ids.cend()) {
       r.id = *it;
-      r.restored = false;
+      r.restored = restored;
       item->setData(0, Qt::UserRole, QVariant::fromValue(r.id));
     }
     if (r.parent) r.parent = ids.value(*r.parent, *r.parent);
@@ -166,11 +255,14 @@ void HistoryPanel::adoptIds(const QHash<quint64, quint64>& ids) {
   }
   m_records = std::move(records);
   m_items = std::move(items);
+  for (const quint64 id : ids) refreshItem(id);
+  updateDeleteAction();
 }
 
-void HistoryPanel::forgetSubtree(QTreeWidgetItem* item) {
-  for (int i = 0; i < item->childCount(); ++i) forgetSubtree(item->child(i));
+void HistoryPanel::forgetSubtree(QTreeWidgetItem* item, QList<HistoryRecord>& removed) {
   const quint64 id = item->data(0, Qt::UserRole).toULongLong();
+  removed.append(m_records.value(id));  // parents before their children
+  for (int i = 0; i < item->childCount(); ++i) forgetSubtree(item->child(i), removed);
   m_records.remove(id);
   m_items.remove(id);
 }
@@ -179,9 +271,17 @@ void HistoryPanel::removeCurrent() {
   QTreeWidgetItem* item = m_tree->currentItem();
   if (!item) return;
   const quint64 id = item->data(0, Qt::UserRole).toULongLong();
-  forgetSubtree(item);
+  QList<HistoryRecord> removed;
+  forgetSubtree(item, removed);
   delete item;  // Qt selects a neighbour, which becomes the current image
-  emit nodeRemoved(id);
+  updateDeleteAction();
+  emit nodeRemoved(id, removed);
+}
+
+void HistoryPanel::restoreSubtree(const QList<HistoryRecord>& records) {
+  if (records.isEmpty()) return;
+  for (const HistoryRecord& r : records) addRecord(r);  // parents first, so each finds its parent
+  selectNode(records.first().id);
 }
 
 }  // namespace fisedit::ui

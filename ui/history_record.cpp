@@ -1,6 +1,7 @@
 // Conversions between the engine's Image8 and QImage for history records (history_record.h).
 #include "ui/history_record.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace fisedit::ui {
@@ -29,6 +30,38 @@ Image8 toImage8(const QImage& source) {
   for (int y = 0; y < out.height; ++y)
     std::memcpy(out.pixels.data() + static_cast<std::size_t>(y) * rowBytes, image.constScanLine(y), rowBytes);
   return out;
+}
+
+namespace {
+
+double whiteShare(const QImage& grey) {
+  if (grey.isNull()) return 0;
+  const QImage g = grey.convertToFormat(QImage::Format_Grayscale8);
+  qint64 white = 0;
+  for (int y = 0; y < g.height(); ++y) {
+    const uchar* row = g.constScanLine(y);
+    for (int x = 0; x < g.width(); ++x) white += row[x] > 127;
+  }
+  return static_cast<double>(white) / (static_cast<double>(g.width()) * g.height());
+}
+
+}  // namespace
+
+double changedFraction(const HistoryRecord& record) {
+  if (!record.isEdit()) return 0;
+  // A record without its region (none is ever made so; a damaged file could) falls back on the
+  // engine's latent share, the closest figure there is.
+  return record.changedRegion.isNull() ? record.stats.edit_fraction : whiteShare(record.changedRegion);
+}
+
+double editMs(const HistoryRecord& record) {
+  if (!record.isEdit() || record.regeneration.nodes == 0) return record.totalMs;
+  return std::max(0.0, record.totalMs - record.regeneration.ms);
+}
+
+double paintedFraction(const HistoryRecord& record) {
+  if (!record.isEdit() || !record.edit.painted_mask || record.edit.mask_mode == MaskMode::automatic) return 0;
+  return whiteShare(toQImage(*record.edit.painted_mask));
 }
 
 }  // namespace fisedit::ui

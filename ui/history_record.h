@@ -44,6 +44,16 @@ struct HistoryRecord {
   bool isEdit() const { return parent.has_value(); }
 };
 
+// "N% re-rendered", the one figure the window shows and exports for an edit: the share of the image's
+// pixels the edit was allowed to change, i.e. the white of its changed region (what "Changed region"
+// shows and the exported mask holds), feathered edge included. 0 for a generation.
+double changedFraction(const HistoryRecord& record);
+// The edit's own time, as the user waited for it, without the rebuild of its parent's cache that
+// preceded it (shown apart); a generation's whole time.
+double editMs(const HistoryRecord& record);
+// The share of the image's pixels the user painted for an edit's region; 0 when none was painted.
+double paintedFraction(const HistoryRecord& record);
+
 // Deep copies: the QImage owns its pixels, so it may cross threads after the Image8 is gone.
 QImage toQImage(const Image8& image);
 // RGB888 (or Grayscale8) back to the engine's layout, for writing PNGs with our text chunks.

@@ -67,6 +67,7 @@ void ImageCanvas::setImage(const QImage& image, const QImage& changedRegion, con
     m_fit = true;
   }
   if (m_fit) m_zoom = fitZoom();
+  emit zoomChanged(m_zoom);  // the zoom shown follows a new image's fit
   update();
 }
 
@@ -202,7 +203,10 @@ void ImageCanvas::paintEvent(QPaintEvent*) {
   const QRectF target = imageRect();
   const bool previous = m_showPrevious && !m_previous.isNull();
   painter.drawImage(target, previous ? m_previous : m_image);
-  if (m_overlayVisible && !m_overlay.isNull() && !previous) painter.drawImage(target, m_overlay);
+  if (m_overlayVisible && !m_overlay.isNull() && !previous) {
+    painter.drawImage(target, m_overlay);
+    paintLegend(painter);
+  }
   if (!m_mask->isEmpty() && !previous) painter.drawImage(target, m_maskOverlay);
   if (m_tool != Tool::pan && m_hover) paintBrushOutline(painter);
   if (previous) {
@@ -210,6 +214,27 @@ void ImageCanvas::paintEvent(QPaintEvent*) {
     painter.fillRect(QRect(8, 8, 80, 22), QColor(0, 0, 0, 160));
     painter.drawText(QRect(8, 8, 80, 22), Qt::AlignCenter, tr("previous"));
   }
+}
+
+void ImageCanvas::setOverlayLegend(const QString& legend) {
+  m_overlayLegend = legend;
+  if (m_overlayVisible) update();
+}
+
+void ImageCanvas::paintLegend(QPainter& painter) const {
+  if (m_overlayLegend.isEmpty()) return;
+  // Bottom left, over a dark plate: a swatch of each look, then the words.
+  const QFontMetrics metrics(font());
+  const int swatch = metrics.height();
+  const QRect text = metrics.boundingRect(QRect(0, 0, std::max(120, width() - 60), 400),
+                                          Qt::TextWordWrap, m_overlayLegend);
+  const QRect plate(8, height() - text.height() - 16, text.width() + swatch + 20, text.height() + 8);
+  painter.fillRect(plate, QColor(0, 0, 0, 190));
+  painter.fillRect(QRect(plate.left() + 6, plate.top() + 4, swatch, swatch / 2), QColor(80, 220, 255));
+  painter.fillRect(QRect(plate.left() + 6, plate.top() + 4 + swatch / 2, swatch, swatch - swatch / 2), QColor(40, 40, 40));
+  painter.setPen(Qt::white);
+  painter.drawText(QRect(plate.left() + swatch + 12, plate.top() + 4, text.width(), text.height()), Qt::TextWordWrap,
+                   m_overlayLegend);
 }
 
 void ImageCanvas::paintBrushOutline(QPainter& painter) const {
@@ -310,7 +335,10 @@ void ImageCanvas::leaveEvent(QEvent* event) {
 }
 
 void ImageCanvas::resizeEvent(QResizeEvent* event) {
-  if (m_fit) m_zoom = fitZoom();
+  if (m_fit) {
+    m_zoom = fitZoom();
+    emit zoomChanged(m_zoom);
+  }
   QWidget::resizeEvent(event);
 }
 

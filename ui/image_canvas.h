@@ -42,6 +42,10 @@ public:
   const QImage& image() const { return m_image; }
   bool hasChangedRegion() const { return !m_overlay.isNull(); }
   bool overlayVisible() const { return m_overlayVisible; }
+  // The legend drawn with the changed-region overlay ("tinted: re-rendered, 12% of the image · dimmed:
+  // kept"); set by the window with the image, since the figure is the history's.
+  void setOverlayLegend(const QString& legend);
+  const QString& overlayLegend() const { return m_overlayLegend; }
   bool showingPrevious() const { return m_showPrevious; }
   double zoom() const { return m_zoom; }
   bool fitsWindow() const { return m_fit; }
@@ -90,6 +94,7 @@ private:
   double fitZoom(QSize image) const;  // the zoom that fits an image of that size in the widget
   QRectF imageRect() const;  // where the image is drawn, in widget coordinates
   QRectF previewRect() const;
+  void paintLegend(QPainter& painter) const;
   void updateMaskOverlay(const QRect& region);
   void paintBrushOutline(QPainter& painter) const;
 
@@ -98,6 +103,7 @@ private:
   QImage m_preview;
   QImage m_overlay;  // ARGB32, translucent over the changed region, transparent elsewhere
   bool m_overlayVisible = false;
+  QString m_overlayLegend;
   bool m_showPrevious = false;
   bool m_fit = true;  // follows the widget's size until the user zooms
   double m_zoom = 1.0;

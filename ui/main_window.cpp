@@ -17,6 +17,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScrollArea>
+#include <QScrollBar>
 #include <QSettings>
 #include <QSplitter>
 #include <QStackedWidget>
@@ -24,6 +25,9 @@
 #include <QTabWidget>
 #include <QThread>
 #include <QVBoxLayout>
+
+#include <algorithm>
+#include <utility>
 
 namespace fisedit::ui {
 namespace {
@@ -74,15 +78,22 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   m_centerArea->addWidget(createCanvasArea());
 
   auto* splitter = new QSplitter(Qt::Horizontal);
+  m_splitter = splitter;
+  splitter->setObjectName(QStringLiteral("mainSplitter"));
   splitter->addWidget(createLeftColumn());
   splitter->addWidget(m_centerArea);
   splitter->addWidget(m_sideTabs);
   splitter->setStretchFactor(0, 0);
   splitter->setStretchFactor(1, 1);
   splitter->setStretchFactor(2, 0);
-  splitter->setSizes({340, 600, 340});
   splitter->setHandleWidth(12);  // the handle is invisible in most styles; this is the gutter
   splitter->setChildrenCollapsible(false);
+  splitter->setCollapsible(2, true);  // dragged shut, the history and model panel give the canvas all the room
+  // Explicit minimums below their hints, so the three columns fit an 800 px wide window (the canvas
+  // scales the image down; the history's rows wrap).
+  m_sideTabs->setMinimumWidth(150);
+  m_centerArea->setMinimumWidth(200);
+  fitPanelsToWidth(1280);
 
   auto* central = new QWidget;
   auto* layout = new QVBoxLayout(central);
@@ -190,12 +201,27 @@ QWidget* MainWindow::createLeftColumn() {
   layout->addWidget(m_promptEditor, 1);
   layout->addWidget(m_parameters);
 
+  // Scrolls rather than clips on short screens: the parameters are taller than the prompts need.
+  auto* scroll = new QScrollArea;
+  scroll->setObjectName(QStringLiteral("leftScroll"));
+  scroll->setWidget(column);
+  scroll->setWidgetResizable(true);
+  scroll->setFrameShape(QFrame::NoFrame);
+  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+
+  // The button and the progress sit below the scrolled part, so they stay in view at any height.
+  auto* outer = new QWidget;
+  outer->setObjectName(QStringLiteral("leftColumn"));
+  auto* outerLayout = new QVBoxLayout(outer);
+  outerLayout->setContentsMargins(0, 0, 0, 0);
+  outerLayout->addWidget(scroll, 1);
+
   m_generateButton = new QPushButton(tr("Generate"));
   m_generateButton->setObjectName(QStringLiteral("generateButton"));
   m_generateButton->setDefault(true);
   m_generateButton->setMinimumHeight(34);
   connect(m_generateButton, &QPushButton::clicked, this, &MainWindow::submit);
-  layout->addWidget(m_generateButton);
+  outerLayout->addWidget(m_generateButton);
 
   auto* progressRow = new QHBoxLayout;
   m_jobProgress = new QProgressBar;
@@ -207,18 +233,32 @@ QWidget* MainWindow::createLeftColumn() {
   connect(m_cancelButton, &QPushButton::clicked, this, &MainWindow::cancel);
   progressRow->addWidget(m_jobProgress, 1);
   progressRow->addWidget(m_cancelButton);
-  layout->addLayout(progressRow);
-  m_jobProgress->hide();
-  m_cancelButton->hide();
+  outerLayout->addLayout(progressRow);
+  // Their room is kept while hidden: the prompt box above does not jump when a job starts.
+  for (QWidget* w : {static_cast<QWidget*>(m_jobProgress), static_cast<QWidget*>(m_cancelButton)}) {
+    QSizePolicy policy = w->sizePolicy();
+    policy.setRetainSizeWhenHidden(true);
+    w->setSizePolicy(policy);
+    w->hide();
+  }
+  // As wide as the parameters need (nothing clipped: the column scrolls only vertically), no wider.
+  const int needed = column->minimumSizeHint().width() + scroll->verticalScrollBar()->sizeHint().width() + 4;
+  outer->setMinimumWidth(std::max(260, needed));
+  return outer;
+}
 
-  // Scrolls rather than clips on short screens: the parameters are taller than the prompts need.
-  auto* scroll = new QScrollArea;
-  scroll->setWidget(column);
-  scroll->setWidgetResizable(true);
-  scroll->setFrameShape(QFrame::NoFrame);
-  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
-  scroll->setMinimumWidth(320);
-  return scroll;
+void MainWindow::fitPanelsToWidth(int width) {
+  // The canvas gets the space: the side columns take a share of the width, within bounds, and the
+  // image what is left (at 800 px, about 330 px; at 1280, 600).
+  const int leftMin = m_splitter->widget(0)->minimumWidth();
+  const int left = std::clamp(width * 28 / 100, leftMin, std::max(leftMin, 360));
+  const int right = std::clamp(width * 20 / 100, 150, 320);
+  m_splitter->setSizes({left, std::max(200, width - left - right - 2 * m_splitter->handleWidth()), right});
+}
+
+void MainWindow::showEvent(QShowEvent* event) {
+  QMainWindow::showEvent(event);
+  if (!std::exchange(m_panelsFitted, true)) fitPanelsToWidth(width());
 }
 
 void MainWindow::openModel(const QString& path) { requestLoad(path, QString()); }
@@ -261,10 +301,12 @@ void MainWindow::onModelLoaded(const ModelSummary& summary) {
   m_modelPanel->showModel(summary);
   m_centerArea->setCurrentWidget(m_canvasArea);
   m_sideTabs->setCurrentWidget(m_modelTab);  // the new model's facts first
-  resetHistoryForNewEngine();
+  keepHistoryForNewEngine();
   m_parameters->setModelSize(summary.imageSize);
+  if (std::exchange(m_switchingForEdit, false))  // the image to edit keeps its size and parameters
+    if (const auto current = m_history->currentNode()) m_parameters->showRequest(m_history->record(*current)->request);
   m_promptEditor->setTokenizer(summary.tokenizer, summary.tokenizerNote);
-  setWindowTitle(QStringLiteral("%1 — fisedit").arg(displayName(summary.source)));
+  updateWindowTitle();
   statusBar()->showMessage(tr("Loaded %1 (%2, %3)").arg(displayName(summary.source), summary.family, summary.prediction),
                            5000);
 
@@ -282,12 +324,24 @@ void MainWindow::onModelLoaded(const ModelSummary& summary) {
 
 void MainWindow::onLoadFailed(const QString& path, const QString& message) {
   --m_pendingLoads;
+  m_switchingForEdit = false;
   updateBusyIndicator();
   QString text = tr("<b>Could not open %1</b><br>%2").arg(path.toHtmlEscaped(), message.toHtmlEscaped());
   if (m_model)
     text += tr("<br>%1 is still loaded.").arg(displayName(m_model->source).toHtmlEscaped());
   showError(text);
   emit loadFailed(path, message);
+}
+
+void MainWindow::updateWindowTitle() {
+  // "house.fisedit* — toyworld — fisedit": the project (with the unsaved marker), then the model.
+  QStringList parts;
+  if (!m_projectPath.isEmpty()) parts << displayName(m_projectPath) + QStringLiteral("[*]");
+  else if (m_history->nodeCount() > 0) parts << tr("Untitled") + QStringLiteral("[*]");
+  if (m_model) parts << displayName(m_model->source);
+  parts << QStringLiteral("fisedit");
+  setWindowTitle(parts.join(QStringLiteral(" — ")));
+  setWindowModified(hasUnsavedChanges());
 }
 
 void MainWindow::showError(const QString& html) {

@@ -18,6 +18,8 @@ class QLabel;
 class QMenu;
 class QProgressBar;
 class QPushButton;
+class QShowEvent;
+class QSplitter;
 class QStackedWidget;
 class QTabWidget;
 class QThread;
@@ -97,6 +99,7 @@ signals:
 
 protected:
   void closeEvent(QCloseEvent* event) override;
+  void showEvent(QShowEvent* event) override;
   void dragEnterEvent(QDragEnterEvent* event) override;
   void dropEvent(QDropEvent* event) override;
 
@@ -119,10 +122,16 @@ private:
   void onHistoryAdopted(const QHash<quint64, quint64>& ids, const QString& problems, quint64 token);
   bool madeWithOpenModel(const HistoryRecord& record) const;
   QString viewOnlyNote(const HistoryRecord& record) const;
-  // What a new engine (a new, empty session) leaves of the history: a project shown view-only stays,
-  // since the new model may be the one it was made with; anything else goes.
-  void resetHistoryForNewEngine();
+  // What a new engine (a new, empty session) leaves of the history: all of it, view only until the
+  // nodes made with the new model are adopted again.
+  void keepHistoryForNewEngine();
+  // The bar above the canvas for a view-only image: why, and a button that switches to its model.
+  QWidget* createViewOnlyBar();
+  void updateViewOnlyBar();
+  void switchToShownModel();
   void createWorker();
+  // The splitter's columns for a window `width` wide: the side panels a bounded share, the canvas the rest.
+  void fitPanelsToWidth(int width);
   void createMenus();
   QWidget* createLeftColumn();
   QWidget* createCanvasArea();
@@ -136,6 +145,8 @@ private:
   // was built from); empty if neither is there.
   static QString builtinModelPath();
   void showError(const QString& html);
+  // The project's name with an unsaved marker, and the model's.
+  void updateWindowTitle();
   void requestLoad(const QString& path, const QString& configDir);
   void onModelLoaded(const ModelSummary& summary);
   void onLoadFailed(const QString& path, const QString& message);
@@ -150,8 +161,19 @@ private:
   void onMaskEmptyChanged(bool empty);
   // The mask the next edit reads; none when the region mode does not use one.
   std::optional<Image8> paintedMaskForEdit() const;
+  // Keeps a painted region's growth within its 8-px latent cells plus the margin the user set: the
+  // edge blend comes out of the margin instead of beyond it.
+  static void boundPaintedGrowth(EditRequest& request);
   void showNode(quint64 id);
-  void removeNode(quint64 id);
+  // The panel removed a subtree: kept for Edit > Undo (its nodes stay in the worker's session, caches
+  // included, until the undo can no longer reach them), and the status bar says how many went.
+  void removeNode(quint64 id, const QList<HistoryRecord>& removed);
+  // Edit > Undo (Ctrl+Z): the last mask stroke while there is one, else the last node deletion.
+  void undo();
+  void undoDeletion();
+  void updateUndoAction();
+  // Forgets the deletions that can be undone; `tellWorker`: their nodes leave the worker's session.
+  void dropDeletions(bool tellWorker);
   void startJob();
   void endJob();
   void updateGenerateButton();
@@ -180,6 +202,24 @@ private:
   quint64 m_adoptToken = 0;       // the latest adoptHistory() request; older answers are ignored
   bool m_adoptionPending = false; // its answer has not come yet
   bool m_unsavedChanges = false;  // nodes made or removed since then
+  bool m_newNodesUnsaved = false; // of those, nodes made (not only removals): what the quit prompt names
+  // Set when the user switched models to edit a view-only image: once the model is loaded, the
+  // image's parameters are shown again (a load sets the model's size), so the button offers the edit.
+  bool m_switchingForEdit = false;
+  int m_jobEditSteps = 0;     // the running edit's own steps (0: a generation): more reported are a cache rebuild
+  double m_rebuildEndMs = 0;  // when that rebuild ended, in the job's elapsed time
+  // Deleted subtrees, newest last, for Edit > Undo; at most kUndoDeletions.
+  struct Deletion {
+    // Parents first. Not `restored`: still in the worker's session (kept there for the undo, caches
+    // and all); a new session makes them view only and renumbers them (keepHistoryForNewEngine).
+    QList<HistoryRecord> records;
+  };
+  static constexpr int kUndoDeletions = 20;
+  QList<Deletion> m_deletions;
+  QAction* m_undoAction = nullptr;
+  QWidget* m_viewOnlyBar = nullptr;
+  QLabel* m_viewOnlyText = nullptr;
+  QPushButton* m_switchModelButton = nullptr;
   QImage m_shownImage;  // what Space shows after a new generation: the image it replaced
 
   PromptEditor* m_promptEditor = nullptr;
@@ -195,6 +235,8 @@ private:
   QAction* m_overlayAction = nullptr;
   QAction* m_exportAction = nullptr;
   QTabWidget* m_sideTabs = nullptr;
+  QSplitter* m_splitter = nullptr;
+  bool m_panelsFitted = false;  // the first show sized the columns to the window
   HistoryPanel* m_history = nullptr;
   ModelPanel* m_modelPanel = nullptr;
   QWidget* m_modelTab = nullptr;

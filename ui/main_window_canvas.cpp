@@ -12,7 +12,10 @@
 #include <QMenuBar>
 #include <QStatusBar>
 #include <QToolBar>
+#include <QUndoStack>
 #include <QVBoxLayout>
+
+#include <cmath>
 
 namespace fisedit::ui {
 
@@ -28,6 +31,14 @@ QWidget* MainWindow::createCanvasArea() {
   bar->addAction(tr("1:1"), m_canvas, &ImageCanvas::setActualSize)->setToolTip(tr("Actual size"));
   bar->addAction(QStringLiteral("−"), m_canvas, &ImageCanvas::zoomOut)->setToolTip(tr("Zoom out (Ctrl+-)"));
   bar->addAction(QStringLiteral("+"), m_canvas, &ImageCanvas::zoomIn)->setToolTip(tr("Zoom in (Ctrl+=)"));
+  auto* zoomLabel = new QLabel;
+  zoomLabel->setObjectName(QStringLiteral("zoomLabel"));
+  zoomLabel->setToolTip(tr("Zoom: 100% shows one image pixel per screen pixel"));
+  zoomLabel->setMinimumWidth(zoomLabel->fontMetrics().horizontalAdvance(QStringLiteral(" 3200% ")));
+  bar->addWidget(zoomLabel);
+  connect(m_canvas, &ImageCanvas::zoomChanged, zoomLabel, [zoomLabel, canvas = m_canvas](double zoom) {
+    zoomLabel->setText(canvas->image().isNull() ? QString() : QStringLiteral(" %1%").arg(std::lround(zoom * 100)));
+  });
   bar->addSeparator();
   m_overlayAction = bar->addAction(tr("Changed region"));
   m_overlayAction->setObjectName(QStringLiteral("overlayAction"));
@@ -45,13 +56,25 @@ QWidget* MainWindow::createCanvasArea() {
   bars->addWidget(m_maskTools);
   bars->addStretch(1);
   layout->addLayout(bars);
+  m_viewOnlyBar = createViewOnlyBar();
+  layout->addWidget(m_viewOnlyBar);
   layout->addWidget(m_canvas, 1);
   return m_canvasArea;
 }
 
 void MainWindow::createEditMenu() {
   auto* edit = menuBar()->addMenu(tr("&Edit"));
-  edit->addAction(m_maskTools->undoAction());
+  // One Undo for the window: the mask's strokes first (they belong to the image shown), then the
+  // history's deletions. The mask bar's own undo gives up its shortcut to it.
+  m_maskTools->undoAction()->setShortcut(QKeySequence());
+  m_undoAction = edit->addAction(tr("&Undo"), this, &MainWindow::undo);
+  m_undoAction->setObjectName(QStringLiteral("undoAction"));
+  m_undoAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Z));
+  m_undoAction->setShortcutContext(Qt::WindowShortcut);
+  QUndoStack* strokes = m_canvas->mask()->undoStack();
+  connect(strokes, &QUndoStack::canUndoChanged, this, &MainWindow::updateUndoAction);
+  connect(strokes, &QUndoStack::undoTextChanged, this, &MainWindow::updateUndoAction);
+  updateUndoAction();
   edit->addAction(m_maskTools->redoAction());
   edit->addSeparator();
   edit->addAction(m_maskTools->brushAction());
@@ -63,6 +86,29 @@ void MainWindow::createEditMenu() {
   edit->addAction(m_maskTools->invertAction());
 }
 
+void MainWindow::undo() {
+  QUndoStack* strokes = m_canvas->mask()->undoStack();
+  if (strokes->canUndo())
+    strokes->undo();
+  else
+    undoDeletion();
+}
+
+void MainWindow::updateUndoAction() {
+  if (!m_undoAction) return;
+  const QUndoStack* strokes = m_canvas->mask()->undoStack();
+  if (strokes->canUndo()) {
+    m_undoAction->setText(tr("&Undo %1").arg(strokes->undoText()));
+    m_undoAction->setEnabled(true);
+  } else if (!m_deletions.isEmpty()) {
+    m_undoAction->setText(tr("&Undo Delete (%n image(s))", nullptr, static_cast<int>(m_deletions.last().records.size())));
+    m_undoAction->setEnabled(!m_busy);
+  } else {
+    m_undoAction->setText(tr("&Undo"));
+    m_undoAction->setEnabled(false);
+  }
+}
+
 void MainWindow::onMaskEmptyChanged(bool empty) {
   const MaskMode before = m_parameters->maskMode();
   m_parameters->setPaintedMaskAvailable(!empty);
@@ -71,7 +117,7 @@ void MainWindow::onMaskEmptyChanged(bool empty) {
   if (!empty && before == MaskMode::automatic) {
     m_parameters->setMaskMode(MaskMode::painted);
     statusBar()->showMessage(tr("Region: painted. The next edit re-renders only the painted area, "
-                                "without detection steps (Edit options > Region to change)"),
+                                "without detection steps (the Edit box's Region setting)"),
                              8000);
   } else if (empty && before != MaskMode::automatic && !m_canvas->image().isNull()) {
     statusBar()->showMessage(tr("Region: automatic again (the mask is empty)"), 5000);

@@ -3,6 +3,7 @@
 #include "ui/history_panel.h"
 #include "ui/image_canvas.h"
 #include "ui/main_window.h"
+#include "ui/mask_toolbar.h"
 #include "ui/model_worker.h"
 #include "ui/parameters_panel.h"
 #include "ui/prompt_editor.h"
@@ -21,6 +22,7 @@
 #include <QStatusBar>
 #include <QTabWidget>
 
+#include <algorithm>
 #include <cmath>
 
 namespace fisedit::ui {
@@ -63,6 +65,16 @@ void MainWindow::updateGenerateButton() {
                                     : tr("A new image from the prompt and parameters (Ctrl+Enter)"));
   m_generateButton->setEnabled(m_model.has_value() && !m_busy);
   m_exportAction->setEnabled(m_history->currentNode().has_value());
+  // A view-only image cannot be edited, so a mask painted on it would steer nothing.
+  const HistoryRecord* shown = m_history->currentNode() ? m_history->record(*m_history->currentNode()) : nullptr;
+  m_maskTools->setPaintable(!shown || !shown->restored, shown && shown->restored ? viewOnlyNote(*shown) : QString());
+  if (!m_history->currentNode()) {  // nothing shown: no region to show
+    m_overlayAction->setChecked(false);
+    m_overlayAction->setEnabled(false);
+  }
+  updateUndoAction();
+  updateWindowTitle();
+  updateViewOnlyBar();
 }
 
 void MainWindow::submit() {
@@ -77,9 +89,13 @@ void MainWindow::submit() {
     request.prompt = utf8(prompt);
     request.negative_prompt = utf8(negative);
     request.painted_mask = paintedMaskForEdit();
+    boundPaintedGrowth(request);
+    m_jobEditSteps = m_history->record(base)->request.steps;
+    m_rebuildEndMs = 0;
     QMetaObject::invokeMethod(
         m_worker, [worker = m_worker, base, request, stop] { worker->edit(base, request, stop); }, Qt::QueuedConnection);
   } else {
+    m_jobEditSteps = 0;
     const std::uint64_t seed =
         m_parameters->randomSeed() ? QRandomGenerator::global()->bounded(2147483647u) : m_parameters->seed();
     GenerationRequest request = m_parameters->request(seed);
@@ -89,6 +105,22 @@ void MainWindow::submit() {
         m_worker, [worker = m_worker, request, stop] { worker->generate(request, stop); }, Qt::QueuedConnection);
   }
   startJob();
+}
+
+void MainWindow::boundPaintedGrowth(EditRequest& request) {
+  if (!request.painted_mask || request.mask_mode == MaskMode::automatic) return;
+  // The composite's blend reaches 2 * feather pixels beyond the recomputed cells. A painted region
+  // may grow by its latent cells plus the margin the user set, and no more: the blend is taken out
+  // of the margin (or, for a margin too narrow to hold it, narrowed to fit).
+  const int blendCells = (2 * request.feather + 7) / 8;
+  if (request.mask_mode == MaskMode::painted && request.margin >= blendCells) {
+    request.margin -= blendCells;
+  } else if (request.mask_mode == MaskMode::painted) {
+    request.feather = request.margin * 4;
+    request.margin = 0;
+  } else {  // intersect: the region lies inside the painted cells; only the blend goes beyond them
+    request.feather = std::min(request.feather, request.margin * 4);
+  }
 }
 
 void MainWindow::cancel() {
@@ -117,11 +149,29 @@ void MainWindow::endJob() {
 
 void MainWindow::onProgress(int step, int total, double elapsedMs) {
   if (!m_busy || m_jobStop.stop_requested()) return;
-  m_jobProgress->setRange(0, total);
-  m_jobProgress->setValue(step);
+  // An edit of a node whose cache was dropped (or never built: a reopened project) first rebuilds it:
+  // the session reports those runs and the edit as one count. They are shown apart, and the edit's
+  // own steps and time left start after the rebuild.
+  const int rebuild = m_jobEditSteps > 0 && total > m_jobEditSteps ? total - m_jobEditSteps : 0;
+  const auto secondsLeft = [](double ms, int done, int all) {
+    const double left = done > 0 ? ms / done * (all - done) / 1000.0 : 0;
+    return QString::number(left, 'f', left < 10 ? 1 : 0);
+  };
+  if (rebuild > 0 && step <= rebuild) {
+    m_jobProgress->setRange(0, rebuild);
+    m_jobProgress->setValue(step);
+    m_jobProgress->setFormat(tr("Rebuilding the cache of the image (step %1/%2 · %3 s left), then the edit")
+                                 .arg(step)
+                                 .arg(rebuild)
+                                 .arg(secondsLeft(elapsedMs, step, rebuild)));
+    if (step == rebuild) m_rebuildEndMs = elapsedMs;
+    return;
+  }
+  const int own = step - rebuild, ownTotal = total - rebuild;
+  m_jobProgress->setRange(0, ownTotal);
+  m_jobProgress->setValue(own);
   // The steps of one job cost about the same, so the mean so far predicts the rest.
-  const double left = step > 0 ? elapsedMs / step * (total - step) / 1000.0 : 0;
-  m_jobProgress->setFormat(tr("step %1/%2 · %3 s left").arg(step).arg(total).arg(left, 0, 'f', left < 10 ? 1 : 0));
+  m_jobProgress->setFormat(tr("step %1/%2 · %3 s left").arg(own).arg(ownTotal).arg(secondsLeft(elapsedMs - m_rebuildEndMs, own, ownTotal)));
 }
 
 void MainWindow::onPreview(const QImage& image) {
@@ -148,12 +198,16 @@ void MainWindow::onNodeReady(const HistoryRecord& record) {
   endJob();
   m_history->addRecord(record);  // selects it, which shows it
   m_sideTabs->setCurrentWidget(m_history);
-  QString note = record.isEdit() ? tr("Edited in %1 s, %2% of the image re-rendered")
+  QString note = record.isEdit() ? tr("Edited in %1 s, %2 of the image re-rendered")
                                        .arg(record.totalMs / 1000.0, 0, 'f', 1)
-                                       .arg(record.stats.edit_fraction * 100.0, 0, 'f', 0)
+                                       .arg(percent(changedFraction(record)))
                                  : tr("Generated in %1 s").arg(record.totalMs / 1000.0, 0, 'f', 1);
   if (record.regeneration.nodes > 0)
-    note += tr(" (%n image(s) recomputed first to rebuild the cache)", nullptr, record.regeneration.nodes);
+    note = tr("Edited in %1 s, %2 of the image re-rendered, after %3 s rebuilding the cache (%n image(s) recomputed)",
+              nullptr, record.regeneration.nodes)
+               .arg(editMs(record) / 1000.0, 0, 'f', 1)
+               .arg(percent(changedFraction(record)))
+               .arg(record.regeneration.ms / 1000.0, 0, 'f', 1);
   // Kept until the next message: the user should see it even if they look away while it runs.
   if (record.regeneration.image_differs)
     note += tr(". Note: rebuilding the cache gave an image that differs from the saved one (made on another "
@@ -177,9 +231,9 @@ void MainWindow::onJobCancelled() {
 
 void MainWindow::onEngineReady(const QString& deviceName) {
   m_deviceLabel->setText(tr("Device: %1").arg(deviceName));
-  // A new engine has a new, empty session: what the panel lists could no longer be edited, except
-  // a project shown view-only, which the new model may be able to edit.
-  resetHistoryForNewEngine();
+  // A new engine has a new, empty session: the panel's nodes stay, view only, and those made with
+  // this model are adopted by the new session (their caches rebuilt on the first edit).
+  keepHistoryForNewEngine();
   adoptRestoredNodes();
   updateGenerateButton();
   emit engineReady(deviceName);
@@ -193,6 +247,10 @@ void MainWindow::showNode(quint64 id) {
   m_canvas->setImage(r->image, r->changedRegion, previous);
   m_shownImage = r->image;
   m_overlayAction->setEnabled(r->isEdit());
+  m_canvas->setOverlayLegend(r->isEdit() ? tr("Tinted: re-rendered, %1 of the image (the exported mask's white)\n"
+                                              "Dimmed: kept, pixel for pixel the previous image")
+                                               .arg(percent(changedFraction(*r)))
+                                         : QString());
   // The selected node is the base of the next edit: showing its prompts and parameters makes the
   // button say what a change to them will do.
   m_promptEditor->setPrompts(QString::fromStdString(r->request.prompt), QString::fromStdString(r->request.negative_prompt));
@@ -201,13 +259,55 @@ void MainWindow::showNode(quint64 id) {
   updateGenerateButton();
 }
 
-void MainWindow::removeNode(quint64 id) {
-  QMetaObject::invokeMethod(m_worker, [worker = m_worker, id] { worker->removeNode(id); }, Qt::QueuedConnection);
+void MainWindow::removeNode(quint64 id, const QList<HistoryRecord>& removed) {
+  Q_UNUSED(id);
+  // The worker keeps the nodes (and whatever caches it holds for them) while an undo can bring them
+  // back; the oldest deletion beyond the limit leaves it for good.
+  m_deletions.append({removed});
+  while (m_deletions.size() > kUndoDeletions) {
+    const Deletion oldest = m_deletions.takeFirst();
+    if (oldest.records.isEmpty() || oldest.records.first().restored) continue;  // not in the session
+    const quint64 gone = oldest.records.first().id;
+    QMetaObject::invokeMethod(m_worker, [worker = m_worker, gone] { worker->removeNode(gone); }, Qt::QueuedConnection);
+  }
   if (!m_history->currentNode()) {
     m_canvas->clear();
     m_shownImage = QImage();
   }
+  const int n = static_cast<int>(removed.size());
+  statusBar()->showMessage(n > 1 ? tr("Deleted %n image(s): the selected one and the %1 made from it. Edit > Undo (Ctrl+Z) "
+                                      "brings them back.", nullptr, n)
+                                       .arg(n - 1)
+                                 : tr("Deleted 1 image. Edit > Undo (Ctrl+Z) brings it back."),
+                           10000);
+  updateUndoAction();
   updateGenerateButton();
+}
+
+void MainWindow::undoDeletion() {
+  if (m_deletions.isEmpty() || m_busy) return;
+  const Deletion last = m_deletions.takeLast();
+  // Still in the worker's session when no new engine came since: editable at once, caches and all.
+  // Otherwise view only (keepHistoryForNewEngine made them so), until the open model adopts them.
+  const bool sameSession =
+      std::none_of(last.records.begin(), last.records.end(), [](const HistoryRecord& r) { return r.restored; });
+  m_history->restoreSubtree(last.records);
+  m_unsavedChanges = true;
+  m_sideTabs->setCurrentWidget(m_history);
+  statusBar()->showMessage(tr("Restored %n image(s)", nullptr, static_cast<int>(last.records.size())), 5000);
+  if (!sameSession) adoptRestoredNodes();
+  updateUndoAction();
+  updateGenerateButton();
+}
+
+void MainWindow::dropDeletions(bool tellWorker) {
+  for (const Deletion& d : std::as_const(m_deletions)) {
+    if (!tellWorker || d.records.first().restored) continue;
+    const quint64 gone = d.records.first().id;
+    QMetaObject::invokeMethod(m_worker, [worker = m_worker, gone] { worker->removeNode(gone); }, Qt::QueuedConnection);
+  }
+  m_deletions.clear();
+  updateUndoAction();
 }
 
 bool MainWindow::exportImage(const QString& path) {

@@ -24,6 +24,10 @@
 #include <QMenu>
 #include <QMessageBox>
 #include <QMimeData>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QPushButton>
+#include <QFrame>
 #include <QStackedWidget>
 #include <QStatusBar>
 #include <QTabWidget>
@@ -109,6 +113,9 @@ void MainWindow::onHistoryAdopted(const QHash<quint64, quint64>& ids, const QStr
     }
   }
   m_history->adoptIds(kept);
+  for (Deletion& d : m_deletions)  // a deleted subtree's top hangs from a node that may just have been adopted
+    for (HistoryRecord& r : d.records)
+      if (r.parent) r.parent = kept.value(*r.parent, *r.parent);
   QList<HistoryRecord> viewOnlyRecords;
   for (const HistoryRecord& r : m_history->records())
     if (r.restored) viewOnlyRecords.append(r);
@@ -122,14 +129,87 @@ void MainWindow::onHistoryAdopted(const QHash<quint64, quint64>& ids, const QStr
   emit restoredNodesAdopted(static_cast<int>(kept.size()), viewOnly);
 }
 
-void MainWindow::resetHistoryForNewEngine() {
-  const QList<HistoryRecord> records = m_history->records();
-  const bool viewOnlyProject = !records.isEmpty() && std::all_of(records.begin(), records.end(),
-                                                                 [](const HistoryRecord& r) { return r.restored; });
-  if (viewOnlyProject) return;
-  m_history->clear();
-  m_canvas->clear();
-  m_shownImage = QImage();
+void MainWindow::keepHistoryForNewEngine() {
+  // The new engine's session is empty, so no node can be edited from it yet; the images and records
+  // stay (nothing is lost on a model or device switch), view only, and the nodes made with the new
+  // model are adopted again once its engine is ready (adoptRestoredNodes).
+  const QHash<quint64, quint64> ids = m_history->makeViewOnly();
+  // Deleted subtrees waiting for an undo left the old session too: view only, renumbered the same way,
+  // their top's parent link following the panel's renumbering.
+  for (Deletion& d : m_deletions) {
+    QHash<quint64, quint64> local;
+    for (HistoryRecord& r : d.records) {
+      if (!r.restored) {
+        local.insert(r.id, m_history->newViewOnlyId());
+        r.id = local.value(r.id);
+        r.restored = true;
+      }
+      if (r.parent) r.parent = local.value(*r.parent, ids.value(*r.parent, *r.parent));
+    }
+  }
+}
+
+QWidget* MainWindow::createViewOnlyBar() {
+  // Above the canvas while a view-only image is shown: why it cannot be edited, in full (the status
+  // bar cuts long notes off), and the way to edit it, switching to the model that made it.
+  auto* bar = new QFrame;
+  bar->setObjectName(QStringLiteral("viewOnlyBar"));
+  bar->setFrameShape(QFrame::StyledPanel);
+  bar->setStyleSheet(QStringLiteral("#viewOnlyBar { background: #fff4d6; border: 1px solid #e0c060; } "
+                                    "#viewOnlyBar QLabel { color: #3a3000; }"));
+  auto* layout = new QHBoxLayout(bar);
+  layout->setContentsMargins(8, 4, 8, 4);
+  m_viewOnlyText = new QLabel;
+  m_viewOnlyText->setObjectName(QStringLiteral("viewOnlyText"));
+  m_viewOnlyText->setWordWrap(true);
+  m_switchModelButton = new QPushButton;
+  m_switchModelButton->setObjectName(QStringLiteral("switchModelButton"));
+  connect(m_switchModelButton, &QPushButton::clicked, this, &MainWindow::switchToShownModel);
+  layout->addWidget(m_viewOnlyText, 1);
+  layout->addWidget(m_switchModelButton);
+  bar->hide();
+  return bar;
+}
+
+void MainWindow::updateViewOnlyBar() {
+  const auto current = m_history->currentNode();
+  const HistoryRecord* r = current ? m_history->record(*current) : nullptr;
+  if (!r || !r->restored || madeWithOpenModel(*r)) {
+    m_viewOnlyBar->hide();
+    return;
+  }
+  const QString name = QFileInfo(r->model.path).fileName();
+  const bool reachable = !r->model.path.isEmpty() && QFileInfo::exists(r->model.path);
+  QString text;
+  if (r->model.path.isEmpty())
+    text = tr("<b>View only.</b> The project does not say which model made this image, and an edit needs that "
+              "model. Generate makes a new image from its parameters with the open model.");
+  else if (!reachable)
+    text = tr("<b>View only.</b> This image was made with %1, which is no longer at %2, so it cannot be edited "
+              "here (open that model with File > Open Model if you have it elsewhere). Generate makes a new "
+              "image from its parameters with the open model.")
+               .arg(name.toHtmlEscaped(), r->model.path.toHtmlEscaped());
+  else
+    text = tr("<b>View only.</b> This image was made with %1, not with the open model: an edit needs the model "
+              "that made the image. Generate makes a new image from its parameters with the open model.")
+               .arg(name.toHtmlEscaped());
+  m_viewOnlyText->setText(text);
+  m_switchModelButton->setVisible(reachable);
+  m_switchModelButton->setText(tr("Switch to %1 to Edit").arg(name));
+  m_switchModelButton->setToolTip(tr("Opens %1; the history stays as it is, and this image becomes editable").arg(r->model.path));
+  m_switchModelButton->setEnabled(!m_busy && !isLoading());
+  m_viewOnlyBar->show();
+}
+
+void MainWindow::switchToShownModel() {
+  const auto current = m_history->currentNode();
+  const HistoryRecord* r = current ? m_history->record(*current) : nullptr;
+  if (!r || !r->restored || r->model.path.isEmpty() || m_busy) return;
+  m_switchingForEdit = true;
+  requestLoad(r->model.path, QString());
+  m_switchModelButton->setEnabled(false);
+  statusBar()->showMessage(tr("Switching to %1: once it is loaded, change the prompt and press Edit")
+                               .arg(QFileInfo(r->model.path).fileName()));
 }
 
 void MainWindow::createProjectActions(QMenu* file) {
@@ -142,8 +222,15 @@ void MainWindow::createProjectActions(QMenu* file) {
   auto* saveAs = file->addAction(tr("Save Project &As..."), this, &MainWindow::chooseSaveProjectFile);
   saveAs->setShortcut(QKeySequence::SaveAs);
   // Any change to the tree is something a save would keep.
-  connect(this, &MainWindow::jobFinished, this, [this](bool succeeded) { m_unsavedChanges |= succeeded; });
-  connect(m_history, &HistoryPanel::nodeRemoved, this, [this] { m_unsavedChanges = true; });
+  connect(this, &MainWindow::jobFinished, this, [this](bool succeeded) {
+    m_unsavedChanges |= succeeded;
+    m_newNodesUnsaved |= succeeded;
+    updateWindowTitle();
+  });
+  connect(m_history, &HistoryPanel::nodeRemoved, this, [this] {
+    m_unsavedChanges = true;
+    updateWindowTitle();
+  });
 }
 
 bool MainWindow::hasUnsavedChanges() const { return m_unsavedChanges && m_history->nodeCount() > 0; }
@@ -167,6 +254,8 @@ bool MainWindow::saveProject(const QString& path) {
   }
   m_projectPath = path;
   m_unsavedChanges = false;
+  m_newNodesUnsaved = false;
+  updateWindowTitle();
   statusBar()->showMessage(tr("Saved %1").arg(QFileInfo(path).fileName()), 5000);
   return true;
 }
@@ -182,6 +271,7 @@ bool MainWindow::openProject(const QString& path) {
   if (!maybeSaveChanges()) return false;
   // The session's nodes leave the panel, so their caches should not hold memory either.
   QMetaObject::invokeMethod(m_worker, [worker = m_worker] { worker->clearHistory(); }, Qt::QueuedConnection);
+  dropDeletions(false);  // their nodes went with the worker's history; an undo would bring back the old project's
   ++m_adoptToken;  // an adoption still on its way belongs to the history being replaced
   m_adoptionPending = false;
   m_errorBanner->hide();
@@ -191,6 +281,7 @@ bool MainWindow::openProject(const QString& path) {
   m_sideTabs->setCurrentWidget(m_history);
   m_projectPath = path;
   m_unsavedChanges = false;
+  m_newNodesUnsaved = false;
   statusBar()->showMessage(tr("Opened %1").arg(QFileInfo(path).fileName()), 8000);
   adoptRestoredNodes();  // or says which model to open
   updateGenerateButton();
@@ -199,8 +290,11 @@ bool MainWindow::openProject(const QString& path) {
 
 bool MainWindow::maybeSaveChanges() {
   if (!hasUnsavedChanges()) return true;
-  QMessageBox box(QMessageBox::Question, tr("Unsaved history"),
-                  tr("The history has images that are not saved in a project. Save them first?"),
+  // Says what would be lost: new images, or only deletions (the saved project still has those images).
+  const QString what = m_newNodesUnsaved ? tr("The history has images that are not saved in a project. Save them first?")
+                                         : tr("Images were deleted from the history since the project was saved. "
+                                              "Save the project without them?");
+  QMessageBox box(QMessageBox::Question, tr("Unsaved history"), what,
                   QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel, this);
   box.setObjectName(QStringLiteral("unsavedChangesBox"));
   box.setDefaultButton(QMessageBox::Save);

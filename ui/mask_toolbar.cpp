@@ -80,12 +80,22 @@ MaskToolBar::MaskToolBar(ImageCanvas* canvas, QWidget* parent) : QToolBar(parent
   updateActions();
 }
 
+void MaskToolBar::setPaintable(bool paintable, const QString& why) {
+  m_paintable = paintable;
+  m_notPaintableWhy = why;
+  updateActions();
+}
+
 void MaskToolBar::updateActions() {
   const PaintedMask* mask = m_canvas->mask();
-  const bool image = !mask->image().isNull();
-  if (!image) m_canvas->setTool(ImageCanvas::Tool::pan);
+  const bool image = !mask->image().isNull() && m_paintable;
+  if (!image) {
+    m_canvas->setTool(ImageCanvas::Tool::pan);
+    for (QAction* tool : {m_brush, m_eraser}) tool->setChecked(false);
+  }
   for (QAction* action : {m_brush, m_eraser, m_invert}) action->setEnabled(image);
-  m_clear->setEnabled(!mask->isEmpty());
+  m_clear->setEnabled(!mask->isEmpty() && m_paintable);
+  setToolTip(m_paintable ? QString() : m_notPaintableWhy);
 }
 
 void MaskToolBar::showBrushSize(int diameter) { m_sizeLabel->setText(tr("%1 px").arg(diameter)); }

@@ -26,6 +26,9 @@ public:
   QAction* invertAction() const { return m_invert; }
   QAction* undoAction() const { return m_undo; }
   QAction* redoAction() const { return m_redo; }
+  // Off for an image no edit can start from (view only): painting would have nothing to steer, so the
+  // tools are disabled (with `why` as their tooltip) and the canvas pans.
+  void setPaintable(bool paintable, const QString& why = {});
 
 private:
   void updateActions();
@@ -41,6 +44,8 @@ private:
   QAction* m_undo = nullptr;
   QAction* m_redo = nullptr;
   QLabel* m_sizeLabel = nullptr;
+  bool m_paintable = true;
+  QString m_notPaintableWhy;
 };
 
 }  // namespace fisedit::ui

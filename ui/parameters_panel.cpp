@@ -134,7 +134,7 @@ QWidget* ParametersPanel::createEditBox() {
   m_margin->setToolTip(tr("Widens the region by this many latent pixels (8 image pixels each)"));
   form->addRow(tr("Margin"), m_margin);
   m_detectSteps = spin(0, 150, 0, 1, QStringLiteral("detectStepsSpin"));
-  m_detectSteps->setSpecialValueText(tr("20% of steps"));
+  m_detectSteps->setSpecialValueText(tr("1 per 20 steps"));
   m_detectSteps->setToolTip(tr("Steps run in full with the new prompt to find the region"));
   form->addRow(tr("Detection"), m_detectSteps);
   m_attentionControl = new QCheckBox(tr("attention control"));

@@ -14,6 +14,8 @@
 #include <QSaveFile>
 #include <QTemporaryDir>
 
+#include <sys/stat.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -84,6 +86,7 @@ Json nodeJson(const HistoryRecord& r, const ProjectContent& content) {
   if (r.isEdit()) {
     node["edit"] = edit_settings_to_json(r.edit);
     node["editFraction"] = r.stats.edit_fraction;
+    node["changedFraction"] = changedFraction(r);  // written for readers; derived from the region when read
     node["editStats"] = {{"detectSteps", r.stats.detect_steps},
                          {"attentionControlSteps", r.stats.attention_control_steps},
                          {"detectMs", r.stats.detect_ms},
@@ -205,7 +208,11 @@ TextChunks imageTextChunks(const HistoryRecord& r) {
     // The edit's settings, detect_steps resolved to the steps that ran (the request's -1 is 20% of
     // the steps), then what the edit measured: as fisedit-cli edit writes them.
     Json edit = edit_settings_to_json(r.edit);
-    edit.update(Json{{"edit_fraction", r.stats.edit_fraction},
+    // changed_fraction is the figure the window shows as "N% re-rendered": the share of the image's
+    // pixels the edit could change (the mask PNG's white); edit_fraction the share of latent cells
+    // the model recomputed, as fisedit-cli writes it.
+    edit.update(Json{{"changed_fraction", changedFraction(r)},
+                     {"edit_fraction", r.stats.edit_fraction},
                      {"detect_steps", r.stats.detect_steps},
                      {"attention_control_steps", r.stats.attention_control_steps},
                      {"detect_ms", r.stats.detect_ms},
@@ -248,6 +255,12 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
   } catch (const Error& e) {
     return QString::fromUtf8(e.what());
   }
+  // The staging folder is private (0700, as temporary folders are); the export gets the permissions a
+  // folder the user made would have: 0777 less the umask.
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  if (::chmod(QFile::encodeName(staging.path()).constData(), 0777 & ~mask) != 0)
+    return QObject::tr("Cannot set the permissions of %1.").arg(staging.path());
   if (target.exists()) QDir().rmdir(folder);  // the empty folder a dialog made; rename will not replace it
   if (!QDir().rename(staging.path(), folder)) return QObject::tr("Cannot rename the export to %1.").arg(folder);
   staging.setAutoRemove(false);

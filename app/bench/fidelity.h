@@ -106,7 +106,7 @@ struct Options {
   std::string scheduler;  // empty: the model's own (the toy-world model's is DDIM)
   // The automatic edits' EditRequest knobs, to compare method choices (the painted edit keeps the truth).
   int mask_margin = kDefaultMaskMargin;
-  int detect_steps = -1;  // -1: the engine's default (20% of the steps)
+  int detect_steps = -1;  // -1: the engine's default (default_detection_steps: one per 20 steps)
   bool regenerate = true;  // run the baseline (a fresh generation with the new prompt)
   bool warmup = true;      // one untimed generation and edit first (first-call work on a GPU)
   std::filesystem::path examples_dir;  // empty: none written

@@ -32,7 +32,7 @@ constexpr const char* kUsage =
     "             (all but attention and fidelity)]\n"
     "   [--edit-sizes 0.05,0.15,0.30]\n"
     "   [--fidelity-cases N (200)] [--fidelity-seed S (7001)] [--fidelity-examples DIR]\n"
-    "   [--mask-margin N (2)] [--detect-steps K (20% of the steps)]\n"
+    "   [--mask-margin N (2)] [--detect-steps K (one per 20 steps)]\n"
     "   [--cache-device-budget BYTES (0; e.g. 4G)] [--cache-prefetch-depth N (2)]\n"
     "\n"
     "--arch alone benchmarks that architecture with random weights (every tensor of the real model, same\n"

@@ -145,12 +145,27 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
       std::fprintf(out, "  %8s  first: detect %.1f, sparse %.1f (first step %.1f; later runs' %.1f), decode %.1f\n", "",
                    f["detect_ms"].get<double>(), f["sparse_ms"].get<double>(), f["first_sparse_step_ms"].get<double>(),
                    row["first_sparse_step_ms"]["median"].get<double>(), f["decode_ms"].get<double>());
-      std::fprintf(out, "  %8s  per sparse step: host enqueue %.2f ms (first edit %.2f); device memory from the driver: "
+      std::fprintf(out, "  %8s  per sparse step, host: prepare %.2f, enqueue %.2f, wait %.2f, after %.2f ms\n", "",
+                   row["sparse_prepare_ms_per_step"]["median"].get<double>(),
+                   row["sparse_enqueue_ms_per_step"]["median"].get<double>(),
+                   row["sparse_wait_ms_per_step"]["median"].get<double>(),
+                   row["sparse_after_ms_per_step"]["median"].get<double>());
+      std::fprintf(out, "  %8s  enqueue %.2f ms (first edit %.2f); device memory from the driver: "
                         "%.0f blocks per edit (first edit %zu), %.0f cache flushes (first %zu)\n",
                    "", row["sparse_enqueue_ms_per_step"]["median"].get<double>(),
                    f["sparse_enqueue_ms"].get<double>() / std::max(1, sizes["steps"].get<int>() - row["detect_steps"].get<int>()),
                    row["driver_allocations"]["median"].get<double>(), f["driver_allocations"].get<std::size_t>(),
                    row["cache_flushes"]["median"].get<double>(), f["cache_flushes"].get<std::size_t>());
+      if (row.contains("profile_whole_edit") && row["profile_whole_edit"].is_array() && !row["profile_whole_edit"].empty()) {
+        std::string line;
+        for (const auto& op : row["profile_whole_edit"]) {
+          char buf[128];
+          std::snprintf(buf, sizeof buf, " %s %.2f/%.2f (%d)", op["op"].get<std::string>().c_str(),
+                        op["total_ms"].get<double>(), op["host_ms"].get<double>(), op["calls"].get<int>());
+          line += buf;
+        }
+        std::fprintf(out, "  %8s  whole edit op by op (device/host ms, calls):%s\n", "", line.c_str());
+      }
     }
   } else if (sizes.is_object() && sizes.contains("skipped") && sizes["skipped"] != "not in --stages") {
     std::fprintf(out, "\nwhole edits: skipped: %s\n", sizes["skipped"].get<std::string>().c_str());

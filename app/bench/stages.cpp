@@ -193,7 +193,7 @@ nlohmann::json Stages::edit_steps() {
     SparseStep step(record, five_levels, scratch);
     unet.forward(sample, std::span(&timestep, 1), context, &step);
   });
-  // A kept step of a cached generation's first 20% (and of an edit's detection): outputs kept, the
+  // A kept step of a cached generation's first detection steps (and of an edit's detection): outputs kept, the
   // cross-attention through explicit probabilities (what attention control reads).
   const auto explicit_step = [&] {
     LayerRecord kept;
@@ -405,7 +405,8 @@ nlohmann::json Stages::edit_sizes() {
     // Warm-up, and what a user's first edit with a new mask costs: its shapes (GEMM plans, pool
     // blocks) are new.
     const auto first = sd.edit(base, e).stats;
-    std::vector<double> total, detect, sparse, decode, per_step, first_step, enqueue_per_step, allocations, flushes;
+    std::vector<double> total, detect, sparse, decode, per_step, first_step, prepare_per_step, enqueue_per_step,
+        wait_per_step, after_per_step, allocations, flushes;
     EditResult last;
     for (int i = 0; i < runs; ++i) {
       last = sd.edit(base, e);  // edit() downloads its results: every timing ends synchronised
@@ -416,10 +417,18 @@ nlohmann::json Stages::edit_sizes() {
       decode.push_back(st.decode_ms);
       per_step.push_back(st.sparse_ms / std::max(1, r.steps - st.detect_steps));
       first_step.push_back(st.first_sparse_step_ms);
-      enqueue_per_step.push_back(st.sparse_enqueue_ms / std::max(1, r.steps - st.detect_steps));
+      const double sparse_steps = std::max(1, r.steps - st.detect_steps);
+      prepare_per_step.push_back(st.sparse_prepare_ms / sparse_steps);
+      enqueue_per_step.push_back(st.sparse_enqueue_ms / sparse_steps);
+      wait_per_step.push_back(st.sparse_wait_ms / sparse_steps);
+      after_per_step.push_back(st.sparse_after_ms / sparse_steps);
       allocations.push_back(static_cast<double>(st.driver_allocations));
       flushes.push_back(static_cast<double>(st.cache_flushes));
     }
+    // One whole edit of the first size op by op (host and device time of each op, timed alone): to set
+    // beside the isolated sparse step's profile (edit stage), for what an op costs inside an edit.
+    nlohmann::json edit_ops;
+    if (rows.empty()) edit_ops = profile_ops(backend_, [&] { sd.edit(base, e); });
     const std::size_t cache = last.generation.cache_bytes();
     const Image8 sparse_image = last.generation.result.image, region = last.changed_region;
     last = {};
@@ -438,7 +447,10 @@ nlohmann::json Stages::edit_sizes() {
                                     {"sparse_enqueue_ms", first.sparse_enqueue_ms},
                                     {"driver_allocations", first.driver_allocations},
                                     {"cache_flushes", first.cache_flushes}}},
+                    {"sparse_prepare_ms_per_step", to_json(summarize(prepare_per_step))},
                     {"sparse_enqueue_ms_per_step", to_json(summarize(enqueue_per_step))},
+                    {"sparse_wait_ms_per_step", to_json(summarize(wait_per_step))},
+                    {"sparse_after_ms_per_step", to_json(summarize(after_per_step))},
                     {"driver_allocations", to_json(summarize(allocations))},
                     {"cache_flushes", to_json(summarize(flushes))},
                     {"first_sparse_step_ms", to_json(summarize(first_step))},
@@ -448,7 +460,8 @@ nlohmann::json Stages::edit_sizes() {
                     {"decode_ms", to_json(summarize(decode))},
                     {"dense_reference_edit_ms", reference.stats.total_ms},
                     {"cache_bytes", cache},
-                    {"psnr_inside_db", psnr_inside(sparse_image, reference.generation.result.image, region)}});
+                    {"psnr_inside_db", psnr_inside(sparse_image, reference.generation.result.image, region)},
+                    {"profile_whole_edit", edit_ops}});
   }
   return {{"steps", r.steps}, {"scheduler", r.scheduler}, {"base_cache_bytes", base.cache_bytes()}, {"sizes", rows}};
 }

@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "io/model_description.h"
 #include "io/model_loader.h"
+#include "pipeline/generation.h"
+#include "sched/scheduler.h"
 #include "text/clip_tokenizer.h"
 
 #include <cstdio>
@@ -46,7 +48,11 @@ int tokenize_command(const std::vector<std::string>& raw) {
 int info_command(const std::vector<std::string>& raw) {
   const Arguments args(raw, {"model", "config"});
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
-  const auto d = describe_model(load_from(args));
+  // What generate checks before it runs, so that info does not report a model generate then refuses.
+  const auto model = load_from(args);
+  if (model.tokenizer_dir) ClipTokenizer::from_folder(*model.tokenizer_dir);
+  make_scheduler(sampler_for_class(model.scheduler.class_name), model.scheduler)->set_timesteps(50);
+  const auto d = describe_model(model);
   std::printf("source:            %s\n", d.source.c_str());
   std::printf("format:            %s\n", d.format.c_str());
   std::printf("family:            %s\n", d.family.c_str());

@@ -1,6 +1,7 @@
 // fisedit-cli edit: generate a base image, then edit its prompt, re-rendering only the affected region.
 #include "cli/commands.h"
 #include "cli/session.h"
+#include "io/atomic_file.h"
 #include "core/error.h"
 #include "io/image_file.h"
 #include "io/request_json.h"
@@ -60,6 +61,10 @@ int edit_command(const std::vector<std::string>& raw) {
   const auto session = open_session(args);
   session.sd->set_cache_device_budget(device_budget);
   r = session.sd->resolve(r);
+  if (e.painted_mask && (e.painted_mask->width != r.width || e.painted_mask->height != r.height))
+    throw Error(ErrorCode::invalid_argument, *args.get("mask") + ": the mask is " + std::to_string(e.painted_mask->width) + "x" +
+                                                 std::to_string(e.painted_mask->height) + " pixels but the image is " +
+                                                 std::to_string(r.width) + "x" + std::to_string(r.height));
   // The base is generated in this run, from the same initial noise if one is given: only the prompts
   // can stand in the way.
   GenerationRequest base_check = r;
@@ -81,7 +86,7 @@ int edit_command(const std::vector<std::string>& raw) {
   const auto cache_device = on_device ? base.cache_bytes_device() : 0;
   const auto cache_host = on_device ? base.cache_bytes_host() : base.cache_bytes();
   // The edit's settings as the app's PNGs and projects spell them, detect_steps resolved to the steps
-  // that ran (the request's -1 means 20% of the steps), then what the edit measured.
+  // that ran (the request's -1 means default_detection_steps), then what the edit measured.
   nlohmann::json stats = edit_settings_to_json(e);
   stats.update(nlohmann::json{
       {"edit_fraction", edit.stats.edit_fraction},
@@ -114,9 +119,10 @@ int edit_command(const std::vector<std::string>& raw) {
   if (const auto path = args.get("stats-json")) {
     nlohmann::json file = stats;
     file["latent_mask"] = {{"width", edit.mask.width}, {"height", edit.mask.height}};
-    std::ofstream f(*path);
-    f << file.dump(2) << "\n";
-    if (!f) throw Error(ErrorCode::io, *path + ": cannot write");
+    const auto text = file.dump(2) + "\n";
+    AtomicFile f(*path);
+    f.write(reinterpret_cast<const std::byte*>(text.data()), text.size());
+    f.commit();
   }
   std::fprintf(stderr, "wrote %s: %.1f%% of the image re-rendered in %.1f s (base %.1f s, %.1fx)\n", out.c_str(),
                100.0 * edit.stats.edit_fraction, edit.stats.total_ms / 1000.0, base.result.timings.total_ms / 1000.0,

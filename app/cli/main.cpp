@@ -6,6 +6,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,7 +20,7 @@ constexpr const char* kUsage =
     "  info      --model PATH [--config DIR]        what the model is: family, prediction, sizes, parameters\n"
     "  tokenize  --model PATH [--config DIR] TEXT   the 77 CLIP token ids of TEXT\n"
     "  generate  --model PATH [--config DIR] --prompt TEXT [--negative TEXT] [--seed N] [--steps N]\n"
-    "            [--cfg F] [--scheduler ddim|dpmpp2m|euler] [--width W] [--height H]\n"
+    "            [--cfg F] [--scheduler ddim|dpmpp2m|euler] [--width W] [--height H (multiples of 8, up to 4096)]\n"
     "            [--device auto|cpu|cuda] [--out FILE.png] [--save-latents FILE.safetensors]\n"
     "            [--initial-noise FILE.safetensors[#KEY]]   an image from a prompt\n"
     "  edit      generate's options and --edit-prompt TEXT [--edit-negative TEXT] [--mask FILE.png]\n"
@@ -59,8 +60,13 @@ int main(int argc, char** argv) {
   } catch (const fisedit::Error& e) {
     std::fprintf(stderr, "fisedit-cli %s: error: %s\n", argv[1], e.what());
     return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "fisedit-cli %s: error: not enough memory for this model and request\n", argv[1]);
+    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "fisedit-cli %s: internal error: %s\n", argv[1], e.what());
+    // Every input error is a fisedit::Error naming the file; anything else is a bug of fisedit.
+    std::fprintf(stderr, "fisedit-cli %s: unexpected error (a bug in fisedit; please report it with the command): %s\n",
+                 argv[1], e.what());
     return 1;
   }
 }

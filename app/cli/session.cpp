@@ -4,6 +4,7 @@
 #include "backend/device.h"
 #include "core/error.h"
 #include "io/a1111_parameters.h"
+#include "io/atomic_file.h"
 #include "io/image_file.h"
 #include "io/model_loader.h"
 #include "io/request_json.h"
@@ -78,8 +79,12 @@ GenerationRequest parse_generation_request(const Arguments& args) {
   r.width = parse_number<int>(args, "width", 0);
   r.height = parse_number<int>(args, "height", 0);
   if (const auto noise = args.get("initial-noise")) r.initial_noise = read_noise(*noise);
-  if (args.get("width") && r.width <= 0) throw std::invalid_argument("--width must be positive");
-  if (args.get("height") && r.height <= 0) throw std::invalid_argument("--height must be positive");
+  for (const auto& [name, value] : {std::pair{"width", r.width}, std::pair{"height", r.height}})
+    if (args.get(name) && (value <= 0 || value > kMaxImageSide))
+      throw std::invalid_argument("--" + std::string(name) + " must be between 8 and " + std::to_string(kMaxImageSide) +
+                                  " (a multiple of 8), not " + *args.get(name));
+  for (const char* output : {"out", "save-latents", "base-out", "mask-out", "stats-json"})
+    if (const auto path = args.get(output)) check_output_path(*path);
   return r;
 }
 

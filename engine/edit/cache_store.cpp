@@ -1,5 +1,6 @@
 // The activation cache's spill to host memory and prefetch back (cache_store.h; docs/method.md section 2.3).
 #include "edit/cache_store.h"
+#include "edit/edit_mask.h"
 
 #include "core/error.h"
 
@@ -91,7 +92,7 @@ std::size_t spill_to_host(Backend& b, LayerRecord& record, std::size_t keep_on_d
 }
 
 int whole_spill_steps(int steps) {
-  return steps <= 1 ? 0 : std::max(1, static_cast<int>(std::lround(0.2 * steps)));
+  return steps <= 1 ? 0 : default_detection_steps(steps);
 }
 
 CacheSpill::CacheSpill(Backend& b, std::optional<std::size_t> device_budget, int steps)

@@ -63,7 +63,7 @@ private:
 std::size_t spill_to_host(Backend& b, LayerRecord& record, std::size_t keep_on_device = 0);
 
 // The steps whose records spill whole before the others spill in part: an edit's default number of
-// dense detection steps (20% of the steps, at least one), which read no record.
+// dense detection steps (default_detection_steps: one per 20 steps, at least one), which read no record.
 int whole_spill_steps(int steps);
 
 // The recording side: which steps of one generation (or edit) stay on the device.

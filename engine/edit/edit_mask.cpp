@@ -147,4 +147,6 @@ Image8 alpha_region(const std::vector<float>& alpha, int width, int height) {
   return out;
 }
 
+int default_detection_steps(int steps) { return std::max(1, steps / 20); }
+
 }  // namespace fisedit

@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace fisedit {
@@ -15,13 +17,46 @@ namespace {
   throw Error(ErrorCode::io, path.string() + ": " + what + ": " + std::strerror(errno));
 }
 
+// The target may be missing or a regular file; anything else (a folder, a device such as /dev/full, a
+// FIFO, a socket, a symbolic link) is refused rather than replaced by a regular file.
+void check_target(const std::filesystem::path& target) {
+  struct stat st {};
+  if (::lstat(target.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    io_error(target, "cannot write");
+  }
+  const char* kind = S_ISDIR(st.st_mode)    ? "is a folder"
+                     : S_ISLNK(st.st_mode)  ? "is a symbolic link"
+                     : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "is a device"
+                     : S_ISFIFO(st.st_mode) ? "is a FIFO (named pipe)"
+                     : S_ISSOCK(st.st_mode) ? "is a socket"
+                     : S_ISREG(st.st_mode)  ? nullptr
+                                            : "is not a regular file";
+  if (kind) throw Error(ErrorCode::io, target.string() + ": cannot write there: it " + kind + "; give the path of a regular file");
+}
+
 }  // namespace
 
+void check_output_path(const std::filesystem::path& target) { check_target(target); }
+
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
+  check_target(target_);
   temp_ = target_;
   temp_ += ".tmp-" + std::to_string(::getpid());
-  file_ = std::fopen(temp_.c_str(), "wb");
-  if (!file_) io_error(temp_, "cannot create");
+  // A new file only: never follow or reuse whatever sits at the temporary name.
+  int fd = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0 && errno == EEXIST) {
+    // Left by a process of the same id that died; replace it only if it is a regular file.
+    struct stat st {};
+    if (::lstat(temp_.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::unlink(temp_.c_str()) == 0)
+      fd = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  }
+  if (fd < 0) io_error(temp_, "cannot create");
+  file_ = ::fdopen(fd, "wb");
+  if (!file_) {
+    ::close(fd);
+    io_error(temp_, "cannot create");
+  }
 }
 
 AtomicFile::~AtomicFile() {
@@ -43,11 +78,20 @@ void AtomicFile::commit() {
     io_error(temp_, "close failed");
   }
   file_ = nullptr;
+  try {
+    check_target(target_);  // again: it may have changed while the data was written
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(temp_, ignored);
+    throw;
+  }
   std::error_code ec;
   std::filesystem::rename(temp_, target_, ec);
   if (ec) {
-    std::filesystem::remove(temp_, ec);
-    throw Error(ErrorCode::io, target_.string() + ": cannot replace: " + ec.message());
+    const auto message = ec.message();  // before remove() overwrites ec
+    std::error_code ignored;
+    std::filesystem::remove(temp_, ignored);
+    throw Error(ErrorCode::io, target_.string() + ": cannot replace: " + message);
   }
 }
 

@@ -8,6 +8,11 @@
 
 namespace fisedit {
 
+// Throws Error(io) naming `target` unless it is missing or a regular file: folders, devices, FIFOs,
+// sockets and symbolic links are refused, never replaced (AtomicFile checks this too; front ends call it
+// before a long computation whose result goes there).
+void check_output_path(const std::filesystem::path& target);
+
 class AtomicFile {
 public:
   explicit AtomicFile(std::filesystem::path target);  // throws Error(io)

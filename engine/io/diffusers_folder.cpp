@@ -72,7 +72,10 @@ LoadedModel load_diffusers_folder(const std::filesystem::path& dir) {
     throw Error(ErrorCode::not_found, dir.string() + ": not a diffusers pipeline folder (model_index.json is missing)");
   const auto index = read_json_file(index_path);
   if (!index.is_object()) throw Error(ErrorCode::corrupt_file, index_path.string() + ": not a JSON object");
-  const auto class_name = index.value("_class_name", std::string());
+  const auto class_it = index.find("_class_name");
+  if (class_it != index.end() && !class_it->is_string())
+    throw Error(ErrorCode::corrupt_file, index_path.string() + ": \"_class_name\" must be a string");
+  const auto class_name = class_it == index.end() ? std::string() : class_it->get<std::string>();
   if (class_name.find("XL") != std::string::npos || index.contains("text_encoder_2"))
     throw Error(ErrorCode::unsupported, dir.string() + ": " + class_name + " (SDXL) is not supported; fisedit runs Stable Diffusion 1.x and 2.x");
 

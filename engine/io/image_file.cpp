@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
@@ -84,10 +85,26 @@ void write_png(const std::filesystem::path& path, const Image8& image, const Tex
 
 Image8 read_png(const std::filesystem::path& path) {
   const auto bytes = read_all(path);
+  const auto failure = [] {
+    const char* reason = stbi_failure_reason();  // NULL when stb gave none
+    return std::string(reason ? reason : "unknown reason");
+  };
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    throw Error(ErrorCode::corrupt_file, path.string() + ": " + std::to_string(bytes.size()) + " bytes, too large for a PNG fisedit reads");
+  if (bytes.size() < 8 || std::memcmp(bytes.data(), kSignature, 8) != 0)
+    throw Error(ErrorCode::corrupt_file, path.string() + ": not a PNG file");
   int w = 0, h = 0, c = 0;
-  unsigned char* data = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
-                                              static_cast<int>(bytes.size()), &w, &h, &c, 0);
-  if (!data) throw Error(ErrorCode::corrupt_file, path.string() + ": not a readable PNG (" + stbi_failure_reason() + ")");
+  const auto* begin = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int size = static_cast<int>(bytes.size());
+  // The size from the header, before a pixel is decoded: a small file can claim a huge image.
+  if (!stbi_info_from_memory(begin, size, &w, &h, &c))
+    throw Error(ErrorCode::corrupt_file, path.string() + ": not a readable PNG (" + failure() + ")");
+  if (w <= 0 || h <= 0 || w > kMaxImageSide || h > kMaxImageSide)
+    throw Error(ErrorCode::corrupt_file, path.string() + ": image is " + std::to_string(w) + "x" + std::to_string(h) +
+                                             " pixels, larger than the " + std::to_string(kMaxImageSide) + "x" +
+                                             std::to_string(kMaxImageSide) + " fisedit reads");
+  unsigned char* data = stbi_load_from_memory(begin, size, &w, &h, &c, 0);
+  if (!data) throw Error(ErrorCode::corrupt_file, path.string() + ": not a readable PNG (" + failure() + ")");
   if (c == 2) {  // grey + alpha: keep the grey
     Image8 grey{w, h, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(w) * h)};
     for (std::size_t i = 0; i < grey.pixels.size(); ++i) grey.pixels[i] = data[2 * i];

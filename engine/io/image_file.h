@@ -21,7 +21,12 @@ using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword
 // Throws Error(invalid_argument) for an inconsistent image, Error(io) when the file cannot be written.
 // ASCII texts go in tEXt chunks, others in uncompressed iTXt (UTF-8), as PIL does for latin-1-unsafe text.
 void write_png(const std::filesystem::path& path, const Image8& image, const TextChunks& text = {});
-// Throws Error(not_found / corrupt_file).
+// The largest image side fisedit makes or reads, in pixels: generation sizes (the app, fisedit-cli) and
+// mask PNGs are refused above it (a 4096x4096 image already needs a 512x512 latent).
+inline constexpr int kMaxImageSide = 4096;
+
+// Throws Error(not_found / corrupt_file). The size is read from the PNG header and checked against
+// kMaxImageSide before anything is decoded.
 Image8 read_png(const std::filesystem::path& path);
 // tEXt and uncompressed iTXt chunks of a PNG, in file order.
 TextChunks read_png_text(const std::filesystem::path& path);

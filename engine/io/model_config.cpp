@@ -3,21 +3,97 @@
 
 #include "core/error.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
 namespace fisedit {
 namespace {
 
-// Reads `key` as T when present and not null; a value of the wrong type is a corrupt config.
+[[noreturn]] void bad_field(const std::filesystem::path& source, const std::string& key, const std::string& what) {
+  throw Error(ErrorCode::corrupt_file, source.string() + ": \"" + key + "\" " + what);
+}
+
+// The JSON value's text for a message, cut short.
+std::string shown(const nlohmann::json& v) {
+  auto text = v.dump();
+  return text.size() > 40 ? text.substr(0, 40) + "..." : text;
+}
+
+// Strict conversions: an integer field takes a JSON integer that fits (never a float, a boolean or a
+// value that would wrap), a float field a finite number, a flag a boolean, a name a string.
+int to_int(const nlohmann::json& v, const std::string& key, const std::filesystem::path& source) {
+  if (v.is_number_unsigned()) {
+    if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+      bad_field(source, key, "is " + shown(v) + ", too large");
+    return static_cast<int>(v.get<std::uint64_t>());
+  }
+  if (v.is_number_integer()) {
+    const auto x = v.get<std::int64_t>();
+    if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max()) bad_field(source, key, "is " + shown(v) + ", out of range");
+    return static_cast<int>(x);
+  }
+  bad_field(source, key, "must be an integer, not " + shown(v));
+}
+
+void convert(const nlohmann::json& v, int& out, const std::string& key, const std::filesystem::path& source) {
+  out = to_int(v, key, source);
+}
+void convert(const nlohmann::json& v, float& out, const std::string& key, const std::filesystem::path& source) {
+  if (!v.is_number()) bad_field(source, key, "must be a number, not " + shown(v));
+  const double x = v.get<double>();
+  if (!std::isfinite(x) || std::abs(x) > std::numeric_limits<float>::max()) bad_field(source, key, "must be a finite number, not " + shown(v));
+  out = static_cast<float>(x);
+}
+void convert(const nlohmann::json& v, bool& out, const std::string& key, const std::filesystem::path& source) {
+  if (!v.is_boolean()) bad_field(source, key, "must be true or false, not " + shown(v));
+  out = v.get<bool>();
+}
+void convert(const nlohmann::json& v, std::string& out, const std::string& key, const std::filesystem::path& source) {
+  if (!v.is_string()) bad_field(source, key, "must be a string, not " + shown(v));
+  out = v.get<std::string>();
+}
+template <class T>
+void convert(const nlohmann::json& v, std::vector<T>& out, const std::string& key, const std::filesystem::path& source,
+             std::size_t max_size = 64) {
+  if (!v.is_array()) bad_field(source, key, "must be a list, not " + shown(v));
+  if (v.size() > max_size) bad_field(source, key, "has " + std::to_string(v.size()) + " entries, more than " + std::to_string(max_size));
+  out.clear();
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    T x{};
+    convert(v[i], x, key + "[" + std::to_string(i) + "]", source);
+    out.push_back(std::move(x));
+  }
+}
+
+// Reads `key` when present and not null; a value of the wrong type is a corrupt config.
 template <class T>
 void read(const nlohmann::json& j, const char* key, T& out, const std::filesystem::path& source) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return;
-  try {
-    out = it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw Error(ErrorCode::corrupt_file, source.string() + ": \"" + key + "\" has the wrong type (" +
-                                             std::string(it->type_name()) + ")");
-  }
+  convert(*it, out, key, source);
 }
+
+// Integers in [lo, hi]: sizes beyond any SD model would only allocate without end.
+void check_range(int v, int lo, int hi, const char* key, const std::filesystem::path& source) {
+  if (v < lo || v > hi)
+    bad_field(source, key, "is " + std::to_string(v) + ", outside " + std::to_string(lo) + ".." + std::to_string(hi));
+}
+
+// Group normalisation splits each level's channels into norm_num_groups equal groups.
+void check_groups(const std::vector<int>& channels, int groups, const std::filesystem::path& source) {
+  for (const int ch : channels)
+    if (ch % groups != 0)
+      bad_field(source, "norm_num_groups", "is " + std::to_string(groups) + ", which does not divide " + std::to_string(ch) +
+                                               " (block_out_channels)");
+}
+
+void check_positive_float(float v, const char* key, const std::filesystem::path& source) {
+  if (!(v > 0.0f)) bad_field(source, key, "must be greater than 0 (is " + std::to_string(v) + ")");
+}
+
+constexpr int kMaxChannels = 1 << 16;
 
 void require_object(const nlohmann::json& j, const std::filesystem::path& source) {
   if (!j.is_object()) throw Error(ErrorCode::corrupt_file, source.string() + ": config is not a JSON object");
@@ -26,12 +102,12 @@ void require_object(const nlohmann::json& j, const std::filesystem::path& source
 // An int applies to every level; a list gives one value per level.
 std::vector<int> per_level(const nlohmann::json& v, std::size_t levels, const char* key,
                            const std::filesystem::path& source) {
-  if (v.is_number_integer()) return std::vector<int>(levels, v.get<int>());
+  if (v.is_number_integer()) return std::vector<int>(levels, to_int(v, key, source));
   if (v.is_array() && v.size() == levels) {
     std::vector<int> out;
     for (const auto& x : v) {
       if (!x.is_number_integer()) break;
-      out.push_back(x.get<int>());
+      out.push_back(to_int(x, key, source));
     }
     if (out.size() == levels) return out;
   }
@@ -44,6 +120,16 @@ void check_positive(int v, const char* key, const std::filesystem::path& source)
 }
 
 }  // namespace
+
+const std::vector<std::string>& known_scheduler_classes() {
+  // diffusers' schedulers for SD 1.x/2.x noise schedules; the pipeline runs its own sampler for them.
+  static const std::vector<std::string> names = {
+      "DDIMScheduler", "PNDMScheduler", "DDPMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler",
+      "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
+      "DPMSolverSDEScheduler", "UniPCMultistepScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler",
+      "KDPM2AncestralDiscreteScheduler", "DEISMultistepScheduler"};
+  return names;
+}
 
 const char* family_name(ModelFamily f) { return f == ModelFamily::sd1 ? "SD1.x" : "SD2.x"; }
 const char* prediction_name(PredictionType p) { return p == PredictionType::epsilon ? "epsilon" : "v_prediction"; }
@@ -78,9 +164,16 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& j, const std::filesystem:
   if (levels == 0 || c.down_block_types.size() != levels || c.up_block_types.size() != levels)
     throw Error(ErrorCode::corrupt_file, source.string() +
                                              ": block_out_channels, down_block_types and up_block_types must be non-empty lists of equal length");
-  for (int ch : c.block_out_channels) check_positive(ch, "block_out_channels", source);
-  check_positive(c.layers_per_block, "layers_per_block", source);
-  check_positive(c.norm_num_groups, "norm_num_groups", source);
+  for (int ch : c.block_out_channels) check_range(ch, 1, kMaxChannels, "block_out_channels", source);
+  check_range(c.layers_per_block, 1, 64, "layers_per_block", source);
+  check_range(c.norm_num_groups, 1, kMaxChannels, "norm_num_groups", source);
+  check_range(c.in_channels, 1, kMaxChannels, "in_channels", source);
+  check_range(c.out_channels, 1, kMaxChannels, "out_channels", source);
+  check_range(c.cross_attention_dim, 1, kMaxChannels, "cross_attention_dim", source);
+  check_range(c.transformer_layers_per_block, 1, 64, "transformer_layers_per_block", source);
+  check_range(c.sample_size, 1, 1024, "sample_size", source);  // latent pixels: up to kMaxImageSide / 8
+  check_groups(c.block_out_channels, c.norm_num_groups, source);
+  check_positive_float(c.norm_eps, "norm_eps", source);
   // diffusers: num_attention_heads = num_attention_heads or attention_head_dim (the historic misnomer).
   const auto heads_it = j.find("num_attention_heads");
   const auto dim_it = j.find("attention_head_dim");
@@ -116,8 +209,15 @@ VaeConfig VaeConfig::from_json(const nlohmann::json& j, const std::filesystem::p
   read(j, "sample_size", c.sample_size, source);
   if (c.block_out_channels.empty())
     throw Error(ErrorCode::corrupt_file, source.string() + ": block_out_channels must be a non-empty list");
-  for (int ch : c.block_out_channels) check_positive(ch, "block_out_channels", source);
-  check_positive(c.latent_channels, "latent_channels", source);
+  for (int ch : c.block_out_channels) check_range(ch, 1, kMaxChannels, "block_out_channels", source);
+  check_range(c.latent_channels, 1, kMaxChannels, "latent_channels", source);
+  check_range(c.in_channels, 1, kMaxChannels, "in_channels", source);
+  check_range(c.out_channels, 1, kMaxChannels, "out_channels", source);
+  check_range(c.layers_per_block, 1, 64, "layers_per_block", source);
+  check_range(c.norm_num_groups, 1, kMaxChannels, "norm_num_groups", source);
+  check_range(c.sample_size, 1, 1 << 16, "sample_size", source);
+  check_groups(c.block_out_channels, c.norm_num_groups, source);
+  check_positive_float(c.scaling_factor, "scaling_factor", source);
   return c;
 }
 
@@ -132,9 +232,13 @@ TextEncoderConfig TextEncoderConfig::from_json(const nlohmann::json& j, const st
   read(j, "max_position_embeddings", c.max_position_embeddings, source);
   read(j, "hidden_act", c.hidden_act, source);
   read(j, "layer_norm_eps", c.layer_norm_eps, source);
-  check_positive(c.hidden_size, "hidden_size", source);
-  check_positive(c.num_hidden_layers, "num_hidden_layers", source);
-  check_positive(c.num_attention_heads, "num_attention_heads", source);
+  check_range(c.vocab_size, 1, 1'000'000, "vocab_size", source);
+  check_range(c.hidden_size, 1, kMaxChannels, "hidden_size", source);
+  check_range(c.intermediate_size, 1, 4 * kMaxChannels, "intermediate_size", source);
+  check_range(c.num_hidden_layers, 1, 256, "num_hidden_layers", source);
+  check_range(c.num_attention_heads, 1, kMaxChannels, "num_attention_heads", source);
+  check_range(c.max_position_embeddings, 1, 1 << 16, "max_position_embeddings", source);
+  check_positive_float(c.layer_norm_eps, "layer_norm_eps", source);
   if (c.hidden_size % c.num_attention_heads != 0)
     throw Error(ErrorCode::corrupt_file, source.string() + ": hidden_size is not divisible by num_attention_heads");
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
@@ -163,7 +267,31 @@ SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j, const std::f
   else
     throw Error(ErrorCode::unsupported, source.string() + ": prediction_type \"" + prediction +
                                             "\" is not supported (epsilon or v_prediction)");
-  check_positive(c.num_train_timesteps, "num_train_timesteps", source);
+  check_range(c.num_train_timesteps, 1, kMaxTrainTimesteps, "num_train_timesteps", source);
+  check_range(c.steps_offset, 0, c.num_train_timesteps - 1, "steps_offset", source);
+  if (!(c.beta_start > 0.0f && c.beta_start < c.beta_end && c.beta_end < 1.0f))
+    throw Error(ErrorCode::corrupt_file, source.string() + ": beta_start " + std::to_string(c.beta_start) + " and beta_end " +
+                                             std::to_string(c.beta_end) + " must satisfy 0 < beta_start < beta_end < 1");
+  if (c.beta_schedule != "linear" && c.beta_schedule != "scaled_linear")
+    throw Error(ErrorCode::unsupported, source.string() + ": beta_schedule \"" + c.beta_schedule +
+                                            "\" is not supported (linear or scaled_linear)");
+  if (c.timestep_spacing != "leading" && c.timestep_spacing != "trailing" && c.timestep_spacing != "linspace")
+    throw Error(ErrorCode::unsupported, source.string() + ": timestep_spacing \"" + c.timestep_spacing +
+                                            "\" is not supported (leading, trailing or linspace)");
+  if (const auto trained = j.find("trained_betas"); trained != j.end() && !trained->is_null()) {
+    std::vector<float> betas;
+    convert(*trained, betas, "trained_betas", source, kMaxTrainTimesteps);
+    if (betas.size() != static_cast<std::size_t>(c.num_train_timesteps))
+      bad_field(source, "trained_betas", "has " + std::to_string(betas.size()) + " values, not num_train_timesteps (" +
+                                             std::to_string(c.num_train_timesteps) + ")");
+    for (const float b : betas)
+      if (!(b > 0.0f && b < 1.0f)) bad_field(source, "trained_betas", "holds " + std::to_string(b) + ", outside (0, 1)");
+  }
+  const auto& known = known_scheduler_classes();
+  if (std::find(known.begin(), known.end(), c.class_name) == known.end())
+    throw Error(ErrorCode::unsupported, source.string() + ": \"_class_name\" \"" + c.class_name +
+                                            "\" is not a diffusers scheduler fisedit knows (e.g. DDIMScheduler, PNDMScheduler, "
+                                            "DPMSolverMultistepScheduler, EulerDiscreteScheduler)");
   c.raw = j;
   return c;
 }

@@ -68,6 +68,12 @@ struct TextEncoderConfig {
   static TextEncoderConfig from_json(const nlohmann::json& j, const std::filesystem::path& source);
 };
 
+// The diffusers scheduler class names a scheduler_config.json may give ("_class_name"); others are refused.
+const std::vector<std::string>& known_scheduler_classes();
+
+// num_train_timesteps above this is refused (SD models use 1000).
+inline constexpr int kMaxTrainTimesteps = 10000;
+
 struct SchedulerConfig {
   std::string class_name = "PNDMScheduler";
   int num_train_timesteps = 1000;

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
+#include <optional>
 #include <fstream>
 
 namespace fisedit {
@@ -38,6 +40,46 @@ bool looks_like_pickle(const std::filesystem::path& p) {
                   "st.save_file({k: v.contiguous() for k, v in sd.items() if torch.is_tensor(v)}, '" + out + "')\"");
 }
 
+// Whether `n` values at `p` include a NaN or an infinity: all exponent bits set. One pass of integer ANDs
+// and ORs over chunks, which the compiler vectorises; the exact position is looked for only on a hit.
+template <class Bits>
+std::optional<std::int64_t> first_non_finite(const std::byte* p, std::int64_t n, Bits exponent) {
+  constexpr std::int64_t kChunk = 4096;
+  for (std::int64_t start = 0; start < n; start += kChunk) {
+    const std::int64_t end = std::min(n, start + kChunk);
+    Bits any = 0;
+    for (std::int64_t i = start; i < end; ++i) {
+      Bits v;
+      std::memcpy(&v, p + i * sizeof(Bits), sizeof(Bits));
+      any |= static_cast<Bits>(((v & exponent) == exponent) ? 1 : 0);
+    }
+    if (any)
+      for (std::int64_t i = start; i < end; ++i) {
+        Bits v;
+        std::memcpy(&v, p + i * sizeof(Bits), sizeof(Bits));
+        if ((v & exponent) == exponent) return i;
+      }
+  }
+  return std::nullopt;
+}
+
+// Every floating-point weight finite: one NaN or infinity turns the whole image black.
+void check_finite(const WeightMap& weights, const char* component, const std::filesystem::path& source) {
+  for (const auto& [name, t] : weights) {
+    std::optional<std::int64_t> at;
+    switch (t.dtype()) {
+      case DType::f32: at = first_non_finite<std::uint32_t>(t.data(), t.numel(), 0x7f800000u); break;
+      case DType::f16: at = first_non_finite<std::uint16_t>(t.data(), t.numel(), 0x7c00u); break;
+      case DType::bf16: at = first_non_finite<std::uint16_t>(t.data(), t.numel(), 0x7f80u); break;
+      case DType::f64: at = first_non_finite<std::uint64_t>(t.data(), t.numel(), 0x7ff0000000000000ull); break;
+      default: break;
+    }
+    if (at)
+      throw Error(ErrorCode::corrupt_file, source.string() + ": " + component + " weight '" + name + "' holds NaN or infinity (element " +
+                                               std::to_string(*at) + " of " + std::to_string(t.numel()) + ")");
+  }
+}
+
 }  // namespace
 
 const char* format_name(ModelFormat f) {
@@ -49,9 +91,19 @@ LoadedModel load_model(const std::filesystem::path& path, const LoadOptions& opt
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status))
     throw Error(ErrorCode::not_found, path.string() + ": no such file or folder (expected a diffusers folder or a .safetensors checkpoint)");
-  if (std::filesystem::is_directory(status)) return detail::load_diffusers_folder(path);
-  if (has_pickle_extension(path) || looks_like_pickle(path)) refuse_pickle(path);
-  return detail::load_single_file(path, options);
+  LoadedModel model;
+  if (std::filesystem::is_directory(status)) {
+    model = detail::load_diffusers_folder(path);
+  } else {
+    if (has_pickle_extension(path) || looks_like_pickle(path)) refuse_pickle(path);
+    model = detail::load_single_file(path, options);
+  }
+  // Named by the file, or the component's folder of a pipeline folder (whose weights may be sharded).
+  const bool folder = model.format == ModelFormat::diffusers_folder;
+  check_finite(model.unet_weights, "U-Net", folder ? path / "unet" : path);
+  check_finite(model.vae_weights, "VAE", folder ? path / "vae" : path);
+  check_finite(model.text_encoder_weights, "text encoder", folder ? path / "text_encoder" : path);
+  return model;
 }
 
 std::int64_t parameter_count(const WeightMap& weights) {

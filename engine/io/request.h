@@ -54,7 +54,7 @@ struct EditRequest {
   MaskMode mask_mode = MaskMode::automatic;
   std::optional<Image8> painted_mask{};  // image size, white = may change; needed by painted / intersect
   int margin = 0;                      // dilation of the mask, latent pixels
-  int detect_steps = -1;               // dense detection steps; -1: 20% of the steps (painted: none)
+  int detect_steps = -1;               // dense detection steps; -1: default_detection_steps (painted: none)
   int feather = 8;                     // pixels of blending at the composite's edge
   // Run every layer in full and keep the cached values outside the mask afterwards, instead of
   // running layers at the active positions only: the same image, slower; a reference to check against.

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json_file.h"
 
 #include <nlohmann/json.hpp>
 
@@ -97,8 +98,13 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
                       std::to_string(bytes.size()) + "-byte file (truncated?)");
 
   const auto* header_begin = reinterpret_cast<const char*>(bytes.data() + 8);
-  nlohmann::json header = nlohmann::json::parse(header_begin, header_begin + header_len, nullptr, false);
-  if (header.is_discarded()) corrupt(path, "header is not valid JSON");
+  const nlohmann::json header = [&] {
+    try {
+      return parse_json_text(std::string_view(header_begin, header_len), "header");
+    } catch (const Error& e) {
+      corrupt(path, e.what());
+    }
+  }();
   if (!header.is_object()) corrupt(path, "header is not a JSON object");
 
   f.data_area_ = bytes.data() + 8 + header_len;
@@ -123,6 +129,18 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   for (std::size_t i = 1; i < by_offset.size(); ++i)
     if (by_offset[i]->begin < by_offset[i - 1]->end)
       corrupt(path, "tensors '" + by_offset[i - 1]->name + "' and '" + by_offset[i]->name + "' overlap in the data area");
+  // The tensors tile the data area exactly, as the reference implementation requires: a gap or bytes left
+  // over mean a header length or offsets that are off, and tensors read from the wrong bytes.
+  std::uint64_t covered = 0;
+  for (const auto* t : by_offset) {
+    if (t->begin != covered)
+      corrupt(path, "tensor '" + t->name + "' starts at byte " + std::to_string(t->begin) + " of the data area, but the tensor before it ends at " +
+                        std::to_string(covered) + " (a gap: header length or data_offsets wrong?)");
+    covered = t->end;
+  }
+  if (covered != data_size)
+    corrupt(path, "the tensors cover " + std::to_string(covered) + " bytes of the " + std::to_string(data_size) +
+                      "-byte data area (header length or data_offsets wrong, or bytes appended?)");
 
   std::sort(f.tensors_.begin(), f.tensors_.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return f;

@@ -58,6 +58,19 @@ const Tensor& weight(const WeightMap& w, const std::string& name, const std::fil
   return it->second;
 }
 
+// Size `i` of a weight of rank `rank`, a size a config can hold: the configuration is read from these.
+int weight_dim(const WeightMap& w, const std::string& name, int rank, int i, const std::filesystem::path& file) {
+  const auto& t = weight(w, name, file);
+  if (t.rank() != rank)
+    throw Error(ErrorCode::corrupt_file, file.string() + ": weight '" + name + "' has shape " + shape_to_string(t.shape()) +
+                                             ", expected " + std::to_string(rank) + " dimensions");
+  const auto d = t.dim(i);
+  if (d < 1 || d > 1'000'000)
+    throw Error(ErrorCode::corrupt_file, file.string() + ": weight '" + name + "' has shape " + shape_to_string(t.shape()) +
+                                             ", with a size outside 1..1000000");
+  return static_cast<int>(d);
+}
+
 // Number of indices `i` for which `prefix + i + "."` starts some key.
 int count_indexed(const WeightMap& w, const std::string& prefix) {
   int n = 0;
@@ -75,12 +88,12 @@ void infer_unet_config(LoadedModel& m, const std::filesystem::path& file) {
   UNetConfig c;
   const int levels = count_indexed(w, "down_blocks.");
   if (levels == 0) throw Error(ErrorCode::corrupt_file, file.string() + ": U-Net has no down blocks");
-  c.in_channels = static_cast<int>(weight(w, "conv_in.weight", file).dim(1));
-  c.out_channels = static_cast<int>(weight(w, "conv_out.weight", file).dim(0));
+  c.in_channels = weight_dim(w, "conv_in.weight", 4, 1, file);
+  c.out_channels = weight_dim(w, "conv_out.weight", 4, 0, file);
   c.layers_per_block = count_indexed(w, "down_blocks.0.resnets.");
   for (int level = 0; level < levels; ++level) {
     const auto base = "down_blocks." + std::to_string(level) + ".";
-    c.block_out_channels.push_back(static_cast<int>(weight(w, base + "resnets.0.conv1.weight", file).dim(0)));
+    c.block_out_channels.push_back(weight_dim(w, base + "resnets.0.conv1.weight", 4, 0, file));
     const bool attention = w.count(base + "attentions.0.proj_in.weight") > 0;
     c.down_block_types.push_back(attention ? "CrossAttnDownBlock2D" : "DownBlock2D");
   }
@@ -90,11 +103,17 @@ void infer_unet_config(LoadedModel& m, const std::filesystem::path& file) {
   if (attn != c.down_block_types.end()) {
     const auto base = "down_blocks." + std::to_string(attn - c.down_block_types.begin()) + ".attentions.0.";
     c.use_linear_projection = weight(w, base + "proj_in.weight", file).rank() == 2;
-    c.cross_attention_dim = static_cast<int>(weight(w, base + "transformer_blocks.0.attn2.to_k.weight", file).dim(1));
+    c.cross_attention_dim = weight_dim(w, base + "transformer_blocks.0.attn2.to_k.weight", 2, 1, file);
   }
   // Head counts are invisible in tensor shapes: SD1.x uses 8 heads everywhere, SD2.x 64-wide heads.
   for (int ch : c.block_out_channels)
     c.num_attention_heads.push_back(m.family == ModelFamily::sd1 ? 8 : std::max(1, ch / 64));
+  for (std::size_t level = 0; level < c.block_out_channels.size(); ++level)
+    if (c.block_out_channels[level] % c.num_attention_heads[level] != 0)
+      throw Error(ErrorCode::corrupt_file, file.string() + ": U-Net level " + std::to_string(level) + " has " +
+                                               std::to_string(c.block_out_channels[level]) + " channels, not divisible into " +
+                                               std::to_string(c.num_attention_heads[level]) + " heads (" + family_name(m.family) +
+                                               " rule); give its config folder");
   c.upcast_attention = m.family == ModelFamily::sd2;
   c.sample_size = m.family == ModelFamily::sd1 ? 64 : 96;
   m.unet = c;
@@ -109,13 +128,12 @@ void infer_vae_config(LoadedModel& m, const std::filesystem::path& file) {
   VaeConfig c;
   const int levels = count_indexed(w, "encoder.down_blocks.");
   for (int level = 0; level < levels; ++level)
-    c.block_out_channels.push_back(static_cast<int>(
-        weight(w, "encoder.down_blocks." + std::to_string(level) + ".resnets.0.conv2.weight", file).dim(0)));
+    c.block_out_channels.push_back(weight_dim(w, "encoder.down_blocks." + std::to_string(level) + ".resnets.0.conv2.weight", 4, 0, file));
   if (c.block_out_channels.empty()) throw Error(ErrorCode::corrupt_file, file.string() + ": VAE encoder has no down blocks");
   c.layers_per_block = count_indexed(w, "encoder.down_blocks.0.resnets.");
-  c.latent_channels = static_cast<int>(weight(w, "decoder.conv_in.weight", file).dim(1));
-  c.in_channels = static_cast<int>(weight(w, "encoder.conv_in.weight", file).dim(1));
-  c.out_channels = static_cast<int>(weight(w, "decoder.conv_out.weight", file).dim(0));
+  c.latent_channels = weight_dim(w, "decoder.conv_in.weight", 4, 1, file);
+  c.in_channels = weight_dim(w, "encoder.conv_in.weight", 4, 1, file);
+  c.out_channels = weight_dim(w, "decoder.conv_out.weight", 4, 0, file);
   c.use_quant_conv = w.count("quant_conv.weight") > 0;
   c.use_post_quant_conv = w.count("post_quant_conv.weight") > 0;
   c.mid_block_add_attention = w.count("decoder.mid_block.attentions.0.to_q.weight") > 0;
@@ -126,12 +144,14 @@ void infer_vae_config(LoadedModel& m, const std::filesystem::path& file) {
 void infer_text_encoder_config(LoadedModel& m, int available_layers, const std::filesystem::path& file) {
   const auto& w = m.text_encoder_weights;
   TextEncoderConfig c;
-  const auto& tokens = weight(w, "text_model.embeddings.token_embedding.weight", file);
-  c.vocab_size = static_cast<int>(tokens.dim(0));
-  c.hidden_size = static_cast<int>(tokens.dim(1));
-  c.max_position_embeddings = static_cast<int>(weight(w, "text_model.embeddings.position_embedding.weight", file).dim(0));
-  c.intermediate_size = static_cast<int>(weight(w, "text_model.encoder.layers.0.mlp.fc1.weight", file).dim(0));
+  c.vocab_size = weight_dim(w, "text_model.embeddings.token_embedding.weight", 2, 0, file);
+  c.hidden_size = weight_dim(w, "text_model.embeddings.token_embedding.weight", 2, 1, file);
+  c.max_position_embeddings = weight_dim(w, "text_model.embeddings.position_embedding.weight", 2, 0, file);
+  c.intermediate_size = weight_dim(w, "text_model.encoder.layers.0.mlp.fc1.weight", 2, 0, file);
   c.num_attention_heads = std::max(1, c.hidden_size / 64);
+  if (c.hidden_size % c.num_attention_heads != 0)
+    throw Error(ErrorCode::corrupt_file, file.string() + ": text encoder width " + std::to_string(c.hidden_size) +
+                                             " is not divisible into 64-wide heads; give its config folder");
   if (m.family == ModelFamily::sd1) {
     c.num_hidden_layers = available_layers;
     c.hidden_act = "quick_gelu";

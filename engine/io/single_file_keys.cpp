@@ -18,7 +18,7 @@ namespace {
 std::optional<std::pair<int, std::string>> take_index(const std::string& s) {
   int value = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-  if (ec != std::errc() || end == s.data() || end == s.data() + s.size() || *end != '.') return std::nullopt;
+  if (ec != std::errc() || end == s.data() || end == s.data() + s.size() || *end != '.' || value < 0) return std::nullopt;
   return std::pair{value, std::string(end + 1)};
 }
 
@@ -40,10 +40,21 @@ std::string resnet_name(const std::string& rest) {
 // Number of input blocks per down level: the resnets plus one downsampler. The first input block
 // holding a downsampler ("N.0.op.") is number layers_per_block + 1.
 int input_blocks_per_level(const WeightMap& ldm, const std::filesystem::path& file) {
+  // The lowest numbered downsampler (keys sort as text: block 12 comes before block 3).
+  std::optional<std::pair<int, std::string>> first_downsampler;
   for (const auto& [key, t] : ldm) {
     if (!key.starts_with("input_blocks.")) continue;
     const auto parsed = take_index(key.substr(13));
-    if (parsed && parsed->second.starts_with("0.op.")) return parsed->first;
+    if (parsed && parsed->second.starts_with("0.op.") && (!first_downsampler || parsed->first < first_downsampler->first))
+      first_downsampler = std::pair{parsed->first, key};
+  }
+  if (first_downsampler) {
+    // Block 0 is conv_in and every level holds at least one resnet before its downsampler.
+    const auto& [block, key] = *first_downsampler;
+    if (block < 2)
+      throw Error(ErrorCode::corrupt_file, file.string() + ": U-Net weight '" + key + "' puts a downsampler at input block " +
+                                               std::to_string(block) + " (the first one can be no earlier than block 2)");
+    return block;
   }
   // A U-Net with a single level has no downsampler; then every input block but conv_in is a level-0 layer.
   int blocks = 0;
@@ -185,7 +196,7 @@ WeightMap map_open_clip_keys(const WeightMap& open_clip, int layers, const std::
       const auto& inner = block->second;
       if (inner == "attn.in_proj_weight" || inner == "attn.in_proj_bias") {
         // q, k and v stacked along the first dimension, in that order.
-        if (t.dim(0) % 3 != 0)
+        if (t.rank() < 1 || t.dim(0) % 3 != 0)
           throw Error(ErrorCode::corrupt_file, file.string() + ": '" + key + "' has shape " + shape_to_string(t.shape()) +
                                                    ", not three stacked projections");
         const auto width = t.dim(0) / 3;

@@ -214,18 +214,27 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   gen.latents.back() = x;
   SparseLevels levels(out.mask, e.dense_levels_up_to.value_or(SparseLevels::default_dense_up_to()));
   const auto memory_before = backend_.device_memory();
+  PredictTimes host;
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
+    auto t_step = Clock::now();
     const auto& cached = cache.acquire(static_cast<std::size_t>(i), &levels);  // queues step i + 1's copy
     SparseStep step(cached, levels, gen.steps[static_cast<std::size_t>(i)], e.dense_reference,
                     &base.steps[static_cast<std::size_t>(i)]);
-    x = scheduler->step(predict(*scheduler, i, x, cond, r, &step, &out.stats.sparse_enqueue_ms), i, x);
+    host.prepare_ms += ms_since(t_step);
+    const auto noise = predict(*scheduler, i, x, cond, r, &step, &host);
+    t_step = Clock::now();
+    x = scheduler->step(noise, i, x);
     if (i == k) out.stats.first_sparse_step_ms = ms_since(t);  // predict() ends with a download: synchronised
     spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);
     gen.latents.push_back(x);
     if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
+    out.stats.sparse_after_ms += ms_since(t_step);
   }
+  out.stats.sparse_prepare_ms = host.prepare_ms;
+  out.stats.sparse_enqueue_ms = host.enqueue_ms;
+  out.stats.sparse_wait_ms = host.wait_ms;
   out.stats.sparse_ms = ms_since(t);
   if (const auto memory_after = backend_.device_memory(); memory_before && memory_after) {
     out.stats.driver_allocations = memory_after->driver_allocations - memory_before->driver_allocations;

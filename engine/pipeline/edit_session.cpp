@@ -134,6 +134,10 @@ NodeId EditSession::adopt(Node node) {
            " painted mask for a " + std::to_string(r.width) + "x" + std::to_string(r.height) + " image");
     if (e.margin < 0 || e.feather < 0) fail("has a negative margin or feather");
   }
+  // A stored edit replays what ran: the default detection count (-1) becomes the count the edit used,
+  // so that a later change of the default does not change how a saved node is rebuilt.
+  if (node.edit && node.edit->detect_steps < 0 && node.stats.detect_steps > 0)
+    node.edit->detect_steps = node.stats.detect_steps;
   const Image8& image = node.result.image;
   if (image.width != r.width || image.height != r.height || image.channels != 3 ||
       image.pixels.size() != static_cast<std::size_t>(r.width) * r.height * 3)

@@ -27,12 +27,14 @@ using pipeline_detail::ms_since;
 
 void check_stop(const std::stop_token& stop) { pipeline_detail::check_stop(stop, "generation"); }
 
-// The diffusers class a model's scheduler_config.json names -> our sampler. Samplers we do not
-// implement (PNDM, the SD1.x default; LMS; ...) fall back to DDIM, which every SD model supports.
-std::string sampler_for_class(const std::string& class_name) {
-  if (class_name == "DPMSolverMultistepScheduler") return "dpmpp2m";
-  if (class_name == "EulerDiscreteScheduler") return "euler";
-  return "ddim";
+// A NaN or infinity anywhere stops the generation rather than decoding it into a black image.
+void check_finite(const std::vector<float>& values, int step, int steps, const char* what) {
+  bool finite = true;
+  for (const float v : values) finite &= std::isfinite(v);
+  if (!finite)
+    throw Error(ErrorCode::invalid_argument, "step " + std::to_string(step) + " of " + std::to_string(steps) + ": " + what +
+                                                 " turned NaN or infinite (the model's weights or configs, or the "
+                                                 "sampler and step count, do not work together)");
 }
 
 std::string format_float(float v) {
@@ -70,6 +72,10 @@ GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
   if (r.width < 0 || r.height < 0 || r.width % 8 || r.height % 8)
     throw Error(ErrorCode::invalid_argument, "size " + std::to_string(r.width) + "x" + std::to_string(r.height) +
                                                  " is not a multiple of 8 in both directions");
+  if (r.width > kMaxImageSide || r.height > kMaxImageSide)
+    throw Error(ErrorCode::invalid_argument, "size " + std::to_string(r.width) + "x" + std::to_string(r.height) +
+                                                 " is larger than the " + std::to_string(kMaxImageSide) + "x" +
+                                                 std::to_string(kMaxImageSide) + " fisedit makes");
   if (r.steps <= 0 || r.steps > 1000)
     throw Error(ErrorCode::invalid_argument, "steps must be between 1 and 1000 (got " + std::to_string(r.steps) + ")");
   if (!(r.cfg_scale >= 0.0f) || !std::isfinite(r.cfg_scale))
@@ -83,6 +89,8 @@ GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
     if (r.initial_noise->shape() != expected)
       throw Error(ErrorCode::invalid_argument, "initial noise has shape " + shape_to_string(r.initial_noise->shape()) +
                                                    ", expected " + shape_to_string(expected));
+    for (const float v : r.initial_noise->to_f32())
+      if (!std::isfinite(v)) throw Error(ErrorCode::invalid_argument, "initial noise holds NaN or infinity");
   }
   return r;
 }
@@ -121,8 +129,8 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
 
 std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, const std::vector<float>& x,
                                             const Conditioning& cond, const GenerationRequest& r, SparseStep* step,
-                                            double* enqueue_ms) {
-  const auto t0 = Clock::now();
+                                            PredictTimes* times) {
+  auto t0 = Clock::now();
   const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8, n = c * h * w;
   const std::int64_t batch = cond.guidance ? 2 : 1;
   const auto input = scheduler.scale_model_input(x, i);
@@ -130,9 +138,17 @@ std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, c
   if (cond.guidance) batch_input.insert(batch_input.end(), input.begin(), input.end());
   auto sample = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({batch, c, h, w}, batch_input)));
   const float timestep = scheduler.model_timesteps()[static_cast<std::size_t>(i)];
+  if (times) {
+    times->prepare_ms += ms_since(t0);
+    t0 = Clock::now();
+  }
   const auto queued = backend_.nhwc_to_nchw(c_->unet.forward(sample, std::span(&timestep, 1), cond.context, step));
-  if (enqueue_ms) *enqueue_ms += ms_since(t0);
+  if (times) {
+    times->enqueue_ms += ms_since(t0);
+    t0 = Clock::now();
+  }
   const auto out = backend_.download(queued);
+  if (times) times->wait_ms += ms_since(t0);
   const auto pred = out.to_f32();
   std::vector<float> noise(pred.begin(), pred.begin() + n);
   if (cond.guidance)  // uncond + scale * (cond - uncond)
@@ -152,6 +168,11 @@ void StableDiffusion::decode(const std::vector<float>& latents, std::int64_t h, 
 
   // 8-bit RGB as diffusers' numpy_to_pil: round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even as numpy.
   const auto pixels = decoded_nhwc.to_f32();
+  bool finite = true;
+  for (const float v : pixels) finite &= std::isfinite(v);
+  if (!finite)
+    throw Error(ErrorCode::invalid_argument, "the VAE decoded NaN or infinite pixels from the final latents (the model's "
+                                             "weights or configs, or the CFG scale, do not work together)");
   result.image = Image8{static_cast<int>(8 * w), static_cast<int>(8 * h), 3, std::vector<std::uint8_t>(pixels.size())};
   for (std::size_t i = 0; i < pixels.size(); ++i)
     result.image.pixels[i] = static_cast<std::uint8_t>(std::nearbyint(255.0f * std::clamp(pixels[i] / 2.0f + 0.5f, 0.0f, 1.0f)));
@@ -212,7 +233,9 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
     if (keep) record.emplace(keep->steps[static_cast<std::size_t>(i)]);
     if (record && i < default_detection_steps(r.steps)) record->explicit_cross_attention();  // for attention control
     const auto noise = predict(*scheduler, i, latents, cond, r, record ? &*record : nullptr);
+    check_finite(noise, i + 1, scheduler->num_steps(), "the U-Net's prediction");
     latents = scheduler->step(noise, i, latents);
+    check_finite(latents, i + 1, scheduler->num_steps(), "the latents after the sampler's step");
     if (keep) {
       spill.keep(keep->steps[static_cast<std::size_t>(i)]);
       keep->latents.push_back(latents);
@@ -234,7 +257,15 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
   return result;
 }
 
-int default_detection_steps(int steps) { return std::max(1, static_cast<int>(std::lround(0.2 * steps))); }
+// The diffusers class a model's scheduler_config.json names -> our sampler. Samplers we do not
+// implement (PNDM, the SD1.x default; LMS; ...) fall back to DDIM, which every SD model supports
+// (SchedulerConfig refuses class names that are not diffusers schedulers).
+std::string sampler_for_class(const std::string& class_name) {
+  if (class_name == "DPMSolverMultistepScheduler") return "dpmpp2m";
+  if (class_name == "EulerDiscreteScheduler") return "euler";
+  return "ddim";
+}
+
 
 std::size_t CachedGeneration::cache_bytes() const {
   std::size_t n = 0;

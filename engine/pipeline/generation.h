@@ -9,6 +9,7 @@
 #include "io/model_loader.h"
 #include "io/request.h"
 #include "models/layers.h"
+#include "edit/edit_mask.h"
 #include "edit/sparse_step.h"
 
 #include <algorithm>
@@ -77,9 +78,10 @@ struct EditStats {
   // first (GEMM plans, memory), which the later steps reuse.
   double first_sparse_step_ms = 0;
   std::size_t prefetched_bytes = 0;  // the base's spilled cache copied back to the device for the edit
-  // Where the sparse steps' time goes on the host (part of sparse_ms): enqueueing the U-Net's work,
-  // against waiting for the device and the scheduler's own work.
-  double sparse_enqueue_ms = 0;
+  // Where the sparse steps' host time goes (summed over them, parts of sparse_ms): preparing a step
+  // (its cached record, its input's upload), enqueueing the U-Net's work, waiting for the device to
+  // finish it (and downloading the prediction), and what follows (scheduler, record bookkeeping).
+  double sparse_prepare_ms = 0, sparse_enqueue_ms = 0, sparse_wait_ms = 0, sparse_after_ms = 0;
   // Device memory the edit had to ask the driver for (Backend::DeviceMemory): blocks, and emptied caches.
   std::size_t driver_allocations = 0, cache_flushes = 0;
 };
@@ -91,12 +93,11 @@ struct EditResult {
   EditStats stats;
 };
 
-// The dense detection steps of an automatic mask when the request names none: 20% of the steps, at
-// least one (docs/method.md section 3.1). In these first steps of every generation the cross-attention runs
-// through explicit probabilities (Backend::attention_probs), which a cached generation keeps for
-// attention control: the same route in the base and in the detection steps, so an edit that
-// changes nothing computes exactly what the base did, with or without attention control.
-int default_detection_steps(int steps);
+// default_detection_steps(steps): edit/edit_mask.h.
+
+// The sampler that runs a model whose scheduler_config.json names `class_name` (DDIM for the classes
+// fisedit has no sampler of): what an empty GenerationRequest::scheduler resolves to.
+std::string sampler_for_class(const std::string& class_name);
 
 // Whether `next` can be made as an edit of `base`: nothing but the prompts differs (docs/method.md
 // section 1).
@@ -154,9 +155,13 @@ private:
   };
   Conditioning condition(const std::string& prompt, const std::string& negative, float cfg_scale) const;
   // The guided model output for latents x at step i (batch 1, NCHW flattened).
-  // `enqueue_ms` (optional) gets the host's time until the U-Net's work is queued, before the wait for it.
+  // Host time of a prediction's parts, added to: the input's preparation and upload, the U-Net's
+  // enqueue, the wait for its result.
+  struct PredictTimes {
+    double prepare_ms = 0, enqueue_ms = 0, wait_ms = 0;
+  };
   std::vector<float> predict(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
-                             const GenerationRequest& r, SparseStep* step, double* enqueue_ms = nullptr);
+                             const GenerationRequest& r, SparseStep* step, PredictTimes* times = nullptr);
   // Latents [C, h, w] through the VAE: fills result.decoded and result.image (8h x 8w); `tape` keeps
   // or replays the decoder's GroupNorm statistics.
   void decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,

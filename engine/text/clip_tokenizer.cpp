@@ -25,6 +25,12 @@ namespace {
 
 constexpr std::size_t kCacheCapacity = 10000;  // HF's BPE cache size: bounded for a long-running app
 constexpr char kEndOfWord[] = "</w>";
+// Limits far above any CLIP tokenizer (49,408 tokens, 48,894 merges, 2 added tokens), checked before the
+// tables are built: added tokens are matched by scanning them all for each prompt.
+constexpr std::size_t kMaxVocabulary = 1'000'000;
+constexpr std::size_t kMaxMerges = 1'000'000;
+constexpr std::size_t kMaxAddedTokens = 1'000;
+constexpr std::size_t kMaxAddedTokenBytes = 1'000;
 
 using Json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -174,16 +180,24 @@ Sources read_tokenizer_json(const fs::path& file) {
   if (model->value("end_of_word_suffix", Json()) != kEndOfWord || !(prefix.is_null() || prefix == ""))
     throw Error(ErrorCode::unsupported, file.string() + ": not CLIP's BPE (word suffix \"</w>\", no prefix)");
   Sources out{std::move(model->at("vocab")), file, {}, file, {}};
+  if (model->at("merges").size() > kMaxMerges)
+    corrupt(file, std::to_string(model->at("merges").size()) + " merges, more than the " + std::to_string(kMaxMerges) + " fisedit reads");
+  const Json added = json.value("added_tokens", Json::array());
+  if (!added.is_array()) corrupt(file, "\"added_tokens\" is not a list");
+  if (added.size() > kMaxAddedTokens)
+    corrupt(file, std::to_string(added.size()) + " added tokens, more than the " + std::to_string(kMaxAddedTokens) + " fisedit reads");
   for (const Json& merge : model->at("merges")) {  // ["a", "b"] in newer files, "a b" in older ones
     if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string())
       out.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
     else if (!merge.is_string() || !add_merge(merge.get<std::string>(), out.merges))
       corrupt(file, "merge " + std::to_string(out.merges.size()) + " is neither [\"a\", \"b\"] nor \"a b\"");
   }
-  for (const Json& token : json.value("added_tokens", Json::array())) {
+  for (const Json& token : added) {
     const Json content = token.is_object() ? token.value("content", Json()) : Json();
     if (!content.is_string() || content.get<std::string>().empty())
       corrupt(file, "an entry of \"added_tokens\" has no \"content\"");
+    if (content.get<std::string>().size() > kMaxAddedTokenBytes)
+      corrupt(file, "an added token is longer than " + std::to_string(kMaxAddedTokenBytes) + " bytes");
     out.added.emplace_back(content.get<std::string>(), token.value("normalized", Json()) == true);
   }
   return out;
@@ -191,6 +205,9 @@ Sources read_tokenizer_json(const fs::path& file) {
 
 Sources read_vocab_files(const fs::path& dir) {
   Sources out{read_json_file(dir / "vocab.json"), dir / "vocab.json", {}, dir / "merges.txt", {}};
+  std::error_code ec;
+  if (fs::exists(out.merges_file, ec) && !fs::is_regular_file(out.merges_file, ec))
+    corrupt(out.merges_file, "not a regular file");
   std::ifstream in(out.merges_file, std::ios::binary);
   if (!in)
     throw Error(fs::exists(out.merges_file) ? ErrorCode::io : ErrorCode::not_found,
@@ -200,6 +217,8 @@ Sources read_vocab_files(const fs::path& dir) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (!line.empty() && !line.starts_with("#version") && !add_merge(line, out.merges))
       corrupt(out.merges_file, "line " + std::to_string(number) + " is not \"a b\"");
+    if (out.merges.size() > kMaxMerges)
+      corrupt(out.merges_file, "more than the " + std::to_string(kMaxMerges) + " merges fisedit reads");
   }
   return out;
 }
@@ -220,6 +239,7 @@ struct ClipTokenizer::Impl {
   AddedTokens<char32_t> normalized_added;  // matched after normalization
   std::array<std::string, 256> bytes = byte_symbols();
   std::int64_t bos = 0, eos = 0, pad = 0;
+  std::int64_t next_id = 0;  // the id a token outside the vocabulary gets
   std::mutex cache_mutex;
   std::unordered_map<std::string, std::vector<std::int64_t>> cache;  // word -> ids
 
@@ -232,11 +252,14 @@ struct ClipTokenizer::Impl {
 void ClipTokenizer::Impl::build(const Sources& sources) {
   const fs::path& file = sources.vocab_file;
   if (!sources.vocab.is_object()) corrupt(file, "the vocabulary is not a JSON object of token -> id");
+  if (sources.vocab.size() > kMaxVocabulary)
+    corrupt(file, std::to_string(sources.vocab.size()) + " tokens, more than the " + std::to_string(kMaxVocabulary) + " fisedit reads");
   for (const auto& [token, id] : sources.vocab.items()) {
     if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > INT32_MAX)
       corrupt(file, "the id of token \"" + token + "\" is not a non-negative 32-bit integer");
     vocab.emplace(token, id.get<std::int64_t>());
     id_to_token.emplace(id.get<std::int64_t>(), token);
+    next_id = std::max(next_id, id.get<std::int64_t>() + 1);
   }
   // BPE starts from one symbol per byte; checking them once here keeps unknown symbols out of it.
   for (const auto& symbol : bytes) {
@@ -263,7 +286,7 @@ std::int64_t ClipTokenizer::Impl::add_token(const std::string& content, bool nor
   if (const auto known = vocab.find(content); known != vocab.end()) {
     id = known->second;
   } else {  // a token outside the vocabulary gets the next free id, as HF's add_tokens does
-    for (const auto& entry : id_to_token) id = std::max(id, entry.first + 1);
+    id = next_id++;
     id_to_token.emplace(id, content);
   }
   if (normalized)

@@ -1,0 +1,17 @@
+// libFuzzer target: a PNG through read_png (masks) and read_png_text (parameters of a dropped image).
+#include "core/error.h"
+#include "io/image_file.h"
+#include "fuzz_support.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const auto path = fisedit::fuzz::write_input("mask.png", data, size);
+  try {
+    (void)fisedit::read_png(path);
+  } catch (const fisedit::Error&) {
+  }
+  try {
+    (void)fisedit::read_png_text(path);
+  } catch (const fisedit::Error&) {
+  }
+  return 0;
+}
