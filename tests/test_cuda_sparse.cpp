@@ -176,7 +176,7 @@ private slots:
     EditRequest same{.prompt = "a photo of a cat"};
     same.attention_control = true;
     const auto unchanged = sd.edit(base, same);
-    QCOMPARE(unchanged.stats.attention_control_steps, 2);
+    QCOMPARE(unchanged.stats.attention_control_steps, default_detection_steps(base.request.steps));
     QCOMPARE(unchanged.stats.edit_fraction, 0.0);
     QCOMPARE(unchanged.generation.latents[1], base.latents[1]);
 
