@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of fisedit from Debian packages.
 # Idempotent: packages already present are left alone; safe to run again.
-# Usage: packaging/install-deps.sh [fuzz]
+# Usage: packaging/install-deps.sh
 # The CUDA toolkit (nvcc, cuDNN, cuBLAS) is not a Debian package: when /usr/local/cuda exists the
 # build uses it, otherwise fisedit builds its CPU engine only.
 set -euo pipefail
@@ -12,12 +12,10 @@ packages=(
   libopencv-dev nlohmann-json3-dev libstb-dev libopenblas-dev libicu-dev zlib1g-dev
   xvfb xauth
   dpkg-dev file
+  clang libclang-rt-dev
 )
-# `install-deps.sh fuzz`: also clang and its libFuzzer/sanitizer runtimes, for the `fuzz` preset
-# (tests/fuzz/run.sh); the app and the tests do not need them.
-if [ "${1:-}" = fuzz ]; then
-  packages+=(clang libclang-rt-dev)
-fi
+# clang and its libFuzzer/sanitizer runtimes build the `fuzz` preset, which `packaging/dev.sh test` runs
+# (tests/fuzz/run.sh); the app does not need them. `install-deps.sh fuzz` is accepted as before: the same list.
 
 missing=()
 for p in "${packages[@]}"; do

@@ -9,7 +9,10 @@
 #include <QtTest>
 
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 using namespace fisedit;
 
@@ -109,6 +112,11 @@ private slots:
         << QStringList{"--model", reference_path("tiny-sd2/model"), "--prompt", "a red car in the snow", "--negative", "blurry",
                        "--seed", "8", "--steps", "12", "--cfg", "5", "--scheduler", "dpmpp2m", "--width", "192", "--height", "128"}
         << reference_path("seeded/golden.safetensors") << "seeded.tiny-sd2.dpmpp2m.image" << true;
+    // DPM++ 2M Karras by name on the model as shipped (a DDIM config: Karras sigmas ignore its spacing).
+    QTest::newRow("tiny-sd15 seed 12 dpmpp2m_karras")
+        << QStringList{"--model", reference_path("tiny-sd15/model"), "--prompt", "a photo of a cat", "--seed", "12",
+                       "--steps", "15", "--cfg", "7", "--scheduler", "dpmpp2m_karras", "--width", "160", "--height", "128"}
+        << reference_path("seeded/karras-ancestral.safetensors") << "seeded.tiny-sd15.dpmpp2m_karras.image" << true;
     for (const char* s : {"ddim", "dpmpp2m"}) {
       const QString noise = reference_path("tiny-sd15/golden.safetensors") + "#pipeline." + s + ".init_latents";
       QTest::addRow("tiny-sd15 single file %s", s)
@@ -152,12 +160,63 @@ private slots:
     const auto text = read_png_text(png.toStdString());
     QCOMPARE(text.size(), std::size_t{2});
     QCOMPARE(text[0].first, std::string("parameters"));
-    QVERIFY2(QString::fromStdString(text[0].second).contains(QRegularExpression("\\nSteps: \\d+, Sampler: (DDIM|DPM\\+\\+ 2M), CFG scale: [0-9.]+, Seed: \\d+, Size: \\d+x\\d+, Model: ")),
+    QVERIFY2(QString::fromStdString(text[0].second).contains(QRegularExpression("\\nSteps: \\d+, Sampler: (DDIM|DPM\\+\\+ 2M|DPM\\+\\+ 2M Karras), CFG scale: [0-9.]+, Seed: \\d+, Size: \\d+x\\d+, Model: ")),
              text[0].second.c_str());
     QCOMPARE(text[1].first, std::string("fisedit"));
     QVERIFY(nlohmann::json::parse(text[1].second).contains("timings_ms"));
     const auto saved = SafetensorsFile::open(latents.toStdString()).tensor("latents");
     QCOMPARE(saved.shape(), (Shape{1, 4, h / 8, w / 8}));
+  }
+
+  // A model whose own scheduler is Euler ancestral, or Euler with Karras sigmas, generates with that
+  // sampler when --scheduler is left out, and gives diffusers' image for the seed
+  // (seeded/karras-ancestral.*: tiny-sd15 with the scheduler config the golden names).
+  void generate_with_the_models_own_sampler_data() {
+    QTest::addColumn<QString>("scheduler");
+    QTest::addColumn<QString>("a1111_name");
+    QTest::newRow("euler_a") << "euler_a" << "Euler a";
+    QTest::newRow("euler_karras") << "euler_karras" << "Euler Karras";
+  }
+
+  void generate_with_the_models_own_sampler() {
+    QFETCH(QString, scheduler);
+    QFETCH(QString, a1111_name);
+    std::ifstream in(test::reference_dir() / "seeded" / "karras-ancestral.json");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (std::size_t at; (at = text.find("-Infinity")) != std::string::npos;) text.replace(at, 9, "null");  // not JSON
+    const std::string key = "seeded.tiny-sd15." + scheduler.toStdString();
+    const auto entry = nlohmann::json::parse(text).at(key);
+    // The model folder with the golden's scheduler config as its own.
+    test::TempDir dir;
+    const auto model = dir / "model";
+    std::filesystem::copy(test::reference_dir() / "tiny-sd15" / "model", model, std::filesystem::copy_options::recursive);
+    for (auto& file : std::filesystem::recursive_directory_iterator(model))
+      std::filesystem::permissions(file.path(), std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+    std::filesystem::permissions(model, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+    auto config = entry.at("scheduler_config");
+    config["_class_name"] = entry.at("scheduler_class");
+    std::ofstream(model / "scheduler" / "scheduler_config.json") << config.dump(1);
+
+    const auto png = QString::fromStdString((dir / "out.png").string());
+    const auto r = run_cli({"generate", "--model", QString::fromStdString(model.string()), "--prompt",
+                            QString::fromStdString(entry.at("prompt").get<std::string>()), "--negative",
+                            QString::fromStdString(entry.at("negative_prompt").get<std::string>()), "--seed",
+                            QString::number(entry.at("seed").get<int>()), "--steps", QString::number(entry.at("steps").get<int>()),
+                            "--cfg", QString::number(entry.at("guidance_scale").get<double>()), "--width",
+                            QString::number(entry.at("width").get<int>()), "--height",
+                            QString::number(entry.at("height").get<int>()), "--out", png});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    const auto image = read_png(png.toStdString());
+    const auto golden = SafetensorsFile::open(test::reference_dir() / "seeded" / "karras-ancestral.safetensors")
+                            .tensor(key + ".image")
+                            .to_f32();
+    QCOMPARE(image.pixels.size(), golden.size());
+    int worst = 0;
+    for (std::size_t i = 0; i < golden.size(); ++i)
+      worst = std::max(worst, std::abs(int(std::nearbyint(255.0f * golden[i])) - int(image.pixels[i])));
+    QVERIFY2(worst <= 1, qPrintable(QString("max 8-bit difference %1").arg(worst)));
+    const auto chunks = read_png_text(png.toStdString());
+    QVERIFY2(QString::fromStdString(chunks.at(0).second).contains("Sampler: " + a1111_name + ","), chunks.at(0).second.c_str());
   }
 
   void edit_keeps_pixels_outside_the_mask_data() {

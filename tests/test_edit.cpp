@@ -1,7 +1,7 @@
 // Sparse prompt editing on the CPU backend (docs/method.md section 1): the properties that make an edit an
 // edit: a full mask is the dense generation with the new prompt, an empty mask the cached image, and
 // outside the mask the image and latents stay the previous ones, byte for byte, through chains of
-// edits, with every scheduler, CFG and non-square sizes.
+// edits, with every scheduler (Euler ancestral's per-step noise included), CFG and non-square sizes.
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "pipeline/generation.h"
@@ -65,6 +65,10 @@ private slots:
     QTest::newRow("ddim") << "ddim";
     QTest::newRow("dpmpp2m") << "dpmpp2m";
     QTest::newRow("euler") << "euler";
+    // The edit draws the base's per-step noise (same seed, same order): with the whole image
+    // re-rendered it is the dense generation with the new prompt.
+    QTest::newRow("euler_a") << "euler_a";
+    QTest::newRow("dpmpp2m_karras") << "dpmpp2m_karras";
   }
 
   void full_mask_is_the_dense_generation() {
@@ -99,6 +103,8 @@ private slots:
     QTest::newRow("ddim square") << "ddim" << 128 << 128;
     QTest::newRow("dpmpp2m non-square") << "dpmpp2m" << 192 << 128;
     QTest::newRow("euler non-square") << "euler" << 128 << 192;
+    QTest::newRow("euler_a non-square") << "euler_a" << 192 << 128;
+    QTest::newRow("euler_karras square") << "euler_karras" << 128 << 128;
   }
 
   void outside_the_mask_nothing_changes() {
@@ -133,6 +139,7 @@ private slots:
     QTest::addColumn<QString>("model");
     QTest::newRow("tiny-sd2 dpmpp2m") << "dpmpp2m" << "tiny-sd2";
     QTest::newRow("tiny-sd15 ddim") << "ddim" << "tiny-sd15";
+    QTest::newRow("tiny-sd15 euler_a") << "euler_a" << "tiny-sd15";
   }
 
   void sparse_execution_matches_the_dense_reference() {

@@ -351,6 +351,56 @@ private slots:
     QCOMPARE(cached_flags(s, {first, second}), (std::vector<bool>{false, true}));
     QCOMPARE(s.cache_bytes(), bytes);
   }
+
+  // Device memory running out in the middle of an edit (a memory limit on the CPU backend, as a GPU's
+  // memory is one): an error that says so and what to do, the history and the current image as they
+  // were, and the same edit made once the memory is there.
+  void out_of_memory_mid_edit_keeps_the_history() {
+    struct Unlimit {
+      CpuBackend& b;
+      ~Unlimit() { b.set_memory_limit(std::nullopt); }
+    } unlimit{backend_};
+    EditSession s(sd_, kUnlimited);
+    const NodeId root = s.generate(base_request());
+    const auto image = s.node(root).result.image.pixels;
+    const auto cache = s.cache_bytes();
+    // What the edit needs above what the session holds: measured by making it once and removing it.
+    const std::size_t before = backend_.memory_in_use();
+    backend_.reset_memory_peak();
+    const NodeId probe = s.edit(root, prompt_edit("a photo of a dog"));
+    const auto edited_image = s.node(probe).result.image.pixels;
+    const std::size_t needed = backend_.memory_peak() - before;
+    s.remove(probe);
+    const std::size_t held = backend_.memory_in_use();  // what the pipeline keeps once it has edited
+    QVERIFY(needed > 0 && held <= before + needed / 4);
+
+    backend_.set_memory_limit(held + needed / 2);
+    int steps_done = 0;
+    const auto count_steps = [&](const GenerationProgress& p) { steps_done = std::max(steps_done, p.step); };
+    try {
+      s.edit(root, prompt_edit("a photo of a dog"), count_steps);
+      QFAIL("no error");
+    } catch (const Error& e) {
+      QCOMPARE(e.code(), ErrorCode::out_of_memory);
+      const QString message = e.what();
+      qInfo("after step %d: %s", steps_done, e.what());
+      for (const char* part : {"out of device memory", "use a smaller image size", "fewer cached steps",
+                               "the history and the current image are unchanged"})
+        QVERIFY2(message.contains(part), e.what());
+    }
+    QVERIFY2(steps_done >= 1, "the edit ran out of memory before its first step, not in the middle");
+    QCOMPARE(s.roots(), std::vector<NodeId>{root});
+    QVERIFY(s.children(root).empty());
+    QVERIFY(s.node(root).cached);
+    QCOMPARE(s.node(root).result.image.pixels, image);
+    QCOMPARE(s.cache_bytes(), cache);
+    QCOMPARE(backend_.memory_in_use(), held);  // the half-made edit's buffers are freed
+
+    backend_.set_memory_limit(std::nullopt);
+    const NodeId edited = s.edit(root, prompt_edit("a photo of a dog"));
+    QCOMPARE(s.children(root), std::vector<NodeId>{edited});
+    QCOMPARE(s.node(edited).result.image.pixels, edited_image);
+  }
 };
 
 QTEST_GUILESS_MAIN(TestEditSession)

@@ -6,8 +6,10 @@
 #include "io/image_file.h"
 #include "io/json_file.h"
 #include "io/model_loader.h"
+#include "io/request_json.h"
 #include "io/safetensors.h"
 #include "pipeline/generation.h"
+#include "sched/scheduler.h"
 #include "text/clip_tokenizer.h"
 #include "test_support.h"
 
@@ -21,6 +23,7 @@
 #include <fstream>
 #include <limits>
 #include <sys/stat.h>
+#include <unistd.h>
 
 using namespace fisedit;
 namespace fs = std::filesystem;
@@ -240,6 +243,12 @@ private slots:
     QTest::newRow("huge sample_size") << "unet/config.json" << "sample_size" << "100000" << "\"sample_size\" is 100000, outside";
     QTest::newRow("groups that do not divide the channels") << "vae/config.json" << "norm_num_groups" << "3" << "\"norm_num_groups\" is 3, which does not divide 32";
     QTest::newRow("huge layer count") << "text_encoder/config.json" << "num_hidden_layers" << "1000000" << "\"num_hidden_layers\" is 1000000, outside";
+    // Sampler options of the wrong type were read as their defaults ("yes" ran without clipping).
+    QTest::newRow("sampler flag a string") << "scheduler/scheduler_config.json" << "clip_sample" << "\"yes\"" << "\"clip_sample\" must be true or false, not \"yes\"";
+    QTest::newRow("sampler number a string") << "scheduler/scheduler_config.json" << "clip_sample_range" << "\"1.0\"" << "\"clip_sample_range\" must be a number";
+    QTest::newRow("solver order a float") << "scheduler/scheduler_config.json" << "solver_order" << "2.5" << "\"solver_order\" must be an integer, not 2.5";
+    QTest::newRow("sigmas type a number") << "scheduler/scheduler_config.json" << "final_sigmas_type" << "0" << "\"final_sigmas_type\" must be a string";
+    QTest::newRow("zero-SNR flag a number") << "scheduler/scheduler_config.json" << "rescale_betas_zero_snr" << "1" << "\"rescale_betas_zero_snr\" must be true or false";
   }
   void config_fields() {
     QFETCH(QString, file);
@@ -255,6 +264,131 @@ private slots:
     const auto message = error_of([&] { load_model(p); }, file.startsWith("scheduler") && (key == "_class_name" || key == "beta_schedule") ? ErrorCode::unsupported : ErrorCode::corrupt_file);
     QVERIFY_CONTAINS(message, path.string());
     QVERIFY_CONTAINS(message, expected.toStdString());
+  }
+
+  // The samplers themselves refuse an option of the wrong type (a config made in code, or an option
+  // the loader's list does not name), instead of running with the default.
+  void sampler_options_of_the_wrong_type() {
+    auto config = load_model(model_dir()).scheduler;
+    config.class_name = "DDIMScheduler";
+    config.raw["clip_sample"] = "yes";
+    QVERIFY_CONTAINS(error_of([&] { make_scheduler("ddim", config); }, ErrorCode::corrupt_file), "scheduler_config.json: \"clip_sample\" must be true or false, not \"yes\"");
+    config.raw["clip_sample"] = true;
+    config.raw["clip_sample_range"] = "2";
+    QVERIFY_CONTAINS(error_of([&] { make_scheduler("ddim", config); }, ErrorCode::corrupt_file), "\"clip_sample_range\" must be a number, not \"2\"");
+    config.class_name = "DPMSolverMultistepScheduler";
+    config.raw["lower_order_final"] = 0;
+    QVERIFY_CONTAINS(error_of([&] { make_scheduler("dpmpp2m", config); }, ErrorCode::corrupt_file), "\"lower_order_final\" must be true or false, not 0");
+    config.raw["lower_order_final"] = nullptr;  // null is the default, as diffusers writes it
+    QVERIFY_CONTAINS(error_of([&] { make_scheduler("dpmpp2m", config); }, ErrorCode::corrupt_file), "no error");
+  }
+
+  // A tokenizer that gives ids the text encoder has no embedding for, or an encoder with fewer positions
+  // than a prompt's 77 tokens, is refused when the pipeline is made, naming both files (it was an
+  // out-of-range embedding lookup at the first prompt that used such a token).
+  void tokenizer_beyond_the_text_encoder() {
+    test::TempDir dir;
+    const auto p = copy_pipeline(dir.path());
+    auto vocab = read(p / "tokenizer" / "vocab.json");
+    vocab["zebracorn</w>"] = 60000;
+    write(p / "tokenizer" / "vocab.json", vocab);
+    CpuBackend backend;
+    const auto model = std::make_shared<const LoadedModel>(load_model(p));
+    const auto message = error_of([&] { StableDiffusion sd(model, backend); }, ErrorCode::corrupt_file);
+    QVERIFY_CONTAINS(message, (p / "tokenizer" / "vocab.json").string() + " and " + (p / "text_encoder" / "config.json").string());
+    QVERIFY_CONTAINS(message, "token ids up to 60000, but the text encoder has embeddings for ids 0..49407 (vocab_size 49408)");
+    // A special token outside the vocabulary gets the next id: one past the encoder's table.
+    vocab.erase("zebracorn</w>");
+    write(p / "tokenizer" / "vocab.json", vocab);
+    auto special = read(p / "tokenizer" / "tokenizer_config.json");
+    special["pad_token"] = "<|mypad|>";
+    write(p / "tokenizer" / "tokenizer_config.json", special);
+    QVERIFY_CONTAINS(error_of([&] { StableDiffusion sd(model, backend); }, ErrorCode::corrupt_file), "token ids up to 49408");
+    fs::copy_file(model_dir() / "tokenizer" / "tokenizer_config.json", p / "tokenizer" / "tokenizer_config.json",
+                  fs::copy_options::overwrite_existing);
+
+    // Weights and config agreeing on 64 positions: consistent, but a prompt is 77 tokens.
+    const auto weights = p / "text_encoder" / "model.safetensors";
+    auto tensors = all_tensors(weights);
+    for (auto& [name, t] : tensors)
+      if (name.ends_with("position_embedding.weight")) {
+        auto values = t.to_f32();
+        values.resize(static_cast<std::size_t>(64 * t.shape()[1]));
+        t = Tensor::from_f32({64, t.shape()[1]}, values);
+      }
+    fs::remove(weights);
+    write_safetensors(weights, tensors);
+    auto config = read(p / "text_encoder" / "config.json");
+    config["max_position_embeddings"] = 64;
+    write(p / "text_encoder" / "config.json", config);
+    const auto short_model = std::make_shared<const LoadedModel>(load_model(p));
+    QVERIFY_CONTAINS(error_of([&] { StableDiffusion sd(short_model, backend); }, ErrorCode::corrupt_file),
+                     "a prompt is 77 tokens, but the text encoder has 64 positions (max_position_embeddings)");
+  }
+
+  // The request reader (project files, history.json, --stats-json) shares the config readers' strict
+  // number reading: a CFG scale beyond float's range (1e39 reads as infinity) or NaN is refused.
+  void request_numbers_must_be_finite() {
+    json request = {{"prompt", "a cat"}, {"negative_prompt", ""}, {"seed", 1}, {"steps", 4},
+                    {"cfg_scale", 7.5},   {"scheduler", "ddim"},  {"width", 64}, {"height", 64}};
+    QCOMPARE(generation_request_from_json(request, "node 1").cfg_scale, 7.5f);
+    request["cfg_scale"] = 1e39;
+    QVERIFY_CONTAINS(error_of([&] { generation_request_from_json(request, "node 1"); }, ErrorCode::invalid_argument),
+                     "node 1: \"cfg_scale\" must be a finite number within float's range, got 1e+39");
+    request["cfg_scale"] = std::numeric_limits<double>::quiet_NaN();
+    QVERIFY_CONTAINS(error_of([&] { generation_request_from_json(request, "node 1"); }, ErrorCode::invalid_argument),
+                     "\"cfg_scale\" must be a finite number within float's range, got infinity");
+    // Integers as before: one that wraps is refused, by the same helper the config reader uses.
+    request["cfg_scale"] = 7;
+    request["steps"] = 4294967300u;
+    QVERIFY_CONTAINS(error_of([&] { generation_request_from_json(request, "node 1"); }, ErrorCode::invalid_argument),
+                     "\"steps\" is out of range: 4294967300");
+  }
+
+  // A weights file truncated (or rewritten in place) after it was mapped: the first read past its new
+  // end raised SIGBUS and took the app down. Now the read completes (zeros) and the reader's check
+  // names the file.
+  void truncated_while_mapped() {
+    test::TempDir dir;
+    const auto file = dir / "vae.safetensors";
+    fs::copy_file(model_dir() / "vae" / "diffusion_pytorch_model.safetensors", file);
+    QVERIFY(fs::file_size(file) > 65536);
+    const auto opened = SafetensorsFile::open(file);
+    opened.check_intact();
+    QVERIFY(::truncate(file.c_str(), 16) == 0);
+    double sum = 0;
+    for (const auto& info : opened.tensors())
+      for (const float v : opened.tensor(info).to_f32()) sum += v;  // no SIGBUS
+    QCOMPARE(sum, 0.0);  // every page past the truncation reads as zeros
+    QVERIFY_CONTAINS(error_of([&] { opened.check_intact(); }, ErrorCode::io),
+                     file.string() + ": the file was truncated or changed while fisedit was reading it");
+    // Opened after the truncation: the header check names the file.
+    QVERIFY_CONTAINS(error_of([&] { SafetensorsFile::open(file); }, ErrorCode::corrupt_file), file.string());
+
+    // Through the loader: the VAE's file truncated between loading the model and making the pipeline
+    // (which reads every weight again to upload it): a clear error, not a crash.
+    const auto p = copy_pipeline(dir / "m");
+    const auto vae = p / "vae" / "diffusion_pytorch_model.safetensors";
+    fs::remove(vae);
+    fs::copy_file(model_dir() / "vae" / "diffusion_pytorch_model.safetensors", vae);
+    const auto model = std::make_shared<const LoadedModel>(load_model(p));
+    QVERIFY(::truncate(vae.c_str(), 100) == 0);
+    CpuBackend backend;
+    QVERIFY_CONTAINS(error_of([&] { StableDiffusion sd(model, backend); }, ErrorCode::io),
+                     vae.string() + ": the file was truncated or changed while fisedit was reading it");
+    // A file deleted (not truncated) while mapped stays readable: the model is made and generates.
+    const auto q = copy_pipeline(dir / "n");
+    const auto deleted = q / "vae" / "diffusion_pytorch_model.safetensors";
+    fs::remove(deleted);
+    fs::copy_file(model_dir() / "vae" / "diffusion_pytorch_model.safetensors", deleted);
+    const auto intact = std::make_shared<const LoadedModel>(load_model(q));
+    fs::remove(deleted);
+    StableDiffusion sd(intact, backend);
+    GenerationRequest r;
+    r.prompt = "a cat";
+    r.steps = 2;
+    r.width = r.height = 64;
+    QCOMPARE(sd.generate(sd.resolve(r)).image.width, 64);
   }
 
   // One NaN or infinity in a weight is found at load, naming the tensor; fp16 and fp32.

@@ -1,4 +1,4 @@
-// The history as people use it, through the real window, worker and engine (issue 13): a model switch keeps every node (view only, exportable, editing one is offered its model or told why it cannot be), a deleted subtree comes back with Edit > Undo, and "N% re-rendered" is the share of pixels the changed region allows to change.
+// The history as people use it, through the real window, worker and engine (issue 13): a model switch keeps every node (view only, exportable, editing one is offered its model or told why it cannot be), a deleted subtree comes back with Edit > Undo, "N% re-rendered" is the share of pixels the changed region allows to change, an edit's step previews keep the base image outside its region, file dialogs remember their folders with Recent Projects and Models menus, and the small comforts (title, progress text, zoom, disabled overlay).
 #include "test_support.h"
 #include "window_driver.h"
 #include "ui/history_panel.h"
@@ -13,6 +13,12 @@
 #include <QtTest>
 #include <QAction>
 #include <QDir>
+#include <QFileDialog>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QMenu>
+#include <QProgressBar>
+#include <QSettings>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
@@ -55,6 +61,78 @@ QTreeWidgetItem* itemOf(const MainWindow& w, quint64 id) {
   for (QTreeWidgetItemIterator it(tree); *it; ++it)
     if ((*it)->data(0, Qt::UserRole).toULongLong() == id) return *it;
   return nullptr;
+}
+
+// Triggers `action` (one that opens a file dialog) and returns the folder the dialog starts in; the
+// dialog is cancelled.
+QString dialogFolderOf(QAction* action) {
+  if (!action) return QStringLiteral("<no action>");
+  QString folder = QStringLiteral("<no dialog>");
+  QTimer::singleShot(0, [&folder] {
+    auto* dialog = qobject_cast<QFileDialog*>(QApplication::activeModalWidget());
+    if (!dialog) return;
+    folder = QDir(dialog->directory()).canonicalPath();
+    dialog->reject();
+  });
+  action->trigger();
+  return folder;
+}
+
+// The paths a File > Recent menu lists, newest first.
+QStringList recentPaths(const MainWindow& w, const char* menuName) {
+  QStringList paths;
+  auto* menu = w.findChild<QMenu*>(QLatin1String(menuName));
+  if (!menu) return {QStringLiteral("<no menu>")};
+  for (QAction* a : menu->actions())
+    if (!a->data().toString().isEmpty()) paths << a->data().toString();
+  return paths;
+}
+
+QAction* recentAction(const MainWindow& w, const char* menuName, const QString& path) {
+  auto* menu = w.findChild<QMenu*>(QLatin1String(menuName));
+  if (!menu) return nullptr;
+  for (QAction* a : menu->actions())
+    if (a->data().toString() == path) return a;
+  return nullptr;
+}
+
+// A brush stroke on the shown image, as the user paints it.
+void paintStroke(MainWindow& w, QPointF from, QPointF to) {
+  auto* mask = w.canvas()->mask();
+  mask->beginStroke(from, fisedit::ui::PaintedMask::Tool::brush, 16);
+  mask->extendStroke(to);
+  mask->endStroke();
+}
+
+// Every preview the canvas shows while a job runs, into `previews`.
+void collectPreviews(MainWindow& w, QList<QImage>& previews) {
+  QObject::connect(w.canvas(), &fisedit::ui::ImageCanvas::previewShown, &w, [&w, &previews] {
+    if (w.isBusy()) previews << w.canvas()->preview().convertToFormat(QImage::Format_RGB888);
+  });
+}
+
+// What is wrong with an edit's previews: a pixel outside the edit's region that is not the base's, a
+// preview that shows nothing being re-rendered, or most of the image inside the region; empty if none.
+QString previewProblem(const QList<QImage>& previews, const QImage& baseImage, const QImage& changedRegion) {
+  const QImage base = baseImage.convertToFormat(QImage::Format_RGB888);
+  const QImage region = changedRegion.convertToFormat(QImage::Format_Grayscale8);
+  for (const QImage& preview : previews) {
+    if (preview.size() != base.size()) return QStringLiteral("a preview of another size");
+    int changedInside = 0, outside = 0;
+    for (int y = 0; y < base.height(); ++y)
+      for (int x = 0; x < base.width(); ++x) {
+        const bool same = preview.pixel(x, y) == base.pixel(x, y);
+        if (qGray(region.pixel(x, y)) == 0) {
+          ++outside;
+          if (!same) return QStringLiteral("pixel %1,%2 outside the region differs from the base").arg(x).arg(y);
+        } else {
+          changedInside += !same;
+        }
+      }
+    if (changedInside == 0) return QStringLiteral("the preview does not show the region being re-rendered");
+    if (outside < base.width() * base.height() / 4) return QStringLiteral("the painted region covers most of the image");
+  }
+  return {};
 }
 
 // Switches the window to `model` and waits for its engine and for the adoption of the history.
@@ -363,6 +441,194 @@ private slots:
     });
     QVERIFY(w.close());
     QVERIFY2(text.contains(QLatin1String("images that are not saved")), qPrintable(text));
+  }
+
+  // An edit's step previews show the base image with only the region being re-rendered changing:
+  // every pixel outside the edit's region is the base image's, through the real worker and canvas,
+  // and an edit that first rebuilds its cache (a reopened project) shows nothing of the rebuild.
+  void editPreviewKeepsTheBaseOutside() {
+    const QString project = m_dir.filePath(QStringLiteral("previews.fisedit"));
+    {
+      MainWindow w;
+      w.show();
+      QVERIFY(prepare(w, toyModel()));
+      w.parameters()->setSteps(8);
+      QVERIFY(submitPrompt(w, kHouse));
+      const HistoryRecord base = *current(w);
+      paintStroke(w, QPointF(40, 40), QPointF(70, 70));
+      QList<QImage> previews;
+      collectPreviews(w, previews);
+      QVERIFY(submitPrompt(w, kGreenHouse));
+      QVERIFY(current(w)->isEdit());
+      QVERIFY2(!previews.isEmpty(), "no preview during the edit");
+      const QString problem = previewProblem(previews, base.image, current(w)->changedRegion);
+      QVERIFY2(problem.isEmpty(), qPrintable(problem));
+      QVERIFY(w.saveProject(project));
+    }
+
+    MainWindow w;
+    w.show();
+    QSignalSpy adopted(&w, &MainWindow::restoredNodesAdopted);
+    QVERIFY(prepare(w, toyModel()));
+    QVERIFY(w.openProject(project));
+    QTRY_VERIFY_WITH_TIMEOUT(adopted.count() >= 1 && adopted.last().at(0).toInt() == 2, kJobTimeoutMs);
+    const HistoryRecord base = w.history()->records().at(1);  // the edit: its rebuild replays the generation and the edit
+    w.history()->selectNode(base.id);
+    paintStroke(w, QPointF(20, 90), QPointF(40, 110));
+    QList<QImage> previews;
+    collectPreviews(w, previews);
+    QVERIFY(submitPrompt(w, kBlueHouse));
+    QCOMPARE(current(w)->regeneration.nodes, 2);
+    QVERIFY2(!previews.isEmpty(), "no preview during the edit");
+    const QString problem = previewProblem(previews, base.image, current(w)->changedRegion);
+    QVERIFY2(problem.isEmpty(), qPrintable(problem));
+  }
+
+  // File dialogs start in the last folder of their kind, across sessions; File > Recent Projects and
+  // Recent Models list what was opened (newest first, at most 8), open it, and drop what is gone with
+  // a message; the title names the project, with the unsaved marker.
+  void filesRememberTheirFolders() {
+    {
+      QSettings settings(QStringLiteral("fisedit"), QStringLiteral("fisedit"));
+      settings.remove(QStringLiteral("browse"));
+      settings.remove(QStringLiteral("recent"));
+    }
+    const QString projects = m_dir.filePath(QStringLiteral("projects")), exports = m_dir.filePath(QStringLiteral("pngs"));
+    QVERIFY(QDir().mkpath(projects) && QDir().mkpath(exports));
+    const QString one = QDir(projects).filePath(QStringLiteral("one.fisedit"));
+    {
+      MainWindow w;
+      w.show();
+      QVERIFY(prepare(w, tinyModel()));
+      QVERIFY(submitPrompt(w, QStringLiteral("a photo of a cat")));
+      QVERIFY(w.isWindowModified() && w.windowTitle().contains(QLatin1String("Untitled[*]")));
+      QVERIFY(w.saveProject(one));
+      QVERIFY2(w.windowTitle().startsWith(QLatin1String("one.fisedit[*]")) && !w.isWindowModified(), qPrintable(w.windowTitle()));
+      QVERIFY(submitPrompt(w, QStringLiteral("a photo of a dog")));
+      QVERIFY(w.isWindowModified());
+      QVERIFY(w.saveProject(one));
+      QVERIFY(w.exportImage(QDir(exports).filePath(QStringLiteral("cat.png"))));
+
+      QCOMPARE(dialogFolderOf(w.findChild<QAction*>(QStringLiteral("openProjectAction"))), QDir(projects).canonicalPath());
+      QCOMPARE(dialogFolderOf(w.findChild<QAction*>(QStringLiteral("exportImageAction"))), QDir(exports).canonicalPath());
+      QCOMPARE(dialogFolderOf(w.findChild<QAction*>(QStringLiteral("openModelFolderAction"))),
+               QFileInfo(tinyModel()).dir().canonicalPath());
+      QCOMPARE(recentPaths(w, "recentProjectsMenu"), QStringList{QFileInfo(one).absoluteFilePath()});
+      QCOMPARE(recentPaths(w, "recentModelsMenu").value(0), QFileInfo(tinyModel()).absoluteFilePath());
+    }
+
+    // A new session: the same folders and lists.
+    MainWindow w;
+    w.show();
+    QCOMPARE(dialogFolderOf(w.findChild<QAction*>(QStringLiteral("openProjectAction"))), QDir(projects).canonicalPath());
+    QCOMPARE(dialogFolderOf(w.findChild<QAction*>(QStringLiteral("openModelFolderAction"))),
+             QFileInfo(tinyModel()).dir().canonicalPath());
+    QCOMPARE(recentPaths(w, "recentProjectsMenu"), QStringList{QFileInfo(one).absoluteFilePath()});
+
+    // Recent Models opens the model; Recent Projects the project, named in the title.
+    QSignalSpy loaded(&w, &MainWindow::modelLoaded);
+    QAction* recentModel = recentAction(w, "recentModelsMenu", QFileInfo(tinyModel()).absoluteFilePath());
+    QVERIFY(recentModel);
+    recentModel->trigger();
+    QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, kJobTimeoutMs);
+    QAction* recentProject = recentAction(w, "recentProjectsMenu", QFileInfo(one).absoluteFilePath());
+    QVERIFY(recentProject);
+    recentProject->trigger();
+    QCOMPARE(w.projectPath(), QFileInfo(one).absoluteFilePath());
+    QCOMPARE(w.history()->nodeCount(), 2);
+    QVERIFY2(w.windowTitle().startsWith(QLatin1String("one.fisedit")), qPrintable(w.windowTitle()));
+
+    // At most 8, newest first.
+    QStringList saved;
+    for (int i = 0; i < 10; ++i) {
+      saved.prepend(QDir(projects).filePath(QStringLiteral("p%1.fisedit").arg(i)));
+      QVERIFY(w.saveProject(saved.first()));
+    }
+    QCOMPARE(recentPaths(w, "recentProjectsMenu"), saved.mid(0, 8));
+    // One that is gone: removed, with a message naming it.
+    QVERIFY(QFile::remove(saved[2]));
+    QAction* gone = recentAction(w, "recentProjectsMenu", saved[2]);
+    QVERIFY(gone);
+    gone->trigger();
+    QCOMPARE(w.projectPath(), saved[0]);  // nothing opened
+    auto* banner = w.findChild<QWidget*>(QStringLiteral("errorBanner"));
+    const QString message = w.findChild<QLabel*>(QStringLiteral("errorMessage"))->text();
+    QVERIFY(banner->isVisible());
+    QVERIFY2(message.contains(QLatin1String("p7.fisedit")) && message.contains(QLatin1String("no longer there")) &&
+                 message.contains(QLatin1String("Recent Projects")),
+             qPrintable(message));
+    QVERIFY(!recentPaths(w, "recentProjectsMenu").contains(saved[2]));
+    QCOMPARE(recentPaths(w, "recentProjectsMenu").size(), 7);
+  }
+
+  // Small ones: "Changed region" is disabled while there is no edit's region to show; the prompt box
+  // keeps its size when the progress appears; the progress text is beside the bar, not on its fill;
+  // the zoom is shown; the painted-region message names the real control.
+  void smallComforts() {
+    MainWindow w;
+    w.resize(1024, 640);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    QVERIFY(prepare(w, toyModel()));
+    auto* overlay = w.findChild<QAction*>(QStringLiteral("overlayAction"));
+    auto* zoom = w.findChild<QLabel*>(QStringLiteral("zoomLabel"));
+    QVERIFY(overlay && zoom);
+    QVERIFY(!overlay->isEnabled());  // no image
+    overlay->trigger();
+    QVERIFY(!overlay->isChecked());
+    QVERIFY(zoom->text().isEmpty());
+
+    // The job's progress: the prompt box keeps its height, the words sit beside the bar.
+    w.parameters()->setSteps(12);
+    w.promptEditor()->setPrompts(kHouse, QString());
+    QCoreApplication::processEvents();
+    const QSize promptSize = w.promptEditor()->size();
+    auto* bar = w.findChild<QProgressBar*>(QStringLiteral("jobProgress"));
+    auto* text = w.findChild<QLabel*>(QStringLiteral("jobProgressText"));
+    QVERIFY(bar && text);
+    QSignalSpy finished(&w, &MainWindow::jobFinished);
+    w.submit();
+    QTRY_VERIFY_WITH_TIMEOUT(bar->value() >= 1 || finished.count() > 0, kJobTimeoutMs);
+    QCoreApplication::processEvents();
+    QVERIFY(bar->isVisible() && text->isVisible() && !bar->isTextVisible());
+    QVERIFY2(text->text().contains(QLatin1String("step")) && text->text().contains(QLatin1String("left")), qPrintable(text->text()));
+    const QRect barRect(bar->mapTo(&w, QPoint(0, 0)), bar->size()), textRect(text->mapTo(&w, QPoint(0, 0)), text->size());
+    QVERIFY(!barRect.intersects(textRect));
+    QCOMPARE(w.promptEditor()->size(), promptSize);
+    QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, kJobTimeoutMs);
+    QCoreApplication::processEvents();
+    QCOMPARE(w.promptEditor()->size(), promptSize);
+    QVERIFY(!overlay->isEnabled());  // a generation has no changed region
+
+    // The zoom, in the status bar.
+    QVERIFY2(zoom->text().endsWith(QLatin1Char('%')) && zoom->isVisible(), qPrintable(zoom->text()));
+    w.canvas()->setActualSize();
+    QCOMPARE(zoom->text(), QStringLiteral("zoom 100%"));
+    w.canvas()->zoomIn();
+    QCOMPARE(zoom->text(), QStringLiteral("zoom 125%"));
+
+    // Painting switches the region to "painted", and the message names the control that says so.
+    auto* mask = w.canvas()->mask();
+    mask->beginStroke(QPointF(60, 60), fisedit::ui::PaintedMask::Tool::brush, 20);
+    mask->endStroke();
+    const QString message = w.statusBar()->currentMessage();
+    QVERIFY2(message.contains(QLatin1String("Region, in the Edit box")), qPrintable(message));
+    auto* mode = w.findChild<QWidget*>(QStringLiteral("maskModeCombo"));
+    QVERIFY(mode);
+    auto* box = qobject_cast<QGroupBox*>(mode->parentWidget());
+    QVERIFY(box && box->title() == QLatin1String("Edit"));
+    auto* form = qobject_cast<QFormLayout*>(box->layout());
+    auto* label = form ? qobject_cast<QLabel*>(form->labelForField(mode)) : nullptr;
+    QVERIFY(label && label->text() == QLatin1String("Region"));
+
+    QVERIFY(submitPrompt(w, kGreenHouse));
+    QVERIFY(overlay->isEnabled());
+    overlay->trigger();
+    QVERIFY(w.canvas()->overlayVisible());
+    w.history()->removeCurrent();
+    w.history()->removeCurrent();
+    QCOMPARE(w.history()->nodeCount(), 0);
+    QVERIFY(!overlay->isEnabled() && !overlay->isChecked());
   }
 
 private:

@@ -1,5 +1,6 @@
 // The preview of latents the window shows while a job runs: SD's linear latent-to-RGB factors,
-// [-1, 1] mapped to bytes with clamping, each latent pixel an 8x8 block; other shapes give nothing.
+// [-1, 1] mapped to bytes with clamping, each latent pixel an 8x8 block; other shapes give nothing;
+// an edit's preview keeps the base image outside its region.
 #include "ui/latent_preview.h"
 
 #include <QtTest>
@@ -61,6 +62,22 @@ private slots:
     const std::vector<float> short_(4 * 3, 0.f);
     QVERIFY(latentPreview(short_, 4, 2, 2).isNull());  // fewer values than the shape says
     QVERIFY(latentPreview({}, 4, 0, 0).isNull());
+  }
+
+  // An edit's preview: the base image's pixels outside the region's latent cells, the latents' inside.
+  void editPreviewKeepsTheBaseOutsideTheRegion() {
+    QImage base(16, 8, QImage::Format_RGB888);
+    base.fill(QColor(10, 20, 30));
+    const std::vector<float> latents = {1, 0, 0, 0, 0, 0, 0, 0};  // [4, 1, 2]: channel 0 is 1 at latent (0, 0)
+    const std::vector<float> region = {0, 1};                     // only latent (0, 1) is recomputed
+    const QImage image = fisedit::ui::editPreview(base, latents, 4, 1, 2, region);
+    QCOMPARE(image.size(), QSize(16, 8));
+    QCOMPARE(image.pixelColor(0, 0), QColor(10, 20, 30));   // outside: the base, not the latent's colour
+    QCOMPARE(image.pixelColor(7, 7), QColor(10, 20, 30));
+    QCOMPARE(image.pixelColor(8, 0), QColor(128, 128, 128)); // inside: the latents' preview
+    QCOMPARE(image.pixelColor(15, 7), QColor(128, 128, 128));
+    QVERIFY(fisedit::ui::editPreview(base, latents, 4, 1, 2, std::vector<float>{1}).isNull());  // region of another size
+    QVERIFY(fisedit::ui::editPreview(base.scaled(8, 8), latents, 4, 1, 2, region).isNull());    // base of another size
   }
 };
 

@@ -89,12 +89,20 @@ private slots:
     QCOMPARE(labelText(window, "promptTokenCounter"), QStringLiteral("5 / 75"));
     QCOMPARE(labelText(window, "negativePromptTokenCounter"), QStringLiteral("0 / 75"));
 
-    // 80 words of one token each: past the limit the counter turns red and says what is lost.
-    prompt->setPlainText(QStringLiteral("cat ").repeated(80));
+    // 80 words of one token each: a second chunk, and the tooltip says where it starts.
+    prompt->setPlainText(QStringLiteral("cat ").repeated(75) + QStringLiteral("dog ").repeated(5));
     const auto* counter = window.findChild<QLabel*>(QStringLiteral("promptTokenCounter"));
-    QCOMPARE(counter->text(), QStringLiteral("80 / 75"));
+    QCOMPARE(counter->text(), QStringLiteral("80 / 150"));
+    QVERIFY(counter->styleSheet().isEmpty());
+    QVERIFY2(counter->toolTip().contains(QStringLiteral("chunk 2 starts at “dog”")), qPrintable(counter->toolTip()));
+    // BREAK starts a chunk early.
+    prompt->setPlainText(QStringLiteral("a cat BREAK a dog"));
+    QCOMPARE(counter->text(), QStringLiteral("4 / 150"));
+    // Past 8 chunks the counter turns red and says the prompt will be refused.
+    prompt->setPlainText(QStringLiteral("cat ").repeated(601));
+    QCOMPARE(counter->text(), QStringLiteral("601 / 675"));
     QVERIFY(counter->styleSheet().contains(QLatin1String("color")));
-    QVERIFY2(counter->toolTip().contains(QLatin1String("truncated")), qPrintable(counter->toolTip()));
+    QVERIFY2(counter->toolTip().contains(QLatin1String("refused")), qPrintable(counter->toolTip()));
 
     const QSettings settings(QStringLiteral("fisedit"), QStringLiteral("fisedit"));
     QCOMPARE(settings.value(QStringLiteral("model/path")).toString(), referenceModel("tiny-sd2/model"));
@@ -278,7 +286,7 @@ private slots:
     const fisedit::Image8 image{8, 8, 3, std::vector<std::uint8_t>(8 * 8 * 3, 128)};
     const QString a1111 = dir.filePath(QStringLiteral("a1111.png"));
     fisedit::write_png(a1111.toStdString(), image,
-                       {{"parameters", "a castle\non a hill\nNegative prompt: lowres\nSteps: 28, Sampler: Euler a, "
+                       {{"parameters", "a castle\non a hill\nNegative prompt: lowres\nSteps: 28, Sampler: DPM++ SDE, "
                                        "CFG scale: 5, Seed: 123, Size: 516x772, Model hash: 6ce0, Model: v1-5"}});
     MainWindow window;
     window.show();
@@ -296,7 +304,7 @@ private slots:
     QCOMPARE(request.width, 512);
     QCOMPARE(request.height, 768);
     QCOMPARE(sampler->currentText(), samplerBefore);
-    QVERIFY2(window.statusBar()->currentMessage().contains(QStringLiteral("Euler a")),
+    QVERIFY2(window.statusBar()->currentMessage().contains(QStringLiteral("DPM++ SDE")),
              qPrintable(window.statusBar()->currentMessage()));
     QVERIFY(!named<QWidget>(window, "errorBanner")->isVisible());
 

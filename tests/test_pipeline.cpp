@@ -4,13 +4,17 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "io/a1111_parameters.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "pipeline/generation.h"
 #include "test_support.h"
 
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <sstream>
 
 using namespace fisedit;
 
@@ -22,6 +26,33 @@ std::shared_ptr<const LoadedModel> load(const std::string& name, bool single_fil
   const auto ref = test::reference_dir() / name;
   if (single_file) return std::make_shared<LoadedModel>(load_model(ref / "single-file.safetensors", {.config_dir = ref / "model"}));
   return std::make_shared<LoadedModel>(load_model(ref / "model"));
+}
+
+// seeded/karras-ancestral.json: per golden, the request and the scheduler class and config diffusers
+// ran. Its DPM-Solver config holds lambda_min_clipped = -Infinity, which JSON cannot spell; it is
+// diffusers' default (no clipping), read here as null.
+nlohmann::json karras_ancestral_entries() {
+  std::ifstream in(test::reference_dir() / "seeded" / "karras-ancestral.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string json = text.str();
+  for (std::size_t at; (at = json.find("-Infinity")) != std::string::npos;) json.replace(at, 9, "null");
+  return nlohmann::json::parse(json);
+}
+
+// Largest |round(255 x) - ours| over a golden image [1, H, W, 3] in [0, 1].
+int worst_8bit(const Image8& ours, const std::vector<float>& golden) {
+  if (ours.pixels.size() != golden.size()) return 256;
+  int worst = 0;
+  for (std::size_t i = 0; i < golden.size(); ++i)
+    worst = std::max(worst, std::abs(int(ours.pixels[i]) - int(std::nearbyint(255.0f * golden[i]))));
+  return worst;
+}
+
+double max_abs(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(double(a[i]) - b[i]));
+  return worst;
 }
 
 }  // namespace
@@ -109,6 +140,70 @@ private slots:
     for (std::size_t i = 0; i < image.size(); ++i)
       worst = std::max(worst, std::abs(int(result.image.pixels[i]) - int(std::nearbyint(255.0f * image[i]))));
     QVERIFY2(worst <= 1, qPrintable(QString("max 8-bit difference %1").arg(worst)));
+  }
+
+  // Euler a, DPM++ 2M Karras and Euler Karras: seeded generations on tiny-sd15 as diffusers made them
+  // (seeded/karras-ancestral.*), the model run with the scheduler class and config the golden names.
+  // Euler a's per-step noise continues the seed's generator after the initial latents.
+  void karras_ancestral_data() {
+    QTest::addColumn<QString>("scheduler");
+    for (const char* s : {"euler_a", "dpmpp2m_karras", "euler_karras"}) QTest::newRow(s) << QString(s);
+  }
+
+  void karras_ancestral() {
+    QFETCH(QString, scheduler);
+    const std::string key = "seeded.tiny-sd15." + scheduler.toStdString();
+    const auto entry = karras_ancestral_entries().at(key);
+    QCOMPARE(QString::fromStdString(entry.at("scheduler").get<std::string>()), scheduler);
+    nlohmann::json config = entry.at("scheduler_config");
+    config["_class_name"] = entry.at("scheduler_class");
+    const auto loaded = load("tiny-sd15");
+    auto model = std::make_shared<LoadedModel>(*loaded);
+    model->scheduler = SchedulerConfig::from_json(config, "karras-ancestral.json");
+    StableDiffusion sd(model, backend_);
+    const GenerationRequest r{entry.at("prompt").get<std::string>(), entry.at("negative_prompt").get<std::string>(),
+                              entry.at("seed").get<std::uint64_t>(), entry.at("steps").get<int>(),
+                              entry.at("guidance_scale").get<float>(), scheduler.toStdString(),
+                              entry.at("width").get<int>(), entry.at("height").get<int>(), std::nullopt};
+    const auto result = sd.generate(r);
+    QCOMPARE(result.scheduler, scheduler.toStdString());
+    const auto golden = SafetensorsFile::open(test::reference_dir() / "seeded" / "karras-ancestral.safetensors");
+    const auto want = golden.tensor(key + ".latents").to_f32();
+    const auto got = result.latents.to_f32();
+    QCOMPARE(got.size(), want.size());
+    const double latent_error = relative_l2(got, want);
+    const auto image = golden.tensor(key + ".image").to_f32();  // [1, H, W, 3] in [0, 1]
+    const int worst = worst_8bit(result.image, image);
+    // The decoded image [1, 3, H, W] in [-1, 1] as diffusers' output_type="np": x / 2 + 0.5, clamped, HWC.
+    const auto decoded = result.decoded.to_f32();
+    const std::size_t plane = decoded.size() / 3;
+    std::vector<float> ours(decoded.size());
+    for (std::size_t p = 0; p < plane; ++p)
+      for (std::size_t c = 0; c < 3; ++c) ours[p * 3 + c] = std::clamp(decoded[c * plane + p] / 2 + 0.5f, 0.0f, 1.0f);
+    qInfo("%s: latents rel L2 %.3g, max abs %.3g; image rel L2 %.3g, max abs %.3g, max 8-bit difference %d", key.c_str(),
+          latent_error, max_abs(got, want), relative_l2(ours, image), max_abs(ours, image), worst);
+    QVERIFY2(latent_error <= 1e-3, qPrintable(QString::number(latent_error)));
+    QVERIFY2(worst <= 1, qPrintable(QString("max 8-bit difference %1").arg(worst)));
+
+    if (scheduler == "dpmpp2m_karras") {
+      // Karras sigmas span the training range whatever the spacing: the model's own (DDIM) config
+      // gives the same image.
+      StableDiffusion own(loaded, backend_);
+      QVERIFY(own.generate(r).latents.to_f32() == got);
+    }
+  }
+
+  // The sampler an empty request runs: the model's own, Karras where its config asks for it.
+  void default_sampler_follows_the_config() {
+    QCOMPARE(sampler_for_class("EulerAncestralDiscreteScheduler"), std::string("euler_a"));
+    QCOMPARE(sampler_for_class("PNDMScheduler"), std::string("ddim"));
+    const auto config = [](const char* class_name, bool karras) {
+      return SchedulerConfig::from_json({{"_class_name", class_name}, {"use_karras_sigmas", karras}}, "test");
+    };
+    QCOMPARE(sampler_for_config(config("DPMSolverMultistepScheduler", true)), std::string("dpmpp2m_karras"));
+    QCOMPARE(sampler_for_config(config("DPMSolverMultistepScheduler", false)), std::string("dpmpp2m"));
+    QCOMPARE(sampler_for_config(config("EulerDiscreteScheduler", true)), std::string("euler_karras"));
+    QCOMPARE(sampler_for_config(config("DDIMScheduler", true)), std::string("ddim"));
   }
 
   void edit_progress_carries_latents() {
@@ -231,12 +326,48 @@ private slots:
     QCOMPARE(theirs.cfg_scale, std::optional<float>(5.0f));
     QCOMPARE(theirs.seed, std::optional<std::uint64_t>(123));
     QCOMPARE(theirs.width, std::optional<int>(512));
+    // Euler a on Karras sigmas is not a sampler fisedit has; named in the single-name form.
     QVERIFY(!theirs.scheduler);
-    QCOMPARE(QString::fromStdString(theirs.unknown_sampler), QString("Euler a"));
+    QCOMPARE(QString::fromStdString(theirs.unknown_sampler), QString("Euler a Karras"));
 
     const auto prompt_only = parse_a1111_parameters("just a prompt, with commas: and colons");
     QCOMPARE(QString::fromStdString(prompt_only.prompt), QString("just a prompt, with commas: and colons"));
     QVERIFY(!prompt_only.steps && !prompt_only.seed && prompt_only.negative_prompt.empty());
+
+    // Both of A1111's spellings of a schedule: one name (before 1.9, and what fisedit writes), or the
+    // sampler and a "Schedule type" (1.9 on; "Automatic" is Karras for DPM++ 2M, plain for the others).
+    const std::vector<std::pair<std::string, std::string>> samplers = {
+        {"Sampler: Euler a", "euler_a"},
+        {"Sampler: Euler a, Schedule type: Automatic", "euler_a"},
+        {"Sampler: DPM++ 2M Karras", "dpmpp2m_karras"},
+        {"Sampler: DPM++ 2M, Schedule type: Karras", "dpmpp2m_karras"},
+        {"Sampler: DPM++ 2M, Schedule type: Automatic", "dpmpp2m_karras"},
+        {"Sampler: DPM++ 2M, Schedule type: Uniform", "dpmpp2m"},
+        {"Sampler: DPM++ 2M", "dpmpp2m"},
+        {"Sampler: Euler Karras", "euler_karras"},
+        {"Sampler: Euler, Schedule type: Karras", "euler_karras"},
+        {"Sampler: Euler, Schedule type: Automatic", "euler"},
+    };
+    for (const auto& [text, name] : samplers) {
+      const auto p = parse_a1111_parameters("a cat\nSteps: 20, " + text + ", CFG scale: 7, Seed: 1, Size: 512x512");
+      QVERIFY2(p.scheduler == name, text.c_str());
+      QVERIFY2(p.unknown_sampler.empty(), text.c_str());
+    }
+    for (const auto& [text, unknown] : std::vector<std::pair<std::string, std::string>>{
+             {"Sampler: DPM++ SDE", "DPM++ SDE"}, {"Sampler: DPM++ 2M, Schedule type: Exponential", "DPM++ 2M Exponential"}}) {
+      const auto p = parse_a1111_parameters("a cat\nSteps: 20, " + text + ", CFG scale: 7, Seed: 1, Size: 512x512");
+      QVERIFY2(!p.scheduler, text.c_str());
+      QCOMPARE(p.unknown_sampler, unknown);
+    }
+    // What fisedit writes reads back as the same sampler, for every sampler it has.
+    for (const auto& name : scheduler_names()) {
+      const GenerationRequest g{"a cat", "", 1, 20, 7.0f, name, 512, 512, std::nullopt};
+      const auto text = a1111_parameters(g, "m");
+      QVERIFY2(text.find("Sampler: " + a1111_sampler_name(name) + ",") != std::string::npos, text.c_str());
+      QCOMPARE(parse_a1111_parameters(text).scheduler, std::optional<std::string>(name));
+    }
+    QCOMPARE(a1111_sampler_name("dpmpp2m_karras"), std::string("DPM++ 2M Karras"));
+    QCOMPARE(a1111_sampler_name("euler_a"), std::string("Euler a"));
 
     const auto odd = parse_a1111_parameters("p\nSteps: many, Sampler: DDIM, Seed: -1, Size: big");
     QVERIFY(!odd.steps && !odd.seed && !odd.width && !odd.height);

@@ -295,6 +295,10 @@ private slots:
     newer.replace(version, "\"version\":99");
     QTest::newRow("wrong version") << newer << QStringLiteral("version 99");
     QTest::newRow("not a project") << QByteArray("{\"hello\": 1}") << QStringLiteral("not a fisedit project");
+    // A number past double's range is nlohmann's out_of_range, not a parse_error: it ended the app
+    // (tests/fuzz/fuzz_project's first crash).
+    QTest::newRow("number overflow") << QByteArray("{\"format\": \"fisedit-project\", \"version\": 8E888}")
+                                     << QStringLiteral("number overflow");
   }
 
   void damagedProjectIsRefused() {

@@ -80,29 +80,29 @@ private slots:
       const auto runs = parse_prompt_weights(text);
       QVERIFY(!runs.empty());
       for (const auto& run : runs) QVERIFY2(std::isfinite(run.weight), text.c_str());
-      const auto tokens = encoder_tokens(sd2_tokenizer(), text);
-      QCOMPARE(tokens.ids.size(), std::size_t{ClipTokenizer::kMaxLength});
+      for (const auto& chunk : encoder_chunks(sd2_tokenizer(), text))
+        QCOMPARE(chunk.ids.size(), std::size_t{ClipTokenizer::kMaxLength});
     }
   }
 
   // The tokens are the text's without the syntax; a prompt of weight 1 is the tokenizer's own encoding.
   void tokens() {
     const auto& tokenizer = sd2_tokenizer();
-    const auto plain = encoder_tokens(tokenizer, "a photo of a cat");
+    const auto plain = encoder_chunks(tokenizer, "a photo of a cat").at(0);
     QCOMPARE(plain.ids, tokenizer.encode("a photo of a cat"));
     QVERIFY(!plain.weighted());
     const auto weighted = prompt_tokens(tokenizer, "a photo of a (cat:1.5)");
     const auto unpadded = tokenizer.encode_unpadded("a photo of a cat");
     QCOMPARE(weighted.ids, std::vector<std::int64_t>(unpadded.begin() + 1, unpadded.end() - 1));
     QCOMPARE(weighted.weights, (std::vector<float>{1.0f, 1.0f, 1.0f, 1.0f, 1.5f}));
-    // Past 75 content tokens the encoder's input is truncated like the plain prompt's.
+    // Past 75 content tokens the prompt goes on in a second chunk (test_long_prompts), weights kept.
     std::string long_prompt = "(cat:1.2)";
     for (int i = 0; i < 100; ++i) long_prompt += " dog";
-    const auto truncated = encoder_tokens(tokenizer, long_prompt);
-    QCOMPARE(truncated.ids.size(), std::size_t{ClipTokenizer::kMaxLength});
-    QCOMPARE(truncated.ids.back(), tokenizer.eos_id());
-    QCOMPARE(truncated.weights[1], 1.2f);
-    QCOMPARE(truncated.weights.back(), 1.0f);
+    const auto first = encoder_chunks(tokenizer, long_prompt).at(0);
+    QCOMPARE(first.ids.size(), std::size_t{ClipTokenizer::kMaxLength});
+    QCOMPARE(first.ids.back(), tokenizer.eos_id());
+    QCOMPARE(first.weights[1], 1.2f);
+    QCOMPARE(first.weights.back(), 1.0f);
     QCOMPARE(prompt_tokens(tokenizer, long_prompt).ids.size(), std::size_t{101});
   }
 
@@ -123,7 +123,7 @@ private slots:
     // Nested huge weights overflow: refused with a message, never a NaN image.
     std::string huge = "cat";
     for (int i = 0; i < 8; ++i) huge = "(" + huge + ":100000)";
-    const auto tokens = encoder_tokens(sd2_tokenizer(), huge);
+    const auto tokens = encoder_chunks(sd2_tokenizer(), huge).at(0);
     std::vector<float> rows(tokens.weights.size() * 2, 1.0f);
     try {
       apply_token_weights(rows, tokens.weights);

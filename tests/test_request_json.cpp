@@ -69,6 +69,11 @@ private slots:
     QCOMPARE(back.width, r.width);
     QCOMPARE(back.height, r.height);
     QVERIFY(!back.initial_noise);  // a tensor: not stored
+    // Every sampler's name is stored as is (projects and the fisedit PNG chunk).
+    for (const auto& name : scheduler_names()) {
+      r.scheduler = name;
+      QCOMPARE(generation_request_from_json(Json::parse(to_json(r).dump()), "test").scheduler, name);
+    }
     // Unknown keys beside the request's are the writer's own, and ignored.
     QCOMPARE(generation_request_from_json(node(), "node 3").prompt, std::string("a cat"));
     // A whole number where a float goes is that number.

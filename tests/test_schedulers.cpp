@@ -1,7 +1,10 @@
 // The samplers against diffusers: timesteps of 10/20/50-step runs and a 20-step rollout with a
-// synthetic model, for both reference models (v-prediction and epsilon); timestep spacings worked out
-// by hand; and the errors a caller can provoke.
+// synthetic model, for both reference models (v-prediction and epsilon); timestep spacings and the
+// Karras schedules' ends worked out by hand; Euler ancestral's per-step noise against torch's
+// generator; and the errors a caller can provoke. (The Karras and ancestral samplers' goldens are whole
+// seeded generations: test_pipeline.)
 #include "core/error.h"
+#include "core/torch_random.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "sched/scheduler.h"
@@ -154,6 +157,15 @@ private slots:
                                     << QList<qint64>{999, 666, 332} << QList<float>{};
     QTest::newRow("euler leading") << "euler" << "EulerDiscreteScheduler" << "leading" << 1000 << 4
                                    << QList<qint64>{751, 501, 251, 1} << QList<float>{};
+    // Euler ancestral spaces as Euler does: 1000 // 12 = 83, arange(12) * 83 reversed, plus 1.
+    QTest::newRow("euler_a leading") << "euler_a" << "EulerAncestralDiscreteScheduler" << "leading" << 1000 << 12
+                                     << QList<qint64>{914, 831, 748, 665, 582, 499, 416, 333, 250, 167, 84, 1}
+                                     << QList<float>{};
+    QTest::newRow("euler_a linspace") << "euler_a" << "EulerAncestralDiscreteScheduler" << "linspace" << 1000 << 3
+                                      << QList<qint64>{999, 499, 0} << QList<float>{999.0f, 499.5f, 0.0f};
+    // Its own class's options only: an EulerDiscreteScheduler config's spacing stays there.
+    QTest::newRow("euler_a from an euler config") << "euler_a" << "EulerDiscreteScheduler" << "leading" << 1000 << 3
+                                                  << QList<qint64>{999, 499, 0} << QList<float>{999.0f, 499.5f, 0.0f};
   }
 
   void spacing() {
@@ -173,6 +185,100 @@ private slots:
              model_timesteps);
   }
 
+  // DPM++ 2M Karras spans the whole training range whatever the spacing: _convert_to_karras runs from
+  // the last training sigma to the first, whose timesteps interpolate back to 999 and 0; in between the
+  // timesteps fall, crowding towards 0 (rho = 7 spends most steps at low noise).
+  void dpmpp2m_karras_schedule_data() {
+    QTest::addColumn<QString>("spacing");
+    QTest::addColumn<int>("steps");
+    for (const char* spacing : {"leading", "linspace", "trailing"})
+      for (int steps : {10, 15, 25}) QTest::addRow("%s %d", spacing, steps) << QString(spacing) << steps;
+  }
+
+  void dpmpp2m_karras_schedule() {
+    QFETCH(QString, spacing);
+    QFETCH(int, steps);
+    auto karras = make_scheduler("dpmpp2m_karras", spacing_config("DPMSolverMultistepScheduler", spacing, 1000));
+    karras->set_timesteps(steps);
+    QCOMPARE(karras->num_steps(), steps);
+    const auto& t = karras->timesteps();
+    QCOMPARE(t.front(), std::int64_t{999});
+    QCOMPARE(t.back(), std::int64_t{0});
+    for (std::size_t i = 1; i < t.size(); ++i) QVERIFY(t[i] <= t[i - 1]);
+    // Denser at the low end than an even spacing: the middle step is already below where an even
+    // spacing of the range would be.
+    const std::size_t mid = t.size() / 2;
+    const double even = 999.0 * (1.0 - double(mid) / double(t.size() - 1));
+    QVERIFY2(double(t[mid]) < even, qPrintable(QString("%1 vs %2").arg(t[mid]).arg(even)));
+    QCOMPARE(QList<float>(karras->model_timesteps().begin(), karras->model_timesteps().end()),
+             QList<float>(t.begin(), t.end()));
+    QCOMPARE(QString(karras->name()), QString("dpmpp2m_karras"));
+  }
+
+  // Euler Karras runs between the sigmas of the first and last spaced timestep (leading: 901 and 1 at 10
+  // steps), so it starts where Euler starts: the same initial noise scale and first input scale, and
+  // fractional timesteps from 901 down to 1.
+  void euler_karras_schedule_data() {
+    QTest::addColumn<QString>("spacing");
+    QTest::addColumn<float>("first");
+    QTest::addColumn<float>("last");
+    QTest::newRow("leading") << "leading" << 901.0f << 1.0f;
+    QTest::newRow("linspace") << "linspace" << 999.0f << 0.0f;
+  }
+
+  void euler_karras_schedule() {
+    QFETCH(QString, spacing);
+    QFETCH(float, first);
+    QFETCH(float, last);
+    const auto config = spacing_config("EulerDiscreteScheduler", spacing, 1000);
+    auto karras = make_scheduler("euler_karras", config);
+    auto plain = make_scheduler("euler", config);
+    karras->set_timesteps(10);
+    plain->set_timesteps(10);
+    const auto& t = karras->model_timesteps();
+    QVERIFY2(std::abs(t.front() - first) < 1e-3f, qPrintable(QString::number(t.front())));
+    QVERIFY2(std::abs(t.back() - last) < 1e-3f, qPrintable(QString::number(t.back())));
+    for (std::size_t i = 1; i < t.size(); ++i) QVERIFY(t[i] < t[i - 1]);
+    QVERIFY(t[5] < plain->model_timesteps()[5]);  // Karras spends more steps at low noise
+    // (pow(pow(sigma, 1/7), 7): the same sigma within rounding; QCOMPARE of floats is fuzzy.)
+    QCOMPARE(karras->init_noise_sigma(), plain->init_noise_sigma());
+    const std::vector<float> x = {1.0f, -2.0f};
+    for (std::size_t k = 0; k < x.size(); ++k)
+      QCOMPARE(karras->scale_model_input(x, 0)[k], plain->scale_model_input(x, 0)[k]);
+    for (std::size_t i = 0; i < t.size(); ++i)
+      QCOMPARE(karras->timesteps()[i], static_cast<std::int64_t>(t[i]));
+  }
+
+  // Euler ancestral adds fresh noise at every step, drawn from the generator it was handed, one draw of
+  // the latent's size per step in order: with zero latents and zero model output a step is that draw
+  // times sigma_up, so two steps give torch's two successive draws from one generator (seeded goldens).
+  void ancestral_noise_continues_the_generator() {
+    const auto goldens = SafetensorsFile::open(test::reference_dir() / "seeded" / "golden.safetensors");
+    const auto first = goldens.tensor("randn.seed5.two_draws.first").to_f32();
+    const auto second = goldens.tensor("randn.seed5.two_draws.second").to_f32();
+    auto scheduler = make_scheduler("euler_a", model_config("tiny-sd15"));
+    QVERIFY(scheduler->ancestral());
+    scheduler->set_timesteps(12);
+    const std::vector<float> zero(first.size(), 0.0f);
+    expect_error([&] { scheduler->step(zero, 0, zero); }, ErrorCode::invalid_argument, "noise generator");
+    scheduler->set_noise_generator(TorchGenerator(5));
+    for (const auto* draw : {&first, &second}) {
+      const int i = draw == &first ? 0 : 1;
+      const auto out = scheduler->step(zero, i, zero);
+      double dot = 0, norm = 0;
+      for (std::size_t k = 0; k < out.size(); ++k) dot += double(out[k]) * (*draw)[k], norm += double((*draw)[k]) * (*draw)[k];
+      const double sigma_up = dot / norm;
+      QVERIFY2(sigma_up > 0.1, qPrintable(QString::number(sigma_up)));
+      std::vector<float> scaled(draw->size());
+      for (std::size_t k = 0; k < scaled.size(); ++k) scaled[k] = static_cast<float>(sigma_up * (*draw)[k]);
+      const double error = test::relative_l2(out, scaled);
+      QVERIFY2(error < 1e-6, qPrintable(QString("step %1: relative L2 %2").arg(i).arg(error)));
+    }
+    // The other samplers never draw.
+    for (const char* name : {"ddim", "dpmpp2m", "euler", "dpmpp2m_karras", "euler_karras"})
+      QVERIFY(!make_scheduler(name, model_config("tiny-sd15"))->ancestral());
+  }
+
   void unknown_name_lists_the_valid_ones() {
     expect_error([] { make_scheduler("pndm", SchedulerConfig{}); }, ErrorCode::invalid_argument,
                  "ddim, dpmpp2m, euler");
@@ -181,7 +287,7 @@ private slots:
   void step_count_out_of_range_data() {
     QTest::addColumn<QString>("name");
     QTest::addColumn<int>("steps");
-    for (const char* name : {"ddim", "dpmpp2m", "euler"}) {
+    for (const char* name : {"ddim", "dpmpp2m", "euler", "euler_a", "dpmpp2m_karras", "euler_karras"}) {
       QTest::addRow("%s zero", name) << QString(name) << 0;
       QTest::addRow("%s negative", name) << QString(name) << -3;
       QTest::addRow("%s above training", name) << QString(name) << 1001;
@@ -216,9 +322,19 @@ private slots:
   }
 
   void unsupported_options() {
-    nlohmann::json karras = {{"_class_name", "EulerDiscreteScheduler"}, {"use_karras_sigmas", true}};
-    expect_error([&] { make_scheduler("euler", SchedulerConfig::from_json(karras, "test")); },
-                 ErrorCode::unsupported, "use_karras_sigmas");
+    nlohmann::json exponential = {{"_class_name", "EulerDiscreteScheduler"}, {"use_exponential_sigmas", true}};
+    expect_error([&] { make_scheduler("euler_karras", SchedulerConfig::from_json(exponential, "test")); },
+                 ErrorCode::unsupported, "use_exponential_sigmas");
+    nlohmann::json sigma_max = {{"_class_name", "EulerDiscreteScheduler"}, {"sigma_max", 80.0}};
+    expect_error([&] { make_scheduler("euler_karras", SchedulerConfig::from_json(sigma_max, "test")); },
+                 ErrorCode::unsupported, "sigma_max");
+    // A config's own use_karras_sigmas does not override the name asked for (it picks the default
+    // sampler: test_pipeline).
+    nlohmann::json karras = {
+        {"_class_name", "EulerDiscreteScheduler"}, {"timestep_spacing", "linspace"}, {"use_karras_sigmas", true}};
+    auto plain = make_scheduler("euler", SchedulerConfig::from_json(karras, "test"));
+    plain->set_timesteps(3);
+    QCOMPARE(plain->model_timesteps(), (std::vector<float>{999.0f, 499.5f, 0.0f}));
     nlohmann::json cosine = {{"_class_name", "DDIMScheduler"}, {"beta_schedule", "squaredcos_cap_v2"}};
     expect_error([&] { make_scheduler("ddim", SchedulerConfig::from_json(cosine, "test")); },
                  ErrorCode::unsupported, "squaredcos_cap_v2");

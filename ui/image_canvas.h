@@ -38,6 +38,7 @@ public:
   void showPreview(const QImage& preview);
   void clearPreview();
   bool showingPreview() const { return !m_preview.isNull(); }
+  const QImage& preview() const { return m_preview; }
 
   const QImage& image() const { return m_image; }
   bool hasChangedRegion() const { return !m_overlay.isNull(); }

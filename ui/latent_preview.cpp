@@ -1,4 +1,5 @@
-// The preview of latents (latent_preview.h): a linear map from latent channels to RGB, per pixel.
+// The preview of latents (latent_preview.h): a linear map from latent channels to RGB, per pixel, and an
+// edit's, inside its region over the previous image.
 #include "ui/latent_preview.h"
 
 #include <algorithm>
@@ -41,6 +42,23 @@ QImage latentPreview(std::span<const float> latents, int channels, int height, i
   // 8x8 pixels each latent pixel becomes.
   return small.scaled(width * kLatentToImageScale, height * kLatentToImageScale, Qt::IgnoreAspectRatio,
                       Qt::FastTransformation);
+}
+
+QImage editPreview(const QImage& base, std::span<const float> latents, int channels, int height, int width,
+                   std::span<const float> region) {
+  const QImage preview = latentPreview(latents, channels, height, width);
+  if (preview.isNull() || base.size() != preview.size() ||
+      region.size() != static_cast<std::size_t>(height) * static_cast<std::size_t>(width))
+    return {};
+  QImage out = base.convertToFormat(QImage::Format_RGB888);
+  constexpr int s = kLatentToImageScale;
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) {
+      if (region[static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x)] == 0.0f) continue;
+      for (int row = y * s; row < (y + 1) * s; ++row)
+        std::copy_n(preview.constScanLine(row) + 3 * x * s, 3 * s, out.scanLine(row) + 3 * x * s);
+    }
+  return out;
 }
 
 }  // namespace fisedit::ui

@@ -30,14 +30,15 @@
 #include <utility>
 
 namespace fisedit::ui {
-namespace {
-
-const QString kModelPathKey = QStringLiteral("model/path");
-const QString kConfigDirKey = QStringLiteral("model/configDir");
 
 // Fixed names rather than QCoreApplication's, so the test executable and the app share one scheme
 // (tests redirect it with QStandardPaths' test mode).
 QSettings appSettings() { return QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")); }
+
+namespace {
+
+const QString kModelPathKey = QStringLiteral("model/path");
+const QString kConfigDirKey = QStringLiteral("model/configDir");
 
 QString displayName(const QString& path) { return QFileInfo(path).fileName(); }
 
@@ -150,13 +151,17 @@ void MainWindow::createWorker() {
 void MainWindow::createMenus() {
   auto* file = menuBar()->addMenu(tr("&File"));
   auto* openFolder = file->addAction(tr("Open Model &Folder..."), this, &MainWindow::chooseModelFolder);
+  openFolder->setObjectName(QStringLiteral("openModelFolderAction"));
   openFolder->setShortcut(QKeySequence::Open);
   auto* openCheckpoint = file->addAction(tr("Open &Checkpoint (.safetensors)..."), this, &MainWindow::chooseCheckpoint);
+  openCheckpoint->setObjectName(QStringLiteral("openCheckpointAction"));
   openCheckpoint->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
   file->addSeparator();
   m_exportAction = file->addAction(tr("&Export Image..."), this, &MainWindow::chooseExportFile);
+  m_exportAction->setObjectName(QStringLiteral("exportImageAction"));
   m_exportAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
   createProjectActions(file);
+  createRecentMenus(file);
   file->addSeparator();
   auto* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
@@ -226,16 +231,26 @@ QWidget* MainWindow::createLeftColumn() {
   auto* progressRow = new QHBoxLayout;
   m_jobProgress = new QProgressBar;
   m_jobProgress->setObjectName(QStringLiteral("jobProgress"));
-  m_jobProgress->setTextVisible(true);
+  // The words go beside the bar: drawn on it, the fill runs through them and half the text is lost.
+  m_jobProgress->setTextVisible(false);
+  m_jobProgressText = new QLabel;
+  m_jobProgressText->setObjectName(QStringLiteral("jobProgressText"));
+  m_jobProgressText->setWordWrap(true);
+  m_jobProgressText->setAlignment(Qt::AlignLeft | Qt::AlignTop);
+  // Two lines, always: the rebuild's message wraps, and the column must not change height with it.
+  m_jobProgressText->setFixedHeight(2 * m_jobProgressText->fontMetrics().lineSpacing() + 2);
+  m_jobProgress->setFixedHeight(8);
   m_cancelButton = new QPushButton(tr("Cancel"));
   m_cancelButton->setObjectName(QStringLiteral("cancelButton"));
   m_cancelButton->setToolTip(tr("Stop after the current step (Esc)"));
   connect(m_cancelButton, &QPushButton::clicked, this, &MainWindow::cancel);
-  progressRow->addWidget(m_jobProgress, 1);
-  progressRow->addWidget(m_cancelButton);
+  progressRow->addWidget(m_jobProgressText, 1);
+  progressRow->addWidget(m_cancelButton, 0, Qt::AlignTop);
   outerLayout->addLayout(progressRow);
+  outerLayout->addWidget(m_jobProgress);
   // Their room is kept while hidden: the prompt box above does not jump when a job starts.
-  for (QWidget* w : {static_cast<QWidget*>(m_jobProgress), static_cast<QWidget*>(m_cancelButton)}) {
+  for (QWidget* w : {static_cast<QWidget*>(m_jobProgress), static_cast<QWidget*>(m_cancelButton),
+                     static_cast<QWidget*>(m_jobProgressText)}) {
     QSizePolicy policy = w->sizePolicy();
     policy.setRetainSizeWhenHidden(true);
     w->setSizePolicy(policy);
@@ -315,9 +330,13 @@ void MainWindow::onModelLoaded(const ModelSummary& summary) {
   const bool builtin = !builtinPath.isEmpty() && QFileInfo(summary.source) == QFileInfo(builtinPath);
   showModelGuidance(builtin);
   if (!builtin) {
-    auto settings = appSettings();
-    settings.setValue(kModelPathKey, summary.source);
-    settings.setValue(kConfigDirKey, summary.configDir);
+    {
+      auto settings = appSettings();
+      settings.setValue(kModelPathKey, summary.source);
+      settings.setValue(kConfigDirKey, summary.configDir);
+    }
+    rememberBrowseDir(BrowseKind::models, summary.source);
+    addRecent(RecentKind::models, summary.source, summary.configDir);
   }
   emit modelLoaded(summary);
 }

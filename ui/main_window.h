@@ -183,7 +183,26 @@ private:
   void chooseConfigFolder();
   void chooseExportFile();
   void showAbout();
-  QString lastBrowseDir() const;
+  // The folder a file dialog of this kind starts in: the last one used for that kind (remembered in
+  // the settings across sessions), else a sensible default (the open model's folder for models, the
+  // project's for projects, the home folder).
+  enum class BrowseKind { models, projects, exports };
+  QString browseDir(BrowseKind kind) const;
+  // `path` (a file or folder that was opened or written) was used: its folder is where the next dialog
+  // of `kind` starts.
+  void rememberBrowseDir(BrowseKind kind, const QString& path);
+  // File > Recent Projects and Recent Models: newest first, at most kMaxRecent, kept in the settings;
+  // a model's entry keeps the config folder it was opened with. Opening one that is no longer there
+  // removes it and says so.
+  static constexpr int kMaxRecent = 8;
+  enum class RecentKind { projects, models };
+  void createRecentMenus(QMenu* file);
+  void addRecent(RecentKind kind, const QString& path, const QString& configDir = {});
+  void fillRecentMenu(RecentKind kind);
+  void openRecent(RecentKind kind, const QString& path);
+  // The progress text beside the bar (not on it, where its fill would cross the words); also the
+  // bar's format, for screen readers.
+  void setJobProgressText(const QString& text);
 
   // Quits the worker's event loop and waits, so the worker (and the model it owns) is gone before the
   // window's widgets are.
@@ -227,6 +246,9 @@ private:
   QPushButton* m_generateButton = nullptr;
   QPushButton* m_cancelButton = nullptr;
   QProgressBar* m_jobProgress = nullptr;
+  QLabel* m_jobProgressText = nullptr;
+  QMenu* m_recentProjectsMenu = nullptr;
+  QMenu* m_recentModelsMenu = nullptr;
   QStackedWidget* m_centerArea = nullptr;
   QWidget* m_welcomeBanner = nullptr;
   QWidget* m_canvasArea = nullptr;

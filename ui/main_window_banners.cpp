@@ -144,25 +144,20 @@ QString MainWindow::builtinModelPath() {
   return {};
 }
 
-QString MainWindow::lastBrowseDir() const {
-  if (m_model) return QFileInfo(m_model->source).absolutePath();
-  return QDir::homePath();
-}
-
 void MainWindow::chooseModelFolder() {
-  const QString dir = QFileDialog::getExistingDirectory(this, tr("Open Model Folder"), lastBrowseDir());
+  const QString dir = QFileDialog::getExistingDirectory(this, tr("Open Model Folder"), browseDir(BrowseKind::models));
   if (!dir.isEmpty()) openModel(dir);
 }
 
 void MainWindow::chooseCheckpoint() {
-  const QString file = QFileDialog::getOpenFileName(this, tr("Open Checkpoint"), lastBrowseDir(),
+  const QString file = QFileDialog::getOpenFileName(this, tr("Open Checkpoint"), browseDir(BrowseKind::models),
                                                     tr("Safetensors checkpoints (*.safetensors)"));
   if (!file.isEmpty()) openModel(file);
 }
 
 void MainWindow::chooseConfigFolder() {
   const QString dir = QFileDialog::getExistingDirectory(this, tr("Config Folder (a diffusers folder of the same family)"),
-                                                        lastBrowseDir());
+                                                        browseDir(BrowseKind::models));
   if (!dir.isEmpty()) setConfigFolder(dir);
 }
 

@@ -31,13 +31,14 @@ QWidget* MainWindow::createCanvasArea() {
   bar->addAction(tr("1:1"), m_canvas, &ImageCanvas::setActualSize)->setToolTip(tr("Actual size"));
   bar->addAction(QStringLiteral("−"), m_canvas, &ImageCanvas::zoomOut)->setToolTip(tr("Zoom out (Ctrl+-)"));
   bar->addAction(QStringLiteral("+"), m_canvas, &ImageCanvas::zoomIn)->setToolTip(tr("Zoom in (Ctrl+=)"));
+  // In the status bar rather than this toolbar, whose end folds away in a narrow window.
   auto* zoomLabel = new QLabel;
   zoomLabel->setObjectName(QStringLiteral("zoomLabel"));
-  zoomLabel->setToolTip(tr("Zoom: 100% shows one image pixel per screen pixel"));
-  zoomLabel->setMinimumWidth(zoomLabel->fontMetrics().horizontalAdvance(QStringLiteral(" 3200% ")));
-  bar->addWidget(zoomLabel);
+  zoomLabel->setToolTip(tr("Zoom: 100% shows one image pixel per screen pixel (View > Actual Size)"));
+  zoomLabel->setMinimumWidth(zoomLabel->fontMetrics().horizontalAdvance(tr("zoom 3200%")));
+  statusBar()->addPermanentWidget(zoomLabel);
   connect(m_canvas, &ImageCanvas::zoomChanged, zoomLabel, [zoomLabel, canvas = m_canvas](double zoom) {
-    zoomLabel->setText(canvas->image().isNull() ? QString() : QStringLiteral(" %1%").arg(std::lround(zoom * 100)));
+    zoomLabel->setText(canvas->image().isNull() ? QString() : tr("zoom %1%").arg(std::lround(zoom * 100)));
   });
   bar->addSeparator();
   m_overlayAction = bar->addAction(tr("Changed region"));
@@ -117,7 +118,7 @@ void MainWindow::onMaskEmptyChanged(bool empty) {
   if (!empty && before == MaskMode::automatic) {
     m_parameters->setMaskMode(MaskMode::painted);
     statusBar()->showMessage(tr("Region: painted. The next edit re-renders only the painted area, "
-                                "without detection steps (the Edit box's Region setting)"),
+                                "without detection steps (Region, in the Edit box under the parameters)"),
                              8000);
   } else if (empty && before != MaskMode::automatic && !m_canvas->image().isNull()) {
     statusBar()->showMessage(tr("Region: automatic again (the mask is empty)"), 5000);

@@ -126,15 +126,16 @@ void MainWindow::boundPaintedGrowth(EditRequest& request) {
 void MainWindow::cancel() {
   if (!m_busy) return;
   m_jobStop.request_stop();  // directly: a queued call would wait behind the job it is meant to stop
-  m_jobProgress->setFormat(tr("Cancelling..."));
+  setJobProgressText(tr("Cancelling..."));
 }
 
 void MainWindow::startJob() {
   m_busy = true;
   m_errorBanner->hide();
   m_jobProgress->setRange(0, 0);  // until the first step reports how many there are
-  m_jobProgress->setFormat(tr("Starting..."));
+  setJobProgressText(tr("Starting..."));
   m_jobProgress->show();
+  m_jobProgressText->show();
   m_cancelButton->show();
   updateGenerateButton();
 }
@@ -143,6 +144,7 @@ void MainWindow::endJob() {
   m_busy = false;
   m_canvas->clearPreview();  // the finished image, or the one from before a cancel, takes its place
   m_jobProgress->hide();
+  m_jobProgressText->hide();
   m_cancelButton->hide();
   updateGenerateButton();
 }
@@ -160,10 +162,10 @@ void MainWindow::onProgress(int step, int total, double elapsedMs) {
   if (rebuild > 0 && step <= rebuild) {
     m_jobProgress->setRange(0, rebuild);
     m_jobProgress->setValue(step);
-    m_jobProgress->setFormat(tr("Rebuilding the cache of the image (step %1/%2 · %3 s left), then the edit")
-                                 .arg(step)
-                                 .arg(rebuild)
-                                 .arg(secondsLeft(elapsedMs, step, rebuild)));
+    setJobProgressText(tr("Rebuilding the cache of the image (step %1/%2 · %3 s left), then the edit")
+                           .arg(step)
+                           .arg(rebuild)
+                           .arg(secondsLeft(elapsedMs, step, rebuild)));
     if (step == rebuild) m_rebuildEndMs = elapsedMs;
     return;
   }
@@ -171,7 +173,12 @@ void MainWindow::onProgress(int step, int total, double elapsedMs) {
   m_jobProgress->setRange(0, ownTotal);
   m_jobProgress->setValue(own);
   // The steps of one job cost about the same, so the mean so far predicts the rest.
-  m_jobProgress->setFormat(tr("step %1/%2 · %3 s left").arg(own).arg(ownTotal).arg(secondsLeft(elapsedMs - m_rebuildEndMs, own, ownTotal)));
+  setJobProgressText(tr("step %1/%2 · %3 s left").arg(own).arg(ownTotal).arg(secondsLeft(elapsedMs - m_rebuildEndMs, own, ownTotal)));
+}
+
+void MainWindow::setJobProgressText(const QString& text) {
+  m_jobProgress->setFormat(text);
+  m_jobProgressText->setText(text);
 }
 
 void MainWindow::onPreview(const QImage& image) {
@@ -320,6 +327,7 @@ bool MainWindow::exportImage(const QString& path) {
     showError(tr("<b>Could not export the image</b><br>%1").arg(QString::fromUtf8(e.what()).toHtmlEscaped()));
     return false;
   }
+  rememberBrowseDir(BrowseKind::exports, path);
   statusBar()->showMessage(tr("Exported %1").arg(QFileInfo(path).fileName()), 5000);
   return true;
 }
@@ -328,7 +336,7 @@ void MainWindow::chooseExportFile() {
   const auto id = m_history->currentNode();
   if (!id) return;
   const auto& request = m_history->record(*id)->request;
-  const QString suggested = QDir(lastBrowseDir()).filePath(QStringLiteral("fisedit-%1-%2.png").arg(request.seed).arg(*id));
+  const QString suggested = QDir(browseDir(BrowseKind::exports)).filePath(QStringLiteral("fisedit-%1-%2.png").arg(request.seed).arg(*id));
   QString file = QFileDialog::getSaveFileName(this, tr("Export Image"), suggested, tr("PNG images (*.png)"));
   if (file.isEmpty()) return;
   if (!file.endsWith(QLatin1String(".png"), Qt::CaseInsensitive)) file += QLatin1String(".png");

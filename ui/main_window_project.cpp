@@ -213,13 +213,16 @@ void MainWindow::switchToShownModel() {
 }
 
 void MainWindow::createProjectActions(QMenu* file) {
-  file->addAction(tr("Export &History..."), this, &MainWindow::chooseExportHistoryFolder);
+  file->addAction(tr("Export &History..."), this, &MainWindow::chooseExportHistoryFolder)
+      ->setObjectName(QStringLiteral("exportHistoryAction"));
   file->addSeparator();
-  file->addAction(tr("Open &Project..."), this, &MainWindow::chooseOpenProjectFile);
+  file->addAction(tr("Open &Project..."), this, &MainWindow::chooseOpenProjectFile)
+      ->setObjectName(QStringLiteral("openProjectAction"));
   file->addAction(tr("Use Parameters from &Image..."), this, &MainWindow::chooseImageParametersFile);
   auto* save = file->addAction(tr("&Save Project"), this, &MainWindow::saveOrChooseProjectFile);
   save->setShortcut(QKeySequence::Save);
   auto* saveAs = file->addAction(tr("Save Project &As..."), this, &MainWindow::chooseSaveProjectFile);
+  saveAs->setObjectName(QStringLiteral("saveProjectAsAction"));
   saveAs->setShortcut(QKeySequence::SaveAs);
   // Any change to the tree is something a save would keep.
   connect(this, &MainWindow::jobFinished, this, [this](bool succeeded) {
@@ -242,6 +245,7 @@ bool MainWindow::exportHistory(const QString& folder) {
     showError(tr("<b>Could not export the history</b><br>%1").arg(error.toHtmlEscaped()));
     return false;
   }
+  rememberBrowseDir(BrowseKind::exports, folder);
   statusBar()->showMessage(tr("Exported %n image(s) to %1", nullptr, m_history->nodeCount()).arg(QFileInfo(folder).fileName()), 5000);
   return true;
 }
@@ -255,6 +259,8 @@ bool MainWindow::saveProject(const QString& path) {
   m_projectPath = path;
   m_unsavedChanges = false;
   m_newNodesUnsaved = false;
+  rememberBrowseDir(BrowseKind::projects, path);
+  addRecent(RecentKind::projects, path);
   updateWindowTitle();
   statusBar()->showMessage(tr("Saved %1").arg(QFileInfo(path).fileName()), 5000);
   return true;
@@ -282,6 +288,8 @@ bool MainWindow::openProject(const QString& path) {
   m_projectPath = path;
   m_unsavedChanges = false;
   m_newNodesUnsaved = false;
+  rememberBrowseDir(BrowseKind::projects, path);
+  addRecent(RecentKind::projects, path);
   statusBar()->showMessage(tr("Opened %1").arg(QFileInfo(path).fileName()), 8000);
   adoptRestoredNodes();  // or says which model to open
   updateGenerateButton();
@@ -320,7 +328,8 @@ bool MainWindow::saveOrChooseProjectFile() {
 }
 
 bool MainWindow::chooseSaveProjectFile() {
-  const QString suggested = m_projectPath.isEmpty() ? QDir(lastBrowseDir()).filePath(QStringLiteral("untitled.fisedit")) : m_projectPath;
+  const QString suggested =
+      m_projectPath.isEmpty() ? QDir(browseDir(BrowseKind::projects)).filePath(QStringLiteral("untitled.fisedit")) : m_projectPath;
   QString file = QFileDialog::getSaveFileName(this, tr("Save Project"), suggested, projectFilter());
   if (file.isEmpty()) return false;
   if (!file.endsWith(QLatin1String(".fisedit"), Qt::CaseInsensitive)) file += QLatin1String(".fisedit");
@@ -328,14 +337,13 @@ bool MainWindow::chooseSaveProjectFile() {
 }
 
 void MainWindow::chooseOpenProjectFile() {
-  const QString dir = m_projectPath.isEmpty() ? lastBrowseDir() : QFileInfo(m_projectPath).absolutePath();
-  const QString file = QFileDialog::getOpenFileName(this, tr("Open Project"), dir, projectFilter());
+  const QString file = QFileDialog::getOpenFileName(this, tr("Open Project"), browseDir(BrowseKind::projects), projectFilter());
   if (!file.isEmpty()) openProject(file);
 }
 
 void MainWindow::chooseImageParametersFile() {
   const QString file =
-      QFileDialog::getOpenFileName(this, tr("Use Parameters from Image"), lastBrowseDir(), tr("PNG images (*.png)"));
+      QFileDialog::getOpenFileName(this, tr("Use Parameters from Image"), browseDir(BrowseKind::exports), tr("PNG images (*.png)"));
   if (!file.isEmpty()) useImageParameters(file);
 }
 
@@ -390,7 +398,7 @@ void MainWindow::dropEvent(QDropEvent* event) {
 void MainWindow::chooseExportHistoryFolder() {
   if (m_history->nodeCount() == 0) return;
   // A name for a new folder rather than an existing one: the export is made whole, then renamed to it.
-  const QString suggested = QDir(lastBrowseDir()).filePath(QStringLiteral("fisedit-history"));
+  const QString suggested = QDir(browseDir(BrowseKind::exports)).filePath(QStringLiteral("fisedit-history"));
   const QString folder = QFileDialog::getSaveFileName(this, tr("Export History to a New Folder"), suggested);
   if (!folder.isEmpty()) exportHistory(folder);
 }

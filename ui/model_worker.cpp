@@ -100,15 +100,20 @@ void ModelWorker::reportMemory() {
                    static_cast<qint64>(m_session->cache_bytes_host()));
 }
 
-ProgressCallback ModelWorker::progressReporter() {
+ProgressCallback ModelWorker::progressReporter(const QImage& base, int editSteps) {
   // Shared: the session copies the callback for each run of a rebuild, and the interval spans them all.
   auto sincePreview = std::make_shared<QElapsedTimer>();
-  return [this, sincePreview](const GenerationProgress& p) {
+  return [this, sincePreview, base, editSteps](const GenerationProgress& p) {
     emit progress(p.step, p.total, p.elapsed_ms);
     // The last step's latents are decoded next: the real image is moments away.
     if (p.latents.empty() || p.step % 2 != 0 || p.step == p.total) return;
     if (sincePreview->isValid() && sincePreview->elapsed() < kPreviewIntervalMs) return;
-    QImage image = latentPreview(p.latents, p.latent_channels, p.latent_height, p.latent_width);
+    const bool edit = editSteps > 0;
+    // An edit's detection steps change the whole latent and its region is not known yet; a rebuild
+    // recomputes other images: the base image stays shown until the region's own steps run.
+    if (edit && (p.region.empty() || p.step <= p.total - editSteps)) return;
+    QImage image = edit ? editPreview(base, p.latents, p.latent_channels, p.latent_height, p.latent_width, p.region)
+                        : latentPreview(p.latents, p.latent_channels, p.latent_height, p.latent_width);
     if (image.isNull()) return;  // not a 4-channel latent space
     sincePreview->start();
     emit preview(image);
@@ -133,7 +138,9 @@ void ModelWorker::edit(quint64 baseNode, const EditRequest& request, std::stop_t
     if (stop.stop_requested()) throw Error(ErrorCode::cancelled, "cancelled");
     QElapsedTimer clock;
     clock.start();
-    const NodeId id = m_session->edit(baseNode, request, progressReporter(), stop);
+    const auto& base = m_session->node(baseNode);
+    const ProgressCallback reporter = progressReporter(toQImage(base.result.image), base.request.steps);
+    const NodeId id = m_session->edit(baseNode, request, reporter, stop);
     emit edited(record(id, static_cast<double>(clock.elapsed())));
   });
 }

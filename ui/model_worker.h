@@ -74,7 +74,8 @@ signals:
   // The backend in use ("CPU (float32, 2 threads)"); the history is empty after this.
   void engineReady(const QString& deviceName);
   void progress(int step, int total, double elapsedMs);
-  // The latents of a job under way as a picture of the image's size (latentPreview).
+  // The latents of a job under way as a picture of the image's size (latentPreview; for an edit, the
+  // image edited with only the region being re-rendered from the latents: editPreview).
   void preview(const QImage& image);
   // After every job: device memory held by live buffers (-1 where the backend does not say, as on
   // the CPU) and the history's activation caches.
@@ -96,8 +97,11 @@ private:
   template <typename Job>
   void runJob(Job&& job);
   HistoryRecord record(quint64 id, double totalMs) const;
-  // Emits progress() for every step and preview() when one is due.
-  ProgressCallback progressReporter();
+  // Emits progress() for every step and preview() when one is due. For an edit, `base` is the image
+  // edited and `editSteps` its own steps: its previews are `base` with only the region being
+  // re-rendered changing (editPreview), and a cache rebuild before it (the first of more steps than
+  // `editSteps`) shows none, the base image staying on the canvas.
+  ProgressCallback progressReporter(const QImage& base = {}, int editSteps = 0);
   void reportMemory();
 
   DeviceChoice m_device = DeviceChoice::automatic;

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "io/a1111_parameters.h"
+#include "io/atomic_file.h"
 #include "io/image_file.h"
 #include "io/request_json.h"
 
@@ -11,10 +12,12 @@
 #include <QFile>
 #include <QFileInfo>
 #include <QHash>
-#include <QSaveFile>
 #include <QTemporaryDir>
 
+#include <cerrno>
+#include <csignal>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -226,12 +229,41 @@ TextChunks imageTextChunks(const HistoryRecord& r) {
 
 QString nodeFileStem(int index) { return QStringLiteral("%1").arg(index + 1, 3, 10, QLatin1Char('0')); }
 
+namespace {
+
+// The staging folder of an export to `target` by this process: hidden, beside the target (so the final
+// rename stays on one file system), "<.name>.export-<pid>-XXXXXX".
+QString stagingTemplate(const QFileInfo& target) {
+  return target.absolutePath() + QStringLiteral("/.%1.export-%2-XXXXXX").arg(target.fileName()).arg(::getpid());
+}
+
+// Removes the staging folders of exports to `target` whose process was killed mid-export (SIGKILL,
+// power loss): those of a process id that no longer runs. A live process's export stays.
+void removeStaleStagingFolders(const QFileInfo& target) {
+  const QString prefix = QStringLiteral(".%1.export-").arg(target.fileName());
+  const QDir parent(target.absolutePath());
+  for (const QString& name : parent.entryList({prefix + QStringLiteral("*")}, QDir::Dirs | QDir::Hidden | QDir::NoDotAndDotDot)) {
+    const QString rest = name.mid(prefix.size());  // "<pid>-XXXXXX"
+    const int dash = rest.indexOf(QLatin1Char('-'));
+    bool ok = false;
+    const long pid = rest.left(dash).toLong(&ok);
+    if (dash <= 0 || !ok || pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    const QFileInfo info(parent.filePath(name));
+    if (info.isDir() && !info.isSymLink()) QDir(info.filePath()).removeRecursively();
+  }
+}
+
+}  // namespace
+
 QString exportHistory(const QString& folder, const ProjectContent& content) {
   const QFileInfo target(folder);
   if (target.exists() && !(target.isDir() && QDir(folder).isEmpty()))
     return QObject::tr("%1 already exists: choose a new folder name.").arg(folder);
-  // Beside the target, so the final rename stays on one file system and is a single step.
-  QTemporaryDir staging(target.absolutePath() + QStringLiteral("/.%1-XXXXXX").arg(target.fileName()));
+  removeStaleStagingFolders(target);
+  // A SIGKILL or crash before the rename leaves only this hidden folder (removed by the next export
+  // to the same name), never a half-written export under the chosen name.
+  QTemporaryDir staging(stagingTemplate(target));
   if (!staging.isValid()) return QObject::tr("Cannot create a folder in %1.").arg(target.absolutePath());
   try {
     const Json doc =
@@ -249,9 +281,11 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
             node["paintedMask"] = utf8(stem + QStringLiteral("-painted.png"));
           }
         });
-    QFile json(staging.filePath(QStringLiteral("history.json")));
-    if (!json.open(QIODevice::WriteOnly) || json.write(QByteArray::fromStdString(dump(doc, 4))) < 0 || !json.flush())
-      return QObject::tr("Cannot write %1: %2").arg(json.fileName(), json.errorString());
+    // Every file is synced to disk (AtomicFile, as write_png) before the folder is renamed into place.
+    const std::string text = dump(doc, 4);
+    AtomicFile json(std::filesystem::path(staging.filePath(QStringLiteral("history.json")).toStdString()));
+    json.write(reinterpret_cast<const std::byte*>(text.data()), text.size());
+    json.commit();
   } catch (const Error& e) {
     return QString::fromUtf8(e.what());
   }
@@ -264,6 +298,7 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
   if (target.exists()) QDir().rmdir(folder);  // the empty folder a dialog made; rename will not replace it
   if (!QDir().rename(staging.path(), folder)) return QObject::tr("Cannot rename the export to %1.").arg(folder);
   staging.setAutoRemove(false);
+  sync_directory(std::filesystem::path(target.absolutePath().toStdString()));  // the rename, durable
   return {};
 }
 
@@ -273,9 +308,19 @@ QString saveProject(const QString& path, const ProjectContent& content) {
     if (r.isEdit() && !r.changedRegion.isNull()) node["maskPng"] = pngBase64(r.changedRegion);
     if (const QImage painted = paintedMaskImage(r); !painted.isNull()) node["paintedMaskPng"] = pngBase64(painted);
   });
-  QSaveFile file(path);  // the old project stays whole until commit() renames the new one over it
-  if (!file.open(QIODevice::WriteOnly) || file.write(QByteArray::fromStdString(dump(doc))) < 0 || !file.commit())
-    return QObject::tr("Cannot write %1: %2").arg(path, file.errorString());
+  // The old project stays whole until commit() renames the new one, synced to disk, over it; a process
+  // killed before that leaves "<path>.tmp-<pid>" (not a .fisedit name), removed by the next save.
+  try {
+    const std::string text = dump(doc);
+    // A project reached through a symbolic link is saved where the link points, as QSaveFile did
+    // (AtomicFile itself refuses to replace a link).
+    const QFileInfo info(path);
+    AtomicFile file(std::filesystem::path((info.isSymLink() ? info.symLinkTarget() : path).toStdString()));
+    file.write(reinterpret_cast<const std::byte*>(text.data()), text.size());
+    file.commit();
+  } catch (const Error& e) {
+    return QObject::tr("Cannot save the project: %1").arg(QString::fromUtf8(e.what()));
+  }
   return {};
 }
 
@@ -291,8 +336,10 @@ ProjectReadResult loadProject(const QString& path) {
   QString parseError;
   try {
     root = Json::parse(bytes.constData(), bytes.constData() + bytes.size());
-  } catch (const Json::parse_error& e) {
-    // "[json.exception.parse_error.101] parse error at line 1, column 9: ..." without the bracket.
+  } catch (const Json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 9: ..." without the bracket. Not
+    // only parse_error: a number too large for a double ("8E888") is out_of_range.406, which escaped
+    // this catch and ended the app (found by tests/fuzz/fuzz_project).
     const std::string what = e.what();
     const auto bracket = what.find("] ");
     parseError = QString::fromStdString(bracket == std::string::npos ? what : what.substr(bracket + 2));

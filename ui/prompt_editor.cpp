@@ -5,6 +5,7 @@
 #include "text/prompt_weights.h"
 
 #include <QHBoxLayout>
+#include <QStringList>
 #include <QLabel>
 #include <QPlainTextEdit>
 #include <QVBoxLayout>
@@ -92,27 +93,55 @@ void PromptEditor::updateCounter(const Field& field) {
     return;
   }
 
-  int count = 0;
+  WeightedTokens content;
   try {
     const QByteArray utf8 = field.edit->toPlainText().toUtf8();
-    // The tokens the text encoder reads: the emphasis syntax ("(word:1.2)") is not text.
-    count = static_cast<int>(prompt_tokens(*m_tokenizer, std::string_view(utf8.constData(), utf8.size())).ids.size());
+    // The tokens the text encoder reads: the emphasis syntax ("(word:1.2)") and BREAK are not text.
+    content = prompt_tokens(*m_tokenizer, std::string_view(utf8.constData(), utf8.size()));
   } catch (const Error& e) {
     counter->setText(QStringLiteral("? / %1").arg(kTokenLimit));
     counter->setToolTip(tr("The prompt could not be tokenized: %1").arg(QString::fromUtf8(e.what())));
     return;
   }
 
-  counter->setText(QStringLiteral("%1 / %2").arg(count).arg(kTokenLimit));
-  if (count > kTokenLimit) {
+  // As AUTOMATIC1111 counts: the tokens against the chunks they fill, 75 a chunk ("80 / 150").
+  const auto chunks = chunk_tokens(content);
+  const int count = static_cast<int>(content.ids.size());
+  const int chunkCount = static_cast<int>(chunks.size());
+  counter->setText(QStringLiteral("%1 / %2").arg(count).arg(chunkCount * kTokenLimit));
+  if (chunkCount > kMaxPromptChunks) {
     counter->setStyleSheet(kOverLimitStyle);
-    counter->setToolTip(tr("The text encoder reads only the first %1 tokens; the last %2 are truncated "
-                           "and have no effect on the image.")
+    counter->setToolTip(tr("Too long: %1 chunks of up to %2 tokens; at most %3 chunks (%4 tokens) are read, and a "
+                           "longer prompt is refused. Shorten it.")
+                            .arg(chunkCount)
                             .arg(kTokenLimit)
-                            .arg(count - kTokenLimit));
-  } else {
-    counter->setToolTip(tr("%1 of the %2 tokens the text encoder reads.").arg(count).arg(kTokenLimit));
+                            .arg(kMaxPromptChunks)
+                            .arg(kMaxPromptChunks * kTokenLimit));
+    return;
   }
+  if (chunkCount == 1) {
+    counter->setToolTip(tr("%1 of the %2 tokens the text encoder reads at once; a longer prompt goes on in "
+                           "another chunk of %2 (BREAK starts one early).")
+                            .arg(count)
+                            .arg(kTokenLimit));
+    return;
+  }
+  // Where each chunk starts, by its first word: the text encoder reads each chunk on its own, so a
+  // phrase cut by a boundary loses its meaning (move the words, or put BREAK before the phrase).
+  QStringList starts;
+  for (int i = 1; i < chunkCount; ++i) {
+    QString word = tr("(empty)");
+    if (!chunks[static_cast<std::size_t>(i)].ids.empty()) {
+      word = QString::fromStdString(m_tokenizer->token_text(chunks[static_cast<std::size_t>(i)].ids.front()));
+      word.remove(QStringLiteral("</w>"));
+    }
+    starts << tr("chunk %1 starts at “%2”").arg(i + 1).arg(word);
+  }
+  counter->setToolTip(tr("%1 tokens in %2 chunks of up to %3, each read by the text encoder on its own: %4.")
+                          .arg(count)
+                          .arg(chunkCount)
+                          .arg(kTokenLimit)
+                          .arg(starts.join(QStringLiteral(", "))));
 }
 
 }  // namespace fisedit::ui

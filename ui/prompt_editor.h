@@ -1,6 +1,8 @@
 #pragma once
-// Prompt and negative prompt, each with a live token counter like AUTOMATIC1111's: CLIP conditions on
-// 75 tokens (77 positions less BOS and EOS), so the user must see when a prompt runs past them.
+// Prompt and negative prompt, each with a live token counter like AUTOMATIC1111's: CLIP reads 75 tokens
+// at a time (77 positions less BOS and EOS), so a longer prompt is encoded in chunks of 75
+// (text/prompt_weights.h); the counter shows the tokens against the chunks they fill ("80 / 150") and
+// where each chunk starts.
 #include "text/clip_tokenizer.h"
 
 #include <QWidget>

@@ -26,10 +26,10 @@ using namespace fisedit;
 constexpr const char* kUsage =
     "usage: fisedit-bench --arch sd15-512|sd2-512|sd2-768|tiny-sd2|tiny-sd15 [--tokenizer DIR]\n"
     "       fisedit-bench --model PATH [--config DIR] [--arch NAME]\n"
-    "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler (dpmpp2m)] [--cfg F (7.5)]\n"
+    "   [--width W --height H] [--steps N (20)] [--scheduler ddim|dpmpp2m|euler|euler_a|dpmpp2m_karras|euler_karras (dpmpp2m)] [--cfg F (7.5)]\n"
     "   [--repeat N (10)] [--warmup N (2)] [--generations N (3)] [--device auto|cpu|cuda] [--json FILE]\n"
-    "   [--stages text_encoder,unet,vae,generation,edit,edit_sizes,attention,fidelity\n"
-    "             (all but attention and fidelity)]\n"
+    "   [--stages text_encoder,unet,vae,generation,edit,edit_sizes,live,attention,fidelity\n"
+    "             (all but live, attention and fidelity)]\n"
     "   [--edit-sizes 0.05,0.15,0.30]\n"
     "   [--fidelity-cases N (200)] [--fidelity-seed S (7001)] [--fidelity-examples DIR]\n"
     "   [--mask-margin N (2)] [--detect-steps K (one per 20 steps)]\n"
@@ -46,6 +46,8 @@ constexpr const char* kUsage =
     "--stages edit times single sparse U-Net steps against a dense one (centred squares of 1-50%);\n"
     "edit_sizes times whole automatic edits (needs a tokenizer) whose detected mask is replaced by a blob\n"
     "of each --edit-sizes share, with PSNR inside the changed region against the dense reference route.\n"
+    "--stages live times live editing's engine side (needs a tokenizer): a 5% edit cancelled halfway (the\n"
+    "text changed again), then the next edit to the end; the cancel's latency, the edit, and their sum.\n"
     "The edit stage also times --steps sparse steps (10% region) with the cache on the device against the\n"
     "cache beyond --cache-device-budget in pinned host memory, prefetched a step ahead (spill_steps), and,\n"
     "with a tokenizer, whole painted-mask edits of a resident and of a spilled generation (spill_edit).\n"
@@ -121,9 +123,9 @@ bench::Settings parse(const std::vector<std::string>& raw) {
     const auto end = std::min(stages.find(',', begin), stages.size());
     const auto stage = stages.substr(begin, end - begin);
     if (stage != "text_encoder" && stage != "unet" && stage != "vae" && stage != "generation" && stage != "edit" && stage != "edit_sizes" &&
-        stage != "attention" && stage != "fidelity")
+        stage != "live" && stage != "attention" && stage != "fidelity")
       throw std::invalid_argument("--stages: unknown stage '" + stage +
-                                  "' (text_encoder, unet, vae, generation, edit, edit_sizes, attention, fidelity)");
+                                  "' (text_encoder, unet, vae, generation, edit, edit_sizes, live, attention, fidelity)");
     s.stages.insert(stage);
     begin = end + 1;
   }
@@ -209,6 +211,7 @@ int run(int argc, char** argv) {
   run_stage("generation", "generation", &bench::Stages::generation);
   run_stage("edit", "edit", &bench::Stages::edit_steps);
   run_stage("edit_sizes", "edit_sizes", &bench::Stages::edit_sizes);
+  run_stage("live", "live", &bench::Stages::live_edit);
   run_stage("attention", "attention", &bench::Stages::attention);
   if (s.stages.count("fidelity")) results["fidelity"] = fidelity_stage(*backend, model, s);
   report["host_peak_rss_bytes"] = bench::host_peak_rss();

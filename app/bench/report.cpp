@@ -170,6 +170,18 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
   } else if (sizes.is_object() && sizes.contains("skipped") && sizes["skipped"] != "not in --stages") {
     std::fprintf(out, "\nwhole edits: skipped: %s\n", sizes["skipped"].get<std::string>().c_str());
   }
+  const auto& live = res.contains("live") ? res["live"] : nlohmann::json();
+  if (live.is_object() && live.contains("pause_to_image_ms")) {
+    std::fprintf(out,
+                 "\nlive editing (%.1f%% edit, cancelled after %.1f ms, %d of %d cancelled): cancel %.1f ms, "
+                 "edit %.1f ms, pause to image %.1f ms (medians)\n",
+                 100.0 * live["edit_fraction"].get<double>(), live["cancelled_after_ms"].get<double>(),
+                 live["cancelled"].get<int>(), live["rounds"].get<int>(),
+                 live["cancel_latency_ms"]["median"].get<double>(), live["edit_ms"]["median"].get<double>(),
+                 live["pause_to_image_ms"]["median"].get<double>());
+  } else if (live.is_object() && live.contains("skipped") && live["skipped"] != "not in --stages") {
+    std::fprintf(out, "\nlive editing: skipped: %s\n", live["skipped"].get<std::string>().c_str());
+  }
   const auto& att = res.contains("attention") ? res["attention"] : nlohmann::json();
   if (att.is_object() && att.contains("cases")) {
     const auto& env = att["kernel_env"];

@@ -1,6 +1,7 @@
 // fisedit-bench's stages (stages.h): components, attention, sparse steps, spill, whole edits, generation.
 #include "bench/stages.h"
 
+#include "core/error.h"
 #include "core/torch_random.h"
 #include "models/text_encoder.h"
 #include "models/unet.h"
@@ -11,6 +12,10 @@
 #include "text/clip_tokenizer.h"
 
 #include <algorithm>
+#include <chrono>
+#include <exception>
+#include <stop_token>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -464,6 +469,59 @@ nlohmann::json Stages::edit_sizes() {
                     {"profile_whole_edit", edit_ops}});
   }
   return {{"steps", r.steps}, {"scheduler", r.scheduler}, {"base_cache_bytes", base.cache_bytes()}, {"sizes", rows}};
+}
+
+nlohmann::json Stages::live_edit() {
+  if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
+  StableDiffusion sd(model_, backend_);
+  GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
+  r = sd.resolve(r);
+  const auto base = sd.generate_cached(r);
+  EditRequest stale;  // what the user had typed before the last pause
+  stale.prompt = "a photograph of an astronaut riding a zeb on the moon, detailed, 8k";
+  stale.negative_prompt = kNegative;
+  stale.mask_override = blob_mask(r.height / 8, r.width / 8, 0.05);
+  EditRequest typed = stale;
+  typed.prompt = kEditPrompt;
+  const double whole = sd.edit(base, typed).stats.total_ms;  // warm-up, and the time a cancel cuts into
+  const auto cancel_after = std::chrono::duration<double, std::milli>(whole * 0.5);
+  std::vector<double> cancel, edit, pause_to_image;
+  int cancelled = 0;
+  for (int i = 0; i < std::max(1, s_.repeat); ++i) {
+    std::stop_source stop;
+    using clock = std::chrono::steady_clock;
+    clock::time_point stop_requested;
+    std::exception_ptr failure;
+    std::thread running([&] {
+      try {
+        sd.edit(base, stale, {}, stop.get_token());
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::cancelled)
+          ++cancelled;
+        else
+          failure = std::current_exception();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    });
+    std::this_thread::sleep_for(cancel_after);
+    stop_requested = clock::now();
+    stop.request_stop();
+    running.join();
+    if (failure) std::rethrow_exception(failure);
+    const auto t = clock::now();
+    cancel.push_back(std::chrono::duration<double, std::milli>(t - stop_requested).count());
+    sd.edit(base, typed);
+    edit.push_back(std::chrono::duration<double, std::milli>(clock::now() - t).count());
+    pause_to_image.push_back(cancel.back() + edit.back());
+  }
+  return {{"edit_fraction", stale.mask_override->fraction()},
+          {"cancelled_after_ms", cancel_after.count()},
+          {"cancelled", cancelled},
+          {"rounds", cancel.size()},
+          {"cancel_latency_ms", to_json(summarize(cancel))},
+          {"edit_ms", to_json(summarize(edit))},
+          {"pause_to_image_ms", to_json(summarize(pause_to_image))}};
 }
 
 nlohmann::json Stages::generation() {

@@ -25,7 +25,7 @@ struct Settings {
   int width = 0, height = 0, steps = 20, repeat = 10, warmup = 2, generations = 3;
   float cfg = 7.5f;
   DeviceChoice device = DeviceChoice::automatic;
-  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, edit_sizes, attention, fidelity
+  std::set<std::string> stages;  // of text_encoder, unet, vae, generation, edit, edit_sizes, live, attention, fidelity
   std::vector<double> edit_sizes{0.05, 0.15, 0.30};  // latent shares of the whole-edit measurement
   // The edit stage's spilled runs: bytes of layer records kept on the device (the rest in pinned host
   // memory, prefetched a step ahead). 0 (the default): the whole cache on the host.
@@ -67,6 +67,12 @@ public:
   // dense reference route with the same mask (PSNR of the image inside the changed region).
   // {"skipped": why} without a tokenizer.
   nlohmann::json edit_sizes();
+  // Live editing (issue 14): what the engine adds between a pause in typing and the new image. A 5%
+  // edit (blob mask, as edit_sizes) is started and cancelled after `live_cancel_after` of its own
+  // time (the text changed again), then the next edit runs to the end: per round the cancel's latency
+  // (request to return), the edit's time, and their sum (pause to image). {"skipped": why} without a
+  // tokenizer.
+  nlohmann::json live_edit();
   // The attention op alone on the U-Net's shapes (SD2 768x768 and SD1.5 512x512 self- and
   // cross-attention, CFG batch 2, and two sparse edits' self-attention), whatever the model: per-call
   // median ms and TFLOP/s (4 B heads Lq Lk D flops). Compare kernels with FISEDIT_ATTENTION=legacy and

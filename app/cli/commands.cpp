@@ -8,6 +8,7 @@
 #include "pipeline/generation.h"
 #include "sched/scheduler.h"
 #include "text/clip_tokenizer.h"
+#include "text/prompt_weights.h"
 
 #include <cstdio>
 #include <stdexcept>
@@ -38,10 +39,13 @@ int tokenize_command(const std::vector<std::string>& raw) {
     throw Error(ErrorCode::not_found, model.source.string() +
                                           ": a single-file checkpoint carries no tokenizer; pass --config DIR, a diffusers folder with tokenizer/");
   const auto tokenizer = ClipTokenizer::from_folder(*model.tokenizer_dir);
-  const auto ids = tokenizer.encode(args.positional()[0]);
-  std::string line;
-  for (std::size_t i = 0; i < ids.size(); ++i) line += (i ? " " : "") + std::to_string(ids[i]);
-  std::printf("%s\n", line.c_str());
+  // What the text encoder reads: one line of 77 ids per chunk of 75 tokens (text/prompt_weights.h),
+  // the emphasis syntax taken out.
+  for (const auto& chunk : encoder_chunks(tokenizer, args.positional()[0])) {
+    std::string line;
+    for (std::size_t i = 0; i < chunk.ids.size(); ++i) line += (i ? " " : "") + std::to_string(chunk.ids[i]);
+    std::printf("%s\n", line.c_str());
+  }
   return 0;
 }
 
@@ -50,8 +54,10 @@ int info_command(const std::vector<std::string>& raw) {
   if (!args.positional().empty()) throw std::invalid_argument("unexpected argument '" + args.positional()[0] + "'");
   // What generate checks before it runs, so that info does not report a model generate then refuses.
   const auto model = load_from(args);
-  if (model.tokenizer_dir) ClipTokenizer::from_folder(*model.tokenizer_dir);
-  make_scheduler(sampler_for_class(model.scheduler.class_name), model.scheduler)->set_timesteps(50);
+  if (model.tokenizer_dir)
+    check_tokenizer_fits_encoder(ClipTokenizer::from_folder(*model.tokenizer_dir), model.text_encoder.vocab_size,
+                                 model.text_encoder.max_position_embeddings, model.text_encoder.source);
+  make_scheduler(sampler_for_config(model.scheduler), model.scheduler)->set_timesteps(50);
   const auto d = describe_model(model);
   std::printf("source:            %s\n", d.source.c_str());
   std::printf("format:            %s\n", d.format.c_str());

@@ -10,11 +10,16 @@
 #include <QAction>
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QMenu>
+#include <QMenuBar>
+#include <QPainter>
 #include <QPixmap>
+#include <QProgressBar>
 #include <QTimer>
 #include <QTreeWidget>
 
 #include <cstdio>
+#include <memory>
 
 namespace {
 
@@ -22,7 +27,8 @@ using fisedit::ui::MainWindow;
 
 // Hidden options for screenshots under Xvfb: generate, then edit (a leading "<" edits the first
 // image instead of the latest, to show a branch), then paint dabs of the mask and type the next
-// prompt without submitting it, then save the window.
+// prompt without submitting it, save the project, open a File submenu, then save the window (or
+// save it at a step preview three quarters into the last edit).
 struct Demo {
   QString generate;
   QStringList edits;
@@ -33,13 +39,23 @@ struct Demo {
   QString device;
   bool attentionControl = false;
   bool overlay = false;
+  bool midEdit = false;  // the screenshot shows a step preview of the last edit, the job still running
+  QString saveProject;   // saved there once the demo's jobs are done
+  QString menu;          // a File submenu (its object name) shown open in the screenshot
   QString screenshot;
 };
 
-void saveScreenshot(MainWindow& window, const QString& file) {
+void saveScreenshot(MainWindow& window, const QString& file, int delayMs = 400) {
   // A short delay lets the layout settle after the last change (a new image, a tab switch).
-  QTimer::singleShot(400, &window, [&window, file] {
-    if (!window.grab().save(file)) {
+  QTimer::singleShot(delayMs, &window, [&window, file] {
+    // Open menus are windows of their own: drawn over the window's picture where they are.
+    QPixmap shot = window.grab();
+    QPainter painter(&shot);
+    for (QWidget* top : QApplication::topLevelWidgets())
+      if (auto* menu = qobject_cast<QMenu*>(top); menu && menu->isVisible())
+        painter.drawPixmap(window.mapFromGlobal(menu->pos()), menu->grab());
+    painter.end();
+    if (!shot.save(file)) {
       std::fprintf(stderr, "fisedit: could not write the screenshot to %s\n", qPrintable(file));
       QCoreApplication::exit(1);
       return;
@@ -48,6 +64,20 @@ void saveScreenshot(MainWindow& window, const QString& file) {
     // whether to save it, with nobody there to answer.
     QCoreApplication::exit(0);
   });
+}
+
+// Opens File and its submenu `name` (Recent Projects, Recent Models) as a user pointing at it would.
+void openDemoMenu(MainWindow& window, const QString& name) {
+  auto* submenu = window.findChild<QMenu*>(name);
+  QMenu* file = window.menuBar()->actions().value(0) ? window.menuBar()->actions().first()->menu() : nullptr;
+  if (!submenu || !file) {
+    std::fprintf(stderr, "fisedit: no menu %s\n", qPrintable(name));
+    return;
+  }
+  const QRect fileItem = window.menuBar()->actionGeometry(file->menuAction());
+  file->popup(window.menuBar()->mapToGlobal(fileItem.bottomLeft()));
+  file->setActiveAction(submenu->menuAction());
+  submenu->popup(file->mapToGlobal(file->actionGeometry(submenu->menuAction()).topRight()));
 }
 
 // Paints as a brush stroke of the user's would, so the edit options follow as they do then.
@@ -84,6 +114,18 @@ void runDemo(MainWindow& window, const Demo& demo) {
         tree->setCurrentItem(tree->topLevelItem(0));
       }
       window.promptEditor()->setPrompts(prompt, window.promptEditor()->negativePrompt());
+      if (remaining->isEmpty() && demo.midEdit && !demo.screenshot.isEmpty()) {
+        // The first preview past three quarters of the edit's steps, taken at once while it is up:
+        // the next step's replaces it.
+        auto* bar = window.findChild<QProgressBar*>(QStringLiteral("jobProgress"));
+        auto taken = std::make_shared<bool>(false);
+        QObject::connect(window.canvas(), &fisedit::ui::ImageCanvas::previewShown, &window,
+                         [&window, bar, taken, file = demo.screenshot] {
+                           if (*taken || !bar || 4 * bar->value() < 3 * bar->maximum()) return;
+                           *taken = true;
+                           saveScreenshot(window, file, 0);
+                         });
+      }
       window.submit();
       return;
     }
@@ -94,6 +136,8 @@ void runDemo(MainWindow& window, const Demo& demo) {
     if (ok && !demo.nextPrompt.isEmpty())
       window.promptEditor()->setPrompts(demo.nextPrompt, window.promptEditor()->negativePrompt());
     if (!ok) std::fprintf(stderr, "fisedit: the demo's job did not finish\n");
+    if (ok && !demo.saveProject.isEmpty()) window.saveProject(demo.saveProject);
+    if (!demo.menu.isEmpty()) openDemoMenu(window, demo.menu);
     if (!demo.screenshot.isEmpty()) saveScreenshot(window, demo.screenshot);
   });
   window.submit();
@@ -105,8 +149,10 @@ void whenSettled(MainWindow& window, const Demo& demo) {
   const auto settled = [&window, demo](bool loaded) {
     if (loaded && !demo.generate.isEmpty())
       runDemo(window, demo);
-    else if (!demo.screenshot.isEmpty())
+    else if (!demo.screenshot.isEmpty()) {
+      if (!demo.menu.isEmpty()) openDemoMenu(window, demo.menu);
       saveScreenshot(window, demo.screenshot);
+    }
   };
   if (!window.isLoading()) {
     settled(false);
@@ -149,6 +195,14 @@ int main(int argc, char* argv[]) {
   const auto size = hiddenOption(QStringLiteral("demo-size"), QStringLiteral("Size."), QStringLiteral("WxH"));
   const auto device = hiddenOption(QStringLiteral("demo-device"), QStringLiteral("cpu or auto."), QStringLiteral("D"));
   const auto overlay = hiddenOption(QStringLiteral("demo-overlay"), QStringLiteral("Show the changed region."));
+  const auto saveProject = hiddenOption(QStringLiteral("demo-save-project"),
+                                        QStringLiteral("Save the history as a project to FILE once the demo is done."),
+                                        QStringLiteral("FILE"));
+  const auto menu = hiddenOption(QStringLiteral("demo-menu"),
+                                 QStringLiteral("Show the File submenu NAME (recentProjectsMenu, recentModelsMenu) open."),
+                                 QStringLiteral("NAME"));
+  const auto midEdit = hiddenOption(QStringLiteral("demo-mid-edit"),
+                                    QStringLiteral("Take the screenshot at a step preview three quarters into the last edit."));
   const auto attention = hiddenOption(QStringLiteral("demo-attention-control"), QStringLiteral("Edit with attention control."));
   const auto paint = hiddenOption(QStringLiteral("demo-paint"),
                                   QStringLiteral("Then paint a mask dab of radius R at image pixel X,Y (repeatable)."),
@@ -158,7 +212,8 @@ int main(int argc, char* argv[]) {
   const auto windowSize = hiddenOption(QStringLiteral("window-size"),
                                        QStringLiteral("Start the window at WxH (screenshots of small screens)."),
                                        QStringLiteral("WxH"));
-  for (const auto& option : {screenshot, generate, edit, steps, size, device, attention, overlay, paint, next, windowSize})
+  for (const auto& option : {screenshot, generate, edit, steps, size, device, attention, overlay, midEdit, saveProject,
+                             menu, paint, next, windowSize})
     parser.addOption(option);
   parser.process(app);
 
@@ -172,6 +227,9 @@ int main(int argc, char* argv[]) {
   demo.device = parser.value(device);
   demo.attentionControl = parser.isSet(attention);
   demo.overlay = parser.isSet(overlay);
+  demo.midEdit = parser.isSet(midEdit);
+  demo.saveProject = parser.value(saveProject);
+  demo.menu = parser.value(menu);
   demo.paints = parser.values(paint);
   demo.nextPrompt = parser.value(next);
 

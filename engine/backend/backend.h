@@ -295,8 +295,12 @@ public:
   // source index floor(o * (in / out)) in float, exactly o / 2 when doubling. Odd latent sizes need
   // targets other than 2x (the U-Net upsamples to its skip connection's size).
   DeviceTensor upsample_nearest(const DeviceTensor& x, std::int64_t out_h, std::int64_t out_w);
-  // [N, H, W, C] -> [N, 2H, 2W, C]
-  DeviceTensor upsample_nearest2x(const DeviceTensor& x) { return upsample_nearest(x, 2 * x.dim(1), 2 * x.dim(2)); }
+  // [N, H, W, C] -> [N, 2H, 2W, C]. Another rank is refused by upsample_nearest, without reading dims
+  // x does not have (the ASan suite's assertion: x.dim(2) of a [2, 3] tensor read past its shape).
+  DeviceTensor upsample_nearest2x(const DeviceTensor& x) {
+    const bool nhwc = x.rank() == 4;
+    return upsample_nearest(x, nhwc ? 2 * x.dim(1) : 0, nhwc ? 2 * x.dim(2) : 0);
+  }
   // [..., Ca], [..., Cb] -> [..., Ca + Cb] (the U-Net's skip connections).
   DeviceTensor concat_channels(const DeviceTensor& a, const DeviceTensor& b);
   // [..., C] -> [..., end - begin]

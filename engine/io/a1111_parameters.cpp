@@ -11,6 +11,9 @@ namespace fisedit {
 std::string a1111_sampler_name(const std::string& scheduler) {
   if (scheduler == "dpmpp2m") return "DPM++ 2M";
   if (scheduler == "euler") return "Euler";
+  if (scheduler == "euler_a") return "Euler a";
+  if (scheduler == "dpmpp2m_karras") return "DPM++ 2M Karras";
+  if (scheduler == "euler_karras") return "Euler Karras";
   return "DDIM";
 }
 
@@ -92,6 +95,7 @@ ImageParameters parse_a1111_parameters(const std::string& text) {
   };
   p.prompt = join(prompt_lines);
   p.negative_prompt = join(negative_lines);
+  std::string sampler, schedule;
   for (const auto& [key, value] : pairs) {
     if (key == "Steps") {
       p.steps = number<int>(value);
@@ -106,11 +110,19 @@ ImageParameters parse_a1111_parameters(const std::string& text) {
         p.height = number<int>(value.substr(x + 1));
       }
     } else if (key == "Sampler") {
-      for (const auto& name : scheduler_names())
-        if (a1111_sampler_name(name) == value) p.scheduler = name;
-      if (!p.scheduler) p.unknown_sampler = value;
+      sampler = value;
+    } else if (key == "Schedule type") {
+      schedule = value;
     }
   }
+  // A1111 1.9+ names the schedule apart; its single-name form appends it ("DPM++ 2M Karras").
+  // "Automatic" is the sampler's default there: Karras for DPM++ 2M, the plain sigmas for the others.
+  if (schedule == "Automatic" && sampler == "DPM++ 2M") schedule = "Karras";
+  if (!schedule.empty() && schedule != "Automatic" && schedule != "Uniform" && !sampler.empty())
+    sampler += " " + schedule;
+  for (const auto& name : scheduler_names())
+    if (!sampler.empty() && a1111_sampler_name(name) == sampler) p.scheduler = name;
+  if (!p.scheduler) p.unknown_sampler = sampler;
   return p;
 }
 

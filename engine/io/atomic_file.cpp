@@ -4,8 +4,10 @@
 #include "core/error.h"
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <string>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,14 +37,54 @@ void check_target(const std::filesystem::path& target) {
   if (kind) throw Error(ErrorCode::io, target.string() + ": cannot write there: it " + kind + "; give the path of a regular file");
 }
 
+// The temporary file of a write to `target` by process `pid`.
+std::filesystem::path temp_name(const std::filesystem::path& target, long pid) {
+  auto temp = target;
+  temp += std::string(kAtomicTempInfix) + std::to_string(pid);
+  return temp;
+}
+
+// Removes the temporary files that writers of `target` killed mid-write (SIGKILL, power loss) left:
+// "<target>.tmp-<pid>" of a process that no longer exists, if a regular file. A live process's is its
+// write in progress and stays.
+void remove_stale_temps(const std::filesystem::path& target) {
+  const auto folder = target.parent_path().empty() ? std::filesystem::path(".") : target.parent_path();
+  const std::string prefix = target.filename().string() + kAtomicTempInfix;
+  DIR* dir = ::opendir(folder.c_str());
+  if (!dir) return;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string name = entry->d_name;
+    if (!name.starts_with(prefix) || name.size() == prefix.size() || name.size() - prefix.size() > 9) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::stol(digits);
+    if (pid == ::getpid() || pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    struct stat st {};
+    const auto path = folder / name;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(path.c_str());
+  }
+  ::closedir(dir);
+}
+
+// Makes a rename in `folder` durable: without it, a crash soon after the rename may bring back the
+// old name (ext4 and XFS order data before the rename, not the rename itself).
+void sync_folder(const std::filesystem::path& folder) {
+  const int fd = ::open((folder.empty() ? std::filesystem::path(".") : folder).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // the data is safe either way; only the rename's durability is not confirmed
+  ::fsync(fd);
+  ::close(fd);
+}
+
 }  // namespace
+
+void sync_directory(const std::filesystem::path& folder) { sync_folder(folder); }
 
 void check_output_path(const std::filesystem::path& target) { check_target(target); }
 
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
   check_target(target_);
-  temp_ = target_;
-  temp_ += ".tmp-" + std::to_string(::getpid());
+  remove_stale_temps(target_);
+  temp_ = temp_name(target_, ::getpid());
   // A new file only: never follow or reuse whatever sits at the temporary name.
   int fd = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (fd < 0 && errno == EEXIST) {
@@ -93,6 +135,7 @@ void AtomicFile::commit() {
     std::filesystem::remove(temp_, ignored);
     throw Error(ErrorCode::io, target_.string() + ": cannot replace: " + message);
   }
+  sync_folder(target_.parent_path());
 }
 
 }  // namespace fisedit

@@ -3,7 +3,10 @@
 
 #include "core/error.h"
 
+#include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace fisedit {
@@ -40,6 +43,27 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& what) {
   auto json = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
   if (json.is_discarded()) throw Error(ErrorCode::corrupt_file, what + ": not valid JSON");
   return json;
+}
+
+JsonFit json_to_int(const nlohmann::json& v, int& out) {
+  if (v.is_number_unsigned()) {
+    if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) return JsonFit::out_of_range;
+    out = static_cast<int>(v.get<std::uint64_t>());
+    return JsonFit::ok;
+  }
+  if (!v.is_number_integer()) return JsonFit::wrong_type;
+  const auto x = v.get<std::int64_t>();
+  if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max()) return JsonFit::out_of_range;
+  out = static_cast<int>(x);
+  return JsonFit::ok;
+}
+
+JsonFit json_to_float(const nlohmann::json& v, float& out) {
+  if (!v.is_number()) return JsonFit::wrong_type;
+  const double x = v.get<double>();
+  if (!std::isfinite(x) || std::abs(x) > static_cast<double>(std::numeric_limits<float>::max())) return JsonFit::out_of_range;
+  out = static_cast<float>(x);
+  return JsonFit::ok;
 }
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {

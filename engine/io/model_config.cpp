@@ -2,6 +2,7 @@
 #include "io/model_config.h"
 
 #include "core/error.h"
+#include "io/json_file.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,15 +25,11 @@ std::string shown(const nlohmann::json& v) {
 // Strict conversions: an integer field takes a JSON integer that fits (never a float, a boolean or a
 // value that would wrap), a float field a finite number, a flag a boolean, a name a string.
 int to_int(const nlohmann::json& v, const std::string& key, const std::filesystem::path& source) {
-  if (v.is_number_unsigned()) {
-    if (v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
-      bad_field(source, key, "is " + shown(v) + ", too large");
-    return static_cast<int>(v.get<std::uint64_t>());
-  }
-  if (v.is_number_integer()) {
-    const auto x = v.get<std::int64_t>();
-    if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max()) bad_field(source, key, "is " + shown(v) + ", out of range");
-    return static_cast<int>(x);
+  int out = 0;
+  switch (json_to_int(v, out)) {
+    case JsonFit::ok: return out;
+    case JsonFit::out_of_range: bad_field(source, key, "is " + shown(v) + (v.is_number_unsigned() ? ", too large" : ", out of range"));
+    case JsonFit::wrong_type: break;
   }
   bad_field(source, key, "must be an integer, not " + shown(v));
 }
@@ -41,10 +38,12 @@ void convert(const nlohmann::json& v, int& out, const std::string& key, const st
   out = to_int(v, key, source);
 }
 void convert(const nlohmann::json& v, float& out, const std::string& key, const std::filesystem::path& source) {
-  if (!v.is_number()) bad_field(source, key, "must be a number, not " + shown(v));
-  const double x = v.get<double>();
-  if (!std::isfinite(x) || std::abs(x) > std::numeric_limits<float>::max()) bad_field(source, key, "must be a finite number, not " + shown(v));
-  out = static_cast<float>(x);
+  switch (json_to_float(v, out)) {
+    case JsonFit::ok: return;
+    case JsonFit::out_of_range: bad_field(source, key, "must be a finite number, not " + shown(v));
+    case JsonFit::wrong_type: break;
+  }
+  bad_field(source, key, "must be a number, not " + shown(v));
 }
 void convert(const nlohmann::json& v, bool& out, const std::string& key, const std::filesystem::path& source) {
   if (!v.is_boolean()) bad_field(source, key, "must be true or false, not " + shown(v));
@@ -94,6 +93,37 @@ void check_positive_float(float v, const char* key, const std::filesystem::path&
 }
 
 constexpr int kMaxChannels = 1 << 16;
+
+// The samplers' own options in scheduler_config.json (read by engine/sched through SamplerOptions), by
+// type: a value of another type is refused here, naming the file, instead of being read as the
+// option's default ("clip_sample": "yes" ran without clipping). null stands for the default, as
+// diffusers writes it (sigma_min, variance_type).
+enum class OptionType { boolean, integer, number, string };
+void check_sampler_option_types(const nlohmann::json& j, const std::filesystem::path& source) {
+  static constexpr std::pair<const char*, OptionType> kOptions[] = {
+      {"clip_sample", OptionType::boolean},         {"thresholding", OptionType::boolean},
+      {"lower_order_final", OptionType::boolean},   {"euler_at_final", OptionType::boolean},
+      {"use_karras_sigmas", OptionType::boolean},   {"use_exponential_sigmas", OptionType::boolean},
+      {"use_beta_sigmas", OptionType::boolean},     {"use_lu_lambdas", OptionType::boolean},
+      {"rescale_betas_zero_snr", OptionType::boolean}, {"skip_prk_steps", OptionType::boolean},
+      {"solver_order", OptionType::integer},        {"clip_sample_range", OptionType::number},
+      {"dynamic_thresholding_ratio", OptionType::number}, {"sample_max_value", OptionType::number},
+      {"sigma_min", OptionType::number},            {"sigma_max", OptionType::number},
+      {"algorithm_type", OptionType::string},       {"solver_type", OptionType::string},
+      {"final_sigmas_type", OptionType::string},    {"interpolation_type", OptionType::string},
+      {"timestep_type", OptionType::string},        {"variance_type", OptionType::string},
+  };
+  for (const auto& [key, type] : kOptions) {
+    const auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    switch (type) {
+      case OptionType::boolean: { bool b; convert(*it, b, key, source); break; }
+      case OptionType::integer: (void)to_int(*it, key, source); break;
+      case OptionType::number: { float f; convert(*it, f, key, source); break; }
+      case OptionType::string: { std::string t; convert(*it, t, key, source); break; }
+    }
+  }
+}
 
 void require_object(const nlohmann::json& j, const std::filesystem::path& source) {
   if (!j.is_object()) throw Error(ErrorCode::corrupt_file, source.string() + ": config is not a JSON object");
@@ -244,6 +274,7 @@ TextEncoderConfig TextEncoderConfig::from_json(const nlohmann::json& j, const st
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     throw Error(ErrorCode::unsupported, source.string() + ": text encoder activation \"" + c.hidden_act +
                                             "\" is not supported (quick_gelu or gelu)");
+  c.source = source;
   return c;
 }
 
@@ -287,12 +318,14 @@ SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j, const std::f
     for (const float b : betas)
       if (!(b > 0.0f && b < 1.0f)) bad_field(source, "trained_betas", "holds " + std::to_string(b) + ", outside (0, 1)");
   }
+  check_sampler_option_types(j, source);
   const auto& known = known_scheduler_classes();
   if (std::find(known.begin(), known.end(), c.class_name) == known.end())
     throw Error(ErrorCode::unsupported, source.string() + ": \"_class_name\" \"" + c.class_name +
                                             "\" is not a diffusers scheduler fisedit knows (e.g. DDIMScheduler, PNDMScheduler, "
                                             "DPMSolverMultistepScheduler, EulerDiscreteScheduler)");
   c.raw = j;
+  c.source = source;
   return c;
 }
 

@@ -65,6 +65,7 @@ struct TextEncoderConfig {
   int max_position_embeddings = 77;
   std::string hidden_act = "quick_gelu";
   float layer_norm_eps = 1e-5f;
+  std::filesystem::path source;  // its config.json, or the checkpoint it was inferred from (messages)
   static TextEncoderConfig from_json(const nlohmann::json& j, const std::filesystem::path& source);
 };
 
@@ -85,6 +86,7 @@ struct SchedulerConfig {
   int steps_offset = 1;
   bool set_alpha_to_one = false;
   nlohmann::json raw;  // everything the file said, for scheduler-specific options
+  std::filesystem::path source;  // the file it was read from, for messages
   static SchedulerConfig from_json(const nlohmann::json& j, const std::filesystem::path& source);
 };
 

@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 #include "io/json_file.h"
+#include "io/mapped_file.h"
 #include "io/model_loader_internal.h"
 
 #include <algorithm>
@@ -103,7 +104,13 @@ LoadedModel load_model(const std::filesystem::path& path, const LoadOptions& opt
   check_finite(model.unet_weights, "U-Net", folder ? path / "unet" : path);
   check_finite(model.vae_weights, "VAE", folder ? path / "vae" : path);
   check_finite(model.text_encoder_weights, "text encoder", folder ? path / "text_encoder" : path);
+  check_weights_intact(model);  // the scan above read every float weight
   return model;
+}
+
+void check_weights_intact(const LoadedModel& model) {
+  for (const WeightMap* weights : {&model.unet_weights, &model.vae_weights, &model.text_encoder_weights})
+    for (const auto& [name, t] : *weights) check_mapped_intact({t.data(), t.nbytes()});
 }
 
 std::int64_t parameter_count(const WeightMap& weights) {

@@ -49,6 +49,11 @@ struct LoadedModel {
 // Throws Error with a message that names the file and says what to do.
 LoadedModel load_model(const std::filesystem::path& path, const LoadOptions& options = {});
 
+// Throws Error(io) naming the file when a weights file of `model` was truncated or rewritten in place
+// under its mapping since it was loaded, and a read of its weights found it so (io/mapped_file.h):
+// weights read since then hold zeros. Readers call it after reading the weights (load_model does).
+void check_weights_intact(const LoadedModel& model);
+
 // Sum of element counts.
 std::int64_t parameter_count(const WeightMap& weights);
 // The dtype most of the parameters are stored in.

@@ -18,7 +18,10 @@ namespace fisedit {
 // writes these names (AUTOMATIC1111's "Sampler", io/a1111_parameters.h) and io sits below sched, while
 // the pipeline (resolve) and the app's sampler box reach this header through pipeline/generation.h.
 inline const std::vector<std::string>& scheduler_names() {
-  static const std::vector<std::string> names = {"ddim", "dpmpp2m", "euler"};
+  // diffusers' DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+  // EulerAncestralDiscreteScheduler, and the last-but-one two with use_karras_sigmas.
+  static const std::vector<std::string> names = {"ddim",    "dpmpp2m",        "euler",
+                                                 "euler_a", "dpmpp2m_karras", "euler_karras"};
   return names;
 }
 
@@ -28,7 +31,7 @@ struct GenerationRequest {
   std::uint64_t seed = 0;
   int steps = 50;
   float cfg_scale = 7.5f;  // classifier-free guidance; <= 1 runs the prompt alone (batch 1), as diffusers
-  std::string scheduler;   // "ddim", "dpmpp2m", "euler"; empty: the model's own
+  std::string scheduler;   // one of scheduler_names(); empty: the model's own
   int width = 0;           // pixels, multiples of 8; 0: the model's default size
   int height = 0;
   // Unit-normal initial noise [1, 4, H/8, W/8] instead of the seed's (diffusers' `latents=` argument).

@@ -2,7 +2,9 @@
 #include "io/request_json.h"
 
 #include "core/error.h"
+#include "io/json_file.h"
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -46,12 +48,11 @@ public:
     return v.get<bool>();
   }
   int integer(const Json& v) {
-    if (!v.is_number_integer()) wrong_type(v, "an integer");
-    if (v.is_number_unsigned() ? v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<int>::max())
-                               : (v.get<std::int64_t>() < std::numeric_limits<int>::min() ||
-                                  v.get<std::int64_t>() > std::numeric_limits<int>::max()))
-      fail("is out of range: " + v.dump());
-    return static_cast<int>(v.get<std::int64_t>());
+    int out = 0;
+    const JsonFit fit = json_to_int(v, out);
+    if (fit == JsonFit::wrong_type) wrong_type(v, "an integer");
+    if (fit == JsonFit::out_of_range) fail("is out of range: " + v.dump());
+    return out;
   }
   std::uint64_t seed(const Json& v) {
     if (!v.is_number_integer()) wrong_type(v, "an integer");
@@ -59,8 +60,14 @@ public:
     return static_cast<std::uint64_t>(v.get<std::int64_t>());  // the bit pattern of older files' signed seeds
   }
   float number(const Json& v) {
-    if (!v.is_number()) wrong_type(v, "a number");
-    return static_cast<float>(v.get<double>());
+    float out = 0;
+    const JsonFit fit = json_to_float(v, out);
+    if (fit == JsonFit::wrong_type) wrong_type(v, "a number");
+    // nlohmann reads 1e999 as infinity (and writes it back as null): refused like a wrong type, not
+    // carried into a request as a CFG scale of inf.
+    if (fit == JsonFit::out_of_range)
+      fail("must be a finite number within float's range, got " + (std::isfinite(v.get<double>()) ? v.dump() : std::string("infinity")));
+    return out;
   }
 
   [[noreturn]] void fail(const std::string& what) const {

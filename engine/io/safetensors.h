@@ -28,6 +28,9 @@ public:
   static SafetensorsFile open(const std::filesystem::path& path);
 
   const std::filesystem::path& path() const { return file_->path(); }
+  // Throws Error(io) naming the file when it shrank under its mapping since it was opened (tensors
+  // read since then may hold zeros: mapped_file.h).
+  void check_intact() const { file_->check_intact(); }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }  // sorted by name
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 

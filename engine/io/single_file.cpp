@@ -144,6 +144,7 @@ void infer_vae_config(LoadedModel& m, const std::filesystem::path& file) {
 void infer_text_encoder_config(LoadedModel& m, int available_layers, const std::filesystem::path& file) {
   const auto& w = m.text_encoder_weights;
   TextEncoderConfig c;
+  c.source = file;
   c.vocab_size = weight_dim(w, "text_model.embeddings.token_embedding.weight", 2, 0, file);
   c.hidden_size = weight_dim(w, "text_model.embeddings.token_embedding.weight", 2, 1, file);
   c.max_position_embeddings = weight_dim(w, "text_model.embeddings.position_embedding.weight", 2, 0, file);

@@ -172,12 +172,17 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   auto scheduler = make_scheduler(r.scheduler, model_->scheduler);
   scheduler->set_timesteps(steps);
   std::vector<float> x = base.latents.front();
+  // An ancestral sampler's per-step noise: the base generation's, drawn from the same seeded stream in
+  // the same order (one draw of the whole latent per step, detection and sparse steps alike), so the
+  // steps outside the mask reproduce the cache and a full mask reproduces a dense generation.
+  if (scheduler->ancestral())
+    scheduler->set_noise_generator(pipeline_detail::seeded_noise(r, static_cast<std::int64_t>(x.size())));
 
   // Detection: dense steps with the new prompt from the same noise, compared with the cache. The first
   // default_detection_steps run their cross-attention through explicit probabilities, as the base's
   // did, and with attention control the shared tokens' probabilities are the base's.
   t = Clock::now();
-  const DeviceTensor columns = e.attention_control ? token_columns(base.request.prompt, r.prompt) : DeviceTensor();
+  const DeviceTensor columns = e.attention_control ? token_columns(base.request, r) : DeviceTensor();
   std::vector<std::vector<float>> differences;
   for (int i = 0; i < k; ++i) {
     check_stop(stop);
@@ -229,7 +234,8 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);
     gen.latents.push_back(x);
-    if (progress) progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w)});
+    if (progress)
+      progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w), out.mask.values});
     out.stats.sparse_after_ms += ms_since(t_step);
   }
   out.stats.sparse_prepare_ms = host.prepare_ms;

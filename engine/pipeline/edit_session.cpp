@@ -80,8 +80,17 @@ NodeId EditSession::edit(NodeId base, const EditRequest& request, const Progress
   apply_device_budget();
   RegenerationStats regeneration;
   std::optional<LatentMask> replayed_mask;
-  auto base_generation = cached_generation(base, progress, stop, regeneration, replayed_mask);
-  auto edited = sd_.edit(base_generation, request, part_of(progress, regeneration.nodes, regeneration.nodes + 1, t0), stop);
+  CachedGeneration base_generation;
+  EditResult edited;
+  try {
+    base_generation = cached_generation(base, progress, stop, regeneration, replayed_mask);
+    edited = sd_.edit(base_generation, request, part_of(progress, regeneration.nodes, regeneration.nodes + 1, t0), stop);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::out_of_memory) throw;
+    // Nothing is committed yet: the buffers of the half-made edit are freed as this unwinds.
+    throw Error(ErrorCode::out_of_memory, std::string(e.what()) +
+                                              ". The edit was not made; the history and the current image are unchanged");
+  }
 
   Entry& b = entry(base);
   if (regeneration.nodes > 0) {

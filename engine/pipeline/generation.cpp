@@ -57,10 +57,14 @@ StableDiffusion::StableDiffusion(std::shared_ptr<const LoadedModel> model, Backe
   if (!model_->tokenizer_dir)
     throw Error(ErrorCode::not_found, model_->source.string() +
                                           ": no tokenizer: a single-file checkpoint needs a config folder (a diffusers folder of the same model)");
-  c_.reset(new Components{ClipTokenizer::from_folder(*model_->tokenizer_dir),
+  auto tokenizer = ClipTokenizer::from_folder(*model_->tokenizer_dir);
+  check_tokenizer_fits_encoder(tokenizer, model_->text_encoder.vocab_size, model_->text_encoder.max_position_embeddings,
+                               model_->text_encoder.source);
+  c_.reset(new Components{std::move(tokenizer),
                           TextEncoder(backend, model_->text_encoder, model_->text_encoder_weights),
                           UNet(backend, model_->unet, model_->unet_weights),
                           VaeDecoder(backend, model_->vae, model_->vae_weights)});
+  check_weights_intact(*model_);  // a weights file truncated since loading read as zeros: refused
 }
 
 StableDiffusion::~StableDiffusion() = default;
@@ -80,10 +84,13 @@ GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
     throw Error(ErrorCode::invalid_argument, "steps must be between 1 and 1000 (got " + std::to_string(r.steps) + ")");
   if (!(r.cfg_scale >= 0.0f) || !std::isfinite(r.cfg_scale))
     throw Error(ErrorCode::invalid_argument, "CFG scale must be a non-negative number (got " + format_float(r.cfg_scale) + ")");
-  if (r.scheduler.empty()) r.scheduler = sampler_for_class(model_->scheduler.class_name);
+  if (r.scheduler.empty()) r.scheduler = sampler_for_config(model_->scheduler);
   const auto& names = scheduler_names();
-  if (std::find(names.begin(), names.end(), r.scheduler) == names.end())
-    throw Error(ErrorCode::invalid_argument, "unknown scheduler '" + r.scheduler + "' (use ddim, dpmpp2m or euler)");
+  if (std::find(names.begin(), names.end(), r.scheduler) == names.end()) {
+    std::string valid;
+    for (const auto& name : names) valid += (valid.empty() ? "" : ", ") + name;
+    throw Error(ErrorCode::invalid_argument, "unknown scheduler '" + r.scheduler + "' (use " + valid + ")");
+  }
   if (r.initial_noise) {
     const Shape expected = {1, model_->unet.in_channels, r.height / 8, r.width / 8};
     if (r.initial_noise->shape() != expected)
@@ -95,19 +102,60 @@ GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
   return r;
 }
 
-// The prompt's emphasis syntax ("(word:1.2)", text/prompt_weights.h) weighs the encoder's output rows.
-Tensor StableDiffusion::encode_prompt(const std::string& text) const {
-  const auto tokens = encoder_tokens(c_->tokenizer, text);
-  auto hidden = c_->text_encoder.encode(Tensor::from_i64({1, static_cast<std::int64_t>(tokens.ids.size())}, tokens.ids));
-  if (!tokens.weighted()) return hidden;
-  auto values = hidden.to_f32();
-  apply_token_weights(values, tokens.weights);
-  return Tensor::from_f32(hidden.shape(), values);
+namespace {
+
+// The CFG batch needs one context length for both prompts. Which of a prompt's own `from` chunks
+// each of `to` slots holds: when `to` is a multiple of `from`, its chunks repeated (ComfyUI's way:
+// attention over keys repeated m times is the same attention, so a one-chunk negative prompt
+// conditions as it did beside a long prompt); otherwise its chunks, then -1 for the empty prompt's
+// chunk (AUTOMATIC1111's padding).
+std::vector<int> chunk_slots(std::size_t from, std::size_t to) {
+  std::vector<int> slots(to, -1);
+  for (std::size_t i = 0; i < to; ++i)
+    if (to % from == 0 || i < from) slots[i] = static_cast<int>(i % from);
+  return slots;
 }
 
-DeviceTensor StableDiffusion::token_columns(const std::string& base_prompt, const std::string& prompt) const {
-  const auto old_ids = encoder_tokens(c_->tokenizer, base_prompt).ids;
-  const auto new_ids = encoder_tokens(c_->tokenizer, prompt).ids;
+}  // namespace
+
+// Each chunk of the prompt (text/prompt_weights.h: 75 tokens, or up to a BREAK) is encoded on its
+// own, its emphasis ("(word:1.2)") weighing its output rows, and the chunks are concatenated.
+Tensor StableDiffusion::encode_prompt(const std::string& text) const {
+  const auto chunks = encoder_chunks(c_->tokenizer, text);
+  const auto n = static_cast<std::int64_t>(chunks.size());
+  std::vector<std::int64_t> ids;
+  for (const auto& chunk : chunks) ids.insert(ids.end(), chunk.ids.begin(), chunk.ids.end());
+  auto hidden = c_->text_encoder.encode(Tensor::from_i64({n, ClipTokenizer::kMaxLength}, ids));
+  const bool weighted = std::any_of(chunks.begin(), chunks.end(), [](const auto& c) { return c.weighted(); });
+  if (n == 1 && !weighted) return hidden;
+  auto values = hidden.to_f32();
+  const std::size_t per_chunk = values.size() / chunks.size();
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    if (!chunks[i].weighted()) continue;
+    const auto first = values.begin() + static_cast<std::ptrdiff_t>(i * per_chunk);
+    std::vector<float> rows(first, first + static_cast<std::ptrdiff_t>(per_chunk));
+    apply_token_weights(rows, chunks[i].weights);
+    std::copy(rows.begin(), rows.end(), first);
+  }
+  return Tensor::from_f32({1, n * ClipTokenizer::kMaxLength, hidden.dim(2)}, values);
+}
+
+std::vector<std::int64_t> StableDiffusion::context_ids(const std::string& prompt, const std::string& negative,
+                                                       float cfg_scale) const {
+  const auto chunks = encoder_chunks(c_->tokenizer, prompt);
+  const std::size_t slots =
+      cfg_scale > 1.0f ? std::max(chunks.size(), encoder_chunks(c_->tokenizer, negative).size()) : chunks.size();
+  std::vector<std::int64_t> ids;
+  for (const int slot : chunk_slots(chunks.size(), slots)) {
+    const auto& chunk = slot >= 0 ? chunks[static_cast<std::size_t>(slot)] : encoder_chunks(c_->tokenizer, "")[0];
+    ids.insert(ids.end(), chunk.ids.begin(), chunk.ids.end());
+  }
+  return ids;
+}
+
+DeviceTensor StableDiffusion::token_columns(const GenerationRequest& base, const GenerationRequest& r) const {
+  const auto old_ids = context_ids(base.prompt, base.negative_prompt, base.cfg_scale);
+  const auto new_ids = context_ids(r.prompt, r.negative_prompt, r.cfg_scale);
   const auto map = token_alignment(old_ids, new_ids);
   return backend_.upload(Tensor::from_i64({static_cast<std::int64_t>(map.size())}, std::vector<std::int64_t>(map.begin(), map.end())));
 }
@@ -117,14 +165,24 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
   // [uncond, cond] with guidance, as diffusers orders the CFG batch.
   const bool guidance = cfg_scale > 1.0f;
   const Tensor cond = encode_prompt(prompt);
-  std::vector<float> context = cond.to_f32();
-  if (guidance) {
-    auto uncond = encode_prompt(negative).to_f32();
-    uncond.insert(uncond.end(), context.begin(), context.end());
-    context = std::move(uncond);
+  if (!guidance) return {backend_.upload(cond), false};
+  const Tensor uncond = encode_prompt(negative);
+  const std::int64_t hidden = cond.dim(2), chunk = ClipTokenizer::kMaxLength;
+  const std::size_t a = static_cast<std::size_t>(uncond.dim(1) / chunk), b = static_cast<std::size_t>(cond.dim(1) / chunk);
+  const std::size_t slots = std::max(a, b);
+  std::vector<float> empty;  // the empty prompt's chunk, for AUTOMATIC1111's padding
+  std::vector<float> context;
+  context.reserve(2 * slots * static_cast<std::size_t>(chunk * hidden));
+  for (const auto* side : {&uncond, &cond}) {
+    const auto values = side->to_f32();
+    const std::size_t per_chunk = static_cast<std::size_t>(chunk * hidden);
+    for (const int slot : chunk_slots(values.size() / per_chunk, slots)) {
+      if (slot < 0 && empty.empty()) empty = encode_prompt("").to_f32();
+      const float* from = slot >= 0 ? values.data() + static_cast<std::size_t>(slot) * per_chunk : empty.data();
+      context.insert(context.end(), from, from + per_chunk);
+    }
   }
-  const std::int64_t batch = guidance ? 2 : 1;
-  return {backend_.upload(Tensor::from_f32({batch, cond.dim(1), cond.dim(2)}, context)), guidance};
+  return {backend_.upload(Tensor::from_f32({2, static_cast<std::int64_t>(slots) * chunk, hidden}, context)), true};
 }
 
 std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, const std::vector<float>& x,
@@ -217,7 +275,9 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
   auto scheduler = make_scheduler(r.scheduler, model_->scheduler);
   scheduler->set_timesteps(r.steps);
   const std::int64_t n = model_->unet.in_channels * (r.height / 8) * (r.width / 8);
-  std::vector<float> latents = r.initial_noise ? r.initial_noise->to_f32() : TorchGenerator(r.seed).randn(n);
+  std::vector<float> latents;
+  scheduler->set_noise_generator(pipeline_detail::seeded_noise(r, n, &latents));
+  if (r.initial_noise) latents = r.initial_noise->to_f32();
   for (auto& v : latents) v *= scheduler->init_noise_sigma();
   if (keep) {
     keep->request = r;
@@ -263,7 +323,16 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
 std::string sampler_for_class(const std::string& class_name) {
   if (class_name == "DPMSolverMultistepScheduler") return "dpmpp2m";
   if (class_name == "EulerDiscreteScheduler") return "euler";
+  if (class_name == "EulerAncestralDiscreteScheduler") return "euler_a";
   return "ddim";
+}
+
+std::string sampler_for_config(const SchedulerConfig& config) {
+  std::string name = sampler_for_class(config.class_name);
+  const auto karras = config.raw.find("use_karras_sigmas");
+  if ((name == "dpmpp2m" || name == "euler") && karras != config.raw.end() && karras->is_boolean() && karras->get<bool>())
+    name += "_karras";
+  return name;
 }
 
 

@@ -51,6 +51,10 @@ struct GenerationProgress {
   // the reporter has none.
   std::span<const float> latents{};
   int latent_channels = 0, latent_height = 0, latent_width = 0;
+  // An edit's sparse steps: [height, width], non-zero where the latents are recomputed (elsewhere
+  // they are the previous image's), so a preview can show the previous image there. Empty for a
+  // generation and an edit's detection steps, which change the whole latent.
+  std::span<const float> region{};
 };
 using ProgressCallback = std::function<void(const GenerationProgress&)>;
 
@@ -98,6 +102,9 @@ struct EditResult {
 // The sampler that runs a model whose scheduler_config.json names `class_name` (DDIM for the classes
 // fisedit has no sampler of): what an empty GenerationRequest::scheduler resolves to.
 std::string sampler_for_class(const std::string& class_name);
+// The same for a whole config: its use_karras_sigmas picks the Karras variant ("dpmpp2m_karras",
+// "euler_karras"), as diffusers runs such a config.
+std::string sampler_for_config(const SchedulerConfig& config);
 
 // Whether `next` can be made as an edit of `base`: nothing but the prompts differs (docs/method.md
 // section 1).
@@ -142,7 +149,8 @@ public:
   EditResult edit(const CachedGeneration& base, const EditRequest& request, const ProgressCallback& progress = {},
                   std::stop_token stop = {});
 
-  // Text embeddings [1, 77, hidden] of a prompt.
+  // Text embeddings [1, 77 x chunks, hidden] of a prompt (long prompts in chunks of 75 tokens:
+  // text/prompt_weights.h). Throws Error(invalid_argument) for a prompt of more than 8 chunks.
   Tensor encode_prompt(const std::string& text) const;
   // Final latents [1, C, h, w] through the VAE as a generation decodes them.
   Image8 decode_image(const Tensor& latents);
@@ -150,7 +158,7 @@ public:
 private:
   struct Components;
   struct Conditioning {
-    DeviceTensor context;  // [B, 77, hidden]: [uncond, cond] with guidance, else cond
+    DeviceTensor context;  // [B, 77 x chunks, hidden]: [uncond, cond] with guidance, else cond
     bool guidance = false;
   };
   Conditioning condition(const std::string& prompt, const std::string& negative, float cfg_scale) const;
@@ -166,9 +174,12 @@ private:
   // or replays the decoder's GroupNorm statistics.
   void decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,
               NormTape* tape = nullptr);
-  // I32 [77]: for each token of `prompt`, its position in `base_prompt` on their longest common
-  // subsequence, or -1 (attention control's column map).
-  DeviceTensor token_columns(const std::string& base_prompt, const std::string& prompt) const;
+  // The token ids the conditional item's context is encoded from, chunk after chunk as condition()
+  // lays them out (with guidance, as many chunks as the longer of prompt and negative prompt).
+  std::vector<std::int64_t> context_ids(const std::string& prompt, const std::string& negative, float cfg_scale) const;
+  // I32 [context length]: for each token of r's conditional context, its position in base's on their
+  // longest common subsequence, or -1 (attention control's column map).
+  DeviceTensor token_columns(const GenerationRequest& base, const GenerationRequest& r) const;
   GenerationResult run(const GenerationRequest& request, const ProgressCallback& progress, std::stop_token stop,
                        CachedGeneration* keep);
   // An edit's image before compositing: the edited latents decoded over the mask's region (a crop,

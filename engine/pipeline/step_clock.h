@@ -1,11 +1,15 @@
 #pragma once
-// What generation.cpp and edit.cpp share around their step loops: the stage clock, and the
-// cancellation check made before each step and stage. Private to pipeline/.
+// What generation.cpp and edit.cpp share around their step loops: the stage clock, the
+// cancellation check made before each step and stage, and the seeded noise. Private to pipeline/.
 #include "core/error.h"
+#include "core/torch_random.h"
+#include "io/request.h"
 
 #include <chrono>
+#include <cstdint>
 #include <stop_token>
 #include <string>
+#include <vector>
 
 namespace fisedit::pipeline_detail {
 
@@ -18,6 +22,19 @@ inline double ms_since(Clock::time_point t0) {
 // Throws Error(cancelled) "<what> cancelled" once `stop` is requested.
 inline void check_stop(const std::stop_token& stop, const char* what) {
   if (stop.stop_requested()) throw Error(ErrorCode::cancelled, std::string(what) + " cancelled");
+}
+
+// The request's seeded generator as diffusers' pipeline leaves it after preparing the latents: the
+// initial noise drawn from it (n values, into `initial` when given), or nothing drawn when the request
+// brings its own latents. An ancestral sampler's per-step noise continues from here, so a generation
+// and every edit that replays its steps draw the same noise in the same order.
+inline TorchGenerator seeded_noise(const GenerationRequest& r, std::int64_t n, std::vector<float>* initial = nullptr) {
+  TorchGenerator generator(r.seed);
+  if (!r.initial_noise) {
+    auto noise = generator.randn(n);
+    if (initial) *initial = std::move(noise);
+  }
+  return generator;
 }
 
 }  // namespace fisedit::pipeline_detail

@@ -27,8 +27,8 @@ AlphaSigma alpha_sigma(float sigma) {
 
 }  // namespace
 
-DpmSolverScheduler::DpmSolverScheduler(const SchedulerConfig& config)
-    : Scheduler(config), train_sigmas_(train_sigmas(alphas_cumprod_)) {
+DpmSolverScheduler::DpmSolverScheduler(const SchedulerConfig& config, bool karras)
+    : Scheduler(config), train_sigmas_(train_sigmas(alphas_cumprod_)), karras_(karras) {
   const SamplerOptions options(config, "DPMSolverMultistepScheduler");
   spacing_ = options.timestep_spacing;
   steps_offset_ = options.steps_offset;
@@ -42,7 +42,7 @@ DpmSolverScheduler::DpmSolverScheduler(const SchedulerConfig& config)
   options.require("algorithm_type", "dpmsolver++");
   options.require("solver_order", 2);
   options.require("solver_type", "midpoint");
-  options.require("use_karras_sigmas", false);
+  // use_karras_sigmas: the sampler's name decides (make_scheduler).
   options.require("use_exponential_sigmas", false);
   options.require("use_beta_sigmas", false);
   options.require("use_lu_lambdas", false);
@@ -64,12 +64,21 @@ void DpmSolverScheduler::compute_timesteps(int steps) {
     for (double t : np_arange(train, 0.0, -static_cast<double>(train) / steps))
       ts.push_back(static_cast<std::int64_t>(np_round(t)) - 1);
   }
+  sigmas_.clear();
+  if (karras_) {
+    // diffusers: the training sigmas from high to low through _convert_to_karras (its ends are the
+    // float32 table's ends), each level's timestep by _sigma_to_t, rounded half to even.
+    const auto logs = log_sigmas(train_sigmas_);
+    ts.clear();
+    for (double sigma : karras_sigmas(train_sigmas_.front(), train_sigmas_.back(), steps)) {
+      ts.push_back(static_cast<std::int64_t>(np_round(sigma_to_t(sigma, logs))));
+      sigmas_.push_back(static_cast<float>(sigma));
+    }
+  } else {
+    for (std::int64_t t : ts) sigmas_.push_back(static_cast<float>(np_interp(static_cast<double>(t), train_sigmas_)));
+  }
   timesteps_ = std::move(ts);
   model_timesteps_.assign(timesteps_.begin(), timesteps_.end());
-
-  sigmas_.clear();
-  for (std::int64_t t : timesteps_)
-    sigmas_.push_back(static_cast<float>(np_interp(static_cast<double>(t), train_sigmas_)));
   sigmas_.push_back(final_sigma_zero_ ? 0.0f : train_sigmas_.front());
   next_step_ = 0;
   previous_x0_.clear();

@@ -1,7 +1,9 @@
 #pragma once
 // DPM-Solver++ 2M, as diffusers' DPMSolverMultistepScheduler with algorithm_type "dpmsolver++",
 // solver_order 2 and the midpoint solver: each step extrapolates from the last two clean-image
-// estimates; the first step, and the last (which jumps to sigma 0), are first order.
+// estimates; the first step, and the last (which jumps to sigma 0), are first order. With Karras sigmas
+// (use_karras_sigmas, "DPM++ 2M Karras") the noise levels follow Karras et al.'s rho = 7 schedule between
+// the training range's ends and the timesteps are those levels' interpolated training steps, rounded.
 #include "sched/scheduler.h"
 
 #include <string>
@@ -10,9 +12,9 @@ namespace fisedit {
 
 class DpmSolverScheduler final : public Scheduler {
 public:
-  explicit DpmSolverScheduler(const SchedulerConfig& config);
+  DpmSolverScheduler(const SchedulerConfig& config, bool karras);
 
-  const char* name() const override { return "dpmpp2m"; }
+  const char* name() const override { return karras_ ? "dpmpp2m_karras" : "dpmpp2m"; }
   std::vector<float> step(std::span<const float> model_output, int step_index,
                           std::span<const float> x) override;
 
@@ -30,6 +32,7 @@ private:
   bool lower_order_final_;
   bool euler_at_final_;
   bool final_sigma_zero_;
+  bool karras_;
 
   int next_step_ = 0;                  // steps must come in order
   std::vector<float> previous_x0_;     // the estimate of the step before, empty at the start

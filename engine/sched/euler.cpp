@@ -1,6 +1,6 @@
-// The Euler sampler (euler.h): interpolated sigmas, scaled inputs and the Euler update.
-// Mirrors diffusers' dtypes: timesteps float32 (from float64 numpy), sigmas interpolated in float64 and
-// stored as float32, every per-step scalar and the update itself in float32.
+// The Euler samplers (euler.h): interpolated or Karras sigmas, scaled inputs, the Euler update and its
+// ancestral form. Mirrors diffusers' dtypes: timesteps float32 (from float64 numpy), sigmas interpolated
+// in float64 and stored as float32, every per-step scalar and the update itself in float32.
 #include "sched/euler.h"
 
 #include "core/error.h"
@@ -11,17 +11,33 @@
 
 namespace fisedit {
 
-EulerScheduler::EulerScheduler(const SchedulerConfig& config)
-    : Scheduler(config), train_sigmas_(train_sigmas(alphas_cumprod_)) {
-  const SamplerOptions options(config, "EulerDiscreteScheduler");
+EulerScheduler::EulerScheduler(const SchedulerConfig& config, Variant variant)
+    : Scheduler(config), variant_(variant), train_sigmas_(train_sigmas(alphas_cumprod_)) {
+  // Euler ancestral is a class of its own in diffusers, with none of EulerDiscreteScheduler's options
+  // beyond the spacing.
+  const SamplerOptions options(
+      config, variant == Variant::ancestral ? "EulerAncestralDiscreteScheduler" : "EulerDiscreteScheduler");
   spacing_ = options.timestep_spacing;
   steps_offset_ = options.steps_offset;
-  options.require("interpolation_type", "linear");
-  options.require("final_sigmas_type", "zero");
-  options.require("timestep_type", "discrete");
-  options.require("use_karras_sigmas", false);
-  options.require("use_exponential_sigmas", false);
-  options.require("use_beta_sigmas", false);
+  if (variant != Variant::ancestral) {
+    options.require("interpolation_type", "linear");
+    options.require("final_sigmas_type", "zero");
+    options.require("timestep_type", "discrete");
+    // use_karras_sigmas: the sampler's name decides (make_scheduler).
+    options.require("use_exponential_sigmas", false);
+    options.require("use_beta_sigmas", false);
+    // Karras' ends other than the spaced timesteps' sigmas.
+    options.require("sigma_min", nullptr);
+    options.require("sigma_max", nullptr);
+  }
+}
+
+const char* EulerScheduler::name() const {
+  switch (variant_) {
+    case Variant::karras: return "euler_karras";
+    case Variant::ancestral: return "euler_a";
+    default: return "euler";
+  }
 }
 
 void EulerScheduler::compute_timesteps(int steps) {
@@ -37,14 +53,23 @@ void EulerScheduler::compute_timesteps(int steps) {
     for (double t : np_arange(train, 0.0, -static_cast<double>(train) / steps))
       ts.push_back(np_round(t) - 1.0);
   }
-  model_timesteps_.clear();
+  // diffusers keeps the spaced timesteps in float32 and interpolates the sigmas at them in float64.
+  std::vector<float> t32(ts.begin(), ts.end());
+  std::vector<double> sigmas;
+  for (float t : t32) sigmas.push_back(np_interp(static_cast<double>(t), train_sigmas_));
+  if (variant_ == Variant::karras) {
+    // _convert_to_karras between the interpolated sigmas' ends (float64), then each level's timestep
+    // by _sigma_to_t, kept fractional.
+    sigmas = karras_sigmas(sigmas.back(), sigmas.front(), steps);
+    const auto logs = log_sigmas(train_sigmas_);
+    for (std::size_t i = 0; i < sigmas.size(); ++i) t32[i] = static_cast<float>(sigma_to_t(sigmas[i], logs));
+  }
+  model_timesteps_ = t32;
   timesteps_.clear();
   sigmas_.clear();
-  for (double t : ts) {
-    const auto t32 = static_cast<float>(t);
-    model_timesteps_.push_back(t32);
-    timesteps_.push_back(static_cast<std::int64_t>(t32));  // numpy's astype(int64) truncates
-    sigmas_.push_back(static_cast<float>(np_interp(static_cast<double>(t32), train_sigmas_)));
+  for (std::size_t i = 0; i < t32.size(); ++i) {
+    timesteps_.push_back(static_cast<std::int64_t>(t32[i]));  // numpy's astype(int64) truncates
+    sigmas_.push_back(static_cast<float>(sigmas[i]));
   }
   sigmas_.push_back(0.0f);
 }
@@ -59,7 +84,7 @@ float EulerScheduler::init_noise_sigma() const {
 
 std::vector<float> EulerScheduler::scale_model_input(std::span<const float> x, int i) const {
   if (i < 0 || i >= num_steps())
-    throw Error(ErrorCode::invalid_argument, "euler: step " + std::to_string(i) + " outside the run");
+    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": step " + std::to_string(i) + " outside the run");
   const float sigma = sigmas_[static_cast<std::size_t>(i)];
   const float scale = std::sqrt(sigma * sigma + 1.0f);
   std::vector<float> out(x.size());
@@ -71,10 +96,24 @@ std::vector<float> EulerScheduler::step(std::span<const float> model_output, int
                                         std::span<const float> x) {
   check_step(i, model_output, x);
   const float sigma = sigmas_[static_cast<std::size_t>(i)];
-  const float dt = sigmas_[static_cast<std::size_t>(i) + 1] - sigma;
+  const float sigma_next = sigmas_[static_cast<std::size_t>(i) + 1];
   const float sigma_sq_plus_one = sigma * sigma + 1.0f;
   const float v_scale = -sigma / std::sqrt(sigma_sq_plus_one);
   const bool v_prediction = config_.prediction_type == PredictionType::v_prediction;
+
+  // The ancestral step splits the way down to sigma_next into a deterministic part to sigma_down and
+  // fresh noise of sigma_up (sigma_down^2 + sigma_up^2 = sigma_next^2), as diffusers' float32 scalars.
+  float sigma_to = sigma_next, sigma_up = 0.0f;
+  std::vector<float> noise;
+  if (variant_ == Variant::ancestral) {
+    if (!generator_)
+      throw Error(ErrorCode::invalid_argument, "euler_a: no noise generator (set_noise_generator) for its steps");
+    const float from_sq = sigma * sigma, to_sq = sigma_next * sigma_next;
+    sigma_up = std::sqrt(to_sq * (from_sq - to_sq) / from_sq);
+    sigma_to = std::sqrt(to_sq - sigma_up * sigma_up);
+    noise = generator_->randn(static_cast<std::int64_t>(x.size()));  // drawn at the last step too
+  }
+  const float dt = sigma_to - sigma;
 
   std::vector<float> out(x.size());
   for (std::size_t k = 0; k < x.size(); ++k) {
@@ -82,6 +121,7 @@ std::vector<float> EulerScheduler::step(std::span<const float> model_output, int
     const float x0 = v_prediction ? m * v_scale + x[k] / sigma_sq_plus_one : x[k] - sigma * m;
     const float derivative = (x[k] - x0) / sigma;
     out[k] = x[k] + derivative * dt;
+    if (!noise.empty()) out[k] = out[k] + noise[k] * sigma_up;
   }
   return out;
 }

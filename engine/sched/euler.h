@@ -1,7 +1,11 @@
 #pragma once
 // Euler, as diffusers' EulerDiscreteScheduler (no churn, linear sigma interpolation, final sigma 0):
 // works on the variance-exploding latents x = x0 + sigma * eps, so the U-Net input is rescaled and
-// timesteps between training steps are fractional.
+// timesteps between training steps are fractional. Two variants share it:
+// - karras (use_karras_sigmas, "Euler Karras"): the noise levels follow Karras et al.'s rho = 7 schedule
+//   between the first and last spaced timestep's sigma, their timesteps interpolated back (fractional);
+// - ancestral (EulerAncestralDiscreteScheduler, "Euler a"): each step goes down to sigma_down and adds
+//   fresh noise of sigma_up, drawn from the noise generator (Scheduler::set_noise_generator).
 #include "sched/scheduler.h"
 
 #include <string>
@@ -10,18 +14,21 @@ namespace fisedit {
 
 class EulerScheduler final : public Scheduler {
 public:
-  explicit EulerScheduler(const SchedulerConfig& config);
+  enum class Variant { plain, karras, ancestral };
+  EulerScheduler(const SchedulerConfig& config, Variant variant);
 
-  const char* name() const override { return "euler"; }
+  const char* name() const override;
   float init_noise_sigma() const override;
   std::vector<float> scale_model_input(std::span<const float> x, int step_index) const override;
   std::vector<float> step(std::span<const float> model_output, int step_index,
                           std::span<const float> x) override;
+  bool ancestral() const override { return variant_ == Variant::ancestral; }
 
 protected:
   void compute_timesteps(int steps) override;
 
 private:
+  Variant variant_;
   std::vector<float> train_sigmas_;
   std::vector<float> sigmas_;  // per step, plus the final 0
   std::string spacing_;

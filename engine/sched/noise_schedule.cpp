@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace fisedit {
@@ -100,6 +101,41 @@ double np_interp(double x, std::span<const float> fp) {
   return slope * (x - static_cast<double>(j)) + static_cast<double>(fp[j]);
 }
 
+std::vector<double> karras_sigmas(double sigma_min, double sigma_max, int n) {
+  const double rho = 7.0;
+  const double min_inv_rho = std::pow(sigma_min, 1.0 / rho);
+  const double max_inv_rho = std::pow(sigma_max, 1.0 / rho);
+  std::vector<double> sigmas;
+  for (double ramp : np_linspace(0.0, 1.0, n))
+    sigmas.push_back(std::pow(max_inv_rho + ramp * (min_inv_rho - max_inv_rho), rho));
+  return sigmas;
+}
+
+std::vector<float> log_sigmas(std::span<const float> sigmas) {
+  std::vector<float> out(sigmas.size());
+  for (std::size_t t = 0; t < sigmas.size(); ++t) out[t] = std::log(sigmas[t]);
+  return out;
+}
+
+double sigma_to_t(double sigma, std::span<const float> log_sigmas) {
+  if (log_sigmas.size() < 2) return 0.0;  // one training timestep: nothing to interpolate
+  const double log_sigma = std::log(std::max(sigma, 1e-10));
+  // low = cumsum(log_sigma - log_sigmas >= 0).argmax(): the first index where the running count of
+  // table entries at or below log_sigma peaks (0 when there is none), at most the last but one.
+  std::size_t low = 0, count = 0, best = 0;
+  for (std::size_t t = 0; t < log_sigmas.size(); ++t) {
+    count += log_sigma - static_cast<double>(log_sigmas[t]) >= 0.0;
+    if (count > best) best = count, low = t;
+  }
+  low = std::min(low, log_sigmas.size() - 2);
+  const float lo = log_sigmas[low];
+  const float hi = log_sigmas[low + 1];
+  // numpy: (float32 - float64) is float64, (float32 - float32) stays float32.
+  double w = (static_cast<double>(lo) - log_sigma) / static_cast<double>(lo - hi);
+  w = std::clamp(w, 0.0, 1.0);
+  return (1.0 - w) * static_cast<double>(low) + w * static_cast<double>(low + 1);
+}
+
 SamplerOptions::SamplerOptions(const SchedulerConfig& config, std::string_view class_name)
     : own(config.class_name == class_name),
       timestep_spacing(own ? config.timestep_spacing : "linspace"),
@@ -110,22 +146,33 @@ SamplerOptions::SamplerOptions(const SchedulerConfig& config, std::string_view c
                                             "\" is not supported (leading, trailing or linspace)");
 }
 
-bool SamplerOptions::flag(const char* key, bool fallback) const {
-  if (!own) return fallback;
+// An option present with another type than the sampler reads is refused, not read as its default
+// (SchedulerConfig::from_json checks the options it knows; this covers every option a sampler reads).
+const nlohmann::json* SamplerOptions::find(const char* key, bool (nlohmann::json::*is_type)() const noexcept,
+                                           const char* expected) const {
+  if (!own) return nullptr;
   const auto it = config_->raw.find(key);
-  return it != config_->raw.end() && it->is_boolean() ? it->get<bool>() : fallback;
+  if (it == config_->raw.end() || it->is_null()) return nullptr;
+  if (!((*it).*is_type)())
+    throw Error(ErrorCode::corrupt_file, config_->source.string() + ": \"" + key + "\" must be " + expected + ", not " + it->dump());
+  return &*it;
+}
+
+bool SamplerOptions::flag(const char* key, bool fallback) const {
+  const auto* v = find(key, &nlohmann::json::is_boolean, "true or false");
+  return v ? v->get<bool>() : fallback;
 }
 
 std::string SamplerOptions::text(const char* key, const std::string& fallback) const {
-  if (!own) return fallback;
-  const auto it = config_->raw.find(key);
-  return it != config_->raw.end() && it->is_string() ? it->get<std::string>() : fallback;
+  const auto* v = find(key, &nlohmann::json::is_string, "a string");
+  return v ? v->get<std::string>() : fallback;
 }
 
 double SamplerOptions::number(const char* key, double fallback) const {
-  if (!own) return fallback;
-  const auto it = config_->raw.find(key);
-  return it != config_->raw.end() && it->is_number() ? it->get<double>() : fallback;
+  const auto* v = find(key, &nlohmann::json::is_number, "a number");
+  if (v && !std::isfinite(v->get<double>()))
+    throw Error(ErrorCode::corrupt_file, config_->source.string() + ": \"" + key + "\" must be a finite number");
+  return v ? v->get<double>() : fallback;
 }
 
 void SamplerOptions::require(const char* key, const nlohmann::json& supported) const {

@@ -51,10 +51,14 @@ void Scheduler::check_step(int i, std::span<const float> model_output, std::span
 
 std::unique_ptr<Scheduler> make_scheduler(std::string_view name, const SchedulerConfig& config) {
   if (name == "ddim") return std::make_unique<DdimScheduler>(config);
-  if (name == "dpmpp2m") return std::make_unique<DpmSolverScheduler>(config);
-  if (name == "euler") return std::make_unique<EulerScheduler>(config);
+  if (name == "dpmpp2m") return std::make_unique<DpmSolverScheduler>(config, false);
+  if (name == "dpmpp2m_karras") return std::make_unique<DpmSolverScheduler>(config, true);
+  if (name == "euler") return std::make_unique<EulerScheduler>(config, EulerScheduler::Variant::plain);
+  if (name == "euler_karras") return std::make_unique<EulerScheduler>(config, EulerScheduler::Variant::karras);
+  if (name == "euler_a") return std::make_unique<EulerScheduler>(config, EulerScheduler::Variant::ancestral);
   throw Error(ErrorCode::invalid_argument,
-              "unknown scheduler \"" + std::string(name) + "\" (valid: ddim, dpmpp2m, euler)");
+              "unknown scheduler \"" + std::string(name) +
+                  "\" (valid: ddim, dpmpp2m, euler, euler_a, dpmpp2m_karras, euler_karras)");
 }
 
 }  // namespace fisedit

@@ -1,20 +1,25 @@
 #pragma once
-// Diffusion samplers with diffusers' numerics: DDIM (eta 0), DPM-Solver++ 2M and Euler, for epsilon and
-// v-prediction models. A pipeline drives one like this:
+// Diffusion samplers with diffusers' numerics: DDIM (eta 0), DPM-Solver++ 2M and Euler (each of the last
+// two also on Karras sigmas), and Euler ancestral, for epsilon and v-prediction models. A pipeline drives
+// one like this:
 //
 //   auto sched = make_scheduler("dpmpp2m", config);
 //   sched->set_timesteps(steps);
-//   x = noise * sched->init_noise_sigma();
+//   TorchGenerator generator(seed);
+//   x = generator.randn(n) * sched->init_noise_sigma();
+//   sched->set_noise_generator(generator);  // ancestral samplers draw their per-step noise from it
 //   for (int i = 0; i < sched->num_steps(); ++i) {
 //     auto out = unet(sched->scale_model_input(x, i), sched->model_timesteps()[i]);
 //     x = sched->step(out, i, x);
 //   }
 //
 // Latents are flat float32 spans (any shape: every operation is elementwise).
+#include "core/torch_random.h"
 #include "io/model_config.h"
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -25,7 +30,7 @@ class Scheduler {
 public:
   virtual ~Scheduler() = default;
 
-  virtual const char* name() const = 0;  // "ddim", "dpmpp2m", "euler"
+  virtual const char* name() const = 0;  // one of scheduler_names() (io/request.h)
 
   // Chooses the timesteps of an N-step run and restarts the sampler; throws Error(invalid_argument)
   // unless 0 < steps <= num_train_timesteps.
@@ -42,9 +47,18 @@ public:
   // The U-Net input for step `step_index` (a copy of x for samplers that need no scaling).
   virtual std::vector<float> scale_model_input(std::span<const float> x, int step_index) const;
   // Advances latents x over step `step_index` given the U-Net output for it. Multistep samplers remember
-  // earlier outputs: their steps must run in order from 0.
+  // earlier outputs: their steps must run in order from 0. Ancestral samplers draw fresh noise of x's
+  // size from the noise generator at every step (the last included, as diffusers does).
   virtual std::vector<float> step(std::span<const float> model_output, int step_index,
                                   std::span<const float> x) = 0;
+
+  // Whether step() adds fresh noise (Euler ancestral): then the result depends on the generator's
+  // state, and an edit that replays the steps must hand over the generation's generator as it was.
+  virtual bool ancestral() const { return false; }
+  // The generator ancestral steps draw from: diffusers passes the pipeline's seeded generator to
+  // every step, so the per-step noise continues the stream after the initial latents. Not reset by
+  // set_timesteps. Samplers that are not ancestral never draw from it.
+  void set_noise_generator(const TorchGenerator& generator) { generator_ = generator; }
 
 protected:
   explicit Scheduler(const SchedulerConfig& config);
@@ -58,10 +72,14 @@ protected:
   std::vector<float> alphas_cumprod_;  // per training timestep, float32 as diffusers holds them
   std::vector<std::int64_t> timesteps_;
   std::vector<float> model_timesteps_;
+  std::optional<TorchGenerator> generator_;
 };
 
-// name: "ddim", "dpmpp2m" or "euler"; throws Error(invalid_argument) for any other name and
-// Error(unsupported) for config options these samplers do not implement.
+// name: "ddim", "dpmpp2m", "euler" (diffusers' DDIMScheduler, DPMSolverMultistepScheduler,
+// EulerDiscreteScheduler), "dpmpp2m_karras", "euler_karras" (the same two with use_karras_sigmas) or
+// "euler_a" (EulerAncestralDiscreteScheduler); throws Error(invalid_argument) for any other name and
+// Error(unsupported) for config options these samplers do not implement. The name decides the sigmas:
+// a config's own use_karras_sigmas only picks the default sampler (sampler_for_class, pipeline/).
 //
 // The noise schedule (betas, training steps, prediction type) always comes from `config`. Options of
 // the sampler itself (timestep spacing, steps offset, set_alpha_to_one, solver settings in `raw`) are

@@ -240,6 +240,7 @@ struct ClipTokenizer::Impl {
   std::array<std::string, 256> bytes = byte_symbols();
   std::int64_t bos = 0, eos = 0, pad = 0;
   std::int64_t next_id = 0;  // the id a token outside the vocabulary gets
+  fs::path vocab_file;       // tokenizer.json or vocab.json, for messages
   std::mutex cache_mutex;
   std::unordered_map<std::string, std::vector<std::int64_t>> cache;  // word -> ids
 
@@ -251,6 +252,7 @@ struct ClipTokenizer::Impl {
 
 void ClipTokenizer::Impl::build(const Sources& sources) {
   const fs::path& file = sources.vocab_file;
+  vocab_file = file;
   if (!sources.vocab.is_object()) corrupt(file, "the vocabulary is not a JSON object of token -> id");
   if (sources.vocab.size() > kMaxVocabulary)
     corrupt(file, std::to_string(sources.vocab.size()) + " tokens, more than the " + std::to_string(kMaxVocabulary) + " fisedit reads");
@@ -413,6 +415,21 @@ std::int64_t ClipTokenizer::bos_id() const { return impl_->bos; }
 std::int64_t ClipTokenizer::eos_id() const { return impl_->eos; }
 std::int64_t ClipTokenizer::pad_id() const { return impl_->pad; }
 std::size_t ClipTokenizer::vocab_size() const { return impl_->id_to_token.size(); }
+std::int64_t ClipTokenizer::max_id() const { return impl_->next_id - 1; }
+const fs::path& ClipTokenizer::vocabulary_file() const { return impl_->vocab_file; }
+
+void check_tokenizer_fits_encoder(const ClipTokenizer& tokenizer, std::int64_t vocab_size, std::int64_t max_positions,
+                                  const fs::path& encoder_config) {
+  const auto both = tokenizer.vocabulary_file().string() + " and " + encoder_config.string() + " do not belong together: ";
+  if (tokenizer.max_id() >= vocab_size)
+    throw Error(ErrorCode::corrupt_file, both + "the tokenizer gives token ids up to " + std::to_string(tokenizer.max_id()) +
+                                             ", but the text encoder has embeddings for ids 0.." + std::to_string(vocab_size - 1) +
+                                             " (vocab_size " + std::to_string(vocab_size) + ")");
+  if (max_positions < ClipTokenizer::kMaxLength)
+    throw Error(ErrorCode::corrupt_file, both + "a prompt is " + std::to_string(ClipTokenizer::kMaxLength) +
+                                             " tokens, but the text encoder has " + std::to_string(max_positions) +
+                                             " positions (max_position_embeddings)");
+}
 
 std::string ClipTokenizer::token_text(std::int64_t id) const {
   const auto it = impl_->id_to_token.find(id);

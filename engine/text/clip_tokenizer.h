@@ -38,6 +38,10 @@ public:
   std::int64_t eos_id() const;
   std::int64_t pad_id() const;
   std::size_t vocab_size() const;
+  // The largest id encode() can give (vocabulary, added and special tokens), and the file the
+  // vocabulary was read from (tokenizer.json or vocab.json).
+  std::int64_t max_id() const;
+  const std::filesystem::path& vocabulary_file() const;
   // The vocabulary string of `id` (byte-level form, e.g. "cat</w>"); throws Error(invalid_argument)
   // for ids outside the vocabulary.
   std::string token_text(std::int64_t id) const;
@@ -49,5 +53,12 @@ private:
   // mutex-guarded, so one tokenizer (or its copies) can be used from several threads.
   std::shared_ptr<Impl> impl_;
 };
+
+// Throws Error(corrupt_file) naming the tokenizer's file and `encoder_config` when the tokenizer can
+// give ids the text encoder has no embedding for (max_id() >= vocab_size: an out-of-range embedding
+// lookup at the first prompt) or the encoder has fewer positions than the kMaxLength tokens a prompt
+// is encoded as.
+void check_tokenizer_fits_encoder(const ClipTokenizer& tokenizer, std::int64_t vocab_size, std::int64_t max_positions,
+                                  const std::filesystem::path& encoder_config);
 
 }  // namespace fisedit

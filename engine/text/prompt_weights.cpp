@@ -92,28 +92,77 @@ bool WeightedTokens::weighted() const {
   return std::any_of(weights.begin(), weights.end(), [](float w) { return w != 1.0f; });
 }
 
+namespace {
+
+// Where the word BREAK (capitals, not part of a longer word) splits a run's text.
+std::vector<std::string_view> split_at_breaks(std::string_view text) {
+  const auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  std::vector<std::string_view> parts;
+  std::size_t start = 0, at = 0;
+  while ((at = text.find("BREAK", at)) != std::string_view::npos) {
+    const bool alone = (at == 0 || !letter(text[at - 1])) && (at + 5 >= text.size() || !letter(text[at + 5]));
+    if (alone) {
+      parts.push_back(text.substr(start, at - start));
+      start = at + 5;
+    }
+    at += 5;
+  }
+  parts.push_back(text.substr(start));
+  return parts;
+}
+
+}  // namespace
+
 WeightedTokens prompt_tokens(const ClipTokenizer& tokenizer, std::string_view prompt) {
   WeightedTokens out;
   for (const auto& run : parse_prompt_weights(prompt)) {
-    const auto ids = tokenizer.encode_unpadded(run.text);  // BOS, ids, EOS
-    for (std::size_t k = 1; k + 1 < ids.size(); ++k) {
-      out.ids.push_back(ids[k]);
-      out.weights.push_back(run.weight);
+    const auto parts = split_at_breaks(run.text);
+    for (std::size_t p = 0; p < parts.size(); ++p) {
+      if (p > 0 && (out.breaks.empty() || out.breaks.back() != out.ids.size())) out.breaks.push_back(out.ids.size());
+      const auto ids = tokenizer.encode_unpadded(parts[p]);  // BOS, ids, EOS
+      for (std::size_t k = 1; k + 1 < ids.size(); ++k) {
+        out.ids.push_back(ids[k]);
+        out.weights.push_back(run.weight);
+      }
     }
   }
+  // A BREAK at the very start or end, or two in a row, makes no empty chunk.
+  std::erase_if(out.breaks, [&](std::size_t b) { return b == 0 || b >= out.ids.size(); });
   return out;
 }
 
-WeightedTokens encoder_tokens(const ClipTokenizer& tokenizer, std::string_view prompt) {
+std::vector<WeightedTokens> chunk_tokens(const WeightedTokens& content) {
+  std::vector<WeightedTokens> chunks(1);
+  auto next_break = content.breaks.begin();
+  for (std::size_t i = 0; i < content.ids.size(); ++i) {
+    const bool forced = next_break != content.breaks.end() && *next_break == i;
+    if (forced) ++next_break;
+    if (forced || chunks.back().ids.size() == static_cast<std::size_t>(kChunkTokens)) chunks.emplace_back();
+    chunks.back().ids.push_back(content.ids[i]);
+    chunks.back().weights.push_back(content.weights[i]);
+  }
+  return chunks;
+}
+
+std::vector<WeightedTokens> encoder_chunks(const ClipTokenizer& tokenizer, std::string_view prompt) {
   const auto content = prompt_tokens(tokenizer, prompt);
-  const std::size_t kept = std::min<std::size_t>(content.ids.size(), ClipTokenizer::kMaxLength - 2);
-  WeightedTokens out;
-  out.ids.push_back(tokenizer.bos_id());
-  out.ids.insert(out.ids.end(), content.ids.begin(), content.ids.begin() + static_cast<std::ptrdiff_t>(kept));
-  out.ids.push_back(tokenizer.eos_id());
-  out.ids.resize(ClipTokenizer::kMaxLength, tokenizer.pad_id());
-  out.weights.assign(ClipTokenizer::kMaxLength, 1.0f);
-  std::copy_n(content.weights.begin(), kept, out.weights.begin() + 1);
+  const auto chunks = chunk_tokens(content);
+  if (chunks.size() > static_cast<std::size_t>(kMaxPromptChunks))
+    throw Error(ErrorCode::invalid_argument,
+                "the prompt is " + std::to_string(content.ids.size()) + " tokens in " + std::to_string(chunks.size()) +
+                    " chunks; at most " + std::to_string(kMaxPromptChunks) + " chunks of " +
+                    std::to_string(kChunkTokens) + " tokens are read: shorten it");
+  std::vector<WeightedTokens> out;
+  for (const auto& chunk : chunks) {
+    WeightedTokens e;
+    e.ids.push_back(tokenizer.bos_id());
+    e.ids.insert(e.ids.end(), chunk.ids.begin(), chunk.ids.end());
+    e.ids.push_back(tokenizer.eos_id());
+    e.ids.resize(ClipTokenizer::kMaxLength, tokenizer.pad_id());
+    e.weights.assign(ClipTokenizer::kMaxLength, 1.0f);
+    std::copy(chunk.weights.begin(), chunk.weights.end(), e.weights.begin() + 1);
+    out.push_back(std::move(e));
+  }
   return out;
 }
 

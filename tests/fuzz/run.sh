@@ -5,16 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
-# Inputs are written to a file per run: keep them in memory where possible.
-[ -d /dev/shm ] && export TMPDIR="${TMPDIR:-/dev/shm}"
-trap 'rm -rf "${TMPDIR:-/tmp}"/fisedit-fuzz-*' EXIT  # the targets' scratch folders (fuzz_support.h)
+# Inputs are written to a file per run (fuzz_support.h): keep them in memory where possible, in a folder
+# of this run's own (another run beside it keeps its files).
+scratch_parent=/tmp
+[ -d /dev/shm ] && [ -w /dev/shm ] && scratch_parent=/dev/shm
+export TMPDIR="$(mktemp -d "$scratch_parent/fisedit-fuzz-run.XXXXXX")"
+trap 'rm -rf "$TMPDIR"' EXIT
 reference="${FISEDIT_REFERENCE_DIR:-$PWD/../shared/reference}"
-packaging/install-deps.sh fuzz
+packaging/install-deps.sh
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz
 bin=build/fuzz/tests/fuzz
 work=build/fuzz/corpus
-mkdir -p "$work"/{safetensors,config_json,tokenizer,png,prompt}
+targets=(safetensors config_json tokenizer vocab png prompt project)
+for t in "${targets[@]}"; do mkdir -p "$work/$t"; done
 
 # Seeds: every file of the right kind, whole up to 1 MB (larger weights are cut to their first 64 KB,
 # which holds the header).
@@ -30,19 +34,34 @@ shopt -s nullglob globstar
 seed "$work/safetensors" "$reference"/**/*.safetensors resources/models/**/*.safetensors
 seed "$work/config_json" "$reference"/**/config.json "$reference"/**/scheduler_config.json resources/models/**/*config*.json
 seed "$work/tokenizer" "$reference"/**/tokenizer.json resources/models/**/tokenizer.json
+# vocab.json NUL merges.txt NUL tokenizer_config.json (fuzz_vocab.cpp), from each folder that has them.
+for d in resources/models/*/tokenizer "$reference"/*/model/tokenizer; do
+  [ -f "$d/vocab.json" ] && [ -f "$d/merges.txt" ] && [ "$(stat -c %s "$d/vocab.json")" -le 65536 ] || continue
+  { cat "$d/vocab.json"; printf '\0'; cat "$d/merges.txt"; printf '\0'; cat "$d/tokenizer_config.json" 2>/dev/null || true; } \
+    >"$work/vocab/$(echo "$d" | md5sum | cut -c1-16)"
+done
 # PNGs: a 1x1 grey image and the project's small images (large ones make each run slow).
 echo iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg== | base64 -d >"$work/png/1x1"
 for f in "$reference"/**/*.png docs/images/*.png; do
   if [ "$(stat -c %s "$f")" -le 65536 ]; then seed "$work/png" "$f"; fi
 done
+# Projects: a generation and an edit of it (version 2, snake_case), and the same in version 1's camelCase.
+png1=iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==
+project() {  # project VERSION NEGATIVE_KEY CFG_KEY MODE_KEY
+  printf '{"format":"fisedit-project","version":%s,"model":{"path":"/m/toyworld","family":"SD1.x","fingerprint":"f1"},"nodes":[' "$1"
+  printf '{"id":1,"parent":null,"prompt":"a red circle","%s":"","seed":18446744073709551615,"steps":20,"%s":7.5,"scheduler":"ddim","width":256,"height":256,"device":"CPU","timings":{"textEncoderMs":1,"unetMs":2,"vaeMs":3,"totalMs":6,"jobMs":7},"imagePng":"%s"},' "$2" "$3" "$png1"
+  printf '{"id":2,"parent":1,"prompt":"a blue circle","%s":"ugly","seed":-1,"steps":20,"%s":7,"scheduler":"euler","width":256,"height":256,"edit":{"%s":"painted","mask_margin":2,"detect_steps":1,"feather":0,"attention_control":true,"whole_image_if_global":false},"editFraction":0.1,"editStats":{"detectSteps":1,"attentionControlSteps":2,"detectMs":1,"sparseMs":2,"decodeMs":3,"totalMs":6},"maskPng":"%s","paintedMaskPng":"%s","model":{"path":"/m/other","family":"SD2.x","fingerprint":"f2"}}]}' "$2" "$3" "$4" "$png1" "$png1"
+}
+project 2 negative_prompt cfg_scale mask_mode >"$work/project/v2"
+project 1 negativePrompt cfgScale maskMode >"$work/project/v1"
 printf 'a (red:1.3) cat, [blue] ((dog)) \\(x\\)\nNegative prompt: ugly\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Model: m' \
   >"$work/prompt/a1111"
 
 status=0
-for target in safetensors config_json tokenizer png prompt; do
+for target in "${targets[@]}"; do
   echo "fuzz_$target: ${seconds} s"
   # -rss_limit_mb: a small input must not take gigabytes; -timeout: nor seconds per input.
-  if ! "$bin/fuzz_$target" "$work/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  if ! "$bin/fuzz_$target" "$work/$target" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
        -max_len=1048576 -print_final_stats=1 -artifact_prefix="build/fuzz/crash-$target-" 2>"build/fuzz/$target.log"; then
     echo "fuzz_$target FAILED: see build/fuzz/$target.log and build/fuzz/crash-$target-*" >&2
     tail -40 "build/fuzz/$target.log" >&2

@@ -7,16 +7,23 @@
 #                                               tests read into .device-ref/reference.tar.xz
 #   tests/gpu/device-run.sh stage               there: unpack whatever of the two was carried (into
 #                                               /tmp/fisedit-gpu and /tmp/fisedit-ref) and stop
-#   tests/gpu/device-run.sh run [tests] [bench] there (repo root): unpack what was carried, then the
-#                                               tests, then the benchmarks (both when neither is named);
-#                                               results in $OUT (or ./gpu-results): device.txt,
-#                                               gpu-tests.log, bench.log and one bench-ARCH.json per
-#                                               architecture
+#   tests/gpu/device-run.sh run [tests] [bench] [torch] [sanitize]
+#                                               there (repo root): unpack what was carried, then the
+#                                               parts named (tests and bench when none is): the GPU
+#                                               tests; fisedit-bench; the PyTorch reference
+#                                               (app/bench/bench_torch.py, diffusers carried as
+#                                               .device-torch/diffusers.tar.xz); the GPU tests under
+#                                               compute-sanitizer (memcheck, racecheck, synccheck).
+#                                               Results in $OUT (or ./gpu-results): device.txt,
+#                                               gpu-tests.log, bench.log, one bench-ARCH.json per
+#                                               architecture, torch.json, sanitizer.log
 # The tree that travels may hold 64 MiB with the tracked files. When both archives do not fit in one
 # call, carry `.device-ref` to a `stage` call, then `.device` to a `run` call on the still-warm machine:
 # what `stage` unpacked in /tmp stays there.
 # Environment for `run`: BENCH_ARCHS (default "sd2-768 sd15-512 sd2-512"), BENCH_ARGS (extra
-# fisedit-bench options, e.g. "--repeat 5 --generations 2").
+# fisedit-bench options, e.g. "--repeat 5 --generations 2"), TORCH_ARGS (extra bench_torch.py options),
+# SANITIZE_TESTS (default: every GPU test), SANITIZE_TOOLS (default "memcheck racecheck synccheck"),
+# SANITIZE_TIMEOUT (seconds per test and tool, default 300).
 # Exit status: non-zero when any test failed (or was skipped for want of a GPU) or a benchmark failed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -73,11 +80,14 @@ case ${1:-} in
     ;;
   run)
     shift
-    want_tests=1 want_bench=1
+    want_tests=1 want_bench=1 want_torch=0 want_sanitize=0
     if [ $# -gt 0 ]; then
       want_tests=0 want_bench=0
       for w in "$@"; do
-        case $w in tests) want_tests=1 ;; bench) want_bench=1 ;; *) echo "run: unknown part '$w'" >&2; exit 2 ;; esac
+        case $w in
+          tests) want_tests=1 ;; bench) want_bench=1 ;; torch) want_torch=1 ;; sanitize) want_sanitize=1 ;;
+          *) echo "run: unknown part '$w'" >&2; exit 2 ;;
+        esac
       done
     fi
     out=${OUT:-gpu-results}
@@ -127,6 +137,41 @@ case ${1:-} in
         echo "CLI generate --device cuda FAILED"; failed=1
       fi
       cat "$out/bench.log"
+    fi
+    if [ $want_torch = 1 ]; then
+      # diffusers is used as a library: carried as source, unpacked in /tmp, never committed.
+      [ -f .device-torch/diffusers.tar.xz ] || { echo "no diffusers: carry .device-torch" >&2; exit 1; }
+      rm -rf /tmp/fisedit-torch && mkdir -p /tmp/fisedit-torch
+      tar xJf .device-torch/diffusers.tar.xz -C /tmp/fisedit-torch
+      start=$SECONDS
+      # shellcheck disable=SC2086  # TORCH_ARGS is a list of options
+      if PYTHONPATH=/tmp/fisedit-torch/src python3 app/bench/bench_torch.py --out "$out/torch.json" ${TORCH_ARGS:-} \
+           >"$out/torch.log" 2>&1; then
+        echo "TORCH reference done ($((SECONDS - start)) s)"
+      else
+        echo "TORCH reference FAILED ($((SECONDS - start)) s)"; tail -20 "$out/torch.log"; failed=1
+      fi
+    fi
+    if [ $want_sanitize = 1 ]; then
+      sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+      : >"$out/sanitizer.log"
+      for t in ${SANITIZE_TESTS:-$(cd /tmp/fisedit-gpu/bin && ls test_*)}; do
+        for tool in ${SANITIZE_TOOLS:-memcheck racecheck synccheck}; do
+          start=$SECONDS
+          echo "==== $t under $tool" >>"$out/sanitizer.log"
+          # Errors make the tool exit non-zero (--error-exitcode); a timeout (124) is reported as such.
+          status=0
+          timeout "${SANITIZE_TIMEOUT:-300}" "$sanitizer" --tool "$tool" --error-exitcode 99 \
+            "/tmp/fisedit-gpu/bin/$t" >"/tmp/fisedit-gpu/$t.$tool.log" 2>&1 || status=$?
+          tail -40 "/tmp/fisedit-gpu/$t.$tool.log" >>"$out/sanitizer.log"
+          case $status in
+            0) echo "SANITIZE $t $tool: clean ($((SECONDS - start)) s)" ;;
+            124) echo "SANITIZE $t $tool: timed out after $((SECONDS - start)) s" ;;
+            *) echo "SANITIZE $t $tool: FAILED (exit $status, $((SECONDS - start)) s)"; failed=1
+               grep -E "ERROR SUMMARY|Invalid|Race|Barrier|FAIL" "/tmp/fisedit-gpu/$t.$tool.log" | head -10 ;;
+          esac
+        done
+      done
     fi
     exit $failed
     ;;

@@ -6,6 +6,8 @@
 #include "core/half.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -20,14 +22,20 @@ constexpr std::align_val_t kAlignment{64};
 
 class CpuBuffer final : public DeviceBuffer {
 public:
-  explicit CpuBuffer(std::size_t size, bool host_resident = false)
+  explicit CpuBuffer(std::size_t size, bool host_resident = false,
+                     std::shared_ptr<CpuBackend::Accounting> accounting = nullptr)
       : data_(static_cast<std::byte*>(::operator new(size ? size : 1, kAlignment, std::nothrow))), size_(size),
-        host_resident_(host_resident) {
-    if (!data_)
+        host_resident_(host_resident), accounting_(std::move(accounting)) {
+    if (!data_) {
+      if (accounting_) accounting_->in_use -= size_;
       throw Error(ErrorCode::out_of_memory,
                   "out of memory: could not allocate " + std::to_string(size >> 20) + " MiB of host memory");
+    }
   }
-  ~CpuBuffer() override { ::operator delete(data_, kAlignment); }
+  ~CpuBuffer() override {
+    ::operator delete(data_, kAlignment);
+    if (accounting_) accounting_->in_use -= size_;
+  }
   CpuBuffer(const CpuBuffer&) = delete;
   CpuBuffer& operator=(const CpuBuffer&) = delete;
 
@@ -39,7 +47,14 @@ private:
   std::byte* data_;
   std::size_t size_;
   bool host_resident_;
+  std::shared_ptr<CpuBackend::Accounting> accounting_;  // null for host-resident buffers (not counted)
 };
+
+std::string mebibytes(std::size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / double(1 << 20));
+  return text;
+}
 
 // Converts n elements of `Src` (possibly unaligned, as in a mapped file) to float, in parallel blocks.
 template <class Src, class Convert>
@@ -60,6 +75,16 @@ void convert_to_f32(cpu::ThreadPool& pool, const std::byte* src, std::int64_t n,
 CpuBackend::CpuBackend(int threads) : pool_(threads) {
   // One pool of threads: OpenBLAS's own would compete with it for the same cores.
   openblas_set_num_threads(1);
+  if (const char* limit = std::getenv("FISEDIT_DEVICE_MEMORY_LIMIT"); limit && *limit) {
+    char* end = nullptr;
+    const unsigned long long bytes = std::strtoull(limit, &end, 10);
+    if (end && *end == '\0') set_memory_limit(static_cast<std::size_t>(bytes));
+  }
+}
+
+std::optional<std::size_t> CpuBackend::memory_limit() const {
+  const std::size_t limit = limit_.load();
+  return limit == kNoLimit ? std::nullopt : std::optional<std::size_t>(limit);
 }
 
 std::string CpuBackend::name() const {
@@ -71,7 +96,20 @@ DeviceTensor CpuBackend::allocate(DType dtype, Shape shape) {
   for (auto d : shape)
     if (d < 0) throw Error(ErrorCode::invalid_argument, "allocate: negative dimension in " + shape_to_string(shape));
   const auto bytes = static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype);
-  return DeviceTensor(std::make_shared<CpuBuffer>(bytes), 0, dtype, std::move(shape));
+  // Counted before the memory is taken, so that a limit holds however the buffers are freed.
+  const std::size_t before = accounting_->in_use.fetch_add(bytes);
+  const std::size_t limit = limit_.load();
+  if (limit != kNoLimit && before + bytes > limit) {
+    accounting_->in_use -= bytes;
+    throw Error(ErrorCode::out_of_memory,
+                "out of device memory: could not allocate " + mebibytes(bytes) + " for " + shape_to_string(shape) + " (" +
+                    mebibytes(before) + " of the " + mebibytes(limit) +
+                    " device memory limit in use); use a smaller image size, or keep fewer cached steps "
+                    "(a lower activation cache budget)");
+  }
+  for (std::size_t peak = peak_.load(); before + bytes > peak && !peak_.compare_exchange_weak(peak, before + bytes);) {
+  }
+  return DeviceTensor(std::make_shared<CpuBuffer>(bytes, false, accounting_), 0, dtype, std::move(shape));
 }
 
 // The same memory as allocate()'s, marked host-resident: ops refuse it and copies move it, exactly as
@@ -88,7 +126,9 @@ void CpuBackend::upload_impl(const Tensor& host, DeviceTensor& out) {
   const std::byte* src = host.data();
   auto cast = [](auto v) { return static_cast<float>(v); };
   switch (host.dtype()) {
-    case DType::f32: std::memcpy(out.data(), src, host.nbytes()); return;
+    case DType::f32:  // an empty tensor has no data pointer: memcpy(dst, nullptr, 0) is undefined (UBSan)
+      if (host.nbytes()) std::memcpy(out.data(), src, host.nbytes());
+      return;
     case DType::f64: convert_to_f32<double>(pool_, src, n, out.data_as<float>(), cast); return;
     case DType::f16: convert_to_f32<std::uint16_t>(pool_, src, n, out.data_as<float>(), half_to_float); return;
     case DType::bf16: convert_to_f32<std::uint16_t>(pool_, src, n, out.data_as<float>(), bf16_to_float); return;

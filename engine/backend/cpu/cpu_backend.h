@@ -7,7 +7,10 @@
 #include "backend/backend.h"
 #include "backend/cpu/thread_pool.h"
 
+#include <atomic>
+#include <cstddef>
 #include <memory>
+#include <optional>
 
 namespace fisedit {
 
@@ -22,6 +25,22 @@ public:
   DeviceTensor allocate(DType dtype, Shape shape) override;
   DeviceTensor allocate_host(DType dtype, Shape shape) override;
   using Backend::allocate;
+
+  // A cap on the bytes that allocate()'s live buffers may hold together, as a GPU's memory caps them:
+  // beyond it allocate() throws Error(out_of_memory) with what a GPU out of memory says, so running out
+  // of device memory in the middle of a generation or edit can be tested on any machine. None (the
+  // default) is unlimited; the environment variable FISEDIT_DEVICE_MEMORY_LIMIT (bytes) sets it for
+  // backends made after it is set. Host-resident buffers (allocate_host) are not counted.
+  void set_memory_limit(std::optional<std::size_t> bytes) { limit_ = bytes ? *bytes : kNoLimit; }
+  std::optional<std::size_t> memory_limit() const;
+  std::size_t memory_in_use() const { return accounting_->in_use.load(); }
+  // The most memory_in_use() since the backend was made or reset_memory_peak().
+  std::size_t memory_peak() const { return peak_.load(); }
+  void reset_memory_peak() { peak_ = memory_in_use(); }
+
+  struct Accounting {
+    std::atomic<std::size_t> in_use{0};
+  };
 
 protected:
   void upload_impl(const Tensor& host, DeviceTensor& out) override;
@@ -66,6 +85,11 @@ private:
                    const std::int32_t* positions, std::int64_t per_image, const InputNorm* norm, float* y);
 
   cpu::ThreadPool pool_;
+  static constexpr std::size_t kNoLimit = ~std::size_t{0};
+  std::atomic<std::size_t> limit_{kNoLimit};
+  std::atomic<std::size_t> peak_{0};
+  // Shared with the buffers, which give their bytes back when freed.
+  std::shared_ptr<Accounting> accounting_ = std::make_shared<Accounting>();
 };
 
 std::unique_ptr<Backend> make_cpu_backend();
