@@ -181,6 +181,15 @@ private slots:
     QVERIFY_CONTAINS(error_of([&] { read_png(dir / "text.png"); }, ErrorCode::corrupt_file), "text.png: not a PNG file");
   }
 
+  // fuzz_png (CI, 2026-12-06): 73 bytes whose last chunk claims 1.2 GB of image data; stb grew its buffer
+  // to that before reading, so the file took 1.2 GB. Chunks are now checked against the file first.
+  void png_chunk_longer_than_the_file() {
+    test::TempDir dir;
+    write_text(dir / "oom.png", std::string("\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x01\x00\x00\x00\x00\x01\x08\x00\x00\x00\x00\x3a\x7e\x9b\x55\x00\x00\x00\x0a\x49\x44\x41\x54\x78\x00\x00\x00\x49\x45\x4e\x44\x00\x00\x3a\x7e\x9b\x55\x49\x00\x00\x00\x49\x44\x41\x54\x78\x00\x01\x00\x49\x45\xae\x42\x60\x82", 73));
+    QVERIFY_CONTAINS(error_of([&] { read_png(dir / "oom.png"); }, ErrorCode::corrupt_file),
+                     "oom.png: truncated PNG chunk (it claims 1224736768 bytes");
+  }
+
   // Quadratic: 100,000 added tokens took minutes; refused at once with the count.
   void too_many_added_tokens() {
     test::TempDir dir;
