@@ -84,7 +84,7 @@ void write_png(const std::filesystem::path& path, const Image8& image, const Tex
 }
 
 Image8 read_png(const std::filesystem::path& path) {
-  const auto bytes = read_all(path);
+  auto bytes = read_all(path);
   const auto failure = [] {
     const char* reason = stbi_failure_reason();  // NULL when stb gave none
     return std::string(reason ? reason : "unknown reason");
@@ -95,12 +95,18 @@ Image8 read_png(const std::filesystem::path& path) {
     throw Error(ErrorCode::corrupt_file, path.string() + ": not a PNG file");
   // Every chunk must lie inside the file: stb grows its buffer to a data chunk's declared length
   // before reading it, so a 73-byte file declaring a 1.2 GB IDAT chunk took 1.2 GB (found by fuzz_png).
+  // Empty image data chunks (legal, and no encoder's habit) are dropped: stb copies zero bytes from a
+  // null buffer for one that comes first (undefined behaviour, found by fuzz_png under UBSan).
   for (std::size_t pos = 8; pos + 12 <= bytes.size();) {
     const std::uint32_t length = get_u32(reinterpret_cast<const unsigned char*>(bytes.data()) + pos);
     if (length > bytes.size() - pos - 12)
       throw Error(ErrorCode::corrupt_file, path.string() + ": truncated PNG chunk (it claims " + std::to_string(length) +
                                                " bytes; the file has " + std::to_string(bytes.size() - pos - 12) + " left)");
     if (bytes.compare(pos + 4, 4, "IEND") == 0) break;
+    if (length == 0 && bytes.compare(pos + 4, 4, "IDAT") == 0) {
+      bytes.erase(pos, 12);
+      continue;
+    }
     pos += 12 + length;
   }
   int w = 0, h = 0, c = 0;
