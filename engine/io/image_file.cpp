@@ -97,7 +97,10 @@ Image8 read_png(const std::filesystem::path& path) {
   // before reading it, so a 73-byte file declaring a 1.2 GB IDAT chunk took 1.2 GB (found by fuzz_png).
   // Empty image data chunks (legal, and no encoder's habit) are dropped: stb copies zero bytes from a
   // null buffer for one that comes first (undefined behaviour, found by fuzz_png under UBSan).
-  for (std::size_t pos = 8; pos + 12 <= bytes.size();) {
+  for (std::size_t pos = 8; pos < bytes.size();) {
+    if (bytes.size() - pos < 12)
+      throw Error(ErrorCode::corrupt_file, path.string() + ": truncated PNG chunk (" + std::to_string(bytes.size() - pos) +
+                                               " bytes where a chunk needs at least 12)");
     const std::uint32_t length = get_u32(reinterpret_cast<const unsigned char*>(bytes.data()) + pos);
     if (length > bytes.size() - pos - 12)
       throw Error(ErrorCode::corrupt_file, path.string() + ": truncated PNG chunk (it claims " + std::to_string(length) +
