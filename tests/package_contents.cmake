@@ -31,6 +31,8 @@ foreach(path
     ./usr/share/applications/fisedit.desktop
     ./usr/share/icons/hicolor/scalable/apps/fisedit.svg
     ./usr/share/metainfo/io.github.fisedit.fisedit.metainfo.xml
+    ./usr/share/doc/fisedit/user-guide.md
+    ./usr/share/doc/fisedit/images/main-window.png
     ./usr/share/fisedit/models/toyworld/model_index.json
     ./usr/share/fisedit/models/toyworld/scheduler/scheduler_config.json
     ./usr/share/fisedit/models/toyworld/unet/config.json

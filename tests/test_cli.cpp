@@ -281,6 +281,34 @@ private slots:
 
   // fisedit-bench's whole-edit measurement: blob masks of the asked shares replace the detected mask,
   // and the sparse route matches the dense reference route inside the changed region.
+  // --batch-count 3: out-<seed>.png for seeds s, s+1, s+2, each the image a single generate of its seed
+  // writes; edit --batch-count 2: each seed's base and its edit, named by seed, each the single run's.
+  void batch_count_writes_one_file_per_seed() {
+    test::TempDir dir;
+    auto path = [&](const std::string& name) { return QString::fromStdString((dir / name).string()); };
+    const QStringList common{"--model", reference_path("tiny-sd2/model"), "--prompt", "a photo of a cat", "--steps", "3",
+                             "--width", "128", "--height", "128", "--device", "cpu"};
+    auto r = run_cli(QStringList{"generate"} + common + QStringList{"--seed", "5", "--batch-count", "3", "--out", path("out.png")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    QVERIFY2(r.err.contains("image 2 of 3: seed 6"), qPrintable(r.err));
+    QVERIFY(!std::filesystem::exists(dir / "out.png"));
+    r = run_cli(QStringList{"generate"} + common + QStringList{"--seed", "6", "--out", path("single.png")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    for (const char* name : {"out-5.png", "out-6.png", "out-7.png"}) QVERIFY2(std::filesystem::exists(dir / name), name);
+    QVERIFY(read_png(dir / "out-6.png").pixels == read_png(dir / "single.png").pixels);
+    QVERIFY(read_png(dir / "out-5.png").pixels != read_png(dir / "out-6.png").pixels);
+    QCOMPARE(nlohmann::json::parse(read_png_text(dir / "out-7.png")[1].second)["seed"].get<int>(), 7);
+
+    const QStringList edit = QStringList{"edit"} + common + QStringList{"--edit-prompt", "a photo of a dog"};
+    r = run_cli(edit + QStringList{"--seed", "5", "--batch-count", "2", "--out", path("edit.png"), "--base-out", path("base.png")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    r = run_cli(edit + QStringList{"--seed", "6", "--out", path("edit-single.png"), "--base-out", path("base-single.png")});
+    QVERIFY2(r.code == 0, qPrintable(r.err));
+    for (const char* name : {"edit-5.png", "edit-6.png", "base-5.png", "base-6.png"}) QVERIFY2(std::filesystem::exists(dir / name), name);
+    QVERIFY(read_png(dir / "base-6.png").pixels == read_png(dir / "base-single.png").pixels);
+    QVERIFY(read_png(dir / "edit-6.png").pixels == read_png(dir / "edit-single.png").pixels);
+  }
+
   void bench_edit_sizes() {
     const test::TempDir dir;
     const auto json = QString::fromStdString((dir.path() / "bench.json").string());
@@ -339,6 +367,14 @@ private slots:
     QTest::newRow("output is a device") << gen + QStringList{"--out", "/dev/null"} << 1 << "/dev/null: cannot write there: it is a device";
     QTest::newRow("output is a folder") << gen + QStringList{"--out", reference_path("tiny-sd2")} << 1 << "cannot write there: it is a folder";
     QTest::newRow("latents output is a folder") << gen + QStringList{"--save-latents", reference_path("tiny-sd2")} << 1 << "it is a folder";
+    // Batch count (issue 14): 1..16, refused before any work, naming the option.
+    QTest::newRow("batch count 0") << gen + QStringList{"--batch-count", "0"} << 2 << "--batch-count must be between 1 and 16, not 0";
+    QTest::newRow("batch count 17") << gen + QStringList{"--batch-count", "17"} << 2 << "--batch-count must be between 1 and 16, not 17";
+    QTest::newRow("batch count not a number") << gen + QStringList{"--batch-count", "three"} << 2 << "--batch-count expects a number";
+    QTest::newRow("edit batch count 17") << edit + QStringList{"--batch-count", "17"} << 2 << "--batch-count must be between 1 and 16";
+    QTest::newRow("batch count with initial noise")
+        << gen + QStringList{"--batch-count", "2", "--initial-noise", reference_path("tiny-sd15/golden.safetensors") + "#pipeline.ddim.init_latents"}
+        << 2 << "--batch-count above 1 cannot be combined with --initial-noise";
   }
 
   // info validates what it reports: a model generate would refuse fails info too, naming the file.

@@ -506,6 +506,24 @@ private slots:
     QVERIFY_CONTAINS(error_of([&] { sd2.resolve(huge); }, ErrorCode::invalid_argument), "larger than the 4096x4096");
   }
 
+  // An edit that turns non-finite stops at its step with the same message, instead of compositing NaN
+  // into the image. Here the base's cached starting latents hold one NaN (what a damaged cache would
+  // bring): the generation was sound, the edit's first step is not.
+  void non_finite_edit_stops_at_its_step() {
+    CpuBackend backend;
+    StableDiffusion sd(std::make_shared<const LoadedModel>(load_model(model_dir())), backend);
+    GenerationRequest r;
+    r.prompt = "a cat";
+    r.steps = 4;
+    r.width = r.height = 64;
+    auto base = sd.generate_cached(sd.resolve(r));
+    base.latents[0][5] = std::numeric_limits<float>::quiet_NaN();
+    EditRequest e;
+    e.prompt = "a dog";
+    const auto message = error_of([&] { sd.edit(base, e); }, ErrorCode::invalid_argument);
+    QVERIFY_CONTAINS(message, "step 1 of 4: the U-Net's prediction turned NaN or infinite");
+  }
+
   // Output files: regular files only, and the reason in the message.
   void output_paths() {
     test::TempDir dir;

@@ -8,10 +8,17 @@
 #include "ui/painted_mask.h"
 #include "ui/parameters_panel.h"
 #include "ui/project_file.h"
+#include "ui/model_worker.h"
+#include "backend/cpu/cpu_backend.h"
+#include "io/model_loader.h"
+#include "pipeline/edit_session.h"
 #include "ui/prompt_editor.h"
 
 #include <QtTest>
 #include <QAction>
+#include <QCheckBox>
+#include <QScopeGuard>
+#include <QSpinBox>
 #include <QDir>
 #include <QFileDialog>
 #include <QFormLayout>
@@ -629,6 +636,78 @@ private slots:
     w.history()->removeCurrent();
     QCOMPARE(w.history()->nodeCount(), 0);
     QVERIFY(!overlay->isEnabled() && !overlay->isChecked());
+  }
+
+  // The device running out of memory in the middle of an edit, through the window (issue 15): the
+  // banner says so and what to do, the history, the current node and the image on the canvas are as
+  // they were, the window is usable, and the memory the half-made edit took is given back (the next
+  // image still fits). The CPU backend's memory limit (FISEDIT_DEVICE_MEMORY_LIMIT, read when the
+  // window's engine starts) stands for a GPU's memory: set between what a generation and what an
+  // edit of it need, measured first with the same model, parameters and prompts.
+  void outOfMemoryMidEditKeepsEverything() {
+    fisedit::GenerationRequest request;
+    fisedit::EditRequest editOptions;
+    {
+      MainWindow probe;
+      QVERIFY(prepare(probe, toyModel()));
+      probe.parameters()->setSteps(8);
+      probe.parameters()->findChild<QCheckBox*>(QStringLiteral("randomSeed"))->setChecked(false);
+      QVERIFY(submitPrompt(probe, kHouse));
+      request = current(probe)->request;
+      editOptions = probe.parameters()->editOptions();
+    }
+    editOptions.prompt = kGreenHouse.toStdString();
+    std::size_t generationPeak = 0, editPeak = 0;
+    {
+      auto model = std::make_shared<const fisedit::LoadedModel>(fisedit::load_model(toyModel().toStdString()));
+      fisedit::CpuBackend backend;
+      fisedit::StableDiffusion sd(model, backend);
+      fisedit::EditSession session(sd, fisedit::ui::ModelWorker::kCacheBudgetBytes);
+      const auto root = session.generate(request);
+      generationPeak = backend.memory_peak();
+      backend.reset_memory_peak();
+      session.edit(root, editOptions);
+      editPeak = backend.memory_peak();
+    }
+    QVERIFY2(editPeak > generationPeak + generationPeak / 50,
+             qPrintable(QStringLiteral("an edit needs %1 bytes, a generation %2: no limit lies between")
+                            .arg(editPeak).arg(generationPeak)));
+    const QByteArray limit = QByteArray::number(static_cast<qulonglong>((generationPeak + editPeak) / 2));
+
+    // Read by each backend the window's engine starts on (the model's, then the CPU device's); unset
+    // when the test ends, whichever way.
+    qputenv("FISEDIT_DEVICE_MEMORY_LIMIT", limit);
+    const auto unset = qScopeGuard([] { qunsetenv("FISEDIT_DEVICE_MEMORY_LIMIT"); });
+    MainWindow w;
+    w.show();
+    QVERIFY(prepare(w, toyModel()));
+    w.parameters()->setSteps(8);
+    auto* seed = w.parameters()->findChild<QSpinBox*>(QStringLiteral("seedSpin"));
+    w.parameters()->findChild<QCheckBox*>(QStringLiteral("randomSeed"))->setChecked(false);
+    seed->setValue(static_cast<int>(request.seed));
+    QVERIFY(submitPrompt(w, kHouse));
+    const HistoryRecord base = *current(w);
+    QCOMPARE(base.image, current(w)->image);
+    const QImage shown = w.canvas()->image();
+
+    QVERIFY2(!submitPrompt(w, kGreenHouse), "the edit fitted under the limit");
+    auto* banner = w.findChild<QWidget*>(QStringLiteral("errorBanner"));
+    const QString message = w.findChild<QLabel*>(QStringLiteral("errorMessage"))->text();
+    QVERIFY(banner->isVisible());
+    for (const char* part : {"out of device memory", "smaller image size", "history and the current image are unchanged"})
+      QVERIFY2(message.contains(QLatin1String(part)), qPrintable(message));
+    QVERIFY(!w.isBusy());
+    QCOMPARE(w.history()->nodeCount(), 1);
+    QCOMPARE(current(w)->id, base.id);
+    QCOMPARE(w.canvas()->image(), shown);
+    QCOMPARE(w.promptEditor()->prompt(), kGreenHouse);  // the user's text is kept for another try
+
+    // The window takes the next try as the first (the engine-level test, test_edit_session, checks that
+    // the half-made edit's memory is given back byte for byte): the same failure, nothing else changed.
+    QVERIFY(!submitPrompt(w, kGreenHouse));
+    QCOMPARE(w.findChild<QLabel*>(QStringLiteral("errorMessage"))->text(), message);
+    QCOMPARE(w.history()->nodeCount(), 1);
+    QCOMPARE(w.canvas()->image(), shown);
   }
 
 private:

@@ -172,7 +172,7 @@ private slots:
     QVERIFY(QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).value(QStringLiteral("model/path")).toString().isEmpty());
     QCOMPARE(named<QSpinBox>(window, "widthSpin")->value(), 256);
     QCOMPARE(named<QSpinBox>(window, "heightSpin")->value(), 256);
-    QCOMPARE(named<QComboBox>(window, "sizePreset")->currentText(), QStringLiteral("256×256 (model)"));
+    QCOMPARE(named<QComboBox>(window, "sizePreset")->currentText(), QStringLiteral("256×256 (native)"));
     QCOMPARE(named<QSpinBox>(window, "stepsSpin")->value(), 20);
     auto* prompt = named<QPlainTextEdit>(window, "promptEdit");
     QVERIFY2(prompt->placeholderText().contains(QLatin1String("at the top left, sand background")),
@@ -191,7 +191,7 @@ private slots:
     QVERIFY(openAndWait(window, referenceModel("tiny-sd2/model")));
     QVERIFY(!named<QWidget>(window, "builtinModelBanner")->isVisible());
     QVERIFY(prompt->placeholderText().contains(QLatin1String("a photo of a cat")));
-    QCOMPARE(named<QComboBox>(window, "sizePreset")->findText(QStringLiteral("256×256 (model)")), -1);
+    QCOMPARE(named<QComboBox>(window, "sizePreset")->findText(QStringLiteral("256×256 (native)")), -1);
     QCOMPARE(QSettings(QStringLiteral("fisedit"), QStringLiteral("fisedit")).value(QStringLiteral("model/path")).toString(),
              referenceModel("tiny-sd2/model"));
   }

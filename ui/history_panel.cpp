@@ -93,13 +93,23 @@ void HistoryPanel::updateDeleteAction() {
 }
 
 QString HistoryPanel::describe(const HistoryRecord& r, double fullMs) {
+  // "(2/4)": the second image of a batch of four, made by one Generate (or one "Edit all in batch").
+  const QString batch = r.inBatch() ? QStringLiteral(" (%1/%2)").arg(r.batch.index).arg(r.batch.size) : QString();
+  // Image to image: the start image's name and strength after the steps.
+  const QString start = r.request.init_image || !r.request.init_image_name.empty()
+                            ? tr(" · from %1 at %2").arg(QString::fromStdString(r.request.init_image_name).isEmpty()
+                                                             ? tr("a picture")
+                                                             : QString::fromStdString(r.request.init_image_name))
+                                  .arg(r.request.strength, 0, 'f', 2)
+                            : QString();
   if (!r.isEdit())
-    return tr("seed %1 · %2 steps · %3\n%4")
+    return tr("seed %1%2 · %3 steps%6 · %4\n%5")
         .arg(r.request.seed)
+        .arg(batch)
         .arg(r.request.steps)
-        .arg(seconds(r.totalMs), QString::fromStdString(r.request.prompt));
-  QString line = tr("%1\n%2 re-rendered · %3")
-                     .arg(wordDiffText(r.parentPrompt, QString::fromStdString(r.request.prompt)))
+        .arg(seconds(r.totalMs), QString::fromStdString(r.request.prompt), start);
+  QString line = tr("%1%2\n%3 re-rendered · %4")
+                     .arg(wordDiffText(r.parentPrompt, QString::fromStdString(r.request.prompt)), batch)
                      .arg(percent(changedFraction(r)))
                      .arg(seconds(editMs(r)));
   // The speed-up is the edit's alone: a rebuild of the parent's cache first is shown apart.
@@ -109,7 +119,14 @@ QString HistoryPanel::describe(const HistoryRecord& r, double fullMs) {
 }
 
 QString HistoryPanel::toolTip(const HistoryRecord& r) {
-  const QString prompt = QString::fromStdString(r.request.prompt).toHtmlEscaped();
+  QString prompt = QString::fromStdString(r.request.prompt).toHtmlEscaped();
+  if (r.inBatch())
+    prompt += QStringLiteral("<br><small>") +
+              tr("Image %1 of a batch of %2 (one Generate; \"Edit all in batch\" edits them together)")
+                  .arg(r.batch.index)
+                  .arg(r.batch.size)
+                  .toHtmlEscaped() +
+              QStringLiteral("</small>");
   if (!r.isEdit()) return prompt;
   QStringList details;
   switch (r.edit.mask_mode) {
@@ -144,7 +161,7 @@ QString HistoryPanel::toolTip(const HistoryRecord& r) {
          QStringLiteral("<br>") + region.toHtmlEscaped() + QStringLiteral("</small>");
 }
 
-void HistoryPanel::addRecord(const HistoryRecord& record) {
+void HistoryPanel::addRecord(const HistoryRecord& record, bool select) {
   auto* item = new QTreeWidgetItem;
   item->setData(0, Qt::UserRole, QVariant::fromValue(record.id));
   item->setIcon(0, thumbnail(record));
@@ -165,7 +182,7 @@ void HistoryPanel::addRecord(const HistoryRecord& record) {
   m_records.insert(record.id, record);
   m_items.insert(record.id, item);
   refreshItem(record.id);
-  m_tree->setCurrentItem(item);
+  if (select) m_tree->setCurrentItem(item);
 }
 
 void HistoryPanel::refreshItem(quint64 id) {
@@ -229,6 +246,18 @@ QList<HistoryRecord> HistoryPanel::records() const {
   QList<HistoryRecord> out = m_records.values();
   std::sort(out.begin(), out.end(), [](const HistoryRecord& a, const HistoryRecord& b) { return a.id < b.id; });
   return out;
+}
+
+QList<HistoryRecord> HistoryPanel::batchMembers(quint64 id) const {
+  const HistoryRecord* r = record(id);
+  if (!r || !r->inBatch()) return {};
+  QList<HistoryRecord> members;
+  for (const HistoryRecord& other : std::as_const(m_records))
+    if (other.batch.id == r->batch.id) members << other;
+  std::sort(members.begin(), members.end(), [](const HistoryRecord& a, const HistoryRecord& b) {
+    return a.batch.index != b.batch.index ? a.batch.index < b.batch.index : a.id < b.id;
+  });
+  return members;
 }
 
 void HistoryPanel::selectNode(quint64 id) {

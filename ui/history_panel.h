@@ -23,8 +23,9 @@ class HistoryPanel : public QWidget {
 public:
   explicit HistoryPanel(QWidget* parent = nullptr);
 
-  // Adds the node under its parent (if any), among its siblings in id order, and selects it.
-  void addRecord(const HistoryRecord& record);
+  // Adds the node under its parent (if any), among its siblings in id order, and selects it unless
+  // `select` is false (a batch's later images while the user looks at another node).
+  void addRecord(const HistoryRecord& record, bool select = true);
   // Puts back a removed subtree (parents first, as nodeRemoved gave it) and selects its top node.
   void restoreSubtree(const QList<HistoryRecord>& records);
   // How many nodes removing `id` takes: the node and everything made from it.
@@ -35,6 +36,9 @@ public:
   const HistoryRecord* record(quint64 id) const;
   // Every node in id order, which puts parents before their children (ids grow with creation).
   QList<HistoryRecord> records() const;
+  // The nodes of `id`'s batch still in the panel (`id` among them), by their number in the batch;
+  // empty when it is in none.
+  QList<HistoryRecord> batchMembers(quint64 id) const;
   void selectNode(quint64 id);
   // Gives nodes read from a project the ids the worker's session adopted them under (old -> new) and
   // makes them editable (restored = false); parent links follow. The tree and selection stay as they are.

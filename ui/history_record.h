@@ -22,6 +22,17 @@ struct ModelIdentity {
   bool operator==(const ModelIdentity&) const = default;
 };
 
+// The most images one Generate makes (the parameters' batch count; fisedit-cli's --batch-count has
+// the same limit), and so the most a batch holds.
+inline constexpr int kMaxBatchCount = 16;
+
+struct BatchTag {
+  quint64 id = 0;  // 0: not in a batch; a project file keeps it below 2^53 (readers in any language)
+  int index = 0;   // 1-based
+  int size = 0;    // as made: deleting a node later does not renumber the others
+  bool operator==(const BatchTag&) const = default;
+};
+
 struct HistoryRecord {
   quint64 id = 0;
   std::optional<quint64> parent;  // none for a generation (a root)
@@ -41,7 +52,12 @@ struct HistoryRecord {
   // "Generate" from it starts a new generation with its parameters. Once adopted, a node read from a
   // project gets a session id and is edited like any other (its cache rebuilt first).
   bool restored = false;
+  // Made by one press of Generate with a batch count above 1 (seeds seed, seed+1, ...), or by "Edit all
+  // in batch" over such a batch: the nodes of one batch share `batch.id` (a random tag, not a node id,
+  // so renumbering leaves it alone) and are numbered 1..size in the order they were made. id 0: none.
+  BatchTag batch;
   bool isEdit() const { return parent.has_value(); }
+  bool inBatch() const { return batch.id != 0; }
 };
 
 // "N% re-rendered", the one figure the window shows and exports for an edit: the share of the image's

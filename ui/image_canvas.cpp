@@ -1,4 +1,5 @@
-// The image canvas (image_canvas.h): zoom, pan, the changed-region overlay, before/after, mask painting.
+// The image canvas (image_canvas.h): zoom, pan, the changed-region overlay, before/after (held Space and
+// the split compare), mask painting.
 #include "ui/image_canvas.h"
 
 #include <QKeyEvent>
@@ -16,6 +17,15 @@ constexpr double kMinZoom = 0.05;
 constexpr double kMaxZoom = 32.0;
 constexpr double kZoomStep = 1.25;
 constexpr double kBrushStep = 1.25;  // [ and ]: a few presses span small to large, as in image editors
+// How far from the compare divider a press grabs it: a 1-px line is too hard to hit.
+constexpr double kDividerGrab = 5;
+
+// A caption on a dark plate, readable on any image.
+void paintCaption(QPainter& painter, const QRect& plate, const QString& text) {
+  painter.fillRect(plate, QColor(0, 0, 0, 160));
+  painter.setPen(Qt::white);
+  painter.drawText(plate, Qt::AlignCenter, text);
+}
 
 // Dims what the edit kept and tints what it re-rendered: a plain colour over the region would vanish
 // on images of that colour, a darkened surround reads on any image.
@@ -47,6 +57,7 @@ ImageCanvas::ImageCanvas(QWidget* parent) : QWidget(parent) {
   pal.setColor(QPalette::Window, QColor(0x2b, 0x2b, 0x2b));
   setPalette(pal);
   setToolTip(tr("Wheel: zoom · drag: pan (middle button while painting) · hold Space: previous image · "
+                "Ctrl+B: before/after split (drag the divider) · "
                 "M: changed region · B/E: paint/erase the mask of the next edit, [ ]: brush size"));
   m_mask = new PaintedMask(this);
   connect(m_mask, &PaintedMask::changed, this, &ImageCanvas::updateMaskOverlay);
@@ -60,6 +71,7 @@ void ImageCanvas::setImage(const QImage& image, const QImage& changedRegion, con
   m_overlay = changedRegion.isNull() ? QImage() : overlayOf(changedRegion);
   m_showPrevious = false;
   m_painting = false;
+  m_draggingDivider = false;
   m_mask->reset(image.size());
   // Keeps the view when stepping through images of one size, so before/after compare the same spot.
   if (!sameSize) {
@@ -90,6 +102,44 @@ void ImageCanvas::setOverlayVisible(bool visible) {
   update();
 }
 
+void ImageCanvas::setCompare(bool on) {
+  if (on == m_compare) return;
+  m_compare = on;
+  m_draggingDivider = false;
+  updateMouseTracking();
+  if (!on && !m_dragging) updateCursor(QPointF(-1e9, -1e9));
+  update();
+}
+
+void ImageCanvas::setCompareSplit(double fraction) {
+  m_compareSplit = std::clamp(fraction, 0.0, 1.0);
+  update();
+}
+
+double ImageCanvas::compareDividerX() const {
+  const QRectF target = imageRect();
+  return target.left() + m_compareSplit * target.width();
+}
+
+bool ImageCanvas::nearDivider(QPointF widgetPos) const {
+  if (!comparing() || !m_preview.isNull()) return false;
+  const QRectF target = imageRect();
+  return std::abs(widgetPos.x() - compareDividerX()) <= kDividerGrab && widgetPos.y() >= target.top() &&
+         widgetPos.y() <= target.bottom();
+}
+
+void ImageCanvas::updateCursor(QPointF widgetPos) {
+  if (nearDivider(widgetPos))
+    setCursor(Qt::SplitHCursor);
+  else if (m_tool == Tool::pan)
+    unsetCursor();
+  else
+    setCursor(Qt::CrossCursor);
+}
+
+// Hover events for the brush outline, and in compare mode for the divider's cursor.
+void ImageCanvas::updateMouseTracking() { setMouseTracking(m_tool != Tool::pan || m_compare); }
+
 void ImageCanvas::zoomIn() { zoomAt(kZoomStep, rect().center()); }
 void ImageCanvas::zoomOut() { zoomAt(1.0 / kZoomStep, rect().center()); }
 
@@ -111,8 +161,9 @@ void ImageCanvas::setTool(Tool tool) {
     m_painting = false;
   }
   m_tool = tool;
-  // Tracking only while painting: the outline follows the pointer; panning needs no hover events.
-  setMouseTracking(tool != Tool::pan);
+  // Tracking only while painting (the outline follows the pointer) or comparing: panning needs no
+  // hover events.
+  updateMouseTracking();
   if (tool == Tool::pan) {
     unsetCursor();
     m_hover.reset();
@@ -208,12 +259,39 @@ void ImageCanvas::paintEvent(QPaintEvent*) {
     paintLegend(painter);
   }
   if (!m_mask->isEmpty() && !previous) painter.drawImage(target, m_maskOverlay);
+  if (comparing() && !previous) paintCompare(painter, target);
   if (m_tool != Tool::pan && m_hover) paintBrushOutline(painter);
-  if (previous) {
-    painter.setPen(Qt::white);
-    painter.fillRect(QRect(8, 8, 80, 22), QColor(0, 0, 0, 160));
-    painter.drawText(QRect(8, 8, 80, 22), Qt::AlignCenter, tr("previous"));
-  }
+  if (previous) paintCaption(painter, QRect(8, 8, 80, 22), tr("previous"));
+}
+
+void ImageCanvas::paintCompare(QPainter& painter, const QRectF& target) const {
+  // The previous image over the left part, unmarked: the overlays and the mask belong to the current one.
+  const double x = compareDividerX();
+  painter.save();
+  painter.setClipRect(QRectF(QPointF(target.left(), target.top()), QPointF(x, target.bottom())));
+  painter.drawImage(target, m_previous);  // scaled into the same rectangle should the sizes differ
+  painter.restore();
+
+  const double top = std::max(0.0, target.top()), bottom = std::min(double(height()), target.bottom());
+  painter.save();
+  painter.setRenderHint(QPainter::Antialiasing);
+  painter.setPen(QPen(QColor(0, 0, 0, 140), 4));
+  painter.drawLine(QPointF(x, top), QPointF(x, bottom));
+  painter.setPen(QPen(Qt::white, 2));
+  painter.drawLine(QPointF(x, top), QPointF(x, bottom));
+  // A grip in the middle of the visible line says it can be dragged.
+  const QPointF grip(x, (top + bottom) / 2);
+  painter.setBrush(QColor(255, 255, 255, 230));
+  painter.setPen(QPen(QColor(0, 0, 0, 160), 1));
+  painter.drawEllipse(grip, 9, 9);
+  painter.setBrush(QColor(40, 40, 40));
+  painter.setPen(Qt::NoPen);
+  painter.drawPolygon(QPolygonF({grip + QPointF(-2, -4), grip + QPointF(-6, 0), grip + QPointF(-2, 4)}));
+  painter.drawPolygon(QPolygonF({grip + QPointF(2, -4), grip + QPointF(6, 0), grip + QPointF(2, 4)}));
+  painter.restore();
+
+  paintCaption(painter, QRect(8, 8, 80, 22), tr("Before"));
+  paintCaption(painter, QRect(width() - 88, 8, 80, 22), tr("After"));
 }
 
 void ImageCanvas::setOverlayLegend(const QString& legend) {
@@ -255,6 +333,12 @@ void ImageCanvas::wheelEvent(QWheelEvent* event) {
 }
 
 void ImageCanvas::mousePressEvent(QMouseEvent* event) {
+  // The divider comes before the brush: a stroke started on it would be a surprise either way, and
+  // this one can be undone by dragging back.
+  if (event->button() == Qt::LeftButton && !m_painting && !m_dragging && nearDivider(event->position())) {
+    m_draggingDivider = true;
+    return;
+  }
   const bool paint = event->button() == Qt::LeftButton && m_tool != Tool::pan && !m_image.isNull();
   if (paint && !m_dragging) {
     const auto tool = m_tool == Tool::brush ? PaintedMask::Tool::brush : PaintedMask::Tool::eraser;
@@ -275,17 +359,30 @@ void ImageCanvas::mouseMoveEvent(QMouseEvent* event) {
     m_hover = event->position();
     update();
   }
+  if (m_draggingDivider) {
+    const QRectF target = imageRect();
+    if (target.width() > 0) setCompareSplit((event->position().x() - target.left()) / target.width());
+    return;
+  }
   if (m_painting) {
     m_mask->extendStroke(mapToImage(event->position()));
     return;
   }
-  if (!m_dragging) return;
+  if (!m_dragging) {
+    if (m_compare) updateCursor(event->position());
+    return;
+  }
   m_center = m_dragCenter - (event->position() - m_dragStart) / m_zoom;
   m_fit = false;
   update();
 }
 
 void ImageCanvas::mouseReleaseEvent(QMouseEvent* event) {
+  if (m_draggingDivider && event->button() == Qt::LeftButton) {
+    m_draggingDivider = false;
+    updateCursor(event->position());
+    return;
+  }
   if (m_painting && event->button() == Qt::LeftButton) {
     m_mask->endStroke();
     m_painting = false;
@@ -293,10 +390,7 @@ void ImageCanvas::mouseReleaseEvent(QMouseEvent* event) {
   }
   if (!m_dragging) return;
   m_dragging = false;
-  if (m_tool == Tool::pan)
-    unsetCursor();
-  else
-    setCursor(Qt::CrossCursor);
+  updateCursor(event->position());
 }
 
 void ImageCanvas::keyPressEvent(QKeyEvent* event) {

@@ -1,7 +1,8 @@
 #pragma once
 // The current image, zoomable and pannable, with an optional translucent overlay of the region the
 // last edit re-rendered, and the previous image while Space is held (before/after without leaving the
-// keyboard). With the brush or eraser picked, the left button paints the mask of the next edit at
+// keyboard), or both side by side: the compare mode splits the image at a draggable divider, the
+// previous image left of it and the current one right. With the brush or eraser picked, the left button paints the mask of the next edit at
 // image resolution; the middle button always pans.
 #include "ui/painted_mask.h"
 
@@ -48,6 +49,14 @@ public:
   void setOverlayLegend(const QString& legend);
   const QString& overlayLegend() const { return m_overlayLegend; }
   bool showingPrevious() const { return m_showPrevious; }
+  bool hasPrevious() const { return !m_previous.isNull(); }
+  // The compare mode is on and has a previous image to show.
+  bool comparing() const { return m_compare && !m_previous.isNull(); }
+  // Where the divider is, as a fraction of the image's width: it belongs to the image, so it stays on
+  // the same pixels through zoom and pan.
+  double compareSplit() const { return m_compareSplit; }
+  // The divider's x in widget coordinates under the current zoom and pan.
+  double compareDividerX() const;
   double zoom() const { return m_zoom; }
   bool fitsWindow() const { return m_fit; }
   PaintedMask* mask() const { return m_mask; }
@@ -60,6 +69,8 @@ public:
 
 public slots:
   void setOverlayVisible(bool visible);
+  void setCompare(bool on);
+  void setCompareSplit(double fraction);  // clamped to [0, 1]
   void zoomIn();
   void zoomOut();
   void fitToWindow();
@@ -98,6 +109,11 @@ private:
   void paintLegend(QPainter& painter) const;
   void updateMaskOverlay(const QRect& region);
   void paintBrushOutline(QPainter& painter) const;
+  void paintCompare(QPainter& painter, const QRectF& target) const;
+  bool nearDivider(QPointF widgetPos) const;
+  // The pointer's look when no drag is under way: the split cursor over the divider, else the tool's.
+  void updateCursor(QPointF widgetPos);
+  void updateMouseTracking();
 
   QImage m_image;
   QImage m_previous;
@@ -106,6 +122,9 @@ private:
   bool m_overlayVisible = false;
   QString m_overlayLegend;
   bool m_showPrevious = false;
+  bool m_compare = false;
+  double m_compareSplit = 0.5;
+  bool m_draggingDivider = false;
   bool m_fit = true;  // follows the widget's size until the user zooms
   double m_zoom = 1.0;
   QPointF m_center;    // image coordinates shown at the widget's centre

@@ -10,6 +10,7 @@
 
 #include <QAction>
 #include <QApplication>
+#include <QCheckBox>
 #include <QFileInfo>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -125,6 +126,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 MainWindow::~MainWindow() {
   // A running job stops at its next step instead of holding up the thread's quit.
   m_jobStop.request_stop();
+  m_liveStop.request_stop();
 }
 
 void MainWindow::createWorker() {
@@ -145,6 +147,8 @@ void MainWindow::createWorker() {
   connect(m_worker, &ModelWorker::historyAdopted, this, &MainWindow::onHistoryAdopted, queued);
   connect(m_worker, &ModelWorker::failed, this, &MainWindow::onJobFailed, queued);
   connect(m_worker, &ModelWorker::cancelled, this, &MainWindow::onJobCancelled, queued);
+  connect(m_worker, &ModelWorker::liveEdited, this, &MainWindow::onLiveEdited, queued);
+  connect(m_worker, &ModelWorker::liveEditEnded, this, &MainWindow::onLiveEditEnded, queued);
   m_workerThread->start();
 }
 
@@ -156,6 +160,8 @@ void MainWindow::createMenus() {
   auto* openCheckpoint = file->addAction(tr("Open &Checkpoint (.safetensors)..."), this, &MainWindow::chooseCheckpoint);
   openCheckpoint->setObjectName(QStringLiteral("openCheckpointAction"));
   openCheckpoint->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+  auto* openStart = file->addAction(tr("Open Image as &Start..."), this, &MainWindow::chooseStartImage);  // image to image
+  openStart->setObjectName(QStringLiteral("openStartImageAction"));
   file->addSeparator();
   m_exportAction = file->addAction(tr("&Export Image..."), this, &MainWindow::chooseExportFile);
   m_exportAction->setObjectName(QStringLiteral("exportImageAction"));
@@ -172,6 +178,8 @@ void MainWindow::createMenus() {
   generate->setShortcuts({QKeySequence(Qt::CTRL | Qt::Key_Return), QKeySequence(Qt::CTRL | Qt::Key_Enter)});
   auto* cancel = image->addAction(tr("&Cancel"), this, &MainWindow::cancel);
   cancel->setShortcut(QKeySequence(Qt::Key_Escape));
+  image->addSeparator();
+  image->addAction(m_liveAction);
 
   auto* view = menuBar()->addMenu(tr("&View"));
   auto* zoomIn = view->addAction(tr("Zoom &In"), m_canvas, &ImageCanvas::zoomIn);
@@ -183,9 +191,9 @@ void MainWindow::createMenus() {
   view->addAction(tr("&Actual Size"), m_canvas, &ImageCanvas::setActualSize);
   view->addSeparator();
   view->addAction(m_overlayAction);
+  view->addAction(m_compareAction);
 
-  auto* help = menuBar()->addMenu(tr("&Help"));
-  help->addAction(tr("&About fisedit"), this, &MainWindow::showAbout);
+  createHelpMenu();
 }
 
 QWidget* MainWindow::createLeftColumn() {
@@ -221,12 +229,25 @@ QWidget* MainWindow::createLeftColumn() {
   outerLayout->setContentsMargins(0, 0, 0, 0);
   outerLayout->addWidget(scroll, 1);
 
+  // Shown while the selected image belongs to a batch and only its prompt was changed: the edit is
+  // then made of every image of the batch, each a child of its own, together again a batch.
+  m_editBatchCheck = new QCheckBox(tr("Edit all in batch"));
+  m_editBatchCheck->setObjectName(QStringLiteral("editBatchCheck"));
+  m_editBatchCheck->setToolTip(tr("Apply the prompt change to every image of the selected image's batch, not only "
+                                  "to the selected one: each edit becomes a child of its image."));
+  m_editBatchCheck->hide();
+  connect(m_editBatchCheck, &QCheckBox::toggled, this, &MainWindow::updateGenerateButton);
+  outerLayout->addWidget(m_editBatchCheck);
+
   m_generateButton = new QPushButton(tr("Generate"));
   m_generateButton->setObjectName(QStringLiteral("generateButton"));
   m_generateButton->setDefault(true);
   m_generateButton->setMinimumHeight(34);
   connect(m_generateButton, &QPushButton::clicked, this, &MainWindow::submit);
-  outerLayout->addWidget(m_generateButton);
+  auto* generateRow = new QHBoxLayout;
+  generateRow->addWidget(m_generateButton, 1);
+  generateRow->addWidget(createLiveToggle());
+  outerLayout->addLayout(generateRow);
 
   auto* progressRow = new QHBoxLayout;
   m_jobProgress = new QProgressBar;
@@ -310,6 +331,7 @@ void MainWindow::requestLoad(const QString& path, const QString& configDir) {
 }
 
 void MainWindow::onModelLoaded(const ModelSummary& summary) {
+  forgetLive();  // the live edits' session went with the previous model
   --m_pendingLoads;
   updateBusyIndicator();
   m_model = summary;

@@ -12,7 +12,10 @@
 #include <optional>
 #include <stop_token>
 
+#include <QElapsedTimer>
+
 class QAction;
+class QCheckBox;
 class QCloseEvent;
 class QLabel;
 class QMenu;
@@ -23,6 +26,7 @@ class QSplitter;
 class QStackedWidget;
 class QTabWidget;
 class QThread;
+class QTimer;
 
 namespace fisedit::ui {
 
@@ -53,6 +57,28 @@ public:
   HistoryPanel* history() const { return m_history; }
   MaskToolBar* maskTools() const { return m_maskTools; }
 
+  // Live editing (issue 14): while the "Live" toggle is on, each pause in typing a prompt starts a
+  // provisional edit of the committed node (the one selected when typing began); a newer text cancels
+  // the edit still running at its next step (at most one running, one waiting). The canvas shows the
+  // latest result, which is not a history node until Enter in the prompt box (or leaving it) keeps it.
+  static constexpr int kLivePauseMs = 300;
+  struct LiveStats {
+    int started = 0;    // live edits sent to the worker
+    int cancelled = 0;  // of those, stopped because the text changed again (or the preview was dropped)
+    int finished = 0;   // results that came back and were shown
+    int committed = 0;  // results that became history nodes
+    int dropped = 0;    // previews (or edits under way) dropped: Esc, Live off, another node selected
+  };
+  const LiveStats& liveStats() const { return m_liveStats; }
+  bool liveEditing() const;  // the toggle is on and the current node can be edited
+  bool liveEditRunning() const { return m_liveTicket != 0; }
+  // The provisional result the canvas shows, if any (not in the history).
+  const std::optional<HistoryRecord>& livePreview() const { return m_livePreview; }
+  QAction* liveAction() const { return m_liveAction; }
+  // The engine's worker (it lives on its own thread; calls to it must be queued): for tests that keep
+  // it busy to see what the window does meanwhile.
+  ModelWorker* worker() const { return m_worker; }
+
 public slots:
   // A diffusers folder or a .safetensors checkpoint. Any config folder chosen for the previous model
   // is dropped: it described that model, not this one.
@@ -64,6 +90,9 @@ public slots:
   // What the Generate button does: an edit of the current image when willEdit(), else a new image.
   void submit();
   void cancel();
+  // Enter in the prompt box: the live result for the text as it is becomes one history node (the edit
+  // for it is run or finished first when the result shown is older).
+  void commitLiveEdit();
   // The current image as PNG with AUTOMATIC1111's `parameters` chunk; false (and the banner) on failure.
   bool exportImage(const QString& path);
   // The whole history as a folder (history.json, NNN.png, NNN-mask.png), made under a temporary name
@@ -81,6 +110,30 @@ public slots:
   // and fisedit cannot do (an unknown sampler, a seed beyond the seed box) is named in the status
   // bar; false (and the banner) for a file that cannot be read or carries no parameters.
   bool useImageParameters(const QString& path);
+  // File > Open Image as Start... (and a JPEG, or a PNG without generation parameters, dropped on the
+  // window): the picture becomes the parameters panel's start image, and Generate runs image to image
+  // from it (main_window_start_image.cpp). False (and the banner) for a file that cannot be read.
+  bool useStartImage(const QString& path);
+  void chooseStartImage();
+  // Edit > Copy Image: the current image on the clipboard as pixels and as the PNG exportImage()
+  // writes (image/png, with the `parameters` text), so a paste into another tool keeps its parameters.
+  // False when no image is shown.
+  bool copyImage();
+  // Edit > Copy Parameters: the current image's AUTOMATIC1111 parameters text, as plain text.
+  bool copyParameters();
+  // Edit > Paste Parameters: the clipboard's text read as AUTOMATIC1111 parameters (a bare prompt
+  // fills only the prompt); false when the clipboard holds no text.
+  bool pasteParameters();
+  // Help > User Guide: the guide rendered from its Markdown in a dialog, images and all.
+  void showUserGuide();
+  // Help > Keyboard Shortcuts: every action of the window with a shortcut, read from the actions
+  // themselves, and the canvas's keys and mouse gestures that are not actions.
+  void showShortcuts();
+
+public:
+  // docs/user-guide.md as installed beside the app, else in the source tree the app was built from;
+  // empty when neither is there.
+  static QString userGuidePath();
 
 public:
   // Nodes made or removed since the last save or open (an empty history has nothing to lose).
@@ -93,15 +146,23 @@ signals:
   void engineReady(const QString& deviceName);
   // A generation or edit ended: with a new node, a failure, or cancelled.
   void jobFinished(bool succeeded);
+  // A step of the running job: in a batch, `image` of `images` (1 of 1 otherwise); the step counts a
+  // cache rebuild's steps too, as the progress bar does.
+  void jobProgress(int image, int images, int step, int total);
   // The worker's session took over `adopted` nodes of the open project (0 when it could take none);
   // `viewOnly` are left view-only.
   void restoredNodesAdopted(int adopted, int viewOnly);
+  // Live editing: a provisional result is shown; a live result joined the history as node `id`.
+  void liveEditShown(const QString& prompt);
+  void liveEditCommitted(quint64 id);
 
 protected:
   void closeEvent(QCloseEvent* event) override;
   void showEvent(QShowEvent* event) override;
   void dragEnterEvent(QDragEnterEvent* event) override;
   void dropEvent(QDropEvent* event) override;
+  // The prompt fields' Enter and focus-out, for Live editing.
+  bool eventFilter(QObject* watched, QEvent* event) override;
 
 private:
   void createProjectActions(QMenu* file);
@@ -175,7 +236,35 @@ private:
   // Forgets the deletions that can be undone; `tellWorker`: their nodes leave the worker's session.
   void dropDeletions(bool tellWorker);
   void startJob();
+  // Sends the next of m_pendingJobs to the worker; false when none is left (a batch edit's images
+  // deleted meanwhile are skipped).
+  bool runNextJob(std::stop_token stop);
+  // A batch ended: all made (`complete`) or stopped by a cancel after an image; selects its first image
+  // unless the user chose another meanwhile.
+  void finishBatch(bool complete);
+  // The images of `id`'s batch the worker holds (not view-only), by their number; empty outside a batch.
+  QList<quint64> editableBatchMembers(quint64 id) const;
+  // Whether Generate edits every image of the current node's batch ("Edit all N in batch").
+  bool editsWholeBatch() const;
   void endJob();
+  // Live editing (main_window_live.cpp).
+  QWidget* createLiveToggle();
+  void onPromptsEdited();
+  void onLivePause();
+  void startLiveEdit();
+  void onLiveEdited(const HistoryRecord& record, quint64 ticket);
+  void onLiveEditEnded(quint64 ticket, bool cancelled, const QString& message);
+  // After a live edit ended: the waiting text's edit, or the commit that waited for it.
+  void continueLive();
+  void keepLivePreview();
+  // Cancels the running live edit, forgets the waiting one and drops the preview (from the worker's
+  // session too); `restoreCanvas`: the committed node's image is shown again. The text stays.
+  void dropLive(bool restoreCanvas);
+  // The session that held the provisional nodes is gone: forgets them without telling the worker.
+  void forgetLive();
+  bool liveActive() const { return m_liveTicket != 0 || m_livePreview || m_liveCommitWanted || m_livePending; }
+  bool liveTextMatches(const GenerationRequest& request) const;
+  void showCanvasOf(const HistoryRecord& record);
   void updateGenerateButton();
   void updateBusyIndicator();
   void chooseModelFolder();
@@ -183,6 +272,10 @@ private:
   void chooseConfigFolder();
   void chooseExportFile();
   void showAbout();
+  void createClipboardActions(QMenu* edit);
+  void createHelpMenu();
+  // View > Compare Before/After needs an image with a parent to compare with.
+  void updateCompareAction(bool hasParent);
   // The folder a file dialog of this kind starts in: the last one used for that kind (remembered in
   // the settings across sessions), else a sensible default (the open model's folder for models, the
   // project's for projects, the home folder).
@@ -213,6 +306,19 @@ private:
   ModelWorker* m_worker = nullptr;  // lives on m_workerThread and is deleted when it finishes
   // One per job, requested from this thread: the worker checks it between steps.
   std::stop_source m_jobStop;
+  // Live editing: see liveStats(). The base, while live edits or a preview of it exist.
+  QAction* m_liveAction = nullptr;
+  QTimer* m_liveTimer = nullptr;
+  std::optional<quint64> m_liveBase;
+  std::stop_source m_liveStop;   // the running live edit's
+  quint64 m_liveTicket = 0;      // the running live edit (0: none); answers with another are stale
+  quint64 m_lastLiveTicket = 0;
+  QString m_liveRunningPrompt, m_liveRunningNegative;
+  bool m_livePending = false;       // a newer text waits for the running edit to stop
+  bool m_liveCommitWanted = false;  // Enter came before the result for the text did
+  bool m_liveCommitting = false;    // the history is selecting the node just kept
+  std::optional<HistoryRecord> m_livePreview;
+  LiveStats m_liveStats;
 
   std::optional<ModelSummary> m_model;
   int m_pendingLoads = 0;
@@ -225,6 +331,20 @@ private:
   // Set when the user switched models to edit a view-only image: once the model is loaded, the
   // image's parameters are shown again (a load sets the model's size), so the button offers the edit.
   bool m_switchingForEdit = false;
+  // The jobs of one Generate not yet sent: a batch runs one after another, each its own node.
+  struct PendingJob {
+    std::optional<quint64> editBase;  // an edit of this node; none: a generation
+    GenerationRequest generation;
+    EditRequest edit;
+  };
+  QList<PendingJob> m_pendingJobs;
+  int m_jobNumber = 0;                  // of the running job in its batch, from 1
+  BatchTag m_batchTag;                  // id 0: a single job
+  QList<quint64> m_batchMade;           // the batch's nodes so far
+  std::optional<quint64> m_batchShown;  // the node the batch last showed: another current one is the user's choice
+  bool m_batchFollows = true;           // the canvas follows the batch's newest image
+  QElapsedTimer m_batchClock;
+  QCheckBox* m_editBatchCheck = nullptr;  // "Edit all N in batch", beside the Generate button
   int m_jobEditSteps = 0;     // the running edit's own steps (0: a generation): more reported are a cache rebuild
   double m_rebuildEndMs = 0;  // when that rebuild ended, in the job's elapsed time
   // Deleted subtrees, newest last, for Edit > Undo; at most kUndoDeletions.
@@ -256,6 +376,10 @@ private:
   MaskToolBar* m_maskTools = nullptr;
   QAction* m_overlayAction = nullptr;
   QAction* m_exportAction = nullptr;
+  QAction* m_compareAction = nullptr;
+  QAction* m_copyImageAction = nullptr;
+  QAction* m_canvasCopyAction = nullptr;  // Ctrl+C while the canvas has focus: text boxes keep theirs
+  QAction* m_copyParametersAction = nullptr;
   QTabWidget* m_sideTabs = nullptr;
   QSplitter* m_splitter = nullptr;
   bool m_panelsFitted = false;  // the first show sized the columns to the window

@@ -47,6 +47,17 @@ QWidget* MainWindow::createCanvasArea() {
   m_overlayAction->setShortcut(QKeySequence(Qt::Key_M));
   m_overlayAction->setToolTip(tr("Show the region the last edit re-rendered (M); hold Space for the previous image"));
   connect(m_overlayAction, &QAction::toggled, m_canvas, &ImageCanvas::setOverlayVisible);
+  // Beside hold-Space: both images at once, split where the user drags the divider.
+  m_compareAction = bar->addAction(tr("Compare"));
+  m_compareAction->setObjectName(QStringLiteral("compareAction"));
+  m_compareAction->setText(tr("Compare &Before/After"));
+  m_compareAction->setIconText(tr("Compare"));
+  m_compareAction->setCheckable(true);
+  m_compareAction->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_B));
+  m_compareAction->setToolTip(tr("The image it was made from left of a divider, this one right; drag the divider (Ctrl+B)"));
+  m_compareAction->setEnabled(false);
+  connect(m_compareAction, &QAction::toggled, this,
+          [this](bool on) { m_canvas->setCompare(on && m_compareAction->isEnabled()); });
   bar->addSeparator();
 
   m_maskTools = new MaskToolBar(m_canvas);
@@ -77,6 +88,8 @@ void MainWindow::createEditMenu() {
   connect(strokes, &QUndoStack::undoTextChanged, this, &MainWindow::updateUndoAction);
   updateUndoAction();
   edit->addAction(m_maskTools->redoAction());
+  edit->addSeparator();
+  createClipboardActions(edit);
   edit->addSeparator();
   edit->addAction(m_maskTools->brushAction());
   edit->addAction(m_maskTools->eraserAction());

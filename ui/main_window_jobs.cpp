@@ -12,7 +12,9 @@
 #include "io/image_file.h"
 
 #include <QAction>
+#include <QCheckBox>
 #include <QDir>
+#include <QElapsedTimer>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QLabel>
@@ -59,18 +61,42 @@ bool MainWindow::willEdit() const {
 void MainWindow::updateGenerateButton() {
   const bool edit = willEdit();
   const bool painted = paintedMaskForEdit().has_value();
-  m_generateButton->setText(edit ? (painted ? kPaintedEditText : kEditText) : tr("Generate"));
+  // "Edit all N in batch" is offered while the selected image belongs to a batch of which the worker
+  // holds more than one image, and only the prompts differ from it.
+  const int batchImages = m_history->currentNode() ? static_cast<int>(editableBatchMembers(*m_history->currentNode()).size()) : 0;
+  if (m_editBatchCheck) {
+    m_editBatchCheck->setVisible(edit && batchImages > 1);
+    m_editBatchCheck->setText(tr("Edit all %1 in batch").arg(batchImages));
+  }
+  const bool editAll = edit && batchImages > 1 && m_editBatchCheck && m_editBatchCheck->isChecked();
+  const int count = m_parameters->batchCount();
+  m_generateButton->setText(editAll ? tr("Edit all %1 (re-renders only the changed regions)").arg(batchImages)
+                            : edit  ? (painted ? kPaintedEditText : kEditText)
+                            : count > 1 ? tr("Generate %1 images").arg(count)
+                                        : tr("Generate"));
   m_generateButton->setToolTip(edit ? tr("Only the prompt differs from the selected image: the parts of the image "
                                          "the change does not touch stay exactly as they are (Ctrl+Enter)")
                                     : tr("A new image from the prompt and parameters (Ctrl+Enter)"));
   m_generateButton->setEnabled(m_model.has_value() && !m_busy);
+  {  // Live editing needs an image the worker can edit.
+    const HistoryRecord* base = m_history->currentNode() ? m_history->record(*m_history->currentNode()) : nullptr;
+    if (m_liveAction) m_liveAction->setEnabled(m_model.has_value() && base && !base->restored);
+    if (edit && !editAll && liveEditing()) {  // the button keeps the live edit, as Enter does
+      m_generateButton->setText(tr("Keep Live Edit"));
+      m_generateButton->setToolTip(tr("Live: the edit of the prompt as it is becomes a node of the history (Enter in "
+                                      "the prompt box, Ctrl+Enter); Esc drops the preview"));
+    }
+  }
   m_exportAction->setEnabled(m_history->currentNode().has_value());
+  for (QAction* copy : {m_copyImageAction, m_canvasCopyAction, m_copyParametersAction})
+    if (copy) copy->setEnabled(m_history->currentNode().has_value());
   // A view-only image cannot be edited, so a mask painted on it would steer nothing.
   const HistoryRecord* shown = m_history->currentNode() ? m_history->record(*m_history->currentNode()) : nullptr;
   m_maskTools->setPaintable(!shown || !shown->restored, shown && shown->restored ? viewOnlyNote(*shown) : QString());
   if (!m_history->currentNode()) {  // nothing shown: no region to show
     m_overlayAction->setChecked(false);
     m_overlayAction->setEnabled(false);
+    updateCompareAction(false);
   }
   updateUndoAction();
   updateWindowTitle();
@@ -79,32 +105,99 @@ void MainWindow::updateGenerateButton() {
 
 void MainWindow::submit() {
   if (!m_model || m_busy) return;
+  // With Live on, an edit is the live one, kept (its result reused when it is there already).
+  if (liveEditing() && willEdit() && !editsWholeBatch()) {  // "Edit all in batch" is no live edit
+    commitLiveEdit();
+    return;
+  }
+  if (liveActive()) dropLive(false);  // a new image: the live preview goes
   m_jobStop = std::stop_source();
   const std::stop_token stop = m_jobStop.get_token();
   const QString prompt = m_promptEditor->prompt(), negative = m_promptEditor->negativePrompt();
 
+  // One job, or a batch of them run one after another (runNextJob): a batch count above 1 makes that
+  // many generations, seeds seed, seed+1, ...; "Edit all in batch" the same edit of every image of the
+  // current node's batch.
+  QList<PendingJob> jobs;
   if (willEdit()) {
-    const quint64 base = *m_history->currentNode();
     EditRequest request = m_parameters->editOptions();
     request.prompt = utf8(prompt);
     request.negative_prompt = utf8(negative);
     request.painted_mask = paintedMaskForEdit();
     boundPaintedGrowth(request);
-    m_jobEditSteps = m_history->record(base)->request.steps;
-    m_rebuildEndMs = 0;
+    QList<quint64> bases{*m_history->currentNode()};
+    if (editsWholeBatch()) bases = editableBatchMembers(*m_history->currentNode());
+    for (const quint64 base : std::as_const(bases)) jobs.append({base, {}, request});
+  } else {
+    const int count = m_parameters->batchCount();
+    // A1111's rule: one seed drawn (or the seed box's), +1 for each further image. A drawn seed leaves
+    // room for the batch, so every seed fits the seed box.
+    const std::uint64_t seed = m_parameters->randomSeed()
+                                   ? QRandomGenerator::global()->bounded(2147483647u - static_cast<quint32>(count - 1))
+                                   : m_parameters->seed();
+    for (int i = 0; i < count; ++i) {
+      GenerationRequest request = m_parameters->request(seed + static_cast<std::uint64_t>(i));
+      request.prompt = utf8(prompt);
+      request.negative_prompt = utf8(negative);
+      jobs.append({std::nullopt, request, {}});
+    }
+  }
+  m_pendingJobs = jobs;
+  m_jobNumber = 0;
+  m_batchMade.clear();
+  m_batchTag = {};
+  if (jobs.size() > 1) {
+    // A tag of its own rather than a node id: renumbering nodes (a new engine, an adoption) keeps it.
+    // 53 bits, so a project's JSON reads exactly in any language.
+    quint64 id = 0;
+    while (id == 0) id = QRandomGenerator::global()->generate64() >> 11;
+    m_batchTag = {id, 0, static_cast<int>(jobs.size())};
+  }
+  m_batchShown = m_history->currentNode();
+  m_batchFollows = true;
+  m_batchClock.start();
+  startJob();
+  if (!runNextJob(stop)) finishBatch(true);  // cannot happen: the current node is always there
+}
+
+bool MainWindow::runNextJob(std::stop_token stop) {
+  // A batch edit's image deleted from the history meanwhile is left out: its edit would have no row.
+  while (!m_pendingJobs.isEmpty() && m_pendingJobs.first().editBase && !m_history->record(*m_pendingJobs.first().editBase)) {
+    m_pendingJobs.removeFirst();
+    ++m_jobNumber;
+  }
+  if (m_pendingJobs.isEmpty()) return false;
+  const PendingJob job = m_pendingJobs.takeFirst();
+  ++m_jobNumber;
+  m_rebuildEndMs = 0;
+  m_jobProgress->setRange(0, 0);  // until the job's first step reports how many there are
+  if (m_batchTag.id != 0) setJobProgressText(tr("image %1 of %2, starting...").arg(m_jobNumber).arg(m_batchTag.size));
+  if (job.editBase) {
+    const quint64 base = *job.editBase;
+    const EditRequest request = job.edit;
+    m_jobEditSteps = m_history->record(base)->request.steps - start_step(m_history->record(base)->request);  // image to image: the steps run
     QMetaObject::invokeMethod(
         m_worker, [worker = m_worker, base, request, stop] { worker->edit(base, request, stop); }, Qt::QueuedConnection);
   } else {
     m_jobEditSteps = 0;
-    const std::uint64_t seed =
-        m_parameters->randomSeed() ? QRandomGenerator::global()->bounded(2147483647u) : m_parameters->seed();
-    GenerationRequest request = m_parameters->request(seed);
-    request.prompt = utf8(prompt);
-    request.negative_prompt = utf8(negative);
+    const GenerationRequest request = job.generation;
     QMetaObject::invokeMethod(
         m_worker, [worker = m_worker, request, stop] { worker->generate(request, stop); }, Qt::QueuedConnection);
   }
-  startJob();
+  return true;
+}
+
+QList<quint64> MainWindow::editableBatchMembers(quint64 id) const {
+  QList<quint64> ids;
+  // Only the images the worker's session holds: a view-only one has no cache to edit.
+  for (const HistoryRecord& r : m_history->batchMembers(id))
+    if (!r.restored) ids << r.id;
+  return ids;
+}
+
+bool MainWindow::editsWholeBatch() const {
+  return m_editBatchCheck && m_editBatchCheck->isChecked() && m_history->currentNode() &&
+         editableBatchMembers(*m_history->currentNode()).size() > 1 && willEdit();
 }
 
 void MainWindow::boundPaintedGrowth(EditRequest& request) {
@@ -124,6 +217,11 @@ void MainWindow::boundPaintedGrowth(EditRequest& request) {
 }
 
 void MainWindow::cancel() {
+  if (!m_busy && liveActive()) {  // Esc drops the live preview: the committed image again, the text kept
+    dropLive(true);
+    statusBar()->showMessage(tr("Live preview dropped: Enter edits the prompt as it is"), 5000);
+    return;
+  }
   if (!m_busy) return;
   m_jobStop.request_stop();  // directly: a queued call would wait behind the job it is meant to stop
   setJobProgressText(tr("Cancelling..."));
@@ -159,21 +257,28 @@ void MainWindow::onProgress(int step, int total, double elapsedMs) {
     const double left = done > 0 ? ms / done * (all - done) / 1000.0 : 0;
     return QString::number(left, 'f', left < 10 ? 1 : 0);
   };
+  // In a batch, which image this is: "image 2 of 4, step 7/20".
+  const QString image = m_batchTag.id != 0 ? tr("image %1 of %2, ").arg(m_jobNumber).arg(m_batchTag.size) : QString();
+  const auto reported = [&] {  // once the bar and its text say it
+    emit jobProgress(m_batchTag.id != 0 ? m_jobNumber : 1, m_batchTag.id != 0 ? m_batchTag.size : 1, step, total);
+  };
   if (rebuild > 0 && step <= rebuild) {
     m_jobProgress->setRange(0, rebuild);
     m_jobProgress->setValue(step);
-    setJobProgressText(tr("Rebuilding the cache of the image (step %1/%2 · %3 s left), then the edit")
+    setJobProgressText(image + tr("Rebuilding the cache of the image (step %1/%2 · %3 s left), then the edit")
                            .arg(step)
                            .arg(rebuild)
                            .arg(secondsLeft(elapsedMs, step, rebuild)));
     if (step == rebuild) m_rebuildEndMs = elapsedMs;
+    reported();
     return;
   }
   const int own = step - rebuild, ownTotal = total - rebuild;
   m_jobProgress->setRange(0, ownTotal);
   m_jobProgress->setValue(own);
   // The steps of one job cost about the same, so the mean so far predicts the rest.
-  setJobProgressText(tr("step %1/%2 · %3 s left").arg(own).arg(ownTotal).arg(secondsLeft(elapsedMs - m_rebuildEndMs, own, ownTotal)));
+  setJobProgressText(image + tr("step %1/%2 · %3 s left").arg(own).arg(ownTotal).arg(secondsLeft(elapsedMs - m_rebuildEndMs, own, ownTotal)));
+  reported();
 }
 
 void MainWindow::setJobProgressText(const QString& text) {
@@ -184,6 +289,8 @@ void MainWindow::setJobProgressText(const QString& text) {
 void MainWindow::onPreview(const QImage& image) {
   // A preview queued before a cancel or the job's end must not cover what is shown after it.
   if (!m_busy || m_jobStop.stop_requested()) return;
+  // A batch's next image is not drawn over a node the user chose meanwhile.
+  if (m_batchTag.id != 0 && m_history->currentNode() != m_batchShown) return;
   m_canvas->showPreview(image);
 }
 
@@ -201,10 +308,29 @@ void MainWindow::onMemoryUsage(qint64 deviceBytes, qint64 cacheDeviceBytes, qint
                                "(beyond the GPU's share, kept in host memory and copied back as an edit needs it)"));
 }
 
-void MainWindow::onNodeReady(const HistoryRecord& record) {
-  endJob();
-  m_history->addRecord(record);  // selects it, which shows it
+void MainWindow::onNodeReady(const HistoryRecord& made) {
+  HistoryRecord record = made;
+  const bool batch = m_batchTag.id != 0;
+  if (batch) {
+    record.batch = m_batchTag;
+    record.batch.index = m_jobNumber;
+    // The canvas follows the newest image until the user picks another node; then it stays theirs.
+    if (m_history->currentNode() != m_batchShown) m_batchFollows = false;
+  }
+  // Made, whatever happens to the rest of the batch: a cancel after it keeps it.
+  m_unsavedChanges = true;
+  m_newNodesUnsaved = true;
+  if (!batch) endJob();
+  m_history->addRecord(record, !batch || m_batchFollows);  // selecting it shows it
   m_sideTabs->setCurrentWidget(m_history);
+  if (batch) {
+    m_batchMade << record.id;
+    if (m_batchFollows) m_batchShown = record.id;
+    const bool stopped = m_jobStop.stop_requested() && !m_pendingJobs.isEmpty();
+    if (!stopped && runNextJob(m_jobStop.get_token())) return;
+    finishBatch(!stopped);
+    return;
+  }
   QString note = record.isEdit() ? tr("Edited in %1 s, %2 of the image re-rendered")
                                        .arg(record.totalMs / 1000.0, 0, 'f', 1)
                                        .arg(percent(changedFraction(record)))
@@ -223,20 +349,50 @@ void MainWindow::onNodeReady(const HistoryRecord& record) {
   emit jobFinished(true);
 }
 
+void MainWindow::finishBatch(bool complete) {
+  m_pendingJobs.clear();
+  endJob();
+  // The first image is the one shown at the end, unless the user picked another meanwhile.
+  if (m_batchFollows && !m_batchMade.isEmpty()) m_history->selectNode(m_batchMade.first());
+  const int made = static_cast<int>(m_batchMade.size());
+  const double seconds = static_cast<double>(m_batchClock.elapsed()) / 1000.0;
+  statusBar()->showMessage(complete ? tr("Made a batch of %1 images in %2 s").arg(made).arg(seconds, 0, 'f', 1)
+                                    : tr("Cancelled: %1 of the batch's %2 images were made").arg(made).arg(m_batchTag.size),
+                           8000);
+  m_batchTag = {};
+  emit jobFinished(complete);
+}
+
 void MainWindow::onJobFailed(const QString& message) {
   const bool wasJob = m_busy;
+  const int made = static_cast<int>(m_batchMade.size());
+  const bool batch = m_batchTag.id != 0 && wasJob;
+  m_pendingJobs.clear();
   endJob();
-  showError(tr("<b>The engine stopped</b><br>%1").arg(message.toHtmlEscaped()));
+  if (batch && made > 0 && m_batchFollows) m_history->selectNode(m_batchMade.first());
+  showError(tr("<b>The engine stopped</b><br>%1").arg(message.toHtmlEscaped()) +
+            (batch ? tr("<br>%1 of the batch's %2 images were made; the rest were not started.").arg(made).arg(m_batchTag.size)
+                   : QString()));
+  m_batchTag = {};
   if (wasJob) emit jobFinished(false);
 }
 
 void MainWindow::onJobCancelled() {
+  // A batch: the images made stay, the one running is dropped, the rest never start.
+  const int made = static_cast<int>(m_batchMade.size());
+  const bool batch = m_batchTag.id != 0 && m_busy;
+  m_pendingJobs.clear();
   endJob();
-  statusBar()->showMessage(tr("Cancelled"), 5000);
+  if (batch && made > 0 && m_batchFollows) m_history->selectNode(m_batchMade.first());
+  statusBar()->showMessage(batch ? tr("Cancelled: %1 of the batch's %2 images were made").arg(made).arg(m_batchTag.size)
+                                 : tr("Cancelled"),
+                           5000);
+  m_batchTag = {};
   emit jobFinished(false);
 }
 
 void MainWindow::onEngineReady(const QString& deviceName) {
+  forgetLive();  // the session that held the live edits' nodes is gone
   m_deviceLabel->setText(tr("Device: %1").arg(deviceName));
   // A new engine has a new, empty session: the panel's nodes stay, view only, and those made with
   // this model are adopted by the new session (their caches rebuilt on the first edit).
@@ -247,6 +403,8 @@ void MainWindow::onEngineReady(const QString& deviceName) {
 }
 
 void MainWindow::showNode(quint64 id) {
+  // Another node selected: the live edits of the one before are dropped (its image is not shown again).
+  if (!m_liveCommitting && m_liveBase && *m_liveBase != id) dropLive(false);
   const HistoryRecord* r = m_history->record(id);
   if (!r) return;
   const HistoryRecord* parent = r->parent ? m_history->record(*r->parent) : nullptr;
@@ -254,6 +412,7 @@ void MainWindow::showNode(quint64 id) {
   m_canvas->setImage(r->image, r->changedRegion, previous);
   m_shownImage = r->image;
   m_overlayAction->setEnabled(r->isEdit());
+  updateCompareAction(parent != nullptr);
   m_canvas->setOverlayLegend(r->isEdit() ? tr("Tinted: re-rendered, %1 of the image (the exported mask's white)\n"
                                               "Dimmed: kept, pixel for pixel the previous image")
                                                .arg(percent(changedFraction(*r)))
@@ -268,6 +427,8 @@ void MainWindow::showNode(quint64 id) {
 
 void MainWindow::removeNode(quint64 id, const QList<HistoryRecord>& removed) {
   Q_UNUSED(id);
+  if (m_liveBase && std::any_of(removed.begin(), removed.end(), [this](const HistoryRecord& r) { return r.id == *m_liveBase; }))
+    dropLive(false);
   // The worker keeps the nodes (and whatever caches it holds for them) while an undo can bring them
   // back; the oldest deletion beyond the limit leaves it for good.
   m_deletions.append({removed});

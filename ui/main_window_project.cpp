@@ -374,12 +374,25 @@ bool MainWindow::useImageParameters(const QString& path) {
 
 namespace {
 
-// The one local PNG a drag carries, or an empty string.
+// The one local PNG (or JPEG: a start image for image to image) a drag carries, or an empty string.
 QString draggedPng(const QMimeData* mime) {
   if (!mime || !mime->hasUrls() || mime->urls().size() != 1) return QString();
   const QUrl url = mime->urls().first();
-  return url.isLocalFile() && url.toLocalFile().endsWith(QStringLiteral(".png"), Qt::CaseInsensitive) ? url.toLocalFile()
-                                                                                                       : QString();
+  if (!url.isLocalFile()) return QString();
+  const QString file = url.toLocalFile();
+  for (const char* suffix : {".png", ".jpg", ".jpeg"})
+    if (file.endsWith(QLatin1String(suffix), Qt::CaseInsensitive)) return file;
+  return QString();
+}
+
+// Whether a PNG carries generation parameters (fisedit's or AUTOMATIC1111's "parameters" text).
+bool hasParameters(const QString& png) {
+  try {
+    const auto chunks = read_png_text(std::filesystem::path(QFile::encodeName(png).toStdString()));
+    return std::any_of(chunks.begin(), chunks.end(), [](const auto& c) { return c.first == "parameters"; });
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 }  // namespace
@@ -392,7 +405,11 @@ void MainWindow::dropEvent(QDropEvent* event) {
   const QString png = draggedPng(event->mimeData());
   if (png.isEmpty()) return;
   event->acceptProposedAction();
-  useImageParameters(png);
+  // A picture without parameters (a photo, a JPEG) is a start image for image to image.
+  if (!png.endsWith(QLatin1String(".png"), Qt::CaseInsensitive) || !hasParameters(png))
+    useStartImage(png);
+  else
+    useImageParameters(png);
 }
 
 void MainWindow::chooseExportHistoryFolder() {

@@ -61,6 +61,7 @@ void ModelWorker::setDevice(DeviceChoice choice) {
 void ModelWorker::startEngine() {
   if (!m_backend) m_backend = make_backend(m_device);
   m_session.reset();
+  m_liveNodes.clear();
   m_pipeline = std::make_unique<StableDiffusion>(m_model, *m_backend);
   if (const auto memory = m_backend->device_memory()) {
     const std::size_t held = memory->in_use + kWorkingBytes;  // weights + working
@@ -139,10 +140,40 @@ void ModelWorker::edit(quint64 baseNode, const EditRequest& request, std::stop_t
     QElapsedTimer clock;
     clock.start();
     const auto& base = m_session->node(baseNode);
-    const ProgressCallback reporter = progressReporter(toQImage(base.result.image), base.request.steps);
+    // The steps the edit runs: an image-to-image base ran only the last ones (start_step).
+    const ProgressCallback reporter =
+        progressReporter(toQImage(base.result.image), base.request.steps - start_step(base.request));
     const NodeId id = m_session->edit(baseNode, request, reporter, stop);
     emit edited(record(id, static_cast<double>(clock.elapsed())));
   });
+}
+
+void ModelWorker::liveEdit(quint64 baseNode, const EditRequest& request, std::stop_token stop, quint64 ticket) {
+  try {
+    if (!m_session || !m_session->contains(baseNode))
+      throw Error(ErrorCode::invalid_argument, "The image to edit is no longer in the history.");
+    if (stop.stop_requested()) throw Error(ErrorCode::cancelled, "cancelled");
+    QElapsedTimer clock;
+    clock.start();
+    // No step previews: the result itself comes about as soon, and making them would slow it down.
+    const NodeId id = m_session->edit(baseNode, request, {}, stop);
+    m_liveNodes.insert(id);
+    emit liveEdited(record(id, static_cast<double>(clock.elapsed())), ticket);
+  } catch (const Error& e) {
+    emit liveEditEnded(ticket, e.code() == ErrorCode::cancelled, QString::fromUtf8(e.what()));
+  } catch (const std::bad_alloc&) {
+    emit liveEditEnded(ticket, false, QStringLiteral("Not enough memory for this image: try a smaller size."));
+  } catch (const std::exception& e) {
+    emit liveEditEnded(ticket, false, QStringLiteral("Unexpected failure: %1").arg(QString::fromUtf8(e.what())));
+  }
+  reportMemory();
+}
+
+void ModelWorker::keepLiveNode(quint64 node) { m_liveNodes.remove(node); }
+
+void ModelWorker::dropLiveNode(quint64 node) {
+  if (!m_liveNodes.remove(node)) return;
+  removeNode(node);
 }
 
 void ModelWorker::removeNode(quint64 node) {

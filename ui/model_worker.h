@@ -12,6 +12,7 @@
 #include <QImage>
 #include <QList>
 #include <QObject>
+#include <QSet>
 #include <QString>
 
 #include <memory>
@@ -59,6 +60,14 @@ public slots:
   // running job, a stop request reaches it between steps.
   void generate(const fisedit::GenerationRequest& request, std::stop_token stop);
   void edit(quint64 baseNode, const fisedit::EditRequest& request, std::stop_token stop);
+  // A provisional edit for Live editing (issue 14): made like edit(), but answered with liveEdited or
+  // liveEditEnded carrying the window's `ticket`, so its answers are never taken for a normal job's.
+  // The node stays in the session, marked provisional, until keepLiveNode() (it joined the history)
+  // or dropLiveNode() (replaced or dropped) says what becomes of it.
+  void liveEdit(quint64 baseNode, const fisedit::EditRequest& request, std::stop_token stop, quint64 ticket);
+  void keepLiveNode(quint64 node);
+  // Removes a provisional node; does nothing to a node that is not one (kept, or from an older session).
+  void dropLiveNode(quint64 node);
   void removeNode(quint64 node);
   // Removes every node: the history the window showed has been replaced.
   void clearHistory();
@@ -89,6 +98,9 @@ signals:
   void historyAdopted(const QHash<quint64, quint64>& ids, const QString& problems, quint64 token);
   void failed(const QString& message);
   void cancelled();
+  // The answers to liveEdit(): its provisional node, or why there is none (cancelled, or a failure's message).
+  void liveEdited(const fisedit::ui::HistoryRecord& record, quint64 ticket);
+  void liveEditEnded(quint64 ticket, bool cancelled, const QString& message);
 
 private:
   // Builds the backend (if the device changed or there is none), the pipeline and an empty session.
@@ -112,6 +124,7 @@ private:
   std::unique_ptr<Backend> m_backend;
   std::unique_ptr<StableDiffusion> m_pipeline;
   std::unique_ptr<EditSession> m_session;
+  QSet<quint64> m_liveNodes;  // provisional nodes of liveEdit() in m_session, neither kept nor dropped yet
 };
 
 }  // namespace fisedit::ui

@@ -8,18 +8,25 @@
 #include <QGroupBox>
 #include <QLabel>
 #include <QHBoxLayout>
+#include <QPixmap>
 #include <QSettings>
+#include <QSlider>
 #include <QSignalBlocker>
 #include <QSpinBox>
 #include <QStandardItemModel>
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include <cmath>
+
+#include "ui/history_record.h"  // toQImage
+
 namespace fisedit::ui {
 namespace {
 
-// Sizes SD 1.x and 2.x are commonly run at; "custom" unlocks the spin boxes.
-const QList<QSize> kPresets = {{512, 512}, {768, 768}, {512, 768}, {768, 512}};
+// Sizes SD 1.x and 2.x are commonly run at (the presets of AUTOMATIC1111's and InvokeAI's users), after
+// the model's own; a size typed by hand shows as "Custom".
+const QList<QSize> kPresets = {{512, 512}, {768, 768}, {512, 768}, {768, 512}, {640, 448}, {448, 640}, {1024, 1024}};
 constexpr int kMaxSeed = 2147483647;  // a QSpinBox holds an int; A1111 seeds are 32-bit too
 
 QSpinBox* spin(int min, int max, int value, int step, const QString& name) {
@@ -37,6 +44,7 @@ ParametersPanel::ParametersPanel(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
   layout->addWidget(createGenerationBox());
+  layout->addWidget(createStartImageBox());
   layout->addWidget(createEditBox());
 }
 
@@ -59,6 +67,14 @@ QWidget* ParametersPanel::createGenerationBox() {
   form->addRow(tr("Seed"), seedRow);
   connect(m_randomSeed, &QCheckBox::toggled, m_seed, &QWidget::setDisabled);
   connect(reuse, &QToolButton::clicked, this, &ParametersPanel::reuseSeedRequested);
+  // A1111's "Batch count": that many images, one after another, seeds seed, seed+1, ... (with a random
+  // seed, one random base and +1 each). Each is a node of its own in the history.
+  m_batchCount = spin(1, kMaxBatchCount, 1, 1, QStringLiteral("batchCountSpin"));
+  m_batchCount->setToolTip(tr("How many images one Generate makes, one after another, with the seeds seed, seed+1, "
+                              "... Each becomes a node of the history. Edits make one image, or with \"Edit all in "
+                              "batch\" one per image of the batch."));
+  form->addRow(tr("Batch count"), m_batchCount);
+  connect(m_batchCount, &QSpinBox::valueChanged, this, &ParametersPanel::changed);
 
   // 20, as AUTOMATIC1111 starts with: enough for DPM++ 2M and DDIM on SD, and what the built-in
   // toy-world model was trained and benchmarked with.
@@ -81,19 +97,29 @@ QWidget* ParametersPanel::createGenerationBox() {
 
   m_sizePreset = new QComboBox;
   m_sizePreset->setObjectName(QStringLiteral("sizePreset"));
-  for (const QSize& s : kPresets) m_sizePreset->addItem(QStringLiteral("%1×%2").arg(s.width()).arg(s.height()), s);
-  m_sizePreset->addItem(tr("custom"));
+  m_sizePreset->setToolTip(tr("The model's own size first: it was trained at it, and strays far from it "
+                              "repeat or crop the subject"));
   form->addRow(tr("Size"), m_sizePreset);
   m_width = spin(64, 2048, 512, 8, QStringLiteral("widthSpin"));
   m_height = spin(64, 2048, 512, 8, QStringLiteral("heightSpin"));
   m_width->setSuffix(QStringLiteral(" px"));
   m_height->setSuffix(QStringLiteral(" px"));
+  auto* swap = new QToolButton;
+  swap->setObjectName(QStringLiteral("swapSizeButton"));
+  swap->setText(QStringLiteral("⇄"));
+  swap->setToolTip(tr("Swap width and height (portrait ↔ landscape)"));
   auto* sizeRow = new QHBoxLayout;
-  sizeRow->addWidget(m_width);
+  sizeRow->addWidget(m_width, 1);
   sizeRow->addWidget(new QLabel(QStringLiteral("×")));
-  sizeRow->addWidget(m_height);
+  sizeRow->addWidget(m_height, 1);
+  sizeRow->addWidget(swap);
   form->addRow(QString(), sizeRow);
+  fillSizePresets();
   connect(m_sizePreset, &QComboBox::currentIndexChanged, this, &ParametersPanel::applyPreset);
+  connect(swap, &QToolButton::clicked, this, [this] { setSize(m_height->value(), m_width->value()); });
+  // A size typed by hand names its preset, or "Custom": the combo never claims a size that is not set.
+  for (auto* side : {m_width, m_height})
+    connect(side, &QSpinBox::valueChanged, this, [this] { selectPresetFor(m_width->value(), m_height->value()); });
 
   m_device = new QComboBox;
   m_device->setObjectName(QStringLiteral("deviceCombo"));
@@ -157,11 +183,29 @@ QWidget* ParametersPanel::createEditBox() {
   return box;
 }
 
+void ParametersPanel::fillSizePresets() {
+  const QSignalBlocker block(m_sizePreset);
+  m_sizePreset->clear();
+  const QSize native(m_modelSize, m_modelSize);
+  const auto fits = [this](QSize s) {
+    return s.width() % 8 == 0 && s.height() % 8 == 0 && s.width() >= m_width->minimum() &&
+           s.width() <= m_width->maximum() && s.height() >= m_height->minimum() && s.height() <= m_height->maximum();
+  };
+  if (fits(native)) m_sizePreset->addItem(tr("%1×%2 (native)").arg(native.width()).arg(native.height()), native);
+  for (const QSize& s : kPresets)
+    if (s != native && fits(s)) m_sizePreset->addItem(QStringLiteral("%1×%2").arg(s.width()).arg(s.height()), s);
+  m_sizePreset->addItem(tr("Custom"));
+}
+
+QList<QSize> ParametersPanel::sizePresets() const {
+  QList<QSize> sizes;
+  for (int i = 0; i < m_sizePreset->count(); ++i)
+    if (m_sizePreset->itemData(i).isValid()) sizes << m_sizePreset->itemData(i).toSize();
+  return sizes;
+}
+
 void ParametersPanel::applyPreset(int index) {
-  const bool custom = !m_sizePreset->itemData(index).isValid();
-  m_width->setEnabled(custom);
-  m_height->setEnabled(custom);
-  if (custom) return;
+  if (!m_sizePreset->itemData(index).isValid()) return;  // "Custom": the size stays, for the user to type
   const QSize s = m_sizePreset->itemData(index).toSize();
   const QSignalBlocker blockWidth(m_width), blockHeight(m_height);
   m_width->setValue(s.width());
@@ -174,8 +218,6 @@ void ParametersPanel::selectPresetFor(int width, int height) {
   if (index < 0) index = m_sizePreset->count() - 1;
   const QSignalBlocker block(m_sizePreset);
   m_sizePreset->setCurrentIndex(index);
-  m_width->setEnabled(index == m_sizePreset->count() - 1);
-  m_height->setEnabled(index == m_sizePreset->count() - 1);
 }
 
 void ParametersPanel::setSize(int width, int height) {
@@ -186,18 +228,9 @@ void ParametersPanel::setSize(int width, int height) {
 
 void ParametersPanel::setModelSize(int size) {
   m_modelSize = size;
-  {
-    const QSignalBlocker block(m_sizePreset);
-    // A model made for a size none of SD's presets has (the built-in toy-world model: 256) gets a
-    // preset of its own, first, instead of showing its own size as "custom".
-    while (m_sizePreset->count() > kPresets.size() + 1) m_sizePreset->removeItem(0);
-    if (!kPresets.contains(QSize(size, size))) m_sizePreset->insertItem(0, QString(), QSize(size, size));
-    for (int i = 0; i + 1 < m_sizePreset->count(); ++i) {
-      const QSize s = m_sizePreset->itemData(i).toSize();
-      const bool own = s.width() == size && s.height() == size;
-      m_sizePreset->setItemText(i, QStringLiteral("%1×%2%3").arg(s.width()).arg(s.height()).arg(own ? tr(" (model)") : QString()));
-    }
-  }
+  // The model's size first, marked, even where it is one of SD's common sizes or none of them (the
+  // built-in toy-world model: 256): the size to start from is the one at the top.
+  fillSizePresets();
   setSize(size, size);
 }
 
@@ -212,6 +245,9 @@ void ParametersPanel::setDevice(DeviceChoice choice) {
   m_device->setCurrentIndex(m_device->findData(QVariant::fromValue(choice)));
 }
 
+int ParametersPanel::batchCount() const { return m_batchCount->value(); }
+void ParametersPanel::setBatchCount(int count) { m_batchCount->setValue(count); }
+
 std::uint64_t ParametersPanel::seed() const { return static_cast<std::uint64_t>(m_seed->value()); }
 bool ParametersPanel::randomSeed() const { return m_randomSeed->isChecked(); }
 DeviceChoice ParametersPanel::device() const { return m_device->currentData().value<DeviceChoice>(); }
@@ -224,6 +260,11 @@ GenerationRequest ParametersPanel::request(std::uint64_t seed) const {
   r.scheduler = m_scheduler->currentData().toString().toStdString();
   r.width = m_width->value();
   r.height = m_height->value();
+  if (m_startImage) {  // image to image
+    r.init_image = m_startImage;
+    r.init_image_name = m_startImageName.toStdString();
+    r.strength = static_cast<float>(strength());
+  }
   return r;
 }
 
@@ -234,6 +275,14 @@ void ParametersPanel::showRequest(const GenerationRequest& r) {
   m_cfg->setValue(r.cfg_scale);
   selectScheduler(QString::fromStdString(r.scheduler));
   setSize(r.width, r.height);
+  // An image-to-image node shows its start image (as the engine ran it, fitted to the size), so that
+  // changing only the prompt edits it; a text-to-image node clears it.
+  if (r.init_image) {
+    setStartImage(*r.init_image, QString::fromStdString(r.init_image_name));
+    setStrength(r.strength);
+  } else {
+    clearStartImage();
+  }
   emit changed();
 }
 
@@ -276,6 +325,13 @@ QStringList ParametersPanel::applyImageParameters(const ImageParameters& p) {
                  .arg(QString::fromStdString(p.unknown_sampler), m_scheduler->currentText());
   }
   if (p.width && p.height && *p.width >= 8 && *p.height >= 8) setSize(*p.width / 8 * 8, *p.height / 8 * 8);
+  // An image-to-image result: its strength is taken; its start image is not in the text.
+  if (p.denoising_strength && *p.denoising_strength > 0.0f && *p.denoising_strength <= 1.0f) {
+    setStrength(*p.denoising_strength);
+    if (!hasStartImage())
+      notes << tr("made by image to image (strength %1): open its start image with File > Open Image as Start...")
+                   .arg(*p.denoising_strength, 0, 'f', 2);
+  }
   emit changed();
   return notes;
 }
@@ -285,6 +341,7 @@ void ParametersPanel::saveChoices(QSettings& settings) const {
   settings.setValue(QStringLiteral("parameters/cfg"), m_cfg->value());
   settings.setValue(QStringLiteral("parameters/sampler"), m_scheduler->currentData().toString());
   settings.setValue(QStringLiteral("parameters/randomSeed"), m_randomSeed->isChecked());
+  settings.setValue(QStringLiteral("parameters/batchCount"), m_batchCount->value());
   settings.setValue(QStringLiteral("edit/margin"), m_margin->value());
   settings.setValue(QStringLiteral("edit/detectSteps"), m_detectSteps->value());
   settings.setValue(QStringLiteral("edit/attentionControl"), m_attentionControl->isChecked());
@@ -298,6 +355,7 @@ void ParametersPanel::restoreChoices(const QSettings& settings) {
     if (ok) box->setValue(value);  // clamped to the box's range
   };
   restoreInt(m_steps, "parameters/steps");
+  restoreInt(m_batchCount, "parameters/batchCount");
   restoreInt(m_margin, "edit/margin");
   restoreInt(m_detectSteps, "edit/detectSteps");
   bool ok = false;
@@ -320,5 +378,74 @@ EditRequest ParametersPanel::editOptions() const {
   e.attention_control = m_attentionControl->isChecked() && e.mask_mode != MaskMode::painted;
   return e;
 }
+
+// Image to image: File > Open Image as Start... (or a picture dropped on the window) sets the start
+// image; Generate then encodes it and denoises the last `strength` of the schedule.
+QWidget* ParametersPanel::createStartImageBox() {
+  auto* box = new QGroupBox(tr("Start image"));
+  box->setObjectName(QStringLiteral("startImageBox"));
+  auto* form = new QFormLayout(box);
+  m_startThumbnail = new QLabel;
+  m_startThumbnail->setObjectName(QStringLiteral("startImageThumbnail"));
+  m_startThumbnail->setFixedSize(72, 72);
+  m_startThumbnail->setAlignment(Qt::AlignCenter);
+  m_startThumbnail->setFrameShape(QFrame::StyledPanel);
+  m_startName = new QLabel;
+  m_startName->setObjectName(QStringLiteral("startImageName"));
+  m_startName->setWordWrap(true);
+  m_clearStart = new QToolButton;
+  m_clearStart->setObjectName(QStringLiteral("clearStartImageButton"));
+  m_clearStart->setText(QStringLiteral("✕"));
+  m_clearStart->setToolTip(tr("Clear the start image: Generate makes an image from the prompt alone"));
+  auto* row = new QHBoxLayout;
+  row->addWidget(m_startThumbnail);
+  row->addWidget(m_startName, 1);
+  row->addWidget(m_clearStart);
+  form->addRow(row);
+  m_strength = new QSlider(Qt::Horizontal);
+  m_strength->setObjectName(QStringLiteral("strengthSlider"));
+  m_strength->setRange(5, 100);  // 0.05 .. 1.00
+  m_strength->setValue(75);
+  m_strength->setToolTip(tr("How much of the schedule re-renders the start image: low keeps it, 1 starts from "
+                            "noise (Denoising strength)"));
+  m_strengthValue = new QLabel;
+  auto* strengthRow = new QHBoxLayout;
+  strengthRow->addWidget(m_strength, 1);
+  strengthRow->addWidget(m_strengthValue);
+  form->addRow(tr("Strength"), strengthRow);
+  connect(m_strength, &QSlider::valueChanged, this, [this](int v) {
+    m_strengthValue->setText(QString::number(v / 100.0, 'f', 2));
+    emit changed();
+  });
+  connect(m_clearStart, &QToolButton::clicked, this, &ParametersPanel::clearStartImage);
+  m_strengthValue->setText(QStringLiteral("0.75"));
+  clearStartImage();
+  return box;
+}
+
+void ParametersPanel::setStartImage(const Image8& image, const QString& name) {
+  m_startImage = image;
+  m_startImageName = name;
+  m_startThumbnail->setPixmap(QPixmap::fromImage(toQImage(image)).scaled(m_startThumbnail->size(), Qt::KeepAspectRatio,
+                                                                         Qt::SmoothTransformation));
+  m_startName->setText(tr("%1\n%2×%3: Generate starts from it").arg(name.isEmpty() ? tr("Start image") : name)
+                           .arg(image.width).arg(image.height));
+  m_strength->setEnabled(true);
+  m_clearStart->setEnabled(true);
+  emit changed();
+}
+
+void ParametersPanel::clearStartImage() {
+  m_startImage.reset();
+  m_startImageName.clear();
+  m_startThumbnail->clear();
+  m_startName->setText(tr("None: File > Open Image as Start..., or drop a picture on the window"));
+  m_strength->setEnabled(false);
+  m_clearStart->setEnabled(false);
+  emit changed();
+}
+
+double ParametersPanel::strength() const { return m_strength->value() / 100.0; }
+void ParametersPanel::setStrength(double strength) { m_strength->setValue(static_cast<int>(std::lround(strength * 100))); }
 
 }  // namespace fisedit::ui

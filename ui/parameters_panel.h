@@ -5,11 +5,17 @@
 #include "backend/device.h"
 #include "io/a1111_parameters.h"
 #include "pipeline/generation.h"
+#include "ui/history_record.h"  // kMaxBatchCount
 
 #include <QWidget>
 
+#include <optional>
+
 class QCheckBox;
 class QComboBox;
+class QLabel;
+class QSlider;
+class QToolButton;
 class QDoubleSpinBox;
 class QSettings;
 class QSpinBox;
@@ -27,10 +33,16 @@ public:
   GenerationRequest request(std::uint64_t seed) const;
   std::uint64_t seed() const;
   bool randomSeed() const;
+  // How many images a Generate makes (1..kMaxBatchCount): seeds seed(), seed() + 1, ...
+  int batchCount() const;
+  void setBatchCount(int count);
   // Shows the parameters an image was made with, so that changing only the prompt edits it.
   void showRequest(const GenerationRequest& request);
-  // The model's own size: the default preset ("512x512 (model)"), added first when no preset has it.
+  // The model's own size: the first preset ("768×768 (native)"), then the common sizes that fit the
+  // size limits, then "Custom"; the size is set to it.
   void setModelSize(int size);
+  // The sizes the preset combo offers, in its order (without "Custom").
+  QList<QSize> sizePresets() const;
   // Prompts and painted mask left empty. Attention control is off in the painted mode, which runs no
   // detection steps for it to act on.
   EditRequest editOptions() const;
@@ -39,7 +51,7 @@ public:
   // The painted and intersect modes need a painted mask; without one the mode returns to automatic.
   void setPaintedMaskAvailable(bool available);
   // The choices a user makes once and expects back next time (like A1111's UI defaults): steps, CFG
-  // scale, sampler, random seed, and the edit options' margin, detection steps and attention control.
+  // scale, sampler, random seed, batch count, and the edit options' margin, detection steps and attention control.
   // Not the seed, the size (it follows the model), the device or the region mode (it follows the
   // painting). Values out of range are clamped, unknown samplers ignored.
   void saveChoices(QSettings& settings) const;
@@ -49,6 +61,14 @@ public:
   void restoreChoices(const QSettings& settings);
   void setAttentionControl(bool on);
   DeviceChoice device() const;
+
+  // Image to image: the start image (any size; the engine fits it to the size) and its strength, which
+  // request() hands on; cleared, Generate makes text to image again. The box shows a thumbnail.
+  void setStartImage(const Image8& image, const QString& name);
+  void clearStartImage();
+  bool hasStartImage() const { return m_startImage.has_value(); }
+  double strength() const;
+  void setStrength(double strength);
 
   void setSteps(int steps);
   void setSize(int width, int height);
@@ -62,7 +82,9 @@ signals:
 private:
   QWidget* createGenerationBox();
   QWidget* createEditBox();
+  QWidget* createStartImageBox();
   void applyPreset(int index);
+  void fillSizePresets();
   // The sampler of that engine name ("ddim", ...); an unknown name leaves the choice as it is.
   void selectScheduler(const QString& name);
   void selectPresetFor(int width, int height);
@@ -70,6 +92,7 @@ private:
 
   QSpinBox* m_seed = nullptr;
   QCheckBox* m_randomSeed = nullptr;
+  QSpinBox* m_batchCount = nullptr;
   QSpinBox* m_steps = nullptr;
   QDoubleSpinBox* m_cfg = nullptr;
   QComboBox* m_scheduler = nullptr;
@@ -82,7 +105,15 @@ private:
   QSpinBox* m_detectSteps = nullptr;
   QCheckBox* m_attentionControl = nullptr;
   QCheckBox* m_wholeImageIfGlobal = nullptr;
-  int m_modelSize = 512;
+  int m_modelSize = 0;  // none loaded yet: no preset is marked native
+  // Image to image (createStartImageBox).
+  std::optional<Image8> m_startImage;
+  QString m_startImageName;
+  QLabel* m_startThumbnail = nullptr;
+  QLabel* m_startName = nullptr;
+  QSlider* m_strength = nullptr;
+  QLabel* m_strengthValue = nullptr;
+  QToolButton* m_clearStart = nullptr;
 };
 
 }  // namespace fisedit::ui

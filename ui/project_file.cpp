@@ -86,6 +86,8 @@ Json nodeJson(const HistoryRecord& r, const ProjectContent& content) {
   // then images made with the open model).
   if (!r.model.path.isEmpty() && (r.model.path != content.modelPath || r.model.fingerprint != content.modelFingerprint))
     node["model"] = {{"path", utf8(r.model.path)}, {"family", utf8(r.model.family)}, {"fingerprint", utf8(r.model.fingerprint)}};
+  // One Generate's batch (or one "Edit all in batch"): the nodes sharing the id, numbered 1..size.
+  if (r.inBatch()) node["batch"] = {{"id", r.batch.id}, {"index", r.batch.index}, {"size", r.batch.size}};
   if (r.isEdit()) {
     node["edit"] = edit_settings_to_json(r.edit);
     node["editFraction"] = r.stats.edit_fraction;
@@ -166,6 +168,13 @@ QString readNode(const Json& node, const QHash<qint64, quint64>& ids, quint64 ne
   r.totalMs = number(timings, "jobMs");
   r.image = imageFromBase64(node, "imagePng", QImage::Format_RGB888);
   if (r.image.isNull()) return QObject::tr("the image of node %1 cannot be read").arg(fileId);
+  // An image-to-image node needs its starting image: without it the node would regenerate (and edit)
+  // as text to image, another picture.
+  if (member(node, "init_image")) {
+    const QImage start = imageFromBase64(node, "initImagePng", QImage::Format_RGB888);
+    if (start.isNull()) return QObject::tr("the starting image of node %1 (image to image) is missing or cannot be read").arg(fileId);
+    r.request.init_image = toImage8(start);
+  }
   if (r.parent) {
     r.edit.prompt = r.request.prompt;
     r.edit.negative_prompt = r.request.negative_prompt;
@@ -185,6 +194,17 @@ QString readNode(const Json& node, const QHash<qint64, quint64>& ids, quint64 ne
       if (painted.isNull()) return QObject::tr("the painted mask of node %1 cannot be read").arg(fileId);
       r.edit.painted_mask = toImage8(painted);
     }
+  }
+  // Optional (files written before batches have none), but strict when there: a damaged tag would
+  // group the wrong nodes for "Edit all in batch".
+  if (const Json* batch = member(node, "batch"); batch && !batch->is_null()) {
+    const Json* id = member(*batch, "id");
+    const std::int64_t index = integer(*batch, "index", -1), size = integer(*batch, "size", -1);
+    const bool idOk = id && id->is_number_unsigned() && id->get<std::uint64_t>() > 0 &&
+                      id->get<std::uint64_t>() < (std::uint64_t{1} << 53);
+    if (!idOk || size < 2 || size > kMaxBatchCount || index < 1 || index > size)
+      return QObject::tr("node %1 has a damaged batch (id, index 1..size, size 2..%2)").arg(fileId).arg(kMaxBatchCount);
+    r.batch = {id->get<std::uint64_t>(), static_cast<int>(index), static_cast<int>(size)};
   }
   r.model = projectModel;
   if (const Json* model = member(node, "model"); model && model->is_object())
@@ -307,6 +327,9 @@ QString saveProject(const QString& path, const ProjectContent& content) {
     node["imagePng"] = pngBase64(r.image);
     if (r.isEdit() && !r.changedRegion.isNull()) node["maskPng"] = pngBase64(r.changedRegion);
     if (const QImage painted = paintedMaskImage(r); !painted.isNull()) node["paintedMaskPng"] = pngBase64(painted);
+    // Image to image: the starting image as the engine ran it (fitted to the node's size), so that the
+    // node regenerates, and can be edited, after reopening.
+    if (r.request.init_image) node["initImagePng"] = pngBase64(toQImage(*r.request.init_image));
   });
   // The old project stays whole until commit() renames the new one, synced to disk, over it; a process
   // killed before that leaves "<path>.tmp-<pid>" (not a .fisedit name), removed by the next save.

@@ -9,8 +9,9 @@
 // model it was made with (the project's, or the node's own where a history mixes models). Nodes read
 // back are marked `restored`; the window hands them to the worker's EditSession (adopt) when the open
 // model has their model's fingerprint, and they become editable, their caches rebuilt on the first
-// edit. Fields added since version 1 (fingerprints, per-node models, painted masks, attention control)
-// are optional, so older files still open, and older fisedit versions read newer files (ignoring them).
+// edit. Fields added since version 1 (fingerprints, per-node models, painted masks, attention control,
+// batch tags) are optional, so older files still open, and older fisedit versions read newer files
+// (ignoring them).
 // A node's request and edit settings are written by the engine's io/request_json.h, in its snake_case
 // keys (prompt, negative_prompt, cfg_scale, ...; edit: mask_mode, mask_margin, ...): version 2. Version 1
 // files spelled them in camelCase (negativePrompt, cfgScale; maskMode, margin, ...) and still open; an

@@ -76,57 +76,65 @@ int edit_command(const std::vector<std::string>& raw) {
     throw std::invalid_argument("--edit-prompt (and --edit-negative) say what --prompt and --negative say: nothing to "
                                 "edit; change a word");
   std::fprintf(stderr, "device: %s\n", session.backend->name().c_str());
-  std::fprintf(stderr, "base: %s\n", r.prompt.c_str());
-  const auto base = session.sd->generate_cached(r, print_progress);
-  std::fprintf(stderr, "edit: %s\n", e.prompt.c_str());
-  const auto edit = session.sd->edit(base, e, print_progress);
+  // --batch-count N: the base of each seed, seed .. seed+N-1, and the same edit of it, one after another
+  // (each base's cache is freed before the next); every file named with its seed ("out-<seed>.png").
+  const int count = batch_count(args);
+  const GenerationRequest first = r;
+  for (int i = 0; i < count; ++i) {
+    r.seed = first.seed + static_cast<std::uint64_t>(i);
+    if (count > 1) std::fprintf(stderr, "image %d of %d: seed %llu\n", i + 1, count, static_cast<unsigned long long>(r.seed));
+    std::fprintf(stderr, "base: %s\n", r.prompt.c_str());
+    const auto base = session.sd->generate_cached(r, print_progress);
+    std::fprintf(stderr, "edit: %s\n", e.prompt.c_str());
+    const auto edit = session.sd->edit(base, e, print_progress);
 
-  // On the CPU every byte is the host's, whatever the budget says.
-  const bool on_device = session.backend->kind() == DeviceKind::cuda;
-  const auto cache_device = on_device ? base.cache_bytes_device() : 0;
-  const auto cache_host = on_device ? base.cache_bytes_host() : base.cache_bytes();
-  // The edit's settings as the app's PNGs and projects spell them, detect_steps resolved to the steps
-  // that ran (the request's -1 means default_detection_steps), then what the edit measured.
-  nlohmann::json stats = edit_settings_to_json(e);
-  stats.update(nlohmann::json{
-      {"edit_fraction", edit.stats.edit_fraction},
-      {"detect_steps", edit.stats.detect_steps},
-      {"attention_control_steps", edit.stats.attention_control_steps},
-      {"base_ms", base.result.timings.total_ms},
-      {"detect_ms", edit.stats.detect_ms},
-      {"sparse_ms", edit.stats.sparse_ms},
-      {"first_sparse_step_ms", edit.stats.first_sparse_step_ms},
-      {"decode_ms", edit.stats.decode_ms},
-      {"edit_ms", edit.stats.total_ms},
-      {"speedup", base.result.timings.total_ms / std::max(edit.stats.total_ms, 1e-9)},
-      {"cache_bytes_device", cache_device},
-      {"cache_bytes_host", cache_host},
-      {"cache_device_budget", device_budget ? nlohmann::json(*device_budget) : nlohmann::json()},
-      {"prefetched_bytes", edit.stats.prefetched_bytes},
-      {"device", session.backend->name()},
-  });
+    // On the CPU every byte is the host's, whatever the budget says.
+    const bool on_device = session.backend->kind() == DeviceKind::cuda;
+    const auto cache_device = on_device ? base.cache_bytes_device() : 0;
+    const auto cache_host = on_device ? base.cache_bytes_host() : base.cache_bytes();
+    // The edit's settings as the app's PNGs and projects spell them, detect_steps resolved to the steps
+    // that ran (the request's -1 means default_detection_steps), then what the edit measured.
+    nlohmann::json stats = edit_settings_to_json(e);
+    stats.update(nlohmann::json{
+        {"edit_fraction", edit.stats.edit_fraction},
+        {"detect_steps", edit.stats.detect_steps},
+        {"attention_control_steps", edit.stats.attention_control_steps},
+        {"base_ms", base.result.timings.total_ms},
+        {"detect_ms", edit.stats.detect_ms},
+        {"sparse_ms", edit.stats.sparse_ms},
+        {"first_sparse_step_ms", edit.stats.first_sparse_step_ms},
+        {"decode_ms", edit.stats.decode_ms},
+        {"edit_ms", edit.stats.total_ms},
+        {"speedup", base.result.timings.total_ms / std::max(edit.stats.total_ms, 1e-9)},
+        {"cache_bytes_device", cache_device},
+        {"cache_bytes_host", cache_host},
+        {"cache_device_budget", device_budget ? nlohmann::json(*device_budget) : nlohmann::json()},
+        {"prefetched_bytes", edit.stats.prefetched_bytes},
+        {"device", session.backend->name()},
+    });
 
-  auto edited_request = r;
-  edited_request.prompt = e.prompt;
-  edited_request.negative_prompt = e.negative_prompt;
-  const std::string out = args.get("out").value_or("fisedit-" + std::to_string(r.seed) + "-edit.png");
-  write_generation_png(out, edit.generation.result.image, edited_request, edit.generation.result, session,
-                       {{"edit_of", r.prompt}, {"edit", stats}});
-  if (const auto path = args.get("base-out")) write_generation_png(*path, base.result.image, r, base.result, session);
-  if (const auto path = args.get("mask-out")) write_png(*path, edit.changed_region);
-  if (const auto path = args.get("save-latents"))
-    write_safetensors(*path, {{"latents", edit.generation.result.latents}});
-  if (const auto path = args.get("stats-json")) {
-    nlohmann::json file = stats;
-    file["latent_mask"] = {{"width", edit.mask.width}, {"height", edit.mask.height}};
-    const auto text = file.dump(2) + "\n";
-    AtomicFile f(*path);
-    f.write(reinterpret_cast<const std::byte*>(text.data()), text.size());
-    f.commit();
+    auto edited_request = r;
+    edited_request.prompt = e.prompt;
+    edited_request.negative_prompt = e.negative_prompt;
+    const std::string out = args.get("out") ? batch_path(*args.get("out"), r.seed, count) : "fisedit-" + std::to_string(r.seed) + "-edit.png";
+    write_generation_png(out, edit.generation.result.image, edited_request, edit.generation.result, session,
+                         {{"edit_of", r.prompt}, {"edit", stats}});
+    if (const auto path = args.get("base-out")) write_generation_png(batch_path(*path, r.seed, count), base.result.image, r, base.result, session);
+    if (const auto path = args.get("mask-out")) write_png(batch_path(*path, r.seed, count), edit.changed_region);
+    if (const auto path = args.get("save-latents"))
+      write_safetensors(batch_path(*path, r.seed, count), {{"latents", edit.generation.result.latents}});
+    if (const auto path = args.get("stats-json")) {
+      nlohmann::json file = stats;
+      file["latent_mask"] = {{"width", edit.mask.width}, {"height", edit.mask.height}};
+      const auto text = file.dump(2) + "\n";
+      AtomicFile f(batch_path(*path, r.seed, count));
+      f.write(reinterpret_cast<const std::byte*>(text.data()), text.size());
+      f.commit();
+    }
+    std::fprintf(stderr, "wrote %s: %.1f%% of the image re-rendered in %.1f s (base %.1f s, %.1fx)\n", out.c_str(),
+                 100.0 * edit.stats.edit_fraction, edit.stats.total_ms / 1000.0, base.result.timings.total_ms / 1000.0,
+                 stats["speedup"].get<double>());
   }
-  std::fprintf(stderr, "wrote %s: %.1f%% of the image re-rendered in %.1f s (base %.1f s, %.1fx)\n", out.c_str(),
-               100.0 * edit.stats.edit_fraction, edit.stats.total_ms / 1000.0, base.result.timings.total_ms / 1000.0,
-               stats["speedup"].get<double>());
   return 0;
 }
 

@@ -24,6 +24,9 @@ constexpr const char* kUsage =
     "            [--width W] [--height H (multiples of 8, up to 4096)]\n"
     "            [--device auto|cpu|cuda] [--out FILE.png] [--save-latents FILE.safetensors]\n"
     "            [--initial-noise FILE.safetensors[#KEY]]   an image from a prompt\n"
+    "            [--init-image FILE.png|.jpg [--strength F (0.75)]]  image to image: start from that picture\n"
+    "            [--batch-count N (1..16)]  N images, seeds seed..seed+N-1; with N > 1 each file gets its seed:\n"
+    "            --out out.png writes out-<seed>.png (likewise --save-latents)\n"
     "  edit      generate's options and --edit-prompt TEXT [--edit-negative TEXT] [--mask FILE.png]\n"
     "            [--mask-mode auto|painted|intersect] [--mask-margin N (2)] [--detect-steps K]\n"
     "            [--global-change whole|region (whole)] [--attention-control on|off] [--out EDITED.png]\n"
@@ -31,6 +34,7 @@ constexpr const char* kUsage =
     "            [--mask-out MASK.png] [--stats-json FILE]\n"
     "            [--cache-device-budget BYTES (e.g. 2G; the rest of the cache in pinned host memory)]\n"
     "            the image of --prompt, then edited to --edit-prompt: only the affected region re-renders\n"
+    "            (--batch-count N: that for each seed seed..seed+N-1, every file named FILE-<seed>.EXT)\n"
     "\n"
     "PATH is a diffusers pipeline folder or a single-file .safetensors checkpoint. --config DIR gives the\n"
     "configs (and tokenizer) of a single-file checkpoint, as diffusers' from_single_file(config=DIR).\n";

@@ -6,6 +6,7 @@
 #include "io/a1111_parameters.h"
 #include "io/atomic_file.h"
 #include "io/image_file.h"
+#include "io/image_read.h"
 #include "io/model_loader.h"
 #include "io/request_json.h"
 #include "io/safetensors.h"
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <filesystem>
 #include <cstdio>
 #include <random>
 #include <stdexcept>
@@ -65,7 +67,25 @@ int int_option(const Arguments& args, const std::string& name, int fallback) {
 
 std::set<std::string> generation_options() {
   return {"model", "config", "prompt", "negative", "seed", "steps", "cfg", "scheduler", "width",
-          "height", "device", "out", "save-latents", "initial-noise"};
+          "height", "device", "out", "save-latents", "initial-noise", "init-image", "strength", "batch-count"};
+}
+
+int batch_count(const Arguments& args) {
+  const auto text = args.get("batch-count");
+  if (!text) return 1;
+  const int count = parse_number<int>(args, "batch-count", 1);
+  if (count < 1 || count > kMaxBatchCount)
+    throw std::invalid_argument("--batch-count must be between 1 and " + std::to_string(kMaxBatchCount) + ", not " + *text);
+  if (count > 1 && args.get("initial-noise"))
+    throw std::invalid_argument("--batch-count above 1 cannot be combined with --initial-noise (every image would start "
+                                "from the same noise, whatever its seed)");
+  return count;
+}
+
+std::string batch_path(const std::string& path, std::uint64_t seed, int count) {
+  if (count <= 1) return path;
+  const std::filesystem::path p(path);
+  return (p.parent_path() / (p.stem().string() + "-" + std::to_string(seed) + p.extension().string())).string();
 }
 
 GenerationRequest parse_generation_request(const Arguments& args) {
@@ -79,12 +99,25 @@ GenerationRequest parse_generation_request(const Arguments& args) {
   r.width = parse_number<int>(args, "width", 0);
   r.height = parse_number<int>(args, "height", 0);
   if (const auto noise = args.get("initial-noise")) r.initial_noise = read_noise(*noise);
+  // Image to image: a PNG or JPEG, encoded by the VAE and noised to `strength` of the schedule.
+  if (const auto image = args.get("init-image")) {
+    r.init_image = read_image(*image);
+    r.init_image_name = std::filesystem::path(*image).filename().string();
+    r.strength = parse_number<float>(args, "strength", 0.75f);
+    if (!(r.strength > 0.0f && r.strength <= 1.0f))
+      throw std::invalid_argument("--strength must be above 0 and at most 1, not " + *args.get("strength"));
+  } else if (args.get("strength")) {
+    throw std::invalid_argument("--strength needs --init-image FILE (the image to start from)");
+  }
   for (const auto& [name, value] : {std::pair{"width", r.width}, std::pair{"height", r.height}})
     if (args.get(name) && (value <= 0 || value > kMaxImageSide))
       throw std::invalid_argument("--" + std::string(name) + " must be between 8 and " + std::to_string(kMaxImageSide) +
                                   " (a multiple of 8), not " + *args.get(name));
+  // Every file a batch writes is checked before any work.
+  const int count = batch_count(args);
   for (const char* output : {"out", "save-latents", "base-out", "mask-out", "stats-json"})
-    if (const auto path = args.get(output)) check_output_path(*path);
+    if (const auto path = args.get(output))
+      for (int i = 0; i < count; ++i) check_output_path(batch_path(*path, r.seed + static_cast<std::uint64_t>(i), count));
   return r;
 }
 

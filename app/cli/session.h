@@ -14,10 +14,20 @@
 namespace fisedit::cli {
 
 // --model --config --prompt --negative --seed --steps --cfg --scheduler --width --height --device
-// --out --save-latents --initial-noise
+// --out --save-latents --initial-noise --init-image --strength --batch-count
 std::set<std::string> generation_options();
 // A request from those options (seed random when not given); throws std::invalid_argument.
 GenerationRequest parse_generation_request(const Arguments& args);
+
+// The most images --batch-count asks for (the app's batch count has the same limit).
+inline constexpr int kMaxBatchCount = 16;
+// --batch-count N: N images, seeds seed, seed+1, ..., seed+N-1 (AUTOMATIC1111's rule; a random seed
+// is drawn once). 1 when absent; throws std::invalid_argument outside 1..kMaxBatchCount, or above 1
+// with --initial-noise (which would give every image the same noise).
+int batch_count(const Arguments& args);
+// Where the file of `seed` goes in a batch of `count`: `path` itself for one image, else the seed
+// inserted before the extension ("out.png" -> "out-42.png", "out" -> "out-42").
+std::string batch_path(const std::string& path, std::uint64_t seed, int count);
 
 // An integer option; throws std::invalid_argument when it is not a number.
 int int_option(const Arguments& args, const std::string& name, int fallback);

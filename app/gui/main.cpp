@@ -10,6 +10,7 @@
 #include <QAction>
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QDialog>
 #include <QMenu>
 #include <QMenuBar>
 #include <QPainter>
@@ -34,26 +35,29 @@ struct Demo {
   QStringList edits;
   QStringList paints;  // "X,Y,R": a dab of radius R at image pixel (X, Y)
   QString nextPrompt;
+  QString livePrompt;  // with Live on, typed once the jobs are done; the screenshot shows its live preview
   int steps = 0;
   QSize size;
   QString device;
   bool attentionControl = false;
   bool overlay = false;
+  bool compare = false;  // View > Compare Before/After, the divider in the middle
   bool midEdit = false;  // the screenshot shows a step preview of the last edit, the job still running
   QString saveProject;   // saved there once the demo's jobs are done
   QString menu;          // a File submenu (its object name) shown open in the screenshot
+  QString dialog;        // an action (its object name) whose dialog is shown open: userGuideAction, shortcutsAction
   QString screenshot;
 };
 
 void saveScreenshot(MainWindow& window, const QString& file, int delayMs = 400) {
   // A short delay lets the layout settle after the last change (a new image, a tab switch).
   QTimer::singleShot(delayMs, &window, [&window, file] {
-    // Open menus are windows of their own: drawn over the window's picture where they are.
+    // Open menus and dialogs are windows of their own: drawn over the window's picture where they are.
     QPixmap shot = window.grab();
     QPainter painter(&shot);
     for (QWidget* top : QApplication::topLevelWidgets())
-      if (auto* menu = qobject_cast<QMenu*>(top); menu && menu->isVisible())
-        painter.drawPixmap(window.mapFromGlobal(menu->pos()), menu->grab());
+      if ((qobject_cast<QMenu*>(top) || qobject_cast<QDialog*>(top)) && top->isVisible())
+        painter.drawPixmap(window.mapFromGlobal(top->pos()), top->grab());
     painter.end();
     if (!shot.save(file)) {
       std::fprintf(stderr, "fisedit: could not write the screenshot to %s\n", qPrintable(file));
@@ -132,12 +136,25 @@ void runDemo(MainWindow& window, const Demo& demo) {
     if (demo.overlay) {
       if (auto* overlay = window.findChild<QAction*>(QStringLiteral("overlayAction"))) overlay->setChecked(true);
     }
+    if (demo.compare) {
+      if (auto* compare = window.findChild<QAction*>(QStringLiteral("compareAction"))) compare->setChecked(true);
+      window.canvas()->setCompareSplit(0.5);
+    }
     if (ok && !demo.paints.isEmpty()) paintDemoMask(window, demo.paints);
     if (ok && !demo.nextPrompt.isEmpty())
       window.promptEditor()->setPrompts(demo.nextPrompt, window.promptEditor()->negativePrompt());
     if (!ok) std::fprintf(stderr, "fisedit: the demo's job did not finish\n");
     if (ok && !demo.saveProject.isEmpty()) window.saveProject(demo.saveProject);
     if (!demo.menu.isEmpty()) openDemoMenu(window, demo.menu);
+    if (auto* action = window.findChild<QAction*>(demo.dialog); action && !demo.dialog.isEmpty()) action->trigger();
+    if (ok && !demo.livePrompt.isEmpty()) {
+      window.liveAction()->setChecked(true);
+      QObject::connect(&window, &MainWindow::liveEditShown, &window, [&window, file = demo.screenshot] {
+        if (!file.isEmpty()) saveScreenshot(window, file);
+      });
+      window.promptEditor()->setPrompts(demo.livePrompt, window.promptEditor()->negativePrompt());
+      return;
+    }
     if (!demo.screenshot.isEmpty()) saveScreenshot(window, demo.screenshot);
   });
   window.submit();
@@ -151,6 +168,7 @@ void whenSettled(MainWindow& window, const Demo& demo) {
       runDemo(window, demo);
     else if (!demo.screenshot.isEmpty()) {
       if (!demo.menu.isEmpty()) openDemoMenu(window, demo.menu);
+      if (auto* action = window.findChild<QAction*>(demo.dialog); action && !demo.dialog.isEmpty()) action->trigger();
       saveScreenshot(window, demo.screenshot);
     }
   };
@@ -195,6 +213,10 @@ int main(int argc, char* argv[]) {
   const auto size = hiddenOption(QStringLiteral("demo-size"), QStringLiteral("Size."), QStringLiteral("WxH"));
   const auto device = hiddenOption(QStringLiteral("demo-device"), QStringLiteral("cpu or auto."), QStringLiteral("D"));
   const auto overlay = hiddenOption(QStringLiteral("demo-overlay"), QStringLiteral("Show the changed region."));
+  const auto compare = hiddenOption(QStringLiteral("demo-compare"), QStringLiteral("Show the before/after split."));
+  const auto dialog = hiddenOption(QStringLiteral("demo-dialog"),
+                                   QStringLiteral("Show the dialog of the action NAME (userGuideAction, shortcutsAction) open."),
+                                   QStringLiteral("NAME"));
   const auto saveProject = hiddenOption(QStringLiteral("demo-save-project"),
                                         QStringLiteral("Save the history as a project to FILE once the demo is done."),
                                         QStringLiteral("FILE"));
@@ -209,11 +231,14 @@ int main(int argc, char* argv[]) {
                                   QStringLiteral("X,Y,R"));
   const auto next = hiddenOption(QStringLiteral("demo-next"), QStringLiteral("Then type PROMPT without submitting it."),
                                  QStringLiteral("PROMPT"));
+  const auto live = hiddenOption(QStringLiteral("demo-live"),
+                                 QStringLiteral("Then turn Live on and type PROMPT; the screenshot shows its live preview."),
+                                 QStringLiteral("PROMPT"));
   const auto windowSize = hiddenOption(QStringLiteral("window-size"),
                                        QStringLiteral("Start the window at WxH (screenshots of small screens)."),
                                        QStringLiteral("WxH"));
-  for (const auto& option : {screenshot, generate, edit, steps, size, device, attention, overlay, midEdit, saveProject,
-                             menu, paint, next, windowSize})
+  for (const auto& option : {screenshot, generate, edit, steps, size, device, attention, overlay, compare, midEdit,
+                             saveProject, menu, dialog, paint, next, live, windowSize})
     parser.addOption(option);
   parser.process(app);
 
@@ -227,11 +252,14 @@ int main(int argc, char* argv[]) {
   demo.device = parser.value(device);
   demo.attentionControl = parser.isSet(attention);
   demo.overlay = parser.isSet(overlay);
+  demo.compare = parser.isSet(compare);
+  demo.dialog = parser.value(dialog);
   demo.midEdit = parser.isSet(midEdit);
   demo.saveProject = parser.value(saveProject);
   demo.menu = parser.value(menu);
   demo.paints = parser.values(paint);
   demo.nextPrompt = parser.value(next);
+  demo.livePrompt = parser.value(live);
 
   MainWindow window;
   const QStringList windowWh = parser.value(windowSize).split(QLatin1Char('x'));

@@ -113,6 +113,8 @@ ImageParameters parse_a1111_parameters(const std::string& text) {
       sampler = value;
     } else if (key == "Schedule type") {
       schedule = value;
+    } else if (key == "Denoising strength") {
+      p.denoising_strength = number<float>(value);
     }
   }
   // A1111 1.9+ names the schedule apart; its single-name form appends it ("DPM++ 2M Karras").
@@ -132,6 +134,7 @@ std::string a1111_parameters(const GenerationRequest& r, const std::string& mode
   if (!r.negative_prompt.empty()) s << "Negative prompt: " << r.negative_prompt << "\n";
   s << "Steps: " << r.steps << ", Sampler: " << a1111_sampler_name(r.scheduler) << ", CFG scale: " << format_float(r.cfg_scale)
     << ", Seed: " << r.seed << ", Size: " << r.width << "x" << r.height << ", Model: " << model_name;
+  if (r.init_image) s << ", Denoising strength: " << format_float(r.strength);
   return s.str();
 }
 

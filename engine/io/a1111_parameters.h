@@ -15,6 +15,7 @@ std::string a1111_sampler_name(const std::string& scheduler);
 
 // The "parameters" text AUTOMATIC1111 writes into its PNGs (and reads back):
 //   prompt \n Negative prompt: ... \n Steps: N, Sampler: S, CFG scale: F, Seed: N, Size: WxH, Model: M
+// and for image to image (an init_image), as A1111's img2img tab: ..., Model: M, Denoising strength: F
 std::string a1111_parameters(const GenerationRequest& resolved, const std::string& model_name);
 
 // What a "parameters" text (ours or AUTOMATIC1111's, including its longer key lists and quoted values)
@@ -31,6 +32,7 @@ struct ImageParameters {
   std::optional<int> steps, width, height;
   std::optional<float> cfg_scale;
   std::optional<std::string> scheduler;  // one of scheduler_names()
+  std::optional<float> denoising_strength;  // "Denoising strength: 0.75": an image-to-image result
   std::string unknown_sampler;
 };
 ImageParameters parse_a1111_parameters(const std::string& text);

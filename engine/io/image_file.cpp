@@ -60,15 +60,27 @@ std::string read_all(const std::filesystem::path& path) {
 }  // namespace
 
 void write_png(const std::filesystem::path& path, const Image8& image, const TextChunks& text) {
+  std::string png;
+  try {
+    png = encode_png(image, text);
+  } catch (const Error& e) {
+    throw Error(e.code(), path.string() + ": " + e.what());
+  }
+  AtomicFile out(path);
+  out.write(reinterpret_cast<const std::byte*>(png.data()), png.size());
+  out.commit();
+}
+
+std::string encode_png(const Image8& image, const TextChunks& text) {
   if (image.width <= 0 || image.height <= 0 || (image.channels != 1 && image.channels != 3 && image.channels != 4) ||
       image.pixels.size() != static_cast<std::size_t>(image.width) * image.height * image.channels)
-    throw Error(ErrorCode::invalid_argument, path.string() + ": inconsistent image (" + std::to_string(image.width) + "x" +
-                                                 std::to_string(image.height) + "x" + std::to_string(image.channels) + ", " +
-                                                 std::to_string(image.pixels.size()) + " bytes)");
+    throw Error(ErrorCode::invalid_argument, "inconsistent image (" + std::to_string(image.width) + "x" +
+                                                 std::to_string(image.height) + "x" + std::to_string(image.channels) +
+                                                 ", " + std::to_string(image.pixels.size()) + " bytes)");
   int length = 0;
   unsigned char* encoded = stbi_write_png_to_mem(image.pixels.data(), image.width * image.channels, image.width,
                                                  image.height, image.channels, &length);
-  if (!encoded) throw Error(ErrorCode::out_of_memory, path.string() + ": PNG encoding failed");
+  if (!encoded) throw Error(ErrorCode::out_of_memory, "PNG encoding failed");
   std::string png(reinterpret_cast<const char*>(encoded), static_cast<std::size_t>(length));
   STBIW_FREE(encoded);
 
@@ -77,10 +89,7 @@ void write_png(const std::filesystem::path& path, const Image8& image, const Tex
   std::string texts;
   for (const auto& [keyword, value] : text) texts += text_chunk(keyword, value);
   png.insert(kAfterHeader, texts);
-
-  AtomicFile out(path);
-  out.write(reinterpret_cast<const std::byte*>(png.data()), png.size());
-  out.commit();
+  return png;
 }
 
 Image8 read_png(const std::filesystem::path& path) {

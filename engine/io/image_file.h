@@ -21,6 +21,9 @@ using TextChunks = std::vector<std::pair<std::string, std::string>>;  // keyword
 // Throws Error(invalid_argument) for an inconsistent image, Error(io) when the file cannot be written.
 // ASCII texts go in tEXt chunks, others in uncompressed iTXt (UTF-8), as PIL does for latin-1-unsafe text.
 void write_png(const std::filesystem::path& path, const Image8& image, const TextChunks& text = {});
+// The bytes write_png() writes, for a PNG that goes elsewhere than a file (the clipboard). Throws
+// Error(invalid_argument) for an inconsistent image.
+std::string encode_png(const Image8& image, const TextChunks& text = {});
 // The largest image side fisedit makes or reads, in pixels: generation sizes (the app, fisedit-cli) and
 // mask PNGs are refused above it (a 4096x4096 image already needs a 512x512 latent).
 inline constexpr int kMaxImageSide = 4096;

@@ -6,6 +6,8 @@
 #include "core/tensor.h"
 #include "io/image_file.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,7 +38,32 @@ struct GenerationRequest {
   int height = 0;
   // Unit-normal initial noise [1, 4, H/8, W/8] instead of the seed's (diffusers' `latents=` argument).
   std::optional<Tensor> initial_noise;
+  // Image to image (diffusers' StableDiffusionImg2ImgPipeline): the starting image, encoded by the
+  // VAE and noised to the step `strength` of the way up the schedule (img2img_start_step). Resolved,
+  // it is RGB at exactly width x height (StableDiffusion::resolve scales and centre-crops it; with no
+  // size given, the image's own size rounded down to multiples of 8, as diffusers does).
+  std::optional<Image8> init_image{};
+  float strength = 0.75f;        // (0, 1]; used only with init_image
+  std::string init_image_name{};  // where init_image came from (a file name), for display and records
 };
+
+// The first step an image-to-image run takes of a `steps`-step schedule, as diffusers' get_timesteps
+// (every fisedit sampler has order 1): init_timestep = min(int(steps * strength), steps), start =
+// steps - init_timestep. 0 without an init image. A strength so small that no step would run
+// (start == steps) is refused by StableDiffusion::resolve.
+// The strength is taken as the decimal it reads as (0.7f as 0.7, like the Python float a diffusers
+// user passes), so that 10 steps at 0.7 run 7 steps as there, not int(6.99999988) = 6.
+inline int img2img_start_step(int steps, float strength) {
+  char text[32];
+  const auto written = std::to_chars(text, text + sizeof text, strength);
+  double decimal = static_cast<double>(strength);
+  std::from_chars(text, written.ptr, decimal);
+  const int init_timestep = std::min(static_cast<int>(static_cast<double>(steps) * decimal), steps);
+  return std::max(steps - init_timestep, 0);
+}
+inline int start_step(const GenerationRequest& r) {
+  return r.init_image ? img2img_start_step(r.steps, r.strength) : 0;
+}
 
 enum class MaskMode { automatic, painted, intersect };
 

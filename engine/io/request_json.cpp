@@ -108,14 +108,19 @@ std::optional<MaskMode> mask_mode_from_name(std::string_view name) {
 }
 
 Json to_json(const GenerationRequest& r) {
-  return {{"prompt", r.prompt},
-          {"negative_prompt", r.negative_prompt},
-          {"seed", r.seed},
-          {"steps", r.steps},
-          {"cfg_scale", static_cast<double>(r.cfg_scale)},
-          {"scheduler", r.scheduler},
-          {"width", r.width},
-          {"height", r.height}};
+  Json json = {{"prompt", r.prompt},
+               {"negative_prompt", r.negative_prompt},
+               {"seed", r.seed},
+               {"steps", r.steps},
+               {"cfg_scale", static_cast<double>(r.cfg_scale)},
+               {"scheduler", r.scheduler},
+               {"width", r.width},
+               {"height", r.height}};
+  if (r.init_image || !r.init_image_name.empty()) {
+    json["init_image"] = r.init_image_name;
+    json["strength"] = static_cast<double>(r.strength);
+  }
+  return json;
 }
 
 GenerationRequest generation_request_from_json(const Json& json, const std::string& where) {
@@ -129,6 +134,11 @@ GenerationRequest generation_request_from_json(const Json& json, const std::stri
   r.scheduler = in.string(in.require("scheduler"));
   r.width = in.integer(in.require("width"));
   r.height = in.integer(in.require("height"));
+  // Image to image: the starting image's name and the strength; the pixels are the reader's to load.
+  if (const Json* v = in.find("init_image")) {
+    r.init_image_name = in.string(*v);
+    r.strength = in.number(in.require("strength"));
+  }
   return r;
 }
 

@@ -22,14 +22,18 @@ const char* mask_mode_name(MaskMode mode);
 std::optional<MaskMode> mask_mode_from_name(std::string_view name);
 
 // {"prompt", "negative_prompt", "seed", "steps", "cfg_scale", "scheduler", "width", "height"}. The
-// seed is an unsigned 64-bit integer, exact. initial_noise (a tensor) is not written.
+// seed is an unsigned 64-bit integer, exact. initial_noise (a tensor) is not written. An image-to-image
+// request (init_image, or an init_image_name) adds {"init_image": init_image_name, "strength"}: the
+// starting image's name, not its pixels (a project file stores those beside the node).
 nlohmann::json to_json(const GenerationRequest& request);
 
 // Those keys from `json`, an object that may hold others. All are required. Throws
 // Error(invalid_argument) "<where>: ..." naming the key that is missing or has the wrong type (a string
 // for the prompts and scheduler, an integer for seed, steps, width and height, a number for cfg_scale).
 // A negative seed is taken as the 64-bit pattern of an unsigned one (older project files stored seeds
-// bit-cast through a signed integer).
+// bit-cast through a signed integer). With "init_image" (a string) there, "strength" (a number) is
+// required too and init_image_name is set; init_image itself stays empty: the caller loads the pixels
+// (an image-to-image request without them is not the request that made the image).
 GenerationRequest generation_request_from_json(const nlohmann::json& json, const std::string& where);
 
 // The settings of an edit: {"mask_mode", "mask_margin", "detect_steps", "feather", "attention_control",

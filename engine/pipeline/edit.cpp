@@ -17,6 +17,7 @@ namespace fisedit {
 namespace {
 
 using pipeline_detail::Clock;
+using pipeline_detail::check_finite;
 using pipeline_detail::ms_since;
 
 void check_stop(const std::stop_token& stop) { pipeline_detail::check_stop(stop, "edit"); }
@@ -128,7 +129,11 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   GenerationRequest r = base.request;
   r.prompt = e.prompt;
   r.negative_prompt = e.negative_prompt;
-  const int steps = r.steps;
+  // An image-to-image base ran the schedule from step `start` (generation.h, CachedGeneration): the
+  // edit replays the same steps from the same noised image; `steps` counts the steps run, and the
+  // scheduler's index of step i is start + i.
+  const int start = start_step(r);
+  const int steps = r.steps - start;
   if (base.steps.size() != static_cast<std::size_t>(steps) || base.latents.size() != base.steps.size() + 1)
     throw Error(ErrorCode::invalid_argument, "the base generation has no activation cache to edit");
   if (e.mask_mode != MaskMode::automatic && !e.painted_mask)
@@ -170,7 +175,8 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   const auto cond = condition(r.prompt, r.negative_prompt, r.cfg_scale);
   gen.result.timings.text_encoder_ms = ms_since(t);
   auto scheduler = make_scheduler(r.scheduler, model_->scheduler);
-  scheduler->set_timesteps(steps);
+  scheduler->set_timesteps(r.steps);
+  if (start > 0) scheduler->set_begin_index(start);
   std::vector<float> x = base.latents.front();
   // An ancestral sampler's per-step noise: the base generation's, drawn from the same seeded stream in
   // the same order (one draw of the whole latent per step, detection and sparse steps alike), so the
@@ -194,7 +200,10 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
       record.explicit_cross_attention(control ? &source : nullptr, columns);
       out.stats.attention_control_steps += control;
     }
-    x = scheduler->step(predict(*scheduler, i, x, cond, r, &record), i, x);
+    const auto noise = predict(*scheduler, start + i, x, cond, r, &record);
+    check_finite(noise, i + 1, steps, "the U-Net's prediction");
+    x = scheduler->step(noise, start + i, x);
+    check_finite(x, i + 1, steps, "the latents after the sampler's step");
     spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     gen.latents.push_back(x);
     differences.push_back(channel_l1(x, base.latents[static_cast<std::size_t>(i) + 1], h * w));
@@ -227,9 +236,11 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     SparseStep step(cached, levels, gen.steps[static_cast<std::size_t>(i)], e.dense_reference,
                     &base.steps[static_cast<std::size_t>(i)]);
     host.prepare_ms += ms_since(t_step);
-    const auto noise = predict(*scheduler, i, x, cond, r, &step, &host);
+    const auto noise = predict(*scheduler, start + i, x, cond, r, &step, &host);
     t_step = Clock::now();
-    x = scheduler->step(noise, i, x);
+    check_finite(noise, i + 1, steps, "the U-Net's prediction");
+    x = scheduler->step(noise, start + i, x);
+    check_finite(x, i + 1, steps, "the latents after the sampler's step");
     if (i == k) out.stats.first_sparse_step_ms = ms_since(t);  // predict() ends with a download: synchronised
     spill.keep(gen.steps[static_cast<std::size_t>(i)]);
     keep_outside(x, base.latents[static_cast<std::size_t>(i) + 1], out.mask);

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/torch_random.h"
+#include "io/image_read.h"
 #include "models/text_encoder.h"
 #include "models/unet.h"
 #include "models/vae.h"
@@ -23,19 +24,10 @@ namespace fisedit {
 namespace {
 
 using pipeline_detail::Clock;
+using pipeline_detail::check_finite;
 using pipeline_detail::ms_since;
 
 void check_stop(const std::stop_token& stop) { pipeline_detail::check_stop(stop, "generation"); }
-
-// A NaN or infinity anywhere stops the generation rather than decoding it into a black image.
-void check_finite(const std::vector<float>& values, int step, int steps, const char* what) {
-  bool finite = true;
-  for (const float v : values) finite &= std::isfinite(v);
-  if (!finite)
-    throw Error(ErrorCode::invalid_argument, "step " + std::to_string(step) + " of " + std::to_string(steps) + ": " + what +
-                                                 " turned NaN or infinite (the model's weights or configs, or the "
-                                                 "sampler and step count, do not work together)");
-}
 
 std::string format_float(float v) {
   std::ostringstream s;
@@ -50,6 +42,7 @@ struct StableDiffusion::Components {
   TextEncoder text_encoder;
   UNet unet;
   VaeDecoder vae_decoder;
+  std::optional<VaeEncoder> vae_encoder{};  // built on the first image-to-image request
 };
 
 StableDiffusion::StableDiffusion(std::shared_ptr<const LoadedModel> model, Backend& backend)
@@ -71,6 +64,15 @@ StableDiffusion::~StableDiffusion() = default;
 
 GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
   const int default_size = model_->unet.sample_size * 8;
+  if (r.init_image) {
+    // diffusers' img2img makes the image's own size, rounded down to multiples of 8.
+    const Image8& image = *r.init_image;
+    if (image.width <= 0 || image.height <= 0 ||
+        image.pixels.size() != static_cast<std::size_t>(image.width) * image.height * image.channels)
+      throw Error(ErrorCode::invalid_argument, "the init image is empty or inconsistent");
+    if (r.width == 0) r.width = std::max(8, image.width / 8 * 8);
+    if (r.height == 0) r.height = std::max(8, image.height / 8 * 8);
+  }
   if (r.width == 0) r.width = default_size;
   if (r.height == 0) r.height = default_size;
   if (r.width < 0 || r.height < 0 || r.width % 8 || r.height % 8)
@@ -98,6 +100,15 @@ GenerationRequest StableDiffusion::resolve(GenerationRequest r) const {
                                                    ", expected " + shape_to_string(expected));
     for (const float v : r.initial_noise->to_f32())
       if (!std::isfinite(v)) throw Error(ErrorCode::invalid_argument, "initial noise holds NaN or infinity");
+  }
+  if (r.init_image) {
+    if (r.init_image->width != r.width || r.init_image->height != r.height || r.init_image->channels != 3)
+      r.init_image = fit_image(*r.init_image, r.width, r.height);
+    if (!(r.strength > 0.0f && r.strength <= 1.0f))
+      throw Error(ErrorCode::invalid_argument, "strength must be above 0 and at most 1 (got " + format_float(r.strength) + ")");
+    if (img2img_start_step(r.steps, r.strength) >= r.steps)
+      throw Error(ErrorCode::invalid_argument, "strength " + format_float(r.strength) + " with " + std::to_string(r.steps) +
+                                                   " steps runs no step (steps x strength must be at least 1)");
   }
   return r;
 }
@@ -236,6 +247,51 @@ void StableDiffusion::decode(const std::vector<float>& latents, std::int64_t h, 
     result.image.pixels[i] = static_cast<std::uint8_t>(std::nearbyint(255.0f * std::clamp(pixels[i] / 2.0f + 0.5f, 0.0f, 1.0f)));
 }
 
+const VaeEncoder& StableDiffusion::vae_encoder() {
+  if (!c_->vae_encoder) {
+    try {
+      c_->vae_encoder.emplace(backend_, model_->vae, model_->vae_weights);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string("image to image needs the VAE's encoder: ") + e.what());
+    }
+  }
+  return *c_->vae_encoder;
+}
+
+std::vector<float> StableDiffusion::encode_moments(const Image8& image) {
+  if (image.channels != 3 || image.width % 8 || image.height % 8 || image.width <= 0 || image.height <= 0 ||
+      image.pixels.size() != static_cast<std::size_t>(image.width) * image.height * 3)
+    throw Error(ErrorCode::invalid_argument, "the VAE encodes RGB images of multiples of 8 pixels (got " +
+                                                 std::to_string(image.width) + "x" + std::to_string(image.height) + "x" +
+                                                 std::to_string(image.channels) + ")");
+  const auto& encoder = vae_encoder();
+  // diffusers' VaeImageProcessor: x / 255 then 2x - 1, float32, NHWC here (channels-last activations).
+  std::vector<float> pixels(image.pixels.size());
+  for (std::size_t i = 0; i < pixels.size(); ++i) {
+    const float unit = static_cast<float>(image.pixels[i]) / 255.0f;
+    pixels[i] = 2.0f * unit - 1.0f;
+  }
+  const auto x = backend_.upload(Tensor::from_f32({1, image.height, image.width, 3}, pixels));
+  return backend_.download(backend_.nhwc_to_nchw(encoder.moments(x))).to_f32();
+}
+
+Tensor StableDiffusion::encode_image(const Image8& image) {
+  auto moments = encode_moments(image);
+  const std::int64_t c = model_->unet.in_channels, h = image.height / 8, w = image.width / 8;
+  moments.resize(static_cast<std::size_t>(c * h * w));  // the mean: the first half of the channels
+  for (auto& v : moments) v = model_->vae.scaling_factor * v;
+  return Tensor::from_f32({1, c, h, w}, moments);
+}
+
+Tensor StableDiffusion::init_image_latents(const GenerationRequest& request) {
+  const GenerationRequest r = resolve(request);
+  if (!r.init_image) throw Error(ErrorCode::invalid_argument, "the request has no init image");
+  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
+  std::vector<float> sample;
+  pipeline_detail::seeded_noise(r, c * h * w, nullptr, &sample);
+  return Tensor::from_f32({1, c, h, w}, img2img_latents(*r.init_image, sample));
+}
+
 Image8 StableDiffusion::decode_image(const Tensor& latents) {
   if (latents.rank() != 4 || latents.dim(0) != 1 || latents.dim(1) != model_->unet.in_channels)
     throw Error(ErrorCode::invalid_argument, "latents " + shape_to_string(latents.shape()) + " are not [1, " +
@@ -275,33 +331,45 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
   auto scheduler = make_scheduler(r.scheduler, model_->scheduler);
   scheduler->set_timesteps(r.steps);
   const std::int64_t n = model_->unet.in_channels * (r.height / 8) * (r.width / 8);
-  std::vector<float> latents;
-  scheduler->set_noise_generator(pipeline_detail::seeded_noise(r, n, &latents));
+  std::vector<float> latents, latent_sample;
+  scheduler->set_noise_generator(pipeline_detail::seeded_noise(r, n, &latents, &latent_sample));
   if (r.initial_noise) latents = r.initial_noise->to_f32();
-  for (auto& v : latents) v *= scheduler->init_noise_sigma();
+  // Image to image starts at step `start` from the encoded image noised to that step's level.
+  const int start = start_step(r);
+  const int run_steps = scheduler->num_steps() - start;
+  if (r.init_image) {
+    t = Clock::now();
+    const auto x0 = img2img_latents(*r.init_image, latent_sample);
+    result.timings.vae_ms += ms_since(t);
+    scheduler->set_begin_index(start);
+    latents = scheduler->add_noise(x0, latents, start);
+  } else {
+    for (auto& v : latents) v *= scheduler->init_noise_sigma();
+  }
   if (keep) {
     keep->request = r;
     keep->latents = {latents};
-    keep->steps.resize(static_cast<std::size_t>(scheduler->num_steps()));
+    keep->steps.resize(static_cast<std::size_t>(run_steps));
   }
 
   t = Clock::now();
-  CacheSpill spill(backend_, cache_device_budget_, scheduler->num_steps());
-  for (int i = 0; i < scheduler->num_steps(); ++i) {
+  CacheSpill spill(backend_, cache_device_budget_, run_steps);
+  for (int j = 0; j < run_steps; ++j) {
+    const int i = start + j;  // the scheduler's step; j indexes the run and its cache
     check_stop(stop);
     std::optional<SparseStep> record;
-    if (keep) record.emplace(keep->steps[static_cast<std::size_t>(i)]);
-    if (record && i < default_detection_steps(r.steps)) record->explicit_cross_attention();  // for attention control
+    if (keep) record.emplace(keep->steps[static_cast<std::size_t>(j)]);
+    if (record && j < default_detection_steps(run_steps)) record->explicit_cross_attention();  // for attention control
     const auto noise = predict(*scheduler, i, latents, cond, r, record ? &*record : nullptr);
-    check_finite(noise, i + 1, scheduler->num_steps(), "the U-Net's prediction");
+    check_finite(noise, j + 1, run_steps, "the U-Net's prediction");
     latents = scheduler->step(noise, i, latents);
-    check_finite(latents, i + 1, scheduler->num_steps(), "the latents after the sampler's step");
+    check_finite(latents, j + 1, run_steps, "the latents after the sampler's step");
     if (keep) {
-      spill.keep(keep->steps[static_cast<std::size_t>(i)]);
+      spill.keep(keep->steps[static_cast<std::size_t>(j)]);
       keep->latents.push_back(latents);
     }
     if (progress)
-      progress({i + 1, scheduler->num_steps(), ms_since(t0), latents, static_cast<int>(model_->unet.in_channels),
+      progress({j + 1, run_steps, ms_since(t0), latents, static_cast<int>(model_->unet.in_channels),
                 r.height / 8, r.width / 8});
   }
   result.timings.unet_ms = ms_since(t);
@@ -312,9 +380,27 @@ GenerationResult StableDiffusion::run(const GenerationRequest& request, const Pr
   NormTape tape;
   decode(latents, r.height / 8, r.width / 8, result, keep ? &tape : nullptr);
   if (keep) keep->decoder_norms = std::move(tape.stats);
-  result.timings.vae_ms = ms_since(t);
+  result.timings.vae_ms += ms_since(t);
   result.timings.total_ms = ms_since(t0);
   return result;
+}
+
+// diffusers' retrieve_latents(vae.encode(image), generator) * scaling_factor: the latent distribution
+// sampled, mean + exp(0.5 clamp(logvar, -30, 20)) * eps, with eps the generator's first draw.
+std::vector<float> StableDiffusion::img2img_latents(const Image8& image, const std::vector<float>& eps) {
+  const auto moments = encode_moments(image);
+  const std::size_t n = moments.size() / 2;
+  if (eps.size() != n)
+    throw Error(ErrorCode::invalid_argument, "image to image: the latent sample has " + std::to_string(eps.size()) +
+                                                 " values for " + std::to_string(n) + " latents");
+  std::vector<float> x(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    const float logvar = std::clamp(moments[n + k], -30.0f, 20.0f);
+    const float std_dev = std::exp(0.5f * logvar);
+    const float sample = moments[k] + std_dev * eps[k];
+    x[k] = sample * model_->vae.scaling_factor;
+  }
+  return x;
 }
 
 // The diffusers class a model's scheduler_config.json names -> our sampler. Samplers we do not
@@ -355,8 +441,13 @@ std::size_t CachedGeneration::cache_bytes_host() const {
 }
 
 bool edit_compatible(const GenerationRequest& a, const GenerationRequest& b) {
+  const bool same_start = a.init_image.has_value() == b.init_image.has_value() &&
+                          (!a.init_image || (a.strength == b.strength && a.init_image->width == b.init_image->width &&
+                                             a.init_image->height == b.init_image->height &&
+                                             a.init_image->channels == b.init_image->channels &&
+                                             a.init_image->pixels == b.init_image->pixels));
   return a.seed == b.seed && a.steps == b.steps && a.cfg_scale == b.cfg_scale && a.scheduler == b.scheduler &&
-         a.width == b.width && a.height == b.height && !a.initial_noise && !b.initial_noise;
+         a.width == b.width && a.height == b.height && !a.initial_noise && !b.initial_noise && same_start;
 }
 
 bool is_prompt_edit(const GenerationRequest& base, const GenerationRequest& next) {

@@ -25,6 +25,7 @@
 namespace fisedit {
 
 class Scheduler;
+class VaeEncoder;
 
 struct GenerationTimings {
   double text_encoder_ms = 0;
@@ -63,7 +64,10 @@ using ProgressCallback = std::function<void(const GenerationProgress&)>;
 struct CachedGeneration {
   GenerationRequest request;                 // resolved
   std::vector<std::vector<float>> latents;   // [steps + 1] x (4 * h * w): x before step i; the final latents last
-  std::vector<LayerRecord> steps;            // per step (cross-attention probabilities: default_detection_steps)
+  // per step run (cross-attention probabilities: default_detection_steps). An image-to-image run
+  // (request.init_image) takes steps start_step(request) .. request.steps - 1 only: `latents` and
+  // `steps` count from its first step, and latents.front() is the noised encoded image.
+  std::vector<LayerRecord> steps;
   std::vector<GroupNormStats> decoder_norms; // the VAE decoder's GroupNorm statistics, for decoding crops
   GenerationResult result;
   std::size_t cache_bytes() const;           // the layer records
@@ -154,6 +158,14 @@ public:
   Tensor encode_prompt(const std::string& text) const;
   // Final latents [1, C, h, w] through the VAE as a generation decodes them.
   Image8 decode_image(const Tensor& latents);
+  // An RGB image (multiples of 8 pixels) through the VAE's encoder: the latent distribution's mean
+  // times scaling_factor, [1, C, h, w], what decode_image turns back into about the same image (image
+  // to image itself samples the distribution, as diffusers: see img2img_latents).
+  Tensor encode_image(const Image8& image);
+  // The clean latents an image-to-image request starts from, [1, C, h, w], before add_noise: its
+  // (resolved) init image's latent distribution sampled with the seed's first draw, times
+  // scaling_factor. Throws Error(invalid_argument) for a request without an init image.
+  Tensor init_image_latents(const GenerationRequest& request);
 
 private:
   struct Components;
@@ -174,6 +186,13 @@ private:
   // or replays the decoder's GroupNorm statistics.
   void decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,
               NormTape* tape = nullptr);
+  // The VAE encoder, built on first use (text to image never needs it); throws Error naming what is missing.
+  const VaeEncoder& vae_encoder();
+  // The encoder's moments of an RGB image, [2C, h, w] flattened: the mean, then the log-variance.
+  std::vector<float> encode_moments(const Image8& image);
+  // An image-to-image run's clean latents: the distribution sampled with `eps` (the generator's first
+  // draw), times scaling_factor, as diffusers' prepare_latents.
+  std::vector<float> img2img_latents(const Image8& image, const std::vector<float>& eps);
   // The token ids the conditional item's context is encoded from, chunk after chunk as condition()
   // lays them out (with guidance, as many chunks as the longer of prompt and negative prompt).
   std::vector<std::int64_t> context_ids(const std::string& prompt, const std::string& negative, float cfg_scale) const;

@@ -68,4 +68,17 @@ std::vector<float> DdimScheduler::step(std::span<const float> model_output, int 
   return out;
 }
 
+// DDPM's add_noise, which DDIMScheduler shares: float32 alpha_bar at the step's timestep, ** 0.5 each.
+std::vector<float> DdimScheduler::add_noise(std::span<const float> x0, std::span<const float> noise, int i) const {
+  check_noise(i, x0, noise);
+  const float alpha = alphas_cumprod_.at(static_cast<std::size_t>(timesteps_[static_cast<std::size_t>(i)]));
+  const float a = std::sqrt(alpha), b = std::sqrt(1.0f - alpha);
+  std::vector<float> out(x0.size());
+  for (std::size_t k = 0; k < x0.size(); ++k) {
+    const float p = a * x0[k], q = b * noise[k];
+    out[k] = p + q;
+  }
+  return out;
+}
+
 }  // namespace fisedit

@@ -11,6 +11,7 @@ public:
   const char* name() const override { return "ddim"; }
   std::vector<float> step(std::span<const float> model_output, int step_index,
                           std::span<const float> x) override;
+  std::vector<float> add_noise(std::span<const float> x0, std::span<const float> noise, int step_index) const override;
 
 protected:
   void compute_timesteps(int steps) override;

@@ -99,7 +99,7 @@ std::vector<float> DpmSolverScheduler::predict_x0(std::span<const float> model_o
 std::vector<float> DpmSolverScheduler::step(std::span<const float> model_output, int i,
                                             std::span<const float> x) {
   check_step(i, model_output, x);
-  if (i == 0) previous_x0_.clear();
+  if (i == begin_index_) previous_x0_.clear();
   else if (i != next_step_)
     throw Error(ErrorCode::invalid_argument, "dpmpp2m: steps must run in order (expected step " +
                                                  std::to_string(next_step_) + ", got " +
@@ -137,6 +137,24 @@ std::vector<float> DpmSolverScheduler::step(std::span<const float> model_output,
   }
   previous_x0_ = std::move(x0);
   next_step_ = i + 1;
+  return out;
+}
+
+void DpmSolverScheduler::set_begin_index(int index) {
+  Scheduler::set_begin_index(index);
+  next_step_ = index;
+  previous_x0_.clear();  // diffusers' lower_order_nums counts from 0 at the first step taken
+}
+
+// diffusers: alpha_t, sigma_t = _sigma_to_alpha_sigma_t(sigmas[begin_index]); alpha_t x0 + sigma_t noise.
+std::vector<float> DpmSolverScheduler::add_noise(std::span<const float> x0, std::span<const float> noise, int i) const {
+  check_noise(i, x0, noise);
+  const AlphaSigma s = alpha_sigma(sigmas_[static_cast<std::size_t>(i)]);
+  std::vector<float> out(x0.size());
+  for (std::size_t k = 0; k < x0.size(); ++k) {
+    const float p = s.alpha * x0[k], q = s.sigma * noise[k];
+    out[k] = p + q;
+  }
   return out;
 }
 

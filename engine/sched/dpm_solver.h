@@ -17,6 +17,8 @@ public:
   const char* name() const override { return karras_ ? "dpmpp2m_karras" : "dpmpp2m"; }
   std::vector<float> step(std::span<const float> model_output, int step_index,
                           std::span<const float> x) override;
+  std::vector<float> add_noise(std::span<const float> x0, std::span<const float> noise, int step_index) const override;
+  void set_begin_index(int index) override;
 
 protected:
   void compute_timesteps(int steps) override;

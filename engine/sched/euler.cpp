@@ -126,4 +126,17 @@ std::vector<float> EulerScheduler::step(std::span<const float> model_output, int
   return out;
 }
 
+// diffusers (Euler and Euler ancestral): x0 + noise * sigmas[begin_index], variance-exploding latents
+// as they are (img2img does not multiply them by init_noise_sigma).
+std::vector<float> EulerScheduler::add_noise(std::span<const float> x0, std::span<const float> noise, int i) const {
+  check_noise(i, x0, noise);
+  const float sigma = sigmas_[static_cast<std::size_t>(i)];
+  std::vector<float> out(x0.size());
+  for (std::size_t k = 0; k < x0.size(); ++k) {
+    const float q = noise[k] * sigma;
+    out[k] = x0[k] + q;
+  }
+  return out;
+}
+
 }  // namespace fisedit

@@ -22,6 +22,7 @@ public:
   std::vector<float> scale_model_input(std::span<const float> x, int step_index) const override;
   std::vector<float> step(std::span<const float> model_output, int step_index,
                           std::span<const float> x) override;
+  std::vector<float> add_noise(std::span<const float> x0, std::span<const float> noise, int step_index) const override;
   bool ancestral() const override { return variant_ == Variant::ancestral; }
 
 protected:

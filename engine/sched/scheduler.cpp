@@ -31,6 +31,27 @@ void Scheduler::set_timesteps(int steps) {
                       " training timesteps (check steps_offset)");
     }
   }
+  begin_index_ = 0;
+}
+
+void Scheduler::set_begin_index(int index) {
+  if (timesteps_.empty())
+    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": set_timesteps was not called");
+  if (index < 0 || index >= num_steps())
+    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": start step " + std::to_string(index) +
+                                                 " outside 0.." + std::to_string(num_steps() - 1));
+  begin_index_ = index;
+}
+
+void Scheduler::check_noise(int i, std::span<const float> x0, std::span<const float> noise) const {
+  if (timesteps_.empty())
+    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": set_timesteps was not called");
+  if (i < 0 || i >= num_steps())
+    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": step " + std::to_string(i) +
+                                                 " outside 0.." + std::to_string(num_steps() - 1));
+  if (x0.size() != noise.size())
+    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": add_noise of " + std::to_string(x0.size()) +
+                                                 " latents with " + std::to_string(noise.size()) + " noise values");
 }
 
 std::vector<float> Scheduler::scale_model_input(std::span<const float> x, int step_index) const {

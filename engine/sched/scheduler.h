@@ -13,6 +13,13 @@
 //     x = sched->step(out, i, x);
 //   }
 //
+// Image to image (diffusers' StableDiffusionImg2ImgPipeline) starts at a later step `start`:
+//
+//   sched->set_timesteps(steps);
+//   sched->set_begin_index(start);                     // img2img_start_step(steps, strength), io/request.h
+//   x = sched->add_noise(image_latents, noise, start);  // no init_noise_sigma
+//   for (int i = start; i < sched->num_steps(); ++i) ...
+//
 // Latents are flat float32 spans (any shape: every operation is elementwise).
 #include "core/torch_random.h"
 #include "io/model_config.h"
@@ -52,6 +59,17 @@ public:
   virtual std::vector<float> step(std::span<const float> model_output, int step_index,
                                   std::span<const float> x) = 0;
 
+  // Image to image (diffusers' StableDiffusionImg2ImgPipeline): the run starts at step `index` of the
+  // set_timesteps schedule instead of 0, as diffusers' set_begin_index; multistep samplers start
+  // their history empty there (DPM++ 2M's first step is first order). set_timesteps resets it to 0.
+  virtual void set_begin_index(int index);
+  int begin_index() const { return begin_index_; }
+  // diffusers' scheduler.add_noise(x0, noise, timesteps[step_index]): x0 brought to the noise level of
+  // step `step_index`, in each sampler's own convention for latents (DDIM and DPM-Solver:
+  // sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) noise; Euler: x0 + sigma noise, no init_noise_sigma).
+  virtual std::vector<float> add_noise(std::span<const float> x0, std::span<const float> noise,
+                                       int step_index) const = 0;
+
   // Whether step() adds fresh noise (Euler ancestral): then the result depends on the generator's
   // state, and an edit that replays the steps must hand over the generation's generator as it was.
   virtual bool ancestral() const { return false; }
@@ -67,12 +85,15 @@ protected:
   virtual void compute_timesteps(int steps) = 0;
   // Throws unless set_timesteps ran, i is a valid step and the two spans match in size.
   void check_step(int i, std::span<const float> model_output, std::span<const float> x) const;
+  // The same for add_noise.
+  void check_noise(int i, std::span<const float> x0, std::span<const float> noise) const;
 
   SchedulerConfig config_;
   std::vector<float> alphas_cumprod_;  // per training timestep, float32 as diffusers holds them
   std::vector<std::int64_t> timesteps_;
   std::vector<float> model_timesteps_;
   std::optional<TorchGenerator> generator_;
+  int begin_index_ = 0;
 };
 
 // name: "ddim", "dpmpp2m", "euler" (diffusers' DDIMScheduler, DPMSolverMultistepScheduler,

@@ -45,6 +45,8 @@ echo iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQA
 for f in "$reference"/**/*.png docs/images/*.png; do
   if [ "$(stat -c %s "$f")" -le 65536 ]; then seed "$work/png" "$f"; fi
 done
+# A 4x4 colour JPEG (stb_image_write, quality 90) for read_image's JPEG path (fuzz_png.cpp).
+echo /9j/4AAQSkZJRgABAQAAAQABAAD/2wCEAAMCAgMCAgMDAwMEAwMEBQgFBQQEBQoHBwYIDAoMDAsKCwsNDhIQDQ4RDgsLEBYQERMUFRUVDA8XGBYUGBIUFRQBAwQEBQQFCQUFCRQNCw0UFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFP/AABEIAAQABAMBIgACEQEDEQH/xAGiAAABBQEBAQEBAQAAAAAAAAAAAQIDBAUGBwgJCgsQAAIBAwMCBAMFBQQEAAABfQECAwAEEQUSITFBBhNRYQcicRQygZGhCCNCscEVUtHwJDNicoIJChYXGBkaJSYnKCkqNDU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVmZ2hpanN0dXZ3eHl6g4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2drh4uPk5ebn6Onq8fLz9PX29/j5+gEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoLEQACAQIEBAMEBwUEBAABAncAAQIDEQQFITEGEkFRB2FxEyIygQgUQpGhscEJIzNS8BVictEKFiQ04SXxFxgZGiYnKCkqNTY3ODk6Q0RFRkdISUpTVFVWV1hZWmNkZWZnaGlqc3R1dnd4eXqCg4SFhoeIiYqSk5SVlpeYmZqio6Slpqeoqaqys7S1tre4ubrCw8TFxsfIycrS09TV1tfY2dri4+Tl5ufo6ery8/T19vf4+fr/2gAMAwEAAhEDEQA/APePBH7Enwm/4R63/wCKf/8AHl9v9mt7/hiT4Tf9C/8A+PL/APE1614I/wCRet/8+lb1dJzn/9k= | base64 -d >"$work/png/4x4.jpg"
 # Projects: a generation and an edit of it (version 2, snake_case), and the same in version 1's camelCase.
 png1=iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==
 project() {  # project VERSION NEGATIVE_KEY CFG_KEY MODE_KEY
@@ -54,6 +56,8 @@ project() {  # project VERSION NEGATIVE_KEY CFG_KEY MODE_KEY
 }
 project 2 negative_prompt cfg_scale mask_mode >"$work/project/v2"
 project 1 negativePrompt cfgScale maskMode >"$work/project/v1"
+# With a batch tag (one Generate's images; project_file.cpp reads it strictly).
+sed 's/"id":1,"parent":null,/"id":1,"parent":null,"batch":{"id":77,"index":1,"size":2},/' "$work/project/v2" >"$work/project/v2-batch"
 printf 'a (red:1.3) cat, [blue] ((dog)) \\(x\\)\nNegative prompt: ugly\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Model: m' \
   >"$work/prompt/a1111"
 
