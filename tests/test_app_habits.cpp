@@ -34,10 +34,11 @@ using fisedit::ui::MainWindow;
 
 namespace {
 
+using fisedit::test::kBlueHouse;
+using fisedit::test::kHouse;
 using fisedit::test::submitPrompt;
+using fisedit::test::toyModel;
 
-const QString kRedHouse = QStringLiteral("a red house at the center, sand background");
-const QString kBlueHouse = QStringLiteral("a blue house at the center, sand background");
 
 template <typename T>
 T* named(const QObject& parent, const char* name) {
@@ -101,7 +102,7 @@ private slots:
     w.resize(1280, 800);
     w.show();
     QVERIFY(QTest::qWaitForWindowExposed(&w));
-    QVERIFY(fisedit::test::prepareWindow(w, QStringLiteral(FISEDIT_TOYWORLD_MODEL_DIR)));
+    QVERIFY(fisedit::test::prepareWindow(w, toyModel()));
     w.parameters()->setSteps(10);
     w.parameters()->setSize(256, 256);  // the model's own: smaller, the house is too small to compare
     // Nothing to copy or compare yet.
@@ -110,7 +111,7 @@ private slots:
       QVERIFY2(action, name);
       QVERIFY2(!action->isEnabled(), name);
     }
-    QVERIFY(submitPrompt(w, kRedHouse));
+    QVERIFY(submitPrompt(w, kHouse));
     QVERIFY(submitPrompt(w, kBlueHouse));
     QVERIFY(w.history()->record(*w.history()->currentNode())->isEdit());
   }

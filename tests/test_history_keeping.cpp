@@ -50,14 +50,13 @@ namespace {
 
 using fisedit::test::kJobTimeoutMs;
 using fisedit::test::submitPrompt;
+using fisedit::test::kBlueHouse;
+using fisedit::test::kGreenHouse;
+using fisedit::test::kHouse;
+using fisedit::test::kHouseAndTree;
 using fisedit::test::tinyModel;
+using fisedit::test::toyModel;
 
-QString toyModel() { return QStringLiteral(FISEDIT_TOYWORLD_MODEL_DIR); }
-
-const QString kHouse = QStringLiteral("a red house at the center, sand background");
-const QString kGreenHouse = QStringLiteral("a green house at the center, sand background");
-const QString kBlueHouse = QStringLiteral("a blue house at the center, sand background");
-const QString kHouseAndTree = QStringLiteral("a red house at the center and a green tree at the top left, sand background");
 
 bool prepare(MainWindow& window, const QString& model) { return fisedit::test::prepareWindow(window, model); }
 

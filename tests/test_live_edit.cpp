@@ -26,11 +26,12 @@ using fisedit::ui::MainWindow;
 namespace {
 
 using fisedit::test::kJobTimeoutMs;
+using fisedit::test::kBlueHouse;
+using fisedit::test::kGreenHouse;
+using fisedit::test::kHouse;
 using fisedit::test::submitPrompt;
+using fisedit::test::toyModel;
 
-const QString kHouse = QStringLiteral("a red house at the center, sand background");
-const QString kGreenHouse = QStringLiteral("a green house at the center, sand background");
-const QString kBlueHouse = QStringLiteral("a blue house at the center, sand background");
 
 QImage rgb(const QImage& image) { return image.convertToFormat(QImage::Format_RGB888); }
 
@@ -78,7 +79,7 @@ private slots:
     auto* check = w.findChild<QCheckBox*>(QStringLiteral("liveCheck"));
     QVERIFY(check && !check->isChecked());
     QVERIFY(!live->isEnabled() && !check->isEnabled());  // nothing to edit yet
-    QVERIFY(fisedit::test::prepareWindow(w, QStringLiteral(FISEDIT_TOYWORLD_MODEL_DIR)));
+    QVERIFY(fisedit::test::prepareWindow(w, toyModel()));
     QVERIFY(!live->isEnabled());
     QVERIFY(submitPrompt(w, kHouse));
     QVERIFY(live->isEnabled() && check->isEnabled());
@@ -181,7 +182,7 @@ private slots:
     MainWindow w;
     w.show();
     QVERIFY(QTest::qWaitForWindowActive(&w));
-    QVERIFY(fisedit::test::prepareWindow(w, QStringLiteral(FISEDIT_TOYWORLD_MODEL_DIR)));
+    QVERIFY(fisedit::test::prepareWindow(w, toyModel()));
     QVERIFY(submitPrompt(w, kHouse));
     const quint64 first = *w.history()->currentNode();
     QVERIFY(submitPrompt(w, kGreenHouse));
@@ -241,7 +242,7 @@ private slots:
     MainWindow w;
     w.show();
     QVERIFY(QTest::qWaitForWindowActive(&w));
-    QVERIFY(fisedit::test::prepareWindow(w, QStringLiteral(FISEDIT_TOYWORLD_MODEL_DIR)));
+    QVERIFY(fisedit::test::prepareWindow(w, toyModel()));
     QVERIFY(submitPrompt(w, kHouse));
     w.liveAction()->setChecked(true);
     {

@@ -44,13 +44,12 @@ namespace {
 
 using fisedit::test::kJobTimeoutMs;
 using fisedit::test::submitPrompt;
+using fisedit::test::kHouse;
+using fisedit::test::kHouseAndTree;
 using fisedit::test::tinyModel;
-
-QString toyModel() { return QStringLiteral(FISEDIT_TOYWORLD_MODEL_DIR); }
+using fisedit::test::toyModel;
 
 // Prompts in the toy world's grammar (engine/toyworld/world.h), so that edits change what the model draws.
-const QString kHouse = QStringLiteral("a red house at the center, sand background");
-const QString kHouseAndTree = QStringLiteral("a red house at the center and a green tree at the top left, sand background");
 const QString kHouseTreeAndBoat =
     QStringLiteral("a red house at the center and a green tree at the top left and a blue boat at the bottom, sand background");
 const QString kHouseTreeAndStar =

@@ -12,6 +12,8 @@ namespace fisedit::test {
 
 QString tinyModel() { return QString::fromStdString((reference_dir() / "tiny-sd2/model").string()); }
 
+QString toyModel() { return QStringLiteral(FISEDIT_TOYWORLD_MODEL_DIR); }
+
 bool prepareWindow(ui::MainWindow& window, const QString& model) {
   QSignalSpy loaded(&window, &ui::MainWindow::modelLoaded);
   QSignalSpy ready(&window, &ui::MainWindow::engineReady);
