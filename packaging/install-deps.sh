@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   qt6-base-dev qt6-base-dev-tools libgl-dev
-  libopencv-dev nlohmann-json3-dev libstb-dev libopenblas-dev libicu-dev zlib1g-dev
+  libopencv-dev nlohmann-json3-dev libstb-dev libturbojpeg0-dev libopenblas-dev libicu-dev zlib1g-dev
   xvfb xauth
   dpkg-dev file
   clang libclang-rt-dev

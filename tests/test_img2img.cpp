@@ -408,6 +408,27 @@ private slots:
                    std::string(e.what()).find("larger than") != std::string::npos,
                e.what());
     }
+    // A Huffman table claiming 512 codes (16 counts of 32), and code bits that run out mid-block: Debian's
+    // stb_image 2.27 decoded both with undefined behaviour (found by fuzz_png, UBSan); libjpeg-turbo
+    // refuses them, naming the file.
+    const auto dht = bytes.find("\xff\xc4", 2);
+    QVERIFY(dht != std::string::npos);
+    std::string overfull = bytes;
+    for (std::size_t i = 0; i < 16; ++i) overfull[dht + 5 + i] = static_cast<char>(32);
+    std::ofstream(dir / "huffman.jpg", std::ios::binary) << overfull;
+    const auto sos = bytes.find("\xff\xda", 2);
+    QVERIFY(sos != std::string::npos);
+    std::string garbled = bytes;
+    for (std::size_t i = sos + 14; i + 2 < garbled.size(); ++i) garbled[i] = static_cast<char>(0xfe);
+    std::ofstream(dir / "garbled.jpg", std::ios::binary) << garbled;
+    for (const char* name : {"huffman.jpg", "garbled.jpg"}) {
+      try {
+        read_image(dir / name);
+        QFAIL(qPrintable(QStringLiteral("read %1").arg(QLatin1String(name))));
+      } catch (const Error& e) {
+        QVERIFY2(std::string(e.what()).find(std::string(name) + ": not a readable JPEG (") != std::string::npos, e.what());
+      }
+    }
   }
 
   void cli_end_to_end() {

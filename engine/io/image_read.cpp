@@ -1,5 +1,5 @@
-// Starting images (image_read.h): JPEG through stb_image (a JPEG-only instance of it beside
-// image_file.cpp's PNG-only one), RGB conversion and the fit to a generation's size.
+// Starting images (image_read.h): JPEG through libjpeg-turbo's TurboJPEG API (PNG is image_file.cpp's,
+// through stb_image), RGB conversion and the fit to a generation's size.
 #include "io/image_read.h"
 
 #include "core/error.h"
@@ -10,14 +10,11 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_STATIC
-#define STBI_ONLY_JPEG
-#define STBI_NO_STDIO
-#include <stb_image.h>
+#include <turbojpeg.h>
 
 namespace fisedit {
 namespace {
@@ -78,34 +75,31 @@ Taps triangle_taps(int n_in, double start, double length, int n_out) {
 
 Image8 read_jpeg(const std::filesystem::path& path) {
   const auto bytes = read_all(path);
-  const auto failure = [] {
-    const char* reason = stbi_failure_reason();
-    return std::string(reason ? reason : "unknown reason");
-  };
-  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<unsigned long>::max() / 2))
     throw Error(ErrorCode::corrupt_file, path.string() + ": " + std::to_string(bytes.size()) + " bytes, too large for a JPEG fisedit reads");
   if (!is_jpeg(bytes)) throw Error(ErrorCode::corrupt_file, path.string() + ": not a JPEG file");
-  int w = 0, h = 0, c = 0;
-  const auto* begin = reinterpret_cast<const stbi_uc*>(bytes.data());
-  const int size = static_cast<int>(bytes.size());
+  const std::unique_ptr<void, int (*)(tjhandle)> decoder(tjInitDecompress(), tjDestroy);
+  if (!decoder) throw Error(ErrorCode::io, path.string() + ": the JPEG decoder could not start (" + tjGetErrorStr2(nullptr) + ")");
+  tjhandle tj = decoder.get();
+  const auto failure = [&] { return path.string() + ": not a readable JPEG (" + tjGetErrorStr2(tj) + ")"; };
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto size = static_cast<unsigned long>(bytes.size());
   // The size from the frame header, before a pixel is decoded: a small file can claim a huge image.
-  if (!stbi_info_from_memory(begin, size, &w, &h, &c))
-    throw Error(ErrorCode::corrupt_file, path.string() + ": not a readable JPEG (" + failure() + ")");
+  int w = 0, h = 0, subsampling = 0, colorspace = 0;
+  if (tjDecompressHeader3(tj, data, size, &w, &h, &subsampling, &colorspace) != 0) throw Error(ErrorCode::corrupt_file, failure());
   if (w <= 0 || h <= 0 || w > kMaxImageSide || h > kMaxImageSide)
     throw Error(ErrorCode::corrupt_file, path.string() + ": image is " + std::to_string(w) + "x" + std::to_string(h) +
                                              " pixels, larger than the " + std::to_string(kMaxImageSide) + "x" +
                                              std::to_string(kMaxImageSide) + " fisedit reads");
-  if (c != 1 && c != 3)
-    throw Error(ErrorCode::corrupt_file, path.string() + ": a JPEG with " + std::to_string(c) + " components (fisedit reads grey and colour JPEGs)");
-  int w2 = 0, h2 = 0, c2 = 0;
-  unsigned char* data = stbi_load_from_memory(begin, size, &w2, &h2, &c2, c);
-  if (!data) throw Error(ErrorCode::corrupt_file, path.string() + ": not a readable JPEG (" + failure() + ")");
-  if (w2 != w || h2 != h) {
-    stbi_image_free(data);
-    throw Error(ErrorCode::corrupt_file, path.string() + ": JPEG size changed while decoding");
-  }
-  Image8 image{w, h, c, std::vector<std::uint8_t>(data, data + static_cast<std::size_t>(w) * h * c)};
-  stbi_image_free(data);
+  if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK)
+    throw Error(ErrorCode::corrupt_file, path.string() + ": a CMYK JPEG (fisedit reads grey and colour JPEGs: save it as RGB)");
+  const bool grey = colorspace == TJCS_GRAY;
+  const int c = grey ? 1 : 3;
+  Image8 image{w, h, c, std::vector<std::uint8_t>(static_cast<std::size_t>(w) * h * c)};
+  // Corrupt or cut-short data is refused (TJFLAG_STOPONWARNING), not decoded into a half-grey picture.
+  if (tjDecompress2(tj, data, size, image.pixels.data(), w, 0, h, grey ? TJPF_GRAY : TJPF_RGB,
+                    TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0)
+    throw Error(ErrorCode::corrupt_file, failure());
   return image;
 }
 

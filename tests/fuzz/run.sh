@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (the `fuzz` preset: clang, ASan + UBSan) and runs each for SECONDS
 # (default 60) on corpora seeded from ../shared/reference and the project's own model files; fails on
-# any crash, leak or timeout. Usage: tests/fuzz/run.sh [SECONDS]   (docs/reliability.md)
+# any crash, leak or timeout. Usage: [FISEDIT_FUZZ_TARGETS="png ..."] tests/fuzz/run.sh [SECONDS]   (docs/reliability.md)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-60}"
@@ -19,6 +19,8 @@ bin=build/fuzz/tests/fuzz
 work=build/fuzz/corpus
 targets=(safetensors config_json tokenizer vocab png prompt project)
 for t in "${targets[@]}"; do mkdir -p "$work/$t"; done
+# FISEDIT_FUZZ_TARGETS="png prompt" runs those alone (all are seeded, as the seeds share files).
+read -r -a targets <<<"${FISEDIT_FUZZ_TARGETS:-${targets[*]}}"
 
 # Seeds: every file of the right kind, whole up to 1 MB (larger weights are cut to their first 64 KB,
 # which holds the header).
