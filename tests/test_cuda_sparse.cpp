@@ -10,6 +10,8 @@
 
 #include <QtTest>
 
+#include <cuda_runtime.h>
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -162,6 +164,135 @@ private slots:
       if (sparse.changed_region.pixels[p] == 0)
         for (int c = 0; c < 3; ++c) changed += base.result.image.pixels[p * 3 + c] != sparse.generation.result.image.pixels[p * 3 + c];
     QCOMPARE(changed, 0);
+  }
+
+  // Batched device copies: more pairs than one launch carries, sizes that are no multiple of 16 bytes,
+  // sources and destinations at odd byte offsets.
+  void copy_into_many_pairs() {
+    std::mt19937 rng(11);
+    const auto block = [&](std::int64_t bytes) {
+      std::vector<std::int64_t> v(static_cast<std::size_t>(bytes));
+      for (auto& x : v) x = static_cast<std::int64_t>(rng() % 251);
+      return v;
+    };
+    const auto src_block = gpu_->upload(Tensor::from_i64({300000}, block(300000)));  // I32 on the device
+    auto dst_block = gpu_->allocate(DType::i32, {300000});
+    std::vector<Backend::TensorCopy> copies;
+    std::int64_t at = 0;
+    for (int k = 0; k < 300; ++k) {
+      const std::int64_t n = 1 + (k * 37) % 700 + (k % 7 == 0 ? 20000 : 0);
+      const auto bytes = static_cast<std::size_t>(at) * 4 + static_cast<std::size_t>(k % 3);  // odd offsets as U8 views
+      copies.push_back({src_block.view(bytes, DType::u8, {n}), dst_block.view(bytes + 1, DType::u8, {n})});
+      at += (n + 4) / 4 + 1;
+    }
+    QVERIFY(at < 300000);
+    gpu_->copy_into(copies);
+    gpu_->synchronize();
+    std::vector<std::uint8_t> src(300000 * 4), dst(300000 * 4);
+    QCOMPARE(cudaMemcpy(src.data(), src_block.data(), src.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    QCOMPARE(cudaMemcpy(dst.data(), dst_block.data(), dst.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    for (const auto& c : copies) {
+      const auto s0 = c.src.offset(), d0 = c.dst.offset();
+      for (std::int64_t i = 0; i < c.src.numel(); ++i)
+        if (src[s0 + static_cast<std::size_t>(i)] != dst[d0 + static_cast<std::size_t>(i)])
+          QFAIL(qPrintable(QStringLiteral("copy at %1, byte %2 differs").arg(s0).arg(i)));
+    }
+    // Mismatched pairs are refused before anything is queued.
+    const std::vector<Backend::TensorCopy> bad{{src_block.view(0, DType::u8, {8}), dst_block.view(0, DType::u8, {9})}};
+    QVERIFY_THROWS_EXCEPTION(Error, gpu_->copy_into(bad));
+  }
+
+  // A recording replays its ops on whatever its inputs hold at the time, and keeps the memory its ops
+  // allocated; an op that cannot be recorded (a download) leaves no recording and no error behind.
+  void record_and_replay() {
+    const std::int64_t n = 4096;
+    auto a = gpu_->allocate({n}), b = gpu_->allocate({n});
+    DeviceTensor out;
+    auto recording = gpu_->record([&] { out = gpu_->scale(gpu_->add(gpu_->activation(a, Activation::silu), b), 0.5f); });
+    QVERIFY(recording);
+    for (int round = 0; round < 3; ++round) {
+      const auto av = half_random(n, 20 + round), bv = half_random(n, 40 + round);
+      const std::vector<Backend::TensorCopy> in{{gpu_->upload(Tensor::from_f32({n}, av)), a},
+                                               {gpu_->upload(Tensor::from_f32({n}, bv)), b}};
+      gpu_->copy_into(in);
+      // Memory freed now must not be handed to anything the recording still writes.
+      auto other = gpu_->upload(Tensor::from_f32({n}, std::vector<float>(static_cast<std::size_t>(n), 7.0f)));
+      recording->replay();
+      const auto got = gpu_->download(out).to_f32();
+      const auto want = cpu_.download(cpu_.scale(cpu_.add(cpu_.activation(cpu_.upload(Tensor::from_f32({n}, av)), Activation::silu),
+                                                          cpu_.upload(Tensor::from_f32({n}, bv))),
+                                                 0.5f))
+                            .to_f32();
+      QVERIFY2(relative_l2(got, want) < 2e-3, qPrintable(QString::number(relative_l2(got, want))));
+      QCOMPARE(gpu_->download(other).to_f32()[0], 7.0f);
+    }
+    std::string why;
+    QVERIFY(!gpu_->record([&] { gpu_->download(a); }, &why));
+    QVERIFY(!why.empty());
+    qInfo("a download cannot be recorded: %s", why.c_str());
+    QCOMPARE(gpu_->download(gpu_->scale(a, 1.0f)).numel(), n);  // the stream works on
+    gpu_->set_profiling(true);
+    QVERIFY(!gpu_->record([&] { gpu_->scale(a, 2.0f); }));
+    gpu_->set_profiling(false);
+  }
+
+  // Sparse steps replayed from one recording give the edit that stepping op by op gives, bit for bit:
+  // latents, image and every record entry; also spilled, also an edit of the edit, also with a mask
+  // that covers whole levels.
+  void replayed_edit_equals_the_stepwise_edit() {
+    auto model = std::make_shared<LoadedModel>(load_model(test::reference_dir() / "tiny-sd2" / "model"));
+    StableDiffusion sd(model, *gpu_);
+    const auto base = sd.generate_cached({"a photo of a cat", "", 3, 8, 7.5f, "dpmpp2m", 192, 128, std::nullopt});
+    const auto records_equal = [&](const CachedGeneration& x, const CachedGeneration& y) {
+      for (std::size_t i = 0; i < x.steps.size(); ++i) {
+        for (std::size_t k = 0; k < x.steps[i].outputs.size(); ++k)
+          if (gpu_->download(x.steps[i].outputs[k]).to_f32() != gpu_->download(y.steps[i].outputs[k]).to_f32()) {
+            qWarning("step %zu, output %zu differs", i, k);
+            return false;
+          }
+        for (std::size_t k = 0; k < x.steps[i].norm_stats.size(); ++k)
+          if (gpu_->download(x.steps[i].norm_stats[k].mean).to_f32() != gpu_->download(y.steps[i].norm_stats[k].mean).to_f32() ||
+              gpu_->download(x.steps[i].norm_stats[k].var).to_f32() != gpu_->download(y.steps[i].norm_stats[k].var).to_f32()) {
+            qWarning("step %zu, statistics %zu differ", i, k);
+            return false;
+          }
+      }
+      return true;
+    };
+    EditRequest e{.prompt = "a photo of a cat wearing a hat"};
+    e.detect_steps = 1;
+    for (const bool spilled : {false, true})
+      for (const double fraction : {0.05, 0.6}) {
+        sd.set_cache_device_budget(spilled ? std::optional<std::size_t>(0) : std::nullopt);
+        const auto b0 = spilled ? sd.generate_cached(base.request) : base;
+        LatentMask mask{16, 24, std::vector<float>(16 * 24, 0.0f)};
+        for (std::int64_t y = 0; y < 16; ++y)
+          for (std::int64_t x = 0; x < 24; ++x)
+            if (y * 24 + x < static_cast<std::int64_t>(fraction * 16 * 24) && (x < 5 || fraction > 0.5))
+              mask.values[static_cast<std::size_t>(y * 24 + x)] = 1.0f;
+        e.mask_override = mask;
+        sd.set_replay_sparse_steps(true);
+        const auto replayed = sd.edit(b0, e);
+        sd.set_replay_sparse_steps(false);
+        const auto stepwise = sd.edit(b0, e);
+        const QString where = QStringLiteral("spilled %1, fraction %2").arg(spilled).arg(fraction);
+        QVERIFY2(replayed.stats.replay_note.empty(), replayed.stats.replay_note.c_str());
+        QCOMPARE(replayed.stats.replayed_steps, 8 - 1 - 1);
+        QCOMPARE(stepwise.stats.replayed_steps, 0);
+        QVERIFY2(replayed.generation.latents == stepwise.generation.latents, qPrintable(where));
+        QVERIFY2(replayed.generation.result.image.pixels == stepwise.generation.result.image.pixels, qPrintable(where));
+        QVERIFY2(records_equal(replayed.generation, stepwise.generation), qPrintable(where));
+        // The replayed edit's records serve the next edit as the stepwise one's do.
+        EditRequest next{.prompt = "a photo of a dog wearing a hat"};
+        next.detect_steps = 1;
+        sd.set_replay_sparse_steps(true);
+        const auto again = sd.edit(replayed.generation, next);
+        sd.set_replay_sparse_steps(false);
+        const auto again_stepwise = sd.edit(stepwise.generation, next);
+        QVERIFY2(again.generation.latents == again_stepwise.generation.latents, qPrintable(where));
+      }
+    sd.set_cache_device_budget(std::nullopt);
+    sd.set_replay_sparse_steps(true);
   }
 
   // Attention control on the GPU: with the prompt unchanged it reproduces the base exactly (the base

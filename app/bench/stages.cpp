@@ -208,10 +208,35 @@ nlohmann::json Stages::edit_steps() {
   };
   const auto recorded = time_repeats(backend_, s_.warmup, s_.repeat, explicit_step);
   const auto recorded_ops = profile(explicit_step);
+  // The same 5% sparse step recorded once and replayed (Backend::record, a CUDA graph): the device's
+  // own time for the step's ops, with no host enqueueing them (an edit adds its copies in and out).
+  nlohmann::json replay = {{"skipped", backend_.name() + " cannot record work"}};
+  if (backend_.can_record()) {
+    const auto sinusoids = backend_.upload(unet.time_sinusoids(std::span(&timestep, 1), 2));
+    LayerRecord replay_out;
+    {  // the plain step first: plans, levels and memos the recording finds
+      SparseStep step(record, five_levels, replay_out);
+      unet.forward_embedded(sample, sinusoids, context, &step);
+    }
+    std::string why;
+    Stats replay_enqueue;
+    auto recording = backend_.record(
+        [&] {
+          SparseStep step(record, five_levels, replay_out);
+          unet.forward_embedded(sample, sinusoids, context, &step);
+        },
+        &why);
+    if (recording) {
+      const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] { recording->replay(); }, &replay_enqueue);
+      replay = {{"edit_fraction", five.fraction()}, {"time_ms", to_json(time)}, {"enqueue_ms", to_json(replay_enqueue)}};
+    } else {
+      replay = {{"skipped", why}};
+    }
+  }
   return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}},
           {"recorded_explicit_step_ms", to_json(recorded)},
           {"profile_dense_step", dense_ops}, {"profile_sparse_step_5pct", sparse_ops},
-          {"profile_recorded_explicit_step", recorded_ops},
+          {"profile_recorded_explicit_step", recorded_ops}, {"replayed_sparse_step_5pct", replay},
           {"spill_steps", spill_steps(unet, sample, context, record)}, {"spill_edit", spill_edit()}};
 }
 
@@ -430,11 +455,35 @@ nlohmann::json Stages::edit_sizes() {
       allocations.push_back(static_cast<double>(st.driver_allocations));
       flushes.push_back(static_cast<double>(st.cache_flushes));
     }
+    // The same edits with every sparse step run op by op (no recorded replay): the baseline of the
+    // replay, and a check that both give the same latents bit for bit.
+    nlohmann::json stepwise;
+    if (sd.replay_sparse_steps() && backend_.can_record()) {
+      sd.set_replay_sparse_steps(false);
+      std::vector<double> step_total, step_per_step, step_enqueue;
+      EditResult plain;
+      sd.edit(base, e);  // warm-up
+      for (int i = 0; i < runs; ++i) {
+        plain = sd.edit(base, e);
+        const double sparse_steps = std::max(1, r.steps - plain.stats.detect_steps);
+        step_total.push_back(plain.stats.total_ms);
+        step_per_step.push_back(plain.stats.sparse_ms / sparse_steps);
+        step_enqueue.push_back(plain.stats.sparse_enqueue_ms / sparse_steps);
+      }
+      sd.set_replay_sparse_steps(true);
+      stepwise = {{"edit_ms", to_json(summarize(step_total))},
+                  {"sparse_step_ms", to_json(summarize(step_per_step))},
+                  {"sparse_enqueue_ms_per_step", to_json(summarize(step_enqueue))},
+                  {"same_latents_as_replayed", plain.generation.latents == last.generation.latents},
+                  {"same_image_as_replayed", plain.generation.result.image.pixels == last.generation.result.image.pixels}};
+    }
     // One whole edit of the first size op by op (host and device time of each op, timed alone): to set
     // beside the isolated sparse step's profile (edit stage), for what an op costs inside an edit.
     nlohmann::json edit_ops;
     if (rows.empty()) edit_ops = profile_ops(backend_, [&] { sd.edit(base, e); });
     const std::size_t cache = last.generation.cache_bytes();
+    const int replayed_steps = last.stats.replayed_steps;
+    const std::string replay_note = last.stats.replay_note;
     const Image8 sparse_image = last.generation.result.image, region = last.changed_region;
     last = {};
     auto dense = e;
@@ -443,6 +492,9 @@ nlohmann::json Stages::edit_sizes() {
     rows.push_back({{"edit_fraction", e.mask_override->fraction()},
                     {"requested_fraction", size},
                     {"detect_steps", reference.stats.detect_steps},
+                    {"replayed_steps", replayed_steps},
+                    {"replay_note", replay_note},
+                    {"stepwise", stepwise},
                     {"edit_ms", to_json(summarize(total))},
                     {"first_edit", {{"edit_ms", first.total_ms},
                                     {"detect_ms", first.detect_ms},

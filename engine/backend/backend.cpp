@@ -162,6 +162,39 @@ Tensor Backend::download(const DeviceTensor& t) {
   return Tensor::from_f32(t.shape(), values);
 }
 
+std::unique_ptr<Backend::Recording> Backend::record(const std::function<void()>& body, std::string* why) {
+  if (profiling_) {  // the profiler's events cannot live inside a recording
+    if (why) *why = "profiling is on";
+    return nullptr;
+  }
+  return record_impl(body, why);
+}
+
+std::unique_ptr<Backend::Recording> Backend::record_impl(const std::function<void()>&, std::string* why) {
+  if (why) *why = name() + " cannot record work";
+  return nullptr;
+}
+
+void Backend::copy_into(std::span<const TensorCopy> copies) {
+  const OpScope scope(*this, "copy_into");
+  for (const auto& c : copies) {
+    FISEDIT_REQUIRE(!c.src.empty() && !c.dst.empty(), "copy_into", "a source or destination is missing");
+    check_device("copy_into", c.src, "a source");
+    check_device("copy_into", c.dst, "a destination");
+    FISEDIT_REQUIRE(c.src.dtype() == c.dst.dtype() && c.src.shape() == c.dst.shape(), "copy_into",
+                    "source " + shapes(c.src) + " " + std::string(dtype_name(c.src.dtype())) + " and destination " +
+                        shapes(c.dst) + " " + std::string(dtype_name(c.dst.dtype())) + " differ");
+  }
+  if (!copies.empty()) copy_into_impl(copies);
+}
+
+void Backend::copy_into_impl(std::span<const TensorCopy> copies) {
+  for (const auto& c : copies) {
+    DeviceTensor dst = c.dst;
+    copy_impl(c.src, dst);
+  }
+}
+
 Backend::CopyFence Backend::copy_async(std::span<const TensorCopy> copies) {
   std::uint64_t bytes = 0;
   for (const auto& c : copies) {

@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -224,6 +225,27 @@ public:
   };
   CopyCounters copy_counters() const { return copy_counters_; }
 
+  // ---- Recorded work (optional): a step's ops replayed as one launch ---------------------------------
+  // The ops `body` queues, recorded instead of run (CUDA graphs), for replay() to run again and again.
+  // A replay reads and writes the very memory the recorded ops did: the caller refreshes the inputs in
+  // place (copy_into) and reads the outputs in place. Memory the body allocates, or frees, stays reserved
+  // for the recording until it is destroyed. Nothing runs until the first replay.
+  class Recording {
+  public:
+    virtual ~Recording() = default;
+    virtual void replay() = 0;
+  };
+  // Null when this backend cannot record (the CPU backend; any backend while profiling): `body` has not
+  // run. Also null, with the reason in `why`, when the device refused to record what `body` queued (an
+  // op that cannot be recorded) or `body` threw an Error while recording: then `body` ran on the host
+  // only and nothing it made holds data; run the work again without recording. Other exceptions pass.
+  std::unique_ptr<Recording> record(const std::function<void()>& body, std::string* why = nullptr);
+  // Optional: whether record() can work here at all (before preparing memory for it).
+  virtual bool can_record() const { return false; }
+  // Device-to-device copies in the computation's order (each pair of one dtype and shape, neither
+  // host-resident): a recording's inputs refreshed, or its outputs kept. One launch per 128 pairs on CUDA.
+  void copy_into(std::span<const TensorCopy> copies);
+
   // ---- Profiling --------------------------------------------------------------------------------
   struct OpTime {
     std::string op;
@@ -417,6 +439,10 @@ protected:
   // the host's.
   virtual void copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket);
   virtual void wait_copies_impl(std::uint64_t ticket) { (void)ticket; }
+  // Optional: the default cannot record (returns null without running body).
+  virtual std::unique_ptr<Recording> record_impl(const std::function<void()>& body, std::string* why);
+  // Optional: the default copies pair by pair with copy_impl.
+  virtual void copy_into_impl(std::span<const TensorCopy> copies);
   virtual void synchronize_copies_impl() {}
 
 private:

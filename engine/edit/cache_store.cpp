@@ -123,41 +123,43 @@ void CacheSpill::keep(LayerRecord& record) {
 CachePrefetch::CachePrefetch(Backend& b, const std::vector<LayerRecord>& steps, int depth)
     : b_(b), steps_(steps), slots_(static_cast<std::size_t>(std::max(2, depth))) {}
 
+std::optional<std::pair<std::int64_t, std::int64_t>> output_level(const DeviceTensor& output, const LatentMask& latent) {
+  // [N, H, W, C] says it; [N, H * W, C] is the level with that many positions (the levels' sizes fall
+  // by about 4x each, so at most one matches).
+  if (output.rank() == 4) return std::pair{output.dim(1), output.dim(2)};
+  if (output.rank() == 3)
+    for (std::int64_t lh = latent.height, lw = latent.width; lh > 0 && lw > 0; lh = (lh + 1) / 2, lw = (lw + 1) / 2) {
+      if (lh * lw == output.dim(1)) return std::pair{lh, lw};
+      if (lh == 1 && lw == 1) break;
+    }
+  return std::nullopt;
+}
+
+bool level_fully_covered(const LatentMask& latent, std::int64_t h, std::int64_t w) {
+  try {
+    const auto mask = level_mask(latent, h, w);
+    return std::all_of(mask.begin(), mask.end(), [](float v) { return v != 0.0f; });
+  } catch (const Error&) {
+    return false;  // not a level of this mask: read it, to be safe
+  }
+}
+
+bool read_by_edit(const DeviceTensor& output, const LatentMask& latent) {
+  const auto level = output_level(output, latent);
+  return !level || !level_fully_covered(latent, level->first, level->second);
+}
+
 bool CachePrefetch::read_by_edit(const DeviceTensor& output, SparseLevels* levels) {
   if (!levels) return true;
   if (covered_for_ != levels) {
     fully_covered_.clear();
     covered_for_ = levels;
   }
-  // The output's level: [N, H, W, C] says it; [N, H * W, C] is the level with that many positions
-  // (the levels' sizes fall by about 4x each, so at most one matches).
-  const LatentMask& latent = levels->latent();
-  std::int64_t h = -1, w = -1;
-  if (output.rank() == 4) {
-    h = output.dim(1);
-    w = output.dim(2);
-  } else if (output.rank() == 3) {
-    for (std::int64_t lh = latent.height, lw = latent.width; lh > 0 && lw > 0; lh = (lh + 1) / 2, lw = (lw + 1) / 2) {
-      if (lh * lw == output.dim(1)) {
-        h = lh;
-        w = lw;
-        break;
-      }
-      if (lh == 1 && lw == 1) break;
-    }
-  }
-  if (h < 0) return true;
-  auto it = fully_covered_.find({h, w});
-  if (it == fully_covered_.end()) {
-    bool full = false;
-    try {
-      const auto mask = level_mask(latent, h, w);
-      full = std::all_of(mask.begin(), mask.end(), [](float v) { return v != 0.0f; });
-    } catch (const Error&) {
-      full = false;  // not a level of this mask: read it, to be safe
-    }
-    it = fully_covered_.emplace(std::pair{h, w}, full).first;
-  }
+  const auto level = output_level(output, levels->latent());
+  if (!level) return true;
+  auto it = fully_covered_.find(*level);
+  if (it == fully_covered_.end())
+    it = fully_covered_.emplace(*level, level_fully_covered(levels->latent(), level->first, level->second)).first;
   return !it->second;
 }
 

@@ -62,6 +62,14 @@ private:
 // Returns the bytes moved.
 std::size_t spill_to_host(Backend& b, LayerRecord& record, std::size_t keep_on_device = 0);
 
+// The level (h, w) of a recorded output of this shape under this latent mask, if any.
+std::optional<std::pair<std::int64_t, std::int64_t>> output_level(const DeviceTensor& output, const LatentMask& latent);
+// Whether the mask covers every position of the level of size h x w.
+bool level_fully_covered(const LatentMask& latent, std::int64_t h, std::int64_t w);
+// Whether an edit with this mask reads a recorded output: all but those at a level the mask covers
+// entirely, which the edit recomputes (SparseStep); a shape that is no level of the mask is read.
+bool read_by_edit(const DeviceTensor& output, const LatentMask& latent);
+
 // The steps whose records spill whole before the others spill in part: an edit's default number of
 // dense detection steps (default_detection_steps: one per 20 steps, at least one), which read no record.
 int whole_spill_steps(int steps);

@@ -213,6 +213,23 @@ UNet& UNet::operator=(UNet&&) noexcept = default;
 
 DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> timesteps, const DeviceTensor& context,
                            SparseStep* s) {
+  require_input(sample.rank() == 4 && sample.dim(0) >= 1,
+                "sample " + shape_to_string(sample.shape()) + " is not [N, H, W, " + std::to_string(config_.in_channels) + "]");
+  return forward_embedded(sample, backend_->upload(time_sinusoids(timesteps, sample.dim(0))), context, s);
+}
+
+Tensor UNet::time_sinusoids(std::span<const float> timesteps, std::int64_t n) const {
+  const auto& c = config_;
+  require_input(timesteps.size() == 1 || timesteps.size() == static_cast<std::size_t>(n),
+                std::to_string(timesteps.size()) + " timesteps for a batch of " + std::to_string(n));
+  const std::int64_t c0 = c.block_out_channels[0];
+  std::vector<float> per_row(timesteps.begin(), timesteps.end());
+  if (per_row.size() == 1) per_row.assign(static_cast<std::size_t>(n), timesteps[0]);
+  return Tensor::from_f32({n, c0}, timestep_embedding(per_row, static_cast<int>(c0), c.flip_sin_to_cos, c.freq_shift));
+}
+
+DeviceTensor UNet::forward_embedded(const DeviceTensor& sample, const DeviceTensor& sinusoids,
+                                    const DeviceTensor& context, SparseStep* s) {
   Backend& b = *backend_;
   const auto& c = config_;
   const auto& L = *layers_;
@@ -221,19 +238,14 @@ DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> ti
   const std::int64_t n = sample.dim(0);
   require_input(sample.dim(1) > 0 && sample.dim(2) > 0,
                 "latent size " + std::to_string(sample.dim(1)) + "x" + std::to_string(sample.dim(2)) + " is empty");
-  require_input(timesteps.size() == 1 || timesteps.size() == static_cast<std::size_t>(n),
-                std::to_string(timesteps.size()) + " timesteps for a batch of " + std::to_string(n));
+  require_input(sinusoids.rank() == 2 && sinusoids.dim(0) == n && sinusoids.dim(1) == c.block_out_channels[0],
+                "timestep sinusoids " + shape_to_string(sinusoids.shape()) + " are not [" + std::to_string(n) + ", " +
+                    std::to_string(c.block_out_channels[0]) + "]");
   require_input(context.rank() == 3 && context.dim(0) == n && context.dim(2) == c.cross_attention_dim,
                 "context " + shape_to_string(context.shape()) + " is not [" + std::to_string(n) + ", L, " +
                     std::to_string(c.cross_attention_dim) + "]");
-
   // Every consumer of the time embedding (each resnet's time_emb_proj) takes SiLU(temb), so
   // linear_2 applies it once here.
-  const std::int64_t c0 = c.block_out_channels[0];
-  std::vector<float> per_row(timesteps.begin(), timesteps.end());
-  if (per_row.size() == 1) per_row.assign(static_cast<std::size_t>(n), timesteps[0]);
-  const auto sinusoids = b.upload(Tensor::from_f32(
-      {n, c0}, timestep_embedding(per_row, static_cast<int>(c0), c.flip_sin_to_cos, c.freq_shift)));
   const auto& te = L.time_embedding;
   const auto temb_silu =
       te.linear_2.forward(b, te.linear_1.forward(b, sinusoids, Activation::silu), Activation::silu);  // [N, C0] -> [N, 4 C0]

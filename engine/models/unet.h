@@ -37,6 +37,12 @@ public:
   // `step` (optional) records the call for later edits, or replays it as an edit: see edit/sparse_step.h.
   DeviceTensor forward(const DeviceTensor& sample, std::span<const float> timesteps, const DeviceTensor& context,
                        SparseStep* step = nullptr);
+  // The same in two parts, for a call replayed with new inputs in place (Backend::record): the
+  // timestep's sinusoids [N, block_out_channels[0]] on the host (one timestep for the batch, or one
+  // each), and the call given them on the device.
+  Tensor time_sinusoids(std::span<const float> timesteps, std::int64_t batch) const;
+  DeviceTensor forward_embedded(const DeviceTensor& sample, const DeviceTensor& sinusoids, const DeviceTensor& context,
+                                SparseStep* step = nullptr);
   // The same on host tensors: sample [N, in_channels, H, W] (NCHW, as diffusers takes it), context
   // [N, L, cross_attention_dim] -> float32 [N, out_channels, H, W].
   Tensor forward(const Tensor& sample, std::span<const float> timesteps, const Tensor& context);

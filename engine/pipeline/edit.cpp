@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "pipeline/generation.h"
 #include "pipeline/step_clock.h"
+#include "pipeline/step_replay.h"
 #include "sched/scheduler.h"
 #include "edit/cache_store.h"
 #include "edit/edit_mask.h"
@@ -229,14 +230,32 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   SparseLevels levels(out.mask, e.dense_levels_up_to.value_or(SparseLevels::default_dense_up_to()));
   const auto memory_before = backend_.device_memory();
   PredictTimes host;
+  // The first sparse step runs op by op (making the plans the later ones find); the others replay it.
+  std::optional<SparseStepReplay> replay;
+  if (replay_sparse_steps_ && !e.dense_reference && backend_.can_record())
+    replay.emplace(backend_, unet(), levels, cond.context);
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
     auto t_step = Clock::now();
-    const auto& cached = cache.acquire(static_cast<std::size_t>(i), &levels);  // queues step i + 1's copy
-    SparseStep step(cached, levels, gen.steps[static_cast<std::size_t>(i)], e.dense_reference,
-                    &base.steps[static_cast<std::size_t>(i)]);
-    host.prepare_ms += ms_since(t_step);
-    const auto noise = predict(*scheduler, start + i, x, cond, r, &step, &host);
+    const auto index = static_cast<std::size_t>(i);
+    const auto& cached = cache.acquire(index, &levels);  // queues step i + 1's copy
+    std::vector<float> noise;
+    bool replayed = false;
+    if (replay && i > k && !replay->failed()) {
+      const auto input = model_input(*scheduler, start + i, x, cond, r);
+      const float timestep = scheduler->model_timesteps()[static_cast<std::size_t>(start + i)];
+      host.prepare_ms += ms_since(t_step);
+      if (const auto prediction = replay->run(cached, base.steps[index], input, timestep, gen.steps[index])) {
+        noise = guided(*prediction, cond, r);
+        replayed = true;
+      }
+      t_step = Clock::now();
+    }
+    if (!replayed) {
+      SparseStep step(cached, levels, gen.steps[index], e.dense_reference, &base.steps[index]);
+      host.prepare_ms += ms_since(t_step);
+      noise = predict(*scheduler, start + i, x, cond, r, &step, &host);
+    }
     t_step = Clock::now();
     check_finite(noise, i + 1, steps, "the U-Net's prediction");
     x = scheduler->step(noise, start + i, x);
@@ -248,6 +267,12 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     if (progress)
       progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w), out.mask.values});
     out.stats.sparse_after_ms += ms_since(t_step);
+  }
+  if (replay) {
+    out.stats.replayed_steps = replay->replays();
+    if (replay->failed()) out.stats.replay_note = replay->why_not();
+    host.enqueue_ms += replay->times().enqueue_ms;
+    host.wait_ms += replay->times().wait_ms;
   }
   out.stats.sparse_prepare_ms = host.prepare_ms;
   out.stats.sparse_enqueue_ms = host.enqueue_ms;

@@ -196,16 +196,32 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
   return {backend_.upload(Tensor::from_f32({2, static_cast<std::int64_t>(slots) * chunk, hidden}, context)), true};
 }
 
-std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, const std::vector<float>& x,
-                                            const Conditioning& cond, const GenerationRequest& r, SparseStep* step,
-                                            PredictTimes* times) {
-  auto t0 = Clock::now();
-  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8, n = c * h * w;
+UNet& StableDiffusion::unet() { return c_->unet; }
+
+Tensor StableDiffusion::model_input(const Scheduler& scheduler, int i, const std::vector<float>& x,
+                                    const Conditioning& cond, const GenerationRequest& r) const {
+  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
   const std::int64_t batch = cond.guidance ? 2 : 1;
   const auto input = scheduler.scale_model_input(x, i);
   std::vector<float> batch_input = input;
   if (cond.guidance) batch_input.insert(batch_input.end(), input.begin(), input.end());
-  auto sample = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({batch, c, h, w}, batch_input)));
+  return Tensor::from_f32({batch, c, h, w}, batch_input);
+}
+
+std::vector<float> StableDiffusion::guided(const Tensor& out, const Conditioning& cond, const GenerationRequest& r) const {
+  const std::int64_t n = model_->unet.in_channels * (r.height / 8) * (r.width / 8);
+  const auto pred = out.to_f32();
+  std::vector<float> noise(pred.begin(), pred.begin() + n);
+  if (cond.guidance)  // uncond + scale * (cond - uncond)
+    for (std::int64_t j = 0; j < n; ++j) noise[j] = pred[j] + r.cfg_scale * (pred[n + j] - pred[j]);
+  return noise;
+}
+
+std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, const std::vector<float>& x,
+                                            const Conditioning& cond, const GenerationRequest& r, SparseStep* step,
+                                            PredictTimes* times) {
+  auto t0 = Clock::now();
+  auto sample = backend_.nchw_to_nhwc(backend_.upload(model_input(scheduler, i, x, cond, r)));
   const float timestep = scheduler.model_timesteps()[static_cast<std::size_t>(i)];
   if (times) {
     times->prepare_ms += ms_since(t0);
@@ -218,11 +234,7 @@ std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, c
   }
   const auto out = backend_.download(queued);
   if (times) times->wait_ms += ms_since(t0);
-  const auto pred = out.to_f32();
-  std::vector<float> noise(pred.begin(), pred.begin() + n);
-  if (cond.guidance)  // uncond + scale * (cond - uncond)
-    for (std::int64_t j = 0; j < n; ++j) noise[j] = pred[j] + r.cfg_scale * (pred[n + j] - pred[j]);
-  return noise;
+  return guided(out, cond, r);
 }
 
 void StableDiffusion::decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,

@@ -26,6 +26,7 @@ namespace fisedit {
 
 class Scheduler;
 class VaeEncoder;
+class UNet;
 
 struct GenerationTimings {
   double text_encoder_ms = 0;
@@ -92,6 +93,10 @@ struct EditStats {
   double sparse_prepare_ms = 0, sparse_enqueue_ms = 0, sparse_wait_ms = 0, sparse_after_ms = 0;
   // Device memory the edit had to ask the driver for (Backend::DeviceMemory): blocks, and emptied caches.
   std::size_t driver_allocations = 0, cache_flushes = 0;
+  // Sparse steps run as replays of one recorded step (pipeline/step_replay.h), and why none were
+  // when the backend could not record (empty when they were, or replay was off).
+  int replayed_steps = 0;
+  std::string replay_note;
 };
 
 struct EditResult {
@@ -137,6 +142,10 @@ public:
   // device memory): deeper lets the copies run further ahead, through the detection steps.
   void set_cache_prefetch_depth(int steps) { cache_prefetch_depth_ = std::max(2, steps); }
   int cache_prefetch_depth() const { return cache_prefetch_depth_; }
+  // Whether an edit replays its sparse steps as one recorded launch where the backend can record
+  // (pipeline/step_replay.h): on by default; off runs every step op by op (the benchmark's baseline).
+  void set_replay_sparse_steps(bool on) { replay_sparse_steps_ = on; }
+  bool replay_sparse_steps() const { return replay_sparse_steps_; }
 
   // The request with defaults filled in (size, scheduler), validated: throws Error(invalid_argument)
   // with a message naming the bad parameter.
@@ -182,6 +191,12 @@ private:
   };
   std::vector<float> predict(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
                              const GenerationRequest& r, SparseStep* step, PredictTimes* times = nullptr);
+  // predict()'s parts: the U-Net's input for step i [B, C, h, w] (the CFG batch), and the guided
+  // prediction from the U-Net's output.
+  Tensor model_input(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
+                     const GenerationRequest& r) const;
+  std::vector<float> guided(const Tensor& out, const Conditioning& cond, const GenerationRequest& r) const;
+  UNet& unet();
   // Latents [C, h, w] through the VAE: fills result.decoded and result.image (8h x 8w); `tape` keeps
   // or replays the decoder's GroupNorm statistics.
   void decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,
@@ -211,6 +226,7 @@ private:
   std::unique_ptr<Components> c_;
   std::optional<std::size_t> cache_device_budget_;
   int cache_prefetch_depth_ = 2;
+  bool replay_sparse_steps_ = true;
 };
 
 }  // namespace fisedit

@@ -31,6 +31,7 @@ public:
   std::string name() const override;  // e.g. "NVIDIA H100 80GB HBM3 (CUDA, float16)"
   DType activation_dtype() const override { return DType::f16; }
   void synchronize() override;
+  bool can_record() const override { return true; }
   DeviceTensor allocate(DType dtype, Shape shape) override;
   std::optional<DeviceMemory> device_memory() const override;
   void reset_device_peak() override;
@@ -89,6 +90,9 @@ protected:
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
   void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                              DeviceTensor& out) override;
+
+  std::unique_ptr<Recording> record_impl(const std::function<void()>& body, std::string* why) override;
+  void copy_into_impl(std::span<const TensorCopy> copies) override;
 
   void copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket) override;
   void wait_copies_impl(std::uint64_t ticket) override;

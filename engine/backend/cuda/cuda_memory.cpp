@@ -133,19 +133,52 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
     in_use_ += size;
     if (in_use_ > peak_) peak_ = in_use_;
   }
+  std::shared_ptr<DeviceBuffer> buffer;
   try {
-    return std::make_shared<PooledBuffer>(shared_from_this(), ptr, size, kind_ == Kind::pinned_host);
+    buffer = std::make_shared<PooledBuffer>(shared_from_this(), ptr, size, kind_ == Kind::pinned_host);
   } catch (...) {
     give_back(ptr, size);
     throw;
   }
+  const std::lock_guard lock(mutex_);
+  if (hold_) hold_->allocated_.push_back(buffer);
+  return buffer;
 }
 
 void MemoryPool::give_back(std::byte* ptr, std::size_t size) {
   const std::lock_guard lock(mutex_);
+  if (hold_) {  // still in use by recorded work: returned when the hold ends
+    hold_->given_back_.emplace_back(ptr, size);
+    return;
+  }
   in_use_ -= size;
   cached_ += size;
   free_.emplace(size, ptr);
+}
+
+std::shared_ptr<MemoryPool::Hold> MemoryPool::begin_hold() {
+  auto hold = std::shared_ptr<Hold>(new Hold(shared_from_this()));
+  const std::lock_guard lock(mutex_);
+  if (hold_) throw Error(ErrorCode::invalid_argument, "a recording of device work began inside another");
+  hold_ = hold.get();
+  return hold;
+}
+
+void MemoryPool::end_hold() {
+  const std::lock_guard lock(mutex_);
+  hold_ = nullptr;
+}
+
+MemoryPool::Hold::~Hold() {
+  allocated_.clear();  // blocks nobody else holds go back (to a newer hold, if one is active)
+  for (const auto& [ptr, size] : given_back_) pool_->give_back(ptr, size);
+}
+
+std::size_t MemoryPool::Hold::bytes() const {
+  std::size_t n = 0;
+  for (const auto& b : allocated_) n += b->size();
+  for (const auto& [ptr, size] : given_back_) n += size;
+  return n;
 }
 
 std::size_t MemoryPool::bytes_in_use() const {

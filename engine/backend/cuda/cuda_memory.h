@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 namespace fisedit::cuda {
@@ -41,6 +42,27 @@ public:
   std::size_t cache_flushes() const;
   void release_cached();  // cudaFree every cached block
 
+  // What a recording of queued work (CUDA graph) keeps: from begin_hold() to end_hold() every block
+  // allocated is also held by the Hold, and every block given back goes to the Hold instead of the
+  // free lists, so no memory the recorded kernels touch serves anyone else while the recording lives.
+  // Destroying the Hold returns its blocks. One hold at a time.
+  class Hold {
+  public:
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+    std::size_t bytes() const;
+
+  private:
+    friend class MemoryPool;
+    explicit Hold(std::shared_ptr<MemoryPool> pool) : pool_(std::move(pool)) {}
+    std::shared_ptr<MemoryPool> pool_;
+    std::vector<std::shared_ptr<DeviceBuffer>> allocated_;
+    std::vector<std::pair<std::byte*, std::size_t>> given_back_;
+  };
+  std::shared_ptr<Hold> begin_hold();
+  void end_hold();
+
 private:
   friend class PooledBuffer;
   void give_back(std::byte* ptr, std::size_t size);
@@ -51,6 +73,7 @@ private:
   std::multimap<std::size_t, std::byte*> free_;  // size class -> blocks
   std::size_t in_use_ = 0, cached_ = 0, peak_ = 0;
   std::size_t driver_allocations_ = 0, cache_flushes_ = 0;
+  Hold* hold_ = nullptr;  // guarded by mutex_
 };
 
 }  // namespace fisedit::cuda

@@ -1,0 +1,134 @@
+// An edit's sparse steps replayed as one recording: see step_replay.h.
+#include "pipeline/step_replay.h"
+
+#include "edit/cache_store.h"
+#include "models/unet.h"
+
+#include <chrono>
+
+namespace fisedit {
+namespace {
+
+bool same_memory(const DeviceTensor& a, const DeviceTensor& b) {
+  return !a.empty() && a.buffer() == b.buffer() && a.offset() == b.offset();
+}
+
+double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+}  // namespace
+
+SparseStepReplay::SparseStepReplay(Backend& b, UNet& unet, SparseLevels& levels, DeviceTensor context)
+    : b_(b), unet_(unet), levels_(levels), context_(std::move(context)) {}
+
+SparseStepReplay::~SparseStepReplay() = default;
+
+bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input) {
+  if (!b_.can_record()) {
+    why_ = b_.name() + " cannot record work";
+    return false;
+  }
+  // The recording's own memory for what a step reads of its cached record; entries the edit does not
+  // read (levels the mask covers, host-resident ones) stay the recorded step's, never read.
+  fixed_ = cached;
+  fixed_.cross_attention.clear();
+  fixed_outputs_.clear();
+  for (std::uint32_t k = 0; k < fixed_.outputs.size(); ++k) {
+    auto& t = fixed_.outputs[k];
+    if (t.empty() || t.host_resident() || !read_by_edit(t, levels_.latent())) continue;
+    t = b_.allocate(t.dtype(), t.shape());
+    fixed_outputs_.push_back(k);
+  }
+  for (auto& s : fixed_.norm_stats) {
+    if (s.mean.empty() || s.mean.host_resident() || s.var.host_resident()) {
+      why_ = "the cached record holds GroupNorm statistics in host memory";
+      return false;
+    }
+    s.mean = b_.allocate(s.mean.dtype(), s.mean.shape());
+    s.var = b_.allocate(s.var.dtype(), s.var.shape());
+  }
+  sample_ = b_.allocate(b_.activation_dtype(), input.shape());
+  const float any_timestep = 0.0f;
+  sinusoids_ = b_.allocate(b_.activation_dtype(), unet_.time_sinusoids(std::span(&any_timestep, 1), input.dim(0)).shape());
+
+  recording_ = b_.record(
+      [&] {
+        SparseStep step(fixed_, levels_, made_, false, &keep);
+        result_ = b_.nhwc_to_nchw(unet_.forward_embedded(b_.nchw_to_nhwc(sample_), sinusoids_, context_, &step));
+      },
+      &why_);
+  if (!recording_) {
+    fixed_ = {};
+    made_ = {};
+    sample_ = sinusoids_ = result_ = {};
+    return false;
+  }
+  output_taken_.assign(made_.outputs.size(), false);
+  norm_taken_.assign(made_.norm_stats.size(), false);
+  for (std::size_t k = 0; k < made_.outputs.size(); ++k) output_taken_[k] = same_memory(made_.outputs[k], keep.outputs[k]);
+  for (std::size_t k = 0; k < made_.norm_stats.size(); ++k)
+    norm_taken_[k] = same_memory(made_.norm_stats[k].mean, keep.norm_stats[k].mean);
+  return true;
+}
+
+std::optional<Tensor> SparseStepReplay::run(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input,
+                                            float timestep, LayerRecord& out) {
+  if (failed_) return std::nullopt;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!recording_ && !record(cached, keep, input)) {
+    failed_ = true;
+    return std::nullopt;
+  }
+  if (cached.outputs.size() != fixed_.outputs.size() || cached.norm_stats.size() != fixed_.norm_stats.size() ||
+      keep.outputs.size() != made_.outputs.size() || keep.norm_stats.size() != made_.norm_stats.size() ||
+      input.shape() != sample_.shape()) {
+    failed_ = true;
+    why_ = "a step's record or input differs in shape from the recorded step's";
+    return std::nullopt;
+  }
+  // In: the step's cached entries, its input and its timestep.
+  std::vector<Backend::TensorCopy> in;
+  in.reserve(fixed_outputs_.size() + 2 * fixed_.norm_stats.size() + 2);
+  for (const auto k : fixed_outputs_) {
+    if (cached.outputs[k].host_resident()) {
+      failed_ = true;
+      why_ = "a step's cached record holds an entry the edit reads in host memory";
+      return std::nullopt;
+    }
+    in.push_back({cached.outputs[k], fixed_.outputs[k]});
+  }
+  for (std::size_t k = 0; k < fixed_.norm_stats.size(); ++k) {
+    in.push_back({cached.norm_stats[k].mean, fixed_.norm_stats[k].mean});
+    in.push_back({cached.norm_stats[k].var, fixed_.norm_stats[k].var});
+  }
+  in.push_back({b_.upload(input), sample_});
+  in.push_back({b_.upload(unet_.time_sinusoids(std::span(&timestep, 1), input.dim(0))), sinusoids_});
+  b_.copy_into(in);
+  recording_->replay();
+  ++replays_;
+
+  // Out: what the step computed, copied out of the recording's memory; the rest is the base's.
+  out = {};
+  out.outputs.resize(made_.outputs.size());
+  out.norm_stats.resize(made_.norm_stats.size());
+  std::vector<Backend::TensorCopy> kept;
+  const auto copy_out = [&](const DeviceTensor& made) {
+    auto t = b_.allocate(made.dtype(), made.shape());
+    kept.push_back({made, t});
+    return t;
+  };
+  for (std::size_t k = 0; k < made_.outputs.size(); ++k)
+    out.outputs[k] = output_taken_[k] ? keep.outputs[k] : copy_out(made_.outputs[k]);
+  for (std::size_t k = 0; k < made_.norm_stats.size(); ++k)
+    out.norm_stats[k] = norm_taken_[k] ? keep.norm_stats[k]
+                                       : GroupNormStats{copy_out(made_.norm_stats[k].mean), copy_out(made_.norm_stats[k].var)};
+  b_.copy_into(kept);
+  const auto t1 = std::chrono::steady_clock::now();
+  auto result = b_.download(result_);
+  times_.enqueue_ms += ms_between(t0, t1);
+  times_.wait_ms += ms_between(t1, std::chrono::steady_clock::now());
+  return result;
+}
+
+}  // namespace fisedit

@@ -1,0 +1,73 @@
+#pragma once
+// An edit's sparse steps replayed as one recording (Backend::record, a CUDA graph): every sparse step
+// of an edit runs the same layers at the same active positions, so the ~500 launches of one step are
+// recorded once and replayed for the others, the host no longer enqueueing each (docs/design-notes.md,
+// "Sparse steps as one recorded launch").
+//
+// A recording reads and writes fixed memory. Before each replay: the step's cached record (what the
+// edit reads of it) is copied into the recording's own record, and the step's input and timestep
+// sinusoids into its input tensors (one batched copy). After it: what the step computed is copied out
+// of the recording's memory into the step's own record, and what it took unchanged from the cache is
+// the base's entries, as SparseStep keeps them. The first sparse step of an edit runs without
+// recording: it makes every GEMM plan, level and cross-attention memo the recorded calls then find.
+#include "backend/backend.h"
+#include "core/tensor.h"
+#include "edit/sparse_step.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fisedit {
+
+class UNet;
+
+class SparseStepReplay {
+public:
+  // `unet`, `levels` and `context` ([B, L, C], the edit's conditioning) must outlive this object.
+  SparseStepReplay(Backend& b, UNet& unet, SparseLevels& levels, DeviceTensor context);
+  ~SparseStepReplay();
+
+  // Step i of the edit: `cached` is the base's record of the step as the edit reads it (on the device
+  // or staged, CachePrefetch::acquire), `keep` the base's record itself (what `out` keeps unchanged);
+  // `input` the U-Net's input [B, C, h, w] (CFG batch), `timestep` the model's timestep. Returns the
+  // U-Net's output [B, C, h, w], with `out` the step's record, as SparseStep and UNet::forward make
+  // them; nothing when the backend cannot record this step (why_not() says why): run the step without.
+  std::optional<Tensor> run(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input, float timestep,
+                            LayerRecord& out);
+  bool failed() const { return failed_; }
+  const std::string& why_not() const { return why_; }
+  int replays() const { return replays_; }
+  // Host time in run(): queueing the copies and the replay (the recording's own making included), and
+  // waiting for the result.
+  struct Times {
+    double enqueue_ms = 0, wait_ms = 0;
+  };
+  const Times& times() const { return times_; }
+
+private:
+  bool record(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input);
+
+  Backend& b_;
+  UNet& unet_;
+  SparseLevels& levels_;
+  DeviceTensor context_;
+  std::unique_ptr<Backend::Recording> recording_;
+  bool failed_ = false;
+  std::string why_;
+  int replays_ = 0;
+  Times times_;
+
+  // The recording's inputs: the cached record's read entries in memory of its own (the rest are the
+  // first recorded step's entries, never read), the input and the sinusoids; and its result.
+  LayerRecord fixed_;
+  std::vector<std::uint32_t> fixed_outputs_;  // OutputKey indices copied in before each replay
+  DeviceTensor sample_, sinusoids_, result_;
+  // What the recorded step keeps: recording memory (copied out after each replay) or, where taken
+  // unchanged from the cache, the base's entry of the recorded step (the replayed step's instead).
+  LayerRecord made_;
+  std::vector<bool> output_taken_, norm_taken_;
+};
+
+}  // namespace fisedit
