@@ -113,7 +113,7 @@ void StableDiffusion::decode_region(const CachedGeneration& base, const std::vec
             latents[static_cast<std::size_t>((k * h + box->y0 + y) * w + box->x0 + x)];
   NormTape tape{base.decoder_norms, true};
   GenerationResult part;
-  decode(crop, bh, bw, part, &tape);
+  decode(crop, bh, bw, part, &tape, false);
   gen.decoder_norms = base.decoder_norms;
   // Paste the crop into the previous image: the composite takes from it only where alpha > 0.
   gen.result.image = base.result.image;

@@ -197,10 +197,10 @@ private:
                      const GenerationRequest& r) const;
   std::vector<float> guided(const Tensor& out, const Conditioning& cond, const GenerationRequest& r) const;
   UNet& unet();
-  // Latents [C, h, w] through the VAE: fills result.decoded and result.image (8h x 8w); `tape` keeps
-  // or replays the decoder's GroupNorm statistics.
+  // Latents [C, h, w] through the VAE: fills result.decoded (unless not `keep_decoded`) and
+  // result.image (8h x 8w); `tape` keeps or replays the decoder's GroupNorm statistics.
   void decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,
-              NormTape* tape = nullptr);
+              NormTape* tape = nullptr, bool keep_decoded = true);
   // The VAE encoder, built on first use (text to image never needs it); throws Error naming what is missing.
   const VaeEncoder& vae_encoder();
   // The encoder's moments of an RGB image, [2C, h, w] flattened: the mean, then the log-variance.
