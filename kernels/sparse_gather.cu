@@ -131,6 +131,29 @@ __global__ void merge_rows_kernel(MergeRowsParams p) {
   }
 }
 
+// merge_rows with dst == base: only the active rows are written (their values, plus the addend).
+__global__ void merge_rows_in_place_kernel(MergeRowsParams p) {
+  const std::int64_t vectors = p.channels / 8, total = p.batch * p.count * vectors;
+  const auto* values = reinterpret_cast<const uint4*>(p.values);
+  const auto* addend = reinterpret_cast<const uint4*>(p.addend);
+  auto* dst = reinterpret_cast<uint4*>(p.dst);
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t c = i % vectors, row = i / vectors, b = row / p.count, slot = row % p.count;
+    uint4 v = values[i];
+    if (addend) {  // in float, rounded once, as merge_rows_kernel does
+      uint4 a = addend[(p.addend_per_image ? b : row) * vectors + c];
+      auto* vh = reinterpret_cast<__half2*>(&v);
+      const auto* ah = reinterpret_cast<const __half2*>(&a);
+      for (int k = 0; k < 4; ++k) {
+        const float2 x = __half22float2(vh[k]), y = __half22float2(ah[k]);
+        vh[k] = __floats2half2_rn(x.x + y.x, x.y + y.y);
+      }
+    }
+    dst[(b * p.length + p.positions[slot]) * vectors + c] = v;
+  }
+}
+
 template <bool kScatter>
 cudaError_t move_rows(const RowsParams& p, cudaStream_t stream) {
   if (p.batch * p.count * p.channels == 0) return cudaSuccess;
@@ -149,6 +172,12 @@ cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream) {
   if (p.channels % 8 != 0 || !aligned16(p.base) || !aligned16(p.values) || !aligned16(p.dst) ||
       (p.addend && !aligned16(p.addend)))
     return cudaErrorNotSupported;
+  if (p.base == p.dst) {
+    const std::int64_t total = p.batch * p.count * p.channels / 8;
+    if (total == 0) return cudaSuccess;
+    merge_rows_in_place_kernel<<<grid_for(total), kThreads, 0, stream>>>(p);
+    return cudaGetLastError();
+  }
   const std::int64_t total = p.batch * p.length * p.channels / 8;
   if (total == 0) return cudaSuccess;
   merge_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(p);

@@ -21,7 +21,8 @@ cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream);
 // ([batch, count, channels]), plus addend row i ([batch, count, channels]) or addend row b
 // ([batch, 1, channels], addend_per_image) when addend is set. A row's value is found through inverse
 // ([length]: its row in values or -1) when set, else by a binary search in the ascending positions.
-// Needs channels % 8 == 0 and 16-byte aligned pointers: cudaErrorNotSupported otherwise.
+// Needs channels % 8 == 0 and 16-byte aligned pointers: cudaErrorNotSupported otherwise. With dst ==
+// base, only the rows at positions are written.
 struct MergeRowsParams {
   const __half* base;
   const __half* values;

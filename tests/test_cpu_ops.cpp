@@ -265,6 +265,17 @@ private slots:
     const auto wrong = up({n, 2, c}, random_values(n * 2 * c, 44));
     EXPECT_ERROR(backend.scatter_positions(up({n, l, c}, base), g, positions, &wrong));
     EXPECT_ERROR(backend.scatter_positions(up({n, l, c}, base), g, positions, nullptr, &positions));
+    // Into base itself: the same values, the other rows untouched; the same checks.
+    auto into = up({n, l, c}, base);
+    backend.scatter_positions_into(into, g, positions, &dr);
+    EXPECT_CLOSE(into, (Shape{n, l, c}), with_residual);
+    into = up({n, l, c}, base);
+    backend.scatter_positions_into(into, g, positions, &dp);
+    EXPECT_CLOSE(into, (Shape{n, l, c}), with_per_image);
+    into = up({n, l, c}, base);
+    backend.scatter_positions_into(into, g, positions);
+    EXPECT_CLOSE(into, (Shape{n, l, c}), scattered);
+    EXPECT_ERROR(backend.scatter_positions_into(into, g, positions, &wrong));
   }
 
   void group_norm_data() {

@@ -136,6 +136,23 @@ private slots:
         });
         QVERIFY2(err <= 1e-3, qPrintable(QStringLiteral("per image %1, inverse %2: %3").arg(image_rows).arg(with_inverse).arg(err)));
       }
+    // Into base itself: the same rows as the copying scatter, bit for bit, with and without an addend.
+    for (const bool with_addend : {false, true}) {
+      const auto addend_of = [&](Backend& b) { return b.upload(Tensor::from_f32({n, 1, c}, per_image)); };
+      const double err = compare([&](Backend& b) {
+        auto target = up(b, base);
+        const auto addend = addend_of(b);
+        b.scatter_positions_into(target, b.gather_positions(up(b, x), ids(b)), ids(b), with_addend ? &addend : nullptr);
+        return target;
+      });
+      QVERIFY2(err <= 1e-3, qPrintable(QStringLiteral("into, addend %1: %2").arg(with_addend).arg(err)));
+      auto into = up(*gpu_, base);
+      const auto addend = addend_of(*gpu_);
+      const auto values = gpu_->gather_positions(up(*gpu_, x), ids(*gpu_));
+      gpu_->scatter_positions_into(into, values, ids(*gpu_), with_addend ? &addend : nullptr);
+      const auto copied = gpu_->scatter_positions(up(*gpu_, base), values, ids(*gpu_), with_addend ? &addend : nullptr);
+      QCOMPARE(gpu_->download(into).to_f32(), gpu_->download(copied).to_f32());
+    }
     QCOMPARE(compare([&](Backend& b) { return b.select_positions(b.upload(Tensor::from_f32({l}, mask)), up(b, x), up(b, base)); }), 0.0);
     QCOMPARE(compare([&](Backend& b) { return b.clone(up(b, x)); }), 0.0);
     // 5 channels: the copy-then-scatter fallback of the one-pass merge.

@@ -389,11 +389,30 @@ DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor
   return out;
 }
 
-DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTensor& values,
-                                        const DeviceTensor& positions, const DeviceTensor* addend,
-                                        const DeviceTensor* inverse) {
-  const char* op = "scatter_positions";
+void Backend::scatter_positions_into(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
+                                     const DeviceTensor* addend) {
+  const char* op = "scatter_positions_into";
   const OpScope scope(*this, op);
+  check_scatter(op, base, values, positions, addend, nullptr);
+  scatter_positions_into_impl(base, values, positions, addend);
+}
+
+void Backend::scatter_positions_into_impl(const DeviceTensor& base, const DeviceTensor& values,
+                                          const DeviceTensor& positions, const DeviceTensor* addend) {
+  DeviceTensor out = base;
+  if (!addend) {
+    scatter_positions_impl(values, positions, out);
+    return;
+  }
+  auto sum = allocate(values.shape());
+  const std::int64_t n = values.dim(0), p = values.dim(1), c = values.dim(2);
+  const bool per_image = addend->dim(1) != p;
+  binary_impl(BinaryOp::add, values, *addend, per_image ? Broadcast{n, p, c} : Broadcast{n * p, 1, c}, sum);
+  scatter_positions_impl(sum, positions, out);
+}
+
+void Backend::check_scatter(const char* op, const DeviceTensor& base, const DeviceTensor& values,
+                            const DeviceTensor& positions, const DeviceTensor* addend, const DeviceTensor* inverse) {
   check_act(op, base, "base", activation_dtype());
   check_act(op, values, "values", activation_dtype());
   FISEDIT_REQUIRE(base.rank() == 3 && values.rank() == 3 && base.dim(0) == values.dim(0) && base.dim(2) == values.dim(2),
@@ -413,6 +432,14 @@ DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTe
             "inverse " + shapes(*inverse) + " is not I32 [" + std::to_string(base.dim(1)) + "]");
     check_device(op, *inverse, "inverse");
   }
+}
+
+DeviceTensor Backend::scatter_positions(const DeviceTensor& base, const DeviceTensor& values,
+                                        const DeviceTensor& positions, const DeviceTensor* addend,
+                                        const DeviceTensor* inverse) {
+  const char* op = "scatter_positions";
+  const OpScope scope(*this, op);
+  check_scatter(op, base, values, positions, addend, inverse);
   auto out = allocate(base.dtype(), base.shape());
   scatter_positions_copy_impl(base, values, positions, addend, inverse, out);
   return out;

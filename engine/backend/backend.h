@@ -348,6 +348,10 @@ public:
   // it spares the backend a search per place.
   DeviceTensor scatter_positions(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
                                  const DeviceTensor* addend = nullptr, const DeviceTensor* inverse = nullptr);
+  // The same into base itself (its other rows untouched): for memory the caller owns outright, e.g. a
+  // recording's private copy of a cached record (pipeline/step_replay.h). Costs the active rows only.
+  void scatter_positions_into(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
+                              const DeviceTensor* addend = nullptr);
 
   // [N, C, H, W] <-> [N, H, W, C], at model boundaries.
   DeviceTensor nchw_to_nhwc(const DeviceTensor& x);
@@ -428,6 +432,10 @@ protected:
   virtual void scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values,
                                            const DeviceTensor& positions, const DeviceTensor* addend,
                                            const DeviceTensor* inverse, DeviceTensor& out);
+  // Optional: base's rows at positions become values (+ addend, checked, or null); the default adds, then
+  // scatter_positions_impl.
+  virtual void scatter_positions_into_impl(const DeviceTensor& base, const DeviceTensor& values,
+                                           const DeviceTensor& positions, const DeviceTensor* addend);
   // mask [P], a, b and out viewed as [N, P, C].
   virtual void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                                      DeviceTensor& out) = 0;
@@ -448,6 +456,9 @@ protected:
 private:
   friend class OpScope;
   DeviceTensor binary(BinaryOp op, const char* name, const DeviceTensor& a, const DeviceTensor& b);
+  // scatter_positions' argument checks (throws Error naming `op`).
+  void check_scatter(const char* op, const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
+                     const DeviceTensor* addend, const DeviceTensor* inverse);
 
   bool profiling_ = false;
   int op_depth_ = 0;

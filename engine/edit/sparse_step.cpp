@@ -170,6 +170,11 @@ DeviceTensor SparseStep::scatter_output(Backend& b, OutputKey key, const DeviceT
                                                  " do not match the cached output " + shape_to_string(base.shape()) +
                                                  " of " + layout_->name(key));
   const auto& level = levels_->level(b, h, w);
+  if (in_place_) {
+    b.scatter_positions_into(base.reshaped({n, h * w, c}), values, level.positions, addend);
+    keep(key, base);
+    return base;
+  }
   auto result = b.scatter_positions(base.reshaped({n, h * w, c}), values, level.positions, addend, &level.inverse)
                     .reshaped(base.shape());
   keep(key, result);

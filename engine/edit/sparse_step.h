@@ -127,6 +127,10 @@ public:
   // checks that the cached one is of the same network. Throws Error(invalid_argument) otherwise.
   void begin(const RecordLayout& layout);
 
+  // The cached record is this step's own copy (a recording's, pipeline/step_replay.h): scatter_output
+  // writes the active rows into the cached output itself and keeps that, instead of a new copy.
+  void scatter_in_place() { in_place_ = true; }
+
   // A layer's recorded output as it was (Plan::cached), kept for the edited generation.
   DeviceTensor cached_output(OutputKey key);
   // values [N, P, C] at the active positions (+ addend, [N, P, C] or per image [N, 1, C], in the same
@@ -182,6 +186,7 @@ private:
   LayerRecord& out_;
   const RecordLayout* layout_ = nullptr;
   bool explicit_attention_ = false;
+  bool in_place_ = false;
   const LayerRecord* attention_source_ = nullptr;
   DeviceTensor attention_columns_;
 };

@@ -5,12 +5,24 @@
 #include "models/unet.h"
 
 #include <chrono>
+#include <cstdlib>
+#include <string>
 
 namespace fisedit {
 namespace {
 
 bool same_memory(const DeviceTensor& a, const DeviceTensor& b) {
   return !a.empty() && a.buffer() == b.buffer() && a.offset() == b.offset();
+}
+
+// FISEDIT_REPLAY_IN_PLACE=0 (read once): scatter into new memory as an op-by-op step does (the
+// benchmark's comparison); otherwise into the recording's copy of the cached record.
+bool in_place() {
+  static const bool on = [] {
+    const char* env = std::getenv("FISEDIT_REPLAY_IN_PLACE");
+    return !(env && std::string(env) == "0");
+  }();
+  return on;
 }
 
 double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
@@ -55,6 +67,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
   recording_ = b_.record(
       [&] {
         SparseStep step(fixed_, levels_, made_, false, &keep);
+        if (in_place()) step.scatter_in_place();  // fixed_ is the recording's own: no third pass over it
         result_ = b_.nhwc_to_nchw(unet_.forward_embedded(b_.nchw_to_nhwc(sample_), sinusoids_, context_, &step));
       },
       &why_);

@@ -60,6 +60,8 @@ protected:
                        const DeviceTensor& addend, std::int64_t repeat, DeviceTensor& out) override;
   void scatter_positions_copy_impl(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
                                    const DeviceTensor* addend, const DeviceTensor* inverse, DeviceTensor& out) override;
+  void scatter_positions_into_impl(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
+                                   const DeviceTensor* addend) override;
   void group_norm_impl(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta, int groups,
                        float eps, bool silu, GroupNormStats* stats_out, const GroupNormStats* stats_in,
                        DeviceTensor& out) override;

@@ -55,6 +55,24 @@ void CudaBackend::scatter_positions_copy_impl(const DeviceTensor& base, const De
   FISEDIT_CUDA_CHECK(status);
 }
 
+// The merge kernel with base and destination the same: it visits the active rows only.
+void CudaBackend::scatter_positions_into_impl(const DeviceTensor& base, const DeviceTensor& values,
+                                              const DeviceTensor& positions, const DeviceTensor* addend) {
+  kernels::MergeRowsParams p{base.data_as<const __half>(), values.data_as<const __half>(), base.data_as<__half>(),
+                             positions.data_as<const std::int32_t>(), base.dim(0), base.dim(1), positions.dim(0),
+                             base.dim(2)};
+  if (addend) {
+    p.addend = addend->data_as<const __half>();
+    p.addend_per_image = addend->dim(1) != values.dim(1);
+  }
+  const cudaError_t status = kernels::merge_rows(p, s_->stream.get());
+  if (status == cudaErrorNotSupported) {  // odd channels or alignment (nothing was launched)
+    Backend::scatter_positions_into_impl(base, values, positions, addend);
+    return;
+  }
+  FISEDIT_CUDA_CHECK(status);
+}
+
 void CudaBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                                  std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
                                  const InputNorm* norm, DeviceTensor& out) {
