@@ -16,6 +16,7 @@
 #include "text/prompt_weights.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <sstream>
@@ -197,6 +198,14 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
 }
 
 UNet& StableDiffusion::unet() { return c_->unet; }
+
+bool StableDiffusion::default_replay_sparse_steps() {
+  static const bool on = [] {
+    const char* env = std::getenv("FISEDIT_REPLAY_STEPS");
+    return env && std::string(env) == "1";
+  }();
+  return on;
+}
 
 Tensor StableDiffusion::model_input(const Scheduler& scheduler, int i, const std::vector<float>& x,
                                     const Conditioning& cond, const GenerationRequest& r) const {
