@@ -450,15 +450,7 @@ void Backend::scatter_positions_copy_impl(const DeviceTensor& base, const Device
                                           const DeviceTensor* inverse, DeviceTensor& out) {
   (void)inverse;
   copy_impl(base, out);
-  if (!addend) {
-    scatter_positions_impl(values, positions, out);
-    return;
-  }
-  auto sum = allocate(values.shape());
-  const std::int64_t n = values.dim(0), p = values.dim(1), c = values.dim(2);
-  const bool per_image = addend->dim(1) != p;
-  binary_impl(BinaryOp::add, values, *addend, per_image ? Broadcast{n, p, c} : Broadcast{n * p, 1, c}, sum);
-  scatter_positions_impl(sum, positions, out);
+  Backend::scatter_positions_into_impl(out, values, positions, addend);
 }
 
 DeviceTensor Backend::group_norm(const DeviceTensor& x, const DeviceTensor& gamma, const DeviceTensor& beta,
