@@ -14,4 +14,9 @@ cudaError_t float_to_half(const float* in, std::uint16_t* out, std::size_t n, cu
 // bfloat16 bits -> IEEE half bits, round to nearest even.
 cudaError_t bf16_to_half(const std::uint16_t* in, std::uint16_t* out, std::size_t n, cudaStream_t stream);
 
+// A decoded image's values (fp16 bits when `half`, else float32) -> 8-bit as diffusers' numpy_to_pil:
+// round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even; *nonfinite becomes 1 when any value is NaN or
+// infinite (it is not cleared here).
+cudaError_t to_rgb8(const void* in, bool half, std::uint8_t* out, std::size_t n, int* nonfinite, cudaStream_t stream);
+
 }  // namespace fisedit::kernels

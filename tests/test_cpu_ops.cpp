@@ -8,6 +8,7 @@
 
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -116,6 +117,39 @@ private slots:
     const auto x = up({2, 3}, Values{1, 2, 3, 4, 5, 6});
     QCOMPARE(backend.download(x.slice_rows(1, 2)).to_f32(), (Values{4, 5, 6}));
     QCOMPARE(backend.download(x.reshaped({3, 2})).shape(), (Shape{3, 2}));
+  }
+
+  // An image's 8 bits as diffusers' numpy_to_pil: round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even
+  // (numpy's rint), checked against nearbyint; not-finite values refused rather than made black.
+  void download_rgb8() {
+    Values v = {-1.0f, 1.0f, 0.0f, -3.0f, 5.0f, -0.0f, 1.0f / 255.0f, -1.0f + 1.0f / 255.0f, 0.999f};
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> wide(-1.2f, 1.2f);
+    while (v.size() < 3001) v.push_back(wide(rng));
+    // Values whose scaled form lands on k + 0.5 in float: the ties.
+    for (int k = 0; k < 255; ++k) {
+      const float unit = (k + 0.5f) / 255.0f;
+      v.push_back((unit - 0.5f) * 2.0f);
+    }
+    const auto bytes = backend.download_rgb8(up({1, static_cast<std::int64_t>(v.size())}, v));
+    QVERIFY(bytes.has_value());
+    QCOMPARE(bytes->size(), v.size());
+    int ties = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const float scaled = 255.0f * std::clamp(v[i] / 2.0f + 0.5f, 0.0f, 1.0f);
+      ties += scaled - std::floor(scaled) == 0.5f;
+      QCOMPARE(int((*bytes)[i]), int(std::nearbyint(scaled)));
+    }
+    QVERIFY2(ties > 20, qPrintable(QString("only %1 ties tested").arg(ties)));
+    QCOMPARE(int((*bytes)[0]), 0);
+    QCOMPARE(int((*bytes)[1]), 255);
+    QCOMPARE(int((*bytes)[2]), 128);  // 127.5: to even
+    for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+      Values w(7, 0.25f);
+      w[5] = bad;
+      QVERIFY(!backend.download_rgb8(up({7}, w)).has_value());
+    }
+    EXPECT_ERROR(backend.download_rgb8(backend.upload(Tensor::from_i64({2}, std::vector<std::int64_t>{1, 2}))));
   }
 
   void linear_data() {

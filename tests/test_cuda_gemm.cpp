@@ -208,6 +208,32 @@ private slots:
     });
   }
 
+  // A convolution timed at one size and then met at new sizes (an edit's decode crops): the new sizes
+  // take the engine timed fastest, untimed, and still compute the convolution; a new convolution
+  // (other channels) is timed again.
+  void conv2d_new_sizes_of_a_timed_convolution() {
+    const auto weight = Tensor::from_f32({320, 320, 3, 3}, half_random(320 * 320 * 9, 21, 0.05f));
+    const auto b = Tensor::from_f32({320}, half_random(320, 22));
+    const ConvWeight cw_cpu = cpu.prepare_conv_weight(weight, b), cw_gpu = gpu->prepare_conv_weight(weight, b);
+    const auto conv = [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.conv2d(t[0], &be == &cpu ? cw_cpu : cw_gpu, Conv2dParams::same(1, 1));
+    };
+    const std::uint64_t before = gpu->conv_problems_timed();
+    compare({{{1, 24, 24, 320}, half_random(24 * 24 * 320, 23)}}, conv);
+    const std::uint64_t after_first = gpu->conv_problems_timed();
+    QVERIFY2(after_first == before + 1 || after_first == before,  // before: this size met earlier in the run
+             qPrintable(QString("%1 problems timed for one convolution").arg(after_first - before)));
+    for (const auto& [h, w] : {std::pair{16, 40}, std::pair{32, 8}, std::pair{40, 40}})
+      compare({{{1, h, w, 320}, half_random(std::int64_t{h} * w * 320, h + w)}}, conv);
+    QCOMPARE(gpu->conv_problems_timed(), after_first);
+    const auto other = Tensor::from_f32({64, 320, 3, 3}, half_random(64 * 320 * 9, 24, 0.05f));
+    const ConvWeight ow_cpu = cpu.prepare_conv_weight(other, Tensor()), ow_gpu = gpu->prepare_conv_weight(other, Tensor());
+    compare({{{1, 24, 24, 320}, half_random(24 * 24 * 320, 25)}}, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.conv2d(t[0], &be == &cpu ? ow_cpu : ow_gpu, Conv2dParams::same(1, 1));
+    });
+    QCOMPARE(gpu->conv_problems_timed(), after_first + 1);
+  }
+
   // Batch item 1 of [2, 5, 7, 3] starts 210 bytes in: not 16-byte aligned.
   void conv2d_unaligned_view() {
     const auto weight = Tensor::from_f32({16, 3, 3, 3}, half_random(16 * 3 * 9, 10, 0.3f));

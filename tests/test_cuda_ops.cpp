@@ -174,6 +174,33 @@ private slots:
     QVERIFY2(mismatch.isEmpty(), qPrintable(mismatch));
   }
 
+  // The device-side 8-bit conversion against the CPU backend's host loop: every finite fp16 value (the
+  // CUDA activations' type), bit for bit, and a NaN or infinity anywhere refused.
+  void download_rgb8() {
+    Values every;
+    for (std::uint32_t bits = 0; bits < 65536; ++bits) {
+      const float x = half_to_float(static_cast<std::uint16_t>(bits));
+      if (std::isfinite(x)) every.push_back(x);
+    }
+    const Tensor x = Tensor::from_f32({1, static_cast<std::int64_t>(every.size())}, every);
+    const auto got = gpu->download_rgb8(gpu->upload(x));
+    const auto want = cpu.download_rgb8(cpu.upload(x));
+    QVERIFY(got.has_value() && want.has_value());
+    QCOMPARE(got->size(), want->size());
+    for (std::size_t i = 0; i < every.size(); ++i)
+      if ((*got)[i] != (*want)[i])
+        QFAIL(qPrintable(QString("value %1: %2, expected %3").arg(every[i]).arg((*got)[i]).arg((*want)[i])));
+    for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+      Values w(1031, 0.25f);  // the flag after an odd number of bytes
+      w[1030] = bad;
+      QVERIFY(!gpu->download_rgb8(gpu->upload(Tensor::from_f32({1031}, w))).has_value());
+    }
+    const auto after = gpu->download_rgb8(gpu->upload(Tensor::from_f32({3}, Values{-1, 0, 1})));  // flag starts clear
+    QVERIFY(after.has_value());
+    QCOMPARE(*after, (std::vector<std::uint8_t>{0, 128, 255}));
+    expect_backend_usable();
+  }
+
   void integers_views_and_empty_tensors() {
     const std::vector<std::int64_t> ids = {0, 49407, 7, -3, 2147483647};
     const DeviceTensor di = gpu->upload(Tensor::from_i64({5}, ids));

@@ -485,6 +485,11 @@ nlohmann::json Stages::edit_sizes() {
     // beside the isolated sparse step's profile (edit stage), for what an op costs inside an edit.
     nlohmann::json edit_ops;
     if (rows.empty()) edit_ops = profile_ops(backend_, [&] { sd.edit(base, e); });
+    // An edit with a mask not seen before (a tenth larger: new row counts at every level, maybe a new
+    // decode crop size) op by op: where a first edit's extra time goes (host time of plan making).
+    auto fresh = e;
+    fresh.mask_override = blob_mask(h, w, std::min(1.0, size * 1.1));
+    const auto new_mask_ops = profile_ops(backend_, [&] { sd.edit(base, fresh); });
     const std::size_t cache = last.generation.cache_bytes();
     const int replayed_steps = last.stats.replayed_steps;
     const std::string replay_note = last.stats.replay_note;
@@ -523,7 +528,8 @@ nlohmann::json Stages::edit_sizes() {
                     {"dense_reference_edit_ms", reference.stats.total_ms},
                     {"cache_bytes", cache},
                     {"psnr_inside_db", psnr_inside(sparse_image, reference.generation.result.image, region)},
-                    {"profile_whole_edit", edit_ops}});
+                    {"profile_whole_edit", edit_ops},
+                    {"profile_new_mask_edit", new_mask_ops}});
   }
   return {{"steps", r.steps}, {"scheduler", r.scheduler}, {"base_cache_bytes", base.cache_bytes()}, {"sizes", rows}};
 }

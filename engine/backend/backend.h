@@ -176,6 +176,11 @@ public:
   DeviceTensor upload(const Tensor& host);
   // Float32 on the host, whatever the device dtype.
   Tensor download(const DeviceTensor& t);
+  // A decoded image (a float tensor on the device, values about [-1, 1]) as 8 bits per value in its
+  // own element order, as diffusers' numpy_to_pil makes it: round(255 * clamp(x / 2 + 0.5, 0, 1)),
+  // ties to even. nullopt when any value is NaN or infinite. On CUDA the conversion runs on the
+  // device and a quarter of the float32 bytes travel.
+  std::optional<std::vector<std::uint8_t>> download_rgb8(const DeviceTensor& t);
   // A convolution's weights, uploaded once. weight [Cout, Cin, kh, kw] (torch layout), bias [Cout]
   // or an empty Tensor.
   ConvWeight prepare_conv_weight(const Tensor& weight, const Tensor& bias);
@@ -377,6 +382,8 @@ protected:
   // allocated with the output shape.
   virtual void upload_impl(const Tensor& host, DeviceTensor& out) = 0;  // float -> act. dtype, int -> I32
   virtual void download_impl(const DeviceTensor& t, std::span<float> out) = 0;
+  // Optional (default: download_impl, then the conversion on the host): false when a value is not finite.
+  virtual bool download_rgb8_impl(const DeviceTensor& t, std::span<std::uint8_t> out);
   virtual ConvWeight prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) = 0;
   virtual void linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
                            Activation act, DeviceTensor& out) = 0;

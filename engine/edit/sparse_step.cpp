@@ -1,6 +1,7 @@
 // Recording a U-Net call and replaying it as an edit (sparse_step.h): levels, plans, scatters, statistics.
 #include "edit/sparse_step.h"
 
+#include "core/env.h"
 #include "core/error.h"
 
 #include <algorithm>
@@ -144,10 +145,7 @@ SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
 }
 
 std::int64_t SparseLevels::default_dense_up_to() {
-  static const std::int64_t positions = [] {
-    const char* env = std::getenv("FISEDIT_SPARSE_DENSE_UP_TO");
-    return env && *env ? std::max<std::int64_t>(0, std::atoll(env)) : std::int64_t{0};
-  }();
+  static const std::int64_t positions = env_int("FISEDIT_SPARSE_DENSE_UP_TO", 0, 0);
   return positions;
 }
 

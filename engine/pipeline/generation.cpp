@@ -2,6 +2,7 @@
 #include "pipeline/generation.h"
 #include "pipeline/step_clock.h"
 
+#include "core/env.h"
 #include "core/error.h"
 #include "core/torch_random.h"
 #include "io/image_read.h"
@@ -200,10 +201,7 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
 UNet& StableDiffusion::unet() { return c_->unet; }
 
 bool StableDiffusion::default_replay_sparse_steps() {
-  static const bool on = [] {
-    const char* env = std::getenv("FISEDIT_REPLAY_STEPS");
-    return env && std::string(env) == "1";
-  }();
+  static const bool on = env_flag("FISEDIT_REPLAY_STEPS", true);
   return on;
 }
 
@@ -253,25 +251,13 @@ void StableDiffusion::decode(const std::vector<float>& latents, std::int64_t h, 
   for (auto& v : z) v /= model_->vae.scaling_factor;
   const auto z_d = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({1, c, h, w}, z)));
   const auto decoded_d = c_->vae_decoder.decode(z_d, tape);
-  const auto decoded_nhwc = backend_.download(decoded_d);
   if (keep_decoded) result.decoded = backend_.download(backend_.nhwc_to_nchw(decoded_d));
-
-  // 8-bit RGB as diffusers' numpy_to_pil: round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even as numpy.
-  const auto pixels = decoded_nhwc.to_f32();
-  bool finite = true;
-  for (const float v : pixels) finite &= std::isfinite(v);
-  if (!finite)
+  // NHWC is the 8-bit image's own order.
+  auto pixels = backend_.download_rgb8(decoded_d);
+  if (!pixels)
     throw Error(ErrorCode::invalid_argument, "the VAE decoded NaN or infinite pixels from the final latents (the model's "
                                              "weights or configs, or the CFG scale, do not work together)");
-  result.image = Image8{static_cast<int>(8 * w), static_cast<int>(8 * h), 3, std::vector<std::uint8_t>(pixels.size())};
-  // Adding and subtracting 1.5 * 2^23 rounds a float in [0, 2^22) to the nearest integer, ties to even,
-  // exactly as nearbyint does (checked for every float in [0, 255]), at a third of its cost: this
-  // loop was ~6 ms of a 768x768 decode's host time.
-  constexpr float kRound = 12582912.0f;
-  for (std::size_t i = 0; i < pixels.size(); ++i) {
-    const float v = 255.0f * std::clamp(pixels[i] / 2.0f + 0.5f, 0.0f, 1.0f);
-    result.image.pixels[i] = static_cast<std::uint8_t>((v + kRound) - kRound);
-  }
+  result.image = Image8{static_cast<int>(8 * w), static_cast<int>(8 * h), 3, std::move(*pixels)};
 }
 
 const VaeEncoder& StableDiffusion::vae_encoder() {

@@ -143,8 +143,8 @@ public:
   void set_cache_prefetch_depth(int steps) { cache_prefetch_depth_ = std::max(2, steps); }
   int cache_prefetch_depth() const { return cache_prefetch_depth_; }
   // Whether an edit replays its sparse steps as one recorded launch where the backend can record
-  // (pipeline/step_replay.h); off runs every step op by op. Off by default until the GPU suite has
-  // passed with it (docs/design-notes.md); FISEDIT_REPLAY_STEPS=1 turns it on for a process.
+  // (pipeline/step_replay.h); off runs every step op by op (the same results bit for bit, slower:
+  // docs/benchmarks.md). On by default; FISEDIT_REPLAY_STEPS=0 turns it off for a process.
   void set_replay_sparse_steps(bool on) { replay_sparse_steps_ = on; }
   static bool default_replay_sparse_steps();
   bool replay_sparse_steps() const { return replay_sparse_steps_; }

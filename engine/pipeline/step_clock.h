@@ -16,9 +16,11 @@ namespace fisedit::pipeline_detail {
 
 using Clock = std::chrono::steady_clock;
 
-inline double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+inline double ms_between(Clock::time_point t0, Clock::time_point t1) {
+  return std::chrono::duration<double, std::milli>(t1 - t0).count();
 }
+
+inline double ms_since(Clock::time_point t0) { return ms_between(t0, Clock::now()); }
 
 // Throws Error(cancelled) "<what> cancelled" once `stop` is requested.
 inline void check_stop(const std::stop_token& stop, const char* what) {

@@ -2,10 +2,11 @@
 #include "pipeline/step_replay.h"
 
 #include "edit/cache_store.h"
+#include "core/env.h"
 #include "models/unet.h"
+#include "pipeline/step_clock.h"
 
 #include <chrono>
-#include <cstdlib>
 #include <string>
 
 namespace fisedit {
@@ -18,15 +19,8 @@ bool same_memory(const DeviceTensor& a, const DeviceTensor& b) {
 // FISEDIT_REPLAY_IN_PLACE=0 (read once): scatter into new memory as an op-by-op step does (the
 // benchmark's comparison); otherwise into the recording's copy of the cached record.
 bool in_place() {
-  static const bool on = [] {
-    const char* env = std::getenv("FISEDIT_REPLAY_IN_PLACE");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool on = env_flag("FISEDIT_REPLAY_IN_PLACE", true);
   return on;
-}
-
-double ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
 }  // namespace
@@ -88,7 +82,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
 std::optional<Tensor> SparseStepReplay::run(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input,
                                             float timestep, LayerRecord& out) {
   if (failed_) return std::nullopt;
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = pipeline_detail::Clock::now();
   if (!recording_ && !record(cached, keep, input)) {
     failed_ = true;
     return std::nullopt;
@@ -137,10 +131,10 @@ std::optional<Tensor> SparseStepReplay::run(const LayerRecord& cached, const Lay
     out.norm_stats[k] = norm_taken_[k] ? keep.norm_stats[k]
                                        : GroupNormStats{copy_out(made_.norm_stats[k].mean), copy_out(made_.norm_stats[k].var)};
   b_.copy_into(kept);
-  const auto t1 = std::chrono::steady_clock::now();
+  const auto t1 = pipeline_detail::Clock::now();
   auto result = b_.download(result_);
-  times_.enqueue_ms += ms_between(t0, t1);
-  times_.wait_ms += ms_between(t1, std::chrono::steady_clock::now());
+  times_.enqueue_ms += pipeline_detail::ms_between(t0, t1);
+  times_.wait_ms += pipeline_detail::ms_since(t1);
   return result;
 }
 

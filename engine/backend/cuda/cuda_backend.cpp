@@ -5,6 +5,8 @@
 #include "convert.cuh"
 #include "core/error.h"
 
+#include <algorithm>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -215,6 +217,24 @@ void CudaBackend::download_impl(const DeviceTensor& t, std::span<float> out) {
       throw Error(ErrorCode::invalid_argument, "download: unexpected device dtype " + std::string(dtype_name(t.dtype())));
   }
   synchronize();
+}
+
+bool CudaBackend::download_rgb8_impl(const DeviceTensor& t, std::span<std::uint8_t> out) {
+  if (t.dtype() != DType::f16 && t.dtype() != DType::f32) return Backend::download_rgb8_impl(t, out);
+  const cudaStream_t stream = s_->stream.get();
+  const std::size_t n = out.size(), flag_at = (n + 15) / 16 * 16;
+  // The bytes and the not-finite flag in one buffer, one copy back.
+  const auto bytes = allocate(DType::u8, {static_cast<std::int64_t>(flag_at + sizeof(int))});
+  int* nonfinite = reinterpret_cast<int*>(bytes.data_as<std::uint8_t>() + flag_at);
+  FISEDIT_CUDA_CHECK(cudaMemsetAsync(nonfinite, 0, sizeof(int), stream));
+  FISEDIT_CUDA_CHECK(kernels::to_rgb8(t.data(), t.dtype() == DType::f16, bytes.data_as<std::uint8_t>(), n, nonfinite, stream));
+  std::vector<std::uint8_t> host(flag_at + sizeof(int));
+  FISEDIT_CUDA_CHECK(cudaMemcpyAsync(host.data(), bytes.data(), host.size(), cudaMemcpyDeviceToHost, stream));
+  synchronize();
+  int flag = 0;
+  std::memcpy(&flag, host.data() + flag_at, sizeof(int));
+  std::copy_n(host.begin(), n, out.begin());
+  return flag == 0;
 }
 
 }  // namespace fisedit

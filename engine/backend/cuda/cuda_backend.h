@@ -40,6 +40,10 @@ public:
   std::optional<std::size_t> host_bytes_in_use() const override;
   using Backend::allocate;
 
+  // Convolution problems whose cuDNN candidates were timed; a new size of a convolution already timed
+  // at another size takes the engine timed fastest there, untimed.
+  std::uint64_t conv_problems_timed() const;
+
   cudaStream_t stream() const;
   cudaStream_t copy_stream() const;
   cuda::MemoryPool& memory_pool() const;
@@ -50,6 +54,7 @@ public:
 protected:
   void upload_impl(const Tensor& host, DeviceTensor& out) override;
   void download_impl(const DeviceTensor& t, std::span<float> out) override;
+  bool download_rgb8_impl(const DeviceTensor& t, std::span<std::uint8_t> out) override;
   ConvWeight prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) override;
   void linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
                    DeviceTensor& out) override;

@@ -16,6 +16,7 @@
 #include "pad.cuh"
 
 #include <algorithm>
+#include <optional>
 #include <cstdlib>
 #include <string_view>
 #include <limits>
@@ -162,13 +163,34 @@ void execute_plan(cudnnHandle_t cudnn, cudnnBackendDescriptor_t plan, const void
 struct GraphChoice {
   BackendDesc plan;
   std::size_t workspace_bytes = 0;
+  std::int64_t engine = -1;  // the engine's global index
+  bool timed = false;        // chosen by timing the candidates
 };
 
+// The global index of an engine configuration's engine, or -1 when cuDNN does not say.
+std::int64_t engine_index(cudnnBackendDescriptor_t config) {
+  auto engine = make_backend(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+  cudnnBackendDescriptor_t raw = engine.get();
+  std::int64_t count = 0, index = -1;
+  if (cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &count, &raw) !=
+          CUDNN_STATUS_SUCCESS ||
+      count != 1)
+    return -1;
+  if (cudnnBackendGetAttribute(raw, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &count, &index) !=
+          CUDNN_STATUS_SUCCESS ||
+      count != 1)
+    return -1;
+  return index;
+}
+
 // The fastest of the heuristic's first candidates that finalize, each timed on the real buffers (as
-// FindEx does for the legacy API); the first that finalizes while the stream is being captured.
-// Empty when none finalizes (the caller then takes the legacy API).
+// FindEx does for the legacy API); untimed, the candidate of engine `known` when one finalizes (the
+// engine timed fastest for the same convolution at another size: timing 8 candidates of every layer
+// made an edit's first decode of a new crop size 40-130 ms slower than the next); the first that
+// finalizes while the stream is being captured. Empty when none finalizes (the caller then takes the
+// legacy API).
 GraphChoice choose_graph_plan(cudnnHandle_t cudnn, cuda::MemoryPool& pool, cudaStream_t stream, const GraphProblem& g,
-                              const void* x, const void* w, void* y) {
+                              const void* x, const void* w, void* y, std::int64_t known) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   const auto xt = graph_tensor(kUidX, g.n, g.cin8, g.hp, g.wp);
@@ -228,19 +250,31 @@ GraphChoice choose_graph_plan(cudnnHandle_t cudnn, cuda::MemoryPool& pool, cudaS
 
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   FISEDIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  GraphChoice best;
-  float best_ms = 0.0f;
-  for (std::int64_t i = 0; i < returned; ++i) {
+  // A finalized plan of candidate i and its workspace, or none when it does not take this problem.
+  const auto finalize = [&](std::int64_t i) -> std::optional<GraphChoice> {
     auto plan = make_backend(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
     cudnnBackendDescriptor_t config = raw[static_cast<std::size_t>(i)];
     set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &cudnn);
     set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &config);
-    if (cudnnBackendFinalize(plan.get()) != CUDNN_STATUS_SUCCESS) continue;  // not for this problem
+    if (cudnnBackendFinalize(plan.get()) != CUDNN_STATUS_SUCCESS) return std::nullopt;  // not for this problem
     std::int64_t workspace = 0, got = 0;
     FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
                                                  CUDNN_TYPE_INT64, 1, &got, &workspace));
-    if (workspace < 0 || static_cast<std::size_t>(workspace) > kMaxWorkspaceBytes) continue;
-    if (capture != cudaStreamCaptureStatusNone) return {std::move(plan), static_cast<std::size_t>(workspace)};
+    if (workspace < 0 || static_cast<std::size_t>(workspace) > kMaxWorkspaceBytes) return std::nullopt;
+    return GraphChoice{std::move(plan), static_cast<std::size_t>(workspace), engine_index(config), false};
+  };
+  if (known >= 0)
+    for (std::int64_t i = 0; i < returned; ++i)
+      if (engine_index(raw[static_cast<std::size_t>(i)]) == known)
+        if (auto chosen = finalize(i)) return std::move(*chosen);
+  GraphChoice best;
+  float best_ms = 0.0f;
+  for (std::int64_t i = 0; i < returned; ++i) {
+    auto candidate = finalize(i);
+    if (!candidate) continue;
+    if (capture != cudaStreamCaptureStatusNone) return std::move(*candidate);
+    auto& plan = candidate->plan;
+    const std::int64_t workspace = static_cast<std::int64_t>(candidate->workspace_bytes);
     std::shared_ptr<DeviceBuffer> buffer;
     if (workspace > 0) {
       try {
@@ -261,7 +295,8 @@ GraphChoice choose_graph_plan(cudnnHandle_t cudnn, cuda::MemoryPool& pool, cudaS
     float ms = 0.0f;
     FISEDIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start.get(), stop.get()));
     if (!best.plan || ms < best_ms) {
-      best = {std::move(plan), static_cast<std::size_t>(workspace)};
+      best = std::move(*candidate);
+      best.timed = true;
       best_ms = ms;
     }
   }
@@ -289,6 +324,8 @@ struct CudaBackend::State::ConvPlan {
   ConvDesc conv;  // with the math type of `choice`
   ConvChoice choice;
 };
+
+std::uint64_t CudaBackend::conv_problems_timed() const { return s_->conv_problems_timed; }
 
 // weight [Cout, Cin, kh, kw] (torch) -> fp16 [Cout8, kh, kw, Cin8] with zero padding channels; bias -> fp16 [Cout].
 ConvWeight CudaBackend::prepare_conv_weight_impl(const Tensor& weight, const Tensor& bias) {
@@ -366,8 +403,15 @@ void CudaBackend::convolve(const DeviceTensor& x, const ConvWeight& w, const Con
     auto plan = std::make_shared<State::ConvPlan>();
     if (graph_api_wanted()) {
       const GraphProblem g{n, hp, wp, cin8, ho, wo, cout8, kh, kw, p.stride, pad_h, pad_w};
+      const State::ConvFamily family{n, cin8, cout8, kh, kw, p.stride, pad_h, pad_w};
+      const auto engine = s_->conv_engines.find(family);
       try {
-        auto chosen = choose_graph_plan(cudnn, *s_->pool, stream, g, input.data(), w.weight.data(), result.data());
+        auto chosen = choose_graph_plan(cudnn, *s_->pool, stream, g, input.data(), w.weight.data(), result.data(),
+                                        engine == s_->conv_engines.end() ? -1 : engine->second);
+        if (chosen.timed) {
+          ++s_->conv_problems_timed;
+          if (chosen.engine >= 0) s_->conv_engines.try_emplace(family, chosen.engine);
+        }
         plan->graph = std::move(chosen.plan);
         plan->graph_workspace_bytes = chosen.workspace_bytes;
       } catch (const Error& e) {

@@ -67,6 +67,11 @@ struct CudaBackend::State {
   // key: N, padded H, W and Cin, Cout (padded), kh, kw, stride, symmetric padding h, w
   using ConvKey = std::array<std::int64_t, 10>;
   std::map<ConvKey, std::shared_ptr<ConvPlan>> conv_plans;
+  // The cuDNN engine (global index) timed fastest for each convolution "family" (the key without
+  // the spatial size): a new size of a known family takes that engine untimed (an edit's decode crop).
+  using ConvFamily = std::array<std::int64_t, 8>;
+  std::map<ConvFamily, std::int64_t> conv_engines;
+  std::uint64_t conv_problems_timed = 0;  // problems whose candidates were timed (tests read it)
 
   // Profiling (cuda_profile.cpp): an event pair per timed op, read when the profile is reported.
   struct TimedOp {
