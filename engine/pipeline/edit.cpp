@@ -5,6 +5,7 @@
 #include "pipeline/generation.h"
 #include "pipeline/step_clock.h"
 #include "pipeline/step_replay.h"
+#include "core/env.h"
 #include "sched/scheduler.h"
 #include "edit/cache_store.h"
 #include "edit/edit_mask.h"
@@ -234,18 +235,29 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   std::optional<SparseStepReplay> replay;
   if (replay_sparse_steps_ && !e.dense_reference && backend_.can_record())
     replay.emplace(backend_, unet(), levels, cond.context);
+  const LayerRecord* acquired = nullptr;  // step i's record, when the replay of step i - 1 acquired it
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
     auto t_step = Clock::now();
     const auto index = static_cast<std::size_t>(i);
-    const auto& cached = cache.acquire(index, &levels);  // queues step i + 1's copy
+    // Queues step i + 1's copy (of a spilled cache).
+    const auto& cached = acquired ? *acquired : cache.acquire(index, &levels);
+    acquired = nullptr;
     std::vector<float> noise;
     bool replayed = false;
     if (replay && i > k && !replay->failed()) {
       const auto input = model_input(*scheduler, start + i, x, cond, r);
       const float timestep = scheduler->model_timesteps()[static_cast<std::size_t>(start + i)];
       host.prepare_ms += ms_since(t_step);
-      if (const auto prediction = replay->run(cached, base.steps[index], input, timestep, gen.steps[index])) {
+      // Step i + 1's record, acquired once this step's ops are queued: the replay queues its copy next.
+      const auto next = [&]() -> const LayerRecord* {
+        if (i + 1 >= steps) return nullptr;
+        acquired = &cache.acquire(index + 1, &levels);
+        return acquired;
+      };
+      static const bool ahead = env_flag("FISEDIT_REPLAY_AHEAD", true);  // 0: each step copies its own in
+      if (const auto prediction = replay->run(cached, base.steps[index], input, timestep, gen.steps[index],
+                                              ahead ? next : std::function<const LayerRecord*()>())) {
         noise = guided(*prediction, cond, r);
         replayed = true;
       }

@@ -79,8 +79,22 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
   return true;
 }
 
+bool SparseStepReplay::record_copies(const LayerRecord& cached, std::vector<Backend::TensorCopy>& in) const {
+  if (cached.outputs.size() != fixed_.outputs.size() || cached.norm_stats.size() != fixed_.norm_stats.size()) return false;
+  for (const auto k : fixed_outputs_)
+    if (cached.outputs[k].host_resident()) return false;
+  in.reserve(in.size() + fixed_outputs_.size() + 2 * fixed_.norm_stats.size() + 2);
+  for (const auto k : fixed_outputs_) in.push_back({cached.outputs[k], fixed_.outputs[k]});
+  for (std::size_t k = 0; k < fixed_.norm_stats.size(); ++k) {
+    in.push_back({cached.norm_stats[k].mean, fixed_.norm_stats[k].mean});
+    in.push_back({cached.norm_stats[k].var, fixed_.norm_stats[k].var});
+  }
+  return true;
+}
+
 std::optional<Tensor> SparseStepReplay::run(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input,
-                                            float timestep, LayerRecord& out) {
+                                            float timestep, LayerRecord& out,
+                                            const std::function<const LayerRecord*()>& next) {
   if (failed_) return std::nullopt;
   const auto t0 = pipeline_detail::Clock::now();
   if (!recording_ && !record(cached, keep, input)) {
@@ -94,21 +108,15 @@ std::optional<Tensor> SparseStepReplay::run(const LayerRecord& cached, const Lay
     why_ = "a step's record or input differs in shape from the recorded step's";
     return std::nullopt;
   }
-  // In: the step's cached entries, its input and its timestep.
+  // In: the step's cached entries (unless queued at the end of the previous replay), its input and its
+  // timestep.
   std::vector<Backend::TensorCopy> in;
-  in.reserve(fixed_outputs_.size() + 2 * fixed_.norm_stats.size() + 2);
-  for (const auto k : fixed_outputs_) {
-    if (cached.outputs[k].host_resident()) {
-      failed_ = true;
-      why_ = "a step's cached record holds an entry the edit reads in host memory";
-      return std::nullopt;
-    }
-    in.push_back({cached.outputs[k], fixed_.outputs[k]});
+  if (staged_ != &cached && !record_copies(cached, in)) {
+    failed_ = true;
+    why_ = "a step's cached record holds an entry the edit reads in host memory";
+    return std::nullopt;
   }
-  for (std::size_t k = 0; k < fixed_.norm_stats.size(); ++k) {
-    in.push_back({cached.norm_stats[k].mean, fixed_.norm_stats[k].mean});
-    in.push_back({cached.norm_stats[k].var, fixed_.norm_stats[k].var});
-  }
+  staged_ = nullptr;
   in.push_back({b_.upload(input), sample_});
   in.push_back({b_.upload(unet_.time_sinusoids(std::span(&timestep, 1), input.dim(0))), sinusoids_});
   b_.copy_into(in);
@@ -131,6 +139,16 @@ std::optional<Tensor> SparseStepReplay::run(const LayerRecord& cached, const Lay
     out.norm_stats[k] = norm_taken_[k] ? keep.norm_stats[k]
                                        : GroupNormStats{copy_out(made_.norm_stats[k].mean), copy_out(made_.norm_stats[k].var)};
   b_.copy_into(kept);
+  // The next step's cached entries, queued behind this replay: the device copies them while the host
+  // waits for this step's result and runs the sampler, instead of after.
+  if (next)
+    if (const LayerRecord* following = next()) {
+      std::vector<Backend::TensorCopy> ahead;
+      if (record_copies(*following, ahead)) {
+        b_.copy_into(ahead);
+        staged_ = following;
+      }
+    }
   const auto t1 = pipeline_detail::Clock::now();
   auto result = b_.download(result_);
   times_.enqueue_ms += pipeline_detail::ms_between(t0, t1);
