@@ -240,7 +240,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     check_stop(stop);
     auto t_step = Clock::now();
     const auto index = static_cast<std::size_t>(i);
-    // Queues step i + 1's copy (of a spilled cache).
+    // Step i's record; acquiring it queues the copy of step i + 1's (of a spilled cache).
     const auto& cached = acquired ? *acquired : cache.acquire(index, &levels);
     acquired = nullptr;
     std::vector<float> noise;
