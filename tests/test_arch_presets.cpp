@@ -235,8 +235,11 @@ private slots:
       preset.unet.num_attention_heads = {2, 4, 6, 6};  // 16-wide heads
       preset.unet.cross_attention_dim = 48;
       preset.unet.sample_size = 8;
-      preset.text_encoder = {.hidden_size = 48, .intermediate_size = 96, .num_hidden_layers = 3,
-                             .num_attention_heads = 3, .hidden_act = "gelu"};
+      preset.text_encoder.hidden_size = 48;
+      preset.text_encoder.intermediate_size = 96;
+      preset.text_encoder.num_hidden_layers = 3;
+      preset.text_encoder.num_attention_heads = 3;
+      preset.text_encoder.hidden_act = "gelu";
       preset.vae.block_out_channels = {32, 32, 64, 64};
     }
     const auto model = std::make_shared<LoadedModel>(

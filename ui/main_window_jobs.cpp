@@ -33,7 +33,6 @@ namespace {
 const QString kEditText = QObject::tr("Edit (re-renders only the changed region)");
 const QString kPaintedEditText = QObject::tr("Edit (re-renders only the painted region)");
 
-std::string utf8(const QString& text) { return text.toStdString(); }
 
 // Binary units, as nvidia-smi and the OS's memory tools count.
 QString formatBytes(qint64 bytes) {
@@ -53,8 +52,8 @@ bool MainWindow::willEdit() const {
   // "Random" means a new seed for each new image; an edit keeps its image's seed by definition.
   const auto seed = m_parameters->randomSeed() ? base->request.seed : m_parameters->seed();
   GenerationRequest next = m_parameters->request(seed);
-  next.prompt = utf8(m_promptEditor->prompt());
-  next.negative_prompt = utf8(m_promptEditor->negativePrompt());
+  next.prompt = m_promptEditor->prompt().toStdString();
+  next.negative_prompt = m_promptEditor->negativePrompt().toStdString();
   return is_prompt_edit(base->request, next);
 }
 
@@ -121,8 +120,8 @@ void MainWindow::submit() {
   QList<PendingJob> jobs;
   if (willEdit()) {
     EditRequest request = m_parameters->editOptions();
-    request.prompt = utf8(prompt);
-    request.negative_prompt = utf8(negative);
+    request.prompt = prompt.toStdString();
+    request.negative_prompt = negative.toStdString();
     request.painted_mask = paintedMaskForEdit();
     boundPaintedGrowth(request);
     QList<quint64> bases{*m_history->currentNode()};
@@ -137,8 +136,8 @@ void MainWindow::submit() {
                                    : m_parameters->seed();
     for (int i = 0; i < count; ++i) {
       GenerationRequest request = m_parameters->request(seed + static_cast<std::uint64_t>(i));
-      request.prompt = utf8(prompt);
-      request.negative_prompt = utf8(negative);
+      request.prompt = prompt.toStdString();
+      request.negative_prompt = negative.toStdString();
       jobs.append({std::nullopt, request, {}});
     }
   }

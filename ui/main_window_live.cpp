@@ -29,7 +29,6 @@ namespace {
 
 const QString kLiveKey = QStringLiteral("live/enabled");
 
-std::string utf8(const QString& text) { return text.toStdString(); }
 
 }  // namespace
 
@@ -75,8 +74,8 @@ QWidget* MainWindow::createLiveToggle() {
 bool MainWindow::liveEditing() const { return m_liveAction && m_liveAction->isChecked() && m_liveAction->isEnabled(); }
 
 bool MainWindow::liveTextMatches(const GenerationRequest& request) const {
-  return request.prompt == utf8(m_promptEditor->prompt()) &&
-         request.negative_prompt == utf8(m_promptEditor->negativePrompt());
+  return request.prompt == m_promptEditor->prompt().toStdString() &&
+         request.negative_prompt == m_promptEditor->negativePrompt().toStdString();
 }
 
 void MainWindow::onPromptsEdited() {
@@ -122,8 +121,8 @@ void MainWindow::onLivePause() {
 void MainWindow::startLiveEdit() {
   const quint64 base = *m_liveBase;
   EditRequest request = m_parameters->editOptions();
-  request.prompt = utf8(m_promptEditor->prompt());
-  request.negative_prompt = utf8(m_promptEditor->negativePrompt());
+  request.prompt = m_promptEditor->prompt().toStdString();
+  request.negative_prompt = m_promptEditor->negativePrompt().toStdString();
   request.painted_mask = paintedMaskForEdit();
   boundPaintedGrowth(request);
   m_liveStop = std::stop_source();

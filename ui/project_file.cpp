@@ -35,7 +35,6 @@ using Json = nlohmann::json;
 const QString kExportFormat = QStringLiteral("fisedit-history");
 const QString kProjectFormat = QStringLiteral("fisedit-project");
 
-std::string utf8(const QString& text) { return text.toStdString(); }
 QString str(const std::string& text) { return QString::fromStdString(text); }
 
 // Text whatever the strings hold (a prompt pasted with a broken character is no reason to fail a save).
@@ -76,7 +75,7 @@ Json nodeJson(const HistoryRecord& r, const ProjectContent& content) {
   Json node = to_json(r.request);  // prompt, negative_prompt, seed, steps, cfg_scale, scheduler, width, height
   node["id"] = r.id;
   node["parent"] = r.parent ? Json(*r.parent) : Json();
-  node["device"] = utf8(r.device);
+  node["device"] = r.device.toStdString();
   node["timings"] = {{"textEncoderMs", r.timings.text_encoder_ms},
                      {"unetMs", r.timings.unet_ms},
                      {"vaeMs", r.timings.vae_ms},
@@ -85,7 +84,9 @@ Json nodeJson(const HistoryRecord& r, const ProjectContent& content) {
   // Only where it is not the project's: a history that mixes models (a project opened view-only,
   // then images made with the open model).
   if (!r.model.path.isEmpty() && (r.model.path != content.modelPath || r.model.fingerprint != content.modelFingerprint))
-    node["model"] = {{"path", utf8(r.model.path)}, {"family", utf8(r.model.family)}, {"fingerprint", utf8(r.model.fingerprint)}};
+    node["model"] = {{"path", r.model.path.toStdString()},
+                     {"family", r.model.family.toStdString()},
+                     {"fingerprint", r.model.fingerprint.toStdString()}};
   // One Generate's batch (or one "Edit all in batch"): the nodes sharing the id, numbered 1..size.
   if (r.inBatch()) node["batch"] = {{"id", r.batch.id}, {"index", r.batch.index}, {"size", r.batch.size}};
   if (r.isEdit()) {
@@ -111,9 +112,12 @@ Json historyDocument(const QString& format, const ProjectContent& content,
     addImages(i, content.records[i], node);
     nodes.push_back(std::move(node));
   }
-  return {{"format", utf8(format)},
+  return {{"format", format.toStdString()},
           {"version", kHistoryFormatVersion},
-          {"model", {{"path", utf8(content.modelPath)}, {"family", utf8(content.modelFamily)}, {"fingerprint", utf8(content.modelFingerprint)}}},
+          {"model",
+           {{"path", content.modelPath.toStdString()},
+            {"family", content.modelFamily.toStdString()},
+            {"fingerprint", content.modelFingerprint.toStdString()}}},
           {"nodes", std::move(nodes)}};
 }
 
@@ -198,13 +202,13 @@ QString readNode(const Json& node, const QHash<qint64, quint64>& ids, quint64 ne
   // Optional (files written before batches have none), but strict when there: a damaged tag would
   // group the wrong nodes for "Edit all in batch".
   if (const Json* batch = member(node, "batch"); batch && !batch->is_null()) {
-    const Json* id = member(*batch, "id");
+    const Json* batchId = member(*batch, "id");
     const std::int64_t index = integer(*batch, "index", -1), size = integer(*batch, "size", -1);
-    const bool idOk = id && id->is_number_unsigned() && id->get<std::uint64_t>() > 0 &&
-                      id->get<std::uint64_t>() < (std::uint64_t{1} << 53);
+    const bool idOk = batchId && batchId->is_number_unsigned() && batchId->get<std::uint64_t>() > 0 &&
+                      batchId->get<std::uint64_t>() < (std::uint64_t{1} << 53);
     if (!idOk || size < 2 || size > kMaxBatchCount || index < 1 || index > size)
       return QObject::tr("node %1 has a damaged batch (id, index 1..size, size 2..%2)").arg(fileId).arg(kMaxBatchCount);
-    r.batch = {id->get<std::uint64_t>(), static_cast<int>(index), static_cast<int>(size)};
+    r.batch = {batchId->get<std::uint64_t>(), static_cast<int>(index), static_cast<int>(size)};
   }
   r.model = projectModel;
   if (const Json* model = member(node, "model"); model && model->is_object())
@@ -219,15 +223,15 @@ TextChunks imageTextChunks(const HistoryRecord& r) {
   const std::string modelName = QFileInfo(r.model.path).fileName().toStdString();
   Json json = to_json(r.request);  // the request's keys, as fisedit-cli writes them
   json["model"] = modelName;
-  json["model_family"] = utf8(r.model.family);
-  json["model_fingerprint"] = utf8(r.model.fingerprint);
+  json["model_family"] = r.model.family.toStdString();
+  json["model_fingerprint"] = r.model.fingerprint.toStdString();
   json["timings_ms"] = {{"text_encoder", r.timings.text_encoder_ms},
                         {"unet", r.timings.unet_ms},
                         {"vae", r.timings.vae_ms},
                         {"total", r.timings.total_ms}};
-  if (!r.device.isEmpty()) json["device"] = utf8(r.device);
+  if (!r.device.isEmpty()) json["device"] = r.device.toStdString();
   if (r.isEdit()) {
-    json["edit_of"] = utf8(r.parentPrompt);
+    json["edit_of"] = r.parentPrompt.toStdString();
     // The edit's settings, detect_steps resolved to the steps that ran (the request's -1 is 20% of
     // the steps), then what the edit measured: as fisedit-cli edit writes them.
     Json edit = edit_settings_to_json(r.edit);
@@ -291,14 +295,14 @@ QString exportHistory(const QString& folder, const ProjectContent& content) {
           const QString stem = nodeFileStem(i);
           const auto path = [&](const QString& name) { return std::filesystem::path(staging.filePath(name).toStdString()); };
           write_png(path(stem + QStringLiteral(".png")), toImage8(r.image), imageTextChunks(r));
-          node["image"] = utf8(stem + QStringLiteral(".png"));
+          node["image"] = (stem + QStringLiteral(".png")).toStdString();
           if (r.isEdit() && !r.changedRegion.isNull()) {
             write_png(path(stem + QStringLiteral("-mask.png")), toImage8(r.changedRegion.convertToFormat(QImage::Format_Grayscale8)));
-            node["mask"] = utf8(stem + QStringLiteral("-mask.png"));
+            node["mask"] = (stem + QStringLiteral("-mask.png")).toStdString();
           }
           if (const QImage painted = paintedMaskImage(r); !painted.isNull()) {
             write_png(path(stem + QStringLiteral("-painted.png")), toImage8(painted));
-            node["paintedMask"] = utf8(stem + QStringLiteral("-painted.png"));
+            node["paintedMask"] = (stem + QStringLiteral("-painted.png")).toStdString();
           }
         });
     // Every file is synced to disk (AtomicFile, as write_png) before the folder is renamed into place.

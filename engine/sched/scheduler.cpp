@@ -43,12 +43,16 @@ void Scheduler::set_begin_index(int index) {
   begin_index_ = index;
 }
 
-void Scheduler::check_noise(int i, std::span<const float> x0, std::span<const float> noise) const {
+void Scheduler::check_index(int i) const {
   if (timesteps_.empty())
     throw Error(ErrorCode::invalid_argument, std::string(name()) + ": set_timesteps was not called");
   if (i < 0 || i >= num_steps())
     throw Error(ErrorCode::invalid_argument, std::string(name()) + ": step " + std::to_string(i) +
                                                  " outside 0.." + std::to_string(num_steps() - 1));
+}
+
+void Scheduler::check_noise(int i, std::span<const float> x0, std::span<const float> noise) const {
+  check_index(i);
   if (x0.size() != noise.size())
     throw Error(ErrorCode::invalid_argument, std::string(name()) + ": add_noise of " + std::to_string(x0.size()) +
                                                  " latents with " + std::to_string(noise.size()) + " noise values");
@@ -59,11 +63,7 @@ std::vector<float> Scheduler::scale_model_input(std::span<const float> x, int st
 }
 
 void Scheduler::check_step(int i, std::span<const float> model_output, std::span<const float> x) const {
-  if (timesteps_.empty())
-    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": set_timesteps was not called");
-  if (i < 0 || i >= num_steps())
-    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": step " + std::to_string(i) +
-                                                 " outside 0.." + std::to_string(num_steps() - 1));
+  check_index(i);
   if (model_output.size() != x.size())
     throw Error(ErrorCode::invalid_argument,
                 std::string(name()) + ": model output has " + std::to_string(model_output.size()) +

@@ -83,7 +83,9 @@ protected:
 
   // Fills timesteps_ and model_timesteps_ and resets per-run state; steps is already validated.
   virtual void compute_timesteps(int steps) = 0;
-  // Throws unless set_timesteps ran, i is a valid step and the two spans match in size.
+  // Throws unless set_timesteps ran and i is a valid step.
+  void check_index(int i) const;
+  // check_index, and the two spans match in size.
   void check_step(int i, std::span<const float> model_output, std::span<const float> x) const;
   // The same for add_noise.
   void check_noise(int i, std::span<const float> x0, std::span<const float> noise) const;
