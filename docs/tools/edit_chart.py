@@ -39,10 +39,13 @@ def panel(x0, title, x_max, y_max, series, hlines, y_label):
     out.append(f'<text x="14" y="{TOP + ph / 2}" text-anchor="middle" font-size="12" '
                f'transform="rotate(-90 14 {TOP + ph / 2})">{y_label}</text>')
     legend_y = TOP + ph - 10 - 14 * (len(series) - 1)  # bottom right, below the curves
-    for name, value, color in hlines:
+    last_y = None  # labels stacked upwards from the lowest line, 13 px apart at least
+    for name, value, color in sorted(hlines, key=lambda h: h[1]):
         out.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{py(value):.1f}" y2="{py(value):.1f}" stroke="{color}" '
                    f'stroke-dasharray="6 4" stroke-width="2"/>')
-        out.append(f'<text x="{LEFT + pw - 4}" y="{py(value) - 4:.1f}" text-anchor="end" font-size="11" fill="{color}">'
+        y = py(value) - 4 if last_y is None else min(py(value) - 4, last_y - 13)
+        last_y = y
+        out.append(f'<text x="{LEFT + pw - 4}" y="{y:.1f}" text-anchor="end" font-size="11" fill="{color}">'
                    f'{name} {value:.1f} ms</text>')
     for name, points, color in series:
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
