@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <random>
 
@@ -198,6 +199,75 @@ private slots:
     const auto after = gpu->download_rgb8(gpu->upload(Tensor::from_f32({3}, Values{-1, 0, 1})));  // flag starts clear
     QVERIFY(after.has_value());
     QCOMPARE(*after, (std::vector<std::uint8_t>{0, 128, 255}));
+    expect_backend_usable();
+  }
+
+  // The sampler's step on the device gives the CPU's values bit for bit (core/sampler_rule.h): every
+  // rule, with and without guidance, the history written back, the kept region, the not-finite flags.
+  void sampler_step_equals_the_cpu() {
+    const std::int64_t c = 4, h = 5, w = 7, n = c * h * w;
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const auto draw = [&](std::int64_t count, bool half) {
+      Values v(static_cast<std::size_t>(count));
+      for (auto& x : v) x = half ? half_to_float(float_to_half(normal(rng))) : normal(rng);
+      return v;
+    };
+    const Values prediction = draw(2 * n, true), x = draw(n, false), history = draw(n, false), noise = draw(n, false),
+                 keep = draw(n, false);
+    Values mask(static_cast<std::size_t>(h * w));
+    for (std::size_t p = 0; p < mask.size(); ++p) mask[p] = p % 3 ? 1.0f : 0.0f;
+    std::vector<SamplerRule> rules;
+    for (const int kind : {SamplerRule::ddim, SamplerRule::dpm, SamplerRule::euler})
+      for (const int v : {0, 1}) {
+        SamplerRule r;
+        r.kind = kind;
+        r.v_prediction = v;
+        r.history = kind == SamplerRule::dpm && v;
+        r.clip = kind == SamplerRule::ddim && v;
+        r.noise = kind == SamplerRule::euler && v;
+        r.s[0] = 0.83f, r.s[1] = kind == SamplerRule::euler ? 1.7f : 0.55f, r.s[2] = -0.31f, r.s[3] = 0.27f,
+        r.s[4] = 0.6f, r.s[5] = 0.13f;
+        rules.push_back(r);
+      }
+    const auto run = [&](Backend& b, const SamplerRule& rule, std::int64_t batch, const Values& pred, Values& hist_out,
+                         std::int32_t& flags_out) {
+      const auto p = b.upload(Tensor::from_f32({batch, c, h, w}, std::span(pred).first(static_cast<std::size_t>(batch * n))));
+      auto hist = b.upload_f32(history, {c, h, w});
+      const auto z = b.upload_f32(noise, {c, h, w}), m = b.upload_f32(mask, {h, w}), k = b.upload_f32(keep, {c, h, w});
+      auto flags = b.upload(Tensor::from_i64({1}, std::vector<std::int64_t>{0}));
+      const auto out = b.sampler_step(p, 6.5f, rule, b.upload_f32(x, {c, h, w}), &hist, &z, &m, &k, flags);
+      hist_out = b.download(hist).to_f32();
+      flags_out = static_cast<std::int32_t>(b.download(flags).to_f32()[0]);
+      return b.download(out).to_f32();
+    };
+    for (const auto& rule : rules)
+      for (const std::int64_t batch : {1, 2}) {
+        Values h_cpu, h_gpu;
+        std::int32_t f_cpu = -1, f_gpu = -1;
+        const auto want = run(cpu, rule, batch, prediction, h_cpu, f_cpu);
+        const auto got = run(*gpu, rule, batch, prediction, h_gpu, f_gpu);
+        const QString where = QStringLiteral("kind %1 v %2 batch %3").arg(rule.kind).arg(rule.v_prediction).arg(batch);
+        QVERIFY2(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0, qPrintable(where));
+        QVERIFY2(std::memcmp(h_gpu.data(), h_cpu.data(), h_gpu.size() * sizeof(float)) == 0, qPrintable(where));
+        QCOMPARE(f_gpu, 0);
+        QCOMPARE(f_cpu, 0);
+        QVERIFY2(got != x, qPrintable(where));
+      }
+    // A prediction that is not finite sets bit 1 (and, through the step, bit 2), on both.
+    Values bad = prediction;
+    bad[static_cast<std::size_t>(n + 5)] = INFINITY;
+    Values h_cpu, h_gpu;
+    std::int32_t f_cpu = 0, f_gpu = 0;
+    run(cpu, rules[2], 2, bad, h_cpu, f_cpu);
+    run(*gpu, rules[2], 2, bad, h_gpu, f_gpu);
+    QCOMPARE(f_gpu, f_cpu);
+    QVERIFY(f_gpu & 1);
+    // The next step's input: x / divisor as fp16, twice for guidance.
+    const auto in_gpu = gpu->download(gpu->sampler_input(gpu->upload_f32(x, {c, h, w}), 1.37f, 2)).to_f32();
+    const auto in_cpu = cpu.download(cpu.sampler_input(cpu.upload_f32(x, {c, h, w}), 1.37f, 2)).to_f32();
+    QCOMPARE(in_gpu.size(), in_cpu.size());
+    for (std::size_t i = 0; i < in_gpu.size(); ++i) QCOMPARE(in_gpu[i], half_to_float(float_to_half(in_cpu[i])));
     expect_backend_usable();
   }
 

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 
 using namespace fisedit;
@@ -84,6 +85,75 @@ private slots:
     QVERIFY2(error < 1e-5, qPrintable(QString::number(error)));
     QCOMPARE(edit.stats.detect_steps, 0);
     QCOMPARE(edit.stats.edit_fraction, 1.0);
+  }
+
+  // From an edit's second sparse step the latents stay on the device and the sampler's step runs there
+  // (Backend::sampler_step): the same latents, image and progress reports as the host's steps, bit for
+  // bit, for every sampler (DPM's second-order history handed over, Euler ancestral's per-step noise,
+  // Euler's scaled input), with and without classifier-free guidance.
+  void device_sampling_equals_host_sampling_data() {
+    QTest::addColumn<QString>("scheduler");
+    QTest::addColumn<float>("cfg");
+    QTest::newRow("dpmpp2m") << "dpmpp2m" << 7.5f;
+    QTest::newRow("dpmpp2m_karras no cfg") << "dpmpp2m_karras" << 1.0f;
+    QTest::newRow("ddim") << "ddim" << 7.5f;
+    QTest::newRow("euler") << "euler" << 7.5f;
+    QTest::newRow("euler_a") << "euler_a" << 5.0f;
+  }
+
+  void device_sampling_equals_host_sampling() {
+    QFETCH(QString, scheduler);
+    QFETCH(float, cfg);
+    StableDiffusion sd(sd2_, backend_);
+    auto request = base_request(scheduler.toStdString(), 128, 192);
+    request.cfg_scale = cfg;
+    const auto base = sd.generate_cached(request);
+    EditRequest e{.prompt = "a photo of a dog"};
+    e.detect_steps = 1;
+    LatentMask mask{24, 16, std::vector<float>(24 * 16, 0.0f)};
+    for (std::size_t p = 0; p < mask.values.size(); ++p) mask.values[p] = p % 16 < 7 && p / 16 > 5 ? 1.0f : 0.0f;
+    e.mask_override = mask;
+    std::vector<std::vector<float>> reported[2];
+    EditResult result[2];
+    for (const bool on : {false, true}) {
+      sd.set_sample_on_device(on);
+      result[on] = sd.edit(base, e, [&](const GenerationProgress& p) {
+        QCOMPARE(p.step, static_cast<int>(reported[on].size()) + 1);
+        reported[on].emplace_back(p.latents.begin(), p.latents.end());
+      });
+    }
+    sd.set_sample_on_device(StableDiffusion::default_sample_on_device());
+    QCOMPARE(reported[1].size(), std::size_t{8});
+    QVERIFY(reported[0] == reported[1]);
+    QVERIFY(result[0].generation.latents == result[1].generation.latents);
+    QVERIFY(result[0].generation.result.image.pixels == result[1].generation.result.image.pixels);
+    // The edit did change the region, so the comparison compared sampled values.
+    QVERIFY(result[1].generation.latents.back() != base.latents.back());
+  }
+
+  // A step sampled on the device that turns non-finite stops the edit with the host's message, naming
+  // the step: here the base's cached activations of its last step hold NaN.
+  void device_sampling_stops_at_a_non_finite_step() {
+    StableDiffusion sd(sd2_, backend_);
+    sd.set_sample_on_device(true);
+    auto base = sd.generate_cached(base_request("dpmpp2m", 128, 128));
+    for (auto& t : base.steps.back().outputs)
+      if (!t.empty()) std::fill_n(t.data_as<float>(), t.numel(), std::numeric_limits<float>::quiet_NaN());
+    EditRequest e{.prompt = "a photo of a dog"};
+    e.detect_steps = 1;
+    LatentMask mask{16, 16, std::vector<float>(16 * 16, 0.0f)};
+    for (std::size_t p = 0; p < 64; ++p) mask.values[p] = 1.0f;
+    e.mask_override = mask;
+    try {
+      sd.edit(base, e);
+      QFAIL("no error");
+    } catch (const Error& error) {
+      QCOMPARE(error.code(), ErrorCode::invalid_argument);
+      QVERIFY2(std::string(error.what()).find("step 8 of 8: the U-Net's prediction turned NaN or infinite") !=
+                   std::string::npos,
+               error.what());
+    }
+    sd.set_sample_on_device(StableDiffusion::default_sample_on_device());
   }
 
   void empty_mask_is_the_cached_image() {

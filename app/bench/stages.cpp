@@ -1,6 +1,7 @@
 // fisedit-bench's stages (stages.h): components, attention, sparse steps, spill, whole edits, generation.
 #include "bench/stages.h"
 
+#include "core/env.h"
 #include "core/error.h"
 #include "core/torch_random.h"
 #include "models/text_encoder.h"
@@ -228,6 +229,13 @@ nlohmann::json Stages::edit_steps() {
         &why);
     if (recording) {
       const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] { recording->replay(); }, &replay_enqueue);
+      // FISEDIT_BENCH_PROFILER_RANGE=1: one more replay inside a range for an outside profiler, e.g.
+      // ncu --profile-from-start off --graph-profiling node (docs/benchmarks.md has the command).
+      if (env_flag("FISEDIT_BENCH_PROFILER_RANGE", false)) {
+        backend_.external_profiler(true);
+        recording->replay();
+        backend_.external_profiler(false);
+      }
       replay = {{"edit_fraction", five.fraction()}, {"time_ms", to_json(time)}, {"enqueue_ms", to_json(replay_enqueue)}};
     } else {
       replay = {{"skipped", why}};
@@ -481,6 +489,27 @@ nlohmann::json Stages::edit_sizes() {
                     {"same_latents", plain.generation.latents == last.generation.latents},
                     {"same_image", plain.generation.result.image.pixels == last.generation.result.image.pixels}};
     }
+    // The same edits with the sampler on the host (every step's prediction downloaded, the next input
+    // uploaded: pipeline/generation.h, set_sample_on_device), and a check that the latents are the same.
+    nlohmann::json host_sampling;
+    {
+      const bool on_device = sd.sample_on_device();
+      sd.set_sample_on_device(!on_device);
+      std::vector<double> totals, other_per_step;
+      EditResult other;
+      sd.edit(base, e);  // warm-up
+      for (int i = 0; i < runs; ++i) {
+        other = sd.edit(base, e);
+        totals.push_back(other.stats.total_ms);
+        other_per_step.push_back(other.stats.sparse_ms / std::max(1, r.steps - other.stats.detect_steps));
+      }
+      sd.set_sample_on_device(on_device);
+      host_sampling = {{"sample_on_device", !on_device},
+                       {"edit_ms", to_json(summarize(totals))},
+                       {"sparse_step_ms", to_json(summarize(other_per_step))},
+                       {"same_latents", other.generation.latents == last.generation.latents},
+                       {"same_image", other.generation.result.image.pixels == last.generation.result.image.pixels}};
+    }
     // One whole edit of the first size op by op (host and device time of each op, timed alone): to set
     // beside the isolated sparse step's profile (edit stage), for what an op costs inside an edit.
     nlohmann::json edit_ops;
@@ -505,6 +534,8 @@ nlohmann::json Stages::edit_sizes() {
                     {"replay_note", replay_note},
                     {"replay", sd.replay_sparse_steps()},
                     {"other_mode", other_mode},
+                    {"sample_on_device", sd.sample_on_device()},
+                    {"other_sampling", host_sampling},
                     {"edit_ms", to_json(summarize(total))},
                     {"first_edit", {{"edit_ms", first.total_ms},
                                     {"detect_ms", first.detect_ms},

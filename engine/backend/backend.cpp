@@ -241,6 +241,10 @@ void Backend::wait(const CopyFence& fence) {
   if (!fence.empty()) wait_copies_impl(fence.ticket_);
 }
 
+void Backend::wait_host(const CopyFence& fence) {
+  if (!fence.empty()) wait_copies_on_host_impl(fence.ticket_);
+}
+
 void Backend::synchronize_copies() { synchronize_copies_impl(); }
 
 void Backend::copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket) {
@@ -678,6 +682,62 @@ DeviceTensor Backend::select_positions(const DeviceTensor& mask, const DeviceTen
   auto out = allocate(a.shape());
   select_positions_impl(mask, a, b, out);
   return out;
+}
+
+DeviceTensor Backend::sampler_step(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule,
+                                   const DeviceTensor& x, DeviceTensor* history, const DeviceTensor* noise,
+                                   const DeviceTensor* mask, const DeviceTensor* keep, DeviceTensor& flags) {
+  const char* op = "sampler_step";
+  const OpScope scope(*this, op);
+  check_act(op, prediction, "the prediction", activation_dtype());
+  const auto f32 = [&](const DeviceTensor* t, const char* what) {
+    FISEDIT_REQUIRE(t && !t->empty() && t->dtype() == DType::f32, op, std::string(what) + " must be a float32 tensor");
+    check_device(op, *t, what);
+  };
+  f32(&x, "the latents");
+  FISEDIT_REQUIRE(x.rank() == 3, op, "the latents " + shapes(x) + " are not [C, h, w]");
+  FISEDIT_REQUIRE(prediction.rank() == 4 && (prediction.dim(0) == 1 || prediction.dim(0) == 2) &&
+                      prediction.dim(1) == x.dim(0) && prediction.dim(2) == x.dim(1) && prediction.dim(3) == x.dim(2),
+                  op, "the prediction " + shapes(prediction) + " is not [1 or 2, C, h, w] of the latents " + shapes(x));
+  const auto like_x = [&](const DeviceTensor* t, const char* what) {
+    f32(t, what);
+    FISEDIT_REQUIRE(t->shape() == x.shape(), op, std::string(what) + " " + shapes(*t) + " differs from the latents " + shapes(x));
+  };
+  if (rule.history) like_x(history, "the history");
+  if (history) like_x(history, "the history");
+  if (rule.noise) like_x(noise, "the noise");
+  FISEDIT_REQUIRE(!mask == !keep, op, "a mask needs latents to keep, and the reverse");
+  if (mask) {
+    f32(mask, "the mask");
+    FISEDIT_REQUIRE(mask->numel() == x.dim(1) * x.dim(2), op, "the mask " + shapes(*mask) + " is not [h, w] of " + shapes(x));
+    like_x(keep, "the kept latents");
+  }
+  FISEDIT_REQUIRE(!flags.empty() && flags.dtype() == DType::i32 && flags.numel() == 1, op, "flags must be one I32 value");
+  check_device(op, flags, "the flags");
+  auto out = allocate(DType::f32, x.shape());
+  sampler_step_impl(prediction, cfg_scale, rule, x, history, rule.noise ? noise : nullptr, mask, keep, flags, out);
+  return out;
+}
+
+DeviceTensor Backend::sampler_input(const DeviceTensor& x, float divisor, std::int64_t batch) {
+  const char* op = "sampler_input";
+  const OpScope scope(*this, op);
+  FISEDIT_REQUIRE(!x.empty() && x.dtype() == DType::f32 && x.rank() == 3, op, "the latents must be float32 [C, h, w]");
+  check_device(op, x, "the latents");
+  FISEDIT_REQUIRE(batch == 1 || batch == 2, op, "the batch must be 1 or 2");
+  auto out = allocate({batch, x.dim(0), x.dim(1), x.dim(2)});
+  sampler_input_impl(x, divisor, out);
+  return out;
+}
+
+DeviceTensor Backend::upload_f32(std::span<const float> values, Shape shape) {
+  auto staged = allocate_host(DType::f32, shape);
+  FISEDIT_REQUIRE(static_cast<std::size_t>(staged.numel()) == values.size(), "upload_f32",
+                  std::to_string(values.size()) + " values for " + shape_to_string(shape));
+  std::copy(values.begin(), values.end(), staged.data_as<float>());
+  TensorCopy copy{staged, allocate(DType::f32, std::move(shape))};
+  wait(copy_async(std::span(&copy, 1)));
+  return copy.dst;
 }
 
 DeviceTensor Backend::embedding(const DeviceTensor& table, const DeviceTensor& ids) {

@@ -17,6 +17,7 @@
 //
 // Required: every pure virtual. Optional: virtuals with a default (synchronize, geglu_impl).
 #include "core/dtype.h"
+#include "core/sampler_rule.h"
 #include "core/tensor.h"
 
 #include <cstddef>
@@ -221,6 +222,9 @@ public:
   // copy_async call are done (and those queued before it in the same direction, to or from the host;
   // a prefetch never waits for an earlier spill). Never blocks the host.
   void wait(const CopyFence& fence);
+  // Blocks the host until the copies of `fence` are done (and those queued before them in the same
+  // direction): their host-resident destinations may be read then.
+  void wait_host(const CopyFence& fence);
   // Blocks the host until every queued copy is done (tests, teardown; never in a step loop).
   void synchronize_copies();
   // Queued copies (copy_async calls) and their bytes since the backend was made: how tests see that
@@ -265,6 +269,9 @@ public:
   void set_profiling(bool on);
   // Accumulated times, largest first; resets them.
   std::vector<OpTime> profile_report();
+  // Optional: brackets work for a profiler outside the program (on CUDA cudaProfilerStart/Stop, what
+  // Nsight Compute's --profile-from-start off waits for); nothing elsewhere. Waits for queued work.
+  virtual void external_profiler(bool on) { (void)on; }
 
   // ---- Ops (all required unless marked) ---------------------------------------------------------
   // x [..., K] . weight[N, K]^T + bias[N] -> [..., N], then `act`. bias may be empty.
@@ -338,6 +345,24 @@ public:
   // a's values where the mask is set, b's elsewhere, copied bit for bit. Sparse editing keeps the
   // cached activations outside the edited region with it.
   DeviceTensor select_positions(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b);
+  // ---- Sampling on the device (an edit's sparse steps; core/sampler_rule.h) ------------------------
+  // Latents are float32 here, as on the host, and every value equals the host samplers' bit for bit.
+  // One step: the U-Net's prediction [B, C, h, w] (activation dtype; B = 2: classifier-free guidance,
+  // the unconditional image first, guide(); B = 1: as it is) and latents x [C, h, w] -> the next latents
+  // (new memory). `history` (like x: DPM's previous estimate) is read when rule.history and, when
+  // given, overwritten with this step's estimate; `noise` (like x) is read when rule.noise. Where `mask`
+  // ([h, w] float32, or null) is 0 the result is `keep` (like x) instead. `flags` (I32, one value)
+  // gains bit 1 when a guided prediction is not finite and bit 2 when a computed latent is not.
+  DeviceTensor sampler_step(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule,
+                            const DeviceTensor& x, DeviceTensor* history, const DeviceTensor* noise,
+                            const DeviceTensor* mask, const DeviceTensor* keep, DeviceTensor& flags);
+  // The U-Net's input from latents x [C, h, w] float32: x / divisor in the activation dtype, `batch`
+  // times: [batch, C, h, w].
+  DeviceTensor sampler_input(const DeviceTensor& x, float divisor, std::int64_t batch);
+  // Float32 values as they are (upload makes floats the activation dtype), through host-resident memory
+  // and the copy stream; the computation queued after this waits for them.
+  DeviceTensor upload_f32(std::span<const float> values, Shape shape);
+
   // ---- Sparse execution (docs/method.md section 3.11): the same work at a subset of positions -------
   // `positions` is I32 [P]: indices into H * W (row-major) of the output's level, ascending, unique.
   // x [N, H, W, Cin] -> [N, P, Cout]: the convolution's output at those positions only (the GEMM work
@@ -443,6 +468,12 @@ protected:
   // scatter_positions_impl.
   virtual void scatter_positions_into_impl(const DeviceTensor& base, const DeviceTensor& values,
                                            const DeviceTensor& positions, const DeviceTensor* addend);
+  // Checked as sampler_step says; `out` like x.
+  virtual void sampler_step_impl(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule,
+                                 const DeviceTensor& x, DeviceTensor* history, const DeviceTensor* noise,
+                                 const DeviceTensor* mask, const DeviceTensor* keep, DeviceTensor& flags,
+                                 DeviceTensor& out) = 0;
+  virtual void sampler_input_impl(const DeviceTensor& x, float divisor, DeviceTensor& out) = 0;
   // mask [P], a, b and out viewed as [N, P, C].
   virtual void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                                      DeviceTensor& out) = 0;
@@ -454,6 +485,7 @@ protected:
   // the host's.
   virtual void copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket);
   virtual void wait_copies_impl(std::uint64_t ticket) { (void)ticket; }
+  virtual void wait_copies_on_host_impl(std::uint64_t ticket) { (void)ticket; }
   // Optional: the default cannot record (returns null without running body).
   virtual std::unique_ptr<Recording> record_impl(const std::function<void()>& body, std::string* why);
   // Optional: the default copies pair by pair with copy_impl.

@@ -235,31 +235,80 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   std::optional<SparseStepReplay> replay;
   if (replay_sparse_steps_ && !e.dense_reference && backend_.can_record())
     replay.emplace(backend_, unet(), levels, cond.context);
-  const LayerRecord* acquired = nullptr;  // step i's record, when the replay of step i - 1 acquired it
+  // Sampling on the device (set_sample_on_device) from the second sparse step: the latents, DPM's
+  // history, the mask and the cached latents kept outside it live on the device; each step's latents
+  // come back through the copy stream and are read (checked, kept, reported) once the next step is
+  // queued, so the host is never the device's wait.
+  const auto n = static_cast<std::int64_t>(x.size());
+  const std::int64_t batch = cond.guidance ? 2 : 1;
+  const bool sample_on_device = sample_on_device_ && !e.dense_reference && steps - k > 1;
+  DeviceTensor x_d, history_d, mask_d;
+  struct Pending {
+    int step;
+    Backend::CopyFence fence;
+    DeviceTensor latents, flags;  // host-resident
+  };
+  std::optional<Pending> pending;
+  const auto finish = [&](const Pending& p) {
+    backend_.wait_host(p.fence);
+    const std::int32_t bits = p.flags.data_as<const std::int32_t>()[0];
+    if (bits & 1) throw pipeline_detail::not_finite(p.step + 1, steps, "the U-Net's prediction");
+    if (bits & 2) throw pipeline_detail::not_finite(p.step + 1, steps, "the latents after the sampler's step");
+    const float* v = p.latents.data_as<const float>();
+    x.assign(v, v + n);
+    gen.latents.push_back(x);
+    if (progress)
+      progress({p.step + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w), out.mask.values});
+  };
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
     auto t_step = Clock::now();
     const auto index = static_cast<std::size_t>(i);
     // Step i's record; acquiring it queues the copy of step i + 1's (of a spilled cache).
-    const auto& cached = acquired ? *acquired : cache.acquire(index, &levels);
-    acquired = nullptr;
+    const auto& cached = cache.acquire(index, &levels);
+    if (sample_on_device && i > k) {
+      if (x_d.empty()) {  // the latents and the sampler's state as the host's steps left them
+        x_d = backend_.upload_f32(x, {channels, h, w});
+        if (const auto history = scheduler->history(); !history.empty()) history_d = backend_.upload_f32(history, {channels, h, w});
+        mask_d = backend_.upload_f32(out.mask.values, {h, w});
+      }
+      const auto input = backend_.sampler_input(x_d, scheduler->input_divisor(start + i), batch);
+      host.prepare_ms += ms_since(t_step);
+      std::optional<DeviceTensor> prediction;
+      if (replay && !replay->failed())
+        prediction = replay->queue(cached, base.steps[index], input,
+                                   scheduler->model_timesteps()[static_cast<std::size_t>(start + i)], gen.steps[index]);
+      if (!prediction) {
+        t_step = Clock::now();
+        SparseStep step(cached, levels, gen.steps[index], false, &base.steps[index]);
+        prediction = predict_queued(*scheduler, start + i, input, cond, &step);
+        host.enqueue_ms += ms_since(t_step);
+      }
+      t_step = Clock::now();
+      std::vector<float> noise;
+      const auto rule = scheduler->plan_step(start + i, x.size(), &noise);
+      const DeviceTensor noise_d = rule.noise ? backend_.upload_f32(noise, {channels, h, w}) : DeviceTensor();
+      const DeviceTensor keep_d = backend_.upload_f32(base.latents[index + 1], {channels, h, w});
+      DeviceTensor flags_d = backend_.upload(Tensor::from_i64({1}, std::vector<std::int64_t>{0}));
+      x_d = backend_.sampler_step(*prediction, r.cfg_scale, rule, x_d, history_d.empty() ? nullptr : &history_d,
+                                  noise_d.empty() ? nullptr : &noise_d, &mask_d, &keep_d, flags_d);
+      spill.keep(gen.steps[index]);
+      // This step's latents to the host, behind the step; the previous step's read meanwhile.
+      Pending now{i, {}, backend_.allocate_host(DType::f32, {channels, h, w}), backend_.allocate_host(DType::i32, {1})};
+      const Backend::TensorCopy back[] = {{x_d, now.latents}, {flags_d, now.flags}};
+      now.fence = backend_.copy_async(back);
+      if (pending) finish(*pending);
+      pending = std::move(now);
+      out.stats.sparse_after_ms += ms_since(t_step);
+      continue;
+    }
     std::vector<float> noise;
     bool replayed = false;
     if (replay && i > k && !replay->failed()) {
       const auto input = model_input(*scheduler, start + i, x, cond, r);
       const float timestep = scheduler->model_timesteps()[static_cast<std::size_t>(start + i)];
       host.prepare_ms += ms_since(t_step);
-      // Step i + 1's record, acquired once this step's ops are queued: the replay queues its copy next.
-      const auto next = [&]() -> const LayerRecord* {
-        if (i + 1 >= steps) return nullptr;
-        acquired = &cache.acquire(index + 1, &levels);
-        return acquired;
-      };
-      // Off until the GPU suite has run it (no GPU machine could be had after it was written):
-      // FISEDIT_REPLAY_AHEAD=1 turns it on (docs/design-notes.md).
-      static const bool ahead = env_flag("FISEDIT_REPLAY_AHEAD", false);
-      if (const auto prediction = replay->run(cached, base.steps[index], input, timestep, gen.steps[index],
-                                              ahead ? next : std::function<const LayerRecord*()>())) {
+      if (const auto prediction = replay->run(cached, base.steps[index], input, timestep, gen.steps[index])) {
         noise = guided(*prediction, cond, r);
         replayed = true;
       }
@@ -281,6 +330,11 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     if (progress)
       progress({i + 1, steps, ms_since(t0), x, channels, static_cast<int>(h), static_cast<int>(w), out.mask.values});
     out.stats.sparse_after_ms += ms_since(t_step);
+  }
+  if (pending) {
+    const auto t_wait = Clock::now();
+    finish(*pending);
+    host.wait_ms += ms_since(t_wait);
   }
   if (replay) {
     out.stats.replayed_steps = replay->replays();

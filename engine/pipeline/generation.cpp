@@ -200,6 +200,17 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
 
 UNet& StableDiffusion::unet() { return c_->unet; }
 
+bool StableDiffusion::default_sample_on_device() {
+  static const bool on = env_flag("FISEDIT_DEVICE_SAMPLER", true);
+  return on;
+}
+
+DeviceTensor StableDiffusion::predict_queued(const Scheduler& scheduler, int i, const DeviceTensor& input,
+                                             const Conditioning& cond, SparseStep* step) {
+  const float timestep = scheduler.model_timesteps()[static_cast<std::size_t>(i)];
+  return backend_.nhwc_to_nchw(c_->unet.forward(backend_.nchw_to_nhwc(input), std::span(&timestep, 1), cond.context, step));
+}
+
 bool StableDiffusion::default_replay_sparse_steps() {
   static const bool on = env_flag("FISEDIT_REPLAY_STEPS", true);
   return on;

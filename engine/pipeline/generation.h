@@ -148,6 +148,14 @@ public:
   void set_replay_sparse_steps(bool on) { replay_sparse_steps_ = on; }
   static bool default_replay_sparse_steps();
   bool replay_sparse_steps() const { return replay_sparse_steps_; }
+  // Whether an edit's sparse steps after the first keep the latents on the device and take the
+  // sampler's step there (Backend::sampler_step, the same values bit for bit): the host then queues
+  // step i + 1 while the device still runs step i, and reads each step's latents one step later.
+  // Off: every step's prediction comes to the host, which samples and sends the next input back.
+  // On by default; FISEDIT_DEVICE_SAMPLER=0 turns it off for a process.
+  void set_sample_on_device(bool on) { sample_on_device_ = on; }
+  static bool default_sample_on_device();
+  bool sample_on_device() const { return sample_on_device_; }
 
   // The request with defaults filled in (size, scheduler), validated: throws Error(invalid_argument)
   // with a message naming the bad parameter.
@@ -198,6 +206,10 @@ private:
   Tensor model_input(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
                      const GenerationRequest& r) const;
   std::vector<float> guided(const Tensor& out, const Conditioning& cond, const GenerationRequest& r) const;
+  // The U-Net's output [B, C, h, w] for an input already on the device ([B, C, h, w], activation
+  // dtype), queued only.
+  DeviceTensor predict_queued(const Scheduler& scheduler, int i, const DeviceTensor& input, const Conditioning& cond,
+                              SparseStep* step);
   UNet& unet();
   // Latents [C, h, w] through the VAE: fills result.decoded (unless not `keep_decoded`) and
   // result.image (8h x 8w); `tape` keeps or replays the decoder's GroupNorm statistics.
@@ -229,6 +241,7 @@ private:
   std::optional<std::size_t> cache_device_budget_;
   int cache_prefetch_depth_ = 2;
   bool replay_sparse_steps_ = default_replay_sparse_steps();
+  bool sample_on_device_ = default_sample_on_device();
 };
 
 }  // namespace fisedit

@@ -29,13 +29,16 @@ inline void check_stop(const std::stop_token& stop, const char* what) {
 
 // A NaN or infinity anywhere stops the generation or edit at that step rather than decoding it into a
 // black image: "step 7 of 20: the U-Net's prediction turned NaN or infinite (...)".
+inline Error not_finite(int step, int steps, const char* what) {
+  return Error(ErrorCode::invalid_argument, "step " + std::to_string(step) + " of " + std::to_string(steps) + ": " + what +
+                                                " turned NaN or infinite (the model's weights or configs, or the "
+                                                "sampler and step count, do not work together)");
+}
+
 inline void check_finite(const std::vector<float>& values, int step, int steps, const char* what) {
   bool finite = true;
   for (const float v : values) finite &= std::isfinite(v);
-  if (!finite)
-    throw Error(ErrorCode::invalid_argument, "step " + std::to_string(step) + " of " + std::to_string(steps) + ": " + what +
-                                                 " turned NaN or infinite (the model's weights or configs, or the "
-                                                 "sampler and step count, do not work together)");
+  if (!finite) throw not_finite(step, steps, what);
 }
 
 // The request's seeded generator as diffusers' pipeline leaves it after preparing the latents: the

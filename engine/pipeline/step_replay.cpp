@@ -30,7 +30,7 @@ SparseStepReplay::SparseStepReplay(Backend& b, UNet& unet, SparseLevels& levels,
 
 SparseStepReplay::~SparseStepReplay() = default;
 
-bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input) {
+bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep, const Shape& input) {
   if (!b_.can_record()) {
     why_ = b_.name() + " cannot record work";
     return false;
@@ -54,9 +54,9 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
     s.mean = b_.allocate(s.mean.dtype(), s.mean.shape());
     s.var = b_.allocate(s.var.dtype(), s.var.shape());
   }
-  sample_ = b_.allocate(b_.activation_dtype(), input.shape());
+  sample_ = b_.allocate(b_.activation_dtype(), input);
   const float any_timestep = 0.0f;
-  sinusoids_ = b_.allocate(b_.activation_dtype(), unet_.time_sinusoids(std::span(&any_timestep, 1), input.dim(0)).shape());
+  sinusoids_ = b_.allocate(b_.activation_dtype(), unet_.time_sinusoids(std::span(&any_timestep, 1), input[0]).shape());
 
   recording_ = b_.record(
       [&] {
@@ -93,31 +93,38 @@ bool SparseStepReplay::record_copies(const LayerRecord& cached, std::vector<Back
 }
 
 std::optional<Tensor> SparseStepReplay::run(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input,
-                                            float timestep, LayerRecord& out,
-                                            const std::function<const LayerRecord*()>& next) {
+                                            float timestep, LayerRecord& out) {
+  const auto result = queue(cached, keep, b_.upload(input), timestep, out);
+  if (!result) return std::nullopt;
+  const auto t1 = pipeline_detail::Clock::now();
+  auto values = b_.download(*result);
+  times_.wait_ms += pipeline_detail::ms_since(t1);
+  return values;
+}
+
+std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, const LayerRecord& keep,
+                                                    const DeviceTensor& input, float timestep, LayerRecord& out) {
   if (failed_) return std::nullopt;
   const auto t0 = pipeline_detail::Clock::now();
-  if (!recording_ && !record(cached, keep, input)) {
+  if (!recording_ && !record(cached, keep, input.shape())) {
     failed_ = true;
     return std::nullopt;
   }
   if (cached.outputs.size() != fixed_.outputs.size() || cached.norm_stats.size() != fixed_.norm_stats.size() ||
       keep.outputs.size() != made_.outputs.size() || keep.norm_stats.size() != made_.norm_stats.size() ||
-      input.shape() != sample_.shape()) {
+      input.shape() != sample_.shape() || input.dtype() != sample_.dtype()) {
     failed_ = true;
     why_ = "a step's record or input differs in shape from the recorded step's";
     return std::nullopt;
   }
-  // In: the step's cached entries (unless queued at the end of the previous replay), its input and its
-  // timestep.
+  // In: the step's cached entries, its input and its timestep.
   std::vector<Backend::TensorCopy> in;
-  if (staged_ != &cached && !record_copies(cached, in)) {
+  if (!record_copies(cached, in)) {
     failed_ = true;
     why_ = "a step's cached record holds an entry the edit reads in host memory";
     return std::nullopt;
   }
-  staged_ = nullptr;
-  in.push_back({b_.upload(input), sample_});
+  in.push_back({input, sample_});
   in.push_back({b_.upload(unet_.time_sinusoids(std::span(&timestep, 1), input.dim(0))), sinusoids_});
   b_.copy_into(in);
   recording_->replay();
@@ -139,21 +146,8 @@ std::optional<Tensor> SparseStepReplay::run(const LayerRecord& cached, const Lay
     out.norm_stats[k] = norm_taken_[k] ? keep.norm_stats[k]
                                        : GroupNormStats{copy_out(made_.norm_stats[k].mean), copy_out(made_.norm_stats[k].var)};
   b_.copy_into(kept);
-  // The next step's cached entries, queued behind this replay: the device copies them while the host
-  // waits for this step's result and runs the sampler, instead of after.
-  if (next)
-    if (const LayerRecord* following = next()) {
-      std::vector<Backend::TensorCopy> ahead;
-      if (record_copies(*following, ahead)) {
-        b_.copy_into(ahead);
-        staged_ = following;
-      }
-    }
-  const auto t1 = pipeline_detail::Clock::now();
-  auto result = b_.download(result_);
-  times_.enqueue_ms += pipeline_detail::ms_between(t0, t1);
-  times_.wait_ms += pipeline_detail::ms_since(t1);
-  return result;
+  times_.enqueue_ms += pipeline_detail::ms_since(t0);
+  return result_;
 }
 
 }  // namespace fisedit

@@ -14,7 +14,6 @@
 #include "core/tensor.h"
 #include "edit/sparse_step.h"
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,24 +34,24 @@ public:
   // `input` the U-Net's input [B, C, h, w] (CFG batch), `timestep` the model's timestep. Returns the
   // U-Net's output [B, C, h, w], with `out` the step's record, as SparseStep and UNet::forward make
   // them; nothing when the backend cannot record this step (why_not() says why): run the step without.
-  // With `next`: called once this step is queued, it returns the next step's cached record (or null
-  // at the last step), whose copy into the recording's memory is then queued behind this step; the
-  // next run() must be given that record (from CachePrefetch::acquire, called early: every op of this
-  // step is queued by then).
   std::optional<Tensor> run(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input, float timestep,
-                            LayerRecord& out, const std::function<const LayerRecord*()>& next = {});
+                            LayerRecord& out);
+  // The same with the input on the device (activation dtype, NCHW), without waiting: the output is
+  // the recording's own memory, valid until the next replay is queued.
+  std::optional<DeviceTensor> queue(const LayerRecord& cached, const LayerRecord& keep, const DeviceTensor& input,
+                                    float timestep, LayerRecord& out);
   bool failed() const { return failed_; }
   const std::string& why_not() const { return why_; }
   int replays() const { return replays_; }
-  // Host time in run(): queueing the copies and the replay (the recording's own making included), and
-  // waiting for the result.
+  // Host time in run() and queue(): queueing the copies and the replay (the recording's own making
+  // included), and waiting for the result (run() only).
   struct Times {
     double enqueue_ms = 0, wait_ms = 0;
   };
   const Times& times() const { return times_; }
 
 private:
-  bool record(const LayerRecord& cached, const LayerRecord& keep, const Tensor& input);
+  bool record(const LayerRecord& cached, const LayerRecord& keep, const Shape& input);
   // The copies of what a step reads of `cached` into the recording's memory, appended to `in`; false
   // (nothing appended) when one of them is in host memory.
   bool record_copies(const LayerRecord& cached, std::vector<Backend::TensorCopy>& in) const;
@@ -71,7 +70,6 @@ private:
   // first recorded step's entries, never read), the input and the sinusoids; and its result.
   LayerRecord fixed_;
   std::vector<std::uint32_t> fixed_outputs_;  // OutputKey indices copied in before each replay
-  const LayerRecord* staged_ = nullptr;       // the record whose copy in the last replay queued
   DeviceTensor sample_, sinusoids_, result_;
   // What the recorded step keeps: recording memory (copied out after each replay) or, where taken
   // unchanged from the cache, the base's entry of the recorded step (the replayed step's instead).

@@ -41,31 +41,30 @@ void DdimScheduler::compute_timesteps(int steps) {
   model_timesteps_.assign(timesteps_.begin(), timesteps_.end());
 }
 
-std::vector<float> DdimScheduler::step(std::span<const float> model_output, int i,
-                                       std::span<const float> x) {
-  check_step(i, model_output, x);
+SamplerRule DdimScheduler::rule_for(int i, std::size_t n, std::vector<float>* noise) {
+  (void)n, (void)noise;
   const std::int64_t t = timesteps_[static_cast<std::size_t>(i)];
   // diffusers steps back by train/steps whatever the spacing, not to the next listed timestep.
   const std::int64_t prev_t = t - config_.num_train_timesteps / num_steps();
   const float alpha = alphas_cumprod_.at(static_cast<std::size_t>(t));
   const float alpha_prev =
       prev_t >= 0 ? alphas_cumprod_.at(static_cast<std::size_t>(prev_t)) : final_alpha_cumprod_;
-  const float sqrt_alpha = std::sqrt(alpha);
-  const float sqrt_beta = std::sqrt(1.0f - alpha);
-  const float sqrt_alpha_prev = std::sqrt(alpha_prev);
-  const float direction = std::sqrt(1.0f - alpha_prev);
-  const bool v_prediction = config_.prediction_type == PredictionType::v_prediction;
+  SamplerRule r;
+  r.kind = SamplerRule::ddim;
+  r.v_prediction = config_.prediction_type == PredictionType::v_prediction;
+  r.clip = clip_sample_;
+  r.s[0] = std::sqrt(alpha);
+  r.s[1] = std::sqrt(1.0f - alpha);
+  r.s[2] = std::sqrt(alpha_prev);
+  r.s[3] = std::sqrt(1.0f - alpha_prev);
+  r.s[4] = clip_sample_range_;
+  return r;
+}
 
-  std::vector<float> out(x.size());
-  for (std::size_t k = 0; k < x.size(); ++k) {
-    const float m = model_output[k];
-    float x0 = v_prediction ? sqrt_alpha * x[k] - sqrt_beta * m : (x[k] - sqrt_beta * m) / sqrt_alpha;
-    const float eps = v_prediction ? sqrt_alpha * m + sqrt_beta * x[k] : m;
-    // diffusers clips only the clean-image estimate; the noise estimate keeps the model's value.
-    if (clip_sample_) x0 = std::clamp(x0, -clip_sample_range_, clip_sample_range_);
-    out[k] = sqrt_alpha_prev * x0 + direction * eps;
-  }
-  return out;
+std::vector<float> DdimScheduler::step(std::span<const float> model_output, int i,
+                                       std::span<const float> x) {
+  check_step(i, model_output, x);
+  return apply(rule_for(i, x.size(), nullptr), model_output, x, {}, {});
 }
 
 // DDPM's add_noise, which DDIMScheduler shares: float32 alpha_bar at the step's timestep, ** 0.5 each.

@@ -15,6 +15,7 @@ public:
 
 protected:
   void compute_timesteps(int steps) override;
+  SamplerRule rule_for(int i, std::size_t n, std::vector<float>* noise) override;
 
 private:
   std::string spacing_;

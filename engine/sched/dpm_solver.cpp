@@ -81,68 +81,72 @@ void DpmSolverScheduler::compute_timesteps(int steps) {
   model_timesteps_.assign(timesteps_.begin(), timesteps_.end());
   sigmas_.push_back(final_sigma_zero_ ? 0.0f : train_sigmas_.front());
   next_step_ = 0;
+  has_history_ = false;
   previous_x0_.clear();
 }
 
-std::vector<float> DpmSolverScheduler::predict_x0(std::span<const float> model_output, int i,
-                                                  std::span<const float> x) const {
-  const AlphaSigma s = alpha_sigma(sigmas_[static_cast<std::size_t>(i)]);
-  std::vector<float> x0(x.size());
-  if (config_.prediction_type == PredictionType::v_prediction) {
-    for (std::size_t k = 0; k < x.size(); ++k) x0[k] = s.alpha * x[k] - s.sigma * model_output[k];
-  } else {
-    for (std::size_t k = 0; k < x.size(); ++k) x0[k] = (x[k] - s.sigma * model_output[k]) / s.alpha;
-  }
-  return x0;
+void DpmSolverScheduler::check_order(int i) const {
+  if (i != begin_index_ && i != next_step_)
+    throw Error(ErrorCode::invalid_argument, "dpmpp2m: steps must run in order (expected step " +
+                                                 std::to_string(next_step_) + ", got " + std::to_string(i) + ")");
 }
 
-std::vector<float> DpmSolverScheduler::step(std::span<const float> model_output, int i,
-                                            std::span<const float> x) {
-  check_step(i, model_output, x);
-  if (i == begin_index_) previous_x0_.clear();
-  else if (i != next_step_)
-    throw Error(ErrorCode::invalid_argument, "dpmpp2m: steps must run in order (expected step " +
-                                                 std::to_string(next_step_) + ", got " +
-                                                 std::to_string(i) + ")");
-  const std::size_t n = x.size();
-  if (!previous_x0_.empty() && previous_x0_.size() != n)
-    throw Error(ErrorCode::invalid_argument, "dpmpp2m: the latent size changed between steps");
-  std::vector<float> x0 = predict_x0(model_output, i, x);
-
+SamplerRule DpmSolverScheduler::rule_for(int i, std::size_t n, std::vector<float>* noise) {
+  (void)n, (void)noise;
+  check_order(i);
+  if (i == begin_index_) has_history_ = false;
   const auto u = static_cast<std::size_t>(i);
   const AlphaSigma to = alpha_sigma(sigmas_[u + 1]);
   const AlphaSigma from = alpha_sigma(sigmas_[u]);
   const float h = to.lambda - from.lambda;
-  const float ratio = to.sigma / from.sigma;
+  SamplerRule r;
+  r.kind = SamplerRule::dpm;
+  r.v_prediction = config_.prediction_type == PredictionType::v_prediction;
+  r.s[0] = from.alpha;
+  r.s[1] = from.sigma;
+  r.s[2] = to.sigma / from.sigma;
   const float coef = to.alpha * (std::exp(-h) - 1.0f);
-
+  r.s[3] = coef;
   // diffusers' rule: the final step is first order when it goes to sigma 0 (the log-SNR step is infinite
   // there, which the second-order term cannot take), when asked to, or for runs under 15 steps with
   // lower_order_final; the first step has no history to extrapolate from.
   const bool last = i == num_steps() - 1;
   const bool first_order_final =
       last && (euler_at_final_ || (lower_order_final_ && num_steps() < 15) || final_sigma_zero_);
-  std::vector<float> out(n);
-  if (previous_x0_.empty() || first_order_final) {
-    for (std::size_t k = 0; k < n; ++k) out[k] = ratio * x[k] - coef * x0[k];
-  } else {
+  if (has_history_ && !first_order_final) {
     const AlphaSigma before = alpha_sigma(sigmas_[u - 1]);
     const float h0 = from.lambda - before.lambda;
-    const float inv_r0 = 1.0f / (h0 / h);
-    const float half_coef = 0.5f * coef;
-    for (std::size_t k = 0; k < n; ++k) {
-      const float d1 = inv_r0 * (x0[k] - previous_x0_[k]);
-      out[k] = ratio * x[k] - coef * x0[k] - half_coef * d1;
-    }
+    r.history = 1;
+    r.s[4] = 1.0f / (h0 / h);
+    r.s[5] = 0.5f * coef;
   }
-  previous_x0_ = std::move(x0);
+  // The estimate this step makes is the next one's history: the caller's (plan_step) or step()'s.
+  has_history_ = true;
+  previous_x0_.clear();
   next_step_ = i + 1;
+  return r;
+}
+
+std::vector<float> DpmSolverScheduler::step(std::span<const float> model_output, int i,
+                                            std::span<const float> x) {
+  check_step(i, model_output, x);
+  check_order(i);
+  if (i != begin_index_ && has_history_ && previous_x0_.size() != x.size())
+    throw Error(ErrorCode::invalid_argument,
+                previous_x0_.empty() ? "dpmpp2m: the previous step's estimate is not here (set_history after steps "
+                                       "taken elsewhere)"
+                                     : "dpmpp2m: the latent size changed between steps");
+  const std::vector<float> previous = std::move(previous_x0_);
+  std::vector<float> x0;
+  auto out = apply(rule_for(i, x.size(), nullptr), model_output, x, previous, {}, &x0);
+  previous_x0_ = std::move(x0);
   return out;
 }
 
 void DpmSolverScheduler::set_begin_index(int index) {
   Scheduler::set_begin_index(index);
   next_step_ = index;
+  has_history_ = false;
   previous_x0_.clear();  // diffusers' lower_order_nums counts from 0 at the first step taken
 }
 

@@ -19,13 +19,16 @@ public:
                           std::span<const float> x) override;
   std::vector<float> add_noise(std::span<const float> x0, std::span<const float> noise, int step_index) const override;
   void set_begin_index(int index) override;
+  std::vector<float> history() const override { return previous_x0_; }
+  void set_history(std::vector<float> estimate) override { previous_x0_ = std::move(estimate); }
 
 protected:
   void compute_timesteps(int steps) override;
+  SamplerRule rule_for(int i, std::size_t n, std::vector<float>* noise) override;
 
 private:
-  // The clean-image estimate x0 from the model output at step i.
-  std::vector<float> predict_x0(std::span<const float> model_output, int i, std::span<const float> x) const;
+  // Throws unless step i may run now (the next step, or the run's first).
+  void check_order(int i) const;
 
   std::vector<float> train_sigmas_;
   std::vector<float> sigmas_;  // per step, plus the final sigma
@@ -37,7 +40,8 @@ private:
   bool karras_;
 
   int next_step_ = 0;                  // steps must come in order
-  std::vector<float> previous_x0_;     // the estimate of the step before, empty at the start
+  bool has_history_ = false;           // a step ran since the start: the next one may be second order
+  std::vector<float> previous_x0_;     // its estimate, unless plan_step's caller holds it
 };
 
 }  // namespace fisedit

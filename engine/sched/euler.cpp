@@ -82,48 +82,45 @@ float EulerScheduler::init_noise_sigma() const {
   return std::sqrt(max_sigma * max_sigma + 1.0f);
 }
 
-std::vector<float> EulerScheduler::scale_model_input(std::span<const float> x, int i) const {
-  if (i < 0 || i >= num_steps())
-    throw Error(ErrorCode::invalid_argument, std::string(name()) + ": step " + std::to_string(i) + " outside the run");
+float EulerScheduler::input_divisor(int i) const {
+  check_index(i);
   const float sigma = sigmas_[static_cast<std::size_t>(i)];
-  const float scale = std::sqrt(sigma * sigma + 1.0f);
-  std::vector<float> out(x.size());
-  for (std::size_t k = 0; k < x.size(); ++k) out[k] = x[k] / scale;
-  return out;
+  return std::sqrt(sigma * sigma + 1.0f);
+}
+
+SamplerRule EulerScheduler::rule_for(int i, std::size_t n, std::vector<float>* noise) {
+  const float sigma = sigmas_[static_cast<std::size_t>(i)];
+  const float sigma_next = sigmas_[static_cast<std::size_t>(i) + 1];
+  const float sigma_sq_plus_one = sigma * sigma + 1.0f;
+  SamplerRule r;
+  r.kind = SamplerRule::euler;
+  r.v_prediction = config_.prediction_type == PredictionType::v_prediction;
+  r.s[0] = sigma;
+  r.s[1] = sigma_sq_plus_one;
+  r.s[2] = -sigma / std::sqrt(sigma_sq_plus_one);
+  // The ancestral step splits the way down to sigma_next into a deterministic part to sigma_down and
+  // fresh noise of sigma_up (sigma_down^2 + sigma_up^2 = sigma_next^2), as diffusers' float32 scalars.
+  float sigma_to = sigma_next;
+  if (variant_ == Variant::ancestral) {
+    if (!generator_)
+      throw Error(ErrorCode::invalid_argument, "euler_a: no noise generator (set_noise_generator) for its steps");
+    const float from_sq = sigma * sigma, to_sq = sigma_next * sigma_next;
+    const float sigma_up = std::sqrt(to_sq * (from_sq - to_sq) / from_sq);
+    sigma_to = std::sqrt(to_sq - sigma_up * sigma_up);
+    r.noise = 1;
+    r.s[4] = sigma_up;
+    *noise = generator_->randn(static_cast<std::int64_t>(n));  // drawn at the last step too
+  }
+  r.s[3] = sigma_to - sigma;
+  return r;
 }
 
 std::vector<float> EulerScheduler::step(std::span<const float> model_output, int i,
                                         std::span<const float> x) {
   check_step(i, model_output, x);
-  const float sigma = sigmas_[static_cast<std::size_t>(i)];
-  const float sigma_next = sigmas_[static_cast<std::size_t>(i) + 1];
-  const float sigma_sq_plus_one = sigma * sigma + 1.0f;
-  const float v_scale = -sigma / std::sqrt(sigma_sq_plus_one);
-  const bool v_prediction = config_.prediction_type == PredictionType::v_prediction;
-
-  // The ancestral step splits the way down to sigma_next into a deterministic part to sigma_down and
-  // fresh noise of sigma_up (sigma_down^2 + sigma_up^2 = sigma_next^2), as diffusers' float32 scalars.
-  float sigma_to = sigma_next, sigma_up = 0.0f;
   std::vector<float> noise;
-  if (variant_ == Variant::ancestral) {
-    if (!generator_)
-      throw Error(ErrorCode::invalid_argument, "euler_a: no noise generator (set_noise_generator) for its steps");
-    const float from_sq = sigma * sigma, to_sq = sigma_next * sigma_next;
-    sigma_up = std::sqrt(to_sq * (from_sq - to_sq) / from_sq);
-    sigma_to = std::sqrt(to_sq - sigma_up * sigma_up);
-    noise = generator_->randn(static_cast<std::int64_t>(x.size()));  // drawn at the last step too
-  }
-  const float dt = sigma_to - sigma;
-
-  std::vector<float> out(x.size());
-  for (std::size_t k = 0; k < x.size(); ++k) {
-    const float m = model_output[k];
-    const float x0 = v_prediction ? m * v_scale + x[k] / sigma_sq_plus_one : x[k] - sigma * m;
-    const float derivative = (x[k] - x0) / sigma;
-    out[k] = x[k] + derivative * dt;
-    if (!noise.empty()) out[k] = out[k] + noise[k] * sigma_up;
-  }
-  return out;
+  const auto rule = rule_for(i, x.size(), &noise);
+  return apply(rule, model_output, x, {}, noise);
 }
 
 // diffusers (Euler and Euler ancestral): x0 + noise * sigmas[begin_index], variance-exploding latents

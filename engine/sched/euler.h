@@ -19,7 +19,7 @@ public:
 
   const char* name() const override;
   float init_noise_sigma() const override;
-  std::vector<float> scale_model_input(std::span<const float> x, int step_index) const override;
+  float input_divisor(int step_index) const override;
   std::vector<float> step(std::span<const float> model_output, int step_index,
                           std::span<const float> x) override;
   std::vector<float> add_noise(std::span<const float> x0, std::span<const float> noise, int step_index) const override;
@@ -27,6 +27,7 @@ public:
 
 protected:
   void compute_timesteps(int steps) override;
+  SamplerRule rule_for(int i, std::size_t n, std::vector<float>* noise) override;
 
 private:
   Variant variant_;

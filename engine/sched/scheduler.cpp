@@ -59,7 +59,39 @@ void Scheduler::check_noise(int i, std::span<const float> x0, std::span<const fl
 }
 
 std::vector<float> Scheduler::scale_model_input(std::span<const float> x, int step_index) const {
-  return {x.begin(), x.end()};
+  const float divisor = input_divisor(step_index);
+  std::vector<float> out(x.begin(), x.end());
+  if (divisor != 1.0f)
+    for (auto& v : out) v = v / divisor;
+  return out;
+}
+
+float Scheduler::input_divisor(int step_index) const {
+  (void)step_index;
+  return 1.0f;
+}
+
+SamplerRule Scheduler::plan_step(int step_index, std::size_t n, std::vector<float>* noise) {
+  check_index(step_index);
+  std::vector<float> drawn;
+  auto rule = rule_for(step_index, n, &drawn);
+  if (noise) *noise = std::move(drawn);
+  return rule;
+}
+
+std::vector<float> Scheduler::apply(const SamplerRule& rule, std::span<const float> model_output,
+                                    std::span<const float> x, std::span<const float> previous_x0,
+                                    std::span<const float> noise, std::vector<float>* x0) {
+  const std::size_t n = x.size();
+  std::vector<float> out(n);
+  if (x0) x0->resize(n);
+  float estimate = 0.0f;
+  for (std::size_t k = 0; k < n; ++k) {
+    out[k] = apply_sampler_rule(rule, model_output[k], x[k], rule.history ? previous_x0[k] : 0.0f,
+                                rule.noise ? noise[k] : 0.0f, estimate);
+    if (x0) (*x0)[k] = estimate;
+  }
+  return out;
 }
 
 void Scheduler::check_step(int i, std::span<const float> model_output, std::span<const float> x) const {

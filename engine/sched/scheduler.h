@@ -21,6 +21,7 @@
 //   for (int i = start; i < sched->num_steps(); ++i) ...
 //
 // Latents are flat float32 spans (any shape: every operation is elementwise).
+#include "core/sampler_rule.h"
 #include "core/torch_random.h"
 #include "io/model_config.h"
 
@@ -59,6 +60,19 @@ public:
   virtual std::vector<float> step(std::span<const float> model_output, int step_index,
                                   std::span<const float> x) = 0;
 
+  // The same step as a rule and its scalars (core/sampler_rule.h), for a caller that applies it itself,
+  // e.g. on the device (Backend::sampler_step): advances the sampler as step() does, ancestral samplers
+  // drawing the step's n noise values into `noise`. A multistep sampler's clean-image estimates (the
+  // rule's x0 output, read by its next step when `history` is set) are then the caller's to keep:
+  // step() may follow only once set_history has given them back.
+  SamplerRule plan_step(int step_index, std::size_t n, std::vector<float>* noise = nullptr);
+  // What scale_model_input divides x by at step i (1 for samplers that do not scale).
+  virtual float input_divisor(int step_index) const;
+  // A multistep sampler's estimate from the step before, as its next step reads it (empty where there
+  // is none or the sampler keeps none), and its return after steps taken elsewhere.
+  virtual std::vector<float> history() const { return {}; }
+  virtual void set_history(std::vector<float> estimate) { (void)estimate; }
+
   // Image to image (diffusers' StableDiffusionImg2ImgPipeline): the run starts at step `index` of the
   // set_timesteps schedule instead of 0, as diffusers' set_begin_index; multistep samplers start
   // their history empty there (DPM++ 2M's first step is first order). set_timesteps resets it to 0.
@@ -83,6 +97,12 @@ protected:
 
   // Fills timesteps_ and model_timesteps_ and resets per-run state; steps is already validated.
   virtual void compute_timesteps(int steps) = 0;
+  // Step i's rule; advances the sampler's state (i is checked already). See plan_step.
+  virtual SamplerRule rule_for(int i, std::size_t n, std::vector<float>* noise) = 0;
+  // Applies `rule` to every element: x's next values; x0 (resized) receives the estimates.
+  static std::vector<float> apply(const SamplerRule& rule, std::span<const float> model_output, std::span<const float> x,
+                                  std::span<const float> previous_x0, std::span<const float> noise,
+                                  std::vector<float>* x0 = nullptr);
   // Throws unless set_timesteps ran and i is a valid step.
   void check_index(int i) const;
   // check_index, and the two spans match in size.

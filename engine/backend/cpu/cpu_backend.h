@@ -76,6 +76,10 @@ protected:
                       DeviceTensor& out) override;
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
+  void sampler_step_impl(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule, const DeviceTensor& x,
+                         DeviceTensor* history, const DeviceTensor* noise, const DeviceTensor* mask,
+                         const DeviceTensor* keep, DeviceTensor& flags, DeviceTensor& out) override;
+  void sampler_input_impl(const DeviceTensor& x, float divisor, DeviceTensor& out) override;
   void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                              DeviceTensor& out) override;
   void convert_layout_impl(const DeviceTensor& x, bool to_nhwc, DeviceTensor& out) override;

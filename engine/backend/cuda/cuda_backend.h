@@ -95,6 +95,10 @@ protected:
                       DeviceTensor& out) override;
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
+  void sampler_step_impl(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule, const DeviceTensor& x,
+                         DeviceTensor* history, const DeviceTensor* noise, const DeviceTensor* mask,
+                         const DeviceTensor* keep, DeviceTensor& flags, DeviceTensor& out) override;
+  void sampler_input_impl(const DeviceTensor& x, float divisor, DeviceTensor& out) override;
   void select_positions_impl(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b,
                              DeviceTensor& out) override;
 
@@ -103,8 +107,10 @@ protected:
 
   void copy_async_impl(std::span<const TensorCopy> copies, std::uint64_t ticket) override;
   void wait_copies_impl(std::uint64_t ticket) override;
+  void wait_copies_on_host_impl(std::uint64_t ticket) override;
   void synchronize_copies_impl() override;
 
+  void external_profiler(bool on) override;
   void profile_begin() override;
   void profile_end(const char* op) override;
   std::vector<OpTime> profile_collect() override;

@@ -121,6 +121,18 @@ void CudaBackend::wait_copies_impl(std::uint64_t ticket) {
   throw Error(ErrorCode::device, "wait: unknown copy ticket " + std::to_string(ticket));
 }
 
+void CudaBackend::wait_copies_on_host_impl(std::uint64_t ticket) {
+  retire_copies();
+  if (ticket <= s_->retired_ticket) return;
+  for (const auto& batch : s_->copies_in_flight)
+    if (batch.ticket == ticket) {
+      FISEDIT_CUDA_CHECK(cudaEventSynchronize(batch.done.get()));
+      retire_copies();
+      return;
+    }
+  throw Error(ErrorCode::device, "wait_host: unknown copy ticket " + std::to_string(ticket));
+}
+
 void CudaBackend::synchronize_copies_impl() {
   FISEDIT_CUDA_CHECK(cudaStreamSynchronize(s_->copy_stream.get()));
   FISEDIT_CUDA_CHECK(cudaStreamSynchronize(s_->spill_stream.get()));

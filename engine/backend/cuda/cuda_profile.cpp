@@ -2,7 +2,14 @@
 // stream never waits while a profiled run is under way.
 #include "backend/cuda/cuda_state.h"
 
+#include <cuda_profiler_api.h>
+
 namespace fisedit {
+
+void CudaBackend::external_profiler(bool on) {
+  FISEDIT_CUDA_CHECK(cudaStreamSynchronize(s_->stream.get()));
+  FISEDIT_CUDA_CHECK(on ? cudaProfilerStart() : cudaProfilerStop());
+}
 
 void CudaBackend::profile_begin() {
   s_->pending_begin = cuda::make_event(cudaEventDefault);

@@ -1,5 +1,6 @@
 // The CUDA backend's ops for sparse editing.
 #include "backend/cuda/cuda_state.h"
+#include "sampler.cuh"
 #include "select_positions.cuh"
 #include "sparse_gather.cuh"
 
@@ -13,6 +14,32 @@ void CudaBackend::select_positions_impl(const DeviceTensor& mask, const DeviceTe
   kernels::SelectPositionsParams p{mask.data_as<const __half>(), a.data_as<const __half>(), b.data_as<const __half>(),
                                    out.data_as<__half>(), a.numel() / (positions * channels), positions, channels};
   FISEDIT_CUDA_CHECK(kernels::select_positions(p, s_->stream.get()));
+}
+
+void CudaBackend::sampler_step_impl(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule,
+                                    const DeviceTensor& x, DeviceTensor* history, const DeviceTensor* noise,
+                                    const DeviceTensor* mask, const DeviceTensor* keep, DeviceTensor& flags,
+                                    DeviceTensor& out) {
+  kernels::SamplerStepParams p;
+  p.prediction = prediction.data_as<const __half>();
+  p.batch = static_cast<int>(prediction.dim(0));
+  p.cfg_scale = cfg_scale;
+  p.rule = rule;
+  p.x = x.data_as<const float>();
+  p.history = history ? history->data_as<float>() : nullptr;
+  p.noise = noise ? noise->data_as<const float>() : nullptr;
+  p.mask = mask ? mask->data_as<const float>() : nullptr;
+  p.keep = keep ? keep->data_as<const float>() : nullptr;
+  p.flags = flags.data_as<std::int32_t>();
+  p.out = out.data_as<float>();
+  p.n = x.numel();
+  p.pixels = x.dim(1) * x.dim(2);
+  FISEDIT_CUDA_CHECK(kernels::sampler_step(p, s_->stream.get()));
+}
+
+void CudaBackend::sampler_input_impl(const DeviceTensor& x, float divisor, DeviceTensor& out) {
+  FISEDIT_CUDA_CHECK(kernels::sampler_input(x.data_as<const float>(), divisor, out.data_as<__half>(), x.numel(),
+                                            static_cast<int>(out.dim(0)), s_->stream.get()));
 }
 
 }  // namespace fisedit
