@@ -16,9 +16,13 @@
 
 #include "bias_act.cuh"
 
+#include "core/env.h"
+
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <limits>
+#include <vector>
 
 namespace fisedit {
 namespace {
@@ -82,6 +86,7 @@ struct CudaBackend::State::GemmPlan {
   Layout w, x, out;  // A, B and C = D in cuBLASLt's terms
   cublasLtMatmulAlgo_t algo{};
   bool bias_epilogue = false;
+  std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's, best first (tuning times them)
 };
 
 namespace {
@@ -93,7 +98,8 @@ using GemmPlan = CudaBackend::State::GemmPlan;
 // this problem, else the heuristic's.
 std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t m, std::int64_t n, std::int64_t k,
                                     bool bias_epilogue, int align_x, int align_w, int align_out,
-                                    std::size_t workspace_bytes, const cublasLtMatmulAlgo_t* known = nullptr) {
+                                    std::size_t workspace_bytes, const cublasLtMatmulAlgo_t* known = nullptr,
+                                    int candidates = 1) {
   auto plan = std::make_shared<GemmPlan>();
   cublasLtMatmulDesc_t desc{};
   FISEDIT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -126,14 +132,61 @@ std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t m, std::in
   set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<std::uint32_t>(align_out));
   set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<std::uint32_t>(align_out));
 
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<std::size_t>(std::max(1, candidates)));
   int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(lt, desc, plan->w.get(), plan->x.get(), plan->out.get(),
-                                                               plan->out.get(), pref, 1, &result, &found);
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(lt, desc, plan->w.get(), plan->x.get(), plan->out.get(), plan->out.get(), pref,
+                                     static_cast<int>(results.size()), results.data(), &found);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) return nullptr;
   FISEDIT_CUBLAS_CHECK(status);
-  plan->algo = result.algo;
+  plan->algo = results[0].algo;
+  for (int i = 0; i < found; ++i)
+    if (results[static_cast<std::size_t>(i)].state == CUBLAS_STATUS_SUCCESS)
+      plan->candidates.push_back(results[static_cast<std::size_t>(i)].algo);
   return plan;
+}
+
+// FISEDIT_GEMM_TUNE=1 (read once): a new GEMM problem times the heuristic's first candidates on its own
+// operands and keeps the fastest (docs/design-notes.md). Off: the heuristic's first.
+bool tune_gemms() {
+  static const bool on = env_flag("FISEDIT_GEMM_TUNE", false);
+  return on;
+}
+constexpr int kTunedCandidates = 6;
+
+// Times each candidate of a new plan on the call's own operands (the output is written again by the
+// call itself afterwards) and keeps the fastest; nothing while the stream is being recorded.
+void tune(CudaBackend::State& s, GemmPlan& plan, const DeviceTensor& x, const DeviceTensor& weight,
+          const DeviceTensor& bias, const DeviceTensor* residual, DeviceTensor& out) {
+  const cudaStream_t stream = s.stream.get();
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  FISEDIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) return;
+  if (plan.bias_epilogue)
+    set_desc(plan.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias.data()));
+  const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
+  const void* c = residual ? static_cast<const void*>(residual->data()) : out.data();
+  const auto begin = cuda::make_event(cudaEventDefault), end = cuda::make_event(cudaEventDefault);
+  const auto run = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(s.cublas_lt.get(), plan.desc.get(), &alpha, weight.data(), plan.w.get(), x.data(),
+                          plan.x.get(), &beta, c, plan.out.get(), out.data(), plan.out.get(), &algo,
+                          s.gemm_workspace->data(), s.gemm_workspace->size(), stream);
+  };
+  float best = std::numeric_limits<float>::infinity();
+  for (const auto& algo : plan.candidates) {
+    constexpr int kRuns = 3;
+    if (run(algo) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; a candidate that refuses is skipped
+    FISEDIT_CUDA_CHECK(cudaEventRecord(begin.get(), stream));
+    for (int i = 0; i < kRuns; ++i) FISEDIT_CUBLAS_CHECK(run(algo));
+    FISEDIT_CUDA_CHECK(cudaEventRecord(end.get(), stream));
+    FISEDIT_CUDA_CHECK(cudaEventSynchronize(end.get()));
+    float ms = 0.0f;
+    FISEDIT_CUDA_CHECK(cudaEventElapsedTime(&ms, begin.get(), end.get()));
+    if (ms < best) {
+      best = ms;
+      plan.algo = algo;
+    }
+  }
 }
 
 }  // namespace
@@ -186,12 +239,18 @@ void CudaBackend::gemm(const DeviceTensor& x, const DeviceTensor& weight, const 
     if (known != s_->gemm_algos.end())
       plan = make_plan(lt, m, n, k, known->second.bias_epilogue, align_x, align_w, align_out, workspace_bytes,
                        &known->second.algo);
-    if (!plan) plan = make_plan(lt, m, n, k, want_epilogue, align_x, align_w, align_out, workspace_bytes);
+    bool fresh = false;
+    if (!plan) {
+      plan = make_plan(lt, m, n, k, want_epilogue, align_x, align_w, align_out, workspace_bytes, nullptr,
+                       tune_gemms() ? kTunedCandidates : 1);
+      fresh = plan != nullptr;
+    }
     if (!plan && want_epilogue) plan = make_plan(lt, m, n, k, false, align_x, align_w, align_out, workspace_bytes);
     if (!plan)
       throw Error(ErrorCode::unsupported, "linear: cuBLASLt offers no fp16 algorithm for [" + std::to_string(m) +
                                               ", " + std::to_string(k) + "] x [" + std::to_string(n) + ", " +
                                               std::to_string(k) + "]^T");
+    if (fresh && plan->candidates.size() > 1) tune(*s_, *plan, x, weight, bias, residual, out);
     s_->gemm_algos.try_emplace(range, State::GemmAlgo{plan->algo, plan->bias_epilogue});
     found = s_->gemm_plans.emplace(key, std::move(plan)).first;
   }
