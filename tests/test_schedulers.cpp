@@ -321,6 +321,45 @@ private slots:
     expect_error([&] { dpm->step(shorter, 1, x); }, ErrorCode::invalid_argument, "model output");
   }
 
+  // plan_step and the rule give what step() gives; after steps planned elsewhere, DPM's step() needs its
+  // history back (set_history) and says so.
+  void planned_steps_equal_steps() {
+    std::vector<float> x(16), m(16);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = 0.1f * static_cast<float>(i) - 0.7f, m[i] = 0.05f * static_cast<float>(i % 5);
+    for (const char* name : {"ddim", "dpmpp2m", "euler", "euler_a", "euler_karras"}) {
+      auto a = make_scheduler(name, model_config("tiny-sd2"));
+      auto b = make_scheduler(name, model_config("tiny-sd2"));
+      a->set_timesteps(6);
+      b->set_timesteps(6);
+      a->set_noise_generator(TorchGenerator(5));
+      b->set_noise_generator(TorchGenerator(5));
+      std::vector<float> xa = x, xb = x, history;
+      for (int i = 0; i < 6; ++i) {
+        xa = a->step(m, i, xa);
+        std::vector<float> noise;
+        const auto rule = b->plan_step(i, xb.size(), &noise);
+        std::vector<float> next(xb.size());
+        for (std::size_t k = 0; k < xb.size(); ++k) {
+          float x0 = 0.0f;
+          next[k] = apply_sampler_rule(rule, m[k], xb[k], rule.history ? history[k] : 0.0f, rule.noise ? noise[k] : 0.0f, x0);
+          history.resize(xb.size());
+          history[k] = x0;
+        }
+        xb = next;
+        QCOMPARE(a->input_divisor(i) == 1.0f, std::string(name).rfind("euler", 0) != 0);
+      }
+      QVERIFY2(xa == xb, name);
+    }
+    auto dpm = make_scheduler("dpmpp2m", model_config("tiny-sd2"));
+    dpm->set_timesteps(5);
+    dpm->step(m, 0, x);
+    QCOMPARE(dpm->history().size(), x.size());
+    dpm->plan_step(1, x.size());
+    expect_error([&] { dpm->step(m, 2, x); }, ErrorCode::invalid_argument, "set_history");
+    dpm->set_history(x);
+    dpm->step(m, 2, x);
+  }
+
   void unsupported_options() {
     nlohmann::json exponential = {{"_class_name", "EulerDiscreteScheduler"}, {"use_exponential_sigmas", true}};
     expect_error([&] { make_scheduler("euler_karras", SchedulerConfig::from_json(exponential, "test")); },
