@@ -121,6 +121,48 @@ private slots:
 
   // An image's 8 bits as diffusers' numpy_to_pil: round(255 * clamp(x / 2 + 0.5, 0, 1)), ties to even
   // (numpy's rint), checked against nearbyint; not-finite values refused rather than made black.
+  // The sampler's step: guidance, the rule, the history written back, the kept region and the flags;
+  // refused with a clear error for inputs that do not fit together.
+  void sampler_step() {
+    CpuBackend backend;
+    const Values pred = {1, 2, 3, 4, 5, 6, 7, 8}, x = {0.5f, -0.5f, 1, 2};  // [2, 1, 2, 2], [1, 2, 2]
+    SamplerRule euler;
+    euler.kind = SamplerRule::euler;
+    euler.s[0] = 2.0f, euler.s[3] = -0.5f;  // sigma 2, dt -0.5: x - 0.5 (x - (x - 2 m)) / 2 = x - 0.5 m
+    auto flags = backend.upload(Tensor::from_i64({1}, std::vector<std::int64_t>{0}));
+    const auto xs = backend.upload_f32(x, {1, 2, 2});
+    const auto p = backend.upload(Tensor::from_f32({2, 1, 2, 2}, pred));
+    const auto mask = backend.upload_f32(Values{1, 0, 1, 1}, {2, 2});
+    const auto keep = backend.upload_f32(Values{9, 9, 9, 9}, {1, 2, 2});
+    auto history = backend.upload_f32(Values{0, 0, 0, 0}, {1, 2, 2});
+    const auto out = backend.sampler_step(p, 2.0f, euler, xs, &history, nullptr, &mask, &keep, flags);
+    // guided m = u + 2 (c - u) = u + 8: 9, 10, 11, 12; the second value is kept.
+    QCOMPARE(backend.download(out).to_f32(), (Values{0.5f - 4.5f, 9, 1 - 5.5f, 2 - 6}));
+    QCOMPARE(backend.download(history).to_f32(), (Values{0.5f - 18, -0.5f - 20, 1 - 22, 2 - 24}));
+    QCOMPARE(backend.download(flags).to_f32(), (Values{0}));
+    const auto unguided = backend.sampler_step(backend.upload(Tensor::from_f32({1, 1, 2, 2}, Values{1, 2, 3, 4})), 2.0f,
+                                               euler, xs, nullptr, nullptr, nullptr, nullptr, flags);
+    QCOMPARE(backend.download(unguided).to_f32(), (Values{0, -1.5f, -0.5f, 0}));
+    const auto bad = backend.upload(Tensor::from_f32({1, 1, 2, 2}, Values{1, INFINITY, 3, 4}));
+    backend.sampler_step(bad, 1.0f, euler, xs, nullptr, nullptr, nullptr, nullptr, flags);
+    QCOMPARE(backend.download(flags).to_f32(), (Values{3}));
+    QCOMPARE(backend.download(backend.sampler_input(xs, 2.0f, 2)).to_f32(), (Values{0.25f, -0.25f, 0.5f, 1, 0.25f, -0.25f, 0.5f, 1}));
+    // Refusals: a prediction of other latents, half-precision latents, a mask without kept latents, a
+    // history the rule needs but is missing, flags of the wrong type.
+    EXPECT_ERROR(backend.sampler_step(backend.upload(Tensor::from_f32({2, 1, 1, 4}, pred)), 1.0f, euler, xs, nullptr,
+                                      nullptr, nullptr, nullptr, flags));
+    EXPECT_ERROR(backend.sampler_step(p, 1.0f, euler, backend.upload(Tensor::from_i64({1, 2, 2}, std::vector<std::int64_t>{1, 2, 3, 4})),
+                                      nullptr, nullptr, nullptr, nullptr, flags));
+    EXPECT_ERROR(backend.sampler_step(p, 1.0f, euler, xs, nullptr, nullptr, &mask, nullptr, flags));
+    SamplerRule second;
+    second.kind = SamplerRule::dpm;
+    second.history = 1;
+    EXPECT_ERROR(backend.sampler_step(p, 1.0f, second, xs, nullptr, nullptr, nullptr, nullptr, flags));
+    auto wrong = backend.upload_f32(Values{0}, {1});
+    EXPECT_ERROR(backend.sampler_step(p, 1.0f, euler, xs, nullptr, nullptr, nullptr, nullptr, wrong));
+    EXPECT_ERROR(backend.sampler_input(xs, 1.0f, 3));
+  }
+
   void download_rgb8() {
     Values v = {-1.0f, 1.0f, 0.0f, -3.0f, 5.0f, -0.0f, 1.0f / 255.0f, -1.0f + 1.0f / 255.0f, 0.999f};
     std::mt19937 rng(5);
