@@ -124,7 +124,6 @@ private slots:
   // The sampler's step: guidance, the rule, the history written back, the kept region and the flags;
   // refused with a clear error for inputs that do not fit together.
   void sampler_step() {
-    CpuBackend backend;
     const Values pred = {1, 2, 3, 4, 5, 6, 7, 8}, x = {0.5f, -0.5f, 1, 2};  // [2, 1, 2, 2], [1, 2, 2]
     SamplerRule euler;
     euler.kind = SamplerRule::euler;
@@ -161,6 +160,24 @@ private slots:
     auto wrong = backend.upload_f32(Values{0}, {1});
     EXPECT_ERROR(backend.sampler_step(p, 1.0f, euler, xs, nullptr, nullptr, nullptr, nullptr, wrong));
     EXPECT_ERROR(backend.sampler_input(xs, 1.0f, 3));
+  }
+
+  // G linears of one input: each slice of the output is that matrix's linear, bit for bit.
+  void linear_group() {
+    const Values x = {1, 2, 3, -1, 0.5f, 2, 0, 1, -2, 4, 1, 1};  // [2, 2, 3]
+    Values w(3 * 4 * 3);
+    for (std::size_t i = 0; i < w.size(); ++i) w[i] = 0.25f * static_cast<float>(static_cast<int>(i % 7) - 3);
+    const auto xd = backend.upload(Tensor::from_f32({2, 2, 3}, x));
+    const auto wd = backend.upload(Tensor::from_f32({3, 4, 3}, w));
+    const auto out = backend.linear_group(xd, wd);
+    QCOMPARE(out.shape(), (Shape{3, 2, 2, 4}));
+    const auto all = backend.download(out).to_f32();
+    for (std::int64_t g = 0; g < 3; ++g) {
+      const auto one = backend.download(backend.linear(xd, wd.slice_rows(g, g + 1).reshaped({4, 3}), DeviceTensor())).to_f32();
+      QCOMPARE(Values(all.begin() + g * 16, all.begin() + (g + 1) * 16), one);
+    }
+    EXPECT_ERROR(backend.linear_group(xd, backend.upload(Tensor::from_f32({3, 4, 2}, Values(24, 1.0f)))));
+    EXPECT_ERROR(backend.linear_group(xd, backend.upload(Tensor::from_f32({12, 3}, w))));
   }
 
   void download_rgb8() {

@@ -97,6 +97,28 @@ private slots:
     });
   }
 
+  // G linears of one input in one strided-batched GEMM (an attention's Q, K and V): few rows (a
+  // sparse step's), many rows, odd sizes, and a view of the input.
+  void linear_group_data() {
+    QTest::addColumn<int>("rows");
+    QTest::addColumn<int>("k");
+    QTest::addColumn<int>("n");
+    QTest::newRow("sparse 37x320->320") << 37 << 320 << 320;
+    QTest::newRow("dense 1152x640->640") << 1152 << 640 << 640;
+    QTest::newRow("odd 13x77->77") << 13 << 77 << 77;
+  }
+  void linear_group() {
+    QFETCH(int, rows);
+    QFETCH(int, k);
+    QFETCH(int, n);
+    std::vector<std::pair<Shape, Values>> in = {{{2, rows, k}, half_random(2 * rows * k, 7)},
+                                                {{3, n, k}, half_random(3 * std::int64_t{n} * k, 8, 0.1f)}};
+    compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) { return be.linear_group(t[0], t[1]); });
+    compare(in, [&](Backend& be, const std::vector<DeviceTensor>& t) {
+      return be.linear_group(t[0].slice_rows(1, 2), t[1]);
+    });
+  }
+
   // The second half of a CFG-style batch: x starts at an odd byte offset (K = 77 halves a row).
   void linear_unaligned_view() {
     const std::int64_t k = 77, n = 40;

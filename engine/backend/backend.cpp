@@ -281,6 +281,28 @@ DeviceTensor Backend::linear(const DeviceTensor& x, const DeviceTensor& weight, 
   return out;
 }
 
+DeviceTensor Backend::linear_group(const DeviceTensor& x, const DeviceTensor& weights) {
+  const OpScope scope(*this, "linear_group");
+  check_act("linear_group", x, "x", activation_dtype());
+  check_act("linear_group", weights, "weights", activation_dtype());
+  FISEDIT_REQUIRE(x.rank() >= 1 && weights.rank() == 3 && x.dim(-1) == weights.dim(2), "linear_group",
+                  "x " + shapes(x) + " does not match weights " + shapes(weights) + " ([G, N, K])");
+  Shape shape = with_last(x.shape(), weights.dim(1));
+  shape.insert(shape.begin(), weights.dim(0));
+  auto out = allocate(std::move(shape));
+  linear_group_impl(x, weights, out);
+  return out;
+}
+
+void Backend::linear_group_impl(const DeviceTensor& x, const DeviceTensor& weights, DeviceTensor& out) {
+  const Shape one = with_last(x.shape(), weights.dim(1));
+  for (std::int64_t g = 0; g < weights.dim(0); ++g) {
+    auto slice = out.slice_rows(g, g + 1).reshaped(one);
+    linear_impl(x, weights.slice_rows(g, g + 1).reshaped({weights.dim(1), weights.dim(2)}), DeviceTensor(),
+                Activation::none, slice);
+  }
+}
+
 DeviceTensor Backend::linear_add(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
                                  const DeviceTensor& residual) {
   const OpScope scope(*this, "linear+add");

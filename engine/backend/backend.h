@@ -345,6 +345,10 @@ public:
   // a's values where the mask is set, b's elsewhere, copied bit for bit. Sparse editing keeps the
   // cached activations outside the edited region with it.
   DeviceTensor select_positions(const DeviceTensor& mask, const DeviceTensor& a, const DeviceTensor& b);
+  // x [..., K] against G matrices of one shape, weights [G, N, K] (no bias) -> [G, ..., N]: G linears of
+  // one input as one op (one GEMM launch on CUDA), e.g. an attention's queries, keys and values.
+  DeviceTensor linear_group(const DeviceTensor& x, const DeviceTensor& weights);
+
   // ---- Sampling on the device (an edit's sparse steps; core/sampler_rule.h) ------------------------
   // Latents are float32 here, as on the host, and every value equals the host samplers' bit for bit.
   // One step: the U-Net's prediction [B, C, h, w] (activation dtype; B = 2: classifier-free guidance,
@@ -468,6 +472,8 @@ protected:
   // scatter_positions_impl.
   virtual void scatter_positions_into_impl(const DeviceTensor& base, const DeviceTensor& values,
                                            const DeviceTensor& positions, const DeviceTensor* addend);
+  // Optional: the default runs linear_impl for each matrix into its slice of `out`.
+  virtual void linear_group_impl(const DeviceTensor& x, const DeviceTensor& weights, DeviceTensor& out);
   // Checked as sampler_step says; `out` like x.
   virtual void sampler_step_impl(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule,
                                  const DeviceTensor& x, DeviceTensor* history, const DeviceTensor* noise,

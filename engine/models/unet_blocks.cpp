@@ -2,6 +2,7 @@
 // attention.py, attention_processor.py, transformer_2d.py, downsampling.py, upsampling.py).
 #include "models/unet_blocks.h"
 
+#include "core/env.h"
 #include "core/error.h"
 
 #include <cmath>
@@ -105,9 +106,22 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const Dev
 Attention Attention::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                           std::int64_t context_channels, int heads, bool upcast) {
   Attention a;
-  a.to_q = Linear::load(w, prefix + ".to_q", channels, channels, false);
-  a.to_k = Linear::load(w, prefix + ".to_k", context_channels, channels, false);
-  a.to_v = Linear::load(w, prefix + ".to_v", context_channels, channels, false);
+  if (context_channels == channels) {  // one tensor, three views
+    std::vector<float> joined;
+    joined.reserve(static_cast<std::size_t>(3 * channels * channels));
+    for (const char* part : {".to_q", ".to_k", ".to_v"}) {
+      const auto values = w.host(prefix + part + ".weight", {channels, channels}).to_f32();
+      joined.insert(joined.end(), values.begin(), values.end());
+    }
+    a.qkv = w.backend().upload(Tensor::from_f32({3, channels, channels}, joined));
+    a.to_q.weight = a.qkv.slice_rows(0, 1).reshaped({channels, channels});
+    a.to_k.weight = a.qkv.slice_rows(1, 2).reshaped({channels, channels});
+    a.to_v.weight = a.qkv.slice_rows(2, 3).reshaped({channels, channels});
+  } else {
+    a.to_q = Linear::load(w, prefix + ".to_q", channels, channels, false);
+    a.to_k = Linear::load(w, prefix + ".to_k", context_channels, channels, false);
+    a.to_v = Linear::load(w, prefix + ".to_v", context_channels, channels, false);
+  }
   a.to_out = Linear::load(w, prefix + ".to_out.0", channels, channels);
   a.params.heads = heads;
   a.params.scale = 1.0f / std::sqrt(static_cast<float>(channels / heads));
@@ -180,10 +194,24 @@ DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTenso
   // Everything at the active positions: their keys and values replace the cached ones, and the
   // queries attend over the whole (cached + new) keys and values.
   const auto h = norm1.forward(b, x);                                           // [N, P, C]
-  const auto k = s.scatter_output(b, k_key, attn1.to_k.forward(b, h), height, width);  // [N, L, C]
-  const auto v = s.scatter_output(b, v_key, attn1.to_v.forward(b, h), height, width);
+  // The queries, keys and values of the active positions in one GEMM (few rows: three launches cost
+  // more than their work); FISEDIT_QKV_GROUP=0 runs three.
+  static const bool grouped = env_flag("FISEDIT_QKV_GROUP", true);
+  DeviceTensor q, k_new, v_new;
+  if (grouped && !attn1.qkv.empty()) {
+    const auto qkv = b.linear_group(h, attn1.qkv);  // [3, N, P, C]
+    q = qkv.slice_rows(0, 1).reshaped(h.shape());
+    k_new = qkv.slice_rows(1, 2).reshaped(h.shape());
+    v_new = qkv.slice_rows(2, 3).reshaped(h.shape());
+  } else {
+    k_new = attn1.to_k.forward(b, h);
+    v_new = attn1.to_v.forward(b, h);
+    q = attn1.to_q.forward(b, h);
+  }
+  const auto k = s.scatter_output(b, k_key, k_new, height, width);  // [N, L, C]
+  const auto v = s.scatter_output(b, v_key, v_new, height, width);
   auto y = attn1.to_out.forward_add(
-      b, b.attention(attn1.to_q.forward(b, h), k.reshaped({x.dim(0), height * width, x.dim(2)}),
+      b, b.attention(q, k.reshaped({x.dim(0), height * width, x.dim(2)}),
                      v.reshaped({x.dim(0), height * width, x.dim(2)}), attn1.params),
       x);  // [N, P, C]
   y = attn2.forward_add(b, norm2.forward(b, y), context, y);

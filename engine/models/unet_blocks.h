@@ -51,6 +51,9 @@ struct ResnetBlock2D {
 // Multi-head attention with diffusers' Attention names: to_q/to_k/to_v without bias, to_out.0 with.
 struct Attention {
   Linear to_q, to_k, to_v, to_out;
+  // A self-attention's query, key and value weights as one [3, C, C] tensor (to_q, to_k and to_v's
+  // weights are views of it), for Backend::linear_group; empty for a cross-attention.
+  DeviceTensor qkv;
   AttentionParams params;
   // The keys and values of the last context seen (a cross-attention's prompt embedding): every step
   // of a generation passes the same context tensor, so they are projected once, not per step. The

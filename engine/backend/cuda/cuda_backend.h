@@ -95,6 +95,7 @@ protected:
                       DeviceTensor& out) override;
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
+  void linear_group_impl(const DeviceTensor& x, const DeviceTensor& weights, DeviceTensor& out) override;
   void sampler_step_impl(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule, const DeviceTensor& x,
                          DeviceTensor* history, const DeviceTensor* noise, const DeviceTensor* mask,
                          const DeviceTensor* keep, DeviceTensor& flags, DeviceTensor& out) override;
@@ -121,7 +122,7 @@ private:
 
   // out = x . weight^T (+ bias) (+ residual when not null), then `act` (none with a residual).
   void gemm(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
-            const DeviceTensor* residual, DeviceTensor& out);
+            const DeviceTensor* residual, DeviceTensor& out, std::int64_t groups = 1);
   // conv2d_impl, with an addend folded into the bias pass when not null (see conv2d_add_impl).
   void convolve(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, const DeviceTensor* addend,
                 std::int64_t repeat, DeviceTensor& out);

@@ -96,7 +96,7 @@ using GemmPlan = CudaBackend::State::GemmPlan;
 // The plan for out[M, N] = x[M, K] . W[N, K]^T, or null when cuBLASLt offers no algorithm (then the
 // caller retries without the bias epilogue). With `known`, that algorithm when cuBLASLt accepts it for
 // this problem, else the heuristic's.
-std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t m, std::int64_t n, std::int64_t k,
+std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t groups, std::int64_t m, std::int64_t n, std::int64_t k,
                                     bool bias_epilogue, int align_x, int align_w, int align_out,
                                     std::size_t workspace_bytes, const cublasLtMatmulAlgo_t* known = nullptr,
                                     int candidates = 1) {
@@ -114,6 +114,17 @@ std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t m, std::in
   plan->w = make_layout(k, n, k);    // W[N, K] row-major = [K, N] column-major, used transposed
   plan->x = make_layout(k, m, k);    // x[M, K] row-major = [K, M] column-major
   plan->out = make_layout(n, m, n);  // out[M, N] row-major = [N, M] column-major
+  if (groups > 1) {  // G matrices [G, N, K] against one x, into [G, M, N]: strided batches, x's stride 0
+    const auto batches = static_cast<std::int32_t>(groups);
+    const auto batch = [&](cublasLtMatrixLayout_t l, std::int64_t stride) {
+      FISEDIT_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batches, sizeof batches));
+      FISEDIT_CUBLAS_CHECK(
+          cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride));
+    };
+    batch(plan->w.get(), n * k);
+    batch(plan->x.get(), 0);
+    batch(plan->out.get(), m * n);
+  }
 
   cublasLtMatmulHeuristicResult_t checked{};
   if (known && cublasLtMatmulAlgoCheck(lt, desc, plan->w.get(), plan->x.get(), plan->out.get(), plan->out.get(), known,
@@ -203,10 +214,14 @@ void CudaBackend::linear_add_impl(const DeviceTensor& x, const DeviceTensor& wei
   gemm(x, weight, bias, Activation::none, &residual, out);
 }
 
+void CudaBackend::linear_group_impl(const DeviceTensor& x, const DeviceTensor& weights, DeviceTensor& out) {
+  gemm(x, weights, DeviceTensor(), Activation::none, nullptr, out, weights.dim(0));
+}
+
 void CudaBackend::gemm(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
-                       const DeviceTensor* residual, DeviceTensor& out) {
-  const std::int64_t n = weight.dim(0), k = weight.dim(1);
-  const std::int64_t m = n > 0 ? out.numel() / n : 0;
+                       const DeviceTensor* residual, DeviceTensor& out, std::int64_t groups) {
+  const std::int64_t n = weight.dim(-2), k = weight.dim(-1);
+  const std::int64_t m = n > 0 ? out.numel() / (n * groups) : 0;
   if (m == 0 || n == 0) return;
   const cudaStream_t stream = s_->stream.get();
   auto* y = out.data_as<std::uint16_t>();
@@ -228,24 +243,24 @@ void CudaBackend::gemm(const DeviceTensor& x, const DeviceTensor& weight, const 
   const void* c = residual ? static_cast<const void*>(residual->data()) : y;  // C: what beta scales
   const int align_x = alignment(x.data()), align_w = alignment(weight.data());
   const int align_out = std::min(alignment(y), alignment(c));
-  const State::GemmKey key{m, n, k, want_epilogue, align_x, align_w, align_out};
+  const State::GemmKey key{groups, m, n, k, want_epilogue, align_x, align_w, align_out};
   auto found = s_->gemm_plans.find(key);
   if (found == s_->gemm_plans.end()) {
     const cublasLtHandle_t lt = s_->cublas_lt.get();
     const auto rows_range = static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(m)));
-    const State::GemmKey range{rows_range, n, k, want_epilogue, align_x, align_w, align_out};
+    const State::GemmKey range{groups, rows_range, n, k, want_epilogue, align_x, align_w, align_out};
     const auto known = s_->gemm_algos.find(range);
     std::shared_ptr<GemmPlan> plan;
     if (known != s_->gemm_algos.end())
-      plan = make_plan(lt, m, n, k, known->second.bias_epilogue, align_x, align_w, align_out, workspace_bytes,
+      plan = make_plan(lt, groups, m, n, k, known->second.bias_epilogue, align_x, align_w, align_out, workspace_bytes,
                        &known->second.algo);
     bool fresh = false;
     if (!plan) {
-      plan = make_plan(lt, m, n, k, want_epilogue, align_x, align_w, align_out, workspace_bytes, nullptr,
+      plan = make_plan(lt, groups, m, n, k, want_epilogue, align_x, align_w, align_out, workspace_bytes, nullptr,
                        tune_gemms() ? kTunedCandidates : 1);
       fresh = plan != nullptr;
     }
-    if (!plan && want_epilogue) plan = make_plan(lt, m, n, k, false, align_x, align_w, align_out, workspace_bytes);
+    if (!plan && want_epilogue) plan = make_plan(lt, groups, m, n, k, false, align_x, align_w, align_out, workspace_bytes);
     if (!plan)
       throw Error(ErrorCode::unsupported, "linear: cuBLASLt offers no fp16 algorithm for [" + std::to_string(m) +
                                               ", " + std::to_string(k) + "] x [" + std::to_string(n) + ", " +

@@ -45,8 +45,9 @@ struct CudaBackend::State {
   cuda::CublasHandle cublas;
   std::shared_ptr<DeviceBuffer> gemm_workspace;  // allocated by the first GEMM when still empty
   struct GemmPlan;  // descriptors, layouts and the chosen algorithm of one problem (cuda_gemm.cpp)
-  // key: M, N, K, bias, and the alignments of x, W and out (cuBLASLt's kernels depend on them)
-  using GemmKey = std::tuple<std::int64_t, std::int64_t, std::int64_t, bool, int, int, int>;
+  // key: G (linear_group's matrices, else 1), M, N, K, bias, and the alignments of x, W and out
+  // (cuBLASLt's kernels depend on them)
+  using GemmKey = std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, int, int, int>;
   std::map<GemmKey, std::shared_ptr<GemmPlan>> gemm_plans;
   // The algorithm of the first plan made in each range of row counts (M rounded up to a power of
   // two; the rest of the key as gemm_plans'), tried first for the next problem in that range.
