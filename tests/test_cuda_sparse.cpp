@@ -299,6 +299,15 @@ private slots:
         QVERIFY2(replayed.generation.latents == stepwise.generation.latents, qPrintable(where));
         QVERIFY2(replayed.generation.result.image.pixels == stepwise.generation.result.image.pixels, qPrintable(where));
         QVERIFY2(records_equal(replayed.generation, stepwise.generation), qPrintable(where));
+        // The replayed edit with its sampler's steps on the device (Backend::sampler_step) and on the
+        // host: the same latents and image bit for bit.
+        const bool on_device = sd.sample_on_device();
+        sd.set_replay_sparse_steps(true);
+        sd.set_sample_on_device(!on_device);
+        const auto other_sampling = sd.edit(b0, e);
+        sd.set_sample_on_device(on_device);
+        QVERIFY2(other_sampling.generation.latents == replayed.generation.latents, qPrintable(where));
+        QVERIFY2(other_sampling.generation.result.image.pixels == replayed.generation.result.image.pixels, qPrintable(where));
         // The replayed edit's records serve the next edit as the stepwise one's do.
         EditRequest next{.prompt = "a photo of a dog wearing a hat"};
         next.detect_steps = 1;

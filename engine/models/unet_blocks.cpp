@@ -195,8 +195,8 @@ DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTenso
   // queries attend over the whole (cached + new) keys and values.
   const auto h = norm1.forward(b, x);                                           // [N, P, C]
   // The queries, keys and values of the active positions in one GEMM (few rows: three launches cost
-  // more than their work); FISEDIT_QKV_GROUP=0 runs three.
-  static const bool grouped = env_flag("FISEDIT_QKV_GROUP", true);
+  // more than their work). Off until measured on a GPU: FISEDIT_QKV_GROUP=1 turns it on.
+  static const bool grouped = env_flag("FISEDIT_QKV_GROUP", false);
   DeviceTensor q, k_new, v_new;
   if (grouped && !attn1.qkv.empty()) {
     const auto qkv = b.linear_group(h, attn1.qkv);  // [3, N, P, C]

@@ -152,7 +152,7 @@ public:
   // sampler's step there (Backend::sampler_step, the same values bit for bit): the host then queues
   // step i + 1 while the device still runs step i, and reads each step's latents one step later.
   // Off: every step's prediction comes to the host, which samples and sends the next input back.
-  // On by default; FISEDIT_DEVICE_SAMPLER=0 turns it off for a process.
+  // Off by default until measured on a GPU; FISEDIT_DEVICE_SAMPLER=1 turns it on for a process.
   void set_sample_on_device(bool on) { sample_on_device_ = on; }
   static bool default_sample_on_device();
   bool sample_on_device() const { return sample_on_device_; }
