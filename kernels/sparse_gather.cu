@@ -3,6 +3,8 @@
 #include "group_norm_affine.cuh"
 #include "launch.cuh"
 
+#include "core/env.h"
+
 namespace fisedit::kernels {
 namespace {
 
@@ -205,7 +207,9 @@ cudaError_t im2col_positions(const Im2colParams& p, cudaStream_t stream) {
   if (p.cin % 8 == 0 && p.cin == p.cin_padded && aligned16(p.x) && aligned16(p.columns)) {
     // 32-bit indices when the columns and the input both stay below 2^31 vectors.
     constexpr std::int64_t kLimit = std::int64_t{1} << 31;
-    if (total / 8 < kLimit && p.batch * p.h * p.w * p.cin / 8 < kLimit && p.first_row + p.rows < kLimit)
+    // Off until measured on a GPU: FISEDIT_IM2COL_32=1 turns it on (the launcher reads it once).
+    static const bool narrow = env_flag("FISEDIT_IM2COL_32", false);
+    if (narrow && total / 8 < kLimit && p.batch * p.h * p.w * p.cin / 8 < kLimit && p.first_row + p.rows < kLimit)
       im2col_kernel_vec8<std::uint32_t><<<grid_for(total / 8), kThreads, 0, stream>>>(p);
     else
       im2col_kernel_vec8<std::int64_t><<<grid_for(total / 8), kThreads, 0, stream>>>(p);

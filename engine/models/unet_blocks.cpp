@@ -103,10 +103,21 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const Dev
                  W);  // [N, H, W, out]
 }
 
+namespace {
+
+// A self-attention's Q, K and V weights as one tensor, and a sparse block's three projections as one
+// GEMM (Backend::linear_group). Off until measured on a GPU: FISEDIT_QKV_GROUP=1 turns it on.
+bool group_qkv() {
+  static const bool on = env_flag("FISEDIT_QKV_GROUP", false);
+  return on;
+}
+
+}  // namespace
+
 Attention Attention::load(const WeightSource& w, const std::string& prefix, std::int64_t channels,
                           std::int64_t context_channels, int heads, bool upcast) {
   Attention a;
-  if (context_channels == channels) {  // one tensor, three views
+  if (context_channels == channels && group_qkv()) {  // one tensor, three views
     std::vector<float> joined;
     joined.reserve(static_cast<std::size_t>(3 * channels * channels));
     for (const char* part : {".to_q", ".to_k", ".to_v"}) {
@@ -195,10 +206,9 @@ DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTenso
   // queries attend over the whole (cached + new) keys and values.
   const auto h = norm1.forward(b, x);                                           // [N, P, C]
   // The queries, keys and values of the active positions in one GEMM (few rows: three launches cost
-  // more than their work). Off until measured on a GPU: FISEDIT_QKV_GROUP=1 turns it on.
-  static const bool grouped = env_flag("FISEDIT_QKV_GROUP", false);
+  // more than their work).
   DeviceTensor q, k_new, v_new;
-  if (grouped && !attn1.qkv.empty()) {
+  if (!attn1.qkv.empty()) {
     const auto qkv = b.linear_group(h, attn1.qkv);  // [3, N, P, C]
     q = qkv.slice_rows(0, 1).reshaped(h.shape());
     k_new = qkv.slice_rows(1, 2).reshaped(h.shape());
