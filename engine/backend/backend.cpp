@@ -725,8 +725,7 @@ DeviceTensor Backend::sampler_step(const DeviceTensor& prediction, float cfg_sca
     f32(t, what);
     FISEDIT_REQUIRE(t->shape() == x.shape(), op, std::string(what) + " " + shapes(*t) + " differs from the latents " + shapes(x));
   };
-  if (rule.history) like_x(history, "the history");
-  if (history) like_x(history, "the history");
+  if (rule.history || history) like_x(history, "the history");
   if (rule.noise) like_x(noise, "the noise");
   FISEDIT_REQUIRE(!mask == !keep, op, "a mask needs latents to keep, and the reverse");
   if (mask) {

@@ -5,7 +5,6 @@
 #include "pipeline/generation.h"
 #include "pipeline/step_clock.h"
 #include "pipeline/step_replay.h"
-#include "core/env.h"
 #include "sched/scheduler.h"
 #include "edit/cache_store.h"
 #include "edit/edit_mask.h"
