@@ -106,6 +106,7 @@ struct PartialRows {
 template <class C, bool kPartial>
 __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks)
     flash2_attention_kernel(const AttentionArgs a, const int chunk_tiles, float* const partial) {
+  dependent_prologue();
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   __half* sq = reinterpret_cast<__half*>(shared_bytes);  // [kRows][kPitch], later the output staging
   __half* skv = sq + C::kRows * C::kPitch;               // kStages x {K [kKeys][kPitch], V [kKeys][kPitch]}
@@ -352,6 +353,7 @@ constexpr int kCombineRows = 8;  // rows (= warps) per block of the combine kern
 // row saw no key (m = -inf: never without causal masking, but it must not turn into NaN) weighs 0.
 __global__ void __launch_bounds__(kCombineRows * 32)
     flash2_combine_kernel(const AttentionArgs a, const int chunks, float* const workspace) {
+  dependent_prologue();
   const int row = blockIdx.x * kCombineRows + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= a.lq) return;
   const std::int64_t chunk_rows = std::int64_t{gridDim.y} * a.lq;  // rows of one chunk's layers
@@ -454,7 +456,7 @@ cudaError_t launch_sweep(const AttentionArgs& a, const KeySplit& keys, float* pa
   if (opted_in != cudaSuccess) return opted_in;
   const dim3 grid(static_cast<unsigned>((a.lq + C::kRows - 1) / C::kRows), static_cast<unsigned>(a.batch * a.heads),
                   static_cast<unsigned>(keys.chunks));
-  kernel<<<grid, C::kThreads, C::kSharedBytes, stream>>>(a, keys.chunk_tiles, partial);
+  launch_kernel(kernel, grid, C::kThreads, C::kSharedBytes, stream, a, keys.chunk_tiles, partial);
   return cudaGetLastError();
 }
 
@@ -467,7 +469,7 @@ cudaError_t launch(const AttentionArgs& a, AttentionSplit split, void* workspace
   if (const cudaError_t status = launch_sweep<C, true>(a, keys, partial, stream); status != cudaSuccess) return status;
   const dim3 grid(static_cast<unsigned>((a.lq + kCombineRows - 1) / kCombineRows),
                   static_cast<unsigned>(a.batch * a.heads));
-  flash2_combine_kernel<<<grid, kCombineRows * 32, 0, stream>>>(a, keys.chunks, partial);
+  launch_kernel(flash2_combine_kernel, grid, kCombineRows * 32, 0, stream, a, keys.chunks, partial);
   return cudaGetLastError();
 }
 

@@ -13,6 +13,7 @@ struct CopySpans {
 };
 
 __global__ void batched_copy_kernel(const CopySpans spans) {
+  dependent_prologue();
   const CopySpan c = spans.span[blockIdx.y];
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   const std::size_t first = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -44,7 +45,7 @@ cudaError_t batched_copy(const CopySpan* spans, std::size_t count, cudaStream_t 
     // Enough blocks for the largest span at 8 vectors a thread; small spans leave theirs idle at once.
     constexpr unsigned threads = 256;
     const unsigned blocks = blocks_for((largest + 16 * 8 - 1) / (16 * 8), threads, 512);
-    batched_copy_kernel<<<dim3(blocks, static_cast<unsigned>(n)), threads, 0, stream>>>(batch);
+    launch_kernel(batched_copy_kernel, dim3(blocks, static_cast<unsigned>(n)), threads, 0, stream, batch);
     if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   }
   return cudaSuccess;

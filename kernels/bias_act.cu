@@ -40,6 +40,7 @@ __device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
 // Eight halves (16 bytes) per step: n % 8 == 0 and both pointers 16-byte aligned.
 template <BiasActivation A, bool kBias>
 __global__ void bias_activation_vec8(uint4* data, const uint4* bias, std::size_t vectors, std::size_t row_vectors) {
+  dependent_prologue();
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < vectors;
        i += std::size_t{gridDim.x} * blockDim.x) {
     float f[8], b[8];
@@ -56,6 +57,7 @@ __global__ void bias_activation_vec8(uint4* data, const uint4* bias, std::size_t
 
 template <BiasActivation A, bool kBias>
 __global__ void bias_activation_scalar(__half* data, const __half* bias, std::size_t count, std::size_t n) {
+  dependent_prologue();
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < count;
        i += std::size_t{gridDim.x} * blockDim.x) {
     float f = __half2float(data[i]);
@@ -70,10 +72,10 @@ void launch(std::uint16_t* data, const std::uint16_t* bias, std::size_t rows, st
   const bool aligned = aligned16(data) && (!kBias || aligned16(bias));
   if (n % 8 == 0 && aligned) {
     const std::size_t vectors = rows * n / 8;
-    bias_activation_vec8<A, kBias><<<blocks_for(vectors), kThreads, 0, stream>>>(
+    launch_kernel(bias_activation_vec8<A, kBias>, blocks_for(vectors), kThreads, 0, stream,
         reinterpret_cast<uint4*>(data), reinterpret_cast<const uint4*>(bias), vectors, n / 8);
   } else {
-    bias_activation_scalar<A, kBias><<<blocks_for(rows * n), kThreads, 0, stream>>>(
+    launch_kernel(bias_activation_scalar<A, kBias>, blocks_for(rows * n), kThreads, 0, stream,
         reinterpret_cast<__half*>(data), reinterpret_cast<const __half*>(bias), rows * n, n);
   }
 }
@@ -89,6 +91,7 @@ void launch_act(std::uint16_t* data, const std::uint16_t* bias, std::size_t rows
 template <bool kBias>
 __global__ void bias_add_vec8(uint4* data, const uint4* bias, const uint4* addend, std::size_t vectors,
                               std::size_t row_vectors, std::size_t repeat) {
+  dependent_prologue();
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < vectors;
        i += std::size_t{gridDim.x} * blockDim.x) {
     const std::size_t row = i / row_vectors, col = i % row_vectors;
@@ -107,6 +110,7 @@ __global__ void bias_add_vec8(uint4* data, const uint4* bias, const uint4* adden
 
 __global__ void bias_add_scalar(__half* data, const __half* bias, const __half* addend, std::size_t count,
                                 std::size_t n, std::size_t repeat) {
+  dependent_prologue();
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < count;
        i += std::size_t{gridDim.x} * blockDim.x) {
     const std::size_t row = i / n, col = i % n;
@@ -129,11 +133,11 @@ cudaError_t bias_add(std::uint16_t* data, const std::uint16_t* bias, const std::
     auto* d = reinterpret_cast<uint4*>(data);
     const auto* a = reinterpret_cast<const uint4*>(addend);
     if (bias)
-      bias_add_vec8<true><<<blocks_for(vectors), kThreads, 0, stream>>>(d, b, a, vectors, c / 8, rep);
+      launch_kernel(bias_add_vec8<true>, blocks_for(vectors), kThreads, 0, stream, d, b, a, vectors, c / 8, rep);
     else
-      bias_add_vec8<false><<<blocks_for(vectors), kThreads, 0, stream>>>(d, b, a, vectors, c / 8, rep);
+      launch_kernel(bias_add_vec8<false>, blocks_for(vectors), kThreads, 0, stream, d, b, a, vectors, c / 8, rep);
   } else {
-    bias_add_scalar<<<blocks_for(r * c), kThreads, 0, stream>>>(reinterpret_cast<__half*>(data),
+    launch_kernel(bias_add_scalar, blocks_for(r * c), kThreads, 0, stream, reinterpret_cast<__half*>(data),
                                                                 reinterpret_cast<const __half*>(bias),
                                                                 reinterpret_cast<const __half*>(addend), r * c, c, rep);
   }

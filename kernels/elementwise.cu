@@ -36,6 +36,7 @@ struct Scale {
 // Vectors of 8 first when both pointers allow 16-byte accesses, then the remaining elements one by one.
 template <class Op>
 __global__ void unary_kernel(const std::uint16_t* x, std::uint16_t* y, std::size_t n, bool vectorised, Op op) {
+  dependent_prologue();
   const std::size_t first = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
   const std::size_t stride = std::size_t{gridDim.x} * blockDim.x;
   std::size_t done = 0;
@@ -57,7 +58,7 @@ template <class Op>
 cudaError_t launch_unary(const std::uint16_t* x, std::uint16_t* y, std::size_t n, Op op, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const bool vectorised = aligned16(x) && aligned16(y);
-  unary_kernel<<<blocks_for(vectorised ? n / kVec + n % kVec : n), kThreads, 0, stream>>>(x, y, n, vectorised, op);
+  launch_kernel(unary_kernel<Op>, blocks_for(vectorised ? n / kVec + n % kVec : n), kThreads, 0, stream, x, y, n, vectorised, op);
   return cudaGetLastError();
 }
 
@@ -65,6 +66,7 @@ cudaError_t launch_unary(const std::uint16_t* x, std::uint16_t* y, std::size_t n
 // both halves of the input row start 16-byte aligned.
 __global__ void geglu_kernel(const std::uint16_t* x, std::uint16_t* y, std::size_t rows, std::size_t f,
                              bool vectorised) {
+  dependent_prologue();
   const std::size_t first = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
   const std::size_t stride = std::size_t{gridDim.x} * blockDim.x;
   const Gelu gelu;
@@ -95,6 +97,7 @@ __device__ inline std::size_t broadcast_index(std::size_t i, std::size_t repeat,
 template <bool kMul>
 __global__ void binary_kernel(const std::uint16_t* a, const std::uint16_t* b, std::uint16_t* y, std::size_t n,
                               std::size_t repeat, std::size_t inner, bool vectorised) {
+  dependent_prologue();
   const std::size_t first = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x;
   const std::size_t stride = std::size_t{gridDim.x} * blockDim.x;
   if (vectorised) {
@@ -133,7 +136,7 @@ cudaError_t geglu(const std::uint16_t* x, std::uint16_t* y, std::size_t rows, st
   const std::size_t n = rows * f;
   if (n == 0) return cudaSuccess;
   const bool vectorised = f % kVec == 0 && aligned16(x) && aligned16(y);
-  geglu_kernel<<<blocks_for(vectorised ? n / kVec : n), kThreads, 0, stream>>>(x, y, rows, f, vectorised);
+  launch_kernel(geglu_kernel, blocks_for(vectorised ? n / kVec : n), kThreads, 0, stream, x, y, rows, f, vectorised);
   return cudaGetLastError();
 }
 
@@ -144,9 +147,9 @@ cudaError_t binary(BinaryOp op, const std::uint16_t* a, const std::uint16_t* b, 
   const bool vectorised = inner % kVec == 0 && aligned16(a) && aligned16(b) && aligned16(y);
   const unsigned blocks = blocks_for(vectorised ? n / kVec : n);
   if (op == BinaryOp::mul)
-    binary_kernel<true><<<blocks, kThreads, 0, stream>>>(a, b, y, n, repeat, inner, vectorised);
+    launch_kernel(binary_kernel<true>, blocks, kThreads, 0, stream, a, b, y, n, repeat, inner, vectorised);
   else
-    binary_kernel<false><<<blocks, kThreads, 0, stream>>>(a, b, y, n, repeat, inner, vectorised);
+    launch_kernel(binary_kernel<false>, blocks, kThreads, 0, stream, a, b, y, n, repeat, inner, vectorised);
   return cudaGetLastError();
 }
 

@@ -74,6 +74,7 @@ __device__ inline Moments block_merge(Moments m) {
 template <int kWidth>
 __global__ void stats_kernel(const std::uint16_t* x, std::int64_t l, std::int64_t c, std::int64_t per_group,
                              std::int64_t positions, float* partial) {
+  dependent_prologue();
   const std::int64_t chunk = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
   const std::int64_t p0 = chunk * positions, p1 = p0 + positions < l ? p0 + positions : l;
   const std::int64_t runs = per_group / kWidth;  // per position
@@ -102,6 +103,7 @@ __global__ void stats_kernel(const std::uint16_t* x, std::int64_t l, std::int64_
 // partial [S, blocks, 3] -> mean, var [S], one thread per (b, g).
 __global__ void finalize_kernel(const float* partial, std::int64_t sets, std::int64_t blocks, float* mean,
                                 float* var) {
+  dependent_prologue();
   const std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
   if (i >= sets) return;
   Moments m{0.0f, 0.0f, 0.0f};
@@ -118,6 +120,7 @@ __global__ void apply_scalar_kernel(const std::uint16_t* x, const std::uint16_t*
                                     const float* mean, const float* var, std::uint16_t* y, std::int64_t n,
                                     std::int64_t l, std::int64_t c, std::int64_t per_group, int groups, float eps,
                                     bool silu) {
+  dependent_prologue();
   const std::int64_t total = n * l * c;
   for (std::int64_t e = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; e < total;
        e += std::int64_t{gridDim.x} * blockDim.x) {
@@ -159,6 +162,7 @@ __global__ void apply_rows_kernel(const std::uint16_t* x, const std::uint16_t* g
                                   const float* mean, const float* var, std::uint16_t* y, std::int64_t l,
                                   std::int64_t c, std::int64_t per_group, int groups, std::int64_t positions,
                                   float eps, bool silu) {
+  dependent_prologue();
   const int cols = static_cast<int>(c / kVec), col = threadIdx.x % cols, row = threadIdx.x / cols;
   const int rows = blockDim.x / cols;
   const std::int64_t b = blockIdx.y, p0 = blockIdx.x * positions;
@@ -199,6 +203,7 @@ __global__ void apply_rows_kernel(const std::uint16_t* x, const std::uint16_t* g
 // squares from cancelling when the mean is large against the spread).
 __global__ void stats_rows_kernel(const std::uint16_t* x, std::int64_t l, std::int64_t c, std::int64_t positions,
                                   float* partial) {
+  dependent_prologue();
   extern __shared__ float sums[];  // [2][rows][C]
   const int cols = static_cast<int>(c / kVec), col = threadIdx.x % cols, row = threadIdx.x / cols;
   const int rows = blockDim.x / cols;
@@ -255,6 +260,7 @@ __global__ void stats_rows_kernel(const std::uint16_t* x, std::int64_t l, std::i
 // Block (b, g): merges the per-channel partial moments of the group's channels over all chunks.
 __global__ void finalize_rows_kernel(const float* partial, std::int64_t l, std::int64_t c, std::int64_t per_group,
                                      std::int64_t chunks, std::int64_t positions, float* mean, float* var) {
+  dependent_prologue();
   const std::int64_t set = blockIdx.x, groups = c / per_group, b = set / groups, g = set % groups;
   Moments m{0.0f, 0.0f, 0.0f};
   for (std::int64_t i = threadIdx.x; i < chunks * per_group; i += blockDim.x) {
@@ -299,20 +305,20 @@ cudaError_t group_norm_stats(const std::uint16_t* x, const GroupNormShape& shape
     const std::int64_t positions = chunk_positions(shape.n, shape.l, layout), chunks = row_chunks(shape);
     const dim3 grid(static_cast<unsigned>(chunks), static_cast<unsigned>(shape.n));
     const std::size_t shared = 2 * static_cast<std::size_t>(layout.rows * shape.c) * sizeof(float);
-    stats_rows_kernel<<<grid, layout.threads(), shared, stream>>>(x, shape.l, shape.c, positions, workspace);
+    launch_kernel(stats_rows_kernel, grid, layout.threads(), shared, stream, x, shape.l, shape.c, positions, workspace);
     if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess) return status;
-    finalize_rows_kernel<<<static_cast<unsigned>(sets), kThreads, 0, stream>>>(workspace, shape.l, shape.c, per_group,
+    launch_kernel(finalize_rows_kernel, static_cast<unsigned>(sets), kThreads, 0, stream, workspace, shape.l, shape.c, per_group,
                                                                               chunks, positions, mean, var);
     return cudaGetLastError();
   }
   const std::int64_t blocks = blocks_per_group(shape), positions = positions_per_block(shape);
   const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(shape.groups), static_cast<unsigned>(shape.n));
   if (per_group % kVec == 0 && aligned16(x))
-    stats_kernel<kVec><<<grid, kThreads, 0, stream>>>(x, shape.l, shape.c, per_group, positions, workspace);
+    launch_kernel(stats_kernel<kVec>, grid, kThreads, 0, stream, x, shape.l, shape.c, per_group, positions, workspace);
   else
-    stats_kernel<1><<<grid, kThreads, 0, stream>>>(x, shape.l, shape.c, per_group, positions, workspace);
+    launch_kernel(stats_kernel<1>, grid, kThreads, 0, stream, x, shape.l, shape.c, per_group, positions, workspace);
   if (const cudaError_t status = cudaGetLastError(); status != cudaSuccess) return status;
-  finalize_kernel<<<static_cast<unsigned>((sets + kThreads - 1) / kThreads), kThreads, 0, stream>>>(workspace, sets,
+  launch_kernel(finalize_kernel, static_cast<unsigned>((sets + kThreads - 1) / kThreads), kThreads, 0, stream, workspace, sets,
                                                                                                      blocks, mean, var);
   return cudaGetLastError();
 }
@@ -327,12 +333,12 @@ cudaError_t group_norm_apply(const std::uint16_t* x, const std::uint16_t* gamma,
     const RowLayout layout = row_layout(shape.c);
     const std::int64_t positions = chunk_positions(shape.n, shape.l, layout);
     const dim3 grid(static_cast<unsigned>((shape.l + positions - 1) / positions), static_cast<unsigned>(shape.n));
-    apply_rows_kernel<<<grid, layout.threads(), 0, stream>>>(x, gamma, beta, mean, var, y, shape.l, shape.c,
+    launch_kernel(apply_rows_kernel, grid, layout.threads(), 0, stream, x, gamma, beta, mean, var, y, shape.l, shape.c,
                                                              per_group, shape.groups, positions, eps, silu);
     return cudaGetLastError();
   }
   const auto blocks = static_cast<unsigned>(total / kThreads + 1 < 65535 ? total / kThreads + 1 : 65535);
-  apply_scalar_kernel<<<blocks, kThreads, 0, stream>>>(x, gamma, beta, mean, var, y, shape.n, shape.l, shape.c,
+  launch_kernel(apply_scalar_kernel, blocks, kThreads, 0, stream, x, gamma, beta, mean, var, y, shape.n, shape.l, shape.c,
                                                        per_group, shape.groups, eps, silu);
   return cudaGetLastError();
 }

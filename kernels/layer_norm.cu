@@ -37,6 +37,7 @@ template <int kWidth>
 __global__ void __launch_bounds__(kThreads) layer_norm_kernel(const std::uint16_t* x, const std::uint16_t* gamma,
                                                               const std::uint16_t* beta, std::uint16_t* y,
                                                               std::int64_t c, float eps) {
+  dependent_prologue();
   const std::uint16_t* row = x + blockIdx.x * c;
   std::uint16_t* out = y + blockIdx.x * c;
   const std::int64_t first = threadIdx.x * std::int64_t{kWidth}, stride = std::int64_t{kThreads} * kWidth;
@@ -77,9 +78,9 @@ cudaError_t layer_norm(const std::uint16_t* x, const std::uint16_t* gamma, const
   if (rows > 0x7fffffff) return cudaErrorInvalidValue;
   const auto grid = static_cast<unsigned>(rows);
   if (c % kVec == 0 && aligned16(x) && aligned16(y) && aligned16(gamma) && aligned16(beta))
-    layer_norm_kernel<kVec><<<grid, kThreads, 0, stream>>>(x, gamma, beta, y, c, eps);
+    launch_kernel(layer_norm_kernel<kVec>, grid, kThreads, 0, stream, x, gamma, beta, y, c, eps);
   else
-    layer_norm_kernel<1><<<grid, kThreads, 0, stream>>>(x, gamma, beta, y, c, eps);
+    launch_kernel(layer_norm_kernel<1>, grid, kThreads, 0, stream, x, gamma, beta, y, c, eps);
   return cudaGetLastError();
 }
 

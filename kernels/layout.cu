@@ -41,6 +41,7 @@ __device__ inline std::int64_t nearest_source(std::int64_t o, std::int64_t in, s
 template <int kWidth>
 __global__ void upsample_kernel(const std::uint16_t* x, std::uint16_t* y, std::int64_t n, std::int64_t h,
                                 std::int64_t w, std::int64_t chunks, std::int64_t oh, std::int64_t ow) {
+  dependent_prologue();
   using T = typename Chunk<kWidth>::type;
   const T* src = reinterpret_cast<const T*>(x);
   T* dst = reinterpret_cast<T*>(y);
@@ -55,6 +56,7 @@ __global__ void upsample_kernel(const std::uint16_t* x, std::uint16_t* y, std::i
 template <int kWidth>
 __global__ void copy_channels_kernel(const std::uint16_t* src, std::int64_t src_stride, std::uint16_t* dst,
                                      std::int64_t dst_stride, std::int64_t rows, std::int64_t width) {
+  dependent_prologue();
   using T = typename Chunk<kWidth>::type;
   const T* s = reinterpret_cast<const T*>(src);
   T* d = reinterpret_cast<T*>(dst);
@@ -69,6 +71,7 @@ template <int kWidth>
 __global__ void embedding_kernel(const std::uint16_t* table, std::int64_t vocab, std::int64_t chunks,
                                  const std::int32_t* ids, std::int64_t n, std::uint16_t* out,
                                  std::uint32_t* first_bad) {
+  dependent_prologue();
   using T = typename Chunk<kWidth>::type;
   const T* t = reinterpret_cast<const T*>(table);
   T* o = reinterpret_cast<T*>(out);
@@ -90,6 +93,7 @@ constexpr int kTile = 32, kTileRowsPerPass = 8;  // blocks of 32 x 8 threads mov
 // both along contiguous rows. Tiles are numbered along grid x, batch items along grid y.
 __global__ void transpose_kernel(const std::uint16_t* x, std::uint16_t* y, std::int64_t batch, std::int64_t rows,
                                  std::int64_t cols) {
+  dependent_prologue();
   __shared__ std::uint16_t tile[kTile][kTile + 1];  // +1: column reads spread over banks
   const std::int64_t tiles_c = (cols + kTile - 1) / kTile;
   const std::int64_t r0 = blockIdx.x / tiles_c * kTile, c0 = blockIdx.x % tiles_c * kTile;
@@ -116,9 +120,9 @@ cudaError_t upsample_nearest(const std::uint16_t* x, std::uint16_t* y, std::int6
   if (n * oh * ow * c == 0) return cudaSuccess;
   if (h <= 0 || w <= 0) return cudaErrorInvalidValue;  // nothing to sample from
   if (c % kVec == 0 && aligned16(x) && aligned16(y))
-    upsample_kernel<kVec><<<blocks_for(n * oh * ow * c / kVec), kThreads, 0, stream>>>(x, y, n, h, w, c / kVec, oh, ow);
+    launch_kernel(upsample_kernel<kVec>, blocks_for(n * oh * ow * c / kVec), kThreads, 0, stream, x, y, n, h, w, c / kVec, oh, ow);
   else
-    upsample_kernel<1><<<blocks_for(n * oh * ow * c), kThreads, 0, stream>>>(x, y, n, h, w, c, oh, ow);
+    launch_kernel(upsample_kernel<1>, blocks_for(n * oh * ow * c), kThreads, 0, stream, x, y, n, h, w, c, oh, ow);
   return cudaGetLastError();
 }
 
@@ -126,10 +130,10 @@ cudaError_t copy_channels(const std::uint16_t* src, std::int64_t src_stride, std
                           std::int64_t dst_stride, std::int64_t rows, std::int64_t width, cudaStream_t stream) {
   if (rows * width == 0) return cudaSuccess;
   if (width % kVec == 0 && src_stride % kVec == 0 && dst_stride % kVec == 0 && aligned16(src) && aligned16(dst))
-    copy_channels_kernel<kVec><<<blocks_for(rows * width / kVec), kThreads, 0, stream>>>(
+    launch_kernel(copy_channels_kernel<kVec>, blocks_for(rows * width / kVec), kThreads, 0, stream,
         src, src_stride / kVec, dst, dst_stride / kVec, rows, width / kVec);
   else
-    copy_channels_kernel<1><<<blocks_for(rows * width), kThreads, 0, stream>>>(src, src_stride, dst, dst_stride,
+    launch_kernel(copy_channels_kernel<1>, blocks_for(rows * width), kThreads, 0, stream, src, src_stride, dst, dst_stride,
                                                                               rows, width);
   return cudaGetLastError();
 }
@@ -138,10 +142,10 @@ cudaError_t embedding(const std::uint16_t* table, std::int64_t vocab, std::int64
                       std::int64_t n, std::uint16_t* out, std::uint32_t* first_bad, cudaStream_t stream) {
   if (n * c == 0) return cudaSuccess;
   if (c % kVec == 0 && aligned16(table) && aligned16(out))
-    embedding_kernel<kVec><<<blocks_for(n * c / kVec), kThreads, 0, stream>>>(table, vocab, c / kVec, ids, n, out,
+    launch_kernel(embedding_kernel<kVec>, blocks_for(n * c / kVec), kThreads, 0, stream, table, vocab, c / kVec, ids, n, out,
                                                                               first_bad);
   else
-    embedding_kernel<1><<<blocks_for(n * c), kThreads, 0, stream>>>(table, vocab, c, ids, n, out, first_bad);
+    launch_kernel(embedding_kernel<1>, blocks_for(n * c), kThreads, 0, stream, table, vocab, c, ids, n, out, first_bad);
   return cudaGetLastError();
 }
 
@@ -151,7 +155,7 @@ cudaError_t transpose(const std::uint16_t* x, std::uint16_t* y, std::int64_t bat
   const std::int64_t tiles = ((rows + kTile - 1) / kTile) * ((cols + kTile - 1) / kTile);
   if (tiles > 0x7fffffff) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(batch < 65535 ? batch : 65535));
-  transpose_kernel<<<grid, dim3(kTile, kTileRowsPerPass), 0, stream>>>(x, y, batch, rows, cols);
+  launch_kernel(transpose_kernel, grid, dim3(kTile, kTileRowsPerPass), 0, stream, x, y, batch, rows, cols);
   return cudaGetLastError();
 }
 

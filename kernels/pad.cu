@@ -13,6 +13,7 @@ constexpr int kThreads = 256;
 // are multiples of 8 and both pointers 16-byte aligned, T = uint16_t one half otherwise.
 template <class T>
 __global__ void pad_nhwc_kernel(PadNhwcArgs a, std::int64_t in_groups, std::int64_t out_groups, std::size_t total) {
+  dependent_prologue();
   const T* in = reinterpret_cast<const T*>(a.in);
   T* out = reinterpret_cast<T*>(a.out);
   for (std::size_t i = blockIdx.x * std::size_t{blockDim.x} + threadIdx.x; i < total;
@@ -38,10 +39,10 @@ cudaError_t pad_nhwc(const PadNhwcArgs& a, cudaStream_t stream) {
                    reinterpret_cast<std::uintptr_t>(a.out) % 16 == 0;
   if (vec) {
     const auto total = static_cast<std::size_t>(pixels * (a.out_c / 8));
-    pad_nhwc_kernel<uint4><<<blocks_for(total), kThreads, 0, stream>>>(a, a.c / 8, a.out_c / 8, total);
+    launch_kernel(pad_nhwc_kernel<uint4>, blocks_for(total), kThreads, 0, stream, a, a.c / 8, a.out_c / 8, total);
   } else {
     const auto total = static_cast<std::size_t>(pixels * a.out_c);
-    pad_nhwc_kernel<std::uint16_t><<<blocks_for(total), kThreads, 0, stream>>>(a, a.c, a.out_c, total);
+    launch_kernel(pad_nhwc_kernel<std::uint16_t>, blocks_for(total), kThreads, 0, stream, a, a.c, a.out_c, total);
   }
   return cudaGetLastError();
 }

@@ -8,6 +8,7 @@ namespace {
 constexpr int kThreads = 256;
 
 __global__ void sampler_step_kernel(SamplerStepParams p) {
+  dependent_prologue();
   int bits = 0;
   for (std::int64_t k = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; k < p.n;
        k += std::int64_t{gridDim.x} * blockDim.x) {
@@ -26,6 +27,7 @@ __global__ void sampler_step_kernel(SamplerStepParams p) {
 }
 
 __global__ void sampler_input_kernel(const float* x, float divisor, __half* out, std::int64_t n, int batch) {
+  dependent_prologue();
   for (std::int64_t k = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; k < n;
        k += std::int64_t{gridDim.x} * blockDim.x) {
     const __half v = __float2half_rn(__fdiv_rn(x[k], divisor));
@@ -37,13 +39,13 @@ __global__ void sampler_input_kernel(const float* x, float divisor, __half* out,
 
 cudaError_t sampler_step(const SamplerStepParams& p, cudaStream_t stream) {
   if (p.n == 0) return cudaSuccess;
-  sampler_step_kernel<<<blocks_for(static_cast<std::size_t>(p.n), kThreads), kThreads, 0, stream>>>(p);
+  launch_kernel(sampler_step_kernel, blocks_for(static_cast<std::size_t>(p.n), kThreads), kThreads, 0, stream, p);
   return cudaGetLastError();
 }
 
 cudaError_t sampler_input(const float* x, float divisor, __half* out, std::int64_t n, int batch, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  sampler_input_kernel<<<blocks_for(static_cast<std::size_t>(n), kThreads), kThreads, 0, stream>>>(x, divisor, out, n, batch);
+  launch_kernel(sampler_input_kernel, blocks_for(static_cast<std::size_t>(n), kThreads), kThreads, 0, stream, x, divisor, out, n, batch);
   return cudaGetLastError();
 }
 

@@ -1,5 +1,6 @@
 // Sparse editing's blend kernel (select_positions.cuh): per position the new row or the cached one.
 #include "select_positions.cuh"
+#include "launch.cuh"
 
 #include <algorithm>
 
@@ -9,6 +10,7 @@ namespace {
 // One thread per 8 channels (16 bytes) when the channel count allows, else per channel.
 template <int kVector>
 __global__ void select_positions_kernel(SelectPositionsParams p) {
+  dependent_prologue();
   const std::int64_t vectors_per_row = p.channels / kVector;
   const std::int64_t total = p.batch * p.positions * vectors_per_row;
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
@@ -34,9 +36,9 @@ cudaError_t select_positions(const SelectPositionsParams& p, cudaStream_t stream
   const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((items + threads - 1) / threads, 65535 * 8));
   if (items == 0) return cudaSuccess;
   if (vectorised)
-    select_positions_kernel<8><<<blocks, threads, 0, stream>>>(p);
+    launch_kernel(select_positions_kernel<8>, blocks, threads, 0, stream, p);
   else
-    select_positions_kernel<1><<<blocks, threads, 0, stream>>>(p);
+    launch_kernel(select_positions_kernel<1>, blocks, threads, 0, stream, p);
   return cudaGetLastError();
 }
 

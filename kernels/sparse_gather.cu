@@ -17,6 +17,7 @@ unsigned grid_for(std::int64_t items) { return blocks_for(static_cast<std::size_
 // bound by index arithmetic.
 template <bool kScatter, typename T>
 __global__ void rows_kernel(RowsParams p) {
+  dependent_prologue();
   const std::int64_t units = p.channels * static_cast<std::int64_t>(sizeof(__half)) / sizeof(T);
   const std::int64_t total = p.batch * p.count * units;
   const auto* src = reinterpret_cast<const T*>(p.src);
@@ -42,6 +43,7 @@ __device__ inline __half normalised(const Im2colNorm& n, __half v, std::int64_t 
 }
 
 __global__ void im2col_kernel(Im2colParams p) {
+  dependent_prologue();
   const std::int64_t row_width = std::int64_t{p.kh} * p.kw * p.cin_padded;
   const std::int64_t total = p.rows * row_width;
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
@@ -67,6 +69,7 @@ __global__ void im2col_kernel(Im2colParams p) {
 // time (ncu, H100: 8.7 us per call, 65 calls in a 5% SD2 768 step).
 template <typename Index>
 __global__ void im2col_kernel_vec8(Im2colParams p) {
+  dependent_prologue();
   const auto vectors = static_cast<Index>(p.cin / 8);
   const Index kw = p.kw, row_vectors = static_cast<Index>(p.kh) * kw * vectors;
   const Index total = static_cast<Index>(p.rows) * row_vectors, count = static_cast<Index>(p.count);
@@ -119,6 +122,7 @@ __device__ inline std::int64_t find_row(const MergeRowsParams& p, std::int64_t l
 }
 
 __global__ void merge_rows_kernel(MergeRowsParams p) {
+  dependent_prologue();
   const std::int64_t vectors = p.channels / 8, total = p.batch * p.length * vectors;
   const auto* base = reinterpret_cast<const uint4*>(p.base);
   const auto* values = reinterpret_cast<const uint4*>(p.values);
@@ -148,6 +152,7 @@ __global__ void merge_rows_kernel(MergeRowsParams p) {
 
 // merge_rows with dst == base: only the active rows are written (their values, plus the addend).
 __global__ void merge_rows_in_place_kernel(MergeRowsParams p) {
+  dependent_prologue();
   const std::int64_t vectors = p.channels / 8, total = p.batch * p.count * vectors;
   const auto* values = reinterpret_cast<const uint4*>(p.values);
   const auto* addend = reinterpret_cast<const uint4*>(p.addend);
@@ -173,9 +178,9 @@ template <bool kScatter>
 cudaError_t move_rows(const RowsParams& p, cudaStream_t stream) {
   if (p.batch * p.count * p.channels == 0) return cudaSuccess;
   if (p.channels % 8 == 0 && aligned16(p.src) && aligned16(p.dst))
-    rows_kernel<kScatter, uint4><<<grid_for(p.batch * p.count * p.channels / 8), kThreads, 0, stream>>>(p);
+    launch_kernel(rows_kernel<kScatter, uint4>, grid_for(p.batch * p.count * p.channels / 8), kThreads, 0, stream, p);
   else
-    rows_kernel<kScatter, __half><<<grid_for(p.batch * p.count * p.channels), kThreads, 0, stream>>>(p);
+    launch_kernel(rows_kernel<kScatter, __half>, grid_for(p.batch * p.count * p.channels), kThreads, 0, stream, p);
   return cudaGetLastError();
 }
 
@@ -190,12 +195,12 @@ cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream) {
   if (p.base == p.dst) {
     const std::int64_t total = p.batch * p.count * p.channels / 8;
     if (total == 0) return cudaSuccess;
-    merge_rows_in_place_kernel<<<grid_for(total), kThreads, 0, stream>>>(p);
+    launch_kernel(merge_rows_in_place_kernel, grid_for(total), kThreads, 0, stream, p);
     return cudaGetLastError();
   }
   const std::int64_t total = p.batch * p.length * p.channels / 8;
   if (total == 0) return cudaSuccess;
-  merge_rows_kernel<<<grid_for(total), kThreads, 0, stream>>>(p);
+  launch_kernel(merge_rows_kernel, grid_for(total), kThreads, 0, stream, p);
   return cudaGetLastError();
 }
 
@@ -210,12 +215,12 @@ cudaError_t im2col_positions(const Im2colParams& p, cudaStream_t stream) {
     // Off until measured on a GPU: FISEDIT_IM2COL_32=1 turns it on (the launcher reads it once).
     static const bool narrow = env_flag("FISEDIT_IM2COL_32", false);
     if (narrow && total / 8 < kLimit && p.batch * p.h * p.w * p.cin / 8 < kLimit && p.first_row + p.rows < kLimit)
-      im2col_kernel_vec8<std::uint32_t><<<grid_for(total / 8), kThreads, 0, stream>>>(p);
+      launch_kernel(im2col_kernel_vec8<std::uint32_t>, grid_for(total / 8), kThreads, 0, stream, p);
     else
-      im2col_kernel_vec8<std::int64_t><<<grid_for(total / 8), kThreads, 0, stream>>>(p);
+      launch_kernel(im2col_kernel_vec8<std::int64_t>, grid_for(total / 8), kThreads, 0, stream, p);
   }
   else
-    im2col_kernel<<<grid_for(total), kThreads, 0, stream>>>(p);
+    launch_kernel(im2col_kernel, grid_for(total), kThreads, 0, stream, p);
   return cudaGetLastError();
 }
 

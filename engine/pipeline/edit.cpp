@@ -241,7 +241,10 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   const auto n = static_cast<std::int64_t>(x.size());
   const std::int64_t batch = cond.guidance ? 2 : 1;
   const bool sample_on_device = sample_on_device_ && !e.dense_reference && steps - k > 1;
-  DeviceTensor x_d, history_d, mask_d;
+  // Uploaded once at the handover: the cached latents each device-sampled step keeps outside the mask,
+  // and one not-finite flag word per step, zeroed.
+  DeviceTensor x_d, history_d, mask_d, keep_all_d, flags_all_d;
+  const auto sampled_step = [&](int i) { return static_cast<std::size_t>(i - k - 1); };
   struct Pending {
     int step;
     Backend::CopyFence fence;
@@ -270,6 +273,15 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
         x_d = backend_.upload_f32(x, {channels, h, w});
         if (const auto history = scheduler->history(); !history.empty()) history_d = backend_.upload_f32(history, {channels, h, w});
         mask_d = backend_.upload_f32(out.mask.values, {h, w});
+        const auto m = static_cast<std::int64_t>(steps - i);
+        std::vector<float> keep_all;
+        keep_all.reserve(static_cast<std::size_t>(m * n));
+        for (int j = i; j < steps; ++j) {
+          const auto& kept = base.latents[static_cast<std::size_t>(j) + 1];
+          keep_all.insert(keep_all.end(), kept.begin(), kept.end());
+        }
+        keep_all_d = backend_.upload_f32(keep_all, {m, channels, h, w});
+        flags_all_d = backend_.upload(Tensor::from_i64({m}, std::vector<std::int64_t>(static_cast<std::size_t>(m), 0)));
       }
       const auto input = backend_.sampler_input(x_d, scheduler->input_divisor(start + i), batch);
       host.prepare_ms += ms_since(t_step);
@@ -287,8 +299,10 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
       std::vector<float> noise;
       const auto rule = scheduler->plan_step(start + i, x.size(), &noise);
       const DeviceTensor noise_d = rule.noise ? backend_.upload_f32(noise, {channels, h, w}) : DeviceTensor();
-      const DeviceTensor keep_d = backend_.upload_f32(base.latents[index + 1], {channels, h, w});
-      DeviceTensor flags_d = backend_.upload(Tensor::from_i64({1}, std::vector<std::int64_t>{0}));
+      const auto j = sampled_step(i);
+      const DeviceTensor keep_d = keep_all_d.view(keep_all_d.offset() + j * static_cast<std::size_t>(n) * sizeof(float),
+                                                  DType::f32, {channels, h, w});
+      DeviceTensor flags_d = flags_all_d.view(flags_all_d.offset() + j * sizeof(std::int32_t), DType::i32, {1});
       x_d = backend_.sampler_step(*prediction, r.cfg_scale, rule, x_d, history_d.empty() ? nullptr : &history_d,
                                   noise_d.empty() ? nullptr : &noise_d, &mask_d, &keep_d, flags_d);
       spill.keep(gen.steps[index]);

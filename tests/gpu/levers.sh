@@ -6,6 +6,8 @@
 #   FISEDIT_QKV_GROUP       a sparse transformer block's Q, K and V as one strided-batched GEMM
 #   FISEDIT_GEMM_TUNE       new GEMM problems time cuBLASLt's first candidates
 #   FISEDIT_IM2COL_32       32-bit index arithmetic in the sparse convolution's gather
+#   FISEDIT_GEMM_REDUCE_IN_PLACE  split-K GEMMs that reduce in their output, no second kernel
+#   FISEDIT_PDL             our kernels launched with programmatic dependent launch (kernels/launch.cuh)
 # Every result goes into $OUT/levers.tgz (one file: only a few files come back from the machine),
 # saved after each part, so a call cut short still returns what ran.
 #   tar cJf .device-ref/reference.tar.xz -C ../shared/reference tiny-sd2/model README.md
@@ -21,7 +23,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$results
 tokenizer=/tmp/fisedit-ref/tiny-sd2/model/tokenizer
 bin=/tmp/fisedit-gpu/bin
 start=$SECONDS
-all_on=(FISEDIT_DEVICE_SAMPLER=1 FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1)
+all_on=(FISEDIT_DEVICE_SAMPLER=1 FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1 FISEDIT_PDL=1)
 # The tests with every lever on (test_cuda_sparse compares device- and host-sampled edits bit for bit),
 # then with GEMM tuning too.
 for t in test_cuda_ops test_cuda_gemm test_cuda_sparse test_cuda_cache; do
@@ -39,10 +41,15 @@ for arch in sd2-768 sd15-512; do
   save
 done
 # The recorded 5% step and the dense step, each lever alone against none.
-for lever in none FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1 FISEDIT_GEMM_TUNE=1; do
+for lever in none FISEDIT_PDL=1 FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1 FISEDIT_GEMM_TUNE=1 FISEDIT_GEMM_REDUCE_IN_PLACE=1; do
   name=${lever%%=*}
   env ${lever/none/} "$bin/fisedit-bench" --arch sd2-768 --device cuda --tokenizer "$tokenizer" --repeat 5 \
     --stages unet,edit --json "$results/step-$name.json" >"$results/step-$name.log" 2>&1
   echo "unet,edit with $lever: exit $? ($((SECONDS - start)) s)"
   save
 done
+# Whole edits with no lever on, for the same machine's baseline.
+"$bin/fisedit-bench" --arch sd2-768 --device cuda --tokenizer "$tokenizer" --repeat 3 --generations 2 \
+  --stages generation,edit_sizes --json "$results/edit-sizes-sd2-768-none.json" >"$results/edit-sizes-sd2-768-none.log" 2>&1
+echo "edit_sizes sd2-768 with no lever: exit $? ($((SECONDS - start)) s)"
+save

@@ -228,12 +228,13 @@ bool CudaBackend::download_rgb8_impl(const DeviceTensor& t, std::span<std::uint8
   int* nonfinite = reinterpret_cast<int*>(bytes.data_as<std::uint8_t>() + flag_at);
   FISEDIT_CUDA_CHECK(cudaMemsetAsync(nonfinite, 0, sizeof(int), stream));
   FISEDIT_CUDA_CHECK(kernels::to_rgb8(t.data(), t.dtype() == DType::f16, bytes.data_as<std::uint8_t>(), n, nonfinite, stream));
-  std::vector<std::uint8_t> host(flag_at + sizeof(int));
-  FISEDIT_CUDA_CHECK(cudaMemcpyAsync(host.data(), bytes.data(), host.size(), cudaMemcpyDeviceToHost, stream));
+  // Through pinned memory: a pageable destination would be staged by the driver in pieces.
+  const auto host = allocate_host(DType::u8, bytes.shape());
+  FISEDIT_CUDA_CHECK(cudaMemcpyAsync(host.data(), bytes.data(), bytes.nbytes(), cudaMemcpyDeviceToHost, stream));
   synchronize();
   int flag = 0;
-  std::memcpy(&flag, host.data() + flag_at, sizeof(int));
-  std::copy_n(host.begin(), n, out.begin());
+  std::memcpy(&flag, host.data_as<const std::uint8_t>() + flag_at, sizeof(int));
+  std::copy_n(host.data_as<const std::uint8_t>(), n, out.begin());
   return flag == 0;
 }
 

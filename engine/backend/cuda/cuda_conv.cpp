@@ -250,8 +250,9 @@ GraphChoice choose_graph_plan(cudnnHandle_t cudnn, cuda::MemoryPool& pool, cudaS
 
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   FISEDIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  // A finalized plan of candidate i and its workspace, or none when it does not take this problem.
-  const auto finalize = [&](std::int64_t i) -> std::optional<GraphChoice> {
+  // A finalized plan of candidate i (of engine `engine`) and its workspace, or none when it does not
+  // take this problem.
+  const auto finalize = [&](std::int64_t i, std::int64_t engine) -> std::optional<GraphChoice> {
     auto plan = make_backend(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
     cudnnBackendDescriptor_t config = raw[static_cast<std::size_t>(i)];
     set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &cudnn);
@@ -261,16 +262,16 @@ GraphChoice choose_graph_plan(cudnnHandle_t cudnn, cuda::MemoryPool& pool, cudaS
     FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
                                                  CUDNN_TYPE_INT64, 1, &got, &workspace));
     if (workspace < 0 || static_cast<std::size_t>(workspace) > kMaxWorkspaceBytes) return std::nullopt;
-    return GraphChoice{std::move(plan), static_cast<std::size_t>(workspace), engine_index(config), false};
+    return GraphChoice{std::move(plan), static_cast<std::size_t>(workspace), engine, false};
   };
   if (known >= 0)
     for (std::int64_t i = 0; i < returned; ++i)
       if (engine_index(raw[static_cast<std::size_t>(i)]) == known)
-        if (auto chosen = finalize(i)) return std::move(*chosen);
+        if (auto chosen = finalize(i, known)) return std::move(*chosen);
   GraphChoice best;
   float best_ms = 0.0f;
   for (std::int64_t i = 0; i < returned; ++i) {
-    auto candidate = finalize(i);
+    auto candidate = finalize(i, engine_index(raw[static_cast<std::size_t>(i)]));
     if (!candidate) continue;
     if (capture != cudaStreamCaptureStatusNone) return std::move(*candidate);
     auto& plan = candidate->plan;

@@ -142,6 +142,12 @@ std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t groups, st
   set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<std::uint32_t>(align_x));
   set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<std::uint32_t>(align_out));
   set_preference(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<std::uint32_t>(align_out));
+  // FISEDIT_GEMM_REDUCE_IN_PLACE=1 (read once): split-K only where the partial sums meet in the output
+  // itself, not in a workspace that a second kernel reduces (~50 reduce kernels of a sparse step).
+  static const bool in_place = env_flag("FISEDIT_GEMM_REDUCE_IN_PLACE", false);
+  if (in_place)
+    set_preference(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                   static_cast<std::uint32_t>(CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE));
 
   std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<std::size_t>(std::max(1, candidates)));
   int found = 0;
@@ -155,6 +161,16 @@ std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t groups, st
     if (results[static_cast<std::size_t>(i)].state == CUBLAS_STATUS_SUCCESS)
       plan->candidates.push_back(results[static_cast<std::size_t>(i)].algo);
   return plan;
+}
+
+// D = alpha W x + beta C with `algo` on the stream: the one call that runs a plan (gemm, tune).
+cublasStatus_t run_plan(CudaBackend::State& s, const GemmPlan& plan, const cublasLtMatmulAlgo_t& algo,
+                        const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor* residual, void* y) {
+  const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
+  const void* c = residual ? static_cast<const void*>(residual->data()) : y;  // C: what beta scales
+  return cublasLtMatmul(s.cublas_lt.get(), plan.desc.get(), &alpha, weight.data(), plan.w.get(), x.data(), plan.x.get(),
+                        &beta, c, plan.out.get(), y, plan.out.get(), &algo, s.gemm_workspace->data(),
+                        s.gemm_workspace->size(), s.stream.get());
 }
 
 // FISEDIT_GEMM_TUNE=1 (read once): a new GEMM problem times the heuristic's first candidates on its own
@@ -175,14 +191,8 @@ void tune(CudaBackend::State& s, GemmPlan& plan, const DeviceTensor& x, const De
   if (capture != cudaStreamCaptureStatusNone) return;
   if (plan.bias_epilogue)
     set_desc(plan.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(bias.data()));
-  const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
-  const void* c = residual ? static_cast<const void*>(residual->data()) : out.data();
   const auto begin = cuda::make_event(cudaEventDefault), end = cuda::make_event(cudaEventDefault);
-  const auto run = [&](const cublasLtMatmulAlgo_t& algo) {
-    return cublasLtMatmul(s.cublas_lt.get(), plan.desc.get(), &alpha, weight.data(), plan.w.get(), x.data(),
-                          plan.x.get(), &beta, c, plan.out.get(), out.data(), plan.out.get(), &algo,
-                          s.gemm_workspace->data(), s.gemm_workspace->size(), stream);
-  };
+  const auto run = [&](const cublasLtMatmulAlgo_t& algo) { return run_plan(s, plan, algo, x, weight, residual, out.data()); };
   float best = std::numeric_limits<float>::infinity();
   for (const auto& algo : plan.candidates) {
     constexpr int kRuns = 3;
@@ -273,10 +283,7 @@ void CudaBackend::gemm(const DeviceTensor& x, const DeviceTensor& weight, const 
   if (plan.bias_epilogue) set_desc(plan.desc.get(), CUBLASLT_MATMUL_DESC_BIAS_POINTER, static_cast<const void*>(b));
 
   // The epilogue adds the bias after beta * C, so D = W x + residual + bias in float, rounded once.
-  const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
-  FISEDIT_CUBLAS_CHECK(cublasLtMatmul(s_->cublas_lt.get(), plan.desc.get(), &alpha, weight.data(), plan.w.get(),
-                                      x.data(), plan.x.get(), &beta, c, plan.out.get(), y, plan.out.get(), &plan.algo,
-                                      s_->gemm_workspace->data(), workspace_bytes, stream));
+  FISEDIT_CUBLAS_CHECK(run_plan(*s_, plan, plan.algo, x, weight, residual, y));
   const auto* rest_bias = plan.bias_epilogue ? nullptr : b;
   if (rest_bias || act != Activation::none)
     FISEDIT_CUDA_CHECK(kernels::bias_activation(y, rest_bias, m, n, kernel_activation(act), stream));
