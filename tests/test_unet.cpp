@@ -116,6 +116,42 @@ private slots:
     QVERIFY(backend.download(unet.forward(sample, timesteps, backend.upload(context))).to_f32() == once);
   }
 
+  // Each resnet's time embedding depends on the timestep alone: the U-Net keeps them by timestep (an
+  // edit's steps find its generation's), and a step given them ready-made (forward_projected, as a
+  // recorded sparse step takes them) equals one that computes them from the sinusoids.
+  void time_projections_are_kept_by_timestep() {
+    const auto [loaded, goldens] = reference("tiny-sd2");
+    CpuBackend backend;
+    UNet unet(backend, loaded.unet, loaded.unet_weights);
+    const auto sample = backend.nchw_to_nhwc(backend.upload(goldens.tensor("unet.sample")));
+    const auto context = backend.upload(goldens.tensor("unet.context"));
+    const std::vector<float> t981{981.0f}, t961{961.0f};
+    const auto kept = unet.time_projections(t981, 2);
+    QCOMPARE(kept.rank(), 1);
+    // Its parts: every resnet's out channels, each [2, out].
+    std::int64_t channels = 0;
+    for (const auto& c : loaded.unet.block_out_channels) channels += c;
+    QVERIFY(kept.numel() > 2 * channels);
+    QVERIFY(unet.time_projections(t981, 2).data() == kept.data());               // found, not recomputed
+    QVERIFY(unet.time_projections(std::vector<float>{981.0f, 981.0f}, 2).data() == kept.data());
+    QVERIFY(unet.time_projections(t961, 2).data() != kept.data());               // another timestep
+    QVERIFY(unet.time_projections(t981, 1).data() != kept.data());               // another batch
+    const auto computed = unet.time_projections(backend.upload(unet.time_sinusoids(t981, 2)));
+    QVERIFY(computed.data() != kept.data());
+    QVERIFY(backend.download(computed).to_f32() == backend.download(kept).to_f32());
+    QVERIFY(backend.download(unet.time_projections(t961, 2)).to_f32() != backend.download(kept).to_f32());
+
+    const auto by_timestep = backend.download(unet.forward(sample, t981, context)).to_f32();
+    const auto embedded =
+        backend.download(unet.forward_embedded(sample, backend.upload(unet.time_sinusoids(t981, 2)), context)).to_f32();
+    const auto projected = backend.download(unet.forward_projected(sample, kept, context)).to_f32();
+    QVERIFY(embedded == by_timestep);
+    QVERIFY(projected == by_timestep);
+    QVERIFY(backend.download(unet.forward(sample, t961, context)).to_f32() != by_timestep);
+    expect_error([&] { unet.forward_projected(sample, unet.time_projections(t981, 1), context); },
+                 ErrorCode::invalid_argument, "time projections");
+  }
+
   void single_file_matches_folder_data() {
     QTest::addColumn<QString>("model");
     QTest::newRow("tiny-sd2") << "tiny-sd2";

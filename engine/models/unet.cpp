@@ -7,6 +7,9 @@
 #include "models/unet_blocks.h"
 
 #include <cmath>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -17,6 +20,9 @@ namespace {
 
 using namespace unet;
 
+// Each resnet's time embedding [N, out], by ResnetBlock2D::time_index: views of UNet::time_projections.
+using TimeParts = std::vector<DeviceTensor>;
+
 // CrossAttnDownBlock2D, or DownBlock2D when it has no attentions.
 struct DownBlock {
   std::vector<ResnetBlock2D> resnets;
@@ -24,10 +30,10 @@ struct DownBlock {
   std::optional<Downsample2D> downsampler;     // all levels but the last
 
   // [N, H, W, Cin] -> [N, H/2, W/2, C] (H, W kept on the last level); pushes each output onto `skips`.
-  DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
+  DeviceTensor forward(Backend& b, DeviceTensor h, const TimeParts& temb, const DeviceTensor& context,
                        std::vector<DeviceTensor>& skips, SparseStep* s) const {
     for (std::size_t i = 0; i < resnets.size(); ++i) {
-      h = resnets[i].forward(b, h, temb, s);
+      h = resnets[i].forward(b, h, temb[resnets[i].time_index], s);
       if (!attentions.empty()) h = attentions[i].forward(b, h, context, s);
       skips.push_back(h);
     }
@@ -45,11 +51,11 @@ struct MidBlock {
   Transformer2DModel attention;
 
   // [N, H, W, C] -> [N, H, W, C]
-  DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
+  DeviceTensor forward(Backend& b, DeviceTensor h, const TimeParts& temb, const DeviceTensor& context,
                        SparseStep* s) const {
-    h = resnets[0].forward(b, h, temb, s);
+    h = resnets[0].forward(b, h, temb[resnets[0].time_index], s);
     h = attention.forward(b, h, context, s);
-    return resnets[1].forward(b, h, temb, s);
+    return resnets[1].forward(b, h, temb[resnets[1].time_index], s);
   }
 };
 
@@ -61,12 +67,12 @@ struct UpBlock {
 
   // [N, H, W, Cin] -> [N, Hs, Ws, C], the size of the next level's skip (2H, 2W unless H or W was odd
   // on the way down), or H, W on the last level; pops one skip per resnet.
-  DeviceTensor forward(Backend& b, DeviceTensor h, const DeviceTensor& temb, const DeviceTensor& context,
+  DeviceTensor forward(Backend& b, DeviceTensor h, const TimeParts& temb, const DeviceTensor& context,
                        std::vector<DeviceTensor>& skips, SparseStep* s) const {
     for (std::size_t i = 0; i < resnets.size(); ++i) {
       h = b.concat_channels(h, skips.back());  // [N, H, W, Ch], [N, H, W, Cs] -> [N, H, W, Ch + Cs]
       skips.pop_back();
-      h = resnets[i].forward(b, h, temb, s);
+      h = resnets[i].forward(b, h, temb[resnets[i].time_index], s);
       if (!attentions.empty()) h = attentions[i].forward(b, h, context, s);
     }
     if (!upsampler) return h;
@@ -123,7 +129,21 @@ struct UNet::Layers {
   RecordLayout record;
   OutputKey conv_in_key, conv_out_key;
   NormKey conv_norm_out_key;
+  // Every resnet by time_index (down, mid, up), and where its part of the time projections begins
+  // (in rows of one batch element's values: part i is [N, out_i] at offset N * time_offsets[i]).
+  std::vector<const ResnetBlock2D*> time_order;
+  std::vector<std::int64_t> time_offsets;
+  std::int64_t time_channels = 0;  // the sum of every resnet's out channels
+  // UNet::time_projections of recent timesteps, by their per-row values (a generation's steps fill it,
+  // an edit's steps of the same timesteps find it); the oldest goes first beyond kTimeMemoSize.
+  std::mutex time_mutex;
+  std::map<std::vector<float>, DeviceTensor> time_memo;
+  std::deque<std::vector<float>> time_memo_order;
 };
+
+namespace {
+constexpr std::size_t kTimeMemoSize = 256;
+}  // namespace
 
 UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
     : backend_(&backend), config_(config), layers_(std::make_unique<Layers>()) {
@@ -205,6 +225,18 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
   L.conv_out = Conv2d::load(w, "conv_out", c0, c.out_channels, 3, Conv2dParams::same(1, 1));
   L.conv_norm_out_key = L.record.norm("conv_norm_out");
   L.conv_out_key = L.record.output("conv_out");
+
+  const auto number = [&](std::vector<ResnetBlock2D>& resnets) {
+    for (auto& r : resnets) {
+      r.time_index = L.time_order.size();
+      L.time_order.push_back(&r);
+      L.time_offsets.push_back(L.time_channels);
+      L.time_channels += r.time_emb_proj.weight.dim(0);
+    }
+  };
+  for (auto& block : L.down_blocks) number(block.resnets);
+  number(L.mid_block.resnets);
+  for (auto& block : L.up_blocks) number(block.resnets);
 }
 
 UNet::~UNet() = default;
@@ -215,7 +247,66 @@ DeviceTensor UNet::forward(const DeviceTensor& sample, std::span<const float> ti
                            SparseStep* s) {
   require_input(sample.rank() == 4 && sample.dim(0) >= 1,
                 "sample " + shape_to_string(sample.shape()) + " is not [N, H, W, " + std::to_string(config_.in_channels) + "]");
-  return forward_embedded(sample, backend_->upload(time_sinusoids(timesteps, sample.dim(0))), context, s);
+  return forward_projected(sample, time_projections(timesteps, sample.dim(0)), context, s);
+}
+
+DeviceTensor UNet::time_projections(const DeviceTensor& sinusoids) {
+  Backend& b = *backend_;
+  const auto& L = *layers_;
+  require_input(sinusoids.rank() == 2 && sinusoids.dim(0) >= 1 && sinusoids.dim(1) == config_.block_out_channels[0],
+                "timestep sinusoids " + shape_to_string(sinusoids.shape()) + " are not [N, " +
+                    std::to_string(config_.block_out_channels[0]) + "]");
+  const std::int64_t n = sinusoids.dim(0);
+  // Every consumer of the time embedding (each resnet's time_emb_proj) takes SiLU(temb), so
+  // linear_2 applies it once here.
+  const auto& te = L.time_embedding;
+  const auto temb_silu =
+      te.linear_2.forward(b, te.linear_1.forward(b, sinusoids, Activation::silu), Activation::silu);  // [N, C0] -> [N, 4 C0]
+  auto table = b.allocate(b.activation_dtype(), {n * L.time_channels});
+  const auto parts = time_parts(table);
+  std::vector<Backend::TensorCopy> copies;
+  copies.reserve(parts.size());
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    copies.push_back({L.time_order[i]->time_emb_proj.forward(b, temb_silu), parts[i]});  // [N, T] -> [N, out]
+  b.copy_into(copies);
+  return table;
+}
+
+DeviceTensor UNet::time_projections(std::span<const float> timesteps, std::int64_t n) {
+  auto& L = *layers_;
+  std::vector<float> key(timesteps.begin(), timesteps.end());
+  if (key.size() == 1) key.assign(static_cast<std::size_t>(n), timesteps[0]);
+  {
+    const std::lock_guard lock(L.time_mutex);
+    if (const auto found = L.time_memo.find(key); found != L.time_memo.end()) return found->second;
+  }
+  auto table = time_projections(backend_->upload(time_sinusoids(timesteps, n)));
+  const std::lock_guard lock(L.time_mutex);
+  if (L.time_memo.emplace(key, table).second) {
+    L.time_memo_order.push_back(std::move(key));
+    if (L.time_memo_order.size() > kTimeMemoSize) {
+      L.time_memo.erase(L.time_memo_order.front());
+      L.time_memo_order.pop_front();
+    }
+  }
+  return table;
+}
+
+Shape UNet::time_projections_shape(std::int64_t batch) const { return {batch * layers_->time_channels}; }
+
+std::vector<DeviceTensor> UNet::time_parts(const DeviceTensor& projections) const {
+  const auto& L = *layers_;
+  const std::int64_t n = L.time_channels > 0 ? projections.numel() / L.time_channels : 0;
+  require_input(projections.rank() == 1 && n >= 1 && projections.numel() == n * L.time_channels,
+                "time projections " + shape_to_string(projections.shape()) + " are not [N * " +
+                    std::to_string(L.time_channels) + "]");
+  const std::size_t element = dtype_size(projections.dtype());
+  std::vector<DeviceTensor> parts;
+  parts.reserve(L.time_order.size());
+  for (std::size_t i = 0; i < L.time_order.size(); ++i)
+    parts.push_back(projections.view(projections.offset() + static_cast<std::size_t>(n * L.time_offsets[i]) * element,
+                                     projections.dtype(), {n, L.time_order[i]->time_emb_proj.weight.dim(0)}));
+  return parts;
 }
 
 Tensor UNet::time_sinusoids(std::span<const float> timesteps, std::int64_t n) const {
@@ -230,6 +321,11 @@ Tensor UNet::time_sinusoids(std::span<const float> timesteps, std::int64_t n) co
 
 DeviceTensor UNet::forward_embedded(const DeviceTensor& sample, const DeviceTensor& sinusoids,
                                     const DeviceTensor& context, SparseStep* s) {
+  return forward_projected(sample, time_projections(sinusoids), context, s);
+}
+
+DeviceTensor UNet::forward_projected(const DeviceTensor& sample, const DeviceTensor& projections,
+                                     const DeviceTensor& context, SparseStep* s) {
   Backend& b = *backend_;
   const auto& c = config_;
   const auto& L = *layers_;
@@ -238,25 +334,20 @@ DeviceTensor UNet::forward_embedded(const DeviceTensor& sample, const DeviceTens
   const std::int64_t n = sample.dim(0);
   require_input(sample.dim(1) > 0 && sample.dim(2) > 0,
                 "latent size " + std::to_string(sample.dim(1)) + "x" + std::to_string(sample.dim(2)) + " is empty");
-  require_input(sinusoids.rank() == 2 && sinusoids.dim(0) == n && sinusoids.dim(1) == c.block_out_channels[0],
-                "timestep sinusoids " + shape_to_string(sinusoids.shape()) + " are not [" + std::to_string(n) + ", " +
-                    std::to_string(c.block_out_channels[0]) + "]");
+  require_input(projections.numel() == n * L.time_channels,
+                "time projections " + shape_to_string(projections.shape()) + " are not for a batch of " + std::to_string(n));
   require_input(context.rank() == 3 && context.dim(0) == n && context.dim(2) == c.cross_attention_dim,
                 "context " + shape_to_string(context.shape()) + " is not [" + std::to_string(n) + ", L, " +
                     std::to_string(c.cross_attention_dim) + "]");
-  // Every consumer of the time embedding (each resnet's time_emb_proj) takes SiLU(temb), so
-  // linear_2 applies it once here.
-  const auto& te = L.time_embedding;
-  const auto temb_silu =
-      te.linear_2.forward(b, te.linear_1.forward(b, sinusoids, Activation::silu), Activation::silu);  // [N, C0] -> [N, 4 C0]
+  const auto temb = time_parts(projections);
 
   if (s) s->begin(L.record);
   const auto H = sample.dim(1), W = sample.dim(2);
   auto h = unet::planned_conv(b, s, L.conv_in, L.conv_in_key, sample, H, W);  // [N, H, W, in] -> [N, H, W, C0]
   std::vector<DeviceTensor> skips{h};
-  for (const auto& block : L.down_blocks) h = block.forward(b, h, temb_silu, context, skips, s);  // -> [N, H/m, W/m, Clast]
-  h = L.mid_block.forward(b, h, temb_silu, context, s);
-  for (const auto& block : L.up_blocks) h = block.forward(b, h, temb_silu, context, skips, s);  // -> [N, H, W, C0]
+  for (const auto& block : L.down_blocks) h = block.forward(b, h, temb, context, skips, s);  // -> [N, H/m, W/m, Clast]
+  h = L.mid_block.forward(b, h, temb, context, s);
+  for (const auto& block : L.up_blocks) h = block.forward(b, h, temb, context, skips, s);  // -> [N, H, W, C0]
   h = unet::planned_conv(b, s, L.conv_out, L.conv_out_key,
                          unet::group_norm(b, L.conv_norm_out, L.conv_norm_out_key, h, true, s), H, W);  // -> [N, H, W, out]
   if (s) s->finish();

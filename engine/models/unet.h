@@ -43,11 +43,27 @@ public:
   Tensor time_sinusoids(std::span<const float> timesteps, std::int64_t batch) const;
   DeviceTensor forward_embedded(const DeviceTensor& sample, const DeviceTensor& sinusoids, const DeviceTensor& context,
                                 SparseStep* step = nullptr);
+  // Every resnet's time embedding, time_emb_proj(SiLU(temb)), for sinusoids [N, block_out_channels[0]]:
+  // one tensor [N * the resnets' out channels summed], each resnet's [N, out] in turn (down, mid, up).
+  // It depends on the timestep alone, so a step can take it ready-made (forward_projected) instead of
+  // running ~26 small GEMMs and activations (issue 12).
+  DeviceTensor time_projections(const DeviceTensor& sinusoids);
+  // The same for host timesteps (as forward takes them), from a memo of the last 256: a generation's
+  // steps fill it and an edit's steps at the same timesteps find it. Do not write to the result.
+  DeviceTensor time_projections(std::span<const float> timesteps, std::int64_t batch);
+  // The shape of time_projections for a batch of `batch`.
+  Shape time_projections_shape(std::int64_t batch) const;
+  // forward_embedded given the time projections instead of the sinusoids.
+  DeviceTensor forward_projected(const DeviceTensor& sample, const DeviceTensor& projections, const DeviceTensor& context,
+                                 SparseStep* step = nullptr);
   // The same on host tensors: sample [N, in_channels, H, W] (NCHW, as diffusers takes it), context
   // [N, L, cross_attention_dim] -> float32 [N, out_channels, H, W].
   Tensor forward(const Tensor& sample, std::span<const float> timesteps, const Tensor& context);
 
 private:
+  // Each resnet's [N, out] view of a time_projections tensor, by ResnetBlock2D::time_index.
+  std::vector<DeviceTensor> time_parts(const DeviceTensor& projections) const;
+
   struct Layers;
   Backend* backend_;
   UNetConfig config_;

@@ -71,8 +71,7 @@ ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, RecordLayout& layout, c
   return r;
 }
 
-DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu,
-                                    SparseStep* s) const {
+DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& t, SparseStep* s) const {
   const auto H = x.dim(1), W = x.dim(2);
   const Plan plan = plan_of(b, s, H, W);
   if (plan == Plan::cached) {  // two outputs and two statistics, as a full run keeps them
@@ -81,7 +80,6 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const Dev
     s->cached_output(conv1_key);
     return s->cached_output(conv2_key);
   }
-  const auto t = time_emb_proj.forward(b, temb_silu);  // [N, T] -> [N, out]
   const auto temb = t.reshaped({t.dim(0), 1, 1, t.dim(1)});
   if (plan == Plan::sparse) {
     const auto& at = s->positions(b, H, W);

@@ -41,11 +41,13 @@ struct ResnetBlock2D {
   std::optional<Conv2d> conv_shortcut;  // 1x1, where the channel count changes
   NormKey norm1_key, norm2_key;          // record keys
   OutputKey conv1_key, conv2_key;        // conv1's output (time embedding added) and the block's
+  std::size_t time_index = 0;            // its part of the U-Net's time projections (UNet::time_projections)
 
   static ResnetBlock2D load(const WeightSource& w, RecordLayout& layout, const std::string& prefix, std::int64_t in,
                             std::int64_t out, std::int64_t temb_channels, int groups, float eps);
-  // x [N, H, W, in], temb_silu [N, temb_channels] (already through SiLU) -> [N, H, W, out]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb_silu, SparseStep* s) const;
+  // x [N, H, W, in], temb [N, out]: this block's time embedding, time_emb_proj(SiLU(the U-Net's temb))
+  // -> [N, H, W, out]
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb, SparseStep* s) const;
 };
 
 // Multi-head attention with diffusers' Attention names: to_q/to_k/to_v without bias, to_out.0 with.

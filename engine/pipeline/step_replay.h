@@ -5,8 +5,8 @@
 // "Sparse steps as one recorded launch").
 //
 // A recording reads and writes fixed memory. Before each replay: the step's cached record (what the
-// edit reads of it) is copied into the recording's own record, and the step's input and timestep
-// sinusoids into its input tensors (one batched copy). After it: what the step computed is copied out
+// edit reads of it) is copied into the recording's own record, and the step's input and its time
+// embeddings (UNet::time_projections, memoised by timestep) into its input tensors (one batched copy). After it: what the step computed is copied out
 // of the recording's memory into the step's own record, and what it took unchanged from the cache is
 // the base's entries, as SparseStep keeps them. The first sparse step of an edit runs without
 // recording: it makes every GEMM plan, level and cross-attention memo the recorded calls then find.
@@ -67,10 +67,10 @@ private:
   Times times_;
 
   // The recording's inputs: the cached record's read entries in memory of its own (the rest are the
-  // first recorded step's entries, never read), the input and the sinusoids; and its result.
+  // first recorded step's entries, never read), the input and the time projections; and its result.
   LayerRecord fixed_;
   std::vector<std::uint32_t> fixed_outputs_;  // OutputKey indices copied in before each replay
-  DeviceTensor sample_, sinusoids_, result_;
+  DeviceTensor sample_, projections_, sinusoids_, result_;  // projections_ or sinusoids_
   // What the recorded step keeps: recording memory (copied out after each replay) or, where taken
   // unchanged from the cache, the base's entry of the recorded step (the replayed step's instead).
   LayerRecord made_;

@@ -7,6 +7,7 @@
 #   FISEDIT_GEMM_TUNE       new GEMM problems time cuBLASLt's first candidates
 #   FISEDIT_IM2COL_32       32-bit index arithmetic in the sparse convolution's gather
 #   FISEDIT_GEMM_REDUCE_IN_PLACE  split-K GEMMs that reduce in their output, no second kernel
+#   FISEDIT_REPLAY_TIME_MEMO=0  (on by default) the recorded step computing its time embeddings again
 #   FISEDIT_PDL             our kernels launched with programmatic dependent launch (kernels/launch.cuh)
 # Every result goes into $OUT/levers.tgz (one file: only a few files come back from the machine),
 # saved after each part, so a call cut short still returns what ran.
@@ -41,7 +42,7 @@ for arch in sd2-768 sd15-512; do
   save
 done
 # The recorded 5% step and the dense step, each lever alone against none.
-for lever in none FISEDIT_PDL=1 FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1 FISEDIT_GEMM_TUNE=1 FISEDIT_GEMM_REDUCE_IN_PLACE=1; do
+for lever in none FISEDIT_REPLAY_TIME_MEMO=0 FISEDIT_PDL=1 FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1 FISEDIT_GEMM_TUNE=1 FISEDIT_GEMM_REDUCE_IN_PLACE=1; do
   name=${lever%%=*}
   env ${lever/none/} "$bin/fisedit-bench" --arch sd2-768 --device cuda --tokenizer "$tokenizer" --repeat 5 \
     --stages unet,edit --json "$results/step-$name.json" >"$results/step-$name.log" 2>&1
