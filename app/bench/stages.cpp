@@ -544,6 +544,8 @@ nlohmann::json Stages::edit_sizes() {
                                     {"decode_ms", first.decode_ms},
                                     {"sparse_enqueue_ms", first.sparse_enqueue_ms},
                                     {"driver_allocations", first.driver_allocations},
+                                    {"driver_allocation_ms", first.driver_allocation_ms},
+                                    {"replay_record_ms", first.replay_record_ms},
                                     {"cache_flushes", first.cache_flushes}}},
                     {"sparse_prepare_ms_per_step", to_json(summarize(prepare_per_step))},
                     {"sparse_enqueue_ms_per_step", to_json(summarize(enqueue_per_step))},

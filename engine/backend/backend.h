@@ -167,6 +167,7 @@ public:
     // how often a failed request emptied its cache to retry: costs ops pay beyond their own work.
     std::size_t driver_allocations = 0;
     std::size_t cache_flushes = 0;
+    double driver_allocation_ms = 0;  // the host's time in those driver calls
   };
   virtual std::optional<DeviceMemory> device_memory() const { return {}; }
   // Optional: starts a new peak (after queued work is done).

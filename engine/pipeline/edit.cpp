@@ -354,6 +354,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     if (replay->failed()) out.stats.replay_note = replay->why_not();
     host.enqueue_ms += replay->times().enqueue_ms;
     host.wait_ms += replay->times().wait_ms;
+    out.stats.replay_record_ms = replay->times().record_ms;
   }
   out.stats.sparse_prepare_ms = host.prepare_ms;
   out.stats.sparse_enqueue_ms = host.enqueue_ms;
@@ -361,6 +362,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   out.stats.sparse_ms = ms_since(t);
   if (const auto memory_after = backend_.device_memory(); memory_before && memory_after) {
     out.stats.driver_allocations = memory_after->driver_allocations - memory_before->driver_allocations;
+    out.stats.driver_allocation_ms = memory_after->driver_allocation_ms - memory_before->driver_allocation_ms;
     out.stats.cache_flushes = memory_after->cache_flushes - memory_before->cache_flushes;
   }
   out.stats.prefetched_bytes = cache.stats().bytes_staged;

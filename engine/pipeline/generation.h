@@ -93,6 +93,8 @@ struct EditStats {
   double sparse_prepare_ms = 0, sparse_enqueue_ms = 0, sparse_wait_ms = 0, sparse_after_ms = 0;
   // Device memory the edit had to ask the driver for (Backend::DeviceMemory): blocks, and emptied caches.
   std::size_t driver_allocations = 0, cache_flushes = 0;
+  double driver_allocation_ms = 0;  // the host's time in those driver calls
+  double replay_record_ms = 0;      // of sparse_enqueue_ms: recording the sparse step to replay
   // Sparse steps run as replays of one recorded step (pipeline/step_replay.h), and why none were
   // when the backend could not record (empty when they were, or replay was off).
   int replayed_steps = 0;

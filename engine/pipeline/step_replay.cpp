@@ -70,6 +70,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
     sinusoids_ = b_.allocate(b_.activation_dtype(), unet_.time_sinusoids(std::span(&any_timestep, 1), input[0]).shape());
   }
 
+  const auto t0 = pipeline_detail::Clock::now();
   recording_ = b_.record(
       [&] {
         SparseStep step(fixed_, levels_, made_, false, &keep);
@@ -79,6 +80,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
                                                        : unet_.forward_projected(sample, projections_, context_, &step));
       },
       &why_);
+  times_.record_ms += pipeline_detail::ms_since(t0);
   if (!recording_) {
     fixed_ = {};
     made_ = {};

@@ -47,6 +47,7 @@ public:
   // included), and waiting for the result (run() only).
   struct Times {
     double enqueue_ms = 0, wait_ms = 0;
+    double record_ms = 0;  // of enqueue_ms: recording the step (capture and instantiation)
   };
   const Times& times() const { return times_; }
 

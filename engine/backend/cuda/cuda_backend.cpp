@@ -115,6 +115,7 @@ std::optional<Backend::DeviceMemory> CudaBackend::device_memory() const {
   m.in_use = s_->pool->bytes_in_use();
   m.peak = s_->pool->peak_bytes_in_use();
   m.driver_allocations = s_->pool->driver_allocations();
+  m.driver_allocation_ms = s_->pool->driver_allocation_ms();
   m.cache_flushes = s_->pool->cache_flushes();
   m.total = s_->props.totalGlobalMem;
   std::size_t free = 0, total = 0;

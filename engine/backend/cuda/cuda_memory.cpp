@@ -4,6 +4,7 @@
 
 #include "backend/cuda/cuda_check.h"
 
+#include <chrono>
 #include <cstdio>
 #include <limits>
 #include <string>
@@ -111,6 +112,7 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
       cached_ -= size;
     } else {
       FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
+      const auto started = std::chrono::steady_clock::now();
       void* raw = nullptr;
       cudaError_t status = raw_allocate(kind_, &raw, size);
       if (status == cudaErrorMemoryAllocation) {
@@ -128,6 +130,7 @@ std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
       }
       FISEDIT_CUDA_CHECK(status);
       ++driver_allocations_;
+      driver_allocation_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
       ptr = static_cast<std::byte*>(raw);
     }
     in_use_ += size;
@@ -194,6 +197,11 @@ std::size_t MemoryPool::bytes_cached() const {
 std::size_t MemoryPool::peak_bytes_in_use() const {
   const std::lock_guard lock(mutex_);
   return peak_;
+}
+
+double MemoryPool::driver_allocation_ms() const {
+  const std::lock_guard lock(mutex_);
+  return driver_allocation_ms_;
 }
 
 std::size_t MemoryPool::driver_allocations() const {

@@ -39,6 +39,7 @@ public:
   // Blocks asked of the driver (cudaMalloc / cudaHostAlloc) since the pool was made, and how many
   // times an allocation that failed emptied the cache to retry: what an op pays beyond the free lists.
   std::size_t driver_allocations() const;
+  double driver_allocation_ms() const;  // the host's time in those driver calls
   std::size_t cache_flushes() const;
   void release_cached();  // cudaFree every cached block
 
@@ -73,6 +74,7 @@ private:
   std::multimap<std::size_t, std::byte*> free_;  // size class -> blocks
   std::size_t in_use_ = 0, cached_ = 0, peak_ = 0;
   std::size_t driver_allocations_ = 0, cache_flushes_ = 0;
+  double driver_allocation_ms_ = 0;
   Hold* hold_ = nullptr;  // guarded by mutex_
 };
 
