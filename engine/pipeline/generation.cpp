@@ -201,9 +201,9 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
 UNet& StableDiffusion::unet() { return c_->unet; }
 
 bool StableDiffusion::default_sample_on_device() {
-  // Off until the GPU suite has run it (no GPU machine could be had after it was written):
-  // FISEDIT_DEVICE_SAMPLER=1 turns it on (docs/design-notes.md, "Sampling on the device").
-  static const bool on = env_flag("FISEDIT_DEVICE_SAMPLER", false);
+  // On since the GPU suite passed with it and it measured faster (H100, 2026-12-07, docs/benchmarks.md):
+  // FISEDIT_DEVICE_SAMPLER=0 turns it off (docs/design-notes.md, "Sampling on the device").
+  static const bool on = env_flag("FISEDIT_DEVICE_SAMPLER", true);
   return on;
 }
 
