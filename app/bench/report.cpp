@@ -114,6 +114,11 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
     if (e.contains("recorded_explicit_step_ms"))
       std::fprintf(out, "  a kept step with explicit cross-attention (a cached generation's first steps): %.2f ms\n",
                    e["recorded_explicit_step_ms"]["median"].get<double>());
+    for (const char* key : {"replayed_sparse_step_5pct", "replayed_sparse_step_5pct_time_in_step"})
+      if (e.contains(key) && e[key].contains("time_ms"))
+        std::fprintf(out, "  %s (recorded, replayed; %.1f%% of the latent): %.3f ms (enqueue %.3f)\n", key,
+                     100.0 * e[key]["edit_fraction"].get<double>(), e[key]["time_ms"]["median"].get<double>(),
+                     e[key]["enqueue_ms"]["median"].get<double>());
     for (const char* key : {"profile_dense_step", "profile_sparse_step_5pct", "profile_recorded_explicit_step"}) {
       if (!e.contains(key)) continue;
       std::fprintf(out, "  %s (device/host ms by op, each op timed alone):\n   ", key);
@@ -151,11 +156,11 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                    row["sparse_wait_ms_per_step"]["median"].get<double>(),
                    row["sparse_after_ms_per_step"]["median"].get<double>());
       std::fprintf(out, "  %8s  enqueue %.2f ms (first edit %.2f); device memory from the driver: "
-                        "%.0f blocks per edit (first edit %zu), %.0f cache flushes (first %zu)\n",
+                        "%.0f blocks per edit (first edit %zu in %.1f ms), %.0f cache flushes (first %zu)\n",
                    "", row["sparse_enqueue_ms_per_step"]["median"].get<double>(),
                    f["sparse_enqueue_ms"].get<double>() / std::max(1, sizes["steps"].get<int>() - row["detect_steps"].get<int>()),
                    row["driver_allocations"]["median"].get<double>(), f["driver_allocations"].get<std::size_t>(),
-                   row["cache_flushes"]["median"].get<double>(), f["cache_flushes"].get<std::size_t>());
+                   f.value("driver_allocation_ms", 0.0), row["cache_flushes"]["median"].get<double>(), f["cache_flushes"].get<std::size_t>());
       if (row.contains("profile_whole_edit") && row["profile_whole_edit"].is_array() && !row["profile_whole_edit"].empty()) {
         std::string line;
         for (const auto& op : row["profile_whole_edit"]) {

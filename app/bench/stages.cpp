@@ -210,41 +210,42 @@ nlohmann::json Stages::edit_steps() {
   const auto recorded = time_repeats(backend_, s_.warmup, s_.repeat, explicit_step);
   const auto recorded_ops = profile(explicit_step);
   // The same 5% sparse step recorded once and replayed (Backend::record, a CUDA graph): the device's
-  // own time for the step's ops, with no host enqueueing them (an edit adds its copies in and out).
-  nlohmann::json replay = {{"skipped", backend_.name() + " cannot record work"}};
-  if (backend_.can_record()) {
-    const auto sinusoids = backend_.upload(unet.time_sinusoids(std::span(&timestep, 1), 2));
+  // own time for the step's ops, with no host enqueueing them (an edit adds its copies in and out). As the
+  // edit records it, with the time embeddings' projections ready-made (forward_projected); and, beside
+  // it, computing them from the sinusoids in the step (forward_embedded): what the memo saves.
+  const auto replayed = [&](bool projected) -> nlohmann::json {
+    if (!backend_.can_record()) return {{"skipped", backend_.name() + " cannot record work"}};
+    const DeviceTensor time = projected ? unet.time_projections(std::span(&timestep, 1), 2)
+                                        : backend_.upload(unet.time_sinusoids(std::span(&timestep, 1), 2));
     LayerRecord replay_out;
-    {  // the plain step first: plans, levels and memos the recording finds
+    const auto step_body = [&] {
       SparseStep step(record, five_levels, replay_out);
-      unet.forward_embedded(sample, sinusoids, context, &step);
-    }
+      if (projected)
+        unet.forward_projected(sample, time, context, &step);
+      else
+        unet.forward_embedded(sample, time, context, &step);
+    };
+    step_body();  // the plain step first: plans, levels and memos the recording finds
     std::string why;
+    auto recording = backend_.record(step_body, &why);
+    if (!recording) return {{"skipped", why}};
     Stats replay_enqueue;
-    auto recording = backend_.record(
-        [&] {
-          SparseStep step(record, five_levels, replay_out);
-          unet.forward_embedded(sample, sinusoids, context, &step);
-        },
-        &why);
-    if (recording) {
-      const auto time = time_repeats(backend_, s_.warmup, s_.repeat, [&] { recording->replay(); }, &replay_enqueue);
-      // FISEDIT_BENCH_PROFILER_RANGE=1: one more replay inside a range for an outside profiler, e.g.
-      // ncu --profile-from-start off --graph-profiling node (docs/benchmarks.md has the command).
-      if (env_flag("FISEDIT_BENCH_PROFILER_RANGE", false)) {
-        backend_.external_profiler(true);
-        recording->replay();
-        backend_.external_profiler(false);
-      }
-      replay = {{"edit_fraction", five.fraction()}, {"time_ms", to_json(time)}, {"enqueue_ms", to_json(replay_enqueue)}};
-    } else {
-      replay = {{"skipped", why}};
+    const auto t = time_repeats(backend_, s_.warmup, s_.repeat, [&] { recording->replay(); }, &replay_enqueue);
+    // FISEDIT_BENCH_PROFILER_RANGE=1: one more replay inside a range for an outside profiler, e.g.
+    // ncu --profile-from-start off --graph-profiling node (docs/benchmarks.md has the command).
+    if (projected && env_flag("FISEDIT_BENCH_PROFILER_RANGE", false)) {
+      backend_.external_profiler(true);
+      recording->replay();
+      backend_.external_profiler(false);
     }
-  }
+    return {{"edit_fraction", five.fraction()}, {"time_ms", to_json(t)}, {"enqueue_ms", to_json(replay_enqueue)}};
+  };
+  const nlohmann::json replay = replayed(true), replay_embedded = replayed(false);
   return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}},
           {"recorded_explicit_step_ms", to_json(recorded)},
           {"profile_dense_step", dense_ops}, {"profile_sparse_step_5pct", sparse_ops},
           {"profile_recorded_explicit_step", recorded_ops}, {"replayed_sparse_step_5pct", replay},
+          {"replayed_sparse_step_5pct_time_in_step", replay_embedded},
           {"spill_steps", spill_steps(unet, sample, context, record)}, {"spill_edit", spill_edit()}};
 }
 

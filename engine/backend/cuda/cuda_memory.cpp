@@ -1,5 +1,4 @@
-// The caching device allocator. Sizes are rounded to classes so that the slightly different sizes of
-// one layer's activations across steps (and across layers of one width) land on the same blocks.
+// The caching device allocator: driver segments cut into blocks by best fit (backend/block_arena.h).
 #include "backend/cuda/cuda_memory.h"
 
 #include "backend/cuda/cuda_check.h"
@@ -12,21 +11,21 @@
 namespace fisedit::cuda {
 namespace {
 
-constexpr std::size_t kSmallLimit = std::size_t{1} << 20;  // below: 512-byte classes
+constexpr std::size_t kSmallLimit = std::size_t{1} << 20;  // up to this: from slabs, in 512-byte steps
 constexpr std::size_t kSmallGranule = 512;
-constexpr std::size_t kLargeGranule = std::size_t{2} << 20;  // above: 2 MiB classes
+constexpr std::size_t kSlab = std::size_t{2} << 20;
+// Large blocks: in 128 KiB steps; an excess under 1 MiB stays with the block instead of splitting it.
+constexpr std::size_t kLargeGranule = std::size_t{128} << 10;
+constexpr std::size_t kLargeSplit = std::size_t{1} << 20;
+// Driver segments: requests up to 10 MiB share 20 MiB segments (a handful of driver calls for the many
+// mid-sized tensors of a step); larger ones get a segment of their own, in 2 MiB steps.
+constexpr std::size_t kSharedLimit = std::size_t{10} << 20;
+constexpr std::size_t kSharedSegment = std::size_t{20} << 20;
+constexpr std::size_t kSegmentGranule = std::size_t{2} << 20;
 // No request this large can succeed; refusing it early keeps the rounding below from overflowing.
 constexpr std::size_t kMaxRequest = std::numeric_limits<std::size_t>::max() / 4;
 
-std::size_t size_class(std::size_t bytes) {
-  const std::size_t granule = bytes < kSmallLimit ? kSmallGranule : kLargeGranule;
-  const std::size_t rounded = (bytes + granule - 1) / granule * granule;
-  return rounded ? rounded : granule;  // a zero-element tensor still gets a distinct, valid address
-}
-
-// A cached block may serve a request up to 1/8 smaller than itself: reuse across nearby sizes
-// without letting small tensors pin large blocks.
-bool block_fits(std::size_t block, std::size_t wanted) { return block <= wanted + wanted / 8; }
+std::size_t round_up(std::size_t bytes, std::size_t granule) { return (bytes + granule - 1) / granule * granule; }
 
 std::string format_bytes(std::size_t bytes) {
   char text[64];
@@ -89,63 +88,91 @@ void raw_free(MemoryPool::Kind kind, void* ptr) {
 
 }  // namespace
 
-MemoryPool::MemoryPool(int device, Kind kind) : device_(device), kind_(kind) {}
+MemoryPool::MemoryPool(int device, Kind kind)
+    : device_(device), kind_(kind), large_(kLargeGranule, kLargeSplit), small_(kSmallGranule, kSmallGranule) {}
 
 MemoryPool::~MemoryPool() {
   // Errors are ignored: at teardown the context may already be gone.
   cudaSetDevice(device_);
-  for (const auto& [size, ptr] : free_) raw_free(kind_, ptr);
+  for (const BlockArena::Block& segment : large_.segments()) raw_free(kind_, segment.ptr);
   cudaGetLastError();
+}
+
+void MemoryPool::free_segments(const std::vector<BlockArena::Block>& segments) {
+  for (const BlockArena::Block& segment : segments) raw_free(kind_, segment.ptr);
+  cudaGetLastError();  // a failure here can only come from an earlier asynchronous error, which the next checked call reports
+}
+
+BlockArena::Block MemoryPool::take_large(std::size_t bytes) {
+  if (auto block = large_.take(bytes)) return *block;
+  FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
+  const auto started = std::chrono::steady_clock::now();
+  const std::size_t wanted = large_.round(bytes);
+  std::size_t size = wanted <= kSharedLimit ? kSharedSegment : round_up(wanted, kSegmentGranule);
+  void* raw = nullptr;
+  cudaError_t status = raw_allocate(kind_, &raw, size);
+  if (status == cudaErrorMemoryAllocation) {
+    // The cache may hold the memory this request needs, in segments that are wholly free; and the
+    // request alone may fit where a shared segment does not. cudaFree waits for the device, so blocks
+    // still read by queued work are safe to free.
+    cudaGetLastError();
+    free_segments(large_.remove_free_segments());
+    ++cache_flushes_;
+    size = round_up(wanted, kSegmentGranule);
+    status = raw_allocate(kind_, &raw, size);
+  }
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    throw_out_of_memory(bytes, kind_);
+  }
+  FISEDIT_CUDA_CHECK(status);
+  ++driver_allocations_;
+  driver_allocation_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  large_.add_segment(static_cast<std::byte*>(raw), size);
+  return *large_.take(bytes);
 }
 
 std::shared_ptr<DeviceBuffer> MemoryPool::allocate(std::size_t bytes) {
   if (bytes > kMaxRequest) throw_out_of_memory(bytes, kind_);
-  const std::size_t wanted = size_class(bytes);
-  std::byte* ptr = nullptr;
-  std::size_t size = wanted;
+  BlockArena::Block block;
   {
     const std::lock_guard lock(mutex_);
-    if (auto it = free_.lower_bound(wanted); it != free_.end() && block_fits(it->first, wanted)) {
-      size = it->first;
-      ptr = it->second;
-      free_.erase(it);
-      cached_ -= size;
+    if (bytes <= kSmallLimit) {
+      auto small = small_.take(bytes);
+      if (!small) {
+        const BlockArena::Block slab = take_large(kSlab);
+        small_.add_segment(slab.ptr, slab.size);
+        small = small_.take(bytes);
+      }
+      block = *small;
     } else {
-      FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
-      const auto started = std::chrono::steady_clock::now();
-      void* raw = nullptr;
-      cudaError_t status = raw_allocate(kind_, &raw, size);
-      if (status == cudaErrorMemoryAllocation) {
-        // The cache may hold the memory this request needs, in blocks of other sizes.
-        cudaGetLastError();
-        for (const auto& [block, cached_ptr] : free_) raw_free(kind_, cached_ptr);
-        free_.clear();
-        cached_ = 0;
-        ++cache_flushes_;
-        status = raw_allocate(kind_, &raw, size);
-      }
-      if (status == cudaErrorMemoryAllocation) {
-        cudaGetLastError();
-        throw_out_of_memory(bytes, kind_);
-      }
-      FISEDIT_CUDA_CHECK(status);
-      ++driver_allocations_;
-      driver_allocation_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
-      ptr = static_cast<std::byte*>(raw);
+      block = take_large(bytes);
     }
-    in_use_ += size;
+    in_use_ += block.size;
     if (in_use_ > peak_) peak_ = in_use_;
   }
   std::shared_ptr<DeviceBuffer> buffer;
   try {
-    buffer = std::make_shared<PooledBuffer>(shared_from_this(), ptr, size, kind_ == Kind::pinned_host);
+    buffer = std::make_shared<PooledBuffer>(shared_from_this(), block.ptr, block.size, kind_ == Kind::pinned_host);
   } catch (...) {
-    give_back(ptr, size);
+    give_back(block.ptr, block.size);
     throw;
   }
   const std::lock_guard lock(mutex_);
   if (hold_) hold_->allocated_.push_back(buffer);
   return buffer;
+}
+
+// A small block (never above kSmallLimit) goes back to its slab, and a slab wholly free to the large
+// blocks at once, where it merges with its free neighbours; a large block (always above) to them.
+void MemoryPool::return_block(std::byte* ptr, std::size_t size) {
+  if (size <= kSmallLimit) {
+    const auto slab = small_.give_back(ptr);
+    if (!slab) return;
+    small_.remove_segment(slab->ptr);
+    ptr = slab->ptr;
+  }
+  large_.give_back(ptr);
 }
 
 void MemoryPool::give_back(std::byte* ptr, std::size_t size) {
@@ -155,8 +182,7 @@ void MemoryPool::give_back(std::byte* ptr, std::size_t size) {
     return;
   }
   in_use_ -= size;
-  cached_ += size;
-  free_.emplace(size, ptr);
+  return_block(ptr, size);
 }
 
 std::shared_ptr<MemoryPool::Hold> MemoryPool::begin_hold() {
@@ -191,7 +217,12 @@ std::size_t MemoryPool::bytes_in_use() const {
 
 std::size_t MemoryPool::bytes_cached() const {
   const std::lock_guard lock(mutex_);
-  return cached_;
+  return large_.free_bytes() + small_.free_bytes();
+}
+
+std::size_t MemoryPool::bytes_reserved() const {
+  const std::lock_guard lock(mutex_);
+  return large_.segment_bytes();
 }
 
 std::size_t MemoryPool::peak_bytes_in_use() const {
@@ -222,12 +253,7 @@ void MemoryPool::reset_peak() {
 void MemoryPool::release_cached() {
   const std::lock_guard lock(mutex_);
   FISEDIT_CUDA_CHECK(cudaSetDevice(device_));
-  // cudaFree (and cudaFreeHost) wait for the device, so blocks still read by queued work are safe to free. A failure
-  // here can only come from an earlier asynchronous error, which the next checked call reports.
-  for (const auto& [size, ptr] : free_) raw_free(kind_, ptr);
-  cudaGetLastError();
-  free_.clear();
-  cached_ = 0;
+  free_segments(large_.remove_free_segments());
 }
 
 }  // namespace fisedit::cuda

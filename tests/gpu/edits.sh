@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# On the GPU machine (repo root, after `tests/gpu/device-run.sh pack` here and with `.device` and a
+# tiny-sd2-only `.device-ref` carried): the GPU tests the engine's memory and sparse paths touch, then
+# whole edits (first and later ones, every size) on SD2 768 and SD1.5 512 with the defaults, then the
+# recorded 5% step (with and without the time embeddings ready-made) and the dense step.
+# Every result goes into $OUT/edits.tgz (one file: only a few files come back from the machine), saved
+# after each part, so a call cut short still returns what ran.
+#   tar cJf .device-ref/reference.tar.xz -C ../shared/reference tiny-sd2/model README.md
+#   run: tests/gpu/edits.sh   (carry .device and .device-ref; about 4 minutes on an H100)
+# Environment: EDITS_TESTS (default "test_cuda_ops test_cuda_cache test_cuda_sparse test_cuda_gemm"),
+# EDITS_GENERATIONS (timed edits per size, default 4), EDITS_ENV (VAR=VALUE ... for every part).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+tests/gpu/device-run.sh stage >/dev/null
+export LD_LIBRARY_PATH=/tmp/fisedit-gpu/lib FISEDIT_REFERENCE_DIR=/tmp/fisedit-ref QT_QPA_PLATFORM=offscreen
+results=/tmp/fisedit-edits
+mkdir -p "$results" "${OUT:-gpu-results}"
+save() { tar czf "${OUT:-gpu-results}/edits.tgz" -C "$results" .; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$results/device.txt"
+git log -1 --format='%H %s' >>"$results/device.txt" 2>/dev/null
+tokenizer=/tmp/fisedit-ref/tiny-sd2/model/tokenizer
+bin=/tmp/fisedit-gpu/bin
+start=$SECONDS
+read -r -a extra <<<"${EDITS_ENV:-}"
+for t in ${EDITS_TESTS:-test_cuda_ops test_cuda_cache test_cuda_sparse test_cuda_gemm}; do
+  env "${extra[@]}" timeout 240 "$bin/$t" >"$results/$t.log" 2>&1
+  echo "$t: exit $? ($((SECONDS - start)) s)"; grep -E '^(FAIL|Totals)|Loc:' "$results/$t.log" | head -8
+  save
+done
+bench() {  # bench NAME ARCH STAGES REPEAT
+  env "${extra[@]}" "$bin/fisedit-bench" --arch "$2" --device cuda --tokenizer "$tokenizer" --repeat "$4" \
+    --generations "${EDITS_GENERATIONS:-4}" --stages "$3" --json "$results/$1.json" >"$results/$1.log" 2>&1
+  echo "$1: exit $? ($((SECONDS - start)) s)"
+  grep -E "^ +[0-9.]+% |first:|blocks per edit|replayed_sparse|generation" "$results/$1.log" | head -30
+  save
+}
+bench edit-sizes-sd2-768 sd2-768 generation,edit_sizes 3
+bench edit-sizes-sd15-512 sd15-512 generation,edit_sizes 3
+bench step-sd2-768 sd2-768 unet,edit 5
