@@ -161,6 +161,9 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                    f["sparse_enqueue_ms"].get<double>() / std::max(1, sizes["steps"].get<int>() - row["detect_steps"].get<int>()),
                    row["driver_allocations"]["median"].get<double>(), f["driver_allocations"].get<std::size_t>(),
                    f.value("driver_allocation_ms", 0.0), row["cache_flushes"]["median"].get<double>(), f["cache_flushes"].get<std::size_t>());
+      if (row.contains("replay_copied_in_bytes"))
+        std::fprintf(out, "  %8s  copies around the replayed steps per edit: %s in (cached entries), %s out (the new record)\n", "",
+                     gib(row["replay_copied_in_bytes"]).c_str(), gib(row["replay_copied_out_bytes"]).c_str());
       if (row.contains("profile_whole_edit") && row["profile_whole_edit"].is_array() && !row["profile_whole_edit"].empty()) {
         std::string line;
         for (const auto& op : row["profile_whole_edit"]) {

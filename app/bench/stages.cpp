@@ -521,6 +521,7 @@ nlohmann::json Stages::edit_sizes() {
     fresh.mask_override = blob_mask(h, w, std::min(1.0, size * 1.1));
     const auto new_mask_ops = profile_ops(backend_, [&] { sd.edit(base, fresh); });
     const std::size_t cache = last.generation.cache_bytes();
+    const std::size_t last_copied_in = last.stats.replay_copied_in_bytes, last_copied_out = last.stats.replay_copied_out_bytes;
     const int replayed_steps = last.stats.replayed_steps;
     const std::string replay_note = last.stats.replay_note;
     const Image8 sparse_image = last.generation.result.image, region = last.changed_region;
@@ -548,6 +549,8 @@ nlohmann::json Stages::edit_sizes() {
                                     {"driver_allocation_ms", first.driver_allocation_ms},
                                     {"replay_record_ms", first.replay_record_ms},
                                     {"cache_flushes", first.cache_flushes}}},
+                    {"replay_copied_in_bytes", last_copied_in},
+                    {"replay_copied_out_bytes", last_copied_out},
                     {"sparse_prepare_ms_per_step", to_json(summarize(prepare_per_step))},
                     {"sparse_enqueue_ms_per_step", to_json(summarize(enqueue_per_step))},
                     {"sparse_wait_ms_per_step", to_json(summarize(wait_per_step))},

@@ -1,6 +1,7 @@
 // A prompt edit of a cached generation (docs/method.md section 3): dense detection steps with the new
 // prompt find the affected region, the remaining steps recompute only that region against the cache,
 // and the decoded result is composited onto the previous image.
+#include "core/env.h"
 #include "core/error.h"
 #include "pipeline/generation.h"
 #include "pipeline/step_clock.h"
@@ -50,7 +51,7 @@ int detection_steps(const EditRequest& e, int steps) {
 
 // The latent box a decode of the edit needs: the mask's bounding box, widened by the feathered alpha's
 // reach and by kDecodeContext latent pixels of surrounding context for the decoder's convolutions,
-// then to a multiple of kDecodeQuantum latent pixels per side (or the whole side). Every new crop size
+// then to a multiple of decode_quantum() latent pixels per side (or the whole side). Every new crop size
 // costs the decoder's convolutions new plans (cuDNN's candidates are timed: 80-150 ms for SD's VAE on
 // an H100, several times the crop's decode); with sides in steps of 256 pixels an SD2 768 image has 9
 // crop sizes, and edits soon reuse them.
@@ -58,11 +59,17 @@ struct LatentBox {
   std::int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;
 };
 constexpr std::int64_t kDecodeContext = 4;
-constexpr std::int64_t kDecodeQuantum = 32;
+// FISEDIT_DECODE_QUANTUM (read once; 8 to 64 latent pixels): the benchmark's knob for the trade between
+// a smaller crop and more crop sizes.
+std::int64_t decode_quantum() {
+  static const std::int64_t q = std::min<std::int64_t>(64, env_int("FISEDIT_DECODE_QUANTUM", 32, 8));
+  return q;
+}
 
-// [lo, hi) widened within [0, n) to a multiple of kDecodeQuantum, or to all of n.
+// [lo, hi) widened within [0, n) to a multiple of decode_quantum(), or to all of n.
 void quantize_span(std::int64_t& lo, std::int64_t& hi, std::int64_t n) {
-  const std::int64_t size = std::min(n, (hi - lo + kDecodeQuantum - 1) / kDecodeQuantum * kDecodeQuantum);
+  const std::int64_t quantum = decode_quantum();
+  const std::int64_t size = std::min(n, (hi - lo + quantum - 1) / quantum * quantum);
   hi = std::min(n, lo + size);
   lo = hi - size;
 }
@@ -355,6 +362,8 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     host.enqueue_ms += replay->times().enqueue_ms;
     host.wait_ms += replay->times().wait_ms;
     out.stats.replay_record_ms = replay->times().record_ms;
+    out.stats.replay_copied_in_bytes = replay->times().copied_in_bytes;
+    out.stats.replay_copied_out_bytes = replay->times().copied_out_bytes;
   }
   out.stats.sparse_prepare_ms = host.prepare_ms;
   out.stats.sparse_enqueue_ms = host.enqueue_ms;

@@ -95,6 +95,8 @@ struct EditStats {
   std::size_t driver_allocations = 0, cache_flushes = 0;
   double driver_allocation_ms = 0;  // the host's time in those driver calls
   double replay_record_ms = 0;      // of sparse_enqueue_ms: recording the sparse step to replay
+  // Copies around the replayed steps (SparseStepReplay::Times): cached entries in, the new record out.
+  std::size_t replay_copied_in_bytes = 0, replay_copied_out_bytes = 0;
   // Sparse steps run as replays of one recorded step (pipeline/step_replay.h), and why none were
   // when the backend could not record (empty when they were, or replay was off).
   int replayed_steps = 0;

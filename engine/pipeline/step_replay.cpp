@@ -23,14 +23,6 @@ bool in_place() {
   return on;
 }
 
-// FISEDIT_REPLAY_TIME_MEMO=0 (read once): the recorded step computes its time embeddings from the
-// timestep's sinusoids (26 more GEMMs and activations per step), the benchmark's comparison; otherwise
-// it takes them ready-made from UNet::time_projections.
-bool time_memo() {
-  static const bool on = env_flag("FISEDIT_REPLAY_TIME_MEMO", true);
-  return on;
-}
-
 }  // namespace
 
 SparseStepReplay::SparseStepReplay(Backend& b, UNet& unet, SparseLevels& levels, DeviceTensor context)
@@ -63,12 +55,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
     s.var = b_.allocate(s.var.dtype(), s.var.shape());
   }
   sample_ = b_.allocate(b_.activation_dtype(), input);
-  if (time_memo()) {
-    projections_ = b_.allocate(b_.activation_dtype(), unet_.time_projections_shape(input[0]));
-  } else {
-    const float any_timestep = 0.0f;
-    sinusoids_ = b_.allocate(b_.activation_dtype(), unet_.time_sinusoids(std::span(&any_timestep, 1), input[0]).shape());
-  }
+  projections_ = b_.allocate(b_.activation_dtype(), unet_.time_projections_shape(input[0]));
 
   const auto t0 = pipeline_detail::Clock::now();
   recording_ = b_.record(
@@ -76,15 +63,14 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
         SparseStep step(fixed_, levels_, made_, false, &keep);
         if (in_place()) step.scatter_in_place();  // fixed_ is the recording's own: no third pass over it
         const auto sample = b_.nchw_to_nhwc(sample_);
-        result_ = b_.nhwc_to_nchw(projections_.empty() ? unet_.forward_embedded(sample, sinusoids_, context_, &step)
-                                                       : unet_.forward_projected(sample, projections_, context_, &step));
+        result_ = b_.nhwc_to_nchw(unet_.forward_projected(sample, projections_, context_, &step));
       },
       &why_);
   times_.record_ms += pipeline_detail::ms_since(t0);
   if (!recording_) {
     fixed_ = {};
     made_ = {};
-    sample_ = projections_ = sinusoids_ = result_ = {};
+    sample_ = projections_ = result_ = {};
     return false;
   }
   output_taken_.assign(made_.outputs.size(), false);
@@ -143,10 +129,8 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
   in.push_back({input, sample_});
   // The time embeddings ready-made (memoised by the generation's steps of the same timesteps): no
   // time-embedding GEMMs in the recorded step.
-  if (!projections_.empty())
-    in.push_back({unet_.time_projections(std::span(&timestep, 1), input.dim(0)), projections_});
-  else
-    in.push_back({b_.upload(unet_.time_sinusoids(std::span(&timestep, 1), input.dim(0))), sinusoids_});
+  in.push_back({unet_.time_projections(std::span(&timestep, 1), input.dim(0)), projections_});
+  for (std::size_t k = 0; k + 2 < in.size(); ++k) times_.copied_in_bytes += in[k].src.nbytes();  // not input, time
   b_.copy_into(in);
   recording_->replay();
   ++replays_;
@@ -166,6 +150,7 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
   for (std::size_t k = 0; k < made_.norm_stats.size(); ++k)
     out.norm_stats[k] = norm_taken_[k] ? keep.norm_stats[k]
                                        : GroupNormStats{copy_out(made_.norm_stats[k].mean), copy_out(made_.norm_stats[k].var)};
+  for (const auto& copy : kept) times_.copied_out_bytes += copy.src.nbytes();
   b_.copy_into(kept);
   times_.enqueue_ms += pipeline_detail::ms_since(t0);
   return result_;

@@ -48,6 +48,9 @@ public:
   struct Times {
     double enqueue_ms = 0, wait_ms = 0;
     double record_ms = 0;  // of enqueue_ms: recording the step (capture and instantiation)
+    // Device-to-device copies queued around the replays: the cached entries the step reads copied in,
+    // and what it made copied out into the step's new record (summed over the replays).
+    std::size_t copied_in_bytes = 0, copied_out_bytes = 0;
   };
   const Times& times() const { return times_; }
 
@@ -71,7 +74,7 @@ private:
   // first recorded step's entries, never read), the input and the time projections; and its result.
   LayerRecord fixed_;
   std::vector<std::uint32_t> fixed_outputs_;  // OutputKey indices copied in before each replay
-  DeviceTensor sample_, projections_, sinusoids_, result_;  // projections_ or sinusoids_
+  DeviceTensor sample_, projections_, result_;
   // What the recorded step keeps: recording memory (copied out after each replay) or, where taken
   // unchanged from the cache, the base's entry of the recorded step (the replayed step's instead).
   LayerRecord made_;

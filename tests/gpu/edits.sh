@@ -8,7 +8,8 @@
 #   tar cJf .device-ref/reference.tar.xz -C ../shared/reference tiny-sd2/model README.md
 #   run: tests/gpu/edits.sh   (carry .device and .device-ref; about 4 minutes on an H100)
 # Environment: EDITS_TESTS (default "test_cuda_ops test_cuda_cache test_cuda_sparse test_cuda_gemm"),
-# EDITS_GENERATIONS (timed edits per size, default 4), EDITS_ENV (VAR=VALUE ... for every part).
+# EDITS_GENERATIONS (timed edits per size, default 4), EDITS_ENV (VAR=VALUE ... for every part),
+# EDITS_ARCHS (default "sd2-768 sd15-512"), EDITS_VARIANTS (see below), EDITS_STEP=0 (no step stage).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 tests/gpu/device-run.sh stage >/dev/null
@@ -27,13 +28,21 @@ for t in ${EDITS_TESTS:-test_cuda_ops test_cuda_cache test_cuda_sparse test_cuda
   echo "$t: exit $? ($((SECONDS - start)) s)"; grep -E '^(FAIL|Totals)|Loc:' "$results/$t.log" | head -8
   save
 done
-bench() {  # bench NAME ARCH STAGES REPEAT
-  env "${extra[@]}" "$bin/fisedit-bench" --arch "$2" --device cuda --tokenizer "$tokenizer" --repeat "$4" \
-    --generations "${EDITS_GENERATIONS:-4}" --stages "$3" --json "$results/$1.json" >"$results/$1.log" 2>&1
-  echo "$1: exit $? ($((SECONDS - start)) s)"
-  grep -E "^ +[0-9.]+% |first:|blocks per edit|replayed_sparse|generation" "$results/$1.log" | head -30
+bench() {  # bench NAME ARCH STAGES REPEAT [VAR=VALUE...]
+  local name=$1 arch=$2 stages=$3 repeat=$4
+  shift 4
+  env "${extra[@]}" "$@" "$bin/fisedit-bench" --arch "$arch" --device cuda --tokenizer "$tokenizer" --repeat "$repeat" \
+    --generations "${EDITS_GENERATIONS:-4}" --stages "$stages" --json "$results/$name.json" >"$results/$name.log" 2>&1
+  echo "$name ($*): exit $? ($((SECONDS - start)) s)"
+  grep -E "^ +[0-9.]+% |first:|blocks per edit|copies around|replayed_sparse|generation \(" "$results/$name.log" | head -30
   save
 }
-bench edit-sizes-sd2-768 sd2-768 generation,edit_sizes 3
-bench edit-sizes-sd15-512 sd15-512 generation,edit_sizes 3
-bench step-sd2-768 sd2-768 unet,edit 5
+# Whole edits with the defaults, then with each variant of EDITS_VARIANTS (space-separated VAR=VALUE,
+# or VAR=VALUE,VAR=VALUE for several at once), on each architecture of EDITS_ARCHS.
+for arch in ${EDITS_ARCHS:-sd2-768 sd15-512}; do
+  bench "edit-sizes-$arch" "$arch" generation,edit_sizes 3
+  for variant in ${EDITS_VARIANTS:-}; do
+    bench "edit-sizes-$arch-${variant//[=,]/-}" "$arch" edit_sizes 3 ${variant//,/ }
+  done
+done
+[ "${EDITS_STEP:-1}" = 1 ] && bench step-sd2-768 sd2-768 unet,edit 5

@@ -7,7 +7,6 @@
 #   FISEDIT_GEMM_TUNE       new GEMM problems time cuBLASLt's first candidates
 #   FISEDIT_IM2COL_32       32-bit index arithmetic in the sparse convolution's gather
 #   FISEDIT_GEMM_REDUCE_IN_PLACE  split-K GEMMs that reduce in their output, no second kernel
-#   FISEDIT_REPLAY_TIME_MEMO=0  (on by default) the recorded step computing its time embeddings again
 #   FISEDIT_PDL             our kernels launched with programmatic dependent launch (kernels/launch.cuh)
 # Every result goes into $OUT/levers.tgz (one file: only a few files come back from the machine),
 # saved after each part, so a call cut short still returns what ran.
@@ -44,7 +43,7 @@ done
 # 2. Whole SD2 edits with every lever on; edit_sizes times the host sampler beside it (other_sampling).
 bench edit-sizes-sd2-768 sd2-768 generation,edit_sizes 3 "${all_on[@]}"
 # 3. The recorded 5% step and the dense step, each lever alone against none.
-for lever in none FISEDIT_REPLAY_TIME_MEMO=0 FISEDIT_PDL=1 FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1 FISEDIT_GEMM_TUNE=1 \
+for lever in none FISEDIT_PDL=1 FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1 FISEDIT_GEMM_TUNE=1 \
              FISEDIT_GEMM_REDUCE_IN_PLACE=1; do
   name=${lever%%=*}
   bench "step-$name" sd2-768 unet,edit 5 ${lever/none/}
