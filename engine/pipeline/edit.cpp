@@ -52,9 +52,11 @@ int detection_steps(const EditRequest& e, int steps) {
 // The latent box a decode of the edit needs: the mask's bounding box, widened by the feathered alpha's
 // reach and by kDecodeContext latent pixels of surrounding context for the decoder's convolutions,
 // then to a multiple of decode_quantum() latent pixels per side (or the whole side). Every new crop size
-// costs the decoder's convolutions new plans (cuDNN's candidates are timed: 80-150 ms for SD's VAE on
-// an H100, several times the crop's decode); with sides in steps of 256 pixels an SD2 768 image has 9
-// crop sizes, and edits soon reuse them.
+// costs the decoder's convolutions new plans: the engines timed for the first size are reused untimed
+// (docs/design-notes.md, "untimed engines"), 10-20 ms more for the first decode of a size on an H100.
+// Steps of 16 latent pixels (128 image pixels): an SD2 768 image has 36 crop sizes. Measured against
+// steps of 32 (H100, 2026-12-07): the 5% / 15% / 30% SD2 768 decode 11.7 / 15.1 / 21.3 -> 9.4 / 14.0 /
+// 18.9 ms; SD1.5 512 unchanged; steps of 8 no better.
 struct LatentBox {
   std::int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;
 };
@@ -62,7 +64,7 @@ constexpr std::int64_t kDecodeContext = 4;
 // FISEDIT_DECODE_QUANTUM (read once; 8 to 64 latent pixels): the benchmark's knob for the trade between
 // a smaller crop and more crop sizes.
 std::int64_t decode_quantum() {
-  static const std::int64_t q = std::min<std::int64_t>(64, env_int("FISEDIT_DECODE_QUANTUM", 32, 8));
+  static const std::int64_t q = std::min<std::int64_t>(64, env_int("FISEDIT_DECODE_QUANTUM", 16, 8));
   return q;
 }
 
