@@ -5,6 +5,8 @@
 
 #include "core/env.h"
 
+#include <algorithm>
+
 namespace fisedit::kernels {
 namespace {
 
@@ -31,6 +33,25 @@ __global__ void rows_kernel(RowsParams p) {
       dst[full] = src[i];
     else
       dst[i] = src[full];
+  }
+}
+
+struct GatherSpans {
+  RowsParams span[kGatherSpansPerLaunch];
+};
+
+// blockIdx.y picks the span; the x blocks stride over its 8-half vectors.
+__global__ void batched_gather_rows_kernel(const GatherSpans spans) {
+  dependent_prologue();
+  const RowsParams& p = spans.span[blockIdx.y];
+  const std::int64_t units = p.channels / 8, total = p.batch * p.count * units;
+  const auto* src = reinterpret_cast<const uint4*>(p.src);
+  auto* dst = reinterpret_cast<uint4*>(p.dst);
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    const std::int64_t c = i % units, row = i / units;
+    const std::int64_t b = row / p.count, k = row % p.count;
+    dst[i] = src[(b * p.length + p.positions[k]) * units + c];
   }
 }
 
@@ -187,6 +208,35 @@ cudaError_t move_rows(const RowsParams& p, cudaStream_t stream) {
 }  // namespace
 
 cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream) { return move_rows<false>(p, stream); }
+
+cudaError_t batched_gather_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream) {
+  GatherSpans batch{};
+  std::size_t n = 0;
+  std::int64_t largest = 0;
+  const auto flush = [&]() -> cudaError_t {
+    if (n == 0) return cudaSuccess;
+    launch_kernel(batched_gather_rows_kernel, dim3(blocks_for(static_cast<std::size_t>(largest), kThreads, 4096),
+                                                   static_cast<unsigned>(n)),
+                  kThreads, 0, stream, batch);
+    n = 0;
+    largest = 0;
+    return cudaGetLastError();
+  };
+  for (std::size_t i = 0; i < count; ++i) {
+    const RowsParams& p = spans[i];
+    const std::int64_t vectors = p.batch * p.count * p.channels / 8;
+    if (vectors == 0) continue;
+    if (p.channels % 8 != 0 || !aligned16(p.src) || !aligned16(p.dst)) {
+      if (const cudaError_t e = gather_rows(p, stream); e != cudaSuccess) return e;
+      continue;
+    }
+    batch.span[n++] = p;
+    largest = std::max(largest, vectors);
+    if (n == kGatherSpansPerLaunch)
+      if (const cudaError_t e = flush(); e != cudaSuccess) return e;
+  }
+  return flush();
+}
 
 cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream) {
   if (p.channels % 8 != 0 || !aligned16(p.base) || !aligned16(p.values) || !aligned16(p.dst) ||

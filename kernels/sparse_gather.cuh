@@ -16,6 +16,12 @@ struct RowsParams {
   std::int64_t batch, length, count, channels;
 };
 cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream);
+// Many gathers in one launch (an edit's replayed step keeps the rows it computed of each output this
+// way): each as gather_rows does it. Spans travel as the kernel's parameter, kGatherSpansPerLaunch at a
+// time; spans whose channels are not a multiple of 8 or whose pointers are not 16-byte aligned run
+// gather_rows one by one.
+constexpr int kGatherSpansPerLaunch = 64;
+cudaError_t batched_gather_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream);
 
 // dst [batch, length, channels] = base with row positions[i] of each image taken from values row i
 // ([batch, count, channels]), plus addend row i ([batch, count, channels]) or addend row b

@@ -371,6 +371,25 @@ private slots:
     EXPECT_ERROR(backend.scatter_positions_into(into, g, positions, &wrong));
   }
 
+  // Many gathers into the caller's tensors at once: each as gather_positions makes it; a destination
+  // of the wrong shape or more positions than rows are errors.
+  void gather_rows_into() {
+    const auto a = random_values(2 * 9 * 4, 80), b = random_values(2 * 6 * 16, 81);
+    const auto xa = up({2, 9, 4}, a), xb = up({2, 6, 16}, b);
+    const auto pa = backend.upload(Tensor::from_i64({3}, std::vector<std::int64_t>{1, 2, 8}));
+    const auto pb = backend.upload(Tensor::from_i64({2}, std::vector<std::int64_t>{0, 5}));
+    auto da = backend.allocate({2, 3, 4}), db = backend.allocate({2, 2, 16});
+    const Backend::RowsGather gathers[] = {{xa, pa, da}, {xb, pb, db}};
+    backend.gather_rows_into(gathers);
+    QCOMPARE(backend.download(da).to_f32(), backend.download(backend.gather_positions(xa, pa)).to_f32());
+    QCOMPARE(backend.download(db).to_f32(), backend.download(backend.gather_positions(xb, pb)).to_f32());
+    const Backend::RowsGather wrong_shape[] = {{xa, pa, backend.allocate({2, 2, 4})}};
+    EXPECT_ERROR(backend.gather_rows_into(wrong_shape));
+    const auto two_rows = up({2, 2, 4}, random_values(16, 82));
+    const Backend::RowsGather too_many[] = {{two_rows, pa, backend.allocate({2, 3, 4})}};  // 3 positions of 2 rows
+    EXPECT_ERROR(backend.gather_rows_into(too_many));
+  }
+
   void group_norm_data() {
     QTest::addColumn<int>("groups");
     QTest::addColumn<bool>("silu");

@@ -5,6 +5,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "edit/cache_store.h"
 #include "pipeline/generation.h"
 #include "test_support.h"
 
@@ -12,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -260,16 +262,18 @@ private slots:
     auto model = std::make_shared<LoadedModel>(load_model(test::reference_dir() / "tiny-sd2" / "model"));
     StableDiffusion sd(model, *gpu_);
     const auto base = sd.generate_cached({"a photo of a cat", "", 3, 8, 7.5f, "dpmpp2m", 192, 128, std::nullopt});
-    const auto records_equal = [&](const CachedGeneration& x, const CachedGeneration& y) {
-      for (std::size_t i = 0; i < x.steps.size(); ++i) {
-        for (std::size_t k = 0; k < x.steps[i].outputs.size(); ++k)
-          if (gpu_->download(x.steps[i].outputs[k]).to_f32() != gpu_->download(y.steps[i].outputs[k]).to_f32()) {
+    // Entries as wholes: a replayed step keeps the rows it computed over the base's entries (row deltas).
+    const auto records_equal = [&](const CachedGeneration& gx, const CachedGeneration& gy) {
+      for (std::size_t i = 0; i < gx.steps.size(); ++i) {
+        const LayerRecord x = materialize(*gpu_, gx.steps[i]), y = materialize(*gpu_, gy.steps[i]);
+        for (std::size_t k = 0; k < x.outputs.size(); ++k)
+          if (gpu_->download(x.outputs[k]).to_f32() != gpu_->download(y.outputs[k]).to_f32()) {
             qWarning("step %zu, output %zu differs", i, k);
             return false;
           }
-        for (std::size_t k = 0; k < x.steps[i].norm_stats.size(); ++k)
-          if (gpu_->download(x.steps[i].norm_stats[k].mean).to_f32() != gpu_->download(y.steps[i].norm_stats[k].mean).to_f32() ||
-              gpu_->download(x.steps[i].norm_stats[k].var).to_f32() != gpu_->download(y.steps[i].norm_stats[k].var).to_f32()) {
+        for (std::size_t k = 0; k < x.norm_stats.size(); ++k)
+          if (gpu_->download(x.norm_stats[k].mean).to_f32() != gpu_->download(y.norm_stats[k].mean).to_f32() ||
+              gpu_->download(x.norm_stats[k].var).to_f32() != gpu_->download(y.norm_stats[k].var).to_f32()) {
             qWarning("step %zu, statistics %zu differ", i, k);
             return false;
           }
@@ -299,6 +303,23 @@ private slots:
         QVERIFY2(replayed.generation.latents == stepwise.generation.latents, qPrintable(where));
         QVERIFY2(replayed.generation.result.image.pixels == stepwise.generation.result.image.pixels, qPrintable(where));
         QVERIFY2(records_equal(replayed.generation, stepwise.generation), qPrintable(where));
+        // On the device, the replayed steps keep their sparse layers' rows only: a fraction of the memory
+        // of the stepwise edit's whole entries beside the base (spilled, whole entries on the host).
+        const auto own_bytes = [&](const CachedGeneration& g) {
+          CacheByteCounter counter;
+          counter.add(b0.steps);
+          const auto before = counter.bytes().device + counter.bytes().host;
+          counter.add(g.steps);
+          return counter.bytes().device + counter.bytes().host - before;
+        };
+        const bool with_rows = std::any_of(replayed.generation.steps.begin(), replayed.generation.steps.end(),
+                                           [](const LayerRecord& r) { return r.has_deltas(); });
+        if (fraction < 0.5) QCOMPARE(with_rows, !spilled);  // 60%: every level runs in full
+        QVERIFY(std::none_of(stepwise.generation.steps.begin(), stepwise.generation.steps.end(),
+                             [](const LayerRecord& r) { return r.has_deltas(); }));
+        if (!spilled && fraction < 0.5)
+          QVERIFY2(own_bytes(replayed.generation) * 2 < own_bytes(stepwise.generation),
+                   qPrintable(QStringLiteral("%1 against %2 bytes").arg(own_bytes(replayed.generation)).arg(own_bytes(stepwise.generation))));
         // The replayed edit with its sampler's steps on the device (Backend::sampler_step) and on the
         // host: the same latents and image bit for bit.
         const bool on_device = sd.sample_on_device();
@@ -316,6 +337,17 @@ private slots:
         sd.set_replay_sparse_steps(false);
         const auto again_stepwise = sd.edit(stepwise.generation, next);
         QVERIFY2(again.generation.latents == again_stepwise.generation.latents, qPrintable(where));
+        QVERIFY2(records_equal(again.generation, again_stepwise.generation), qPrintable(where));
+        // Spilled to host memory (as the history does beyond its device budget), the rows are merged first.
+        if (with_rows) {
+          LayerRecord moved = replayed.generation.steps.back();
+          spill_to_host(*gpu_, moved);
+          gpu_->synchronize_copies();
+          QVERIFY(!moved.has_deltas());
+          const LayerRecord want = materialize(*gpu_, replayed.generation.steps.back());
+          for (std::size_t k = 0; k < want.outputs.size(); ++k)
+            QVERIFY(gpu_->download(moved.outputs[k]).to_f32() == gpu_->download(want.outputs[k]).to_f32());
+        }
       }
     sd.set_cache_device_budget(std::nullopt);
     sd.set_replay_sparse_steps(true);

@@ -5,6 +5,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "pipeline/generation.h"
+#include "edit/cache_store.h"
 #include "edit/edit_mask.h"
 #include "edit/sparse_step.h"
 #include "edit/token_alignment.h"
@@ -514,6 +515,54 @@ private slots:
     LayerRecord other;
     SparseStep mismatch(base, levels, other);
     QVERIFY_THROWS_EXCEPTION(Error, mismatch.begin(bigger));
+  }
+
+  // A record entry kept as rows over its base's entry (what an edit's replayed step keeps): materialize
+  // merges the rows into a new whole entry and shares the others; a step refuses to read an unmerged
+  // one, naming the layer; the byte counters count the rows once beside the shared base.
+  void row_deltas_merge_into_whole_entries() {
+    RecordLayout layout;
+    const OutputKey a = layout.output("block.a"), b = layout.output("block.b");
+    const std::vector<float> base_a = {1, 2, 3, 4, 5, 6, 7, 8}, base_b = {9, 9, 9, 9};  // [2, 2, 2, 1], [1, 2, 2, 1]
+    LayerRecord record;
+    record.outputs = {backend_.upload(Tensor::from_f32({2, 2, 2, 1}, base_a)), backend_.upload(Tensor::from_f32({1, 2, 2, 1}, base_b))};
+    record.deltas.resize(2);
+    QVERIFY(!record.has_deltas());
+    record.deltas[a.index] = {backend_.upload(Tensor::from_f32({2, 2, 1}, std::vector<float>{-1, -2, -3, -4})),
+                              backend_.upload(Tensor::from_i64({2}, std::vector<std::int64_t>{0, 3}))};
+    QVERIFY(record.has_deltas());
+    const LayerRecord whole = materialize(backend_, record);
+    QVERIFY(!whole.has_deltas());
+    QCOMPARE(backend_.download(whole.outputs[a.index]).to_f32(), (std::vector<float>{-1, 2, 3, -2, -3, 6, 7, -4}));
+    QCOMPARE(backend_.download(record.outputs[a.index]).to_f32(), base_a);  // the base's entry untouched
+    QCOMPARE(whole.outputs[b.index].data(), record.outputs[b.index].data());  // shared, not copied
+    QCOMPARE(record.bytes(), whole.bytes() + record.deltas[a.index].rows.nbytes() + record.deltas[a.index].positions.nbytes());
+
+    SparseLevels levels(LatentMask{2, 2, std::vector<float>(4, 0.0f)});
+    LayerRecord out;
+    SparseStep step(record, levels, out);
+    step.begin(layout);
+    QCOMPARE(backend_.download(step.cached_output(b)).to_f32(), base_b);  // an entry without rows reads as before
+    try {
+      step.cached_output(a);
+      QFAIL("a step read an entry that holds changed rows only");
+    } catch (const Error& e) {
+      QVERIFY2(std::string(e.what()).find("block.a") != std::string::npos, e.what());
+    }
+    SparseStep merged(whole, levels, out);
+    merged.begin(layout);
+    QCOMPARE(backend_.download(merged.cached_output(a)).to_f32(), (std::vector<float>{-1, 2, 3, -2, -3, 6, 7, -4}));
+
+    CacheByteCounter counter;
+    counter.add(whole);
+    const std::size_t whole_bytes = counter.bytes().device;
+    counter.add(record);  // base entry a and b already counted: only the rows and positions are new
+    QCOMPARE(counter.bytes().device, whole_bytes + base_a.size() * dtype_size(backend_.activation_dtype()) +
+                                         record.deltas[a.index].rows.nbytes() + record.deltas[a.index].positions.nbytes());
+
+    LayerRecord misfit = record;  // rows of another width
+    misfit.deltas[a.index].rows = backend_.upload(Tensor::from_f32({2, 2, 2}, std::vector<float>(8, 0.0f)));
+    QVERIFY_THROWS_EXCEPTION(Error, materialize(backend_, misfit));
   }
 
   // The base keeps its conditional cross-attention probabilities for the default detection steps

@@ -114,6 +114,13 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
     if (e.contains("recorded_explicit_step_ms"))
       std::fprintf(out, "  a kept step with explicit cross-attention (a cached generation's first steps): %.2f ms\n",
                    e["recorded_explicit_step_ms"]["median"].get<double>());
+    if (e.contains("edit_replayed_step_5pct") && e["edit_replayed_step_5pct"].contains("time_ms")) {
+      const auto& er = e["edit_replayed_step_5pct"];
+      std::fprintf(out, "  edit_replayed_step_5pct (as an edit replays it: copies in and out, scatters in place): %.3f ms "
+                        "(enqueue %.3f; %s in, %s out per step)\n",
+                   er["time_ms"]["median"].get<double>(), er["enqueue_ms"]["median"].get<double>(),
+                   gib(er["copied_in_bytes_per_step"]).c_str(), gib(er["copied_out_bytes_per_step"]).c_str());
+    }
     for (const char* key : {"replayed_sparse_step_5pct", "replayed_sparse_step_5pct_time_in_step"})
       if (e.contains(key) && e[key].contains("time_ms"))
         std::fprintf(out, "  %s (recorded, replayed; %.1f%% of the latent): %.3f ms (enqueue %.3f)\n", key,
@@ -161,9 +168,20 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                    f["sparse_enqueue_ms"].get<double>() / std::max(1, sizes["steps"].get<int>() - row["detect_steps"].get<int>()),
                    row["driver_allocations"]["median"].get<double>(), f["driver_allocations"].get<std::size_t>(),
                    f.value("driver_allocation_ms", 0.0), row["cache_flushes"]["median"].get<double>(), f["cache_flushes"].get<std::size_t>());
+      if (row.contains("new_mask_edit")) {
+        const auto& nm = row["new_mask_edit"];
+        std::fprintf(out, "  %8s  a new mask (%.1f%%): edit %.1f, first step %.1f, sparse %.1f, decode %.1f ms, "
+                          "%zu driver blocks in %.1f ms, recording %.1f ms\n", "",
+                     100.0 * nm["edit_fraction"].get<double>(), nm["edit_ms"].get<double>(),
+                     nm["first_sparse_step_ms"].get<double>(), nm["sparse_ms"].get<double>(), nm["decode_ms"].get<double>(),
+                     nm["driver_allocations"].get<std::size_t>(), nm["driver_allocation_ms"].get<double>(),
+                     nm["replay_record_ms"].get<double>());
+      }
       if (row.contains("replay_copied_in_bytes"))
-        std::fprintf(out, "  %8s  copies around the replayed steps per edit: %s in (cached entries), %s out (the new record)\n", "",
-                     gib(row["replay_copied_in_bytes"]).c_str(), gib(row["replay_copied_out_bytes"]).c_str());
+        std::fprintf(out, "  %8s  copies around the replayed steps per edit: %s in (cached entries), %s out (the new record); "
+                          "the edit's own record %s\n", "",
+                     gib(row["replay_copied_in_bytes"]).c_str(), gib(row["replay_copied_out_bytes"]).c_str(),
+                     gib(row.value("own_cache_bytes", nlohmann::json(nullptr))).c_str());
       if (row.contains("profile_whole_edit") && row["profile_whole_edit"].is_array() && !row["profile_whole_edit"].empty()) {
         std::string line;
         for (const auto& op : row["profile_whole_edit"]) {

@@ -8,6 +8,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "pipeline/generation.h"
+#include "pipeline/step_replay.h"
 #include "edit/cache_store.h"
 #include "edit/sparse_step.h"
 #include "text/clip_tokenizer.h"
@@ -241,11 +242,35 @@ nlohmann::json Stages::edit_steps() {
     return {{"edit_fraction", five.fraction()}, {"time_ms", to_json(t)}, {"enqueue_ms", to_json(replay_enqueue)}};
   };
   const nlohmann::json replay = replayed(true), replay_embedded = replayed(false);
+  // The step as an edit replays it (pipeline/step_replay.h): the recording scatters into its own copy of
+  // the cached record, which each step copies in from the step's record, and copies out what it made
+  // into the step's new record. Against the replays above: what the copies cost, and in-place scatters.
+  nlohmann::json edit_replay = {{"skipped", backend_.name() + " cannot record work"}};
+  if (backend_.can_record()) {
+    SparseStepReplay step_replay(backend_, unet, five_levels, context);
+    const auto input = backend_.nhwc_to_nchw(sample);
+    LayerRecord out;
+    if (step_replay.queue(record, record, input, timestep, out)) {
+      Stats enqueue;
+      const auto before = step_replay.times();
+      const int replays_before = step_replay.replays();
+      const auto t = time_repeats(
+          backend_, s_.warmup, s_.repeat, [&] { step_replay.queue(record, record, input, timestep, out); }, &enqueue);
+      const auto replays = std::max(1, step_replay.replays() - replays_before);
+      edit_replay = {{"edit_fraction", five.fraction()},
+                     {"time_ms", to_json(t)},
+                     {"enqueue_ms", to_json(enqueue)},
+                     {"copied_in_bytes_per_step", (step_replay.times().copied_in_bytes - before.copied_in_bytes) / replays},
+                     {"copied_out_bytes_per_step", (step_replay.times().copied_out_bytes - before.copied_out_bytes) / replays}};
+    } else {
+      edit_replay = {{"skipped", step_replay.why_not()}};
+    }
+  }
   return {{"dense_time_ms", to_json(dense)}, {"sparse", rows}, {"cache_bytes_per_step", record.bytes()}, {"latent", {h, w}},
           {"recorded_explicit_step_ms", to_json(recorded)},
           {"profile_dense_step", dense_ops}, {"profile_sparse_step_5pct", sparse_ops},
           {"profile_recorded_explicit_step", recorded_ops}, {"replayed_sparse_step_5pct", replay},
-          {"replayed_sparse_step_5pct_time_in_step", replay_embedded},
+          {"replayed_sparse_step_5pct_time_in_step", replay_embedded}, {"edit_replayed_step_5pct", edit_replay},
           {"spill_steps", spill_steps(unet, sample, context, record)}, {"spill_edit", spill_edit()}};
 }
 
@@ -518,9 +543,22 @@ nlohmann::json Stages::edit_sizes() {
     // An edit with a mask not seen before (a tenth larger: new row counts at every level, maybe a new
     // decode crop size) op by op: where a first edit's extra time goes (host time of plan making).
     auto fresh = e;
+    // First, timed alone: an edit whose mask (three tenths larger) no edit had, as every prompt change
+    // of a user brings (new row counts at every level, new GEMM shapes, maybe a new decode crop size).
+    fresh.mask_override = blob_mask(h, w, std::min(1.0, size * 1.3));
+    const auto new_mask = sd.edit(base, fresh).stats;
     fresh.mask_override = blob_mask(h, w, std::min(1.0, size * 1.1));
     const auto new_mask_ops = profile_ops(backend_, [&] { sd.edit(base, fresh); });
     const std::size_t cache = last.generation.cache_bytes();
+    // What the edit's record holds beyond its base's (entries it shares are the base's memory).
+    std::size_t own_cache = 0;
+    {
+      CacheByteCounter counter;
+      counter.add(base.steps);
+      const auto shared = counter.bytes();
+      counter.add(last.generation.steps);
+      own_cache = counter.bytes().device + counter.bytes().host - shared.device - shared.host;
+    }
     const std::size_t last_copied_in = last.stats.replay_copied_in_bytes, last_copied_out = last.stats.replay_copied_out_bytes;
     const int replayed_steps = last.stats.replayed_steps;
     const std::string replay_note = last.stats.replay_note;
@@ -549,6 +587,7 @@ nlohmann::json Stages::edit_sizes() {
                                     {"driver_allocation_ms", first.driver_allocation_ms},
                                     {"replay_record_ms", first.replay_record_ms},
                                     {"cache_flushes", first.cache_flushes}}},
+                    {"own_cache_bytes", own_cache},
                     {"replay_copied_in_bytes", last_copied_in},
                     {"replay_copied_out_bytes", last_copied_out},
                     {"sparse_prepare_ms_per_step", to_json(summarize(prepare_per_step))},
@@ -566,7 +605,16 @@ nlohmann::json Stages::edit_sizes() {
                     {"cache_bytes", cache},
                     {"psnr_inside_db", psnr_inside(sparse_image, reference.generation.result.image, region)},
                     {"profile_whole_edit", edit_ops},
-                    {"profile_new_mask_edit", new_mask_ops}});
+                    {"profile_new_mask_edit", new_mask_ops},
+                    {"new_mask_edit", {{"edit_fraction", std::min(1.0, size * 1.3)},
+                                       {"edit_ms", new_mask.total_ms},
+                                       {"detect_ms", new_mask.detect_ms},
+                                       {"sparse_ms", new_mask.sparse_ms},
+                                       {"first_sparse_step_ms", new_mask.first_sparse_step_ms},
+                                       {"decode_ms", new_mask.decode_ms},
+                                       {"driver_allocations", new_mask.driver_allocations},
+                                       {"driver_allocation_ms", new_mask.driver_allocation_ms},
+                                       {"replay_record_ms", new_mask.replay_record_ms}}}});
   }
   return {{"steps", r.steps}, {"scheduler", r.scheduler}, {"base_cache_bytes", base.cache_bytes()}, {"sizes", rows}};
 }

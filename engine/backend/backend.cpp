@@ -440,6 +440,29 @@ DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor
   return out;
 }
 
+void Backend::gather_rows_into(std::span<const RowsGather> gathers) {
+  const char* op = "gather_rows_into";
+  const OpScope scope(*this, op);
+  for (const auto& g : gathers) {
+    check_act(op, g.src, "a source", activation_dtype());
+    check_act(op, g.dst, "a destination", activation_dtype());
+    FISEDIT_REQUIRE(g.src.rank() == 3 && g.dst.rank() == 3, op,
+                    "source " + shapes(g.src) + " and destination " + shapes(g.dst) + " are not [N, L, C] and [N, P, C]");
+    check_positions(op, g.positions, g.src.dim(1));
+    FISEDIT_REQUIRE(g.dst.dim(0) == g.src.dim(0) && g.dst.dim(1) == g.positions.dim(0) && g.dst.dim(2) == g.src.dim(2), op,
+                    "destination " + shapes(g.dst) + " does not hold the rows of " + shapes(g.src) + " at " +
+                        std::to_string(g.positions.dim(0)) + " positions");
+  }
+  if (!gathers.empty()) gather_rows_into_impl(gathers);
+}
+
+void Backend::gather_rows_into_impl(std::span<const RowsGather> gathers) {
+  for (const auto& g : gathers) {
+    DeviceTensor dst = g.dst;
+    gather_positions_impl(g.src, g.positions, dst);
+  }
+}
+
 void Backend::scatter_positions_into(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,
                                      const DeviceTensor* addend) {
   const char* op = "scatter_positions_into";

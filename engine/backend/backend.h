@@ -377,6 +377,13 @@ public:
                          const DeviceTensor& positions, const InputNorm* norm = nullptr);
   // x [N, L, C] -> [N, P, C]: the rows at positions.
   DeviceTensor gather_positions(const DeviceTensor& x, const DeviceTensor& positions);
+  // Many gathers into memory the caller owns: each dst [N, P, C] becomes src [N, L, C]'s rows at
+  // positions (I32 [P]), as gather_positions makes them. One launch for all on the CUDA backend: an
+  // edit's replayed step keeps the rows it computed of ~100 outputs this way (pipeline/step_replay.h).
+  struct RowsGather {
+    DeviceTensor src, positions, dst;
+  };
+  void gather_rows_into(std::span<const RowsGather> gathers);
   // base [N, L, C], values [N, P, C] -> a copy of base with the rows at positions replaced by values,
   // plus `addend` when given: [N, P, C] (a residual) or [N, 1, C] (per image, e.g. a time embedding).
   // `inverse`, when given, is I32 [L], the inverse of positions (each place's row in values, or -1):
@@ -461,6 +468,8 @@ protected:
                               const InputNorm* norm, DeviceTensor& out) = 0;
   // x and out viewed as [N, L, C] and [N, P, C].
   virtual void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) = 0;
+  // Optional: checked as gather_rows_into says; the default runs gather_positions_impl for each.
+  virtual void gather_rows_into_impl(std::span<const RowsGather> gathers);
   // out already holds a copy of base; write values' rows at positions.
   virtual void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // Optional: out = base with the rows at positions replaced by values (+ addend, checked, or null;

@@ -51,6 +51,10 @@ void CacheByteCounter::add(const LayerRecord& record) {
     add(s.var);
   }
   for (const auto& t : record.cross_attention) add(t);
+  for (const auto& d : record.deltas) {
+    add(d.rows);
+    add(d.positions);
+  }
 }
 
 void CacheByteCounter::add(std::span<const LayerRecord> records) {
@@ -58,6 +62,8 @@ void CacheByteCounter::add(std::span<const LayerRecord> records) {
 }
 
 std::size_t spill_to_host(Backend& b, LayerRecord& record, std::size_t keep_on_device) {
+  // Host memory holds whole entries only: an edit's row deltas are merged into their entries first.
+  if (record.has_deltas()) record = materialize(b, record);
   const auto all = tensors_of(record);
   std::map<MemoryKey, std::size_t> offset_of;
   std::map<MemoryKey, bool> kept;

@@ -14,7 +14,33 @@ std::size_t LayerRecord::bytes() const {
   for (const auto& t : outputs) n += t.nbytes();
   for (const auto& s : norm_stats) n += s.mean.nbytes() + s.var.nbytes();
   for (const auto& p : cross_attention) n += p.nbytes();
+  for (const auto& d : deltas)
+    if (!d.empty()) n += d.rows.nbytes() + d.positions.nbytes();
   return n;
+}
+
+bool LayerRecord::has_deltas() const {
+  return std::any_of(deltas.begin(), deltas.end(), [](const RowDelta& d) { return !d.empty(); });
+}
+
+LayerRecord materialize(Backend& b, const LayerRecord& record) {
+  LayerRecord out = record;
+  out.deltas.clear();
+  for (std::size_t k = 0; k < record.deltas.size(); ++k) {
+    const RowDelta& d = record.deltas[k];
+    if (d.empty()) continue;
+    const DeviceTensor& base = record.outputs.at(k);
+    const auto n = base.dim(0), c = base.dim(-1);
+    if (base.host_resident() || d.rows.rank() != 3 || d.rows.dim(0) != n || d.rows.dim(2) != c || n * c == 0 ||
+        base.numel() % (n * c) != 0)
+      throw Error(ErrorCode::invalid_argument, "a record's row delta " + shape_to_string(d.rows.shape()) +
+                                                   " does not fit its entry " + shape_to_string(base.shape()) +
+                                                   (base.host_resident() ? " in host memory" : ""));
+    const auto whole = b.clone(base);
+    b.scatter_positions_into(whole.reshaped({n, base.numel() / (n * c), c}), d.rows, d.positions);
+    out.outputs[k] = whole;
+  }
+  return out;
 }
 
 std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int64_t w) {
@@ -72,14 +98,31 @@ void SparseStep::begin(const RecordLayout& layout) {
     throw Error(ErrorCode::invalid_argument, "the attention-control source was recorded by a different network");
   layout_ = &layout;
   out_.outputs.assign(layout.outputs(), DeviceTensor{});
+  scattered_.assign(in_place_ ? layout.outputs() : 0, DeviceTensor{});
   out_.norm_stats.assign(layout.norms(), GroupNormStats{});
   out_.cross_attention.assign(explicit_attention_ ? layout.cross_attentions() : 0, DeviceTensor{});
 }
 
+namespace {
+
+// A record entry as a whole: one with a row delta must have been merged (materialize) first.
+const DeviceTensor& whole_entry(const LayerRecord& record, std::uint32_t k, const RecordLayout* layout) {
+  if (k < record.deltas.size() && !record.deltas[k].empty())
+    throw Error(ErrorCode::invalid_argument, "the cached record's entry of " + (layout ? layout->name(OutputKey{k}) : std::string("a layer")) +
+                                                 " holds changed rows only: merge them first (materialize)");
+  return record.outputs[k];
+}
+
+}  // namespace
+
 const DeviceTensor& SparseStep::cached(OutputKey key) const {
   if (!cached_ || key.index >= cached_->outputs.size())
     throw Error(ErrorCode::invalid_argument, "the cached generation has no record of this layer");
-  return cached_->outputs[key.index];
+  return whole_entry(*cached_, key.index, layout_);
+}
+
+const DeviceTensor& SparseStep::kept(OutputKey k) const {
+  return whole_entry(keep_ ? *keep_ : *cached_, k.index, layout_);
 }
 
 const GroupNormStats& SparseStep::cached(NormKey key) const {
@@ -171,6 +214,7 @@ DeviceTensor SparseStep::scatter_output(Backend& b, OutputKey key, const DeviceT
   if (in_place_) {
     b.scatter_positions_into(base.reshaped({n, h * w, c}), values, level.positions, addend);
     keep(key, base);
+    scattered_.at(key.index) = level.positions;
     return base;
   }
   auto result = b.scatter_positions(base.reshaped({n, h * w, c}), values, level.positions, addend, &level.inverse)

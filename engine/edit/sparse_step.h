@@ -56,6 +56,14 @@ private:
   std::vector<std::string> outputs_, norms_, probs_;
 };
 
+// An entry an edit changed at some rows only: the whole entry is the record's output (the base
+// generation's entry, shared) with the rows at `positions` replaced by `rows`.
+struct RowDelta {
+  DeviceTensor rows;       // [N, P, C]
+  DeviceTensor positions;  // I32 [P]: the rows of the entry viewed as [N, L, C]
+  bool empty() const { return rows.empty(); }
+};
+
 struct LayerRecord {
   std::vector<DeviceTensor> outputs;       // spatial layer outputs, by OutputKey
   std::vector<GroupNormStats> norm_stats;  // GroupNorm statistics, by NormKey
@@ -63,8 +71,17 @@ struct LayerRecord {
   // cross-attention layer, by ProbsKey: kept only for the steps an edit's attention control reads
   // (SparseStep::explicit_cross_attention), empty otherwise.
   std::vector<DeviceTensor> cross_attention;
-  std::size_t bytes() const;
+  // By OutputKey: the entries an edit's replayed step kept as the rows it computed over its base's
+  // entry (pipeline/step_replay.h), instead of a whole copy; empty, or one per output (empty() for a
+  // whole entry). Only entries on the device have them (spill_to_host merges them first), and what
+  // reads an entry's values takes materialize()'s record (SparseStep refuses one with deltas).
+  std::vector<RowDelta> deltas;
+  bool has_deltas() const;
+  std::size_t bytes() const;  // every tensor's bytes, shared ones included
 };
+
+// `record` with each row delta merged into a new whole entry on the device (the other entries shared).
+LayerRecord materialize(Backend& b, const LayerRecord& record);
 
 // LatentMask (a latent-resolution mask) is core/latent_mask.h: requests carry it too.
 
@@ -130,6 +147,9 @@ public:
   // The cached record is this step's own copy (a recording's, pipeline/step_replay.h): scatter_output
   // writes the active rows into the cached output itself and keeps that, instead of a new copy.
   void scatter_in_place() { in_place_ = true; }
+  // By OutputKey (sized at begin()): the level's positions for each output scatter_output wrote in
+  // place, else empty: the rows that differ from the cached output.
+  const std::vector<DeviceTensor>& scattered_positions() const { return scattered_; }
 
   // A layer's recorded output as it was (Plan::cached), kept for the edited generation.
   DeviceTensor cached_output(OutputKey key);
@@ -176,7 +196,7 @@ private:
   void keep(NormKey key, GroupNormStats stats);
 
   // What `out_` keeps of a cached entry taken unchanged.
-  const DeviceTensor& kept(OutputKey k) const { return (keep_ ? keep_ : cached_)->outputs[k.index]; }
+  const DeviceTensor& kept(OutputKey k) const;
   const GroupNormStats& kept(NormKey k) const { return (keep_ ? keep_ : cached_)->norm_stats[k.index]; }
 
   const LayerRecord* cached_ = nullptr;
@@ -187,6 +207,7 @@ private:
   const RecordLayout* layout_ = nullptr;
   bool explicit_attention_ = false;
   bool in_place_ = false;
+  std::vector<DeviceTensor> scattered_;
   const LayerRecord* attention_source_ = nullptr;
   DeviceTensor attention_columns_;
 };

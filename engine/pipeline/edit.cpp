@@ -276,7 +276,21 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     auto t_step = Clock::now();
     const auto index = static_cast<std::size_t>(i);
     // Step i's record; acquiring it queues the copy of step i + 1's (of a spilled cache).
-    const auto& cached = cache.acquire(index, &levels);
+    const auto& acquired = cache.acquire(index, &levels);
+    // An edit of an edit: the base's replayed steps kept row deltas over their own base's entries
+    // (LayerRecord::deltas); this step reads them merged, and keeps the merged entries it leaves as they are.
+    // The merged entries are new memory; the others stay the base's (kept) and the staged ones (read).
+    const bool merge = base.steps[index].has_deltas();
+    LayerRecord keep_merged, cached_merged;
+    if (merge) {
+      keep_merged = materialize(backend_, base.steps[index]);
+      cached_merged = acquired;
+      cached_merged.deltas.clear();
+      for (std::size_t d = 0; d < base.steps[index].deltas.size(); ++d)
+        if (!base.steps[index].deltas[d].empty()) cached_merged.outputs[d] = keep_merged.outputs[d];
+    }
+    const LayerRecord& cached = merge ? cached_merged : acquired;
+    const LayerRecord& keep_record = merge ? keep_merged : base.steps[index];
     if (sample_on_device && i > k) {
       if (x_d.empty()) {  // the latents and the sampler's state as the host's steps left them
         x_d = backend_.upload_f32(x, {channels, h, w});
@@ -296,11 +310,11 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
       host.prepare_ms += ms_since(t_step);
       std::optional<DeviceTensor> prediction;
       if (replay && !replay->failed())
-        prediction = replay->queue(cached, base.steps[index], input,
+        prediction = replay->queue(cached, keep_record, input,
                                    scheduler->model_timesteps()[static_cast<std::size_t>(start + i)], gen.steps[index]);
       if (!prediction) {
         t_step = Clock::now();
-        SparseStep step(cached, levels, gen.steps[index], false, &base.steps[index]);
+        SparseStep step(cached, levels, gen.steps[index], false, &keep_record);
         prediction = predict_queued(*scheduler, start + i, input, cond, &step);
         host.enqueue_ms += ms_since(t_step);
       }
@@ -330,14 +344,14 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
       const auto input = model_input(*scheduler, start + i, x, cond, r);
       const float timestep = scheduler->model_timesteps()[static_cast<std::size_t>(start + i)];
       host.prepare_ms += ms_since(t_step);
-      if (const auto prediction = replay->run(cached, base.steps[index], input, timestep, gen.steps[index])) {
+      if (const auto prediction = replay->run(cached, keep_record, input, timestep, gen.steps[index])) {
         noise = guided(*prediction, cond, r);
         replayed = true;
       }
       t_step = Clock::now();
     }
     if (!replayed) {
-      SparseStep step(cached, levels, gen.steps[index], e.dense_reference, &base.steps[index]);
+      SparseStep step(cached, levels, gen.steps[index], e.dense_reference, &keep_record);
       host.prepare_ms += ms_since(t_step);
       noise = predict(*scheduler, start + i, x, cond, r, &step, &host);
     }

@@ -271,6 +271,10 @@ std::size_t EditSession::cache_bytes() const {
         count(s.mean);
         count(s.var);
       }
+      for (const auto& d : step.deltas) {
+        count(d.rows);
+        count(d.positions);
+      }
     }
   }
   return bytes;

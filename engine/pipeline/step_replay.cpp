@@ -23,6 +23,13 @@ bool in_place() {
   return on;
 }
 
+// FISEDIT_REPLAY_ROW_DELTAS=0 (read once): each replayed step copies out whole entries of what it
+// scattered, as before row deltas (the benchmark's comparison); otherwise only the rows it computed.
+bool row_deltas() {
+  static const bool on = env_flag("FISEDIT_REPLAY_ROW_DELTAS", true);
+  return on;
+}
+
 }  // namespace
 
 SparseStepReplay::SparseStepReplay(Backend& b, UNet& unet, SparseLevels& levels, DeviceTensor context)
@@ -31,6 +38,10 @@ SparseStepReplay::SparseStepReplay(Backend& b, UNet& unet, SparseLevels& levels,
 SparseStepReplay::~SparseStepReplay() = default;
 
 bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep, const Shape& input) {
+  if (cached.has_deltas() || keep.has_deltas()) {
+    why_ = "the cached record holds row deltas (merge them first: materialize)";
+    return false;
+  }
   if (!b_.can_record()) {
     why_ = b_.name() + " cannot record work";
     return false;
@@ -64,6 +75,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
         if (in_place()) step.scatter_in_place();  // fixed_ is the recording's own: no third pass over it
         const auto sample = b_.nchw_to_nhwc(sample_);
         result_ = b_.nhwc_to_nchw(unet_.forward_projected(sample, projections_, context_, &step));
+        scattered_ = step.scattered_positions();
       },
       &why_);
   times_.record_ms += pipeline_detail::ms_since(t0);
@@ -112,6 +124,11 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
     failed_ = true;
     return std::nullopt;
   }
+  if (cached.has_deltas() || keep.has_deltas()) {
+    failed_ = true;
+    why_ = "a step's cached record holds row deltas (merge them first: materialize)";
+    return std::nullopt;
+  }
   if (cached.outputs.size() != fixed_.outputs.size() || cached.norm_stats.size() != fixed_.norm_stats.size() ||
       keep.outputs.size() != made_.outputs.size() || keep.norm_stats.size() != made_.norm_stats.size() ||
       input.shape() != sample_.shape() || input.dtype() != sample_.dtype()) {
@@ -145,13 +162,33 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
     kept.push_back({made, t});
     return t;
   };
-  for (std::size_t k = 0; k < made_.outputs.size(); ++k)
-    out.outputs[k] = output_taken_[k] ? keep.outputs[k] : copy_out(made_.outputs[k]);
+  // An output scattered in place differs from the step's base entry only at its level's positions:
+  // kept as those rows over the base's entry (RowDelta), where that entry is on the device.
+  std::vector<Backend::RowsGather> rows;
+  for (std::size_t k = 0; k < made_.outputs.size(); ++k) {
+    if (output_taken_[k]) {
+      out.outputs[k] = keep.outputs[k];
+      continue;
+    }
+    const DeviceTensor& made = made_.outputs[k];
+    if (row_deltas() && k < scattered_.size() && !scattered_[k].empty() && !keep.outputs[k].empty() &&
+        !keep.outputs[k].host_resident()) {
+      const auto n = made.dim(0), c = made.dim(-1), p = scattered_[k].dim(0);
+      if (out.deltas.empty()) out.deltas.resize(made_.outputs.size());
+      out.outputs[k] = keep.outputs[k];
+      out.deltas[k] = {b_.allocate(made.dtype(), {n, p, c}), scattered_[k]};
+      rows.push_back({made.reshaped({n, made.numel() / (n * c), c}), scattered_[k], out.deltas[k].rows});
+      times_.copied_out_bytes += out.deltas[k].rows.nbytes();
+      continue;
+    }
+    out.outputs[k] = copy_out(made);
+  }
   for (std::size_t k = 0; k < made_.norm_stats.size(); ++k)
     out.norm_stats[k] = norm_taken_[k] ? keep.norm_stats[k]
                                        : GroupNormStats{copy_out(made_.norm_stats[k].mean), copy_out(made_.norm_stats[k].var)};
   for (const auto& copy : kept) times_.copied_out_bytes += copy.src.nbytes();
   b_.copy_into(kept);
+  b_.gather_rows_into(rows);
   times_.enqueue_ms += pipeline_detail::ms_since(t0);
   return result_;
 }

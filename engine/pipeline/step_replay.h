@@ -79,6 +79,9 @@ private:
   // unchanged from the cache, the base's entry of the recorded step (the replayed step's instead).
   LayerRecord made_;
   std::vector<bool> output_taken_, norm_taken_;
+  // By OutputKey: the positions of the outputs the recorded step scattered in place (empty for the
+  // others): what each replay keeps as rows (LayerRecord::deltas).
+  std::vector<DeviceTensor> scattered_;
 };
 
 }  // namespace fisedit

@@ -5,6 +5,7 @@
 #include "sparse_gather.cuh"
 
 #include <algorithm>
+#include <vector>
 
 namespace fisedit {
 
@@ -54,6 +55,15 @@ void CudaBackend::gather_positions_impl(const DeviceTensor& x, const DeviceTenso
   kernels::RowsParams p{x.data_as<const __half>(), out.data_as<__half>(), positions.data_as<const std::int32_t>(),
                         x.dim(0), x.dim(1), positions.dim(0), x.dim(2)};
   FISEDIT_CUDA_CHECK(kernels::gather_rows(p, s_->stream.get()));
+}
+
+void CudaBackend::gather_rows_into_impl(std::span<const RowsGather> gathers) {
+  std::vector<kernels::RowsParams> spans;
+  spans.reserve(gathers.size());
+  for (const auto& g : gathers)
+    spans.push_back({g.src.data_as<const __half>(), g.dst.data_as<__half>(),
+                     g.positions.data_as<const std::int32_t>(), g.src.dim(0), g.src.dim(1), g.positions.dim(0), g.src.dim(2)});
+  FISEDIT_CUDA_CHECK(kernels::batched_gather_rows(spans.data(), spans.size(), s_->stream.get()));
 }
 
 void CudaBackend::scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) {
