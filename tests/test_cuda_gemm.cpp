@@ -256,6 +256,25 @@ private slots:
     QCOMPARE(gpu->conv_problems_timed(), after_first + 1);
   }
 
+  // A shape that meets cuBLASLt's heuristic has its other row-count ranges looked up in the background:
+  // the same shape with rows in another power-of-two range then asks the heuristic nothing, and
+  // computes what the CPU does.
+  void gemm_ranges_made_ready() {
+    const std::int64_t k = 184, n = 328;  // a shape no other test uses
+    const auto weight = std::pair<Shape, Values>{{n, k}, half_random(n * k, 31, 0.1f)};
+    const auto bias = std::pair<Shape, Values>{{n}, half_random(n, 32)};
+    const auto run = [&](std::int64_t rows, unsigned seed) {
+      compare({{{rows, k}, half_random(rows * k, seed)}, weight, bias},
+              [&](Backend& be, const std::vector<DeviceTensor>& t) { return be.linear(t[0], t[1], t[2]); });
+    };
+    const std::uint64_t before = gpu->gemm_heuristic_queries();
+    run(40, 33);
+    QCOMPARE(gpu->gemm_heuristic_queries(), before + 1);
+    gpu->wait_gemm_ranges_ready();
+    for (const std::int64_t rows : {17, 300, 1000, 5000}) run(rows, static_cast<unsigned>(rows));
+    QCOMPARE(gpu->gemm_heuristic_queries(), before + 1);
+  }
+
   // Batch item 1 of [2, 5, 7, 3] starts 210 bytes in: not 16-byte aligned.
   void conv2d_unaligned_view() {
     const auto weight = Tensor::from_f32({16, 3, 3, 3}, half_random(16 * 3 * 9, 10, 0.3f));

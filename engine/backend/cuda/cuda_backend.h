@@ -43,6 +43,11 @@ public:
   // Convolution problems whose cuDNN candidates were timed; a new size of a convolution already timed
   // at another size takes the engine timed fastest there, untimed.
   std::uint64_t conv_problems_timed() const;
+  // GEMM problems whose algorithm cuBLASLt's heuristic was asked for on the calling thread (a new shape
+  // in a new range of row counts); and a wait until the background lookups of the other ranges of the
+  // shapes seen so far are done (cuda_gemm.cpp, "ranges made ready"): for tests.
+  std::uint64_t gemm_heuristic_queries() const;
+  void wait_gemm_ranges_ready() const;
 
   cudaStream_t stream() const;
   cudaStream_t copy_stream() const;

@@ -20,8 +20,14 @@
 
 #include <algorithm>
 #include <bit>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <limits>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
 #include <vector>
 
 namespace fisedit {
@@ -163,6 +169,16 @@ std::shared_ptr<GemmPlan> make_plan(cublasLtHandle_t lt, std::int64_t groups, st
   return plan;
 }
 
+// FISEDIT_GEMM_WARM=0 (read once): no background lookups of other row-count ranges (the benchmark's
+// comparison); otherwise a shape that met the heuristic has every range looked up off the caller.
+bool warm_ranges() {
+  static const bool on = env_flag("FISEDIT_GEMM_WARM", true);
+  return on;
+}
+// The ranges looked up: row counts 16 to 32768 (an edit's sparse GEMMs have 2 x its active positions,
+// or 2 x 9 x them for a convolution's columns).
+constexpr std::int64_t kWarmRowsFrom = 16, kWarmRowsTo = std::int64_t{1} << 15;
+
 // D = alpha W x + beta C with `algo` on the stream: the one call that runs a plan (gemm, tune).
 cublasStatus_t run_plan(CudaBackend::State& s, const GemmPlan& plan, const cublasLtMatmulAlgo_t& algo,
                         const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor* residual, void* y) {
@@ -212,6 +228,103 @@ void tune(CudaBackend::State& s, GemmPlan& plan, const DeviceTensor& x, const De
 
 }  // namespace
 
+// Ranges made ready: a new mask brings new row counts at every level, and each new power-of-two
+// range of a shape asks cuBLASLt's heuristic (~0.5 ms of host time apiece), 20-60 ms of a new mask's
+// first sparse step (H100, 2026-12-07). When a shape meets the heuristic, this thread asks it for the
+// shape's other ranges too, with a cuBLASLt handle of its own (the heuristic is host work: it queues
+// nothing on the device), so the next masks find their ranges known. Best effort: a failed lookup
+// leaves the range to the calling thread, as before.
+struct CudaBackend::State::GemmWarmer {
+  GemmWarmer(State& s, std::size_t workspace_bytes) : s_(s), workspace_bytes_(workspace_bytes) {
+    cublasLtHandle_t lt{};
+    FISEDIT_CUBLAS_CHECK(cublasLtCreate(&lt));
+    lt_ = cuda::CublasLtHandle(lt);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~GemmWarmer() {
+    {
+      const std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  GemmWarmer(const GemmWarmer&) = delete;
+  GemmWarmer& operator=(const GemmWarmer&) = delete;
+
+  // A shape (the key's row count is ignored) to make ready, once.
+  void add(GemmKey shape) {
+    std::get<1>(shape) = 0;
+    {
+      const std::lock_guard lock(mutex_);
+      if (!seen_.insert(shape).second) return;
+      jobs_.push_back(shape);
+    }
+    wake_.notify_one();
+  }
+  void wait_idle() {
+    std::unique_lock lock(mutex_);
+    idle_.wait(lock, [&] { return jobs_.empty() && !busy_; });
+  }
+
+private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      wake_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (stop_) return;
+      const GemmKey shape = jobs_.front();
+      jobs_.pop_front();
+      busy_ = true;
+      lock.unlock();
+      make_ready(shape);
+      lock.lock();
+      busy_ = false;
+      if (jobs_.empty()) idle_.notify_all();
+    }
+  }
+  void make_ready(GemmKey key) {
+    const auto [groups, unused, n, k, epilogue, align_x, align_w, align_out] = key;
+    (void)unused;
+    for (std::int64_t rows = kWarmRowsFrom; rows <= kWarmRowsTo; rows *= 2) {
+      {
+        const std::lock_guard lock(mutex_);
+        if (stop_) return;
+      }
+      std::get<1>(key) = rows;
+      {
+        const std::lock_guard lock(s_.gemm_algos_mutex);
+        if (s_.gemm_algos.contains(key)) continue;
+      }
+      try {
+        auto plan = make_plan(lt_.get(), groups, rows, n, k, epilogue, align_x, align_w, align_out, workspace_bytes_);
+        if (!plan && epilogue) plan = make_plan(lt_.get(), groups, rows, n, k, false, align_x, align_w, align_out, workspace_bytes_);
+        if (!plan) continue;
+        const std::lock_guard lock(s_.gemm_algos_mutex);
+        s_.gemm_algos.try_emplace(key, State::GemmAlgo{plan->algo, plan->bias_epilogue});
+      } catch (const std::exception&) {
+        // Left to the calling thread's own lookup.
+      }
+    }
+  }
+
+  State& s_;
+  std::size_t workspace_bytes_;
+  cuda::CublasLtHandle lt_;
+  std::mutex mutex_;
+  std::condition_variable wake_, idle_;
+  std::deque<GemmKey> jobs_;
+  std::set<GemmKey> seen_;
+  bool stop_ = false, busy_ = false;
+  std::thread thread_;
+};
+
+std::uint64_t CudaBackend::gemm_heuristic_queries() const { return s_->gemm_heuristic_queries; }
+
+void CudaBackend::wait_gemm_ranges_ready() const {
+  if (s_->gemm_warmer) s_->gemm_warmer->wait_idle();
+}
+
 // x [..., K] (viewed as [M, K]), weight [N, K], bias [N] or empty -> out [..., N] (viewed as [M, N]).
 void CudaBackend::linear_impl(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias,
                               Activation act, DeviceTensor& out) {
@@ -259,16 +372,24 @@ void CudaBackend::gemm(const DeviceTensor& x, const DeviceTensor& weight, const 
     const cublasLtHandle_t lt = s_->cublas_lt.get();
     const auto rows_range = static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(m)));
     const State::GemmKey range{groups, rows_range, n, k, want_epilogue, align_x, align_w, align_out};
-    const auto known = s_->gemm_algos.find(range);
+    std::optional<State::GemmAlgo> known;
+    {
+      const std::lock_guard lock(s_->gemm_algos_mutex);
+      if (const auto it = s_->gemm_algos.find(range); it != s_->gemm_algos.end()) known = it->second;
+    }
     std::shared_ptr<GemmPlan> plan;
-    if (known != s_->gemm_algos.end())
-      plan = make_plan(lt, groups, m, n, k, known->second.bias_epilogue, align_x, align_w, align_out, workspace_bytes,
-                       &known->second.algo);
+    if (known)
+      plan = make_plan(lt, groups, m, n, k, known->bias_epilogue, align_x, align_w, align_out, workspace_bytes, &known->algo);
     bool fresh = false;
     if (!plan) {
       plan = make_plan(lt, groups, m, n, k, want_epilogue, align_x, align_w, align_out, workspace_bytes, nullptr,
                        tune_gemms() ? kTunedCandidates : 1);
       fresh = plan != nullptr;
+      ++s_->gemm_heuristic_queries;
+      if (warm_ranges()) {
+        if (!s_->gemm_warmer) s_->gemm_warmer = std::make_shared<State::GemmWarmer>(*s_, workspace_bytes);
+        s_->gemm_warmer->add(key);
+      }
     }
     if (!plan && want_epilogue) plan = make_plan(lt, groups, m, n, k, false, align_x, align_w, align_out, workspace_bytes);
     if (!plan)
@@ -276,7 +397,10 @@ void CudaBackend::gemm(const DeviceTensor& x, const DeviceTensor& weight, const 
                                               ", " + std::to_string(k) + "] x [" + std::to_string(n) + ", " +
                                               std::to_string(k) + "]^T");
     if (fresh && plan->candidates.size() > 1) tune(*s_, *plan, x, weight, bias, residual, out);
-    s_->gemm_algos.try_emplace(range, State::GemmAlgo{plan->algo, plan->bias_epilogue});
+    {
+      const std::lock_guard lock(s_->gemm_algos_mutex);
+      s_->gemm_algos.try_emplace(range, State::GemmAlgo{plan->algo, plan->bias_epilogue});
+    }
     found = s_->gemm_plans.emplace(key, std::move(plan)).first;
   }
   GemmPlan& plan = *found->second;

@@ -10,6 +10,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -56,6 +57,12 @@ struct CudaBackend::State {
     bool bias_epilogue;
   };
   std::map<GemmKey, GemmAlgo> gemm_algos;
+  std::mutex gemm_algos_mutex;  // gemm_algos is also written by the warmer's thread
+  std::uint64_t gemm_heuristic_queries = 0;
+  // Looks up the algorithm of every other range of a shape that met the heuristic, on a thread of its
+  // own (cuda_gemm.cpp); declared after what it writes, so it stops first.
+  struct GemmWarmer;
+  std::shared_ptr<GemmWarmer> gemm_warmer;
 
   // Convolutions (cuda_conv.cpp): cuDNN handle and the algorithm chosen for each problem shape.
   cuda::CudnnHandle cudnn;
