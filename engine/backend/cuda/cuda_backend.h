@@ -129,10 +129,6 @@ private:
   // out = x . weight^T (+ bias) (+ residual when not null), then `act` (none with a residual).
   void gemm(const DeviceTensor& x, const DeviceTensor& weight, const DeviceTensor& bias, Activation act,
             const DeviceTensor* residual, DeviceTensor& out, std::int64_t groups = 1);
-  // Queues the background lookup of every row-count range of the GEMM out[M, n] = x[M, k] . weight^T
-  // (+ bias) with operands and output in pool memory (cuda_gemm.cpp): the GEMMs of a 3x3
-  // convolution's sparse route (conv_by_gemm), known when its weights are prepared.
-  void warm_gemm(std::int64_t n, std::int64_t k, const DeviceTensor& weight, const DeviceTensor& bias);
   // conv2d_impl, with an addend folded into the bias pass when not null (see conv2d_add_impl).
   void convolve(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, const DeviceTensor* addend,
                 std::int64_t repeat, DeviceTensor& out);

@@ -347,9 +347,6 @@ ConvWeight CudaBackend::prepare_conv_weight_impl(const Tensor& weight, const Ten
   w.kernel_w = static_cast<int>(kw);
   w.weight = upload(Tensor::from_f32({cout8, kh, kw, cin8}, krsc));
   if (!bias.empty()) w.bias = upload(bias);
-  // A 3x3 convolution's sparse route is GEMMs of im2col columns (conv_by_gemm): their algorithms for
-  // every row count an edit may bring are looked up in the background from now on.
-  if (kh * kw > 1) warm_gemm(cout8, kh * kw * cin8, w.weight.reshaped({cout8, kh * kw * cin8}), cout8 == cout ? w.bias : DeviceTensor());
   return w;
 }
 

@@ -319,15 +319,6 @@ private:
   std::thread thread_;
 };
 
-void CudaBackend::warm_gemm(std::int64_t n, std::int64_t k, const DeviceTensor& weight, const DeviceTensor& bias) {
-  if (!warm_ranges() || n <= 0 || k <= 0) return;
-  // The pool's blocks are at least 256-byte aligned: what alignment() makes of x and out there.
-  constexpr int kPoolAlignment = 256;
-  const bool epilogue = !bias.empty() && alignment(bias.data()) >= 16;
-  if (!s_->gemm_warmer) s_->gemm_warmer = std::make_shared<State::GemmWarmer>(*s_, kGemmWorkspaceBytes);
-  s_->gemm_warmer->add(State::GemmKey{1, 0, n, k, epilogue, kPoolAlignment, alignment(weight.data()), kPoolAlignment});
-}
-
 std::uint64_t CudaBackend::gemm_heuristic_queries() const { return s_->gemm_heuristic_queries; }
 
 void CudaBackend::wait_gemm_ranges_ready() const {
