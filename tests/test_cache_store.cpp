@@ -151,6 +151,35 @@ private slots:
     QCOMPARE(cache.stats().bytes_staged, std::size_t{48 * 4 + 80 * 4 + 2 * 2 * 4});
   }
 
+  // An edit's record with row deltas: the budget counts its rows, not the base's entries it shares, so
+  // a small edit stays on the device; spilled, its entries are merged first and moved whole.
+  void budget_counts_the_rows_of_row_deltas() {
+    const std::vector<float> base_values(4 * 64, 1.0f);
+    LayerRecord record;
+    record.outputs = {backend_.upload(Tensor::from_f32({1, 4, 64}, base_values))};  // 1 KiB, the base's
+    record.deltas = {{backend_.upload(Tensor::from_f32({1, 1, 64}, std::vector<float>(64, 5.0f))),
+                      backend_.upload(Tensor::from_i64({1}, std::vector<std::int64_t>{2}))}};
+    const std::size_t rows_bytes = record.deltas[0].rows.nbytes() + record.deltas[0].positions.nbytes();
+    CacheSpill fits(backend_, rows_bytes, 1);  // far below the shared entry's 1 KiB
+    LayerRecord kept = record;
+    fits.keep(kept);
+    QCOMPARE(fits.spilled_steps(), 0);
+    QCOMPARE(fits.device_bytes(), rows_bytes);
+    QVERIFY(kept.has_deltas());
+
+    CacheSpill none(backend_, std::size_t{0}, 1);
+    LayerRecord spilled = record;
+    none.keep(spilled);
+    backend_.synchronize_copies();
+    QCOMPARE(none.spilled_steps(), 1);
+    QVERIFY(!spilled.has_deltas());
+    QVERIFY(spilled.outputs[0].host_resident());
+    std::vector<float> want = base_values;
+    std::fill(want.begin() + 2 * 64, want.begin() + 3 * 64, 5.0f);
+    QCOMPARE(backend_.download(spilled.outputs[0]).to_f32(), want);
+    QCOMPARE(backend_.download(record.outputs[0]).to_f32(), base_values);  // the base's entry untouched
+  }
+
   // Budget 0 spills every step; half the cache keeps the last steps on the device; none keeps all.
   // Where the cache lives never changes the generation.
   void budget_places_steps_and_counts_bytes() {

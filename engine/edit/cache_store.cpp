@@ -107,8 +107,17 @@ CacheSpill::CacheSpill(Backend& b, std::optional<std::size_t> device_budget, int
 void CacheSpill::keep(LayerRecord& record) {
   const int step = next_++;
   const auto remaining = static_cast<std::size_t>(std::max(1, steps_ - step));  // this step and those to come
+  // An entry kept as a row delta is its base's memory (counted with the base): only its rows are this
+  // record's. (Entries an edit takes unchanged are the base's too, but the record cannot tell them.)
   CacheByteCounter counter;
-  counter.add(record);
+  if (record.has_deltas()) {
+    LayerRecord own = record;
+    for (std::size_t k = 0; k < own.deltas.size(); ++k)
+      if (!own.deltas[k].empty()) own.outputs[k] = {};
+    counter.add(own);
+  } else {
+    counter.add(record);
+  }
   const std::size_t bytes = counter.bytes().device;
   if (bytes == 0) return;
   const std::size_t left = budget_ ? *budget_ - std::min(*budget_, device_bytes_) : 0;

@@ -81,9 +81,10 @@ public:
   // nothing spills; 0: everything does). `steps`: how many records it will make.
   CacheSpill(Backend& b, std::optional<std::size_t> device_budget, int steps);
 
-  // The next step's record, complete (its ops queued): kept on the device when its device bytes, as
-  // many again for each step still to come, fit what is left of the budget; else spilled to the host,
-  // whole among the first whole_spill_steps(), otherwise all but an even share of what is left.
+  // The next step's record, complete (its ops queued): kept on the device when its device bytes (of a
+  // row-delta entry, its rows only), as many again for each step still to come, fit what is left of
+  // the budget; else spilled to the host, whole among the first whole_spill_steps(), otherwise all but
+  // an even share of what is left.
   void keep(LayerRecord& record);
 
   std::size_t device_bytes() const { return device_bytes_; }
