@@ -17,9 +17,9 @@ unsigned grid_for(std::int64_t items) { return blocks_for(static_cast<std::size_
 // Rows moved in units of T: one half, or 8 halves (uint4) when channels are a multiple of 8 and both
 // pointers are 16-byte aligned. Sparse steps run this on every layer; one half per thread left it
 // bound by index arithmetic.
+// The grid's x blocks stride over one move's units.
 template <bool kScatter, typename T>
-__global__ void rows_kernel(RowsParams p) {
-  dependent_prologue();
+__device__ void move_rows_units(const RowsParams& p) {
   const std::int64_t units = p.channels * static_cast<std::int64_t>(sizeof(__half)) / sizeof(T);
   const std::int64_t total = p.batch * p.count * units;
   const auto* src = reinterpret_cast<const T*>(p.src);
@@ -36,6 +36,12 @@ __global__ void rows_kernel(RowsParams p) {
   }
 }
 
+template <bool kScatter, typename T>
+__global__ void rows_kernel(RowsParams p) {
+  dependent_prologue();
+  move_rows_units<kScatter, T>(p);
+}
+
 struct GatherSpans {
   RowsParams span[kGatherSpansPerLaunch];
 };
@@ -43,16 +49,7 @@ struct GatherSpans {
 // blockIdx.y picks the span; the x blocks stride over its 8-half vectors.
 __global__ void batched_gather_rows_kernel(const GatherSpans spans) {
   dependent_prologue();
-  const RowsParams& p = spans.span[blockIdx.y];
-  const std::int64_t units = p.channels / 8, total = p.batch * p.count * units;
-  const auto* src = reinterpret_cast<const uint4*>(p.src);
-  auto* dst = reinterpret_cast<uint4*>(p.dst);
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
-    const std::int64_t c = i % units, row = i / units;
-    const std::int64_t b = row / p.count, k = row % p.count;
-    dst[i] = src[(b * p.length + p.positions[k]) * units + c];
-  }
+  move_rows_units<false, uint4>(spans.span[blockIdx.y]);
 }
 
 // Input value v of channel c of image b through the gather's GroupNorm.

@@ -452,6 +452,24 @@ nlohmann::json Stages::vae_decode() {
   return {{"time_ms", to_json(time)}, {"batch", 1}, {"memory", memory(before, loaded)}, {"profile", ops}};
 }
 
+namespace {
+
+// One edit's own timings and driver allocations (a first edit, a new mask's edit).
+nlohmann::json one_edit(const EditStats& st) {
+  return {{"edit_ms", st.total_ms},
+          {"detect_ms", st.detect_ms},
+          {"sparse_ms", st.sparse_ms},
+          {"first_sparse_step_ms", st.first_sparse_step_ms},
+          {"decode_ms", st.decode_ms},
+          {"sparse_enqueue_ms", st.sparse_enqueue_ms},
+          {"driver_allocations", st.driver_allocations},
+          {"driver_allocation_ms", st.driver_allocation_ms},
+          {"replay_record_ms", st.replay_record_ms},
+          {"cache_flushes", st.cache_flushes}};
+}
+
+}  // namespace
+
 nlohmann::json Stages::edit_sizes() {
   if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
   StableDiffusion sd(model_, backend_);
@@ -546,7 +564,8 @@ nlohmann::json Stages::edit_sizes() {
     // First, timed alone: an edit whose mask (three tenths larger) no edit had, as every prompt change
     // of a user brings (new row counts at every level, new GEMM shapes, maybe a new decode crop size).
     fresh.mask_override = blob_mask(h, w, std::min(1.0, size * 1.3));
-    const auto new_mask = sd.edit(base, fresh).stats;
+    auto new_mask_row = one_edit(sd.edit(base, fresh).stats);
+    new_mask_row["edit_fraction"] = std::min(1.0, size * 1.3);
     fresh.mask_override = blob_mask(h, w, std::min(1.0, size * 1.1));
     const auto new_mask_ops = profile_ops(backend_, [&] { sd.edit(base, fresh); });
     const std::size_t cache = last.generation.cache_bytes();
@@ -577,16 +596,7 @@ nlohmann::json Stages::edit_sizes() {
                     {"sample_on_device", sd.sample_on_device()},
                     {"other_sampling", host_sampling},
                     {"edit_ms", to_json(summarize(total))},
-                    {"first_edit", {{"edit_ms", first.total_ms},
-                                    {"detect_ms", first.detect_ms},
-                                    {"sparse_ms", first.sparse_ms},
-                                    {"first_sparse_step_ms", first.first_sparse_step_ms},
-                                    {"decode_ms", first.decode_ms},
-                                    {"sparse_enqueue_ms", first.sparse_enqueue_ms},
-                                    {"driver_allocations", first.driver_allocations},
-                                    {"driver_allocation_ms", first.driver_allocation_ms},
-                                    {"replay_record_ms", first.replay_record_ms},
-                                    {"cache_flushes", first.cache_flushes}}},
+                    {"first_edit", one_edit(first)},
                     {"own_cache_bytes", own_cache},
                     {"replay_copied_in_bytes", last_copied_in},
                     {"replay_copied_out_bytes", last_copied_out},
@@ -606,15 +616,7 @@ nlohmann::json Stages::edit_sizes() {
                     {"psnr_inside_db", psnr_inside(sparse_image, reference.generation.result.image, region)},
                     {"profile_whole_edit", edit_ops},
                     {"profile_new_mask_edit", new_mask_ops},
-                    {"new_mask_edit", {{"edit_fraction", std::min(1.0, size * 1.3)},
-                                       {"edit_ms", new_mask.total_ms},
-                                       {"detect_ms", new_mask.detect_ms},
-                                       {"sparse_ms", new_mask.sparse_ms},
-                                       {"first_sparse_step_ms", new_mask.first_sparse_step_ms},
-                                       {"decode_ms", new_mask.decode_ms},
-                                       {"driver_allocations", new_mask.driver_allocations},
-                                       {"driver_allocation_ms", new_mask.driver_allocation_ms},
-                                       {"replay_record_ms", new_mask.replay_record_ms}}}});
+                    {"new_mask_edit", new_mask_row}});
   }
   return {{"steps", r.steps}, {"scheduler", r.scheduler}, {"base_cache_bytes", base.cache_bytes()}, {"sizes", rows}};
 }

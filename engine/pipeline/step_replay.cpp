@@ -38,10 +38,6 @@ SparseStepReplay::SparseStepReplay(Backend& b, UNet& unet, SparseLevels& levels,
 SparseStepReplay::~SparseStepReplay() = default;
 
 bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep, const Shape& input) {
-  if (cached.has_deltas() || keep.has_deltas()) {
-    why_ = "the cached record holds row deltas (merge them first: materialize)";
-    return false;
-  }
   if (!b_.can_record()) {
     why_ = b_.name() + " cannot record work";
     return false;
@@ -120,13 +116,13 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
                                                     const DeviceTensor& input, float timestep, LayerRecord& out) {
   if (failed_) return std::nullopt;
   const auto t0 = pipeline_detail::Clock::now();
-  if (!recording_ && !record(cached, keep, input.shape())) {
-    failed_ = true;
-    return std::nullopt;
-  }
-  if (cached.has_deltas() || keep.has_deltas()) {
+  if (cached.has_deltas() || keep.has_deltas()) {  // before recording: fixed_ copies whole entries
     failed_ = true;
     why_ = "a step's cached record holds row deltas (merge them first: materialize)";
+    return std::nullopt;
+  }
+  if (!recording_ && !record(cached, keep, input.shape())) {
+    failed_ = true;
     return std::nullopt;
   }
   if (cached.outputs.size() != fixed_.outputs.size() || cached.norm_stats.size() != fixed_.norm_stats.size() ||

@@ -12,16 +12,8 @@
 # EDITS_ARCHS (default "sd2-768 sd15-512"), EDITS_VARIANTS (see below), EDITS_STEP=0 (no step stage).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-tests/gpu/device-run.sh stage >/dev/null
-export LD_LIBRARY_PATH=/tmp/fisedit-gpu/lib FISEDIT_REFERENCE_DIR=/tmp/fisedit-ref QT_QPA_PLATFORM=offscreen
-results=/tmp/fisedit-edits
-mkdir -p "$results" "${OUT:-gpu-results}"
-save() { tar czf "${OUT:-gpu-results}/edits.tgz" -C "$results" .; }
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$results/device.txt"
-git log -1 --format='%H %s' >>"$results/device.txt" 2>/dev/null
-tokenizer=/tmp/fisedit-ref/tiny-sd2/model/tokenizer
-bin=/tmp/fisedit-gpu/bin
-start=$SECONDS
+NAME=edits
+. tests/gpu/bench-env.sh
 read -r -a extra <<<"${EDITS_ENV:-}"
 for t in ${EDITS_TESTS:-test_cuda_ops test_cuda_cache test_cuda_sparse test_cuda_gemm}; do
   env "${extra[@]}" timeout 240 "$bin/$t" >"$results/$t.log" 2>&1

@@ -14,15 +14,8 @@
 #   run: tests/gpu/levers.sh   (carry .device and .device-ref; about 6 minutes on an H100)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-tests/gpu/device-run.sh stage >/dev/null
-export LD_LIBRARY_PATH=/tmp/fisedit-gpu/lib FISEDIT_REFERENCE_DIR=/tmp/fisedit-ref QT_QPA_PLATFORM=offscreen
-results=/tmp/fisedit-levers
-mkdir -p "$results" "${OUT:-gpu-results}"
-save() { tar czf "${OUT:-gpu-results}/levers.tgz" -C "$results" .; }
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$results/device.txt"
-tokenizer=/tmp/fisedit-ref/tiny-sd2/model/tokenizer
-bin=/tmp/fisedit-gpu/bin
-start=$SECONDS
+NAME=levers
+. tests/gpu/bench-env.sh
 all_on=(FISEDIT_DEVICE_SAMPLER=1 FISEDIT_QKV_GROUP=1 FISEDIT_IM2COL_32=1 FISEDIT_PDL=1)
 # In order of what decides most, saved after each part (a call cut short still returns what ran).
 bench() {  # bench NAME ARCH STAGES REPEAT [VAR=VALUE...]
