@@ -18,7 +18,9 @@ unsigned grid_for(std::int64_t items) { return blocks_for(static_cast<std::size_
 // pointers are 16-byte aligned. Sparse steps run this on every layer; one half per thread left it
 // bound by index arithmetic.
 // The grid's x blocks stride over one move's units.
-template <bool kScatter, typename T>
+enum class Move { gather, scatter, copy };  // compact from full, full from compact, full from full
+
+template <Move kMove, typename T>
 __device__ void move_rows_units(const RowsParams& p) {
   const std::int64_t units = p.channels * static_cast<std::int64_t>(sizeof(__half)) / sizeof(T);
   const std::int64_t total = p.batch * p.count * units;
@@ -29,27 +31,30 @@ __device__ void move_rows_units(const RowsParams& p) {
     const std::int64_t c = i % units, row = i / units;
     const std::int64_t b = row / p.count, k = row % p.count;
     const std::int64_t full = (b * p.length + p.positions[k]) * units + c;
-    if constexpr (kScatter)
+    if constexpr (kMove == Move::scatter)
       dst[full] = src[i];
-    else
+    else if constexpr (kMove == Move::gather)
       dst[i] = src[full];
+    else
+      dst[full] = src[full];
   }
 }
 
-template <bool kScatter, typename T>
+template <Move kMove, typename T>
 __global__ void rows_kernel(RowsParams p) {
   dependent_prologue();
-  move_rows_units<kScatter, T>(p);
+  move_rows_units<kMove, T>(p);
 }
 
-struct GatherSpans {
-  RowsParams span[kGatherSpansPerLaunch];
+struct RowsSpans {
+  RowsParams span[kRowsSpansPerLaunch];
 };
 
 // blockIdx.y picks the span; the x blocks stride over its 8-half vectors.
-__global__ void batched_gather_rows_kernel(const GatherSpans spans) {
+template <Move kMove>
+__global__ void batched_rows_kernel(const RowsSpans spans) {
   dependent_prologue();
-  move_rows_units<false, uint4>(spans.span[blockIdx.y]);
+  move_rows_units<kMove, uint4>(spans.span[blockIdx.y]);
 }
 
 // Input value v of channel c of image b through the gather's GroupNorm.
@@ -192,29 +197,27 @@ __global__ void merge_rows_in_place_kernel(MergeRowsParams p) {
   }
 }
 
-template <bool kScatter>
+template <Move kMove>
 cudaError_t move_rows(const RowsParams& p, cudaStream_t stream) {
   if (p.batch * p.count * p.channels == 0) return cudaSuccess;
   if (p.channels % 8 == 0 && aligned16(p.src) && aligned16(p.dst))
-    launch_kernel(rows_kernel<kScatter, uint4>, grid_for(p.batch * p.count * p.channels / 8), kThreads, 0, stream, p);
+    launch_kernel(rows_kernel<kMove, uint4>, grid_for(p.batch * p.count * p.channels / 8), kThreads, 0, stream, p);
   else
-    launch_kernel(rows_kernel<kScatter, __half>, grid_for(p.batch * p.count * p.channels), kThreads, 0, stream, p);
+    launch_kernel(rows_kernel<kMove, __half>, grid_for(p.batch * p.count * p.channels), kThreads, 0, stream, p);
   return cudaGetLastError();
 }
 
-}  // namespace
-
-cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream) { return move_rows<false>(p, stream); }
-
-cudaError_t batched_gather_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream) {
-  GatherSpans batch{};
+// Spans of one kind of move, kRowsSpansPerLaunch to a launch; unaligned ones one by one.
+template <Move kMove>
+cudaError_t batched_move_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream) {
+  RowsSpans batch{};
   std::size_t n = 0;
   std::int64_t largest = 0;
   const auto flush = [&]() -> cudaError_t {
     if (n == 0) return cudaSuccess;
-    launch_kernel(batched_gather_rows_kernel, dim3(blocks_for(static_cast<std::size_t>(largest), kThreads, 4096),
-                                                   static_cast<unsigned>(n)),
-                  kThreads, 0, stream, batch);
+    launch_kernel(batched_rows_kernel<kMove>,
+                  dim3(blocks_for(static_cast<std::size_t>(largest), kThreads, 4096), static_cast<unsigned>(n)), kThreads,
+                  0, stream, batch);
     n = 0;
     largest = 0;
     return cudaGetLastError();
@@ -224,15 +227,27 @@ cudaError_t batched_gather_rows(const RowsParams* spans, std::size_t count, cuda
     const std::int64_t vectors = p.batch * p.count * p.channels / 8;
     if (vectors == 0) continue;
     if (p.channels % 8 != 0 || !aligned16(p.src) || !aligned16(p.dst)) {
-      if (const cudaError_t e = gather_rows(p, stream); e != cudaSuccess) return e;
+      if (const cudaError_t e = move_rows<kMove>(p, stream); e != cudaSuccess) return e;
       continue;
     }
     batch.span[n++] = p;
     largest = std::max(largest, vectors);
-    if (n == kGatherSpansPerLaunch)
+    if (n == kRowsSpansPerLaunch)
       if (const cudaError_t e = flush(); e != cudaSuccess) return e;
   }
   return flush();
+}
+
+}  // namespace
+
+cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream) { return move_rows<Move::gather>(p, stream); }
+
+cudaError_t batched_gather_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream) {
+  return batched_move_rows<Move::gather>(spans, count, stream);
+}
+
+cudaError_t batched_copy_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream) {
+  return batched_move_rows<Move::copy>(spans, count, stream);
 }
 
 cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream) {
@@ -251,7 +266,7 @@ cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t scatter_rows(const RowsParams& p, cudaStream_t stream) { return move_rows<true>(p, stream); }
+cudaError_t scatter_rows(const RowsParams& p, cudaStream_t stream) { return move_rows<Move::scatter>(p, stream); }
 
 cudaError_t im2col_positions(const Im2colParams& p, cudaStream_t stream) {
   const std::int64_t total = p.rows * p.kh * p.kw * p.cin_padded;

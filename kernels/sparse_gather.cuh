@@ -17,11 +17,14 @@ struct RowsParams {
 };
 cudaError_t gather_rows(const RowsParams& p, cudaStream_t stream);
 // Many gathers in one launch (an edit's replayed step keeps the rows it computed of each output this
-// way): each as gather_rows does it. Spans travel as the kernel's parameter, kGatherSpansPerLaunch at a
+// way): each as gather_rows does it. Spans travel as the kernel's parameter, kRowsSpansPerLaunch at a
 // time; spans whose channels are not a multiple of 8 or whose pointers are not 16-byte aligned run
-// gather_rows one by one.
-constexpr int kGatherSpansPerLaunch = 64;
+// one by one.
+constexpr int kRowsSpansPerLaunch = 64;
 cudaError_t batched_gather_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream);
+// The same for copies between two [batch, length, channels] tensors: dst row positions[i] of each
+// image = src's (an edit's replayed step copies in the cached rows it reads this way).
+cudaError_t batched_copy_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream);
 
 // dst [batch, length, channels] = base with row positions[i] of each image taken from values row i
 // ([batch, count, channels]), plus addend row i ([batch, count, channels]) or addend row b

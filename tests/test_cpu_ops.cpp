@@ -379,15 +379,45 @@ private slots:
     const auto pa = backend.upload(Tensor::from_i64({3}, std::vector<std::int64_t>{1, 2, 8}));
     const auto pb = backend.upload(Tensor::from_i64({2}, std::vector<std::int64_t>{0, 5}));
     auto da = backend.allocate({2, 3, 4}), db = backend.allocate({2, 2, 16});
-    const Backend::RowsGather gathers[] = {{xa, pa, da}, {xb, pb, db}};
+    const Backend::RowsAt gathers[] = {{xa, pa, da}, {xb, pb, db}};
     backend.gather_rows_into(gathers);
     QCOMPARE(backend.download(da).to_f32(), backend.download(backend.gather_positions(xa, pa)).to_f32());
     QCOMPARE(backend.download(db).to_f32(), backend.download(backend.gather_positions(xb, pb)).to_f32());
-    const Backend::RowsGather wrong_shape[] = {{xa, pa, backend.allocate({2, 2, 4})}};
+    const Backend::RowsAt wrong_shape[] = {{xa, pa, backend.allocate({2, 2, 4})}};
     EXPECT_ERROR(backend.gather_rows_into(wrong_shape));
     const auto two_rows = up({2, 2, 4}, random_values(16, 82));
-    const Backend::RowsGather too_many[] = {{two_rows, pa, backend.allocate({2, 3, 4})}};  // 3 positions of 2 rows
+    const Backend::RowsAt too_many[] = {{two_rows, pa, backend.allocate({2, 3, 4})}};  // 3 positions of 2 rows
     EXPECT_ERROR(backend.gather_rows_into(too_many));
+  }
+
+  // Many row copies between tensors of one shape: the rows at positions come from the source, the
+  // others stay; a destination of another shape is an error. Poison makes every value NaN.
+  void copy_rows_into() {
+    const auto a = random_values(2 * 9 * 4, 83), b = random_values(2 * 9 * 4, 84), c = random_values(2 * 5 * 16, 85);
+    const auto pa = backend.upload(Tensor::from_i64({3}, std::vector<std::int64_t>{1, 2, 8}));
+    const auto pc = backend.upload(Tensor::from_i64({2}, std::vector<std::int64_t>{0, 4}));
+    auto da = up({2, 9, 4}, b), dc = backend.allocate({2, 5, 16});
+    backend.poison(dc);
+    for (const float v : backend.download(dc).to_f32()) QVERIFY(std::isnan(v));
+    const Backend::RowsAt copies[] = {{up({2, 9, 4}, a), pa, da}, {up({2, 5, 16}, c), pc, dc}};
+    backend.copy_rows_into(copies);
+    auto want_a = b;
+    for (int n = 0; n < 2; ++n)
+      for (const int row : {1, 2, 8})
+        for (int k = 0; k < 4; ++k) want_a[(n * 9 + row) * 4 + k] = a[(n * 9 + row) * 4 + k];
+    QCOMPARE(backend.download(da).to_f32(), want_a);
+    const auto got_c = backend.download(dc).to_f32();
+    for (int n = 0; n < 2; ++n)
+      for (int row = 0; row < 5; ++row)
+        for (int k = 0; k < 16; ++k) {
+          const auto i = static_cast<std::size_t>((n * 5 + row) * 16 + k);
+          if (row == 0 || row == 4)
+            QCOMPARE(got_c[i], c[i]);
+          else
+            QVERIFY(std::isnan(got_c[i]));  // not copied: still poisoned
+        }
+    const Backend::RowsAt wrong_shape[] = {{up({2, 9, 4}, a), pa, backend.allocate({2, 8, 4})}};
+    EXPECT_ERROR(backend.copy_rows_into(wrong_shape));
   }
 
   void group_norm_data() {

@@ -155,11 +155,23 @@ private slots:
       const auto copied = gpu_->scatter_positions(up(*gpu_, base), values, ids(*gpu_), with_addend ? &addend : nullptr);
       QCOMPARE(gpu_->download(into).to_f32(), gpu_->download(copied).to_f32());
     }
+    // Row copies between whole tensors, batched (and one by one for 5 channels): the CPU's rows.
+    const auto x5 = half_random(n * l * 5, 6), base5 = half_random(n * l * 5, 7);
+    const auto up5 = [&](Backend& b, const std::vector<float>& v) { return b.upload(Tensor::from_f32({n, l, 5}, v)); };
+    for (const bool five : {false, true})
+      QCOMPARE(compare([&](Backend& b) {
+                 auto into = five ? up5(b, base5) : up(b, base);
+                 const Backend::RowsAt copies[] = {{five ? up5(b, x5) : up(b, x), ids(b), into}};
+                 b.copy_rows_into(copies);
+                 return into;
+               }),
+               0.0);
+    auto poisoned = gpu_->allocate({n, l, c});
+    gpu_->poison(poisoned);
+    for (const float v : gpu_->download(poisoned).to_f32()) QVERIFY(std::isnan(v));
     QCOMPARE(compare([&](Backend& b) { return b.select_positions(b.upload(Tensor::from_f32({l}, mask)), up(b, x), up(b, base)); }), 0.0);
     QCOMPARE(compare([&](Backend& b) { return b.clone(up(b, x)); }), 0.0);
     // 5 channels: the copy-then-scatter fallback of the one-pass merge.
-    const auto x5 = half_random(n * l * 5, 6), base5 = half_random(n * l * 5, 7);
-    const auto up5 = [&](Backend& b, const std::vector<float>& v) { return b.upload(Tensor::from_f32({n, l, 5}, v)); };
     QCOMPARE(compare([&](Backend& b) { return b.scatter_positions(up5(b, base5), b.gather_positions(up5(b, x5), ids(b)), ids(b)); }), 0.0);
   }
 

@@ -565,6 +565,45 @@ private slots:
     QVERIFY_THROWS_EXCEPTION(Error, materialize(backend_, misfit));
   }
 
+  // What a replayed step copies in of an output read near the active positions: the places within
+  // two of an active one, the active ones excluded; nothing (read whole) when the level or a
+  // neighbouring one runs in full, or when the layer's output is read everywhere (attention keys).
+  void near_positions_are_what_a_replay_reads() {
+    LatentMask latent{12, 12, std::vector<float>(144, 0.0f)};
+    for (const int y : {4, 5})
+      for (const int x : {4, 5}) latent.values[static_cast<std::size_t>(y * 12 + x)] = 1.0f;
+    SparseLevels levels(latent);  // 12x12, 6x6, 3x3, 2x2 sparse; 1x1 covered
+    const auto* near = levels.near_positions(backend_, 12, 12);
+    QVERIFY(near != nullptr);
+    std::vector<float> want;
+    for (int y = 2; y <= 7; ++y)
+      for (int x = 2; x <= 7; ++x)
+        if (!((y == 4 || y == 5) && (x == 4 || x == 5))) want.push_back(static_cast<float>(y * 12 + x));
+    QCOMPARE(backend_.download(*near).to_f32(), want);
+    QCOMPARE(levels.plan(backend_, 2, 2), SparseLevels::Plan::sparse);
+    QCOMPARE(levels.plan(backend_, 1, 1), SparseLevels::Plan::dense);
+    QVERIFY(levels.near_positions(backend_, 2, 2) == nullptr);  // its 1x1 neighbour runs in full
+    QVERIFY(levels.near_positions(backend_, 5, 5) == nullptr);  // not a level of this mask
+    SparseLevels coarse_dense(latent, 36);                        // 6x6 and smaller run in full
+    QVERIFY(coarse_dense.near_positions(backend_, 12, 12) == nullptr);
+
+    RecordLayout layout;
+    const OutputKey conv = layout.output("block.conv"), keys = layout.output("block.attn1.to_k", RecordLayout::Reads::whole);
+    LayerRecord cached;
+    cached.outputs = {backend_.upload(Tensor::from_f32({2, 12, 12, 8}, std::vector<float>(2 * 144 * 8, 1.0f))),
+                      backend_.upload(Tensor::from_f32({2, 144, 8}, std::vector<float>(2 * 144 * 8, 1.0f)))};
+    LayerRecord out;
+    SparseStep step(cached, levels, out);
+    step.scatter_in_place();
+    step.begin(layout);
+    const auto values = backend_.upload(Tensor::from_f32({2, 4, 8}, std::vector<float>(64, 2.0f)));
+    step.scatter_output(backend_, conv, values, 12, 12);
+    step.scatter_output(backend_, keys, values, 12, 12);
+    QCOMPARE(backend_.download(step.read_near_positions().at(conv.index)).to_f32(), want);
+    QVERIFY(step.read_near_positions().at(keys.index).empty());
+    QVERIFY(!step.scattered_positions().at(keys.index).empty());
+  }
+
   // The base keeps its conditional cross-attention probabilities for the default detection steps
   // only, counted in its cache size.
   void cached_generation_keeps_cross_attention_for_detection() {

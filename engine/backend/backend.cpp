@@ -382,6 +382,12 @@ DeviceTensor Backend::clone(const DeviceTensor& x) {
   return out;
 }
 
+void Backend::poison(DeviceTensor& x) {
+  const OpScope scope(*this, "poison");
+  check_device("poison", x, "x");
+  if (x.nbytes() > 0) poison_impl(x);
+}
+
 DeviceTensor Backend::conv2d(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p) {
   const OpScope scope(*this, "conv2d");
   const auto [ho, wo] = conv_output_size("conv2d", x, w, p, activation_dtype());
@@ -440,7 +446,7 @@ DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor
   return out;
 }
 
-void Backend::gather_rows_into(std::span<const RowsGather> gathers) {
+void Backend::gather_rows_into(std::span<const RowsAt> gathers) {
   const char* op = "gather_rows_into";
   const OpScope scope(*this, op);
   for (const auto& g : gathers) {
@@ -456,10 +462,31 @@ void Backend::gather_rows_into(std::span<const RowsGather> gathers) {
   if (!gathers.empty()) gather_rows_into_impl(gathers);
 }
 
-void Backend::gather_rows_into_impl(std::span<const RowsGather> gathers) {
+void Backend::gather_rows_into_impl(std::span<const RowsAt> gathers) {
   for (const auto& g : gathers) {
     DeviceTensor dst = g.dst;
     gather_positions_impl(g.src, g.positions, dst);
+  }
+}
+
+void Backend::copy_rows_into(std::span<const RowsAt> copies) {
+  const char* op = "copy_rows_into";
+  const OpScope scope(*this, op);
+  for (const auto& c : copies) {
+    check_act(op, c.src, "a source", activation_dtype());
+    check_act(op, c.dst, "a destination", activation_dtype());
+    FISEDIT_REQUIRE(c.src.rank() == 3 && c.src.shape() == c.dst.shape(), op,
+                    "source " + shapes(c.src) + " and destination " + shapes(c.dst) + " are not both [N, L, C]");
+    check_positions(op, c.positions, c.src.dim(1));
+  }
+  if (!copies.empty()) copy_rows_into_impl(copies);
+}
+
+void Backend::copy_rows_into_impl(std::span<const RowsAt> copies) {
+  for (const auto& c : copies) {
+    auto rows = allocate(c.src.dtype(), {c.src.dim(0), c.positions.dim(0), c.src.dim(2)});
+    gather_positions_impl(c.src, c.positions, rows);
+    scatter_positions_into_impl(c.dst, rows, c.positions, nullptr);
   }
 }
 

@@ -189,6 +189,9 @@ public:
 
   // A copy in new memory, bit for bit.
   DeviceTensor clone(const DeviceTensor& x);
+  // Every byte of x set to 0xff (NaN in every float type): memory whose values nothing may read, so
+  // that a read shows in the result instead of passing for stale values.
+  void poison(DeviceTensor& x);
 
   // ---- Host-resident memory and the copy stream (the activation cache's spill and prefetch) --------
   // Uninitialised host memory that copy_async moves to and from the device at full bus speed (pinned
@@ -380,10 +383,14 @@ public:
   // Many gathers into memory the caller owns: each dst [N, P, C] becomes src [N, L, C]'s rows at
   // positions (I32 [P]), as gather_positions makes them. One launch for all on the CUDA backend: an
   // edit's replayed step keeps the rows it computed of ~100 outputs this way (pipeline/step_replay.h).
-  struct RowsGather {
+  struct RowsAt {
     DeviceTensor src, positions, dst;
   };
-  void gather_rows_into(std::span<const RowsGather> gathers);
+  void gather_rows_into(std::span<const RowsAt> gathers);
+  // Many row copies between tensors of one shape: each dst [N, L, C] takes src [N, L, C]'s rows at
+  // positions (I32 [P]); its other rows stay. One launch for all on the CUDA backend: an edit's
+  // replayed step copies in the cached rows it reads near its active ones this way.
+  void copy_rows_into(std::span<const RowsAt> copies);
   // base [N, L, C], values [N, P, C] -> a copy of base with the rows at positions replaced by values,
   // plus `addend` when given: [N, P, C] (a residual) or [N, 1, C] (per image, e.g. a time embedding).
   // `inverse`, when given, is I32 [L], the inverse of positions (each place's row in values, or -1):
@@ -462,6 +469,7 @@ protected:
   virtual void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) = 0;
   // dst has src's dtype and shape.
   virtual void copy_impl(const DeviceTensor& src, DeviceTensor& dst) = 0;
+  virtual void poison_impl(DeviceTensor& x) = 0;
   // out [N, P, Cout]; positions valid for the output size the params give; norm checked (or null).
   virtual void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                               std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
@@ -469,7 +477,9 @@ protected:
   // x and out viewed as [N, L, C] and [N, P, C].
   virtual void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // Optional: checked as gather_rows_into says; the default runs gather_positions_impl for each.
-  virtual void gather_rows_into_impl(std::span<const RowsGather> gathers);
+  virtual void gather_rows_into_impl(std::span<const RowsAt> gathers);
+  // Optional: checked as copy_rows_into says; the default gathers each span's rows and scatters them.
+  virtual void copy_rows_into_impl(std::span<const RowsAt> copies);
   // out already holds a copy of base; write values' rows at positions.
   virtual void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // Optional: out = base with the rows at positions replaced by values (+ addend, checked, or null;

@@ -63,8 +63,9 @@ std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int
   return m;
 }
 
-OutputKey RecordLayout::output(std::string name) {
+OutputKey RecordLayout::output(std::string name, Reads reads) {
   outputs_.push_back(std::move(name));
+  reads_.push_back(reads);
   return {static_cast<std::uint32_t>(outputs_.size() - 1)};
 }
 
@@ -99,6 +100,7 @@ void SparseStep::begin(const RecordLayout& layout) {
   layout_ = &layout;
   out_.outputs.assign(layout.outputs(), DeviceTensor{});
   scattered_.assign(in_place_ ? layout.outputs() : 0, DeviceTensor{});
+  read_near_.assign(in_place_ ? layout.outputs() : 0, DeviceTensor{});
   out_.norm_stats.assign(layout.norms(), GroupNormStats{});
   out_.cross_attention.assign(explicit_attention_ ? layout.cross_attentions() : 0, DeviceTensor{});
 }
@@ -171,7 +173,11 @@ const SparseLevels::Level& SparseLevels::level(Backend& b, std::int64_t h, std::
 
 SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
   if (!cached_ || reference_) return Plan::dense;
-  const auto& level = levels_->level(b, h, w);
+  return levels_->plan(b, h, w);
+}
+
+SparseLevels::Plan SparseLevels::plan(Backend& b, std::int64_t h, std::int64_t w) {
+  const auto& level = this->level(b, h, w);
   switch (level.coverage) {
     case Coverage::none: return Plan::cached;
     case Coverage::all: return Plan::dense;
@@ -179,12 +185,45 @@ SparseStep::Plan SparseStep::plan(Backend& b, std::int64_t h, std::int64_t w) {
       // Past this share of a level, gathering costs more than it saves and the level runs in full
       // (then blended): measured on an H100, SD2 at 768x768, a 50% region ran at 0.88x of dense.
       constexpr double kDenseAbove = 0.45;
-      if (h * w <= levels_->dense_up_to()) return Plan::dense;
+      if (h * w <= dense_up_to_) return Plan::dense;
       return static_cast<double>(level.positions.dim(0)) > kDenseAbove * static_cast<double>(h * w) ? Plan::dense
                                                                                                   : Plan::sparse;
     }
   }
   return Plan::dense;
+}
+
+const DeviceTensor* SparseLevels::near_positions(Backend& b, std::int64_t h, std::int64_t w) {
+  // The levels as the down path makes them (sizes halved, rounding up): this one and its neighbours
+  // must all run sparse, or a full pass (a dense convolution of the next level, a blend) reads
+  // every place.
+  std::vector<std::pair<std::int64_t, std::int64_t>> sizes;
+  for (std::int64_t lh = mask_.height, lw = mask_.width; lh > 0 && lw > 0; lh = (lh + 1) / 2, lw = (lw + 1) / 2) {
+    sizes.emplace_back(lh, lw);
+    if (lh == 1 && lw == 1) break;
+  }
+  const auto at = std::find(sizes.begin(), sizes.end(), std::pair{h, w});
+  if (at == sizes.end()) return nullptr;
+  const auto i = at - sizes.begin();
+  for (auto j = std::max<std::ptrdiff_t>(i - 1, 0); j <= std::min<std::ptrdiff_t>(i + 1, sizes.size() - 1); ++j)
+    if (plan(b, sizes[j].first, sizes[j].second) != Plan::sparse) return nullptr;
+  Level& level = levels_.at({h, w});
+  if (level.near.empty()) {
+    constexpr std::int64_t kReach = 2;
+    const auto active = level_mask(mask_, h, w);
+    std::vector<std::int64_t> near;
+    for (std::int64_t y = 0; y < h; ++y)
+      for (std::int64_t x = 0; x < w; ++x) {
+        if (active[static_cast<std::size_t>(y * w + x)] != 0.0f) continue;
+        bool close = false;
+        for (std::int64_t v = std::max<std::int64_t>(y - kReach, 0); !close && v <= std::min(y + kReach, h - 1); ++v)
+          for (std::int64_t u = std::max<std::int64_t>(x - kReach, 0); !close && u <= std::min(x + kReach, w - 1); ++u)
+            close = active[static_cast<std::size_t>(v * w + u)] != 0.0f;
+        if (close) near.push_back(y * w + x);
+      }
+    level.near = b.upload(Tensor::from_i64({static_cast<std::int64_t>(near.size())}, near));
+  }
+  return &level.near;
 }
 
 std::int64_t SparseLevels::default_dense_up_to() {
@@ -215,6 +254,8 @@ DeviceTensor SparseStep::scatter_output(Backend& b, OutputKey key, const DeviceT
     b.scatter_positions_into(base.reshaped({n, h * w, c}), values, level.positions, addend);
     keep(key, base);
     scattered_.at(key.index) = level.positions;
+    if (layout_->reads(key) == RecordLayout::Reads::near)
+      if (const auto* near = levels_->near_positions(b, h, w)) read_near_.at(key.index) = *near;
     return base;
   }
   auto result = b.scatter_positions(base.reshaped({n, h * w, c}), values, level.positions, addend, &level.inverse)

@@ -42,7 +42,13 @@ struct ProbsKey {
 // "down_blocks.1.resnets.0.conv1"), and gives the layout to each SparseStep it runs.
 class RecordLayout {
 public:
-  OutputKey output(std::string name);
+  // Where a step of an edit reads a sparse level's output of the cached record, besides the rows it
+  // computes itself: `near` its level's active positions only (within two places: the 3x3
+  // convolutions of its level, the stride-2 ones of the next, nearest upsampling then 3x3 of the
+  // previous); `whole` anywhere (attention's keys and values, the network's output).
+  enum class Reads { near, whole };
+  OutputKey output(std::string name, Reads reads = Reads::near);
+  Reads reads(OutputKey k) const { return reads_.at(k.index); }
   NormKey norm(std::string name);
   ProbsKey cross_attention(std::string name);
   std::size_t outputs() const { return outputs_.size(); }
@@ -54,6 +60,7 @@ public:
 
 private:
   std::vector<std::string> outputs_, norms_, probs_;
+  std::vector<Reads> reads_;
 };
 
 // An entry an edit changed at some rows only: the whole entry is the record's output (the base
@@ -108,9 +115,23 @@ public:
     DeviceTensor mask;       // [h * w], activation dtype, for partial coverage
     DeviceTensor positions;  // I32 [P], for partial coverage
     DeviceTensor inverse;    // I32 [h * w]: each place's index in positions, or -1 (for scatters)
+    DeviceTensor near;       // I32: see near_positions(); made on first use
   };
   // The level of size h x w, computed and uploaded on first use.
   const Level& level(Backend& b, std::int64_t h, std::int64_t w);
+
+  // How an edit's layers whose output is at a level of h x w positions run (SparseStep::Plan).
+  enum class Plan {
+    dense,   // in full (no edit, a fully masked level, or the reference route), then spatial_output()
+    cached,  // not at all: its output is the cached one (cached_output())
+    sparse,  // at positions() only, then scatter_output()
+  };
+  Plan plan(Backend& b, std::int64_t h, std::int64_t w);
+  // I32 [Q]: the places of a sparse level within two places of an active one, the active ones
+  // excluded: all a step reads of the cached values of an output RecordLayout::Reads::near (its
+  // active rows it writes first). Nullptr when the level or a neighbouring one does not run sparse:
+  // a full pass reads every place.
+  const DeviceTensor* near_positions(Backend& b, std::int64_t h, std::int64_t w);
 
 private:
   LatentMask mask_;
@@ -131,12 +152,9 @@ public:
   SparseStep(const LayerRecord& cached, SparseLevels& levels, LayerRecord& out, bool reference = false,
              const LayerRecord* keep = nullptr);
 
-  // How a layer whose output is at a level of h x w positions runs.
-  enum class Plan {
-    dense,   // in full (no edit, a fully masked level, or the reference route), then spatial_output()
-    cached,  // not at all: its output is the cached one (cached_output())
-    sparse,  // at positions() only, then scatter_output()
-  };
+  // How a layer whose output is at a level of h x w positions runs: dense without a cached record
+  // or on the reference route, else as SparseLevels::plan says.
+  using Plan = SparseLevels::Plan;
   Plan plan(Backend& b, std::int64_t h, std::int64_t w);
   // I32 [P]: the active positions of a level, for Plan::sparse.
   const DeviceTensor& positions(Backend& b, std::int64_t h, std::int64_t w);
@@ -150,6 +168,10 @@ public:
   // By OutputKey (sized at begin()): the level's positions for each output scatter_output wrote in
   // place, else empty: the rows that differ from the cached output.
   const std::vector<DeviceTensor>& scattered_positions() const { return scattered_; }
+  // By OutputKey (sized at begin()), in place: for each output scattered in place whose cached
+  // values the step reads near its level's active positions only, those places
+  // (SparseLevels::near_positions); empty for the others (read whole).
+  const std::vector<DeviceTensor>& read_near_positions() const { return read_near_; }
 
   // A layer's recorded output as it was (Plan::cached), kept for the edited generation.
   DeviceTensor cached_output(OutputKey key);
@@ -207,7 +229,7 @@ private:
   const RecordLayout* layout_ = nullptr;
   bool explicit_attention_ = false;
   bool in_place_ = false;
-  std::vector<DeviceTensor> scattered_;
+  std::vector<DeviceTensor> scattered_, read_near_;
   const LayerRecord* attention_source_ = nullptr;
   DeviceTensor attention_columns_;
 };

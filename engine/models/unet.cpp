@@ -224,7 +224,7 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
   L.conv_norm_out = GroupNorm::load(w, "conv_norm_out", c0, groups, c.norm_eps);
   L.conv_out = Conv2d::load(w, "conv_out", c0, c.out_channels, 3, Conv2dParams::same(1, 1));
   L.conv_norm_out_key = L.record.norm("conv_norm_out");
-  L.conv_out_key = L.record.output("conv_out");
+  L.conv_out_key = L.record.output("conv_out", RecordLayout::Reads::whole);  // the prediction, read whole
 
   const auto number = [&](std::vector<ResnetBlock2D>& resnets) {
     for (auto& r : resnets) {

@@ -181,8 +181,9 @@ BasicTransformerBlock BasicTransformerBlock::load(const WeightSource& w, RecordL
   t.norm3 = LayerNorm::load(w, prefix + ".norm3", channels, kLayerNormEps);
   t.ff_proj = Linear::load(w, prefix + ".ff.net.0.proj", channels, 2 * inner);
   t.ff_out = Linear::load(w, prefix + ".ff.net.2", inner, channels);
-  t.k_key = layout.output(prefix + ".attn1.to_k");
-  t.v_key = layout.output(prefix + ".attn1.to_v");
+  // Every query attends to every key: an edit reads them all.
+  t.k_key = layout.output(prefix + ".attn1.to_k", RecordLayout::Reads::whole);
+  t.v_key = layout.output(prefix + ".attn1.to_v", RecordLayout::Reads::whole);
   t.attn2.probs_key = layout.cross_attention(prefix + ".attn2");
   return t;
 }

@@ -30,6 +30,13 @@ bool row_deltas() {
   return on;
 }
 
+// FISEDIT_REPLAY_NEAR_ROWS=0 (read once): copy in whole every cached entry a step reads (the
+// benchmark's comparison); otherwise only the rows read of outputs read near the active ones.
+bool near_rows() {
+  static const bool on = env_flag("FISEDIT_REPLAY_NEAR_ROWS", true);
+  return on;
+}
+
 }  // namespace
 
 SparseStepReplay::SparseStepReplay(Backend& b, UNet& unet, SparseLevels& levels, DeviceTensor context)
@@ -51,6 +58,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
     auto& t = fixed_.outputs[k];
     if (t.empty() || t.host_resident() || !read_by_edit(t, levels_.latent())) continue;
     t = b_.allocate(t.dtype(), t.shape());
+    b_.poison(t);  // rows no replay copies in (read_near_) must be rows nothing reads: NaN shows a mistake
     fixed_outputs_.push_back(k);
   }
   for (auto& s : fixed_.norm_stats) {
@@ -72,6 +80,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
         const auto sample = b_.nchw_to_nhwc(sample_);
         result_ = b_.nhwc_to_nchw(unet_.forward_projected(sample, projections_, context_, &step));
         scattered_ = step.scattered_positions();
+        read_near_ = step.read_near_positions();
       },
       &why_);
   times_.record_ms += pipeline_detail::ms_since(t0);
@@ -89,12 +98,30 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
   return true;
 }
 
-bool SparseStepReplay::record_copies(const LayerRecord& cached, std::vector<Backend::TensorCopy>& in) const {
+bool SparseStepReplay::kept_as_rows(std::size_t k, const LayerRecord& keep) const {
+  return row_deltas() && k < scattered_.size() && !scattered_[k].empty() && !keep.outputs[k].empty() &&
+         !keep.outputs[k].host_resident();
+}
+
+bool SparseStepReplay::record_copies(const LayerRecord& cached, const LayerRecord& keep,
+                                     std::vector<Backend::TensorCopy>& in, std::vector<Backend::RowsAt>& rows) const {
   if (cached.outputs.size() != fixed_.outputs.size() || cached.norm_stats.size() != fixed_.norm_stats.size()) return false;
   for (const auto k : fixed_outputs_)
     if (cached.outputs[k].host_resident()) return false;
   in.reserve(in.size() + fixed_outputs_.size() + 2 * fixed_.norm_stats.size() + 2);
-  for (const auto k : fixed_outputs_) in.push_back({cached.outputs[k], fixed_.outputs[k]});
+  for (const auto k : fixed_outputs_) {
+    // An output the step scatters in place and reads near its active rows only, and keeps as those
+    // rows: only the cached rows it reads come in. What the other rows hold (an earlier step's values,
+    // or nothing yet) is read by nothing and kept by nothing.
+    if (near_rows() && k < read_near_.size() && !read_near_[k].empty() && kept_as_rows(k, keep)) {
+      const auto& t = fixed_.outputs[k];
+      const auto n = t.dim(0), c = t.dim(-1);
+      const Shape rows_shape{n, t.numel() / (n * c), c};
+      rows.push_back({cached.outputs[k].reshaped(rows_shape), read_near_[k], t.reshaped(rows_shape)});
+      continue;
+    }
+    in.push_back({cached.outputs[k], fixed_.outputs[k]});
+  }
   for (std::size_t k = 0; k < fixed_.norm_stats.size(); ++k) {
     in.push_back({cached.norm_stats[k].mean, fixed_.norm_stats[k].mean});
     in.push_back({cached.norm_stats[k].var, fixed_.norm_stats[k].var});
@@ -134,7 +161,8 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
   }
   // In: the step's cached entries, its input and its timestep.
   std::vector<Backend::TensorCopy> in;
-  if (!record_copies(cached, in)) {
+  std::vector<Backend::RowsAt> near;
+  if (!record_copies(cached, keep, in, near)) {
     failed_ = true;
     why_ = "a step's cached record holds an entry the edit reads in host memory";
     return std::nullopt;
@@ -144,7 +172,10 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
   // time-embedding GEMMs in the recorded step.
   in.push_back({unet_.time_projections(std::span(&timestep, 1), input.dim(0)), projections_});
   for (std::size_t k = 0; k + 2 < in.size(); ++k) times_.copied_in_bytes += in[k].src.nbytes();  // not input, time
+  for (const auto& r : near)
+    times_.copied_in_bytes += static_cast<std::size_t>(r.src.dim(0) * r.positions.dim(0) * r.src.dim(2)) * dtype_size(r.src.dtype());
   b_.copy_into(in);
+  b_.copy_rows_into(near);
   recording_->replay();
   ++replays_;
 
@@ -160,15 +191,14 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
   };
   // An output scattered in place differs from the step's base entry only at its level's positions:
   // kept as those rows over the base's entry (RowDelta), where that entry is on the device.
-  std::vector<Backend::RowsGather> rows;
+  std::vector<Backend::RowsAt> rows;
   for (std::size_t k = 0; k < made_.outputs.size(); ++k) {
     if (output_taken_[k]) {
       out.outputs[k] = keep.outputs[k];
       continue;
     }
     const DeviceTensor& made = made_.outputs[k];
-    if (row_deltas() && k < scattered_.size() && !scattered_[k].empty() && !keep.outputs[k].empty() &&
-        !keep.outputs[k].host_resident()) {
+    if (kept_as_rows(k, keep)) {
       const auto n = made.dim(0), c = made.dim(-1), p = scattered_[k].dim(0);
       if (out.deltas.empty()) out.deltas.resize(made_.outputs.size());
       out.outputs[k] = keep.outputs[k];

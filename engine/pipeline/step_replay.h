@@ -5,7 +5,8 @@
 // "Sparse steps as one recorded launch").
 //
 // A recording reads and writes fixed memory. Before each replay: the step's cached record (what the
-// edit reads of it) is copied into the recording's own record, and the step's input and its time
+// edit reads of it: whole entries, or the rows near the active ones of outputs only read there) is
+// copied into the recording's own record, and the step's input and its time
 // embeddings (UNet::time_projections, memoised by timestep) into its input tensors (one batched copy). After it: what the step computed is copied out
 // of the recording's memory into the step's own record, and what it took unchanged from the cache is
 // the base's entries, as SparseStep keeps them. The first sparse step of an edit runs without
@@ -56,9 +57,13 @@ public:
 
 private:
   bool record(const LayerRecord& cached, const LayerRecord& keep, const Shape& input);
-  // The copies of what a step reads of `cached` into the recording's memory, appended to `in`; false
-  // (nothing appended) when one of them is in host memory.
-  bool record_copies(const LayerRecord& cached, std::vector<Backend::TensorCopy>& in) const;
+  // The copies of what a step reads of `cached` into the recording's memory, appended to `in` (whole
+  // entries) and `rows` (the rows read of outputs read near the active ones); false (nothing appended)
+  // when one of them is in host memory.
+  bool record_copies(const LayerRecord& cached, const LayerRecord& keep, std::vector<Backend::TensorCopy>& in,
+                     std::vector<Backend::RowsAt>& rows) const;
+  // Whether a replay keeps output k as the rows it computed over `keep`'s entry (RowDelta).
+  bool kept_as_rows(std::size_t k, const LayerRecord& keep) const;
 
   Backend& b_;
   UNet& unet_;
@@ -82,6 +87,9 @@ private:
   // By OutputKey: the positions of the outputs the recorded step scattered in place (empty for the
   // others): what each replay keeps as rows (LayerRecord::deltas).
   std::vector<DeviceTensor> scattered_;
+  // By OutputKey: where the recorded step reads an output scattered in place, when only near its
+  // active rows (SparseStep::read_near_positions), else empty.
+  std::vector<DeviceTensor> read_near_;
 };
 
 }  // namespace fisedit

@@ -71,6 +71,7 @@ protected:
   void slice_channels_impl(const DeviceTensor& x, std::int64_t begin, DeviceTensor& out) override;
   void embedding_impl(const DeviceTensor& table, const DeviceTensor& ids, DeviceTensor& out) override;
   void copy_impl(const DeviceTensor& src, DeviceTensor& dst) override;
+  void poison_impl(DeviceTensor& x) override;
   void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, std::int64_t out_h,
                       std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
                       DeviceTensor& out) override;

@@ -82,6 +82,8 @@ void CpuBackend::copy_impl(const DeviceTensor& src, DeviceTensor& dst) {
   std::memcpy(dst.data(), src.data(), src.nbytes());
 }
 
+void CpuBackend::poison_impl(DeviceTensor& x) { std::memset(x.data(), 0xff, x.nbytes()); }
+
 void CpuBackend::gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) {
   const std::int64_t l = x.dim(1), p = positions.dim(0), c = x.dim(2);
   const auto* index = positions.data_as<const std::int32_t>();

@@ -99,7 +99,9 @@ protected:
                       std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
                       DeviceTensor& out) override;
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
-  void gather_rows_into_impl(std::span<const RowsGather> gathers) override;
+  void gather_rows_into_impl(std::span<const RowsAt> gathers) override;
+  void copy_rows_into_impl(std::span<const RowsAt> copies) override;
+  void poison_impl(DeviceTensor& x) override;
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
   void linear_group_impl(const DeviceTensor& x, const DeviceTensor& weights, DeviceTensor& out) override;
   void sampler_step_impl(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule, const DeviceTensor& x,

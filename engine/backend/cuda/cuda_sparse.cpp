@@ -47,6 +47,10 @@ void CudaBackend::sampler_input_impl(const DeviceTensor& x, float divisor, Devic
 
 namespace fisedit {
 
+void CudaBackend::poison_impl(DeviceTensor& x) {
+  FISEDIT_CUDA_CHECK(cudaMemsetAsync(x.data(), 0xff, x.nbytes(), s_->stream.get()));
+}
+
 void CudaBackend::copy_impl(const DeviceTensor& src, DeviceTensor& dst) {
   FISEDIT_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(), cudaMemcpyDeviceToDevice, s_->stream.get()));
 }
@@ -57,13 +61,27 @@ void CudaBackend::gather_positions_impl(const DeviceTensor& x, const DeviceTenso
   FISEDIT_CUDA_CHECK(kernels::gather_rows(p, s_->stream.get()));
 }
 
-void CudaBackend::gather_rows_into_impl(std::span<const RowsGather> gathers) {
+namespace {
+
+std::vector<kernels::RowsParams> rows_spans(std::span<const Backend::RowsAt> moves) {
   std::vector<kernels::RowsParams> spans;
-  spans.reserve(gathers.size());
-  for (const auto& g : gathers)
-    spans.push_back({g.src.data_as<const __half>(), g.dst.data_as<__half>(),
-                     g.positions.data_as<const std::int32_t>(), g.src.dim(0), g.src.dim(1), g.positions.dim(0), g.src.dim(2)});
+  spans.reserve(moves.size());
+  for (const auto& m : moves)
+    spans.push_back({m.src.data_as<const __half>(), m.dst.data_as<__half>(), m.positions.data_as<const std::int32_t>(),
+                     m.src.dim(0), m.src.dim(1), m.positions.dim(0), m.src.dim(2)});
+  return spans;
+}
+
+}  // namespace
+
+void CudaBackend::gather_rows_into_impl(std::span<const RowsAt> gathers) {
+  const auto spans = rows_spans(gathers);
   FISEDIT_CUDA_CHECK(kernels::batched_gather_rows(spans.data(), spans.size(), s_->stream.get()));
+}
+
+void CudaBackend::copy_rows_into_impl(std::span<const RowsAt> copies) {
+  const auto spans = rows_spans(copies);
+  FISEDIT_CUDA_CHECK(kernels::batched_copy_rows(spans.data(), spans.size(), s_->stream.get()));
 }
 
 void CudaBackend::scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) {
