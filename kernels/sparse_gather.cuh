@@ -68,6 +68,10 @@ struct Im2colParams {
   int kh, kw, stride, pad_top, pad_left;
   std::int64_t first_row, rows;
   Im2colNorm norm;
+  // With appended set: x holds the first cin - cin_appended channels, appended [batch, h, w,
+  // cin_appended] the rest (a channel concatenation never made).
+  const __half* appended = nullptr;
+  std::int64_t cin_appended = 0;
 };
 cudaError_t im2col_positions(const Im2colParams& p, cudaStream_t stream);
 

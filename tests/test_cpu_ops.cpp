@@ -390,6 +390,21 @@ private slots:
     EXPECT_ERROR(backend.gather_rows_into(too_many));
   }
 
+  // A sparse convolution of two inputs' channels: as of their concatenation; channels that do not
+  // add up to the weights' are an error.
+  void conv2d_at_appended() {
+    const std::int64_t n = 2, h = 5, w = 4, own = 3, appended = 5, cout = 6;
+    const auto x = random_values(n * h * w * own, 86), y = random_values(n * h * w * appended, 87);
+    const auto cw = backend.prepare_conv_weight(Tensor::from_f32({cout, own + appended, 3, 3}, random_values(cout * (own + appended) * 9, 88)),
+                                                Tensor::from_f32({cout}, random_values(cout, 89)));
+    const auto dx = up({n, h, w, own}, x), dy = up({n, h, w, appended}, y);
+    const auto positions = backend.upload(Tensor::from_i64({3}, std::vector<std::int64_t>{0, 7, 19}));
+    QCOMPARE(backend.download(backend.conv2d_at(dx, cw, Conv2dParams::same(1, 1), positions, nullptr, &dy)).to_f32(),
+             backend.download(backend.conv2d_at(backend.concat_channels(dx, dy), cw, Conv2dParams::same(1, 1), positions)).to_f32());
+    EXPECT_ERROR(backend.conv2d_at(dx, cw, Conv2dParams::same(1, 1), positions, nullptr, &dx));
+    EXPECT_ERROR(backend.conv2d_at(dx, cw, Conv2dParams::same(1, 1), positions, nullptr, &positions));
+  }
+
   // Many row copies between tensors of one shape: the rows at positions come from the source, the
   // others stay; a destination of another shape is an error. Poison makes every value NaN.
   void copy_rows_into() {

@@ -113,6 +113,44 @@ private slots:
     QVERIFY2(err <= 1e-2, qPrintable(QString::number(err)));
   }
 
+  void conv2d_at_appended_data() {
+    QTest::addColumn<int>("own");
+    QTest::addColumn<int>("appended");
+    QTest::addColumn<int>("kernel");
+    QTest::newRow("320 + 320, 3x3") << 320 << 320 << 3;  // 20 channels a group: one straddles the two inputs
+    QTest::newRow("640 + 320, 1x1") << 640 << 320 << 1;  // an up block's conv_shortcut
+    QTest::newRow("8 + 4, 3x3") << 8 << 4 << 3;          // the scalar gather
+  }
+
+  // A sparse convolution of two inputs' channels (the up path's skip connections) without their
+  // concatenation: the same halves as of the concatenation, through the GroupNorm folded in or not.
+  void conv2d_at_appended() {
+    QFETCH(int, own);
+    QFETCH(int, appended);
+    QFETCH(int, kernel);
+    const std::int64_t n = 2, h = 11, w = 9, cout = 16, cin = own + appended;
+    const auto x = half_random(n * h * w * own, 31), y = half_random(n * h * w * appended, 32);
+    const auto wt = half_random(cout * cin * kernel * kernel, 33), bias = half_random(cout, 34);
+    const auto gamma = half_random(cin, 35), beta = half_random(cin, 36), stats_of = half_random(n * h * w * cin, 37);
+    std::vector<std::int64_t> at;
+    for (std::int64_t i = 1; i < h * w; i += 3) at.push_back(i);
+    Backend& b = *gpu_;
+    const auto cw = b.prepare_conv_weight(Tensor::from_f32({cout, cin, kernel, kernel}, wt), Tensor::from_f32({cout}, bias));
+    const auto dg = b.upload(Tensor::from_f32({cin}, gamma)), db = b.upload(Tensor::from_f32({cin}, beta));
+    GroupNormStats stats;
+    b.group_norm(b.upload(Tensor::from_f32({n, h, w, cin}, stats_of)), dg, db, 4, 1e-5f, false, &stats);
+    const auto dx = b.upload(Tensor::from_f32({n, h, w, own}, x)), dy = b.upload(Tensor::from_f32({n, h, w, appended}, y));
+    const auto positions = b.upload(Tensor::from_i64({static_cast<std::int64_t>(at.size())}, at));
+    const InputNorm norm{&dg, &db, &stats, 4, 1e-5f, true};
+    const auto params = Conv2dParams::same(1, kernel / 2);
+    for (const bool normed : {false, true}) {
+      const auto joined = b.conv2d_at(b.concat_channels(dx, dy), cw, params, positions, normed ? &norm : nullptr);
+      const auto apart = b.conv2d_at(dx, cw, params, positions, normed ? &norm : nullptr, &dy);
+      QVERIFY2(b.download(apart).to_f32() == b.download(joined).to_f32(), normed ? "with the norm" : "without");
+    }
+    QVERIFY_THROWS_EXCEPTION(Error, b.conv2d_at(dx, cw, params, positions, nullptr, &dx));  // channels that do not add up
+  }
+
   void gather_scatter_select_clone() {
     const std::int64_t n = 2, l = 37, c = 24;
     const auto x = half_random(n * l * c, 4), base = half_random(n * l * c, 5);

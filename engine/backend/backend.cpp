@@ -334,12 +334,23 @@ void Backend::linear_add_impl(const DeviceTensor& x, const DeviceTensor& weight,
 namespace {
 
 // The output size of a convolution, after checking its arguments.
+// `appended` (or null): channels after x's, as conv2d_at takes them.
 std::pair<std::int64_t, std::int64_t> conv_output_size(const char* op, const DeviceTensor& x, const ConvWeight& w,
-                                                       const Conv2dParams& p, DType act) {
+                                                       const Conv2dParams& p, DType act,
+                                                       const DeviceTensor* appended = nullptr) {
   check_act(op, x, "x", act);
   FISEDIT_REQUIRE(!w.weight.empty(), op, "weights were not prepared (prepare_conv_weight)");
-  FISEDIT_REQUIRE(x.rank() == 4 && x.dim(3) == w.in_channels, op,
-          "x " + shapes(x) + " is not [N, H, W, " + std::to_string(w.in_channels) + "]");
+  if (appended) {
+    check_act(op, *appended, "the appended input", act);
+    FISEDIT_REQUIRE(x.rank() == 4 && appended->rank() == 4 && appended->dim(0) == x.dim(0) &&
+                        appended->dim(1) == x.dim(1) && appended->dim(2) == x.dim(2) &&
+                        x.dim(3) + appended->dim(3) == w.in_channels,
+                    op, "x " + shapes(x) + " and the appended input " + shapes(*appended) + " are not [N, H, W, C] and [N, H, W, " +
+                            std::to_string(w.in_channels) + " - C]");
+  } else {
+    FISEDIT_REQUIRE(x.rank() == 4 && x.dim(3) == w.in_channels, op,
+                    "x " + shapes(x) + " is not [N, H, W, " + std::to_string(w.in_channels) + "]");
+  }
   FISEDIT_REQUIRE(p.stride >= 1 && p.pad_top >= 0 && p.pad_bottom >= 0 && p.pad_left >= 0 && p.pad_right >= 0, op,
           "stride must be positive and padding non-negative");
   const std::int64_t hp = x.dim(1) + p.pad_top + p.pad_bottom, wp = x.dim(2) + p.pad_left + p.pad_right;
@@ -420,19 +431,19 @@ void Backend::conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const 
 }
 
 DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
-                                const DeviceTensor& positions, const InputNorm* norm) {
+                                const DeviceTensor& positions, const InputNorm* norm, const DeviceTensor* appended) {
   const char* op = "conv2d_at";
   const OpScope scope(*this, op);
-  const auto [ho, wo] = conv_output_size(op, x, w, p, activation_dtype());
+  const auto [ho, wo] = conv_output_size(op, x, w, p, activation_dtype(), appended);
   check_positions(op, positions, ho * wo);
   if (norm) {
     FISEDIT_REQUIRE(norm->gamma && norm->beta && norm->stats, op, "the input norm lacks its parameters or statistics");
     check_act(op, *norm->gamma, "gamma", activation_dtype());
     check_act(op, *norm->beta, "beta", activation_dtype());
-    check_group_norm(op, x.dim(0), x.dim(3), *norm->gamma, *norm->beta, norm->groups, norm->stats);
+    check_group_norm(op, x.dim(0), w.in_channels, *norm->gamma, *norm->beta, norm->groups, norm->stats);
   }
   auto out = allocate({x.dim(0), positions.dim(0), w.out_channels});
-  conv2d_at_impl(x, w, p, ho, wo, positions, norm, out);
+  conv2d_at_impl(x, w, p, ho, wo, positions, norm, appended, out);
   return out;
 }
 

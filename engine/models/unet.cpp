@@ -70,9 +70,9 @@ struct UpBlock {
   DeviceTensor forward(Backend& b, DeviceTensor h, const TimeParts& temb, const DeviceTensor& context,
                        std::vector<DeviceTensor>& skips, SparseStep* s) const {
     for (std::size_t i = 0; i < resnets.size(); ++i) {
-      h = b.concat_channels(h, skips.back());  // [N, H, W, Ch], [N, H, W, Cs] -> [N, H, W, Ch + Cs]
+      // [N, H, W, Ch] with the skip [N, H, W, Cs]: [N, H, W, Ch + Cs] in
+      h = resnets[i].forward(b, h, temb[resnets[i].time_index], s, &skips.back());
       skips.pop_back();
-      h = resnets[i].forward(b, h, temb[resnets[i].time_index], s);
       if (!attentions.empty()) h = attentions[i].forward(b, h, context, s);
     }
     if (!upsampler) return h;

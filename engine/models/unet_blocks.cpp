@@ -71,8 +71,9 @@ ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, RecordLayout& layout, c
   return r;
 }
 
-DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& t, SparseStep* s) const {
-  const auto H = x.dim(1), W = x.dim(2);
+DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& input, const DeviceTensor& t, SparseStep* s,
+                                    const DeviceTensor* skip) const {
+  const auto H = input.dim(1), W = input.dim(2);
   const Plan plan = plan_of(b, s, H, W);
   if (plan == Plan::cached) {  // two outputs and two statistics, as a full run keeps them
     s->skip_group_norm(norm1_key);
@@ -85,15 +86,16 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& x, const Dev
     const auto& at = s->positions(b, H, W);
     // The kept output of conv1 includes the time embedding (as the dense route's fused pass gives it).
     const auto norm1_at = gathered(*s, norm1, norm1_key, true);
-    const auto h1 = b.conv2d_at(x, conv1.weight, conv1.params, at, &norm1_at);                    // [N, P, out]
+    const auto h1 = b.conv2d_at(input, conv1.weight, conv1.params, at, &norm1_at, skip);  // [N, P, out]
     const auto temb_rows = temb.reshaped({t.dim(0), 1, t.dim(1)});
     const auto h = s->scatter_output(b, conv1_key, h1, H, W, &temb_rows);  // [N, H, W, out], the time embedding added
     const auto norm2_at = gathered(*s, norm2, norm2_key, true);
     const auto y = b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at);  // [N, P, out]
-    const auto shortcut = conv_shortcut ? b.conv2d_at(x, conv_shortcut->weight, conv_shortcut->params, at)
-                                        : b.gather_positions(tokens(x), at);                   // [N, P, out]
+    const auto shortcut = conv_shortcut ? b.conv2d_at(input, conv_shortcut->weight, conv_shortcut->params, at, nullptr, skip)
+                                        : b.gather_positions(tokens(skip ? b.concat_channels(input, *skip) : input), at);  // [N, P, out]
     return s->scatter_output(b, conv2_key, y, H, W, &shortcut);
   }
+  const auto x = skip ? b.concat_channels(input, *skip) : input;
   // [N, H, W, in] -> [N, H, W, out], the time embedding broadcast over H, W in the convolution's pass
   const auto h = spatial(b, s, conv1_key, conv1.forward_add(b, group_norm(b, norm1, norm1_key, x, true, s), temb), H, W);
   const auto shortcut = conv_shortcut ? conv_shortcut->forward(b, x) : x;

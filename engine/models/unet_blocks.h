@@ -47,7 +47,10 @@ struct ResnetBlock2D {
                             std::int64_t out, std::int64_t temb_channels, int groups, float eps);
   // x [N, H, W, in], temb [N, out]: this block's time embedding, time_emb_proj(SiLU(the U-Net's temb))
   // -> [N, H, W, out]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb, SparseStep* s) const;
+  // With `skip` [N, H, W, Cs] (the up path's), the input is x's channels followed by its: made for a
+  // full pass, read from both by a sparse one, not at all by a cached one.
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb, SparseStep* s,
+                       const DeviceTensor* skip = nullptr) const;
 };
 
 // Multi-head attention with diffusers' Attention names: to_q/to_k/to_v without bias, to_out.0 with.

@@ -115,9 +115,14 @@ void CpuBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const C
 
 void CpuBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, std::int64_t out_h,
                                 std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
-                                DeviceTensor& out) {
+                                const DeviceTensor* appended, DeviceTensor& out) {
   (void)out_h;  // positions are already checked against the output size
-  im2col_gemm(x, w, p, out_w, positions.data_as<const std::int32_t>(), positions.dim(0), norm, out.data_as<float>());
+  DeviceTensor input = x;
+  if (appended) {  // the concatenation made: the CPU's gather reads one tensor
+    input = allocate(x.dtype(), {x.dim(0), x.dim(1), x.dim(2), x.dim(3) + appended->dim(3)});
+    concat_channels_impl(x, *appended, input);
+  }
+  im2col_gemm(input, w, p, out_w, positions.data_as<const std::int32_t>(), positions.dim(0), norm, out.data_as<float>());
 }
 
 // Output pixels in blocks, each gathered into its thread's column buffer, then one GEMM and the bias

@@ -130,17 +130,18 @@ void CudaBackend::scatter_positions_into_impl(const DeviceTensor& base, const De
 
 void CudaBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                                  std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
-                                 const InputNorm* norm, DeviceTensor& out) {
+                                 const InputNorm* norm, const DeviceTensor* appended, DeviceTensor& out) {
   (void)out_h;  // positions are checked against the output size by the caller
-  conv_by_gemm(x, w, params, out_w, &positions, positions.dim(0), out, norm);
+  conv_by_gemm(x, w, params, out_w, &positions, positions.dim(0), out, norm, appended);
 }
 
 // im2col patches, in chunks of rows, each one GEMM against the prepared [Cout8, kh, kw, Cin8] weights
 // (the layout cuDNN uses here, read as a [Cout8, kh * kw * Cin8] matrix). out [N, count, Cout] rows.
-// With `norm`, the patches are of the normalised input (kernels::Im2colNorm).
+// With `norm`, the patches are of the normalised input (kernels::Im2colNorm); with `appended`, of x's
+// channels followed by its.
 void CudaBackend::conv_by_gemm(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                                std::int64_t out_w, const DeviceTensor* positions, std::int64_t count, DeviceTensor& out,
-                               const InputNorm* norm) {
+                               const InputNorm* norm, const DeviceTensor* appended) {
   const std::int64_t n = x.dim(0), rows = n * count, cout = w.out_channels;
   const std::int64_t cout8 = w.weight.dim(0), cin8 = w.weight.dim(3), k = std::int64_t{w.kernel_h} * w.kernel_w * cin8;
   if (rows == 0) return;
@@ -158,8 +159,12 @@ void CudaBackend::conv_by_gemm(const DeviceTensor& x, const ConvWeight& w, const
     auto columns = allocate(DType::f16, {m, k});
     kernels::Im2colParams p{x.data_as<const __half>(), columns.data_as<__half>(),
                             positions ? positions->data_as<const std::int32_t>() : nullptr,
-                            n, x.dim(1), x.dim(2), x.dim(3), cin8, count, out_w, w.kernel_h, w.kernel_w,
-                            params.stride, params.pad_top, params.pad_left, first, m, gather_norm};
+                            n, x.dim(1), x.dim(2), x.dim(3) + (appended ? appended->dim(3) : 0), cin8, count, out_w,
+                            w.kernel_h, w.kernel_w, params.stride, params.pad_top, params.pad_left, first, m, gather_norm};
+    if (appended) {
+      p.appended = appended->data_as<const __half>();
+      p.cin_appended = appended->dim(3);
+    }
     FISEDIT_CUDA_CHECK(kernels::im2col_positions(p, s_->stream.get()));
     auto destination = out_rows.slice_rows(first, first + m);
     if (cout8 == cout) {  // straight into the output, bias in the GEMM's epilogue
