@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <unordered_set>
 
 namespace fisedit {
 namespace {
@@ -254,45 +253,26 @@ void EditSession::remove(NodeId id) {
   }
 }
 
-std::size_t EditSession::cache_bytes() const {
+CacheBytes EditSession::record_bytes() const {
   // An edit's record holds its base's tensors where the mask left a layer untouched, so memory is
-  // counted per device buffer, once, not per node: evicting one of the two frees only what is its own.
-  std::unordered_set<const std::byte*> seen;
-  std::size_t bytes = 0;
-  auto count = [&](const DeviceTensor& t) {
-    if (!t.empty() && seen.insert(t.data()).second) bytes += t.nbytes();
-  };
-  for (const auto& [id, e] : entries_) {
-    if (!e.node.cached) continue;
-    for (const auto& x : e.cache.latents) bytes += x.size() * sizeof(float);
-    for (const auto& step : e.cache.steps) {
-      for (const auto& t : step.outputs) count(t);
-      for (const auto& s : step.norm_stats) {
-        count(s.mean);
-        count(s.var);
-      }
-      for (const auto& d : step.deltas) {
-        count(d.rows);
-        count(d.positions);
-      }
-    }
-  }
-  return bytes;
-}
-
-std::size_t EditSession::cache_bytes_device() const {
+  // counted per piece, once, not per node: evicting one of the two frees only what is its own.
   CacheByteCounter counter;
   for (const auto& [id, e] : entries_)
     if (e.node.cached) counter.add(e.cache.steps);
-  return counter.bytes().device;
+  return counter.bytes();
 }
 
-std::size_t EditSession::cache_bytes_host() const {
-  CacheByteCounter counter;
+std::size_t EditSession::cache_bytes() const {
+  std::size_t latents = 0;
   for (const auto& [id, e] : entries_)
-    if (e.node.cached) counter.add(e.cache.steps);
-  return counter.bytes().host;
+    if (e.node.cached)
+      for (const auto& x : e.cache.latents) latents += x.size() * sizeof(float);
+  return latents + record_bytes().total();
 }
+
+std::size_t EditSession::cache_bytes_device() const { return record_bytes().device; }
+
+std::size_t EditSession::cache_bytes_host() const { return record_bytes().host; }
 
 void EditSession::enforce_device_budget(NodeId newest) {
   if (!device_budget_) return;

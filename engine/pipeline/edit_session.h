@@ -24,6 +24,8 @@
 
 namespace fisedit {
 
+struct CacheBytes;  // edit/cache_store.h
+
 using NodeId = std::uint64_t;
 
 // The cache rebuild that an edit of an evicted node needed first (EditStats is per edit; this is
@@ -101,6 +103,8 @@ public:
   std::size_t cache_bytes_host() const;
 
 private:
+  CacheBytes record_bytes() const;  // cache_bytes_device() and cache_bytes_host() together
+
   struct Entry {
     Node node;
     std::vector<NodeId> children;
