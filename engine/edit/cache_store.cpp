@@ -44,8 +44,9 @@ void CacheByteCounter::add(const DeviceTensor& t) {
   (t.host_resident() ? bytes_.host : bytes_.device) += t.nbytes();
 }
 
-void CacheByteCounter::add(const LayerRecord& record) {
-  for (const auto& t : record.outputs) add(t);
+void CacheByteCounter::add(const LayerRecord& record, bool delta_bases) {
+  for (std::size_t k = 0; k < record.outputs.size(); ++k)
+    if (delta_bases || k >= record.deltas.size() || record.deltas[k].empty()) add(record.outputs[k]);
   for (const auto& s : record.norm_stats) {
     add(s.mean);
     add(s.var);
@@ -110,14 +111,7 @@ void CacheSpill::keep(LayerRecord& record) {
   // An entry kept as a row delta is its base's memory (counted with the base): only its rows are this
   // record's. (Entries an edit takes unchanged are the base's too, but the record cannot tell them.)
   CacheByteCounter counter;
-  if (record.has_deltas()) {
-    LayerRecord own = record;
-    for (std::size_t k = 0; k < own.deltas.size(); ++k)
-      if (!own.deltas[k].empty()) own.outputs[k] = {};
-    counter.add(own);
-  } else {
-    counter.add(record);
-  }
+  counter.add(record, false);
   const std::size_t bytes = counter.bytes().device;
   if (bytes == 0) return;
   const std::size_t left = budget_ ? *budget_ - std::min(*budget_, device_bytes_) : 0;

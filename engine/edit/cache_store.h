@@ -45,7 +45,9 @@ struct CacheBytes {
 // tensors where it took them unchanged, so a count per record would count those twice.
 class CacheByteCounter {
 public:
-  void add(const LayerRecord& record);
+  // `delta_bases` false: an entry kept as a row delta adds its rows only, not the base's entry under
+  // them (the base's memory, counted with the base): what is the record's own.
+  void add(const LayerRecord& record, bool delta_bases = true);
   void add(std::span<const LayerRecord> records);
   CacheBytes bytes() const { return bytes_; }
 
