@@ -193,15 +193,28 @@ SparseLevels::Plan SparseLevels::plan(Backend& b, std::int64_t h, std::int64_t w
   return Plan::dense;
 }
 
-const DeviceTensor* SparseLevels::near_positions(Backend& b, std::int64_t h, std::int64_t w) {
-  // The levels as the down path makes them (sizes halved, rounding up): this one and its neighbours
-  // must all run sparse, or a full pass (a dense convolution of the next level, a blend) reads
-  // every place.
+namespace {
+
+// The levels of a latent mask's size as the down path makes them (sizes halved, rounding up).
+std::vector<std::pair<std::int64_t, std::int64_t>> level_sizes(const LatentMask& mask) {
   std::vector<std::pair<std::int64_t, std::int64_t>> sizes;
-  for (std::int64_t lh = mask_.height, lw = mask_.width; lh > 0 && lw > 0; lh = (lh + 1) / 2, lw = (lw + 1) / 2) {
+  for (std::int64_t lh = mask.height, lw = mask.width; lh > 0 && lw > 0; lh = (lh + 1) / 2, lw = (lw + 1) / 2) {
     sizes.emplace_back(lh, lw);
     if (lh == 1 && lw == 1) break;
   }
+  return sizes;
+}
+
+}  // namespace
+
+void SparseLevels::make_ready(Backend& b) {
+  for (const auto& [h, w] : level_sizes(mask_)) near_positions(b, h, w);
+}
+
+const DeviceTensor* SparseLevels::near_positions(Backend& b, std::int64_t h, std::int64_t w) {
+  // This level and its neighbours must all run sparse, or a full pass (a dense convolution of the
+  // next level, a blend) reads every place.
+  const auto sizes = level_sizes(mask_);
   const auto at = std::find(sizes.begin(), sizes.end(), std::pair{h, w});
   if (at == sizes.end()) return nullptr;
   const auto i = at - sizes.begin();

@@ -132,6 +132,9 @@ public:
   // active rows it writes first). Nullptr when the level or a neighbouring one does not run sparse:
   // a full pass reads every place.
   const DeviceTensor* near_positions(Backend& b, std::int64_t h, std::int64_t w);
+  // Every level's masks and near positions made now: their uploads wait for the device, which a
+  // recording (Backend::record) may not.
+  void make_ready(Backend& b);
 
 private:
   LatentMask mask_;

@@ -71,6 +71,7 @@ bool SparseStepReplay::record(const LayerRecord& cached, const LayerRecord& keep
   }
   sample_ = b_.allocate(b_.activation_dtype(), input);
   projections_ = b_.allocate(b_.activation_dtype(), unet_.time_projections_shape(input[0]));
+  levels_.make_ready(b_);  // the near positions the in-place scatters ask for: uploads, not recordable
 
   const auto t0 = pipeline_detail::Clock::now();
   recording_ = b_.record(
