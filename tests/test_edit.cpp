@@ -586,6 +586,11 @@ private slots:
     QVERIFY(levels.near_positions(backend_, 5, 5) == nullptr);  // not a level of this mask
     SparseLevels coarse_dense(latent, 36);                        // 6x6 and smaller run in full
     QVERIFY(coarse_dense.near_positions(backend_, 12, 12) == nullptr);
+    SparseLevels ready(latent);  // made ahead (before a recording): later calls find them
+    ready.make_ready(backend_);
+    const auto* made = ready.near_positions(backend_, 12, 12);
+    QVERIFY(made != nullptr && made->data() == ready.near_positions(backend_, 12, 12)->data());
+    QCOMPARE(backend_.download(*made).to_f32(), want);
 
     RecordLayout layout;
     const OutputKey conv = layout.output("block.conv"), keys = layout.output("block.attn1.to_k", RecordLayout::Reads::whole);
