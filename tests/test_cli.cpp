@@ -332,6 +332,21 @@ private slots:
       // Float32 on the CPU: the sparse and dense routes agree to rounding (or exactly).
       QVERIFY2(row["psnr_inside_db"].is_null() || row["psnr_inside_db"].get<double>() > 40.0, row.dump().c_str());
     }
+    QVERIFY(sizes[0]["profile_first_edit"].is_null());  // only when asked for
+    // The first edit op by op under the profiler: its ops with their host time.
+    qputenv("FISEDIT_BENCH_PROFILE_FIRST_EDIT", "1");
+    const auto profiled = run_program(FISEDIT_BENCH_PATH,
+                                      {"--arch", "tiny-sd2", "--device", "cpu", "--steps", "5", "--generations", "1",
+                                       "--width", "128", "--height", "96", "--stages", "edit_sizes", "--edit-sizes", "0.1",
+                                       "--tokenizer", reference_path("tiny-sd2/model/tokenizer"), "--json", json});
+    qunsetenv("FISEDIT_BENCH_PROFILE_FIRST_EDIT");
+    QVERIFY2(profiled.code == 0, qPrintable(profiled.err));
+    std::ifstream again(json.toStdString());
+    const auto ops = nlohmann::json::parse(again)["results"]["edit_sizes"]["sizes"][0]["profile_first_edit"];
+    QVERIFY2(ops.is_array() && !ops.empty(), ops.dump().c_str());
+    QVERIFY(std::any_of(ops.begin(), ops.end(), [](const nlohmann::json& op) {
+      return op["op"] == "conv2d_at" && op["calls"].get<int>() > 0 && op["host_ms"].get<double>() >= 0;
+    }));
     const auto bad = run_program(FISEDIT_BENCH_PATH, {"--arch", "tiny-sd2", "--edit-sizes", "0.1,2"});
     QCOMPARE(bad.code, 2);
     QVERIFY(bad.err.contains("--edit-sizes"));

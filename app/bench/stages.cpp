@@ -485,8 +485,15 @@ nlohmann::json Stages::edit_sizes() {
     e.negative_prompt = kNegative;
     e.mask_override = blob_mask(h, w, size);
     // Warm-up, and what a user's first edit with a new mask costs: its shapes (GEMM plans, pool
-    // blocks) are new.
-    const auto first = sd.edit(base, e).stats;
+    // blocks) are new. FISEDIT_BENCH_PROFILE_FIRST_EDIT=1: the very first edit (first size) runs op by
+    // op under the op profiler, its timings then the profiler's: which op's host time makes the first
+    // edit after a generation slow.
+    nlohmann::json first_ops;
+    EditStats first;
+    if (rows.empty() && env_flag("FISEDIT_BENCH_PROFILE_FIRST_EDIT", false))
+      first_ops = profile_ops(backend_, [&] { first = sd.edit(base, e).stats; });
+    else
+      first = sd.edit(base, e).stats;
     std::vector<double> total, detect, sparse, decode, per_step, first_step, prepare_per_step, enqueue_per_step,
         wait_per_step, after_per_step, allocations, flushes;
     EditResult last;
@@ -597,6 +604,7 @@ nlohmann::json Stages::edit_sizes() {
                     {"other_sampling", host_sampling},
                     {"edit_ms", to_json(summarize(total))},
                     {"first_edit", one_edit(first)},
+                    {"profile_first_edit", first_ops},
                     {"own_cache_bytes", own_cache},
                     {"replay_copied_in_bytes", last_copied_in},
                     {"replay_copied_out_bytes", last_copied_out},
