@@ -457,19 +457,29 @@ DeviceTensor Backend::gather_positions(const DeviceTensor& x, const DeviceTensor
   return out;
 }
 
+namespace {
+
+// A row move's tensors: src [N, L, C], positions within L, dst [N, P, C] (the rows at the positions)
+// or, `whole`, [N, L, C] (src's shape).
+void check_rows_at(const char* op, const Backend::RowsAt& r, bool whole, DType act) {
+  check_act(op, r.src, "a source", act);
+  check_act(op, r.dst, "a destination", act);
+  FISEDIT_REQUIRE(r.src.rank() == 3 && r.dst.rank() == 3, op,
+                  "source " + shapes(r.src) + " and destination " + shapes(r.dst) + " are not [N, L, C] and [N, " +
+                      (whole ? "L" : "P") + ", C]");
+  check_positions(op, r.positions, r.src.dim(1));
+  const std::int64_t rows = whole ? r.src.dim(1) : r.positions.dim(0);
+  FISEDIT_REQUIRE(r.dst.dim(0) == r.src.dim(0) && r.dst.dim(1) == rows && r.dst.dim(2) == r.src.dim(2), op,
+                  "destination " + shapes(r.dst) + " does not hold the rows of " + shapes(r.src) +
+                      (whole ? std::string() : " at " + std::to_string(rows) + " positions"));
+}
+
+}  // namespace
+
 void Backend::gather_rows_into(std::span<const RowsAt> gathers) {
   const char* op = "gather_rows_into";
   const OpScope scope(*this, op);
-  for (const auto& g : gathers) {
-    check_act(op, g.src, "a source", activation_dtype());
-    check_act(op, g.dst, "a destination", activation_dtype());
-    FISEDIT_REQUIRE(g.src.rank() == 3 && g.dst.rank() == 3, op,
-                    "source " + shapes(g.src) + " and destination " + shapes(g.dst) + " are not [N, L, C] and [N, P, C]");
-    check_positions(op, g.positions, g.src.dim(1));
-    FISEDIT_REQUIRE(g.dst.dim(0) == g.src.dim(0) && g.dst.dim(1) == g.positions.dim(0) && g.dst.dim(2) == g.src.dim(2), op,
-                    "destination " + shapes(g.dst) + " does not hold the rows of " + shapes(g.src) + " at " +
-                        std::to_string(g.positions.dim(0)) + " positions");
-  }
+  for (const auto& g : gathers) check_rows_at(op, g, false, activation_dtype());
   if (!gathers.empty()) gather_rows_into_impl(gathers);
 }
 
@@ -483,13 +493,7 @@ void Backend::gather_rows_into_impl(std::span<const RowsAt> gathers) {
 void Backend::copy_rows_into(std::span<const RowsAt> copies) {
   const char* op = "copy_rows_into";
   const OpScope scope(*this, op);
-  for (const auto& c : copies) {
-    check_act(op, c.src, "a source", activation_dtype());
-    check_act(op, c.dst, "a destination", activation_dtype());
-    FISEDIT_REQUIRE(c.src.rank() == 3 && c.src.shape() == c.dst.shape(), op,
-                    "source " + shapes(c.src) + " and destination " + shapes(c.dst) + " are not both [N, L, C]");
-    check_positions(op, c.positions, c.src.dim(1));
-  }
+  for (const auto& c : copies) check_rows_at(op, c, true, activation_dtype());
   if (!copies.empty()) copy_rows_into_impl(copies);
 }
 

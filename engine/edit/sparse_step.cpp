@@ -212,31 +212,36 @@ void SparseLevels::make_ready(Backend& b) {
 }
 
 const DeviceTensor* SparseLevels::near_positions(Backend& b, std::int64_t h, std::int64_t w) {
-  // This level and its neighbours must all run sparse, or a full pass (a dense convolution of the
-  // next level, a blend) reads every place.
   const auto sizes = level_sizes(mask_);
   const auto at = std::find(sizes.begin(), sizes.end(), std::pair{h, w});
   if (at == sizes.end()) return nullptr;
-  const auto i = at - sizes.begin();
-  for (auto j = std::max<std::ptrdiff_t>(i - 1, 0); j <= std::min<std::ptrdiff_t>(i + 1, sizes.size() - 1); ++j)
-    if (plan(b, sizes[j].first, sizes[j].second) != Plan::sparse) return nullptr;
-  Level& level = levels_.at({h, w});
-  if (level.near.empty()) {
-    constexpr std::int64_t kReach = 2;
-    const auto active = level_mask(mask_, h, w);
-    std::vector<std::int64_t> near;
-    for (std::int64_t y = 0; y < h; ++y)
-      for (std::int64_t x = 0; x < w; ++x) {
-        if (active[static_cast<std::size_t>(y * w + x)] != 0.0f) continue;
-        bool close = false;
-        for (std::int64_t v = std::max<std::int64_t>(y - kReach, 0); !close && v <= std::min(y + kReach, h - 1); ++v)
-          for (std::int64_t u = std::max<std::int64_t>(x - kReach, 0); !close && u <= std::min(x + kReach, w - 1); ++u)
-            close = active[static_cast<std::size_t>(v * w + u)] != 0.0f;
-        if (close) near.push_back(y * w + x);
-      }
-    level.near = b.upload(Tensor::from_i64({static_cast<std::int64_t>(near.size())}, near));
+  level(b, h, w);
+  Level& entry = levels_.at({h, w});  // map entries stay where they are as others are made
+  if (!entry.near_known) {
+    // This level and its neighbours must all run sparse, or a full pass (a dense convolution of the
+    // next level, a blend) reads every place.
+    const auto i = at - sizes.begin();
+    bool sparse = true;
+    for (auto j = std::max<std::ptrdiff_t>(i - 1, 0); j <= std::min<std::ptrdiff_t>(i + 1, sizes.size() - 1); ++j)
+      sparse = sparse && plan(b, sizes[j].first, sizes[j].second) == Plan::sparse;
+    if (sparse) {
+      constexpr std::int64_t kReach = 2;
+      const auto active = level_mask(mask_, h, w);
+      std::vector<std::int64_t> near;
+      for (std::int64_t y = 0; y < h; ++y)
+        for (std::int64_t x = 0; x < w; ++x) {
+          if (active[static_cast<std::size_t>(y * w + x)] != 0.0f) continue;
+          bool close = false;
+          for (std::int64_t v = std::max<std::int64_t>(y - kReach, 0); !close && v <= std::min(y + kReach, h - 1); ++v)
+            for (std::int64_t u = std::max<std::int64_t>(x - kReach, 0); !close && u <= std::min(x + kReach, w - 1); ++u)
+              close = active[static_cast<std::size_t>(v * w + u)] != 0.0f;
+          if (close) near.push_back(y * w + x);
+        }
+      entry.near = b.upload(Tensor::from_i64({static_cast<std::int64_t>(near.size())}, near));
+    }
+    entry.near_known = true;
   }
-  return &level.near;
+  return entry.near.empty() ? nullptr : &entry.near;
 }
 
 std::int64_t SparseLevels::default_dense_up_to() {

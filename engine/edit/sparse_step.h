@@ -116,6 +116,7 @@ public:
     DeviceTensor positions;  // I32 [P], for partial coverage
     DeviceTensor inverse;    // I32 [h * w]: each place's index in positions, or -1 (for scatters)
     DeviceTensor near;       // I32: see near_positions(); made on first use
+    bool near_known = false; // near_positions() decided (near stays empty where read whole)
   };
   // The level of size h x w, computed and uploaded on first use.
   const Level& level(Backend& b, std::int64_t h, std::int64_t w);

@@ -82,6 +82,7 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& input, const
     return s->cached_output(conv2_key);
   }
   const auto temb = t.reshaped({t.dim(0), 1, 1, t.dim(1)});
+  const auto joined = [&] { return skip ? b.concat_channels(input, *skip) : input; };  // [N, H, W, in], made
   if (plan == Plan::sparse) {
     const auto& at = s->positions(b, H, W);
     // The kept output of conv1 includes the time embedding (as the dense route's fused pass gives it).
@@ -92,10 +93,10 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& input, const
     const auto norm2_at = gathered(*s, norm2, norm2_key, true);
     const auto y = b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at);  // [N, P, out]
     const auto shortcut = conv_shortcut ? b.conv2d_at(input, conv_shortcut->weight, conv_shortcut->params, at, nullptr, skip)
-                                        : b.gather_positions(tokens(skip ? b.concat_channels(input, *skip) : input), at);  // [N, P, out]
+                                        : b.gather_positions(tokens(joined()), at);  // [N, P, out]
     return s->scatter_output(b, conv2_key, y, H, W, &shortcut);
   }
-  const auto x = skip ? b.concat_channels(input, *skip) : input;
+  const auto x = joined();
   // [N, H, W, in] -> [N, H, W, out], the time embedding broadcast over H, W in the convolution's pass
   const auto h = spatial(b, s, conv1_key, conv1.forward_add(b, group_norm(b, norm1, norm1_key, x, true, s), temb), H, W);
   const auto shortcut = conv_shortcut ? conv_shortcut->forward(b, x) : x;
