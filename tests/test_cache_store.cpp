@@ -290,6 +290,9 @@ private slots:
     compare_edits(got, want);
     QCOMPARE(got.stats.attention_control_steps, want.stats.attention_control_steps);
     if (control) QVERIFY(got.stats.attention_control_steps > 0);
+    // The first detection step took the spilled base's unconditional item from host memory.
+    QCOMPARE(got.stats.unconditional_reused_steps, want.stats.unconditional_reused_steps);
+    if (!painted) QCOMPARE(got.stats.unconditional_reused_steps, 1);
     if (edit_budget_steps >= 0) QVERIFY(got.generation.cache_bytes_host() > 0);  // the edit's own cache is spilled too
     QVERIFY(same_records(backend_, got.generation, want.generation));
     const auto got_again = sd.edit(got.generation, again);

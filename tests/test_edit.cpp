@@ -631,6 +631,55 @@ private slots:
     QCOMPARE(default_detection_steps(100), 5);
   }
 
+  // The first detection step starts from the base's latents: with the base's negative prompt it computes
+  // the conditional item alone and takes the unconditional one from the base's record, bit for bit; the
+  // conditional item is the whole CFG batch's to rounding, and the edit finds the same region. The
+  // second step starts from the edit's own latents and computes both.
+  void detection_takes_the_base_unconditional_item() {
+    StableDiffusion sd(sd2_, backend_);
+    const auto base = sd.generate_cached(base_request("dpmpp2m", 128, 128));
+    EditRequest e{.prompt = "a photo of a cat wearing a red hat"};
+    e.detect_steps = 2;
+    const auto reused = sd.edit(base, e);
+    sd.set_reuse_unconditional(false);
+    const auto whole = sd.edit(base, e);
+    QCOMPARE(reused.stats.unconditional_reused_steps, 1);
+    QCOMPARE(whole.stats.unconditional_reused_steps, 0);
+    const auto& got = reused.generation.steps[0];
+    const auto& want = whole.generation.steps[0];
+    const auto& cached = base.steps[0];
+    QCOMPARE(got.outputs.size(), want.outputs.size());
+    QCOMPARE(got.norm_stats.size(), want.norm_stats.size());
+    const auto halves = [&](const DeviceTensor& t) {
+      const auto v = backend_.download(t).to_f32();
+      const auto middle = v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2);
+      return std::pair{std::vector<float>(v.begin(), middle), std::vector<float>(middle, v.end())};
+    };
+    double worst = 0;
+    const auto check = [&](const DeviceTensor& g, const DeviceTensor& w, const DeviceTensor& c) {
+      QCOMPARE(g.shape(), w.shape());
+      const auto [g_uncond, g_cond] = halves(g);
+      const auto [w_uncond, w_cond] = halves(w);
+      QCOMPARE(g_uncond, halves(c).first);  // the base's, bit for bit
+      QCOMPARE(w_uncond, g_uncond);         // and what the whole batch computes again
+      worst = std::max(worst, relative_l2(g_cond, w_cond));
+    };
+    for (std::size_t k = 0; k < got.outputs.size(); ++k) check(got.outputs[k], want.outputs[k], cached.outputs[k]);
+    for (std::size_t k = 0; k < got.norm_stats.size(); ++k) {
+      check(got.norm_stats[k].mean, want.norm_stats[k].mean, cached.norm_stats[k].mean);
+      check(got.norm_stats[k].var, want.norm_stats[k].var, cached.norm_stats[k].var);
+    }
+    QVERIFY2(worst < 1e-4, qPrintable(QString("conditional item off by %1 (relative L2)").arg(worst)));
+    QVERIFY(reused.stats.edit_fraction > 0.0 && reused.stats.edit_fraction < 1.0);
+    QCOMPARE(reused.mask.values, whole.mask.values);
+    QVERIFY(relative_l2(reused.generation.latents.back(), whole.generation.latents.back()) < 1e-3);
+
+    // Another negative prompt: nothing of the base's is the edit's.
+    sd.set_reuse_unconditional(true);
+    e.negative_prompt = "blurry";
+    QCOMPARE(sd.edit(base, e).stats.unconditional_reused_steps, 0);
+  }
+
   // With an unchanged prompt every column is replaced by itself: attention control changes nothing,
   // and the edit is the cached image (an empty mask), as without control.
   void attention_control_with_the_same_prompt_changes_nothing() {
@@ -647,6 +696,10 @@ private slots:
     QCOMPARE(on.mask.values, off.mask.values);
     QCOMPARE(on.stats.edit_fraction, 0.0);
     QVERIFY(on.generation.result.image.pixels == base.result.image.pixels);
+    // Every detection step ran from the base's latents with the base's conditioning: the base's own
+    // steps, taken whole (the same memory).
+    QCOMPARE(on.stats.unconditional_reused_steps, on.stats.detect_steps);
+    QVERIFY(on.generation.steps[0].outputs[0].data() == base.steps[0].outputs[0].data());
   }
 
   // An edit with attention control still finds a region and keeps everything outside it; the control

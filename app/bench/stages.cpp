@@ -596,6 +596,7 @@ nlohmann::json Stages::edit_sizes() {
     rows.push_back({{"edit_fraction", e.mask_override->fraction()},
                     {"requested_fraction", size},
                     {"detect_steps", reference.stats.detect_steps},
+                    {"unconditional_reused_steps", reference.stats.unconditional_reused_steps},
                     {"replayed_steps", replayed_steps},
                     {"replay_note", replay_note},
                     {"replay", sd.replay_sparse_steps()},

@@ -99,6 +99,7 @@ int edit_command(const std::vector<std::string>& raw) {
         {"edit_fraction", edit.stats.edit_fraction},
         {"detect_steps", edit.stats.detect_steps},
         {"attention_control_steps", edit.stats.attention_control_steps},
+        {"unconditional_reused_steps", edit.stats.unconditional_reused_steps},
         {"base_ms", base.result.timings.total_ms},
         {"detect_ms", edit.stats.detect_ms},
         {"sparse_ms", edit.stats.sparse_ms},

@@ -43,6 +43,44 @@ LayerRecord materialize(Backend& b, const LayerRecord& record) {
   return out;
 }
 
+bool has_unconditional(const LayerRecord& record) {
+  const auto usable = [](const DeviceTensor& t) { return !t.empty() && t.rank() >= 1 && t.dim(0) == 2; };
+  if (record.has_deltas() || record.outputs.empty()) return false;
+  return std::all_of(record.outputs.begin(), record.outputs.end(), usable) &&
+         std::all_of(record.norm_stats.begin(), record.norm_stats.end(),
+                     [&](const GroupNormStats& s) { return usable(s.mean) && usable(s.var); });
+}
+
+LayerRecord with_unconditional(Backend& b, const LayerRecord& source, const LayerRecord& conditional) {
+  if (!has_unconditional(source) || source.outputs.size() != conditional.outputs.size() ||
+      source.norm_stats.size() != conditional.norm_stats.size() || conditional.has_deltas())
+    throw Error(ErrorCode::invalid_argument, "the unconditional item's record does not match the conditional one's");
+  std::vector<Backend::TensorCopy> copies, from_host;
+  copies.reserve(4 * (source.outputs.size() + 2 * source.norm_stats.size()));
+  const auto join = [&](const DeviceTensor& uncond, const DeviceTensor& cond) {
+    Shape one = uncond.shape();
+    one[0] = 1;
+    if (cond.shape() != one || cond.dtype() != uncond.dtype())
+      throw Error(ErrorCode::invalid_argument, "a conditional entry " + shape_to_string(cond.shape()) +
+                                                   " does not match the unconditional " + shape_to_string(uncond.shape()));
+    auto both = b.allocate(uncond.dtype(), uncond.shape());
+    (uncond.host_resident() ? from_host : copies).push_back({uncond.slice_rows(0, 1), both.slice_rows(0, 1)});
+    copies.push_back({cond, both.slice_rows(1, 2)});
+    return both;
+  };
+  LayerRecord out;
+  out.outputs.reserve(source.outputs.size());
+  for (std::size_t k = 0; k < source.outputs.size(); ++k) out.outputs.push_back(join(source.outputs[k], conditional.outputs[k]));
+  out.norm_stats.reserve(source.norm_stats.size());
+  for (std::size_t k = 0; k < source.norm_stats.size(); ++k)
+    out.norm_stats.push_back({join(source.norm_stats[k].mean, conditional.norm_stats[k].mean),
+                              join(source.norm_stats[k].var, conditional.norm_stats[k].var)});
+  out.cross_attention = conditional.cross_attention;
+  b.copy_into(copies);
+  if (!from_host.empty()) b.wait(b.copy_async(from_host));
+  return out;
+}
+
 std::vector<float> level_mask(const LatentMask& latent, std::int64_t h, std::int64_t w) {
   std::vector<float> m = latent.values;
   std::int64_t mh = latent.height, mw = latent.width;

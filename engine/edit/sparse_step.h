@@ -90,6 +90,17 @@ struct LayerRecord {
 // `record` with each row delta merged into a new whole entry on the device (the other entries shared).
 LayerRecord materialize(Backend& b, const LayerRecord& record);
 
+// Whether a step's record of the CFG batch can lend its unconditional item to with_unconditional():
+// every output and statistic present, whole (no row deltas), of batch 2 (on the device or spilled).
+bool has_unconditional(const LayerRecord& record);
+// `conditional`, a step's record of the conditional item alone (batch 1), completed into the record of
+// the CFG batch [uncond, cond] with `source`'s unconditional item (a record of the same network, see
+// has_unconditional): new device memory, filled by one batched copy (and one from host memory for a
+// spilled `source`, which the computation waits for on the device). Cross-attention probabilities are
+// the conditional item's already and stay `conditional`'s. Throws Error(invalid_argument) when the
+// records do not match entry for entry.
+LayerRecord with_unconditional(Backend& b, const LayerRecord& source, const LayerRecord& conditional);
+
 // LatentMask (a latent-resolution mask) is core/latent_mask.h: requests carry it too.
 
 // The mask at a level of size h x w, max-pooled from the latent mask.

@@ -240,6 +240,7 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
 }
 
 UNet::~UNet() = default;
+OutputKey UNet::prediction_key() const { return layers_->conv_out_key; }
 UNet::UNet(UNet&&) noexcept = default;
 UNet& UNet::operator=(UNet&&) noexcept = default;
 

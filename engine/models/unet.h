@@ -30,6 +30,8 @@ public:
   UNet& operator=(UNet&&) noexcept;
 
   const UNetConfig& config() const { return config_; }
+  // The record entry (edit/sparse_step.h) of the network's output, conv_out's: what forward returns.
+  OutputKey prediction_key() const;
 
   // sample [N, H, W, in_channels] channels-last; timesteps: one per batch element (any real value,
   // e.g. Euler's 499.5), or one for the whole batch; context [N, L, cross_attention_dim] (the text

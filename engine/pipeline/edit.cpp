@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "pipeline/generation.h"
 #include "pipeline/step_clock.h"
+#include "models/unet.h"
 #include "pipeline/step_replay.h"
 #include "sched/scheduler.h"
 #include "edit/cache_store.h"
@@ -133,6 +134,11 @@ void StableDiffusion::decode_region(const CachedGeneration& base, const std::vec
   gen.result.decoded = Tensor();  // only the crop was decoded
 }
 
+bool StableDiffusion::default_reuse_unconditional() {
+  static const bool on = env_flag("FISEDIT_DETECT_REUSE_UNCOND", true);
+  return on;
+}
+
 EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest& e, const ProgressCallback& progress,
                                  std::stop_token stop) {
   const auto t0 = Clock::now();
@@ -199,6 +205,15 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   // did, and with attention control the shared tokens' probabilities are the base's.
   t = Clock::now();
   const DeviceTensor columns = e.attention_control ? token_columns(base.request, r) : DeviceTensor();
+  // A detection step from the base's latents of the step (the first one, at least) has the base's
+  // unconditional item when the negative context is the base's: it runs the conditional item alone
+  // and takes the other from the base's record. With the base's prompt too, it is the base's step,
+  // taken whole (an edit that changes nothing costs nothing and is the base, bit for bit).
+  const bool same_uncond = cond.guidance && reuse_unconditional_ && e.negative_prompt == base.request.negative_prompt &&
+                           static_cast<std::int64_t>(context_ids(base.request.prompt, base.request.negative_prompt,
+                                                                 base.request.cfg_scale).size()) == cond.context.dim(1);
+  const bool same_cond = same_uncond && e.prompt == base.request.prompt;
+  const auto prediction_key = unet().prediction_key().index;
   std::vector<std::vector<float>> differences;
   for (int i = 0; i < k; ++i) {
     check_stop(stop);
@@ -210,7 +225,20 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
       record.explicit_cross_attention(control ? &source : nullptr, columns);
       out.stats.attention_control_steps += control;
     }
-    const auto noise = predict(*scheduler, start + i, x, cond, r, &record);
+    const auto& base_step = base.steps[static_cast<std::size_t>(i)];
+    const bool base_latents = same_uncond && x == base.latents[static_cast<std::size_t>(i)];
+    std::vector<float> noise;
+    if (base_latents && same_cond && !base_step.has_deltas() && prediction_key < base_step.outputs.size() &&
+        !base_step.outputs[prediction_key].empty() && !base_step.outputs[prediction_key].host_resident()) {
+      gen.steps[static_cast<std::size_t>(i)] = base_step;
+      noise = guided(backend_.download(backend_.nhwc_to_nchw(base_step.outputs[prediction_key])), cond, r);
+      ++out.stats.unconditional_reused_steps;
+    } else if (base_latents && has_unconditional(base_step)) {
+      noise = predict_conditional(*scheduler, start + i, x, cond, r, base_step, record, gen.steps[static_cast<std::size_t>(i)]);
+      ++out.stats.unconditional_reused_steps;
+    } else {
+      noise = predict(*scheduler, start + i, x, cond, r, &record);
+    }
     check_finite(noise, i + 1, steps, "the U-Net's prediction");
     x = scheduler->step(noise, start + i, x);
     check_finite(x, i + 1, steps, "the latents after the sampler's step");

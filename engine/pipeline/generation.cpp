@@ -257,6 +257,17 @@ std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, c
   return guided(out, cond, r);
 }
 
+std::vector<float> StableDiffusion::predict_conditional(const Scheduler& scheduler, int i, const std::vector<float>& x,
+                                                        const Conditioning& cond, const GenerationRequest& r,
+                                                        const LayerRecord& source, SparseStep& step, LayerRecord& out) {
+  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
+  const auto sample = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({1, c, h, w}, scheduler.scale_model_input(x, i))));
+  const float timestep = scheduler.model_timesteps()[static_cast<std::size_t>(i)];
+  c_->unet.forward(sample, std::span(&timestep, 1), cond.context.slice_rows(1, 2), &step);
+  out = with_unconditional(backend_, source, out);
+  return guided(backend_.download(backend_.nhwc_to_nchw(out.outputs.at(c_->unet.prediction_key().index))), cond, r);
+}
+
 void StableDiffusion::decode(const std::vector<float>& latents, std::int64_t h, std::int64_t w, GenerationResult& result,
                              NormTape* tape, bool keep_decoded) {
   const std::int64_t c = model_->unet.in_channels;

@@ -82,6 +82,10 @@ struct EditStats {
   double edit_fraction = 0;  // share of latent pixels in the mask
   int detect_steps = 0;
   int attention_control_steps = 0;  // detection steps run with attention control
+  // Detection steps that took the unconditional item from the base's record, computing the conditional
+  // one alone (or nothing, with the base's prompt): those from the base's latents, the first one at
+  // least, when the negative prompt and its context are the base's.
+  int unconditional_reused_steps = 0;
   double detect_ms = 0, sparse_ms = 0, decode_ms = 0, total_ms = 0;
   // The first sparse step alone (part of sparse_ms): it also pays for what a new mask's shapes need
   // first (GEMM plans, memory), which the later steps reuse.
@@ -161,6 +165,13 @@ public:
   static bool default_sample_on_device();
   bool sample_on_device() const { return sample_on_device_; }
 
+  // Whether an edit's detection steps from the base's latents take the base's unconditional item
+  // (EditStats::unconditional_reused_steps) instead of computing it again: the same values at half a
+  // dense step's cost. On by default; FISEDIT_DETECT_REUSE_UNCOND=0 turns it off for a process.
+  void set_reuse_unconditional(bool on) { reuse_unconditional_ = on; }
+  static bool default_reuse_unconditional();
+  bool reuse_unconditional() const { return reuse_unconditional_; }
+
   // The request with defaults filled in (size, scheduler), validated: throws Error(invalid_argument)
   // with a message naming the bad parameter.
   GenerationRequest resolve(GenerationRequest request) const;
@@ -205,6 +216,13 @@ private:
   };
   std::vector<float> predict(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
                              const GenerationRequest& r, SparseStep* step, PredictTimes* times = nullptr);
+  // predict() for a step whose unconditional item `source` (a record of the same step of the CFG batch,
+  // has_unconditional) holds already, computed from the same latents, timestep and negative
+  // context: the U-Net runs the conditional item alone into `step`, whose record `out` then takes
+  // `source`'s unconditional item (with_unconditional). The same prediction at half the work.
+  std::vector<float> predict_conditional(const Scheduler& scheduler, int i, const std::vector<float>& x,
+                                         const Conditioning& cond, const GenerationRequest& r, const LayerRecord& source,
+                                         SparseStep& step, LayerRecord& out);
   // predict()'s parts: the U-Net's input for step i [B, C, h, w] (the CFG batch), and the guided
   // prediction from the U-Net's output.
   Tensor model_input(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
@@ -246,6 +264,7 @@ private:
   int cache_prefetch_depth_ = 2;
   bool replay_sparse_steps_ = default_replay_sparse_steps();
   bool sample_on_device_ = default_sample_on_device();
+  bool reuse_unconditional_ = default_reuse_unconditional();
 };
 
 }  // namespace fisedit
