@@ -327,6 +327,12 @@ private slots:
       const auto& row = sizes[i];
       QVERIFY2(std::abs(row["edit_fraction"].get<double>() - asked[i]) < 0.03, row.dump().c_str());
       QCOMPARE(row["detect_steps"].get<int>(), 1);  // 20% of 5 steps
+      QCOMPARE(row["unconditional_reused_steps"].get<int>(), 1);
+      // The marked edit's timeline: each of the 4 sparse steps starts with a mark; the 3 sampled on the
+      // device (from the second) end with the sampler's.
+      QCOMPARE(row["step_marks"]["step"]["n"].get<int>(), 4);
+      QCOMPARE(row["step_marks"]["sampler step"]["n"].get<int>(), 3);
+      QVERIFY(row["step_marks"]["sampler step"]["median"].get<double>() >= 0);
       QVERIFY(row["edit_ms"]["median"].get<double>() > 0);
       QVERIFY(row["cache_bytes"].get<std::int64_t>() > 0);
       // Float32 on the CPU: the sparse and dense routes agree to rounding (or exactly).

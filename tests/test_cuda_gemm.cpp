@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <tuple>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -230,9 +231,9 @@ private slots:
     });
   }
 
-  // A convolution timed at one size and then met at new sizes (an edit's decode crops): the new sizes
-  // take the engine timed fastest, untimed, and still compute the convolution; a new convolution
-  // (other channels) is timed again.
+  // A convolution timed at one size and then met at new sizes (an edit's decode crops) and batches (its
+  // first detection step, a CFG batch's conditional item alone): those take the engine timed fastest,
+  // untimed, and still compute the convolution; a new convolution (other channels) is timed again.
   void conv2d_new_sizes_of_a_timed_convolution() {
     const auto weight = Tensor::from_f32({320, 320, 3, 3}, half_random(320 * 320 * 9, 21, 0.05f));
     const auto b = Tensor::from_f32({320}, half_random(320, 22));
@@ -245,8 +246,8 @@ private slots:
     const std::uint64_t after_first = gpu->conv_problems_timed();
     QVERIFY2(after_first == before + 1 || after_first == before,  // before: this size met earlier in the run
              qPrintable(QString("%1 problems timed for one convolution").arg(after_first - before)));
-    for (const auto& [h, w] : {std::pair{16, 40}, std::pair{32, 8}, std::pair{40, 40}})
-      compare({{{1, h, w, 320}, half_random(std::int64_t{h} * w * 320, h + w)}}, conv);
+    for (const auto& [n, h, w] : {std::tuple{1, 16, 40}, std::tuple{1, 32, 8}, std::tuple{1, 40, 40}, std::tuple{2, 24, 24}})
+      compare({{{n, h, w, 320}, half_random(std::int64_t{n} * h * w * 320, n + h + w)}}, conv);
     QCOMPARE(gpu->conv_problems_timed(), after_first);
     const auto other = Tensor::from_f32({64, 320, 3, 3}, half_random(64 * 320 * 9, 24, 0.05f));
     const ConvWeight ow_cpu = cpu.prepare_conv_weight(other, Tensor()), ow_gpu = gpu->prepare_conv_weight(other, Tensor());

@@ -182,6 +182,15 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
                           "the edit's own record %s\n", "",
                      gib(row["replay_copied_in_bytes"]).c_str(), gib(row["replay_copied_out_bytes"]).c_str(),
                      gib(row.value("own_cache_bytes", nlohmann::json(nullptr))).c_str());
+      if (row.contains("step_marks") && !row["step_marks"].empty()) {
+        std::string line;
+        for (const auto& [name, part] : row["step_marks"].items()) {
+          char buf[96];
+          std::snprintf(buf, sizeof buf, " %s %.3f", name.c_str(), part["median"].get<double>());
+          line += buf;
+        }
+        std::fprintf(out, "  %8s  sparse step parts on the device (medians, ms; idle before each included):%s\n", "", line.c_str());
+      }
       if (row.contains("profile_whole_edit") && row["profile_whole_edit"].is_array() && !row["profile_whole_edit"].empty()) {
         std::string line;
         for (const auto& op : row["profile_whole_edit"]) {

@@ -21,6 +21,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <map>
 
 namespace fisedit::bench {
 namespace {
@@ -561,6 +562,17 @@ nlohmann::json Stages::edit_sizes() {
                        {"same_latents", other.generation.latents == last.generation.latents},
                        {"same_image", other.generation.result.image.pixels == last.generation.result.image.pixels}};
     }
+    // One more edit with timeline marks (Backend::mark): each part of the sparse steps as the device ran
+    // it, the idle time before it included ("step": from one step's sampler to the next step's start).
+    nlohmann::json step_marks = nlohmann::json::object();
+    {
+      backend_.set_marking(true);
+      sd.edit(base, e);
+      std::map<std::string, std::vector<double>> parts;
+      for (const auto& m : backend_.take_marks()) parts[m.name].push_back(m.ms);
+      backend_.set_marking(false);
+      for (auto& [name, ms] : parts) step_marks[name] = to_json(summarize(std::move(ms)));
+    }
     // One whole edit of the first size op by op (host and device time of each op, timed alone): to set
     // beside the isolated sparse step's profile (edit stage), for what an op costs inside an edit.
     nlohmann::json edit_ops;
@@ -605,6 +617,7 @@ nlohmann::json Stages::edit_sizes() {
                     {"other_sampling", host_sampling},
                     {"edit_ms", to_json(summarize(total))},
                     {"first_edit", one_edit(first)},
+                    {"step_marks", step_marks},
                     {"profile_first_edit", first_ops},
                     {"own_cache_bytes", own_cache},
                     {"replay_copied_in_bytes", last_copied_in},

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cassert>
 #include <limits>
+#include <utility>
 
 namespace fisedit {
 
@@ -132,6 +133,22 @@ void Backend::profile_end(const char* op) {
   ++t.calls;
   t.total_ms += host_ms() - host_begin_ms_;
 }
+
+void Backend::set_marking(bool on) {
+  if (!on) take_marks();
+  marking_ = on;
+}
+
+std::vector<Backend::Mark> Backend::take_marks() {
+  auto marks = take_marks_impl();
+  for (std::size_t i = marks.size(); i-- > 1;) marks[i].ms -= marks[i - 1].ms;
+  if (!marks.empty()) marks.front().ms = 0;
+  return marks;
+}
+
+void Backend::mark_impl(const char* name) { host_marks_.push_back({name, host_ms()}); }
+
+std::vector<Backend::Mark> Backend::take_marks_impl() { return std::exchange(host_marks_, {}); }
 
 std::vector<Backend::OpTime> Backend::profile_collect() {
   std::vector<OpTime> out;

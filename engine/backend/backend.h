@@ -273,6 +273,21 @@ public:
   void set_profiling(bool on);
   // Accumulated times, largest first; resets them.
   std::vector<OpTime> profile_report();
+  // Marks on the computation's timeline, for benchmarks: while marking is on, mark(name) notes the point
+  // the computation has reached (on CUDA an event behind the work queued so far, so a replayed
+  // recording can be cut into its parts and the device's idle time shows; elsewhere the host's clock,
+  // ops running at once); take_marks() waits for them and returns each as its name and the ms since the
+  // mark before it (the first: 0), then forgets them. Off, mark() does nothing. Never inside record().
+  void set_marking(bool on);
+  bool marking() const { return marking_; }
+  void mark(const char* name) {
+    if (marking_) mark_impl(name);
+  }
+  struct Mark {
+    std::string name;
+    double ms = 0;
+  };
+  std::vector<Mark> take_marks();
   // Optional: brackets work for a profiler outside the program (on CUDA cudaProfilerStart/Stop, what
   // Nsight Compute's --profile-from-start off waits for); nothing elsewhere. Waits for queued work.
   virtual void external_profiler(bool on) { (void)on; }
@@ -418,6 +433,10 @@ protected:
   virtual void profile_begin();
   virtual void profile_end(const char* op);
   virtual std::vector<OpTime> profile_collect();
+  // Optional: mark() and take_marks() on the device (the default reads the host's clock, right for
+  // synchronous backends); take_marks_impl returns and forgets the marks' times in ms from any origin.
+  virtual void mark_impl(const char* name);
+  virtual std::vector<Mark> take_marks_impl();
 
   // How b broadcasts over a: a is viewed as [outer, repeat, inner], b as [outer, inner].
   struct Broadcast {
@@ -530,6 +549,8 @@ private:
                      const DeviceTensor* addend, const DeviceTensor* inverse);
 
   bool profiling_ = false;
+  bool marking_ = false;
+  std::vector<Mark> host_marks_;
   int op_depth_ = 0;
   std::uint64_t last_ticket_ = 0;
   CopyCounters copy_counters_;

@@ -301,6 +301,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   };
   for (int i = k; i < steps; ++i) {
     check_stop(stop);
+    backend_.mark("step");  // Backend::mark: a benchmark's timeline of the steps' parts
     auto t_step = Clock::now();
     const auto index = static_cast<std::size_t>(i);
     // Step i's record; acquiring it queues the copy of step i + 1's (of a spilled cache).
@@ -335,6 +336,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
         flags_all_d = backend_.upload(Tensor::from_i64({m}, std::vector<std::int64_t>(static_cast<std::size_t>(m), 0)));
       }
       const auto input = backend_.sampler_input(x_d, scheduler->input_divisor(start + i), batch);
+      backend_.mark("sampler input");
       host.prepare_ms += ms_since(t_step);
       std::optional<DeviceTensor> prediction;
       if (replay && !replay->failed())
@@ -356,6 +358,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
       DeviceTensor flags_d = flags_all_d.view(flags_all_d.offset() + j * sizeof(std::int32_t), DType::i32, {1});
       x_d = backend_.sampler_step(*prediction, r.cfg_scale, rule, x_d, history_d.empty() ? nullptr : &history_d,
                                   noise_d.empty() ? nullptr : &noise_d, &mask_d, &keep_d, flags_d);
+      backend_.mark("sampler step");
       spill.keep(gen.steps[index]);
       // This step's latents to the host, behind the step; the previous step's read meanwhile.
       Pending now{i, {}, backend_.allocate_host(DType::f32, {channels, h, w}), backend_.allocate_host(DType::i32, {1})};

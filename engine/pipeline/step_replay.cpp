@@ -177,7 +177,9 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
     times_.copied_in_bytes += static_cast<std::size_t>(r.src.dim(0) * r.positions.dim(0) * r.src.dim(2)) * dtype_size(r.src.dtype());
   b_.copy_into(in);
   b_.copy_rows_into(near);
+  b_.mark("copy in");
   recording_->replay();
+  b_.mark("replay");
   ++replays_;
 
   // Out: what the step computed, copied out of the recording's memory; the rest is the base's.
@@ -216,6 +218,7 @@ std::optional<DeviceTensor> SparseStepReplay::queue(const LayerRecord& cached, c
   for (const auto& copy : kept) times_.copied_out_bytes += copy.src.nbytes();
   b_.copy_into(kept);
   b_.gather_rows_into(rows);
+  b_.mark("copy out");
   times_.enqueue_ms += pipeline_detail::ms_since(t0);
   return result_;
 }

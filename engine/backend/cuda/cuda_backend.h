@@ -123,6 +123,8 @@ protected:
   void profile_begin() override;
   void profile_end(const char* op) override;
   std::vector<OpTime> profile_collect() override;
+  void mark_impl(const char* name) override;
+  std::vector<Mark> take_marks_impl() override;
 
 private:
   // Drops the copy batches whose event has passed (never waits).

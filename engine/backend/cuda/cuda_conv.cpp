@@ -404,7 +404,7 @@ void CudaBackend::convolve(const DeviceTensor& x, const ConvWeight& w, const Con
     auto plan = std::make_shared<State::ConvPlan>();
     if (graph_api_wanted()) {
       const GraphProblem g{n, hp, wp, cin8, ho, wo, cout8, kh, kw, p.stride, pad_h, pad_w};
-      const State::ConvFamily family{n, cin8, cout8, kh, kw, p.stride, pad_h, pad_w};
+      const State::ConvFamily family{cin8, cout8, kh, kw, p.stride, pad_h, pad_w};
       const auto engine = s_->conv_engines.find(family);
       try {
         auto chosen = choose_graph_plan(cudnn, *s_->pool, stream, g, input.data(), w.weight.data(), result.data(),

@@ -4,6 +4,8 @@
 
 #include <cuda_profiler_api.h>
 
+#include <utility>
+
 namespace fisedit {
 
 void CudaBackend::external_profiler(bool on) {
@@ -35,6 +37,26 @@ std::vector<Backend::OpTime> CudaBackend::profile_collect() {
   s_->timed_ops.clear();
   std::vector<OpTime> out;
   for (auto& [name, t] : totals) out.push_back(t);
+  return out;
+}
+
+void CudaBackend::mark_impl(const char* name) {
+  auto event = cuda::make_event(cudaEventDefault);
+  FISEDIT_CUDA_CHECK(cudaEventRecord(event.get(), s_->stream.get()));
+  s_->marks.push_back({name, std::move(event)});
+}
+
+std::vector<Backend::Mark> CudaBackend::take_marks_impl() {
+  auto marks = std::exchange(s_->marks, {});
+  std::vector<Mark> out;
+  if (marks.empty()) return out;
+  FISEDIT_CUDA_CHECK(cudaEventSynchronize(marks.back().event.get()));
+  out.reserve(marks.size());
+  for (const auto& m : marks) {
+    float ms = 0.0f;
+    FISEDIT_CUDA_CHECK(cudaEventElapsedTime(&ms, marks.front().event.get(), m.event.get()));
+    out.push_back({m.name, ms});
+  }
   return out;
 }
 

@@ -75,9 +75,10 @@ struct CudaBackend::State {
   // key: N, padded H, W and Cin, Cout (padded), kh, kw, stride, symmetric padding h, w
   using ConvKey = std::array<std::int64_t, 10>;
   std::map<ConvKey, std::shared_ptr<ConvPlan>> conv_plans;
-  // The cuDNN engine (global index) timed fastest for each convolution "family" (the key without
-  // the spatial size): a new size of a known family takes that engine untimed (an edit's decode crop).
-  using ConvFamily = std::array<std::int64_t, 8>;
+  // The cuDNN engine (global index) timed fastest for each convolution "family" (the key without the
+  // batch and the spatial size): a new size of a known family takes that engine untimed (an edit's
+  // decode crop; its first detection step, the conditional item alone of a generation's CFG batch).
+  using ConvFamily = std::array<std::int64_t, 7>;
   std::map<ConvFamily, std::int64_t> conv_engines;
   std::uint64_t conv_problems_timed = 0;  // problems whose candidates were timed (tests read it)
 
@@ -88,6 +89,12 @@ struct CudaBackend::State {
   };
   std::vector<TimedOp> timed_ops;
   cuda::Event pending_begin;
+  // Timeline marks (Backend::mark): an event each, read when taken.
+  struct TimedMark {
+    std::string name;
+    cuda::Event event;
+  };
+  std::vector<TimedMark> marks;
   std::shared_ptr<DeviceBuffer> conv_workspace;    // grown to the largest chosen algorithm's need
 };
 
