@@ -129,6 +129,17 @@ private slots:
     QCOMPARE(padded.width, 64);
   }
 
+  // The negative prompts' encodings are remembered (the last few): whatever was remembered, each
+  // negative prompt conditions as its own encoding, and another one changes the image.
+  void remembered_negative_prompts_stay_apart() {
+    StableDiffusion sd(sd2_, backend_);
+    const auto first = sd.generate(request("a red cat", "blurry")).image;
+    QVERIFY(max_pixel_difference(first, sd.generate(request("a red cat", "dark")).image) > 0);
+    for (const char* other : {"a", "b", "c", "d", "e"}) sd.generate(request("a red cat", other));  // more than it keeps
+    QVERIFY(sd.generate(request("a red cat", "blurry")).image.pixels == first.pixels);
+    QVERIFY(sd.generate(request("a red cat", "blurry")).image.pixels == first.pixels);  // remembered this time
+  }
+
   // An edit whose prompt grows past 75 tokens: the context grows a chunk, the edit runs (with attention
   // control aligning tokens across the chunks) and keeps everything outside its region.
   void edit_across_a_chunk_boundary() {
@@ -140,6 +151,7 @@ private slots:
       e.prompt = head + " on a blue sofa in a garden with flowers and trees";  // 81 tokens: two chunks
       e.attention_control = control;
       const auto edit = sd.edit(base, e);
+      QCOMPARE(edit.stats.unconditional_reused_steps, 0);  // the negative context grew a chunk too
       const auto& region = edit.mask;
       QVERIFY(!region.values.empty());
       const auto& a = base.latents.back();

@@ -20,7 +20,9 @@
 #include <cstdlib>
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <sstream>
+#include <utility>
 
 namespace fisedit {
 namespace {
@@ -45,6 +47,10 @@ struct StableDiffusion::Components {
   UNet unet;
   VaeDecoder vae_decoder;
   std::optional<VaeEncoder> vae_encoder{};  // built on the first image-to-image request
+  // The negative prompts encoded last (condition()): a session's generations and edits keep theirs,
+  // so each edit encodes its new prompt only. Most recent last.
+  std::mutex negatives_mutex;
+  std::vector<std::pair<std::string, Tensor>> negatives;
 };
 
 StableDiffusion::StableDiffusion(std::shared_ptr<const LoadedModel> model, Backend& backend)
@@ -58,7 +64,7 @@ StableDiffusion::StableDiffusion(std::shared_ptr<const LoadedModel> model, Backe
   c_.reset(new Components{std::move(tokenizer),
                           TextEncoder(backend, model_->text_encoder, model_->text_encoder_weights),
                           UNet(backend, model_->unet, model_->unet_weights),
-                          VaeDecoder(backend, model_->vae, model_->vae_weights)});
+                          VaeDecoder(backend, model_->vae, model_->vae_weights), std::nullopt, {}, {}});
   check_weights_intact(*model_);  // a weights file truncated since loading read as zeros: refused
 }
 
@@ -179,14 +185,30 @@ StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prom
   const bool guidance = cfg_scale > 1.0f;
   const Tensor cond = encode_prompt(prompt);
   if (!guidance) return {backend_.upload(cond), false};
-  const Tensor uncond = encode_prompt(negative);
+  Tensor uncond;
+  {
+    const std::lock_guard lock(c_->negatives_mutex);
+    auto& memo = c_->negatives;
+    const auto found = std::find_if(memo.begin(), memo.end(), [&](const auto& entry) { return entry.first == negative; });
+    if (found != memo.end()) {
+      uncond = found->second;
+      std::rotate(found, found + 1, memo.end());
+    }
+  }
+  if (uncond.empty()) {
+    uncond = encode_prompt(negative);
+    const std::lock_guard lock(c_->negatives_mutex);
+    constexpr std::size_t kNegatives = 4;
+    if (c_->negatives.size() == kNegatives) c_->negatives.erase(c_->negatives.begin());
+    c_->negatives.emplace_back(negative, uncond);
+  }
   const std::int64_t hidden = cond.dim(2), chunk = ClipTokenizer::kMaxLength;
   const std::size_t a = static_cast<std::size_t>(uncond.dim(1) / chunk), b = static_cast<std::size_t>(cond.dim(1) / chunk);
   const std::size_t slots = std::max(a, b);
   std::vector<float> empty;  // the empty prompt's chunk, for AUTOMATIC1111's padding
   std::vector<float> context;
   context.reserve(2 * slots * static_cast<std::size_t>(chunk * hidden));
-  for (const auto* side : {&uncond, &cond}) {
+  for (const Tensor* side : std::initializer_list<const Tensor*>{&uncond, &cond}) {
     const auto values = side->to_f32();
     const std::size_t per_chunk = static_cast<std::size_t>(chunk * hidden);
     for (const int slot : chunk_slots(values.size() / per_chunk, slots)) {
