@@ -13,6 +13,8 @@
 
 #include <QtTest>
 
+#include <opencv2/imgproc.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -736,6 +738,58 @@ private slots:
     const auto chained = sd.edit(edit.generation, again);
     QCOMPARE(chained.stats.attention_control_steps, std::min(2, default_detection_steps(base.request.steps)));
     QCOMPARE(latents_changed_outside(edit.generation, chained), 0);
+  }
+
+  // The alpha is made around the mask only, and blended within the crop's box only: the same values
+  // as over the whole image (the old way: nearest upscaling, dilation, box blur with the edge
+  // replicated), bit for bit, for masks at the image's edges and in its middle, of every feather.
+  void alpha_and_composite_around_the_mask_equal_the_whole_image() {
+    std::mt19937 rng(5);
+    for (const int feather : {0, 1, 3, 8, 20})
+      for (int round = 0; round < 6; ++round) {
+        const int h = 24 + round * 3, w = 40 - round * 2;
+        LatentMask mask{h, w, std::vector<float>(static_cast<std::size_t>(h * w), 0.0f)};
+        const int cy = std::uniform_int_distribution<int>(0, h - 1)(rng), cx = std::uniform_int_distribution<int>(0, w - 1)(rng);
+        const int r = 1 + round;
+        for (int y = 0; y < h; ++y)
+          for (int x = 0; x < w; ++x)
+            if ((y - cy) * (y - cy) + (x - cx) * (x - cx) <= r * r || (round == 5 && y == h - 1))
+              mask.values[static_cast<std::size_t>(y * w + x)] = 1.0f;
+        cv::Mat m(h, w, CV_8U), pixels, whole;
+        for (int y = 0; y < h; ++y)
+          for (int x = 0; x < w; ++x) m.at<std::uint8_t>(y, x) = mask.values[static_cast<std::size_t>(y * w + x)] != 0.0f ? 255 : 0;
+        cv::resize(m, pixels, {8 * w, 8 * h}, 0, 0, cv::INTER_NEAREST);
+        if (feather > 0) {
+          cv::dilate(pixels, pixels, cv::getStructuringElement(cv::MORPH_RECT, {2 * feather + 1, 2 * feather + 1}));
+          pixels.convertTo(whole, CV_32F, 1.0 / 255.0);
+          cv::blur(whole, whole, {2 * feather + 1, 2 * feather + 1}, {-1, -1}, cv::BORDER_REPLICATE);
+        } else {
+          pixels.convertTo(whole, CV_32F, 1.0 / 255.0);
+        }
+        const auto alpha = feathered_alpha(mask, feather);
+        QCOMPARE(alpha.size(), static_cast<std::size_t>(64 * h * w));
+        for (int y = 0; y < 8 * h; ++y)
+          for (int x = 0; x < 8 * w; ++x) {
+            const float a = whole.at<float>(y, x);
+            QCOMPARE(alpha[static_cast<std::size_t>(y) * 8 * w + x], a < 1e-6f ? 0.0f : std::min(a, 1.0f));
+          }
+        // Blended within the box where alpha > 0, over an image that is the previous one elsewhere.
+        Image8 previous{8 * w, 8 * h, 3, std::vector<std::uint8_t>(static_cast<std::size_t>(192 * h * w))};
+        Image8 edited = previous;
+        for (auto& v : previous.pixels) v = static_cast<std::uint8_t>(rng());
+        int x0 = 8 * w, y0 = 8 * h, x1 = 0, y1 = 0;
+        for (int y = 0; y < 8 * h; ++y)
+          for (int x = 0; x < 8 * w; ++x)
+            if (alpha[static_cast<std::size_t>(y) * 8 * w + x] > 0.0f) x0 = std::min(x0, x), y0 = std::min(y0, y), x1 = std::max(x1, x + 1), y1 = std::max(y1, y + 1);
+        for (std::size_t i = 0; i < edited.pixels.size(); ++i) {
+          const auto p = i / 3;
+          const int y = static_cast<int>(p) / (8 * w), x = static_cast<int>(p) % (8 * w);
+          edited.pixels[i] = y >= y0 && y < y1 && x >= x0 && x < x1 ? static_cast<std::uint8_t>(rng()) : previous.pixels[i];
+        }
+        const auto want = composite(previous, edited, alpha);
+        composite_into(edited, previous, alpha, x0, y0, x1, y1);
+        QVERIFY(edited.pixels == want.pixels);
+      }
   }
 
   void feathered_alpha_is_exact_at_both_ends() {

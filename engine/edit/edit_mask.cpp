@@ -102,8 +102,23 @@ LatentMask dilate(const LatentMask& mask, int margin) {
 
 std::vector<float> feathered_alpha(const LatentMask& mask, int feather) {
   const int h = static_cast<int>(mask.height) * 8, w = static_cast<int>(mask.width) * 8;
+  std::vector<float> out(static_cast<std::size_t>(h) * w, 0.0f);
+  // Only around the mask: its bounding box, widened by more than the dilation and the blur reach
+  // (2 * feather pixels), so the window's edges see the zeros the whole image has there and the
+  // values inside are the whole image's (the blur's replicated border included: zeros either way).
+  int y0 = static_cast<int>(mask.height), y1 = 0, x0 = static_cast<int>(mask.width), x1 = 0;
+  for (int y = 0; y < mask.height; ++y)
+    for (int x = 0; x < mask.width; ++x)
+      if (mask.values[static_cast<std::size_t>(y) * mask.width + x] != 0.0f)
+        y0 = std::min(y0, y), y1 = std::max(y1, y + 1), x0 = std::min(x0, x), x1 = std::max(x1, x + 1);
+  if (y1 == 0) return out;
+  const int grow = (2 * std::max(feather, 0) + 8) / 8 + 1;  // latent pixels
+  y0 = std::max(0, y0 - grow), x0 = std::max(0, x0 - grow);
+  y1 = std::min(static_cast<int>(mask.height), y1 + grow), x1 = std::min(static_cast<int>(mask.width), x1 + grow);
+  const cv::Mat window = to_mat(mask)(cv::Rect(x0, y0, x1 - x0, y1 - y0));
+  const int wh = 8 * (y1 - y0), ww = 8 * (x1 - x0);
   cv::Mat pixels;
-  cv::resize(to_mat(mask), pixels, {w, h}, 0, 0, cv::INTER_NEAREST);
+  cv::resize(window, pixels, {ww, wh}, 0, 0, cv::INTER_NEAREST);
   cv::Mat alpha;
   if (feather > 0) {
     // A square dilation and a box blur of the same radius: every box centred on the mask lies inside
@@ -115,13 +130,30 @@ std::vector<float> feathered_alpha(const LatentMask& mask, int feather) {
   } else {
     pixels.convertTo(alpha, CV_32F, 1.0 / 255.0);
   }
-  std::vector<float> out(static_cast<std::size_t>(h) * w);
-  for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) {
+  for (int y = 0; y < wh; ++y)
+    for (int x = 0; x < ww; ++x) {
       const float a = alpha.at<float>(y, x);
-      out[static_cast<std::size_t>(y) * w + x] = a < 1e-6f ? 0.0f : std::min(a, 1.0f);
+      out[static_cast<std::size_t>(8 * y0 + y) * w + 8 * x0 + x] = a < 1e-6f ? 0.0f : std::min(a, 1.0f);
     }
   return out;
+}
+
+void composite_into(Image8& edited, const Image8& previous, const std::vector<float>& alpha, int x0, int y0, int x1, int y1) {
+  if (previous.width != edited.width || previous.height != edited.height || previous.channels != edited.channels ||
+      alpha.size() != static_cast<std::size_t>(previous.width) * previous.height || x0 < 0 || y0 < 0 ||
+      x1 > previous.width || y1 > previous.height)
+    throw Error(ErrorCode::invalid_argument, "composite: images, alpha and box of different sizes");
+  const int c = previous.channels;
+  for (int y = y0; y < y1; ++y)
+    for (int x = x0; x < x1; ++x) {
+      const std::size_t p = static_cast<std::size_t>(y) * previous.width + x;
+      const float a = alpha[p];
+      for (int k = 0; k < c; ++k) {
+        const std::size_t i = p * c + k;
+        edited.pixels[i] = a == 0.0f ? previous.pixels[i]
+                                     : static_cast<std::uint8_t>(std::lround(previous.pixels[i] * (1.0f - a) + edited.pixels[i] * a));
+      }
+    }
 }
 
 Image8 composite(const Image8& previous, const Image8& edited, const std::vector<float>& alpha) {

@@ -37,6 +37,10 @@ std::vector<float> feathered_alpha(const LatentMask& mask, int feather_pixels);
 // previous * (1 - alpha) + edited * alpha, rounded; previous's bytes wherever alpha is 0.
 Image8 composite(const Image8& previous, const Image8& edited, const std::vector<float>& alpha);
 
+// The same in place within the box [x0, x1) x [y0, y1) of `edited`, which is `previous` outside it
+// (where alpha must be 0): an edit's decoded crop blended over the previous image.
+void composite_into(Image8& edited, const Image8& previous, const std::vector<float>& alpha, int x0, int y0, int x1, int y1);
+
 // White where alpha > 0: every pixel outside it is the previous image's pixel.
 Image8 alpha_region(const std::vector<float>& alpha, int width, int height);
 

@@ -97,7 +97,8 @@ std::optional<LatentBox> decode_box(const LatentMask& mask, int feather) {
 }  // namespace
 
 void StableDiffusion::decode_region(const CachedGeneration& base, const std::vector<float>& latents,
-                                    const LatentMask& mask, int feather, CachedGeneration& gen) {
+                                    const LatentMask& mask, int feather, const std::vector<float>& alpha,
+                                    CachedGeneration& gen) {
   const std::int64_t h = mask.height, w = mask.width, c = model_->unet.in_channels;
   const auto box = decode_box(mask, feather);
   if (!box) {  // nothing changed: the previous image as it was
@@ -111,6 +112,7 @@ void StableDiffusion::decode_region(const CachedGeneration& base, const std::vec
     NormTape tape;
     decode(latents, h, w, gen.result, &tape);
     gen.decoder_norms = std::move(tape.stats);
+    gen.result.image = composite(base.result.image, gen.result.image, alpha);
     return;
   }
   // The region's crop, with the whole previous image's GroupNorm statistics (docs/method.md section 3.12).
@@ -125,12 +127,15 @@ void StableDiffusion::decode_region(const CachedGeneration& base, const std::vec
   GenerationResult part;
   decode(crop, bh, bw, part, &tape, false);
   gen.decoder_norms = base.decoder_norms;
-  // Paste the crop into the previous image: the composite takes from it only where alpha > 0.
+  // Paste the crop into the previous image and blend it there: alpha is 0 outside the crop (decode_box
+  // widens the mask by the feather's reach), so the rest of the image is left as it was.
   gen.result.image = base.result.image;
   const int width = static_cast<int>(8 * w);
   for (std::int64_t y = 0; y < 8 * bh; ++y)
     std::copy_n(&part.image.pixels[static_cast<std::size_t>(y * 8 * bw * 3)], 8 * bw * 3,
                 &gen.result.image.pixels[static_cast<std::size_t>(((8 * box->y0 + y) * width + 8 * box->x0) * 3)]);
+  composite_into(gen.result.image, base.result.image, alpha, static_cast<int>(8 * box->x0), static_cast<int>(8 * box->y0),
+                 static_cast<int>(8 * box->x1), static_cast<int>(8 * box->y1));
   gen.result.decoded = Tensor();  // only the crop was decoded
 }
 
@@ -428,9 +433,8 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
 
   // Decode the region, then composite: outside the feathered region the previous image's bytes.
   t = Clock::now();
-  decode_region(base, x, out.mask, e.feather, gen);
   const auto alpha = feathered_alpha(out.mask, e.feather);
-  gen.result.image = composite(base.result.image, gen.result.image, alpha);
+  decode_region(base, x, out.mask, e.feather, alpha, gen);
   out.changed_region = alpha_region(alpha, r.width, r.height);
   out.stats.decode_ms = ms_since(t);
   gen.result.timings.vae_ms = out.stats.decode_ms;

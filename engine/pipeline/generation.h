@@ -252,10 +252,10 @@ private:
   DeviceTensor token_columns(const GenerationRequest& base, const GenerationRequest& r) const;
   GenerationResult run(const GenerationRequest& request, const ProgressCallback& progress, std::stop_token stop,
                        CachedGeneration* keep);
-  // An edit's image before compositing: the edited latents decoded over the mask's region (a crop,
-  // with the previous decode's GroupNorm statistics), the previous image elsewhere.
+  // An edit's image: the edited latents decoded over the mask's region (a crop, with the previous
+  // decode's GroupNorm statistics), composited with `alpha` (feathered_alpha) onto the previous image.
   void decode_region(const CachedGeneration& base, const std::vector<float>& latents, const LatentMask& mask,
-                     int feather, CachedGeneration& gen);
+                     int feather, const std::vector<float>& alpha, CachedGeneration& gen);
 
   std::shared_ptr<const LoadedModel> model_;
   Backend& backend_;
