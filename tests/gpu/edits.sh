@@ -26,7 +26,7 @@ bench() {  # bench NAME ARCH STAGES REPEAT [VAR=VALUE...]
   env "${extra[@]}" "$@" "$bin/fisedit-bench" --arch "$arch" --device cuda --tokenizer "$tokenizer" --repeat "$repeat" \
     --generations "${EDITS_GENERATIONS:-4}" --stages "$stages" --json "$results/$name.json" >"$results/$name.log" 2>&1
   echo "$name ($*): exit $? ($((SECONDS - start)) s)"
-  grep -E "^ +[0-9.]+% |first:|blocks per edit|copies around|new mask|replayed_sparse|edit_replayed|generation \(" "$results/$name.log" | head -40
+  grep -E "^ +[0-9.]+% |first:|blocks per edit|copies around|new mask|parts on the device|replayed_sparse|edit_replayed|generation \(" "$results/$name.log" | head -48
   save
 }
 # Whole edits with the defaults, then with each variant of EDITS_VARIANTS (space-separated VAR=VALUE,
