@@ -3,6 +3,7 @@
 // carry and the edit layer (edit/sparse_step.h, edit/edit_mask.h) computes with.
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace fisedit {
@@ -21,6 +22,22 @@ struct LatentMask {
   bool empty() const { return std::all_of(values.begin(), values.end(), [](float v) { return v == 0.0f; }); }
   // Every pixel active.
   bool full() const { return std::all_of(values.begin(), values.end(), [](float v) { return v != 0.0f; }); }
+  // Rows [y0, y1) and columns [x0, x1).
+  struct Box {
+    std::int64_t y0 = 0, y1 = 0, x0 = 0, x1 = 0;
+  };
+  // The active pixels' bounding box; none when no pixel is active.
+  std::optional<Box> bounds() const {
+    Box box{height, 0, width, 0};
+    for (std::int64_t y = 0; y < height; ++y)
+      for (std::int64_t x = 0; x < width; ++x)
+        if (values[static_cast<std::size_t>(y * width + x)] != 0.0f) {
+          box.y0 = std::min(box.y0, y), box.y1 = std::max(box.y1, y + 1);
+          box.x0 = std::min(box.x0, x), box.x1 = std::max(box.x1, x + 1);
+        }
+    if (box.y1 == 0) return std::nullopt;
+    return box;
+  }
 };
 
 }  // namespace fisedit

@@ -106,15 +106,12 @@ std::vector<float> feathered_alpha(const LatentMask& mask, int feather) {
   // Only around the mask: its bounding box, widened by more than the dilation and the blur reach
   // (2 * feather pixels), so the window's edges see the zeros the whole image has there and the
   // values inside are the whole image's (the blur's replicated border included: zeros either way).
-  int y0 = static_cast<int>(mask.height), y1 = 0, x0 = static_cast<int>(mask.width), x1 = 0;
-  for (int y = 0; y < mask.height; ++y)
-    for (int x = 0; x < mask.width; ++x)
-      if (mask.values[static_cast<std::size_t>(y) * mask.width + x] != 0.0f)
-        y0 = std::min(y0, y), y1 = std::max(y1, y + 1), x0 = std::min(x0, x), x1 = std::max(x1, x + 1);
-  if (y1 == 0) return out;
+  const auto box = mask.bounds();
+  if (!box) return out;
   const int grow = (2 * std::max(feather, 0) + 8) / 8 + 1;  // latent pixels
-  y0 = std::max(0, y0 - grow), x0 = std::max(0, x0 - grow);
-  y1 = std::min(static_cast<int>(mask.height), y1 + grow), x1 = std::min(static_cast<int>(mask.width), x1 + grow);
+  const int y0 = std::max(0, static_cast<int>(box->y0) - grow), x0 = std::max(0, static_cast<int>(box->x0) - grow);
+  const int y1 = std::min(static_cast<int>(mask.height), static_cast<int>(box->y1) + grow);
+  const int x1 = std::min(static_cast<int>(mask.width), static_cast<int>(box->x1) + grow);
   const cv::Mat window = to_mat(mask)(cv::Rect(x0, y0, x1 - x0, y1 - y0));
   const int wh = 8 * (y1 - y0), ww = 8 * (x1 - x0);
   cv::Mat pixels;
@@ -157,19 +154,8 @@ void composite_into(Image8& edited, const Image8& previous, const std::vector<fl
 }
 
 Image8 composite(const Image8& previous, const Image8& edited, const std::vector<float>& alpha) {
-  if (previous.width != edited.width || previous.height != edited.height || previous.channels != edited.channels ||
-      alpha.size() != static_cast<std::size_t>(previous.width) * previous.height)
-    throw Error(ErrorCode::invalid_argument, "composite: images and alpha of different sizes");
-  Image8 out = previous;
-  const int c = previous.channels;
-  for (std::size_t p = 0; p < alpha.size(); ++p) {
-    const float a = alpha[p];
-    if (a == 0.0f) continue;
-    for (int k = 0; k < c; ++k) {
-      const std::size_t i = p * c + k;
-      out.pixels[i] = static_cast<std::uint8_t>(std::lround(previous.pixels[i] * (1.0f - a) + edited.pixels[i] * a));
-    }
-  }
+  Image8 out = edited;
+  composite_into(out, previous, alpha, 0, 0, previous.width, previous.height);
   return out;
 }
 
