@@ -179,29 +179,31 @@ DeviceTensor StableDiffusion::token_columns(const GenerationRequest& base, const
   return backend_.upload(Tensor::from_i64({static_cast<std::int64_t>(map.size())}, std::vector<std::int64_t>(map.begin(), map.end())));
 }
 
+Tensor StableDiffusion::encode_negative(const std::string& negative) const {
+  {
+    const std::lock_guard lock(c_->negatives_mutex);
+    auto& memo = c_->negatives;
+    const auto found = std::find_if(memo.begin(), memo.end(), [&](const auto& entry) { return entry.first == negative; });
+    if (found != memo.end()) {
+      std::rotate(found, found + 1, memo.end());  // most recent last
+      return memo.back().second;
+    }
+  }
+  Tensor encoded = encode_prompt(negative);
+  const std::lock_guard lock(c_->negatives_mutex);
+  constexpr std::size_t kNegatives = 4;
+  if (c_->negatives.size() == kNegatives) c_->negatives.erase(c_->negatives.begin());
+  c_->negatives.emplace_back(negative, encoded);
+  return encoded;
+}
+
 StableDiffusion::Conditioning StableDiffusion::condition(const std::string& prompt, const std::string& negative,
                                                         float cfg_scale) const {
   // [uncond, cond] with guidance, as diffusers orders the CFG batch.
   const bool guidance = cfg_scale > 1.0f;
   const Tensor cond = encode_prompt(prompt);
   if (!guidance) return {backend_.upload(cond), false};
-  Tensor uncond;
-  {
-    const std::lock_guard lock(c_->negatives_mutex);
-    auto& memo = c_->negatives;
-    const auto found = std::find_if(memo.begin(), memo.end(), [&](const auto& entry) { return entry.first == negative; });
-    if (found != memo.end()) {
-      uncond = found->second;
-      std::rotate(found, found + 1, memo.end());
-    }
-  }
-  if (uncond.empty()) {
-    uncond = encode_prompt(negative);
-    const std::lock_guard lock(c_->negatives_mutex);
-    constexpr std::size_t kNegatives = 4;
-    if (c_->negatives.size() == kNegatives) c_->negatives.erase(c_->negatives.begin());
-    c_->negatives.emplace_back(negative, uncond);
-  }
+  const Tensor uncond = encode_negative(negative);
   const std::int64_t hidden = cond.dim(2), chunk = ClipTokenizer::kMaxLength;
   const std::size_t a = static_cast<std::size_t>(uncond.dim(1) / chunk), b = static_cast<std::size_t>(cond.dim(1) / chunk);
   const std::size_t slots = std::max(a, b);
@@ -241,12 +243,12 @@ bool StableDiffusion::default_replay_sparse_steps() {
 }
 
 Tensor StableDiffusion::model_input(const Scheduler& scheduler, int i, const std::vector<float>& x,
-                                    const Conditioning& cond, const GenerationRequest& r) const {
+                                    const Conditioning& cond, const GenerationRequest& r, bool conditional_only) const {
   const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
-  const std::int64_t batch = cond.guidance ? 2 : 1;
+  const std::int64_t batch = cond.guidance && !conditional_only ? 2 : 1;
   const auto input = scheduler.scale_model_input(x, i);
   std::vector<float> batch_input = input;
-  if (cond.guidance) batch_input.insert(batch_input.end(), input.begin(), input.end());
+  if (batch == 2) batch_input.insert(batch_input.end(), input.begin(), input.end());
   return Tensor::from_f32({batch, c, h, w}, batch_input);
 }
 
@@ -282,8 +284,7 @@ std::vector<float> StableDiffusion::predict(const Scheduler& scheduler, int i, c
 std::vector<float> StableDiffusion::predict_conditional(const Scheduler& scheduler, int i, const std::vector<float>& x,
                                                         const Conditioning& cond, const GenerationRequest& r,
                                                         const LayerRecord& source, SparseStep& step, LayerRecord& out) {
-  const std::int64_t c = model_->unet.in_channels, h = r.height / 8, w = r.width / 8;
-  const auto sample = backend_.nchw_to_nhwc(backend_.upload(Tensor::from_f32({1, c, h, w}, scheduler.scale_model_input(x, i))));
+  const auto sample = backend_.nchw_to_nhwc(backend_.upload(model_input(scheduler, i, x, cond, r, true)));
   const float timestep = scheduler.model_timesteps()[static_cast<std::size_t>(i)];
   c_->unet.forward(sample, std::span(&timestep, 1), cond.context.slice_rows(1, 2), &step);
   out = with_unconditional(backend_, source, out);

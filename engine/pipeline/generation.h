@@ -208,6 +208,8 @@ private:
     bool guidance = false;
   };
   Conditioning condition(const std::string& prompt, const std::string& negative, float cfg_scale) const;
+  // The negative prompt's encoding, remembered for the last four negative prompts (Components).
+  Tensor encode_negative(const std::string& negative) const;
   // The guided model output for latents x at step i (batch 1, NCHW flattened).
   // Host time of a prediction's parts, added to: the input's preparation and upload, the U-Net's
   // enqueue, the wait for its result.
@@ -224,9 +226,10 @@ private:
                                          const Conditioning& cond, const GenerationRequest& r, const LayerRecord& source,
                                          SparseStep& step, LayerRecord& out);
   // predict()'s parts: the U-Net's input for step i [B, C, h, w] (the CFG batch), and the guided
-  // prediction from the U-Net's output.
+  // prediction from the U-Net's output. `conditional_only`: the conditional item alone [1, C, h, w]
+  // (predict_conditional).
   Tensor model_input(const Scheduler& scheduler, int i, const std::vector<float>& x, const Conditioning& cond,
-                     const GenerationRequest& r) const;
+                     const GenerationRequest& r, bool conditional_only = false) const;
   std::vector<float> guided(const Tensor& out, const Conditioning& cond, const GenerationRequest& r) const;
   // The U-Net's output [B, C, h, w] for an input already on the device ([B, C, h, w], activation
   // dtype), queued only.
