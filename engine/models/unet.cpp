@@ -295,6 +295,17 @@ DeviceTensor UNet::time_projections(std::span<const float> timesteps, std::int64
 
 Shape UNet::time_projections_shape(std::int64_t batch) const { return {batch * layers_->time_channels}; }
 
+void UNet::prepare_context(const DeviceTensor& context) {
+  const auto prepare = [&](const Transformer2DModel& model) {
+    for (const auto& block : model.transformer_blocks) block.attn2.prepare_context(*backend_, context);
+  };
+  for (const auto& block : layers_->down_blocks)
+    for (const auto& model : block.attentions) prepare(model);
+  prepare(layers_->mid_block.attention);
+  for (const auto& block : layers_->up_blocks)
+    for (const auto& model : block.attentions) prepare(model);
+}
+
 std::vector<DeviceTensor> UNet::time_parts(const DeviceTensor& projections) const {
   const auto& L = *layers_;
   const std::int64_t n = L.time_channels > 0 ? projections.numel() / L.time_channels : 0;

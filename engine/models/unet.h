@@ -55,6 +55,9 @@ public:
   DeviceTensor time_projections(std::span<const float> timesteps, std::int64_t batch);
   // The shape of time_projections for a batch of `batch`.
   Shape time_projections_shape(std::int64_t batch) const;
+  // Every cross-attention's keys and values of `context` [N, L, cross_attention_dim] made now and kept
+  // (each holds those of the last context it saw), so that a recorded forward call finds them.
+  void prepare_context(const DeviceTensor& context);
   // forward_embedded given the time projections instead of the sinusoids.
   DeviceTensor forward_projected(const DeviceTensor& sample, const DeviceTensor& projections, const DeviceTensor& context,
                                  SparseStep* step = nullptr);

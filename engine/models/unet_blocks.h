@@ -78,6 +78,9 @@ struct Attention {
   // forward() + residual [N, L, C], the residual connection in the output projection's pass.
   DeviceTensor forward_add(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
                            const DeviceTensor& residual, SparseStep* s = nullptr) const;
+  // A cross-attention's keys and values of `context` made now (the memo), so that a recorded call
+  // finds them instead of recording their projection (Backend::record).
+  void prepare_context(Backend& b, const DeviceTensor& context) const { context_kv(b, context); }
 
 private:
   // to_k(context), to_v(context), from the memo when the context is the one it holds.

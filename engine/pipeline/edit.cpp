@@ -86,6 +86,13 @@ std::optional<LatentBox> decode_box(const LatentMask& mask, int feather) {
   return out;
 }
 
+// FISEDIT_REPLAY_FIRST_STEP=0 (read once): the first sparse step runs op by op and the second is
+// recorded, as before the first one was (the benchmark's comparison).
+bool replay_first_step() {
+  static const bool on = env_flag("FISEDIT_REPLAY_FIRST_STEP", true);
+  return on;
+}
+
 }  // namespace
 
 void StableDiffusion::decode_region(const CachedGeneration& base, const std::vector<float>& latents,
@@ -264,21 +271,26 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   SparseLevels levels(out.mask, e.dense_levels_up_to.value_or(SparseLevels::default_dense_up_to()));
   const auto memory_before = backend_.device_memory();
   PredictTimes host;
-  // The first sparse step runs op by op (making the plans the later ones find); the others replay it.
+  // The first sparse step is recorded and every sparse step replays the recording (when the backend
+  // cannot record one, the step runs op by op and the next one is recorded).
   std::optional<SparseStepReplay> replay;
   if (replay_sparse_steps_ && !e.dense_reference && backend_.can_record())
     replay.emplace(backend_, unet(), levels, cond.context);
-  // Sampling on the device (set_sample_on_device) from the second sparse step: the latents, DPM's
+  // Sampling on the device (set_sample_on_device) from the first replayed sparse step: the latents, DPM's
   // history, the mask and the cached latents kept outside it live on the device; each step's latents
   // come back through the copy stream and are read (checked, kept, reported) once the next step is
   // queued, so the host is never the device's wait.
   const auto n = static_cast<std::int64_t>(x.size());
   const std::int64_t batch = cond.guidance ? 2 : 1;
   const bool sample_on_device = sample_on_device_ && !e.dense_reference && steps - k > 1;
+  // Replayed steps sample on the device from the first sparse step; op-by-op ones from the second (the
+  // first makes the plans and memos on the host's route, synchronised).
+  const bool replay_first = replay && replay_first_step();
+  const int first_on_device = replay_first ? k : k + 1;
   // Uploaded once at the handover: the cached latents each device-sampled step keeps outside the mask,
   // and one not-finite flag word per step, zeroed.
   DeviceTensor x_d, history_d, mask_d, keep_all_d, flags_all_d;
-  const auto sampled_step = [&](int i) { return static_cast<std::size_t>(i - k - 1); };
+  const auto sampled_step = [&](int i) { return static_cast<std::size_t>(i - first_on_device); };
   struct Pending {
     int step;
     Backend::CopyFence fence;
@@ -317,7 +329,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     }
     const LayerRecord& cached = merge ? cached_merged : acquired;
     const LayerRecord& keep_record = merge ? keep_merged : base.steps[index];
-    if (sample_on_device && i > k) {
+    if (sample_on_device && i >= first_on_device) {
       if (x_d.empty()) {  // the latents and the sampler's state as the host's steps left them
         x_d = backend_.upload_f32(x, {channels, h, w});
         if (const auto history = scheduler->history(); !history.empty()) history_d = backend_.upload_f32(history, {channels, h, w});
@@ -356,6 +368,8 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
       x_d = backend_.sampler_step(*prediction, r.cfg_scale, rule, x_d, history_d.empty() ? nullptr : &history_d,
                                   noise_d.empty() ? nullptr : &noise_d, &mask_d, &keep_d, flags_d);
       backend_.mark("sampler step");
+      // Queued, not waited for: the host's time of the step, its recording included.
+      if (i == k) out.stats.first_sparse_step_ms = ms_since(t);
       spill.keep(gen.steps[index]);
       // This step's latents to the host, behind the step; the previous step's read meanwhile.
       Pending now{i, {}, backend_.allocate_host(DType::f32, {channels, h, w}), backend_.allocate_host(DType::i32, {1})};
@@ -368,7 +382,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     }
     std::vector<float> noise;
     bool replayed = false;
-    if (replay && i > k && !replay->failed()) {
+    if (replay && !replay->failed() && (i > k || replay_first)) {
       const auto input = model_input(*scheduler, start + i, x, cond, r);
       const float timestep = scheduler->model_timesteps()[static_cast<std::size_t>(start + i)];
       host.prepare_ms += ms_since(t_step);

@@ -9,8 +9,11 @@
 // copied into the recording's own record, and the step's input and its time
 // embeddings (UNet::time_projections, memoised by timestep) into its input tensors (one batched copy). After it: what the step computed is copied out
 // of the recording's memory into the step's own record, and what it took unchanged from the cache is
-// the base's entries, as SparseStep keeps them. The first sparse step of an edit runs without
-// recording: it makes every GEMM plan, level and cross-attention memo the recorded calls then find.
+// the base's entries, as SparseStep keeps them. The first sparse step of an edit is recorded: the
+// levels' positions and the cross-attentions' keys and values of the context are made before (uploads
+// and memos, not recordable), GEMM plans while recording (host work). When the backend refuses that
+// recording (something only an op-by-op step makes, e.g. a convolution engine cuDNN times), the step
+// runs op by op and the next step is recorded.
 #include "backend/backend.h"
 #include "core/tensor.h"
 #include "edit/sparse_step.h"
@@ -41,6 +44,8 @@ public:
   // the recording's own memory, valid until the next replay is queued.
   std::optional<DeviceTensor> queue(const LayerRecord& cached, const LayerRecord& keep, const DeviceTensor& input,
                                     float timestep, LayerRecord& out);
+  // Whether no step will be replayed any more (a second refusal to record, or a record that does not
+  // fit the recording); after a first refusal failed() stays false and the next step is recorded.
   bool failed() const { return failed_; }
   const std::string& why_not() const { return why_; }
   int replays() const { return replays_; }
@@ -71,6 +76,7 @@ private:
   DeviceTensor context_;
   std::unique_ptr<Backend::Recording> recording_;
   bool failed_ = false;
+  int refusals_ = 0;  // recordings the backend refused
   std::string why_;
   int replays_ = 0;
   Times times_;
