@@ -79,6 +79,8 @@ private slots:
     QTest::newRow("320, 32 groups + silu") << 320 << 32 << true;  // 10 channels a group: groups straddle 8-channel loads
     QTest::newRow("64, 32 groups") << 64 << 32 << false;
     QTest::newRow("12, 4 groups + silu") << 12 << 4 << true;     // the scalar gather (padded channels)
+    // The norm per value: a table of 2 x 3200 scales and shifts would pass 48 KB of shared memory.
+    QTest::newRow("3200, 32 groups + silu") << 3200 << 32 << true;
   }
 
   // The GroupNorm folded into the sparse convolution's gather: on the GPU the same halves as
