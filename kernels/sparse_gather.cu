@@ -290,6 +290,10 @@ cudaError_t batched_copy_rows(const RowsParams* spans, std::size_t count, cudaSt
   return batched_move_rows<Move::copy>(spans, count, stream);
 }
 
+cudaError_t batched_scatter_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream) {
+  return batched_move_rows<Move::scatter>(spans, count, stream);
+}
+
 cudaError_t merge_rows(const MergeRowsParams& p, cudaStream_t stream) {
   if (p.channels % 8 != 0 || !aligned16(p.base) || !aligned16(p.values) || !aligned16(p.dst) ||
       (p.addend && !aligned16(p.addend)))

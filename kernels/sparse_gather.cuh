@@ -25,6 +25,9 @@ cudaError_t batched_gather_rows(const RowsParams* spans, std::size_t count, cuda
 // The same for copies between two [batch, length, channels] tensors: dst row positions[i] of each
 // image = src's (an edit's replayed step copies in the cached rows it reads this way).
 cudaError_t batched_copy_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream);
+// The same for scatters: dst [batch, length, channels] row positions[i] of each image = src
+// ([batch, count, channels]) row i (a sparse transformer block writes its new keys and values this way).
+cudaError_t batched_scatter_rows(const RowsParams* spans, std::size_t count, cudaStream_t stream);
 
 // dst [batch, length, channels] = base with row positions[i] of each image taken from values row i
 // ([batch, count, channels]), plus addend row i ([batch, count, channels]) or addend row b

@@ -9,6 +9,7 @@
 #include <QtTest>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
 
@@ -388,6 +389,28 @@ private slots:
     const auto two_rows = up({2, 2, 4}, random_values(16, 82));
     const Backend::RowsAt too_many[] = {{two_rows, pa, backend.allocate({2, 3, 4})}};  // 3 positions of 2 rows
     EXPECT_ERROR(backend.gather_rows_into(too_many));
+  }
+
+  // Many scatters in place at once: each destination's rows at positions become the source's rows, the
+  // others stay; a source of the wrong shape or more positions than the destination's rows are errors.
+  void scatter_rows_into() {
+    const auto a = random_values(2 * 3 * 4, 90), b = random_values(2 * 9 * 4, 91), c = random_values(2 * 2 * 16, 92);
+    const auto pa = backend.upload(Tensor::from_i64({3}, std::vector<std::int64_t>{1, 2, 8}));
+    const auto pc = backend.upload(Tensor::from_i64({2}, std::vector<std::int64_t>{0, 5}));
+    auto da = up({2, 9, 4}, b), dc = up({2, 6, 16}, random_values(2 * 6 * 16, 93));
+    const auto want_c = backend.download(backend.scatter_positions(dc, up({2, 2, 16}, c), pc)).to_f32();
+    const Backend::RowsAt scatters[] = {{up({2, 3, 4}, a), pa, da}, {up({2, 2, 16}, c), pc, dc}};
+    backend.scatter_rows_into(scatters);
+    auto want_a = b;
+    for (int n = 0; n < 2; ++n)
+      for (int r = 0; r < 3; ++r)
+        for (int k = 0; k < 4; ++k) want_a[(n * 9 + std::array{1, 2, 8}[r]) * 4 + k] = a[(n * 3 + r) * 4 + k];
+    QCOMPARE(backend.download(da).to_f32(), want_a);
+    QCOMPARE(backend.download(dc).to_f32(), want_c);
+    const Backend::RowsAt wrong_shape[] = {{up({2, 2, 4}, random_values(16, 94)), pa, da}};  // 2 rows for 3 positions
+    EXPECT_ERROR(backend.scatter_rows_into(wrong_shape));
+    const Backend::RowsAt too_many[] = {{up({2, 3, 4}, a), pa, up({2, 2, 4}, random_values(16, 95))}};  // 3 positions of 2 rows
+    EXPECT_ERROR(backend.scatter_rows_into(too_many));
   }
 
   // A sparse convolution of two inputs' channels: as of their concatenation; channels that do not

@@ -207,6 +207,16 @@ private slots:
                  return into;
                }),
                0.0);
+    // Scatters in place, batched (and one by one for 5 channels): the CPU's rows.
+    for (const bool five : {false, true})
+      QCOMPARE(compare([&](Backend& b) {
+                 auto into = five ? up5(b, base5) : up(b, base);
+                 const auto rows = b.gather_positions(five ? up5(b, x5) : up(b, x), ids(b));
+                 const Backend::RowsAt scatters[] = {{rows, ids(b), into}};
+                 b.scatter_rows_into(scatters);
+                 return into;
+               }),
+               0.0);
     auto poisoned = gpu_->allocate({n, l, c});
     gpu_->poison(poisoned);
     for (const float v : gpu_->download(poisoned).to_f32()) QVERIFY(std::isnan(v));

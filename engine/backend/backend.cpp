@@ -478,17 +478,27 @@ namespace {
 
 // A row move's tensors: src [N, L, C], positions within L, dst [N, P, C] (the rows at the positions)
 // or, `whole`, [N, L, C] (src's shape).
-void check_rows_at(const char* op, const Backend::RowsAt& r, bool whole, DType act) {
+// The shapes of a row move: gather (src [N, L, C] -> dst [N, P, C]), copy (both [N, L, C]) or scatter
+// (src [N, P, C] -> dst [N, L, C]).
+enum class RowsMove { gather, copy, scatter };
+
+void check_rows_at(const char* op, const Backend::RowsAt& r, RowsMove move, DType act) {
   check_act(op, r.src, "a source", act);
   check_act(op, r.dst, "a destination", act);
+  const char* src_rows = move == RowsMove::scatter ? "P" : "L";
+  const char* dst_rows = move == RowsMove::gather ? "P" : "L";
   FISEDIT_REQUIRE(r.src.rank() == 3 && r.dst.rank() == 3, op,
-                  "source " + shapes(r.src) + " and destination " + shapes(r.dst) + " are not [N, L, C] and [N, " +
-                      (whole ? "L" : "P") + ", C]");
-  check_positions(op, r.positions, r.src.dim(1));
-  const std::int64_t rows = whole ? r.src.dim(1) : r.positions.dim(0);
-  FISEDIT_REQUIRE(r.dst.dim(0) == r.src.dim(0) && r.dst.dim(1) == rows && r.dst.dim(2) == r.src.dim(2), op,
-                  "destination " + shapes(r.dst) + " does not hold the rows of " + shapes(r.src) +
-                      (whole ? std::string() : " at " + std::to_string(rows) + " positions"));
+                  "source " + shapes(r.src) + " and destination " + shapes(r.dst) + " are not [N, " + src_rows +
+                      ", C] and [N, " + dst_rows + ", C]");
+  const auto& whole = move == RowsMove::scatter ? r.dst : r.src;  // the [N, L, C] side the positions index
+  const auto& rows = move == RowsMove::scatter ? r.src : r.dst;
+  check_positions(op, r.positions, whole.dim(1));
+  const std::int64_t count = move == RowsMove::copy ? whole.dim(1) : r.positions.dim(0);
+  FISEDIT_REQUIRE(rows.dim(0) == whole.dim(0) && rows.dim(1) == count && rows.dim(2) == whole.dim(2), op,
+                  (move == RowsMove::scatter ? "source " + shapes(r.src) + " does not hold the rows of destination " +
+                                                   shapes(r.dst)
+                                             : "destination " + shapes(r.dst) + " does not hold the rows of " + shapes(r.src)) +
+                      (move == RowsMove::copy ? std::string() : " at " + std::to_string(count) + " positions"));
 }
 
 }  // namespace
@@ -496,7 +506,7 @@ void check_rows_at(const char* op, const Backend::RowsAt& r, bool whole, DType a
 void Backend::gather_rows_into(std::span<const RowsAt> gathers) {
   const char* op = "gather_rows_into";
   const OpScope scope(*this, op);
-  for (const auto& g : gathers) check_rows_at(op, g, false, activation_dtype());
+  for (const auto& g : gathers) check_rows_at(op, g, RowsMove::gather, activation_dtype());
   if (!gathers.empty()) gather_rows_into_impl(gathers);
 }
 
@@ -510,7 +520,7 @@ void Backend::gather_rows_into_impl(std::span<const RowsAt> gathers) {
 void Backend::copy_rows_into(std::span<const RowsAt> copies) {
   const char* op = "copy_rows_into";
   const OpScope scope(*this, op);
-  for (const auto& c : copies) check_rows_at(op, c, true, activation_dtype());
+  for (const auto& c : copies) check_rows_at(op, c, RowsMove::copy, activation_dtype());
   if (!copies.empty()) copy_rows_into_impl(copies);
 }
 
@@ -520,6 +530,17 @@ void Backend::copy_rows_into_impl(std::span<const RowsAt> copies) {
     gather_positions_impl(c.src, c.positions, rows);
     scatter_positions_into_impl(c.dst, rows, c.positions, nullptr);
   }
+}
+
+void Backend::scatter_rows_into(std::span<const RowsAt> scatters) {
+  const char* op = "scatter_rows_into";
+  const OpScope scope(*this, op);
+  for (const auto& s : scatters) check_rows_at(op, s, RowsMove::scatter, activation_dtype());
+  if (!scatters.empty()) scatter_rows_into_impl(scatters);
+}
+
+void Backend::scatter_rows_into_impl(std::span<const RowsAt> scatters) {
+  for (const auto& s : scatters) scatter_positions_into_impl(s.dst, s.src, s.positions, nullptr);
 }
 
 void Backend::scatter_positions_into(const DeviceTensor& base, const DeviceTensor& values, const DeviceTensor& positions,

@@ -409,6 +409,10 @@ public:
   // positions (I32 [P]); its other rows stay. One launch for all on the CUDA backend: an edit's
   // replayed step copies in the cached rows it reads near its active ones this way.
   void copy_rows_into(std::span<const RowsAt> copies);
+  // Many scatters in place: each dst [N, L, C] takes src [N, P, C] as its rows at positions (I32 [P]);
+  // its other rows stay. One launch for all on the CUDA backend: a sparse transformer block writes its
+  // new keys and values this way.
+  void scatter_rows_into(std::span<const RowsAt> scatters);
   // base [N, L, C], values [N, P, C] -> a copy of base with the rows at positions replaced by values,
   // plus `addend` when given: [N, P, C] (a residual) or [N, 1, C] (per image, e.g. a time embedding).
   // `inverse`, when given, is I32 [L], the inverse of positions (each place's row in values, or -1):
@@ -503,6 +507,8 @@ protected:
   virtual void gather_rows_into_impl(std::span<const RowsAt> gathers);
   // Optional: checked as copy_rows_into says; the default gathers each span's rows and scatters them.
   virtual void copy_rows_into_impl(std::span<const RowsAt> copies);
+  // Optional: checked as scatter_rows_into says; the default runs scatter_positions_into_impl for each.
+  virtual void scatter_rows_into_impl(std::span<const RowsAt> scatters);
   // out already holds a copy of base; write values' rows at positions.
   virtual void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // Optional: out = base with the rows at positions replaced by values (+ addend, checked, or null;

@@ -297,27 +297,60 @@ DeviceTensor SparseStep::cached_output(OutputKey key) {
   return result;
 }
 
-DeviceTensor SparseStep::scatter_output(Backend& b, OutputKey key, const DeviceTensor& values, std::int64_t h,
-                                        std::int64_t w, const DeviceTensor* addend) {
+const DeviceTensor& SparseStep::scatter_target(OutputKey key, const DeviceTensor& values) {
   const auto& base = cached(key);
-  const auto n = base.dim(0), c = base.dim(-1);
-  if (values.rank() != 3 || values.dim(0) != n || values.dim(2) != c)
+  if (values.rank() != 3 || values.dim(0) != base.dim(0) || values.dim(2) != base.dim(-1))
     throw Error(ErrorCode::invalid_argument, "sparse values " + shape_to_string(values.shape()) +
                                                  " do not match the cached output " + shape_to_string(base.shape()) +
                                                  " of " + layout_->name(key));
+  return base;
+}
+
+void SparseStep::keep_scattered(Backend& b, OutputKey key, const DeviceTensor& base, std::int64_t h, std::int64_t w) {
+  keep(key, base);
+  scattered_.at(key.index) = levels_->level(b, h, w).positions;
+  if (layout_->reads(key) == RecordLayout::Reads::near)
+    if (const auto* near = levels_->near_positions(b, h, w)) read_near_.at(key.index) = *near;
+}
+
+DeviceTensor SparseStep::scatter_output(Backend& b, OutputKey key, const DeviceTensor& values, std::int64_t h,
+                                        std::int64_t w, const DeviceTensor* addend) {
+  const auto& base = scatter_target(key, values);
+  const auto n = base.dim(0), c = base.dim(-1);
   const auto& level = levels_->level(b, h, w);
   if (in_place_) {
     b.scatter_positions_into(base.reshaped({n, h * w, c}), values, level.positions, addend);
-    keep(key, base);
-    scattered_.at(key.index) = level.positions;
-    if (layout_->reads(key) == RecordLayout::Reads::near)
-      if (const auto* near = levels_->near_positions(b, h, w)) read_near_.at(key.index) = *near;
+    keep_scattered(b, key, base, h, w);
     return base;
   }
   auto result = b.scatter_positions(base.reshaped({n, h * w, c}), values, level.positions, addend, &level.inverse)
                     .reshaped(base.shape());
   keep(key, result);
   return result;
+}
+
+std::vector<DeviceTensor> SparseStep::scatter_outputs(Backend& b, std::span<const OutputKey> keys,
+                                                     std::span<const DeviceTensor> values, std::int64_t h, std::int64_t w) {
+  if (keys.size() != values.size())
+    throw Error(ErrorCode::invalid_argument, "scatter_outputs: " + std::to_string(keys.size()) + " outputs, " +
+                                                 std::to_string(values.size()) + " values");
+  std::vector<DeviceTensor> out;
+  out.reserve(keys.size());
+  if (!in_place_) {
+    for (std::size_t i = 0; i < keys.size(); ++i) out.push_back(scatter_output(b, keys[i], values[i], h, w));
+    return out;
+  }
+  const auto& level = levels_->level(b, h, w);
+  std::vector<Backend::RowsAt> scatters;
+  scatters.reserve(keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto& base = scatter_target(keys[i], values[i]);
+    scatters.push_back({values[i], level.positions, base.reshaped({base.dim(0), h * w, base.dim(-1)})});
+    out.push_back(base);
+  }
+  b.scatter_rows_into(scatters);
+  for (std::size_t i = 0; i < keys.size(); ++i) keep_scattered(b, keys[i], out[i], h, w);
+  return out;
 }
 
 const GroupNormStats& SparseStep::cached_norm_stats(NormKey key) {

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -194,6 +195,10 @@ public:
   // pass) -> the cached output with them written in, shaped like the cached output, kept.
   DeviceTensor scatter_output(Backend& b, OutputKey key, const DeviceTensor& values, std::int64_t h, std::int64_t w,
                               const DeviceTensor* addend = nullptr);
+  // scatter_output for several outputs of one level at once (no addend): in place, one launch
+  // (Backend::scatter_rows_into), e.g. a transformer block's keys and values.
+  std::vector<DeviceTensor> scatter_outputs(Backend& b, std::span<const OutputKey> keys,
+                                            std::span<const DeviceTensor> values, std::int64_t h, std::int64_t w);
   // A GroupNorm whose output nobody reads (its layer runs Plan::cached): keeps its statistics.
   void skip_group_norm(NormKey key);
   // A GroupNorm's cached statistics, for one applied at gathered positions (Plan::sparse), e.g. in a
@@ -231,6 +236,10 @@ private:
   const GroupNormStats& cached(NormKey key) const;
   void keep(OutputKey key, DeviceTensor t);
   void keep(NormKey key, GroupNormStats stats);
+  // scatter_output's parts: the cached output `values` [N, P, C] are written into (checked), and
+  // keeping it once written in place (with the positions it differs at and those read near them).
+  const DeviceTensor& scatter_target(OutputKey key, const DeviceTensor& values);
+  void keep_scattered(Backend& b, OutputKey key, const DeviceTensor& base, std::int64_t h, std::int64_t w);
 
   // What `out_` keeps of a cached entry taken unchanged.
   const DeviceTensor& kept(OutputKey k) const;

@@ -221,8 +221,11 @@ DeviceTensor BasicTransformerBlock::forward_active(Backend& b, const DeviceTenso
     v_new = attn1.to_v.forward(b, h);
     q = attn1.to_q.forward(b, h);
   }
-  const auto k = s.scatter_output(b, k_key, k_new, height, width);  // [N, L, C]
-  const auto v = s.scatter_output(b, v_key, v_new, height, width);
+  const OutputKey keys[] = {k_key, v_key};
+  const DeviceTensor rows[] = {k_new, v_new};
+  const auto kv = s.scatter_outputs(b, keys, rows, height, width);  // [N, L, C] each, one launch in place
+  const auto& k = kv[0];
+  const auto& v = kv[1];
   auto y = attn1.to_out.forward_add(
       b, b.attention(q, k.reshaped({x.dim(0), height * width, x.dim(2)}),
                      v.reshaped({x.dim(0), height * width, x.dim(2)}), attn1.params),

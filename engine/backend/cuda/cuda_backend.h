@@ -101,6 +101,7 @@ protected:
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
   void gather_rows_into_impl(std::span<const RowsAt> gathers) override;
   void copy_rows_into_impl(std::span<const RowsAt> copies) override;
+  void scatter_rows_into_impl(std::span<const RowsAt> scatters) override;
   void poison_impl(DeviceTensor& x) override;
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
   void linear_group_impl(const DeviceTensor& x, const DeviceTensor& weights, DeviceTensor& out) override;

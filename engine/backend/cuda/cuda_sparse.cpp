@@ -84,6 +84,12 @@ void CudaBackend::copy_rows_into_impl(std::span<const RowsAt> copies) {
   FISEDIT_CUDA_CHECK(kernels::batched_copy_rows(spans.data(), spans.size(), s_->stream.get()));
 }
 
+void CudaBackend::scatter_rows_into_impl(std::span<const RowsAt> scatters) {
+  auto spans = rows_spans(scatters);
+  for (std::size_t i = 0; i < spans.size(); ++i) spans[i].length = scatters[i].dst.dim(1);  // rows_spans: the source's
+  FISEDIT_CUDA_CHECK(kernels::batched_scatter_rows(spans.data(), spans.size(), s_->stream.get()));
+}
+
 void CudaBackend::scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) {
   kernels::RowsParams p{values.data_as<const __half>(), out.data_as<__half>(), positions.data_as<const std::int32_t>(),
                         out.dim(0), out.dim(1), positions.dim(0), out.dim(2)};
