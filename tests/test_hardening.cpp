@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/image_file.h"
+#include "io/image_read.h"
 #include "io/json_file.h"
 #include "io/model_loader.h"
 #include "io/request_json.h"
@@ -179,6 +180,23 @@ private slots:
     QVERIFY_CONTAINS(error_of([&] { read_png(dir / "junk.png"); }, ErrorCode::corrupt_file), "junk.png: truncated PNG chunk");
     write_text(dir / "text.png", "hello");
     QVERIFY_CONTAINS(error_of([&] { read_png(dir / "text.png"); }, ErrorCode::corrupt_file), "text.png: not a PNG file");
+  }
+
+  // An image file of gigabytes (here a sparse file past the 256 MiB limit, with a PNG or JPEG signature)
+  // is refused by its size, naming the file, before it is read into memory.
+  void huge_image_file_refused_by_its_size() {
+    test::TempDir dir;
+    for (const auto& [name, head] : {std::pair{"big.png", std::string("\x89PNG\r\n\x1a\n")},
+                                     std::pair{"big.jpg", std::string("\xff\xd8\xff\xe0")}}) {
+      write_text(dir / name, head);
+      fs::resize_file(dir / name, kMaxImageFileBytes + 1);
+      QElapsedTimer timer;
+      timer.start();
+      const auto message = error_of([&] { read_image(dir / name); }, ErrorCode::corrupt_file);
+      QVERIFY_CONTAINS(message, std::string(name) + ": 268435457 bytes, larger than the 256 MiB");
+      QVERIFY(timer.elapsed() < 2000);
+    }
+    QVERIFY_CONTAINS(error_of([&] { read_png_text(dir / "big.png"); }, ErrorCode::corrupt_file), "big.png: 268435457 bytes");
   }
 
   // fuzz_png (CI, 2026-12-06): 73 bytes whose last chunk claims 1.2 GB of image data; stb grew its buffer

@@ -51,13 +51,18 @@ std::string text_chunk(const std::string& keyword, const std::string& text) {
   return chunk("iTXt", keyword + std::string("\0\0\0\0\0", 5) + text);
 }
 
-std::string read_all(const std::filesystem::path& path) {
+}  // namespace
+
+std::string read_image_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(std::filesystem::exists(path) ? ErrorCode::io : ErrorCode::not_found, path.string() + ": cannot open");
+  std::error_code error;
+  const auto size = std::filesystem::file_size(path, error);
+  if (!error && size > kMaxImageFileBytes)
+    throw Error(ErrorCode::corrupt_file, path.string() + ": " + std::to_string(size) + " bytes, larger than the " +
+                                             std::to_string(kMaxImageFileBytes >> 20) + " MiB an image file fisedit reads may have");
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
-
-}  // namespace
 
 void write_png(const std::filesystem::path& path, const Image8& image, const TextChunks& text) {
   std::string png;
@@ -93,7 +98,7 @@ std::string encode_png(const Image8& image, const TextChunks& text) {
 }
 
 Image8 read_png(const std::filesystem::path& path) {
-  auto bytes = read_all(path);
+  auto bytes = read_image_file(path);
   const auto failure = [] {
     const char* reason = stbi_failure_reason();  // NULL when stb gave none
     return std::string(reason ? reason : "unknown reason");
@@ -145,7 +150,7 @@ Image8 read_png(const std::filesystem::path& path) {
 }
 
 TextChunks read_png_text(const std::filesystem::path& path) {
-  const auto bytes = read_all(path);
+  const auto bytes = read_image_file(path);
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   if (bytes.size() < 8 || std::memcmp(p, kSignature, 8) != 0)
     throw Error(ErrorCode::corrupt_file, path.string() + ": not a PNG file");

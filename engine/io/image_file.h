@@ -28,6 +28,14 @@ std::string encode_png(const Image8& image, const TextChunks& text = {});
 // mask PNGs are refused above it (a 4096x4096 image already needs a 512x512 latent).
 inline constexpr int kMaxImageSide = 4096;
 
+// The largest image file fisedit reads (PNG or JPEG), in bytes: far above any image within
+// kMaxImageSide (a 4096x4096 RGBA PNG stored uncompressed is ~64 MiB), so a hostile file of
+// gigabytes is refused before it is read into memory.
+inline constexpr std::uintmax_t kMaxImageFileBytes = std::uintmax_t{256} << 20;
+// An image file's bytes, for the readers below and read_jpeg: Error(not_found / io) when it cannot be
+// opened, Error(corrupt_file) naming it when it is larger than kMaxImageFileBytes.
+std::string read_image_file(const std::filesystem::path& path);
+
 // Throws Error(not_found / corrupt_file). The size is read from the PNG header and checked against
 // kMaxImageSide before anything is decoded.
 Image8 read_png(const std::filesystem::path& path);

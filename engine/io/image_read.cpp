@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <limits>
 #include <memory>
 #include <string>
@@ -18,12 +17,6 @@
 
 namespace fisedit {
 namespace {
-
-std::string read_all(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(std::filesystem::exists(path) ? ErrorCode::io : ErrorCode::not_found, path.string() + ": cannot open");
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 bool is_png(const std::string& bytes) {
   static constexpr unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -74,7 +67,7 @@ Taps triangle_taps(int n_in, double start, double length, int n_out) {
 }  // namespace
 
 Image8 read_jpeg(const std::filesystem::path& path) {
-  const auto bytes = read_all(path);
+  const auto bytes = read_image_file(path);
   if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<unsigned long>::max() / 2))
     throw Error(ErrorCode::corrupt_file, path.string() + ": " + std::to_string(bytes.size()) + " bytes, too large for a JPEG fisedit reads");
   if (!is_jpeg(bytes)) throw Error(ErrorCode::corrupt_file, path.string() + ": not a JPEG file");
