@@ -501,13 +501,18 @@ void check_rows_at(const char* op, const Backend::RowsAt& r, RowsMove move, DTyp
                       (move == RowsMove::copy ? std::string() : " at " + std::to_string(count) + " positions"));
 }
 
+// A batched row move: every span checked (naming `op`), then `impl` when there is anything to move.
+template <class Impl>
+void move_rows(Backend& b, const char* op, RowsMove move, std::span<const Backend::RowsAt> moves, Impl&& impl) {
+  const OpScope scope(b, op);
+  for (const auto& m : moves) check_rows_at(op, m, move, b.activation_dtype());
+  if (!moves.empty()) impl();
+}
+
 }  // namespace
 
 void Backend::gather_rows_into(std::span<const RowsAt> gathers) {
-  const char* op = "gather_rows_into";
-  const OpScope scope(*this, op);
-  for (const auto& g : gathers) check_rows_at(op, g, RowsMove::gather, activation_dtype());
-  if (!gathers.empty()) gather_rows_into_impl(gathers);
+  move_rows(*this, "gather_rows_into", RowsMove::gather, gathers, [&] { gather_rows_into_impl(gathers); });
 }
 
 void Backend::gather_rows_into_impl(std::span<const RowsAt> gathers) {
@@ -518,10 +523,7 @@ void Backend::gather_rows_into_impl(std::span<const RowsAt> gathers) {
 }
 
 void Backend::copy_rows_into(std::span<const RowsAt> copies) {
-  const char* op = "copy_rows_into";
-  const OpScope scope(*this, op);
-  for (const auto& c : copies) check_rows_at(op, c, RowsMove::copy, activation_dtype());
-  if (!copies.empty()) copy_rows_into_impl(copies);
+  move_rows(*this, "copy_rows_into", RowsMove::copy, copies, [&] { copy_rows_into_impl(copies); });
 }
 
 void Backend::copy_rows_into_impl(std::span<const RowsAt> copies) {
@@ -533,10 +535,7 @@ void Backend::copy_rows_into_impl(std::span<const RowsAt> copies) {
 }
 
 void Backend::scatter_rows_into(std::span<const RowsAt> scatters) {
-  const char* op = "scatter_rows_into";
-  const OpScope scope(*this, op);
-  for (const auto& s : scatters) check_rows_at(op, s, RowsMove::scatter, activation_dtype());
-  if (!scatters.empty()) scatter_rows_into_impl(scatters);
+  move_rows(*this, "scatter_rows_into", RowsMove::scatter, scatters, [&] { scatter_rows_into_impl(scatters); });
 }
 
 void Backend::scatter_rows_into_impl(std::span<const RowsAt> scatters) {

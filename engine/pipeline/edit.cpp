@@ -283,10 +283,10 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
   const auto n = static_cast<std::int64_t>(x.size());
   const std::int64_t batch = cond.guidance ? 2 : 1;
   const bool sample_on_device = sample_on_device_ && !e.dense_reference && steps - k > 1;
-  // Replayed steps sample on the device from the first sparse step; op-by-op ones from the second (the
-  // first makes the plans and memos on the host's route, synchronised).
-  const bool replay_first = replay && replay_first_step();
-  const int first_on_device = replay_first ? k : k + 1;
+  // The first step a recording serves and the first sampled on the device: the first sparse step when it
+  // is recorded, else the second (the first makes the plans and memos op by op on the host's route,
+  // synchronised).
+  const int first_on_device = replay && replay_first_step() ? k : k + 1;
   // Uploaded once at the handover: the cached latents each device-sampled step keeps outside the mask,
   // and one not-finite flag word per step, zeroed.
   DeviceTensor x_d, history_d, mask_d, keep_all_d, flags_all_d;
@@ -382,7 +382,7 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     }
     std::vector<float> noise;
     bool replayed = false;
-    if (replay && !replay->failed() && (i > k || replay_first)) {
+    if (replay && !replay->failed() && i >= first_on_device) {
       const auto input = model_input(*scheduler, start + i, x, cond, r);
       const float timestep = scheduler->model_timesteps()[static_cast<std::size_t>(start + i)];
       host.prepare_ms += ms_since(t_step);
