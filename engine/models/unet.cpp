@@ -33,8 +33,9 @@ struct DownBlock {
   DeviceTensor forward(Backend& b, DeviceTensor h, const TimeParts& temb, const DeviceTensor& context,
                        std::vector<DeviceTensor>& skips, SparseStep* s) const {
     for (std::size_t i = 0; i < resnets.size(); ++i) {
+      const auto height = h.dim(1), width = h.dim(2);
       h = resnets[i].forward(b, h, temb[resnets[i].time_index], s);
-      if (!attentions.empty()) h = attentions[i].forward(b, h, context, s);
+      if (!attentions.empty()) h = attentions[i].forward(b, h, height, width, context, s);
       skips.push_back(h);
     }
     if (downsampler) {
@@ -53,8 +54,9 @@ struct MidBlock {
   // [N, H, W, C] -> [N, H, W, C]
   DeviceTensor forward(Backend& b, DeviceTensor h, const TimeParts& temb, const DeviceTensor& context,
                        SparseStep* s) const {
+    const auto height = h.dim(1), width = h.dim(2);
     h = resnets[0].forward(b, h, temb[resnets[0].time_index], s);
-    h = attention.forward(b, h, context, s);
+    h = attention.forward(b, h, height, width, context, s);
     return resnets[1].forward(b, h, temb[resnets[1].time_index], s);
   }
 };
@@ -71,9 +73,10 @@ struct UpBlock {
                        std::vector<DeviceTensor>& skips, SparseStep* s) const {
     for (std::size_t i = 0; i < resnets.size(); ++i) {
       // [N, H, W, Ch] with the skip [N, H, W, Cs]: [N, H, W, Ch + Cs] in
+      const auto height = h.dim(1), width = h.dim(2);
       h = resnets[i].forward(b, h, temb[resnets[i].time_index], s, &skips.back());
       skips.pop_back();
-      if (!attentions.empty()) h = attentions[i].forward(b, h, context, s);
+      if (!attentions.empty()) h = attentions[i].forward(b, h, height, width, context, s);
     }
     if (!upsampler) return h;
     return upsampler->forward(b, h, skips.back().dim(1), skips.back().dim(2), s);
@@ -180,9 +183,10 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
     DownBlock block;
     for (int i = 0; i < lpb; ++i) {
       const auto index = std::to_string(i);
+      const bool cross = c.down_block_types[level] == "CrossAttnDownBlock2D";
       block.resnets.push_back(ResnetBlock2D::load(w, L.record, prefix + ".resnets." + index, i == 0 ? channels : out, out, temb,
-                                                  groups, c.norm_eps));
-      if (c.down_block_types[level] == "CrossAttnDownBlock2D")
+                                                  groups, c.norm_eps, cross));
+      if (cross)
         block.attentions.push_back(Transformer2DModel::load(w, L.record, prefix + ".attentions." + index, out,
                                                             context, transformer(c.num_attention_heads[level])));
     }
@@ -194,7 +198,7 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
   const std::int64_t mid = c.block_out_channels.back();
   for (int i = 0; i < 2; ++i)
     L.mid_block.resnets.push_back(
-        ResnetBlock2D::load(w, L.record, "mid_block.resnets." + std::to_string(i), mid, mid, temb, groups, c.norm_eps));
+        ResnetBlock2D::load(w, L.record, "mid_block.resnets." + std::to_string(i), mid, mid, temb, groups, c.norm_eps, i == 0));
   L.mid_block.attention =
       Transformer2DModel::load(w, L.record, "mid_block.attentions.0", mid, context, transformer(c.num_attention_heads.back()));
 
@@ -210,9 +214,10 @@ UNet::UNet(Backend& backend, const UNetConfig& config, const WeightMap& weights)
     for (int j = 0; j <= lpb; ++j) {
       const auto index = std::to_string(j);
       const std::int64_t skip = j == lpb ? skip_from_above : out;
-      block.resnets.push_back(
-          ResnetBlock2D::load(w, L.record, prefix + ".resnets." + index, channels + skip, out, temb, groups, c.norm_eps));
-      if (c.up_block_types[i] == "CrossAttnUpBlock2D")
+      const bool cross = c.up_block_types[i] == "CrossAttnUpBlock2D";
+      block.resnets.push_back(ResnetBlock2D::load(w, L.record, prefix + ".resnets." + index, channels + skip, out, temb,
+                                                  groups, c.norm_eps, cross));
+      if (cross)
         block.attentions.push_back(Transformer2DModel::load(w, L.record, prefix + ".attentions." + index, out,
                                                             context, transformer(c.num_attention_heads[mirror])));
       channels = out;

@@ -31,6 +31,13 @@ namespace {
 
 using Plan = SparseStep::Plan;
 
+// A cross-attention block's resnet does not record its output (ResnetBlock2D::output_recorded): on
+// since 2026-12-07; FISEDIT_TRANSIENT_RESNET_OUTPUTS=0 records it (the benchmark's comparison).
+bool transient_resnet_outputs() {
+  static const bool on = env_flag("FISEDIT_TRANSIENT_RESNET_OUTPUTS", true);
+  return on;
+}
+
 Plan plan_of(Backend& b, SparseStep* s, std::int64_t h, std::int64_t w) { return s ? s->plan(b, h, w) : Plan::dense; }
 
 // [N, H, W, C] -> [N, H * W, C]
@@ -56,7 +63,8 @@ DeviceTensor planned_conv(Backend& b, SparseStep* s, const Conv2d& conv, OutputK
 }
 
 ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
-                                  std::int64_t in, std::int64_t out, std::int64_t temb_channels, int groups, float eps) {
+                                  std::int64_t in, std::int64_t out, std::int64_t temb_channels, int groups, float eps,
+                                  bool feeds_transformer) {
   ResnetBlock2D r;
   r.norm1 = GroupNorm::load(w, prefix + ".norm1", in, groups, eps);
   r.conv1 = Conv2d::load(w, prefix + ".conv1", in, out, 3, Conv2dParams::same(1, 1));
@@ -67,7 +75,8 @@ ResnetBlock2D ResnetBlock2D::load(const WeightSource& w, RecordLayout& layout, c
   r.norm1_key = layout.norm(prefix + ".norm1");
   r.conv1_key = layout.output(prefix + ".conv1");
   r.norm2_key = layout.norm(prefix + ".norm2");
-  r.conv2_key = layout.output(prefix + ".conv2");
+  r.output_recorded = !feeds_transformer || !transient_resnet_outputs();
+  if (r.output_recorded) r.conv2_key = layout.output(prefix + ".conv2");
   return r;
 }
 
@@ -79,7 +88,7 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& input, const
     s->skip_group_norm(norm1_key);
     s->skip_group_norm(norm2_key);
     s->cached_output(conv1_key);
-    return s->cached_output(conv2_key);
+    return output_recorded ? s->cached_output(conv2_key) : DeviceTensor();
   }
   const auto temb = t.reshaped({t.dim(0), 1, 1, t.dim(1)});
   const auto joined = [&] { return skip ? b.concat_channels(input, *skip) : input; };  // [N, H, W, in], made
@@ -94,14 +103,15 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& input, const
     const auto y = b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at);  // [N, P, out]
     const auto shortcut = conv_shortcut ? b.conv2d_at(input, conv_shortcut->weight, conv_shortcut->params, at, nullptr, skip)
                                         : b.gather_positions(tokens(joined()), at);  // [N, P, out]
+    if (!output_recorded) return b.add(y, shortcut);  // the rows the transformer model reads
     return s->scatter_output(b, conv2_key, y, H, W, &shortcut);
   }
   const auto x = joined();
   // [N, H, W, in] -> [N, H, W, out], the time embedding broadcast over H, W in the convolution's pass
   const auto h = spatial(b, s, conv1_key, conv1.forward_add(b, group_norm(b, norm1, norm1_key, x, true, s), temb), H, W);
   const auto shortcut = conv_shortcut ? conv_shortcut->forward(b, x) : x;
-  return spatial(b, s, conv2_key, conv2.forward_add(b, group_norm(b, norm2, norm2_key, h, true, s), shortcut), H,
-                 W);  // [N, H, W, out]
+  const auto y = conv2.forward_add(b, group_norm(b, norm2, norm2_key, h, true, s), shortcut);  // [N, H, W, out]
+  return output_recorded ? spatial(b, s, conv2_key, y, H, W) : y;
 }
 
 namespace {
@@ -256,10 +266,14 @@ Transformer2DModel Transformer2DModel::load(const WeightSource& w, RecordLayout&
   return t;
 }
 
-DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context,
-                                         SparseStep* s) const {
-  const auto n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, std::int64_t h, std::int64_t w,
+                                         const DeviceTensor& context, SparseStep* s) const {
   const Plan plan = plan_of(b, s, h, w);
+  const bool whole = !x.empty() && x.rank() == 4;
+  if ((plan == Plan::dense && !whole) || (plan == Plan::sparse && x.empty()))
+    throw Error(ErrorCode::invalid_argument, "Transformer2DModel: an input of " + shape_to_string(x.shape()) +
+                                         " for a level " + std::to_string(h) + " x " + std::to_string(w) + " that runs " +
+                                         (plan == Plan::dense ? "in full" : plan == Plan::cached ? "cached" : "sparse"));
   if (plan == Plan::cached) {
     s->skip_group_norm(norm_key);
     for (const auto& block : transformer_blocks) {
@@ -270,11 +284,12 @@ DeviceTensor Transformer2DModel::forward(Backend& b, const DeviceTensor& x, cons
   }
   if (plan == Plan::sparse) {  // the whole model at the active positions (the norm with cached statistics)
     const auto& at = s->positions(b, h, w);
-    const auto xa = b.gather_positions(tokens(x), at);  // [N, P, C]
+    const auto xa = whole ? b.gather_positions(tokens(x), at) : x;  // [N, P, C]
     auto y = proj_in.forward(b, s->group_norm_at(b, norm_key, xa, norm.weight, norm.bias, norm.groups, norm.eps, false));
     for (const auto& block : transformer_blocks) y = block.forward_active(b, y, context, h, w, *s);
     return s->scatter_output(b, out_key, proj_out.forward_add(b, y, xa), h, w);  // [N, P, C] -> [N, H, W, C]
   }
+  const auto n = x.dim(0), c = x.dim(3);
   // Channels-last, proj_in is the same matmul whether it was a Linear or a 1x1 Conv2d.
   auto y = proj_in.forward(b, group_norm(b, norm, norm_key, x, false, s)).reshaped({n, h * w, c});  // [N, H, W, C] -> [N, HW, C]
   for (const auto& block : transformer_blocks) y = block.forward(b, y, context, h, w, s);

@@ -41,12 +41,20 @@ struct ResnetBlock2D {
   std::optional<Conv2d> conv_shortcut;  // 1x1, where the channel count changes
   NormKey norm1_key, norm2_key;          // record keys
   OutputKey conv1_key, conv2_key;        // conv1's output (time embedding added) and the block's
+  // The block's output is recorded (conv2_key) unless a transformer model of the same level reads it
+  // (a cross-attention block's resnet): that model reads its input only at the active positions
+  // (its norm with cached statistics, token-wise layers, the residual; keys and values are its own
+  // records), so no step reads this output at an inactive one.
+  bool output_recorded = true;
   std::size_t time_index = 0;            // its part of the U-Net's time projections (UNet::time_projections)
 
   static ResnetBlock2D load(const WeightSource& w, RecordLayout& layout, const std::string& prefix, std::int64_t in,
-                            std::int64_t out, std::int64_t temb_channels, int groups, float eps);
+                            std::int64_t out, std::int64_t temb_channels, int groups, float eps,
+                            bool feeds_transformer = false);
   // x [N, H, W, in], temb [N, out]: this block's time embedding, time_emb_proj(SiLU(the U-Net's temb))
-  // -> [N, H, W, out]
+  // -> [N, H, W, out]; without output_recorded, as Transformer2DModel::forward takes it: in a sparse
+  // plan its rows at the active positions [N, P, out], in a cached plan nothing (empty), in full the
+  // whole output.
   // With `skip` [N, H, W, Cs] (the up path's), the input is x's channels followed by its: made for a
   // full pass, read from both by a sparse one, not at all by a cached one.
   DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& temb, SparseStep* s,
@@ -131,8 +139,11 @@ struct Transformer2DModel {
   };
   static Transformer2DModel load(const WeightSource& w, RecordLayout& layout, const std::string& prefix,
                                  std::int64_t channels, std::int64_t context_channels, const Options& options);
-  // x [N, H, W, C], context [N, Lc, context_channels] -> [N, H, W, C]
-  DeviceTensor forward(Backend& b, const DeviceTensor& x, const DeviceTensor& context, SparseStep* s) const;
+  // x [N, h, w, C], context [N, Lc, context_channels] -> [N, h, w, C]. In an edit x may also be what a
+  // resnet that does not record its output gives (ResnetBlock2D::output_recorded): its rows at the
+  // level's active positions [N, P, C] for a sparse plan, nothing for a cached one.
+  DeviceTensor forward(Backend& b, const DeviceTensor& x, std::int64_t h, std::int64_t w, const DeviceTensor& context,
+                       SparseStep* s) const;
 };
 
 // 3x3 convolution, stride 2, padding 1.
