@@ -3,6 +3,7 @@
 // timestep embedding at fractional timesteps; and the errors a caller or a broken file can cause.
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
+#include "edit/sparse_step.h"
 #include "io/model_loader.h"
 #include "io/safetensors.h"
 #include "models/unet.h"
@@ -114,6 +115,43 @@ private slots:
     UNet fresh(backend, loaded.unet, loaded.unet_weights);
     QVERIFY(backend.download(fresh.forward(sample, timesteps, other)).to_f32() == with_other);
     QVERIFY(backend.download(unet.forward(sample, timesteps, backend.upload(context))).to_f32() == once);
+  }
+
+  // What a step records for later edits: every 3x3 convolution's output (conv_in, conv_out, the
+  // resamplers, each resnet's conv1), each transformer model's output and its blocks' self-attention
+  // keys and values, and a resnet's output only where no transformer model of its level follows it
+  // (one that does reads it at the active positions alone, so an edit never reads it elsewhere).
+  void a_step_records_what_an_edit_reads_elsewhere() {
+    const auto [loaded, goldens] = reference("tiny-sd2");
+    const auto& c = loaded.unet;
+    CpuBackend backend;
+    UNet unet(backend, c, loaded.unet_weights);
+    LayerRecord record;
+    SparseStep step(record);
+    const auto sample = backend.nchw_to_nhwc(backend.upload(goldens.tensor("unet.sample")));
+    const auto plain = backend.download(unet.forward(sample, goldens.tensor("unet.timesteps").to_f32(),
+                                                     backend.upload(goldens.tensor("unet.context"))))
+                           .to_f32();
+    const auto recorded = backend.download(unet.forward(sample, goldens.tensor("unet.timesteps").to_f32(),
+                                                        backend.upload(goldens.tensor("unet.context")), &step))
+                              .to_f32();
+    QVERIFY(recorded == plain);
+    const std::size_t transformer = 1 + 2 * static_cast<std::size_t>(c.transformer_layers_per_block);
+    const auto levels = c.down_block_types.size();
+    const auto lpb = static_cast<std::size_t>(c.layers_per_block);
+    std::size_t expected = 2;  // conv_in, conv_out
+    std::size_t cross_blocks = 0;
+    for (std::size_t level = 0; level < levels; ++level) {
+      const bool down_cross = c.down_block_types[level] == "CrossAttnDownBlock2D";
+      const bool up_cross = c.up_block_types[level] == "CrossAttnUpBlock2D";
+      cross_blocks += down_cross + up_cross;
+      expected += lpb * (down_cross ? 1 + transformer : 2) + (lpb + 1) * (up_cross ? 1 + transformer : 2);
+      if (level + 1 < levels) expected += 2;  // a downsampler and an upsampler
+    }
+    QVERIFY(cross_blocks > 0);                   // the model exercises the rule
+    expected += 1 + transformer + 2;             // the mid block: resnet (conv1), transformer, resnet
+    QCOMPARE(record.outputs.size(), expected);
+    for (const auto& entry : record.outputs) QVERIFY(!entry.empty());
   }
 
   // Each resnet's time embedding depends on the timestep alone: the U-Net keeps them by timestep (an
