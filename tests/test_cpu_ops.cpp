@@ -428,6 +428,21 @@ private slots:
     EXPECT_ERROR(backend.conv2d_at(dx, cw, Conv2dParams::same(1, 1), positions, nullptr, &positions));
   }
 
+  // A sparse convolution with a residual [N, P, Cout]: the convolution plus it; another shape is an error.
+  void conv2d_at_residual() {
+    const std::int64_t n = 2, h = 5, w = 4, cin = 3, cout = 6;
+    const auto cw = backend.prepare_conv_weight(Tensor::from_f32({cout, cin, 3, 3}, random_values(cout * cin * 9, 96)),
+                                                Tensor::from_f32({cout}, random_values(cout, 97)));
+    const auto dx = up({n, h, w, cin}, random_values(n * h * w * cin, 98));
+    const auto positions = backend.upload(Tensor::from_i64({3}, std::vector<std::int64_t>{0, 7, 19}));
+    const auto residual = up({n, 3, cout}, random_values(n * 3 * cout, 99));
+    const auto plain = backend.download(backend.add(backend.conv2d_at(dx, cw, Conv2dParams::same(1, 1), positions), residual));
+    EXPECT_CLOSE(backend.conv2d_at(dx, cw, Conv2dParams::same(1, 1), positions, nullptr, nullptr, &residual),
+                 plain.shape(), plain.to_f32());
+    const auto wrong = up({n, 2, cout}, random_values(n * 2 * cout, 100));
+    EXPECT_ERROR(backend.conv2d_at(dx, cw, Conv2dParams::same(1, 1), positions, nullptr, nullptr, &wrong));
+  }
+
   // Many row copies between tensors of one shape: the rows at positions come from the source, the
   // others stay; a destination of another shape is an error. Poison makes every value NaN.
   void copy_rows_into() {

@@ -64,12 +64,17 @@ private slots:
     const std::int64_t ho = (h - 1) / stride + 1, wo = (w - 1) / stride + 1;
     std::vector<std::int64_t> at;
     for (std::int64_t i = 0; i < ho * wo; i += 2) at.push_back(i);
-    const double err = compare([&](Backend& b) {
-      const auto cw = b.prepare_conv_weight(Tensor::from_f32({cout, cin, 3, 3}, wt), Tensor::from_f32({cout}, bias));
-      return b.conv2d_at(b.upload(Tensor::from_f32({n, h, w, cin}, x)), cw, Conv2dParams::same(stride, 1),
-                         b.upload(Tensor::from_i64({static_cast<std::int64_t>(at.size())}, at)));
-    });
-    QVERIFY2(err <= 1e-2, qPrintable(QString::number(err)));
+    const auto p = static_cast<std::int64_t>(at.size());
+    const auto residual = half_random(n * p * cout, 4);
+    for (const bool with_residual : {false, true}) {  // the residual in the GEMM's epilogue (or after, padded)
+      const double err = compare([&](Backend& b) {
+        const auto cw = b.prepare_conv_weight(Tensor::from_f32({cout, cin, 3, 3}, wt), Tensor::from_f32({cout}, bias));
+        const auto r = b.upload(Tensor::from_f32({n, p, cout}, residual));
+        return b.conv2d_at(b.upload(Tensor::from_f32({n, h, w, cin}, x)), cw, Conv2dParams::same(stride, 1),
+                           b.upload(Tensor::from_i64({p}, at)), nullptr, nullptr, with_residual ? &r : nullptr);
+      });
+      QVERIFY2(err <= 1e-2, qPrintable(QString::number(err) + (with_residual ? " with a residual" : "")));
+    }
   }
 
   void conv2d_at_input_norm_data() {

@@ -448,7 +448,8 @@ void Backend::conv2d_add_impl(const DeviceTensor& x, const ConvWeight& w, const 
 }
 
 DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p,
-                                const DeviceTensor& positions, const InputNorm* norm, const DeviceTensor* appended) {
+                                const DeviceTensor& positions, const InputNorm* norm, const DeviceTensor* appended,
+                                const DeviceTensor* residual) {
   const char* op = "conv2d_at";
   const OpScope scope(*this, op);
   const auto [ho, wo] = conv_output_size(op, x, w, p, activation_dtype(), appended);
@@ -459,8 +460,14 @@ DeviceTensor Backend::conv2d_at(const DeviceTensor& x, const ConvWeight& w, cons
     check_act(op, *norm->beta, "beta", activation_dtype());
     check_group_norm(op, x.dim(0), w.in_channels, *norm->gamma, *norm->beta, norm->groups, norm->stats);
   }
+  if (residual) {
+    check_act(op, *residual, "the residual", activation_dtype());
+    FISEDIT_REQUIRE(residual->shape() == Shape({x.dim(0), positions.dim(0), w.out_channels}), op,
+                    "the residual " + shapes(*residual) + " is not [N, P, Cout] = [" + std::to_string(x.dim(0)) + ", " +
+                        std::to_string(positions.dim(0)) + ", " + std::to_string(w.out_channels) + "]");
+  }
   auto out = allocate({x.dim(0), positions.dim(0), w.out_channels});
-  conv2d_at_impl(x, w, p, ho, wo, positions, norm, appended, out);
+  conv2d_at_impl(x, w, p, ho, wo, positions, norm, appended, residual, out);
   return out;
 }
 

@@ -393,9 +393,11 @@ public:
   // equal to normalising x first (the same arithmetic per element) without the pass over all of x.
   // With `appended` [N, H, W, Ca], the input is x's channels followed by its (concat_channels(x,
   // appended), Cin = C + Ca) without making that concatenation: the up path's skip connections.
+  // With `residual` [N, P, Cout], the output plus it (in the GEMM's epilogue on CUDA): a residual
+  // connection at the active positions.
   DeviceTensor conv2d_at(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                          const DeviceTensor& positions, const InputNorm* norm = nullptr,
-                         const DeviceTensor* appended = nullptr);
+                         const DeviceTensor* appended = nullptr, const DeviceTensor* residual = nullptr);
   // x [N, L, C] -> [N, P, C]: the rows at positions.
   DeviceTensor gather_positions(const DeviceTensor& x, const DeviceTensor& positions);
   // Many gathers into memory the caller owns: each dst [N, P, C] becomes src [N, L, C]'s rows at
@@ -496,11 +498,12 @@ protected:
   // dst has src's dtype and shape.
   virtual void copy_impl(const DeviceTensor& src, DeviceTensor& dst) = 0;
   virtual void poison_impl(DeviceTensor& x) = 0;
-  // out [N, P, Cout]; positions valid for the output size the params give; norm and appended checked
-  // (or null).
+  // out [N, P, Cout]; positions valid for the output size the params give; norm, appended and residual
+  // checked (or null).
   virtual void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                               std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
-                              const InputNorm* norm, const DeviceTensor* appended, DeviceTensor& out) = 0;
+                              const InputNorm* norm, const DeviceTensor* appended, const DeviceTensor* residual,
+                              DeviceTensor& out) = 0;
   // x and out viewed as [N, L, C] and [N, P, C].
   virtual void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) = 0;
   // Optional: checked as gather_rows_into says; the default runs gather_positions_impl for each.

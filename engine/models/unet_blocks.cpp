@@ -100,10 +100,11 @@ DeviceTensor ResnetBlock2D::forward(Backend& b, const DeviceTensor& input, const
     const auto temb_rows = temb.reshaped({t.dim(0), 1, t.dim(1)});
     const auto h = s->scatter_output(b, conv1_key, h1, H, W, &temb_rows);  // [N, H, W, out], the time embedding added
     const auto norm2_at = gathered(*s, norm2, norm2_key, true);
-    const auto y = b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at);  // [N, P, out]
     const auto shortcut = conv_shortcut ? b.conv2d_at(input, conv_shortcut->weight, conv_shortcut->params, at, nullptr, skip)
                                         : b.gather_positions(tokens(joined()), at);  // [N, P, out]
-    if (!output_recorded) return b.add(y, shortcut);  // the rows the transformer model reads
+    // The rows the transformer model reads, the shortcut added in the GEMM's epilogue.
+    if (!output_recorded) return b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at, nullptr, &shortcut);
+    const auto y = b.conv2d_at(h, conv2.weight, conv2.params, at, &norm2_at);  // [N, P, out]
     return s->scatter_output(b, conv2_key, y, H, W, &shortcut);
   }
   const auto x = joined();

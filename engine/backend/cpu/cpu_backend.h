@@ -74,7 +74,7 @@ protected:
   void poison_impl(DeviceTensor& x) override;
   void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, std::int64_t out_h,
                       std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
-                      const DeviceTensor* appended, DeviceTensor& out) override;
+                      const DeviceTensor* appended, const DeviceTensor* residual, DeviceTensor& out) override;
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
   void scatter_positions_impl(const DeviceTensor& values, const DeviceTensor& positions, DeviceTensor& out) override;
   void sampler_step_impl(const DeviceTensor& prediction, float cfg_scale, const SamplerRule& rule, const DeviceTensor& x,

@@ -115,7 +115,7 @@ void CpuBackend::conv2d_impl(const DeviceTensor& x, const ConvWeight& w, const C
 
 void CpuBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& p, std::int64_t out_h,
                                 std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
-                                const DeviceTensor* appended, DeviceTensor& out) {
+                                const DeviceTensor* appended, const DeviceTensor* residual, DeviceTensor& out) {
   (void)out_h;  // positions are already checked against the output size
   DeviceTensor input = x;
   if (appended) {  // the concatenation made: the CPU's gather reads one tensor
@@ -123,6 +123,10 @@ void CpuBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, cons
     concat_channels_impl(x, *appended, input);
   }
   im2col_gemm(input, w, p, out_w, positions.data_as<const std::int32_t>(), positions.dim(0), norm, out.data_as<float>());
+  if (residual && out.numel() > 0) {
+    const std::int64_t c = out.dim(2);
+    binary_impl(BinaryOp::add, out, *residual, Broadcast{out.numel() / c, 1, c}, out);
+  }
 }
 
 // Output pixels in blocks, each gathered into its thread's column buffer, then one GEMM and the bias

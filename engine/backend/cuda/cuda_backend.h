@@ -97,7 +97,7 @@ protected:
   void copy_impl(const DeviceTensor& src, DeviceTensor& dst) override;
   void conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, std::int64_t out_h,
                       std::int64_t out_w, const DeviceTensor& positions, const InputNorm* norm,
-                      const DeviceTensor* appended, DeviceTensor& out) override;
+                      const DeviceTensor* appended, const DeviceTensor* residual, DeviceTensor& out) override;
   void gather_positions_impl(const DeviceTensor& x, const DeviceTensor& positions, DeviceTensor& out) override;
   void gather_rows_into_impl(std::span<const RowsAt> gathers) override;
   void copy_rows_into_impl(std::span<const RowsAt> copies) override;
@@ -142,7 +142,8 @@ private:
   // tensor-core kernels.
   void conv_by_gemm(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params, std::int64_t out_w,
                     const DeviceTensor* positions, std::int64_t count, DeviceTensor& out,
-                    const InputNorm* norm = nullptr, const DeviceTensor* appended = nullptr);
+                    const InputNorm* norm = nullptr, const DeviceTensor* appended = nullptr,
+                    const DeviceTensor* residual = nullptr);
 
   std::unique_ptr<State> s_;
 };

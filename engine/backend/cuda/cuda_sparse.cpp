@@ -136,18 +136,19 @@ void CudaBackend::scatter_positions_into_impl(const DeviceTensor& base, const De
 
 void CudaBackend::conv2d_at_impl(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                                  std::int64_t out_h, std::int64_t out_w, const DeviceTensor& positions,
-                                 const InputNorm* norm, const DeviceTensor* appended, DeviceTensor& out) {
+                                 const InputNorm* norm, const DeviceTensor* appended, const DeviceTensor* residual,
+                                 DeviceTensor& out) {
   (void)out_h;  // positions are checked against the output size by the caller
-  conv_by_gemm(x, w, params, out_w, &positions, positions.dim(0), out, norm, appended);
+  conv_by_gemm(x, w, params, out_w, &positions, positions.dim(0), out, norm, appended, residual);
 }
 
 // im2col patches, in chunks of rows, each one GEMM against the prepared [Cout8, kh, kw, Cin8] weights
 // (the layout cuDNN uses here, read as a [Cout8, kh * kw * Cin8] matrix). out [N, count, Cout] rows.
 // With `norm`, the patches are of the normalised input (kernels::Im2colNorm); with `appended`, of x's
-// channels followed by its.
+// channels followed by its; with `residual` (out's shape), plus it: the GEMM's C matrix.
 void CudaBackend::conv_by_gemm(const DeviceTensor& x, const ConvWeight& w, const Conv2dParams& params,
                                std::int64_t out_w, const DeviceTensor* positions, std::int64_t count, DeviceTensor& out,
-                               const InputNorm* norm, const DeviceTensor* appended) {
+                               const InputNorm* norm, const DeviceTensor* appended, const DeviceTensor* residual) {
   const std::int64_t n = x.dim(0), rows = n * count, cout = w.out_channels;
   const std::int64_t cout8 = w.weight.dim(0), cin8 = w.weight.dim(3), k = std::int64_t{w.kernel_h} * w.kernel_w * cin8;
   if (rows == 0) return;
@@ -173,13 +174,19 @@ void CudaBackend::conv_by_gemm(const DeviceTensor& x, const ConvWeight& w, const
     }
     FISEDIT_CUDA_CHECK(kernels::im2col_positions(p, s_->stream.get()));
     auto destination = out_rows.slice_rows(first, first + m);
-    if (cout8 == cout) {  // straight into the output, bias in the GEMM's epilogue
-      linear_impl(columns, weight, w.bias, Activation::none, destination);
+    const DeviceTensor residual_rows =
+        residual ? residual->reshaped({rows, cout}).slice_rows(first, first + m) : DeviceTensor();
+    if (cout8 == cout) {  // straight into the output, bias (and the residual) in the GEMM's epilogue
+      if (residual)
+        linear_add_impl(columns, weight, w.bias, residual_rows, destination);
+      else
+        linear_impl(columns, weight, w.bias, Activation::none, destination);
       continue;
     }
     auto y = linear(columns, weight, DeviceTensor());  // [m, Cout8]: padded output channels to drop
     y = slice_channels(y, 0, cout);
     if (!w.bias.empty()) y = add(y, w.bias);
+    if (residual) y = add(y, residual_rows);
     copy_impl(y, destination);
   }
 }
