@@ -93,36 +93,21 @@ __global__ void im2col_kernel(Im2colParams p) {
   }
 }
 
-// How the vec8 gather applies the input's GroupNorm: none; per value (channel_affine for each of
-// them); or from a table of every (image, channel)'s scale and shift made once per block in shared
-// memory, when it fits. The table holds the same floats channel_affine makes per value, so both give
-// the same halves bit for bit. Per value, the norm was about a third of a normalising gather's time
-// (ncu, H100, level 1 of a 5% SD2 step: 6.0 us against 3.9 for the gather without norm of as many
-// columns).
-enum class GatherNorm { none, per_value, table };
-constexpr std::size_t kNormTableBytes = 48 * 1024;
-
 // One thread per 8 channels of one tap: cin a multiple of 8 (so no padding channels), x and columns
 // aligned. Index is the type of the index arithmetic: 32 bits when every index fits (a sparse step's
 // gathers always do), whose divisions cost a fraction of 64-bit ones; they were most of this kernel's
 // time (ncu, H100: 8.7 us per call, 65 calls in a 5% SD2 768 step).
-template <typename Index, GatherNorm kNorm>
+// kNorm: the input's GroupNorm applied (p.norm), per value. A table of every (image, channel)'s scale
+// and shift made per block in shared memory was tried (2026-12-07) and measured slower: each block
+// made the whole table for the few vectors it gathers (H100, the replayed 5% SD2 step 3.17 -> 3.41 ms).
+template <typename Index, bool kNorm>
 __global__ void im2col_kernel_vec8(Im2colParams p) {
-  extern __shared__ float2 norm_table[];  // [batch, cin] (scale, shift) with GatherNorm::table
   dependent_prologue();
   const auto vectors = static_cast<Index>(p.cin / 8);
   const auto appended_vectors = static_cast<Index>(p.cin_appended / 8), own_vectors = vectors - appended_vectors;
   const Index kw = p.kw, row_vectors = static_cast<Index>(p.kh) * kw * vectors;
   const Index total = static_cast<Index>(p.rows) * row_vectors, count = static_cast<Index>(p.count);
   const Index out_w = static_cast<Index>(p.out_w), first = static_cast<Index>(p.first_row);
-  if constexpr (kNorm == GatherNorm::table) {
-    const auto cin = static_cast<Index>(p.cin), entries = static_cast<Index>(p.batch) * cin;
-    for (Index j = threadIdx.x; j < entries; j += blockDim.x) {
-      const Index b = j / cin;
-      norm_table[j] = norm_affine(p.norm, b, j - b * cin, p.cin);
-    }
-    __syncthreads();
-  }
   const auto* x = reinterpret_cast<const uint4*>(p.x);
   auto* columns = reinterpret_cast<uint4*>(p.columns);
   for (Index i = blockIdx.x * Index{blockDim.x} + threadIdx.x; i < total; i += Index{gridDim.x} * blockDim.x) {
@@ -142,11 +127,7 @@ __global__ void im2col_kernel_vec8(Im2colParams p) {
                         static_cast<Index>(ix);
     uint4 v = c < own_vectors ? x[pixel * own_vectors + c]
                               : reinterpret_cast<const uint4*>(p.appended)[pixel * appended_vectors + (c - own_vectors)];
-    if constexpr (kNorm == GatherNorm::table) {
-      auto* h = reinterpret_cast<__half*>(&v);
-      const float2* affine = norm_table + b * vectors * 8 + c * 8;
-      for (int e = 0; e < 8; ++e) h[e] = __float2half_rn(finish(__half2float(h[e]), affine[e].x, affine[e].y, p.norm.silu));
-    } else if constexpr (kNorm == GatherNorm::per_value) {
+    if constexpr (kNorm) {
       auto* h = reinterpret_cast<__half*>(&v);
       for (int e = 0; e < 8; ++e) h[e] = normalised(p.norm, h[e], b, c * 8 + e, p.cin);
     }
@@ -156,15 +137,10 @@ __global__ void im2col_kernel_vec8(Im2colParams p) {
 
 template <typename Index>
 void launch_im2col_vec8(const Im2colParams& p, std::int64_t vectors, cudaStream_t stream) {
-  // FISEDIT_IM2COL_NORM_TABLE=0 (read once): the norm per value, as before the table (for comparison).
-  static const bool table = env_flag("FISEDIT_IM2COL_NORM_TABLE", true);
-  const std::size_t table_bytes = static_cast<std::size_t>(p.batch * p.cin) * sizeof(float2);
-  if (!p.norm.gamma)
-    launch_kernel(im2col_kernel_vec8<Index, GatherNorm::none>, grid_for(vectors), kThreads, 0, stream, p);
-  else if (table && table_bytes <= kNormTableBytes)
-    launch_kernel(im2col_kernel_vec8<Index, GatherNorm::table>, grid_for(vectors), kThreads, table_bytes, stream, p);
+  if (p.norm.gamma)
+    launch_kernel(im2col_kernel_vec8<Index, true>, grid_for(vectors), kThreads, 0, stream, p);
   else
-    launch_kernel(im2col_kernel_vec8<Index, GatherNorm::per_value>, grid_for(vectors), kThreads, 0, stream, p);
+    launch_kernel(im2col_kernel_vec8<Index, false>, grid_for(vectors), kThreads, 0, stream, p);
 }
 
 // Row l's row in values, or -1: positions ascending.

@@ -332,7 +332,10 @@ EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest
     if (sample_on_device && i >= first_on_device) {
       if (x_d.empty()) {  // the latents and the sampler's state as the host's steps left them
         x_d = backend_.upload_f32(x, {channels, h, w});
-        if (const auto history = scheduler->history(); !history.empty()) history_d = backend_.upload_f32(history, {channels, h, w});
+        // DPM's previous estimate; none yet when the device samples from the edit's first step (a painted
+        // mask has no detection steps): the sampler's first step writes it, the next one reads it.
+        const auto history = scheduler->history();
+        history_d = backend_.upload_f32(history.empty() ? std::vector<float>(x.size(), 0.0f) : history, {channels, h, w});
         mask_d = backend_.upload_f32(out.mask.values, {h, w});
         const auto m = static_cast<std::int64_t>(steps - i);
         std::vector<float> keep_all;
