@@ -399,8 +399,12 @@ private slots:
         // A painted mask's edit has no detection steps: the device samples from its first step on, so
         // DPM's history starts there (the first step is first order and writes the next one's).
         if (!spilled && fraction < 0.5) {
-          EditRequest painted = e;
-          painted.detect_steps = 0;
+          EditRequest painted{.prompt = e.prompt, .mask_mode = MaskMode::painted};  // no detection steps
+          painted.painted_mask = Image8{192, 128, 1, std::vector<std::uint8_t>(192 * 128)};
+          for (int y = 0; y < 128; ++y)
+            for (int x = 0; x < 192; ++x)
+              painted.painted_mask->pixels[static_cast<std::size_t>(y * 192 + x)] =
+                  mask.values[static_cast<std::size_t>(y / 8 * 24 + x / 8)] > 0.0f ? 255 : 0;
           sd.set_replay_sparse_steps(true);
           const auto painted_replayed = sd.edit(b0, painted);
           sd.set_replay_sparse_steps(false);
