@@ -17,6 +17,7 @@
 
 #include <cmath>
 #include <tuple>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -445,6 +446,106 @@ private slots:
     }
     const double err = relative_l2(got[1], got[0]);
     QVERIFY2(err <= kRouteTolerance, qPrintable(QString("split vs unsplit: relative L2 error %1").arg(err)));
+  }
+
+  // cuDNN's fused flash attention (cuda_attention_cudnn.cpp) on the U-Net's shapes, forced on: cuDNN
+  // must take each one (a refusal fails with cuDNN's reason), agree with the CPU, and stay within a
+  // few fp16 roundings of kernels/attention on the same inputs.
+  void attention_cudnn_route_data() {
+    QTest::addColumn<int>("heads");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<int>("lq");
+    QTest::addColumn<int>("lk");
+    QTest::newRow("sd2 L1 self h5 d64 Lq 300 of 9216") << 5 << 64 << 300 << 9216;
+    QTest::newRow("sd2 L1 cross h5 d64 Lq 1000 x 77") << 5 << 64 << 1000 << 77;
+    QTest::newRow("sd2 L3 self h20 d64 576") << 20 << 64 << 576 << 576;
+    QTest::newRow("sd2 mid self h20 d64 144") << 20 << 64 << 144 << 144;
+    QTest::newRow("sd15 L1 self h8 d40 Lq 300 of 4096") << 8 << 40 << 300 << 4096;
+    QTest::newRow("sd15 L2 cross h8 d80 1024x77") << 8 << 80 << 1024 << 77;
+    QTest::newRow("sd15 L3 self h8 d160 256") << 8 << 160 << 256 << 256;
+    QTest::newRow("odd sizes h3 d64 Lq 129 Lk 9215") << 3 << 64 << 129 << 9215;
+    QTest::newRow("one query h2 d128 Lq 1 Lk 65") << 2 << 128 << 1 << 65;
+  }
+  void attention_cudnn_route() {
+    QFETCH(int, heads);
+    QFETCH(int, head_dim);
+    QFETCH(int, lq);
+    QFETCH(int, lk);
+    constexpr int batch = 2;
+    constexpr double kRouteTolerance = 2e-3;
+    const std::int64_t c = std::int64_t{heads} * head_dim;
+    const auto q = Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 19, 3.0f));
+    const auto k = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 20, 1.0f));
+    const auto v = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 21, 1.0f));
+    AttentionParams params;
+    params.heads = heads;
+    params.scale = 1.0f / std::sqrt(float(head_dim));
+    params.upcast = true;
+    const auto want = cpu.download(cpu.attention(cpu.upload(q), cpu.upload(k), cpu.upload(v), params)).to_f32();
+    const DeviceTensor gq = gpu->upload(q), gk = gpu->upload(k), gv = gpu->upload(v);
+    struct RouteBack {
+      CudaBackend& b;
+      ~RouteBack() { b.set_attention_route(CudaBackend::AttentionRoute::automatic); }
+    } route_back{*gpu};
+
+    gpu->set_attention_route(CudaBackend::AttentionRoute::kernels);
+    const auto before = gpu->attention_cudnn_counters();
+    const auto by_kernels = gpu->download(gpu->attention(gq, gk, gv, params)).to_f32();
+    QCOMPARE(gpu->attention_cudnn_counters().calls, before.calls);
+
+    gpu->set_attention_route(CudaBackend::AttentionRoute::cudnn);
+    const auto start = std::chrono::steady_clock::now();
+    const auto by_cudnn = gpu->download(gpu->attention(gq, gk, gv, params)).to_f32();
+    const double first_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const auto after = gpu->attention_cudnn_counters();
+    QVERIFY2(after.calls == before.calls + 1, qPrintable(QString::fromStdString("cuDNN did not run it: " + after.last_refusal)));
+    std::printf("cuDNN attention [%d, %d heads, %d x %d, D %d]: first call %.1f ms (plans so far %llu in %.1f ms)\n",
+                batch, heads, lq, lk, head_dim, first_ms, static_cast<unsigned long long>(after.plans), after.plan_ms);
+    for (float x : by_cudnn) QVERIFY2(std::isfinite(x), "non-finite value from cuDNN");
+    const double err = relative_l2(by_cudnn, want);
+    QVERIFY2(err <= kTolerance, qPrintable(QString("cuDNN vs CPU: relative L2 error %1").arg(err)));
+    const double apart = relative_l2(by_cudnn, by_kernels);
+    QVERIFY2(apart <= kRouteTolerance, qPrintable(QString("cuDNN vs kernels: relative L2 error %1").arg(apart)));
+  }
+
+  // A shape whose cuDNN plan is first made while a step is being recorded (a graph capture; plan
+  // making never touches the stream) replays to the same bits as the same call run op by op; and the
+  // automatic route leaves a sparse edit's few queries to kernels/attention while a dense
+  // self-attention goes to cuDNN.
+  void attention_cudnn_recorded_and_routed() {
+    constexpr int batch = 2, heads = 5, head_dim = 64, lq = 2304;
+    const std::int64_t c = std::int64_t{heads} * head_dim;
+    AttentionParams params;
+    params.heads = heads;
+    params.scale = 1.0f / std::sqrt(float(head_dim));
+    params.upcast = true;
+    const DeviceTensor q = gpu->upload(Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 22, 3.0f)));
+    const DeviceTensor k = gpu->upload(Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 23, 1.0f)));
+    const DeviceTensor v = gpu->upload(Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 24, 1.0f)));
+    struct RouteBack {
+      CudaBackend& b;
+      ~RouteBack() { b.set_attention_route(CudaBackend::AttentionRoute::automatic); }
+    } route_back{*gpu};
+    gpu->set_attention_route(CudaBackend::AttentionRoute::cudnn);
+    const auto before = gpu->attention_cudnn_counters();
+    DeviceTensor recorded_out;
+    std::string why;
+    auto recording = gpu->record([&] { recorded_out = gpu->attention(q, k, v, params); }, &why);
+    QVERIFY2(recording, why.c_str());
+    QCOMPARE(gpu->attention_cudnn_counters().plans, before.plans + 1);  // made during the capture
+    recording->replay();
+    const Tensor replayed = gpu->download(recorded_out);
+    const Tensor direct = gpu->download(gpu->attention(q, k, v, params));
+    QCOMPARE(gpu->attention_cudnn_counters().calls, before.calls + 2);
+    QVERIFY(replayed.to_f32() == direct.to_f32());
+
+    gpu->set_attention_route(CudaBackend::AttentionRoute::automatic);
+    const auto routed = gpu->attention_cudnn_counters();
+    const DeviceTensor few = gpu->upload(Tensor::from_f32({batch, 37, c}, half_random(batch * 37 * c, 25, 3.0f)));
+    (void)gpu->download(gpu->attention(few, k, v, params));  // few queries: kernels
+    QCOMPARE(gpu->attention_cudnn_counters().calls, routed.calls);
+    (void)gpu->download(gpu->attention(q, k, v, params));  // the whole self-attention: cuDNN
+    QCOMPARE(gpu->attention_cudnn_counters().calls, routed.calls + 1);
   }
 };
 

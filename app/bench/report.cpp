@@ -221,11 +221,13 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
   if (att.is_object() && att.contains("cases")) {
     const auto& env = att["kernel_env"];
     const auto split_env = att.contains("split_env") ? att["split_env"] : nlohmann::json();
+    const auto cudnn_env = att.contains("cudnn_env") ? att["cudnn_env"] : nlohmann::json();
     std::fprintf(out,
-                 "\nattention op alone (FISEDIT_ATTENTION=%s, FISEDIT_ATTENTION_SPLIT=%s)   median ms/call   TFLOP/s"
-                 "   device ms   TFLOP/s\n",
+                 "\nattention op alone (FISEDIT_ATTENTION=%s, FISEDIT_ATTENTION_SPLIT=%s, FISEDIT_ATTENTION_CUDNN=%s)"
+                 "   median ms/call   TFLOP/s   device ms   TFLOP/s\n",
                  env.is_string() ? env.get<std::string>().c_str() : "unset",
-                 split_env.is_string() ? split_env.get<std::string>().c_str() : "unset");
+                 split_env.is_string() ? split_env.get<std::string>().c_str() : "unset",
+                 cudnn_env.is_string() ? cudnn_env.get<std::string>().c_str() : "unset");
     for (const auto& c : att["cases"]) {
       std::fprintf(out, "  %-26s [%d, %5d, %5d, h%2d, d%3d] ", c["case"].get<std::string>().c_str(), c["batch"].get<int>(),
                    c["lq"].get<int>(), c["lk"].get<int>(), c["heads"].get<int>(), c["head_dim"].get<int>());

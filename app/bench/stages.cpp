@@ -388,6 +388,7 @@ nlohmann::json Stages::attention() {
   const bool cuda = backend_.kind() == DeviceKind::cuda;
   const char* env = std::getenv("FISEDIT_ATTENTION");
   const char* split_env = std::getenv("FISEDIT_ATTENTION_SPLIT");
+  const char* cudnn_env = std::getenv("FISEDIT_ATTENTION_CUDNN");
   nlohmann::json rows = nlohmann::json::array();
   std::uint64_t seed = 10;
   for (const auto& c : kCases) {
@@ -436,6 +437,7 @@ nlohmann::json Stages::attention() {
   }
   return {{"kernel_env", env ? nlohmann::json(env) : nlohmann::json()},
           {"split_env", split_env ? nlohmann::json(split_env) : nlohmann::json()},
+          {"cudnn_env", cudnn_env ? nlohmann::json(cudnn_env) : nlohmann::json()},
           {"cases", rows}};
 }
 

@@ -5,6 +5,7 @@
 tests/gpu/device-run.sh stage >/dev/null
 export LD_LIBRARY_PATH=/tmp/fisedit-gpu/lib FISEDIT_REFERENCE_DIR=/tmp/fisedit-ref QT_QPA_PLATFORM=offscreen
 results=/tmp/fisedit-$NAME
+rm -rf "$results"  # a warm machine may hold an earlier call's files: archive only this call's
 mkdir -p "$results" "${OUT:-gpu-results}"
 save() { tar czf "${OUT:-gpu-results}/$NAME.tgz" -C "$results" .; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$results/device.txt"

@@ -1,4 +1,5 @@
-// Attention: kernels/attention (tensor-core flash kernels for head widths that are multiples of 8
+// Attention: cuDNN's fused flash attention where it takes the shape and the routing sends it there
+// (cuda_attention_cudnn.cpp), else kernels/attention (tensor-core flash kernels for head widths that are multiples of 8
 // up to 160, flash2 by default and the previous one under FISEDIT_ATTENTION=legacy; a CUDA-core
 // fallback for the rest, e.g. the VAE's single 512-wide head; flash2 splits the keys across blocks
 // when few query rows meet many keys, as in a sparse edit's self-attention). Neither
@@ -42,6 +43,8 @@ void CudaBackend::attention_impl(const DeviceTensor& q, const DeviceTensor& k, c
     }
     return;
   }
+  // cuDNN's fused flash attention where the route takes it there (cuda_attention_cudnn.cpp).
+  if (attention_cudnn(q, k, v, params, out)) return;
   kernels::AttentionArgs args;
   args.q = q.data_as<const std::uint16_t>();
   args.k = k.data_as<const std::uint16_t>();

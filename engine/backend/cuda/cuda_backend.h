@@ -49,6 +49,21 @@ public:
   std::uint64_t gemm_heuristic_queries() const;
   void wait_gemm_ranges_ready() const;
 
+  // Which attention runs where both could (cuda_attention_cudnn.cpp): cuDNN's fused flash attention
+  // where it takes the shape and its query tiles fill the device (automatic), wherever it takes the
+  // shape (cudnn), or never (kernels: kernels/attention). FISEDIT_ATTENTION_CUDNN=auto|on|off picks
+  // the route a backend starts with; tests set it here.
+  enum class AttentionRoute { automatic, cudnn, kernels };
+  void set_attention_route(AttentionRoute route);
+  // What the cuDNN route did so far: attention calls it ran, plans it built (one per shape) and the
+  // host time that took, shapes it refused and why the last one was refused.
+  struct AttentionCudnnCounters {
+    std::uint64_t calls = 0, plans = 0, refused = 0;
+    double plan_ms = 0;
+    std::string last_refusal;
+  };
+  AttentionCudnnCounters attention_cudnn_counters() const;
+
   cudaStream_t stream() const;
   cudaStream_t copy_stream() const;
   cuda::MemoryPool& memory_pool() const;
@@ -144,6 +159,11 @@ private:
                     const DeviceTensor* positions, std::int64_t count, DeviceTensor& out,
                     const InputNorm* norm = nullptr, const DeviceTensor* appended = nullptr,
                     const DeviceTensor* residual = nullptr);
+
+  // Runs the attention through cuDNN's fused flash attention when the route takes it there (see
+  // AttentionRoute); false when it did not run.
+  bool attention_cudnn(const DeviceTensor& q, const DeviceTensor& k, const DeviceTensor& v,
+                       const AttentionParams& params, DeviceTensor& out);
 
   std::unique_ptr<State> s_;
 };

@@ -10,6 +10,7 @@
 // with padded channels is cropped by the same kernel. The bias is added by kernels/bias_act, with a
 // residual connection or time embedding in the same pass when asked (conv2d_add).
 #include "backend/cuda/cuda_state.h"
+#include "backend/cuda/cudnn_graph.h"
 
 #include "bias_act.cuh"
 #include "launch.cuh"
@@ -24,6 +25,11 @@
 
 namespace fisedit {
 namespace {
+
+using cuda::BackendDesc;
+using cuda::engine_index;
+using cuda::make_backend;
+using cuda::set_attr;
 
 struct TensorDescDestroy {
   void operator()(cudnnTensorDescriptor_t d) const { cudnnDestroyTensorDescriptor(d); }
@@ -108,22 +114,6 @@ CudaBackend::State::ConvChoice choose_algorithm(cudnnHandle_t cudnn, cuda::Memor
 // 150-230 us of host time per convolution (H200 host), more than the whole device time of most
 // U-Net convolutions, which made a 512x512 step bound by its launches. A finalized plan runs with
 // one small variant pack per call.
-struct BackendDestroy {
-  void operator()(cudnnBackendDescriptor_t d) const { cudnnBackendDestroyDescriptor(d); }
-};
-using BackendDesc = cuda::UniqueHandle<cudnnBackendDescriptor_t, BackendDestroy>;
-
-BackendDesc make_backend(cudnnBackendDescriptorType_t type) {
-  cudnnBackendDescriptor_t d{};
-  FISEDIT_CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &d));
-  return BackendDesc(d);
-}
-
-template <class T>
-void set_attr(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type,
-              std::int64_t count, const T* values) {
-  FISEDIT_CUDNN_CHECK(cudnnBackendSetAttribute(d, name, type, count, values));
-}
 
 // Tensor ids of the variant pack.
 constexpr std::int64_t kUidX = 1, kUidW = 2, kUidY = 3;
@@ -166,22 +156,6 @@ struct GraphChoice {
   std::int64_t engine = -1;  // the engine's global index
   bool timed = false;        // chosen by timing the candidates
 };
-
-// The global index of an engine configuration's engine, or -1 when cuDNN does not say.
-std::int64_t engine_index(cudnnBackendDescriptor_t config) {
-  auto engine = make_backend(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-  cudnnBackendDescriptor_t raw = engine.get();
-  std::int64_t count = 0, index = -1;
-  if (cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &count, &raw) !=
-          CUDNN_STATUS_SUCCESS ||
-      count != 1)
-    return -1;
-  if (cudnnBackendGetAttribute(raw, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &count, &index) !=
-          CUDNN_STATUS_SUCCESS ||
-      count != 1)
-    return -1;
-  return index;
-}
 
 // The fastest of the heuristic's first candidates that finalize, each timed on the real buffers (as
 // FindEx does for the legacy API); untimed, the candidate of engine `known` when one finalizes (the

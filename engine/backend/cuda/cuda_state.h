@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -81,6 +82,15 @@ struct CudaBackend::State {
   using ConvFamily = std::array<std::int64_t, 7>;
   std::map<ConvFamily, std::int64_t> conv_engines;
   std::uint64_t conv_problems_timed = 0;  // problems whose candidates were timed (tests read it)
+
+  // Fused attention (cuda_attention_cudnn.cpp): cuDNN's plan per shape, or an empty one where cuDNN
+  // offers none (that shape then takes kernels/attention).
+  struct AttentionPlan;
+  // key: batch, heads, Lq, Lk, head width, the scale's bits
+  using AttentionKey = std::array<std::int64_t, 6>;
+  std::map<AttentionKey, std::shared_ptr<AttentionPlan>> attention_plans;
+  std::optional<CudaBackend::AttentionRoute> attention_route;  // set by a test; else the environment's
+  CudaBackend::AttentionCudnnCounters attention_cudnn;
 
   // Profiling (cuda_profile.cpp): an event pair per timed op, read when the profile is reported.
   struct TimedOp {
