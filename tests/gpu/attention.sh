@@ -7,10 +7,10 @@
 # part, so a call cut short still returns what ran.
 #   run: tests/gpu/attention.sh   (carry .device and .device-ref; about 8 minutes on an H100)
 # Environment: ATTENTION_ARCHS (default "sd2-768 sd15-512"), ATTENTION_GENERATIONS (timed edits per
-# size, default 3), ATTENTION_PARTS (default "tests op dense edits").
+# size, default 3), ATTENTION_PARTS (default "tests op dense edits"), ATTENTION_NAME (the archive's name).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-NAME=attention
+NAME=${ATTENTION_NAME:-attention}  # the archive: $OUT/NAME.tgz
 . tests/gpu/bench-env.sh
 parts=" ${ATTENTION_PARTS:-tests op dense edits} "
 archs=${ATTENTION_ARCHS:-sd2-768 sd15-512}
