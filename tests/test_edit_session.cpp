@@ -10,6 +10,7 @@
 
 #include <QtTest>
 
+#include <cmath>
 #include <limits>
 
 using namespace fisedit;
@@ -100,6 +101,30 @@ private slots:
     QVERIFY(s.cache_bytes() < bytes);
     s.remove(root);
     QVERIFY(s.roots().empty() && s.cache_bytes() == 0);
+  }
+
+  // The throwaway edit after a generation (what the app runs on GPUs before the first edit) edits a
+  // centred twentieth of the latent through the detection and sparse route, and changes nothing: the
+  // tree, the caches' bytes and the next edit's result are what they are without it.
+  void preparing_editing_changes_nothing() {
+    EditSession plain(sd_, kUnlimited), prepared(sd_, kUnlimited);
+    const NodeId a = plain.generate(base_request());
+    const NodeId b = prepared.generate(base_request());
+    const auto bytes = prepared.cache_bytes();
+    const EditStats stats = prepared.prepare_editing(b);
+    QVERIFY2(std::abs(stats.edit_fraction - 0.05) < 0.01, qPrintable(QString::number(stats.edit_fraction)));
+    QVERIFY(stats.detect_steps > 0 && stats.detect_ms > 0 && stats.sparse_ms > 0);
+    QCOMPARE(prepared.cache_bytes(), bytes);
+    QVERIFY(prepared.children(b).empty());
+    const NodeId a1 = plain.edit(a, prompt_edit("a photo of a cat wearing a hat"));
+    const NodeId b1 = prepared.edit(b, prompt_edit("a photo of a cat wearing a hat"));
+    QVERIFY(prepared.node(b1).result.latents.to_f32() == plain.node(a1).result.latents.to_f32());
+    QVERIFY(prepared.node(b1).result.image.pixels == plain.node(a1).result.image.pixels);
+    // A node without its cache has nothing to prepare with.
+    EditSession none(sd_, 0);
+    const NodeId x = none.generate(base_request(1));
+    none.generate(base_request(2));
+    expect_error([&] { none.prepare_editing(x); }, ErrorCode::invalid_argument, "no activation cache");
   }
 
   void least_recently_used_is_evicted() {

@@ -9,6 +9,7 @@
 #include <QElapsedTimer>
 #include <QStringList>
 
+#include <cstdio>
 #include <exception>
 #include <unistd.h>
 
@@ -63,6 +64,7 @@ void ModelWorker::startEngine() {
   m_session.reset();
   m_liveNodes.clear();
   m_pipeline = std::make_unique<StableDiffusion>(m_model, *m_backend);
+  m_editingPrepared = false;
   if (const auto memory = m_backend->device_memory()) {
     const std::size_t held = memory->in_use + kWorkingBytes;  // weights + working
     const auto share = static_cast<std::size_t>(kDeviceCacheShare * static_cast<double>(memory->total));
@@ -129,7 +131,24 @@ void ModelWorker::generate(const GenerationRequest& request, std::stop_token sto
     clock.start();
     const NodeId id = m_session->generate(request, progressReporter(), stop);
     emit generated(record(id, static_cast<double>(clock.elapsed())));
+    prepareEditing(id, stop);
   });
+}
+
+void ModelWorker::prepareEditing(quint64 id, std::stop_token stop) {
+  // On a GPU the first edit of a process pays for plans and memory the later ones find ready (about
+  // 200 ms at SD2 768); the moment after the first generation, while the user looks at the image and
+  // types the change, pays it instead. Once per engine, and never on the CPU, where a throwaway edit
+  // costs seconds and there are no plans to make. A failure here only means the first edit pays.
+  if (m_editingPrepared || m_backend->kind() == DeviceKind::cpu || stop.stop_requested()) return;
+  m_editingPrepared = true;
+  try {
+    m_session->prepare_editing(id, stop);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "fisedit: preparing the first edit failed (it will pay for itself): %s\n", e.what());
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "fisedit: preparing the first edit ran out of memory (it will pay for itself)\n");
+  }
 }
 
 void ModelWorker::edit(quint64 baseNode, const EditRequest& request, std::stop_token stop) {

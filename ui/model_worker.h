@@ -115,6 +115,8 @@ private:
   // `editSteps`) shows none, the base image staying on the canvas.
   ProgressCallback progressReporter(const QImage& base = {}, int editSteps = 0);
   void reportMemory();
+  // The first generation of an engine is followed by StableDiffusion::prepare_editing on GPUs.
+  void prepareEditing(quint64 id, std::stop_token stop);
 
   DeviceChoice m_device = DeviceChoice::automatic;
   ModelIdentity m_identity;  // of m_model, for the records
@@ -124,7 +126,8 @@ private:
   std::unique_ptr<Backend> m_backend;
   std::unique_ptr<StableDiffusion> m_pipeline;
   std::unique_ptr<EditSession> m_session;
-  QSet<quint64> m_liveNodes;  // provisional nodes of liveEdit() in m_session, neither kept nor dropped yet
+  QSet<quint64> m_liveNodes;
+  bool m_editingPrepared = false;  // prepareEditing() ran for this engine  // provisional nodes of liveEdit() in m_session, neither kept nor dropped yet
 };
 
 }  // namespace fisedit::ui

@@ -142,6 +142,15 @@ void print_report(const nlohmann::json& r, std::FILE* out) {
     std::fprintf(out, "\nwhole edits (%d steps %s; detected mask replaced by a blob; medians, ms; first: the first\n"
                       "edit with that mask, its shapes new)\n",
                  sizes["steps"].get<int>(), sizes["scheduler"].get<std::string>().c_str());
+    if (sizes.contains("prepare_editing") && sizes["prepare_editing"].is_object()) {
+      const auto& p = sizes["prepare_editing"];
+      std::fprintf(out, "  after the generation, editing prepared (a throwaway 5%% edit): %.1f ms (detect %.1f, first step "
+                        "%.1f, decode %.1f); the first edit below follows it\n",
+                   p["edit_ms"].get<double>(), p["detect_ms"].get<double>(), p["first_sparse_step_ms"].get<double>(),
+                   p["decode_ms"].get<double>());
+    } else {
+      std::fprintf(out, "  editing not prepared after the generation (FISEDIT_BENCH_PREPARE_EDITING=0)\n");
+    }
     std::fprintf(out, "  %-8s %9s %9s %9s %9s %11s %9s %13s %11s %12s\n", "region", "edit", "first", "detect", "sparse",
                  "per step", "decode", "dense ref.", "cache", "PSNR inside");
     for (const auto& row : sizes["sizes"]) {

@@ -143,6 +143,26 @@ bool StableDiffusion::default_reuse_unconditional() {
   return on;
 }
 
+EditStats StableDiffusion::prepare_editing(const CachedGeneration& base, std::stop_token stop) {
+  const std::int64_t h = base.request.height / 8, w = base.request.width / 8;
+  // A disc of 5% of the latent at the centre: the size of a typical prompt edit's region.
+  constexpr double kFraction = 0.05;
+  const double radius = std::sqrt(kFraction * double(h * w) / 3.14159265358979);
+  LatentMask disc{h, w, std::vector<float>(static_cast<std::size_t>(h * w), 0.0f)};
+  for (std::int64_t y = 0; y < h; ++y)
+    for (std::int64_t x = 0; x < w; ++x) {
+      const double dy = double(y) + 0.5 - 0.5 * double(h), dx = double(x) + 0.5 - 0.5 * double(w);
+      if (dy * dy + dx * dx <= radius * radius) disc.values[static_cast<std::size_t>(y * w + x)] = 1.0f;
+    }
+  // A prompt one token longer than the base's: with the base's own prompt the detection steps would
+  // compute nothing (the base's record has their results), and their shapes would stay cold.
+  EditRequest e;
+  e.prompt = base.request.prompt + " .";
+  e.negative_prompt = base.request.negative_prompt;
+  e.mask_override = std::move(disc);
+  return edit(base, e, {}, stop).stats;
+}
+
 EditResult StableDiffusion::edit(const CachedGeneration& base, const EditRequest& e, const ProgressCallback& progress,
                                  std::stop_token stop) {
   const auto t0 = Clock::now();

@@ -59,6 +59,14 @@ std::vector<NodeId> EditSession::roots() const {
   return ids;
 }
 
+EditStats EditSession::prepare_editing(NodeId id, std::stop_token stop) {
+  const Entry& e = entry(id);
+  if (!e.node.cached) throw Error(ErrorCode::invalid_argument, "prepare_editing: the node holds no activation cache");
+  CachedGeneration generation = e.cache;  // the records share their buffers; the result lives in the node
+  generation.result = e.node.result;
+  return sd_.prepare_editing(generation, stop);
+}
+
 NodeId EditSession::generate(const GenerationRequest& request, const ProgressCallback& progress,
                              std::stop_token stop) {
   apply_device_budget();

@@ -83,6 +83,10 @@ public:
   // edit that changes more than the prompts, missing painted mask, image of the wrong size), leaving
   // the session unchanged.
   NodeId adopt(Node node);
+  // Pays what a process's first edit costs beyond later ones (StableDiffusion::prepare_editing) on a
+  // throwaway edit of `id`, which must hold its cache (a node just generated does). Changes nothing the
+  // session holds, not even which cache was used last.
+  EditStats prepare_editing(NodeId id, std::stop_token stop = {});
   // Whether submit() would edit (is_prompt_edit of the node's request and the resolved request); false
   // for a request that does not resolve (submit then throws).
   bool would_edit(NodeId current, const GenerationRequest& request) const;

@@ -28,7 +28,7 @@ bench() {  # bench NAME ARCH STAGES REPEAT [VAR=VALUE...]
   env "$@" timeout 240 "$bin/fisedit-bench" --arch "$arch" --device cuda --tokenizer "$tokenizer" --repeat "$repeat" \
     --generations "${ATTENTION_GENERATIONS:-3}" --stages "$stages" --json "$results/$name.json" >"$results/$name.log" 2>&1
   echo "$name ($*): exit $? ($((SECONDS - start)) s)"
-  grep -E "^ +[0-9.]+% |^  sd|^U-Net step|^generation|of which|attention op" "$results/$name.log" | head -40
+  grep -E "^ +[0-9.]+% |^  sd|^U-Net step|^generation|of which|attention op|first:|editing prepared|new mask" "$results/$name.log" | head -40
   save
 }
 if [[ $parts == *" tests "* ]]; then
