@@ -485,7 +485,7 @@ private slots:
     const DeviceTensor gq = gpu->upload(q), gk = gpu->upload(k), gv = gpu->upload(v);
     struct RouteBack {
       CudaBackend& b;
-      ~RouteBack() { b.set_attention_route(CudaBackend::AttentionRoute::automatic); }
+      ~RouteBack() { b.set_attention_route(std::nullopt); }
     } route_back{*gpu};
 
     gpu->set_attention_route(CudaBackend::AttentionRoute::kernels);
@@ -524,7 +524,7 @@ private slots:
     const DeviceTensor v = gpu->upload(Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 24, 1.0f)));
     struct RouteBack {
       CudaBackend& b;
-      ~RouteBack() { b.set_attention_route(CudaBackend::AttentionRoute::automatic); }
+      ~RouteBack() { b.set_attention_route(std::nullopt); }
     } route_back{*gpu};
     gpu->set_attention_route(CudaBackend::AttentionRoute::cudnn);
     const auto before = gpu->attention_cudnn_counters();

@@ -10,6 +10,10 @@
 // side by side in the channels ([B, L, heads * D]): cuDNN takes that layout through strides, so
 // nothing is transposed.
 //
+// Off by default until a GPU run has checked it against kernels/attention and timed it (it was
+// written in a session that got no GPU: tests/gpu/attention.sh is the run); FISEDIT_ATTENTION_CUDNN=auto
+// turns it on as described below.
+//
 // Where it runs (CudaBackend::AttentionRoute): cuDNN takes fp16, no causal mask, head widths that are
 // multiples of 8 up to 256, 16-byte aligned tensors. Automatic routing also asks that the query tiles
 // (128 rows) of all batch items and heads fill the device: a sparse edit's few queries against every
@@ -176,11 +180,11 @@ BackendDesc attention_graph(cudnnHandle_t cudnn, const AttentionShape& s, OpGrap
 CudaBackend::AttentionRoute route_from_environment() {
   static const CudaBackend::AttentionRoute route = [] {
     const char* env = std::getenv("FISEDIT_ATTENTION_CUDNN");
-    if (!env || !*env || std::strcmp(env, "auto") == 0) return CudaBackend::AttentionRoute::automatic;
+    if (!env || !*env || std::strcmp(env, "off") == 0) return CudaBackend::AttentionRoute::kernels;
+    if (std::strcmp(env, "auto") == 0) return CudaBackend::AttentionRoute::automatic;
     if (std::strcmp(env, "on") == 0) return CudaBackend::AttentionRoute::cudnn;
-    if (std::strcmp(env, "off") == 0) return CudaBackend::AttentionRoute::kernels;
-    std::fprintf(stderr, "fisedit: FISEDIT_ATTENTION_CUDNN=%s is not one of auto, on, off; using auto\n", env);
-    return CudaBackend::AttentionRoute::automatic;
+    std::fprintf(stderr, "fisedit: FISEDIT_ATTENTION_CUDNN=%s is not one of off, auto, on; using off\n", env);
+    return CudaBackend::AttentionRoute::kernels;
   }();
   return route;
 }
@@ -207,7 +211,7 @@ struct CudaBackend::State::AttentionPlan {
   std::size_t workspace_bytes = 0;
 };
 
-void CudaBackend::set_attention_route(AttentionRoute route) { s_->attention_route = route; }
+void CudaBackend::set_attention_route(std::optional<AttentionRoute> route) { s_->attention_route = route; }
 
 CudaBackend::AttentionCudnnCounters CudaBackend::attention_cudnn_counters() const { return s_->attention_cudnn; }
 

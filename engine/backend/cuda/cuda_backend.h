@@ -51,10 +51,11 @@ public:
 
   // Which attention runs where both could (cuda_attention_cudnn.cpp): cuDNN's fused flash attention
   // where it takes the shape and its query tiles fill the device (automatic), wherever it takes the
-  // shape (cudnn), or never (kernels: kernels/attention). FISEDIT_ATTENTION_CUDNN=auto|on|off picks
-  // the route a backend starts with; tests set it here.
+  // shape (cudnn), or never (kernels: kernels/attention). FISEDIT_ATTENTION_CUDNN=off|auto|on picks
+  // the route a backend starts with (off when unset: not yet measured on a GPU); tests set it here
+  // (none: the environment's again).
   enum class AttentionRoute { automatic, cudnn, kernels };
-  void set_attention_route(AttentionRoute route);
+  void set_attention_route(std::optional<AttentionRoute> route);
   // What the cuDNN route did so far: attention calls it ran, plans it built (one per shape) and the
   // host time that took, shapes it refused and why the last one was refused.
   struct AttentionCudnnCounters {
