@@ -1,4 +1,4 @@
-# Sourced by the GPU machine's benchmark scripts (edits.sh, levers.sh) from the repo root, with NAME
+# Sourced by the GPU machine's benchmark scripts (edits.sh, attention.sh) from the repo root, with NAME
 # set: unpacks what was carried, sets the environment the binaries need, and defines $results (where
 # each part writes), save() (everything so far into $OUT/NAME.tgz: only a few files come back from the
 # machine, so one archive, saved after each part), $tokenizer, $bin and $start.
