@@ -33,6 +33,31 @@ using test::half_random;
 
 using test::relative_l2;
 
+// Attention inputs of batch 2 (q of amplitude 3, so the softmax is peaked rather than nearly uniform)
+// with SD's scale and the upcast, on the host.
+struct AttentionCase {
+  Tensor q, k, v;
+  AttentionParams params;
+};
+AttentionCase attention_case(int heads, int head_dim, int lq, int lk, unsigned seed) {
+  constexpr int batch = 2;
+  const std::int64_t c = std::int64_t{heads} * head_dim;
+  AttentionCase a{Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, seed, 3.0f)),
+                  Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, seed + 1, 1.0f)),
+                  Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, seed + 2, 1.0f)),
+                  {}};
+  a.params.heads = heads;
+  a.params.scale = 1.0f / std::sqrt(float(head_dim));
+  a.params.upcast = true;
+  return a;
+}
+
+// Gives a test's CudaBackend the environment's attention route back when it ends.
+struct AttentionRouteBack {
+  CudaBackend& backend;
+  ~AttentionRouteBack() { backend.set_attention_route(std::nullopt); }
+};
+
 }  // namespace
 
 Q_DECLARE_METATYPE(Activation)
@@ -406,13 +431,7 @@ private slots:
     constexpr int batch = 2;
     constexpr double kRouteTolerance = 2e-3;  // a few fp16 roundings of the output apart at most
     const std::int64_t c = std::int64_t{heads} * head_dim;
-    const auto q = Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 16, 3.0f));
-    const auto k = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 17, 1.0f));
-    const auto v = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 18, 1.0f));
-    AttentionParams params;
-    params.heads = heads;
-    params.scale = 1.0f / std::sqrt(float(head_dim));
-    params.upcast = true;
+    const auto [q, k, v, params] = attention_case(heads, head_dim, lq, lk, 16);
     const auto want = cpu.download(cpu.attention(cpu.upload(q), cpu.upload(k), cpu.upload(v), params)).to_f32();
 
     const DeviceTensor gq = gpu->upload(q), gk = gpu->upload(k), gv = gpu->upload(v);
@@ -471,22 +490,11 @@ private slots:
     QFETCH(int, head_dim);
     QFETCH(int, lq);
     QFETCH(int, lk);
-    constexpr int batch = 2;
-    constexpr double kRouteTolerance = 2e-3;
-    const std::int64_t c = std::int64_t{heads} * head_dim;
-    const auto q = Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 19, 3.0f));
-    const auto k = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 20, 1.0f));
-    const auto v = Tensor::from_f32({batch, lk, c}, half_random(batch * lk * c, 21, 1.0f));
-    AttentionParams params;
-    params.heads = heads;
-    params.scale = 1.0f / std::sqrt(float(head_dim));
-    params.upcast = true;
+    constexpr double kRouteTolerance = 2e-3;  // a few fp16 roundings of the output apart at most
+    const auto [q, k, v, params] = attention_case(heads, head_dim, lq, lk, 19);
     const auto want = cpu.download(cpu.attention(cpu.upload(q), cpu.upload(k), cpu.upload(v), params)).to_f32();
     const DeviceTensor gq = gpu->upload(q), gk = gpu->upload(k), gv = gpu->upload(v);
-    struct RouteBack {
-      CudaBackend& b;
-      ~RouteBack() { b.set_attention_route(std::nullopt); }
-    } route_back{*gpu};
+    const AttentionRouteBack route_back{*gpu};
 
     gpu->set_attention_route(CudaBackend::AttentionRoute::kernels);
     const auto before = gpu->attention_cudnn_counters();
@@ -499,8 +507,8 @@ private slots:
     const double first_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     const auto after = gpu->attention_cudnn_counters();
     QVERIFY2(after.calls == before.calls + 1, qPrintable(QString::fromStdString("cuDNN did not run it: " + after.last_refusal)));
-    std::printf("cuDNN attention [%d, %d heads, %d x %d, D %d]: first call %.1f ms (plans so far %llu in %.1f ms)\n",
-                batch, heads, lq, lk, head_dim, first_ms, static_cast<unsigned long long>(after.plans), after.plan_ms);
+    std::printf("cuDNN attention [2, %d heads, %d x %d, D %d]: first call %.1f ms (plans so far %llu in %.1f ms)\n",
+                heads, lq, lk, head_dim, first_ms, static_cast<unsigned long long>(after.plans), after.plan_ms);
     for (float x : by_cudnn) QVERIFY2(std::isfinite(x), "non-finite value from cuDNN");
     const double err = relative_l2(by_cudnn, want);
     QVERIFY2(err <= kTolerance, qPrintable(QString("cuDNN vs CPU: relative L2 error %1").arg(err)));
@@ -513,19 +521,10 @@ private slots:
   // automatic route leaves a sparse edit's few queries to kernels/attention while a dense
   // self-attention goes to cuDNN.
   void attention_cudnn_recorded_and_routed() {
-    constexpr int batch = 2, heads = 5, head_dim = 64, lq = 2304;
-    const std::int64_t c = std::int64_t{heads} * head_dim;
-    AttentionParams params;
-    params.heads = heads;
-    params.scale = 1.0f / std::sqrt(float(head_dim));
-    params.upcast = true;
-    const DeviceTensor q = gpu->upload(Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 22, 3.0f)));
-    const DeviceTensor k = gpu->upload(Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 23, 1.0f)));
-    const DeviceTensor v = gpu->upload(Tensor::from_f32({batch, lq, c}, half_random(batch * lq * c, 24, 1.0f)));
-    struct RouteBack {
-      CudaBackend& b;
-      ~RouteBack() { b.set_attention_route(std::nullopt); }
-    } route_back{*gpu};
+    const auto whole = attention_case(5, 64, 2304, 2304, 22);
+    const auto& params = whole.params;
+    const DeviceTensor q = gpu->upload(whole.q), k = gpu->upload(whole.k), v = gpu->upload(whole.v);
+    const AttentionRouteBack route_back{*gpu};
     gpu->set_attention_route(CudaBackend::AttentionRoute::cudnn);
     const auto before = gpu->attention_cudnn_counters();
     DeviceTensor recorded_out;
@@ -541,7 +540,7 @@ private slots:
 
     gpu->set_attention_route(CudaBackend::AttentionRoute::automatic);
     const auto routed = gpu->attention_cudnn_counters();
-    const DeviceTensor few = gpu->upload(Tensor::from_f32({batch, 37, c}, half_random(batch * 37 * c, 25, 3.0f)));
+    const DeviceTensor few = gpu->upload(attention_case(5, 64, 37, 2304, 25).q);
     (void)gpu->download(gpu->attention(few, k, v, params));  // few queries: kernels
     QCOMPARE(gpu->attention_cudnn_counters().calls, routed.calls);
     (void)gpu->download(gpu->attention(q, k, v, params));  // the whole self-attention: cuDNN

@@ -239,42 +239,18 @@ bool CudaBackend::attention_cudnn(const DeviceTensor& q, const DeviceTensor& k, 
     try {
       OpGraph ops;
       const auto graph = attention_graph(cudnn, shape, ops);
-      auto heuristics = make_backend(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-      const cudnnBackendHeurMode_t heur = CUDNN_HEUR_MODE_A;
-      cudnnBackendDescriptor_t gd = graph.get();
-      set_attr(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &gd);
-      set_attr(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur);
-      FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(heuristics.get()));
-      std::int64_t available = 0;
-      FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                                   CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr));
-      const std::int64_t wanted = std::min<std::int64_t>(available, 8);
-      std::vector<BackendDesc> configs;
-      std::vector<cudnnBackendDescriptor_t> raw;
-      for (std::int64_t i = 0; i < wanted; ++i) {
-        configs.push_back(make_backend(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
-        raw.push_back(configs.back().get());
-      }
-      std::int64_t returned = 0;
-      if (wanted > 0)
-        FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                                     CUDNN_TYPE_BACKEND_DESCRIPTOR, wanted, &returned, raw.data()));
-      if (returned == 0) refusal = "no engine for the graph (" + cuda::cudnn_last_error() + ")";
-      for (std::int64_t i = 0; i < returned && !made->plan; ++i) {
-        auto plan = make_backend(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-        cudnnBackendDescriptor_t config = raw[static_cast<std::size_t>(i)];
-        set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &cudnn);
-        set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &config);
-        if (const cudnnStatus_t status = cudnnBackendFinalize(plan.get()); status != CUDNN_STATUS_SUCCESS) {
-          refusal = std::string("no configuration finalized (") + cudnnGetErrorString(status) + ": " +
+      const auto configs = cuda::heuristic_configs(graph.get(), 8);
+      if (configs.empty()) refusal = "no engine for the graph (" + cuda::cudnn_last_error() + ")";
+      for (const auto& config : configs) {
+        auto plan = cuda::execution_plan(cudnn, config.get());
+        if (!plan.plan) {
+          refusal = std::string("no configuration finalized (") + cudnnGetErrorString(plan.status) + ": " +
                     cuda::cudnn_last_error() + ")";
           continue;
         }
-        std::int64_t workspace = 0, got = 0;
-        FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                                     CUDNN_TYPE_INT64, 1, &got, &workspace));
-        made->workspace_bytes = static_cast<std::size_t>(std::max<std::int64_t>(workspace, 0));
-        made->plan = std::move(plan);
+        made->workspace_bytes = static_cast<std::size_t>(std::max<std::int64_t>(plan.workspace_bytes, 0));
+        made->plan = std::move(plan.plan);
+        break;
       }
     } catch (const Error& e) {
       if (e.code() == ErrorCode::out_of_memory) throw;

@@ -200,52 +200,29 @@ GraphChoice choose_graph_plan(cudnnHandle_t cudnn, cuda::MemoryPool& pool, cudaS
   set_attr(graph.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &cudnn);
   FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(graph.get()));
 
-  auto heuristics = make_backend(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-  const cudnnBackendHeurMode_t heur = CUDNN_HEUR_MODE_A;
-  cudnnBackendDescriptor_t gd = graph.get();
-  set_attr(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &gd);
-  set_attr(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &heur);
-  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(heuristics.get()));
-  std::int64_t available = 0;
-  FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr));
   constexpr std::int64_t kCandidates = 8;
-  const std::int64_t wanted = std::min(available, kCandidates);
-  std::vector<BackendDesc> configs;
-  std::vector<cudnnBackendDescriptor_t> raw;
-  for (std::int64_t i = 0; i < wanted; ++i) {
-    configs.push_back(make_backend(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
-    raw.push_back(configs.back().get());
-  }
-  std::int64_t returned = 0;
-  if (wanted > 0)
-    FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, wanted, &returned, raw.data()));
+  const auto configs = cuda::heuristic_configs(graph.get(), kCandidates);
+  const auto returned = static_cast<std::int64_t>(configs.size());
 
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   FISEDIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
   // A finalized plan of candidate i (of engine `engine`) and its workspace, or none when it does not
   // take this problem.
   const auto finalize = [&](std::int64_t i, std::int64_t engine) -> std::optional<GraphChoice> {
-    auto plan = make_backend(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-    cudnnBackendDescriptor_t config = raw[static_cast<std::size_t>(i)];
-    set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &cudnn);
-    set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &config);
-    if (cudnnBackendFinalize(plan.get()) != CUDNN_STATUS_SUCCESS) return std::nullopt;  // not for this problem
-    std::int64_t workspace = 0, got = 0;
-    FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                                 CUDNN_TYPE_INT64, 1, &got, &workspace));
-    if (workspace < 0 || static_cast<std::size_t>(workspace) > kMaxWorkspaceBytes) return std::nullopt;
-    return GraphChoice{std::move(plan), static_cast<std::size_t>(workspace), engine, false};
+    auto made = cuda::execution_plan(cudnn, configs[static_cast<std::size_t>(i)].get());
+    if (!made.plan) return std::nullopt;  // not for this problem
+    if (made.workspace_bytes < 0 || static_cast<std::size_t>(made.workspace_bytes) > kMaxWorkspaceBytes)
+      return std::nullopt;
+    return GraphChoice{std::move(made.plan), static_cast<std::size_t>(made.workspace_bytes), engine, false};
   };
   if (known >= 0)
     for (std::int64_t i = 0; i < returned; ++i)
-      if (engine_index(raw[static_cast<std::size_t>(i)]) == known)
+      if (engine_index(configs[static_cast<std::size_t>(i)].get()) == known)
         if (auto chosen = finalize(i, known)) return std::move(*chosen);
   GraphChoice best;
   float best_ms = 0.0f;
   for (std::int64_t i = 0; i < returned; ++i) {
-    auto candidate = finalize(i, engine_index(raw[static_cast<std::size_t>(i)]));
+    auto candidate = finalize(i, engine_index(configs[static_cast<std::size_t>(i)].get()));
     if (!candidate) continue;
     if (capture != cudaStreamCaptureStatusNone) return std::move(*candidate);
     auto& plan = candidate->plan;

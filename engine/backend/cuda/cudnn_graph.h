@@ -4,8 +4,10 @@
 // by the convolutions (cuda_conv.cpp) and the fused attention (cuda_attention_cudnn.cpp).
 #include "backend/cuda/cuda_resources.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace fisedit::cuda {
 
@@ -40,6 +42,53 @@ inline std::int64_t engine_index(cudnnBackendDescriptor_t config) {
       count != 1)
     return -1;
   return index;
+}
+
+// The first `most` engine configurations cuDNN's heuristic (mode A) offers for a finalized operation
+// graph, best first (none when it offers none).
+inline std::vector<BackendDesc> heuristic_configs(cudnnBackendDescriptor_t graph, std::int64_t most) {
+  auto heuristics = make_backend(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+  const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
+  set_attr(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph);
+  set_attr(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(heuristics.get()));
+  std::int64_t available = 0;
+  FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &available, nullptr));
+  const std::int64_t wanted = std::min(available, most);
+  std::vector<BackendDesc> configs;
+  std::vector<cudnnBackendDescriptor_t> raw;
+  for (std::int64_t i = 0; i < wanted; ++i) {
+    configs.push_back(make_backend(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
+    raw.push_back(configs.back().get());
+  }
+  std::int64_t returned = 0;
+  if (wanted > 0)
+    FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(heuristics.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, wanted, &returned, raw.data()));
+  configs.resize(static_cast<std::size_t>(std::max<std::int64_t>(returned, 0)));
+  return configs;
+}
+
+// An execution plan of one engine configuration, with its workspace; an empty plan and cuDNN's
+// status when the configuration does not take the graph.
+struct ExecutionPlan {
+  BackendDesc plan;
+  std::int64_t workspace_bytes = 0;
+  cudnnStatus_t status = CUDNN_STATUS_SUCCESS;
+};
+inline ExecutionPlan execution_plan(cudnnHandle_t cudnn, cudnnBackendDescriptor_t config) {
+  ExecutionPlan made;
+  auto plan = make_backend(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+  set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &cudnn);
+  set_attr(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &config);
+  made.status = cudnnBackendFinalize(plan.get());
+  if (made.status != CUDNN_STATUS_SUCCESS) return made;
+  std::int64_t got = 0;
+  FISEDIT_CUDNN_CHECK(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64,
+                                               1, &got, &made.workspace_bytes));
+  made.plan = std::move(plan);
+  return made;
 }
 
 // What cuDNN says about its last failure on this thread (it names the attribute or the unsupported
