@@ -198,6 +198,11 @@ bool log_plans() {
   return on;
 }
 
+std::string describe(const AttentionShape& s) {
+  return "[" + std::to_string(s.batch) + ", " + std::to_string(s.heads) + " heads, " + std::to_string(s.lq) + " x " +
+         std::to_string(s.lk) + ", D " + std::to_string(s.d) + "]";
+}
+
 std::int64_t scale_bits(float scale) {
   std::uint32_t bits = 0;
   std::memcpy(&bits, &scale, sizeof(bits));
@@ -259,9 +264,7 @@ bool CudaBackend::attention_cudnn(const DeviceTensor& q, const DeviceTensor& k, 
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     auto& counters = s_->attention_cudnn;
     counters.plan_ms += ms;
-    const std::string what = "[" + std::to_string(shape.batch) + ", " + std::to_string(shape.heads) + " heads, " +
-                             std::to_string(shape.lq) + " x " + std::to_string(shape.lk) + ", D " +
-                             std::to_string(shape.d) + "]";
+    const std::string what = describe(shape);
     if (made->plan) {
       ++counters.plans;
       if (log_plans())
@@ -274,7 +277,7 @@ bool CudaBackend::attention_cudnn(const DeviceTensor& q, const DeviceTensor& k, 
     }
     found = s_->attention_plans.emplace(key, std::move(made)).first;
   }
-  const State::AttentionPlan& plan = *found->second;
+  State::AttentionPlan& plan = *found->second;
   if (!plan.plan) return false;
 
   // The workspace, if the plan wants one, from the pool like any temporary (stream order keeps its next
@@ -292,7 +295,18 @@ bool CudaBackend::attention_cudnn(const DeviceTensor& q, const DeviceTensor& k, 
   set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 5, uids);
   set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
   FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(pack.get()));
-  FISEDIT_CUDNN_CHECK(cudnnBackendExecute(cudnn, plan.plan.get(), pack.get()));
+  // A plan cuDNN made but cannot run (an engine that refuses these pointers, a launch it cannot make):
+  // that shape goes to kernels/attention from now on, this call included, rather than failing the step.
+  if (const cudnnStatus_t status = cudnnBackendExecute(cudnn, plan.plan.get(), pack.get());
+      status != CUDNN_STATUS_SUCCESS) {
+    auto& counters = s_->attention_cudnn;
+    ++counters.refused;
+    counters.last_refusal = describe(shape) + ": execution failed (" + cudnnGetErrorString(status) + ": " +
+                            cuda::cudnn_last_error() + ")";
+    if (log_plans()) std::fprintf(stderr, "fisedit: cuDNN attention %s\n", counters.last_refusal.c_str());
+    plan.plan.reset();
+    return false;
+  }
   ++s_->attention_cudnn.calls;
   return true;
 }
