@@ -148,6 +148,8 @@ void ModelWorker::prepareEditing(quint64 id, std::stop_token stop) {
     std::fprintf(stderr, "fisedit: preparing the first edit failed (it will pay for itself): %s\n", e.what());
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "fisedit: preparing the first edit ran out of memory (it will pay for itself)\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fisedit: preparing the first edit failed (it will pay for itself): %s\n", e.what());
   }
 }
 

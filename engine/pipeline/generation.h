@@ -189,8 +189,8 @@ public:
   // What a process's first edit pays beyond later ones (plans for the shapes of the detection step and
   // of the sparse steps, the memory pool's blocks, the decode's engines; measured on an H100 at SD2
   // 768: 336 ms against 118 for a later edit with a new mask), paid now by a throwaway edit of `base`
-  // (its prompt and one more token, a centred region of 5% of the latent), the result dropped and `base` unchanged.
-  // Meant for the idle moment after a generation; returns that edit's stats.
+  // (its prompt and one more token, a centred region of 5% of the latent), the result dropped and
+  // `base` unchanged. Meant for the idle moment after a generation; returns that edit's stats.
   EditStats prepare_editing(const CachedGeneration& base, std::stop_token stop = {});
 
   // Text embeddings [1, 77 x chunks, hidden] of a prompt (long prompts in chunks of 75 tokens:

@@ -1,6 +1,6 @@
 // Attention: cuDNN's fused flash attention where it takes the shape and the routing sends it there
-// (cuda_attention_cudnn.cpp), else kernels/attention (tensor-core flash kernels for head widths that are multiples of 8
-// up to 160, flash2 by default and the previous one under FISEDIT_ATTENTION=legacy; a CUDA-core
+// (cuda_attention_cudnn.cpp), else kernels/attention (tensor-core flash kernels for head widths that
+// are multiples of 8 up to 160, flash2 by default and the previous one under FISEDIT_ATTENTION=legacy; a CUDA-core
 // fallback for the rest, e.g. the VAE's single 512-wide head; flash2 splits the keys across blocks
 // when few query rows meet many keys, as in a sparse edit's self-attention). Neither
 // materialises the [Lq, Lk] scores, and both keep scores, softmax and output accumulation in
