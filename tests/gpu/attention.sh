@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (repo root, after `tests/gpu/device-run.sh pack` here, with `.device` and a
 # tiny-sd2-only `.device-ref` carried): cuDNN's fused flash attention (FISEDIT_ATTENTION_CUDNN) against
-# kernels/attention. The GPU tests that run attention (test_cuda_gemm with each plan logged,
-# test_cuda_sparse), the attention op alone on the U-Net's shapes by each route, the dense step and a
+# kernels/attention. The GPU tests that run attention (test_cuda_gemm with each plan logged, then it and
+# test_cuda_sparse with the automatic route), the attention op alone on the U-Net's shapes by each route, the dense step and a
 # generation by each, and whole edits by each. Everything goes into $OUT/attention.tgz, saved after each
 # part, so a call cut short still returns what ran.
 #   run: tests/gpu/attention.sh   (carry .device and .device-ref; about 8 minutes on an H100)
@@ -33,7 +33,10 @@ bench() {  # bench NAME ARCH STAGES REPEAT [VAR=VALUE...]
 }
 if [[ $parts == *" tests "* ]]; then
   run_test test_cuda_gemm test_cuda_gemm FISEDIT_ATTENTION_CUDNN_LOG=1
-  run_test test_cuda_sparse test_cuda_sparse
+  # Every attention case of the suite with the automatic route (cuDNN where the tiles fill the GPU),
+  # and the sparse suite's replayed-against-op-by-op edits with it.
+  run_test test_cuda_gemm-auto test_cuda_gemm FISEDIT_ATTENTION_CUDNN=auto
+  run_test test_cuda_sparse-auto test_cuda_sparse FISEDIT_ATTENTION_CUDNN=auto
 fi
 if [[ $parts == *" op "* ]]; then
   for route in off on; do bench "op-$route" sd2-768 attention 5 FISEDIT_ATTENTION_CUDNN=$route; done
