@@ -2,10 +2,11 @@
 # On the GPU machine (repo root, after `tests/gpu/device-run.sh pack` here, with `.device` and a
 # tiny-sd2-only `.device-ref` carried): cuDNN's fused flash attention (FISEDIT_ATTENTION_CUDNN) against
 # kernels/attention. The GPU tests that run attention (test_cuda_gemm with each plan logged, then it and
-# test_cuda_sparse with the automatic route), the attention op alone on the U-Net's shapes by each route, the dense step and a
-# generation by each, and whole edits by each. Everything goes into $OUT/attention.tgz, saved after each
-# part, so a call cut short still returns what ran.
-#   run: tests/gpu/attention.sh   (carry .device and .device-ref; about 8 minutes on an H100)
+# test_cuda_sparse with the automatic route), the attention op alone on the U-Net's shapes by each
+# route, the dense step and a generation by each, and whole edits by each. Everything goes into
+# $OUT/NAME.tgz, saved after each part, so a call cut short still returns what ran.
+#   run: tests/gpu/attention.sh   (carry .device and .device-ref; about 10 minutes on an H100: split it
+#   with ATTENTION_PARTS over two calls of one warm machine)
 # Environment: ATTENTION_ARCHS (default "sd2-768 sd15-512"), ATTENTION_GENERATIONS (timed edits per
 # size, default 3), ATTENTION_PARTS (default "tests op dense edits"), ATTENTION_NAME (the archive's name).
 set -uo pipefail
