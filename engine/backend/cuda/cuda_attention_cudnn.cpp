@@ -31,6 +31,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 namespace fisedit {
@@ -85,52 +87,58 @@ struct OpGraph {
     return keep.back().get();
   }
 
-  void matmul(cudnnBackendDescriptor_t a, cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t c) {
-    auto desc = make_backend(CUDNN_BACKEND_MATMUL_DESCRIPTOR);
-    const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
-    set_attr(desc.get(), CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute);
-    FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(desc.get()));
-    cudnnBackendDescriptor_t d = hold(std::move(desc));
-    auto op = make_backend(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_MATMUL_ADESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d);
+  using Link = std::pair<cudnnBackendAttributeName_t, cudnnBackendDescriptor_t>;
+
+  // A finalized operation of `type` whose attributes name the given descriptors (null ones skipped).
+  void operation(cudnnBackendDescriptorType_t type, std::initializer_list<Link> links) {
+    auto op = make_backend(type);
+    for (auto [name, d] : links)
+      if (d) set_attr(op.get(), name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d);
     FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(op.get()));
     ops.push_back(std::move(op));
+  }
+
+  // A finalized operator descriptor of `type` computing in float32 (the attribute `compute_name`),
+  // with whatever else `set` sets on it (its mode).
+  template <class Set>
+  cudnnBackendDescriptor_t operator_descriptor(cudnnBackendDescriptorType_t type,
+                                               cudnnBackendAttributeName_t compute_name, Set set) {
+    auto desc = make_backend(type);
+    const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
+    set_attr(desc.get(), compute_name, CUDNN_TYPE_DATA_TYPE, 1, &compute);
+    set(desc.get());
+    FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(desc.get()));
+    return hold(std::move(desc));
+  }
+
+  void matmul(cudnnBackendDescriptor_t a, cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t c) {
+    const auto d = operator_descriptor(CUDNN_BACKEND_MATMUL_DESCRIPTOR, CUDNN_ATTR_MATMUL_COMP_TYPE,
+                                       [](cudnnBackendDescriptor_t) {});
+    operation(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR,
+              {{CUDNN_ATTR_OPERATION_MATMUL_ADESC, a}, {CUDNN_ATTR_OPERATION_MATMUL_BDESC, b},
+               {CUDNN_ATTR_OPERATION_MATMUL_CDESC, c}, {CUDNN_ATTR_OPERATION_MATMUL_DESC, d}});
   }
 
   // y = x (mode) b, or y = mode(x) when b is null.
   void pointwise(cudnnPointwiseMode_t mode, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t b,
                  cudnnBackendDescriptor_t y) {
-    auto desc = make_backend(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-    const cudnnDataType_t precision = CUDNN_DATA_FLOAT;
-    set_attr(desc.get(), CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
-    set_attr(desc.get(), CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &precision);
-    FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(desc.get()));
-    cudnnBackendDescriptor_t d = hold(std::move(desc));
-    auto op = make_backend(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    if (b) set_attr(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(op.get()));
-    ops.push_back(std::move(op));
+    const auto d = operator_descriptor(
+        CUDNN_BACKEND_POINTWISE_DESCRIPTOR, CUDNN_ATTR_POINTWISE_MATH_PREC, [&](cudnnBackendDescriptor_t desc) {
+          set_attr(desc, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
+        });
+    operation(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR,
+              {{CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, d}, {CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x},
+               {CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b}, {CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y}});
   }
 
   void reduction(cudnnReduceTensorOp_t reduce, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t y) {
-    auto desc = make_backend(CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
-    const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
-    set_attr(desc.get(), CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &reduce);
-    set_attr(desc.get(), CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute);
-    FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(desc.get()));
-    cudnnBackendDescriptor_t d = hold(std::move(desc));
-    auto op = make_backend(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y);
-    set_attr(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d);
-    FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(op.get()));
-    ops.push_back(std::move(op));
+    const auto d = operator_descriptor(
+        CUDNN_BACKEND_REDUCTION_DESCRIPTOR, CUDNN_ATTR_REDUCTION_COMP_TYPE, [&](cudnnBackendDescriptor_t desc) {
+          set_attr(desc, CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &reduce);
+        });
+    operation(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR,
+              {{CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x}, {CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y},
+               {CUDNN_ATTR_OPERATION_REDUCTION_DESC, d}});
   }
 };
 
