@@ -9,6 +9,7 @@
 #include "edit/edit_mask.h"
 #include "edit/sparse_step.h"
 #include "edit/token_alignment.h"
+#include "edit_checks.h"
 #include "test_support.h"
 
 #include <QtTest>
@@ -25,30 +26,10 @@ using namespace fisedit;
 
 namespace {
 
+using test::latents_changed_outside;
+using test::pixels_changed_outside;
 using test::relative_l2;
-
-Image8 solid_mask(int width, int height, std::uint8_t value) {
-  return Image8{width, height, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height, value)};
-}
-
-// Every pixel outside `region` (white = may change) equals the previous image's.
-int pixels_changed_outside(const Image8& previous, const Image8& edited, const Image8& region) {
-  int changed = 0;
-  for (std::size_t p = 0; p < region.pixels.size(); ++p)
-    if (region.pixels[p] == 0)
-      for (int c = 0; c < 3; ++c) changed += previous.pixels[p * 3 + c] != edited.pixels[p * 3 + c];
-  return changed;
-}
-
-// Latents outside the mask equal the previous final latents bit for bit.
-int latents_changed_outside(const CachedGeneration& previous, const EditResult& edit) {
-  const auto& a = previous.latents.back();
-  const auto& b = edit.generation.latents.back();
-  const std::size_t pixels = edit.mask.values.size();
-  int changed = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) changed += edit.mask.values[i % pixels] == 0.0f && a[i] != b[i];
-  return changed;
-}
+using test::solid_mask;
 
 }  // namespace
 

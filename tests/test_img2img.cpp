@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "pipeline/generation.h"
 #include "sched/scheduler.h"
+#include "edit_checks.h"
 #include "test_support.h"
 
 #include <QProcess>
@@ -28,7 +29,10 @@ using namespace fisedit;
 
 namespace {
 
+using test::latents_changed_outside;
+using test::pixels_changed_outside;
 using test::relative_l2;
+using test::solid_mask;
 
 // A picture with structure: ramps and a square.
 Image8 test_picture(int width, int height) {
@@ -45,27 +49,6 @@ Image8 test_picture(int width, int height) {
 }
 
 std::vector<float> to_float(const Image8& image) { return {image.pixels.begin(), image.pixels.end()}; }
-
-Image8 solid_mask(int width, int height, std::uint8_t value) {
-  return Image8{width, height, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(width) * height, value)};
-}
-
-int pixels_changed_outside(const Image8& previous, const Image8& edited, const Image8& region) {
-  int changed = 0;
-  for (std::size_t p = 0; p < region.pixels.size(); ++p)
-    if (region.pixels[p] == 0)
-      for (int c = 0; c < 3; ++c) changed += previous.pixels[p * 3 + c] != edited.pixels[p * 3 + c];
-  return changed;
-}
-
-int latents_changed_outside(const CachedGeneration& previous, const EditResult& edit) {
-  const auto& a = previous.latents.back();
-  const auto& b = edit.generation.latents.back();
-  const std::size_t pixels = edit.mask.values.size();
-  int changed = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) changed += edit.mask.values[i % pixels] == 0.0f && a[i] != b[i];
-  return changed;
-}
 
 bool all_finite(const std::vector<float>& v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
