@@ -319,13 +319,17 @@ nlohmann::json Stages::spill_steps(UNet& unet, const DeviceTensor& sample, const
           {"host_bytes_not_read_per_run", prefetched.bytes_not_read}};
 }
 
+GenerationRequest Stages::request(const StableDiffusion& sd) const {
+  return sd.resolve(
+      GenerationRequest{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt});
+}
+
 nlohmann::json Stages::spill_edit() {
   if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
   if (s_.generations == 0) return {{"skipped", "--generations 0"}};
   StableDiffusion sd(model_, backend_);
   sd.set_cache_prefetch_depth(s_.cache_prefetch_depth);
-  GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
-  r = sd.resolve(r);
+  const GenerationRequest r = request(sd);
   // A painted mask: no detection steps, so every step reads the cache (the spill's worst case).
   const LatentMask square = centred_square(r.height / 8, r.width / 8, 0.10);
   Image8 painted{r.width, r.height, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(r.width) * r.height, 0)};
@@ -476,8 +480,7 @@ nlohmann::json one_edit(const EditStats& st) {
 nlohmann::json Stages::edit_sizes() {
   if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
   StableDiffusion sd(model_, backend_);
-  GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
-  r = sd.resolve(r);
+  const GenerationRequest r = request(sd);
   const auto base = sd.generate_cached(r);
   // What the app does after a generation (ui/model_worker.cpp): a throwaway edit pays for what a
   // process's first edit needs made (StableDiffusion::prepare_editing). FISEDIT_BENCH_PREPARE_EDITING=0
@@ -657,8 +660,7 @@ nlohmann::json Stages::edit_sizes() {
 nlohmann::json Stages::live_edit() {
   if (!model_->tokenizer_dir) return {{"skipped", "no tokenizer: pass --tokenizer DIR"}};
   StableDiffusion sd(model_, backend_);
-  GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
-  r = sd.resolve(r);
+  const GenerationRequest r = request(sd);
   const auto base = sd.generate_cached(r);
   EditRequest stale;  // what the user had typed before the last pause
   stale.prompt = "a photograph of an astronaut riding a zeb on the moon, detailed, 8k";
@@ -714,8 +716,7 @@ nlohmann::json Stages::generation() {
   const auto before = memory_.in_use();
   StableDiffusion sd(model_, backend_);
   const auto loaded = memory_.in_use();
-  GenerationRequest r{kPrompt, kNegative, 1, s_.steps, s_.cfg, s_.scheduler, s_.width, s_.height, std::nullopt};
-  r = sd.resolve(r);
+  const GenerationRequest r = request(sd);
   if (s_.warmup > 0) {  // a short run warms every stage at this size; the step count does not matter
     auto warm = r;
     warm.steps = std::min(r.steps, 2);

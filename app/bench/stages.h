@@ -8,6 +8,7 @@
 #include "io/model_loader.h"
 #include "models/unet.h"
 #include "edit/sparse_step.h"
+#include "pipeline/generation.h"
 
 #include <nlohmann/json.hpp>
 
@@ -83,6 +84,9 @@ private:
   nlohmann::json spill_steps(UNet& unet, const DeviceTensor& sample, const DeviceTensor& context,
                              const LayerRecord& record);
   nlohmann::json spill_edit();
+
+  // The stages' generation (kPrompt, the settings' size, steps, CFG and scheduler), resolved by `sd`.
+  GenerationRequest request(const StableDiffusion& sd) const;
 
   // Weights = what the pool grew by while the component was built; peak above them = the rest.
   nlohmann::json memory(std::optional<std::size_t> before, std::optional<std::size_t> loaded) const;
