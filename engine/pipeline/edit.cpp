@@ -15,6 +15,7 @@
 #include <chrono>
 #include <optional>
 #include <cmath>
+#include <numbers>
 
 namespace fisedit {
 namespace {
@@ -147,7 +148,7 @@ EditStats StableDiffusion::prepare_editing(const CachedGeneration& base, std::st
   const std::int64_t h = base.request.height / 8, w = base.request.width / 8;
   // A disc of 5% of the latent at the centre: the size of a typical prompt edit's region.
   constexpr double kFraction = 0.05;
-  const double radius = std::sqrt(kFraction * double(h * w) / 3.14159265358979);
+  const double radius = std::sqrt(kFraction * double(h * w) / std::numbers::pi);
   LatentMask disc{h, w, std::vector<float>(static_cast<std::size_t>(h * w), 0.0f)};
   for (std::int64_t y = 0; y < h; ++y)
     for (std::int64_t x = 0; x < w; ++x) {

@@ -23,6 +23,9 @@
 // kernels/attention.
 #include "backend/cuda/cuda_state.h"
 #include "backend/cuda/cudnn_graph.h"
+#include "core/env.h"
+
+#include "launch.cuh"
 
 #include <algorithm>
 #include <array>
@@ -199,10 +202,7 @@ CudaBackend::AttentionRoute route_from_environment() {
 
 // FISEDIT_ATTENTION_CUDNN_LOG=1: each plan made or refused, on stderr (diagnostics).
 bool log_plans() {
-  static const bool on = [] {
-    const char* env = std::getenv("FISEDIT_ATTENTION_CUDNN_LOG");
-    return env && std::strcmp(env, "1") == 0;
-  }();
+  static const bool on = env_flag("FISEDIT_ATTENTION_CUDNN_LOG", false);
   return on;
 }
 
@@ -237,7 +237,7 @@ bool CudaBackend::attention_cudnn(const DeviceTensor& q, const DeviceTensor& k, 
       !(std::isfinite(params.scale) && params.scale > 0.0f))
     return false;
   for (const DeviceTensor* t : std::array<const DeviceTensor*, 4>{&q, &k, &v, &out})
-    if (reinterpret_cast<std::uintptr_t>(t->data()) % 16 != 0) return false;
+    if (!kernels::aligned16(t->data())) return false;
   if (route == AttentionRoute::automatic &&
       (shape.lq + kQueryTile - 1) / kQueryTile * shape.batch * shape.heads < s_->props.multiProcessorCount)
     return false;
@@ -295,17 +295,12 @@ bool CudaBackend::attention_cudnn(const DeviceTensor& q, const DeviceTensor& k, 
                                      : DeviceTensor();
   float scale = params.scale;  // by value: read when the call is enqueued
   const auto pointer = [](const DeviceTensor& t) { return const_cast<void*>(static_cast<const void*>(t.data())); };
-  void* pointers[5] = {pointer(q), pointer(k), pointer(v), pointer(out), &scale};
+  void* const pointers[5] = {pointer(q), pointer(k), pointer(v), pointer(out), &scale};
   const std::int64_t uids[5] = {kUidQ, kUidK, kUidV, kUidO, kUidScale};
-  void* ws = workspace.numel() ? workspace.data() : nullptr;
-  auto pack = make_backend(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 5, pointers);
-  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 5, uids);
-  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws);
-  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(pack.get()));
   // A plan cuDNN made but cannot run (an engine that refuses these pointers, a launch it cannot make):
   // that shape goes to kernels/attention from now on, this call included, rather than failing the step.
-  if (const cudnnStatus_t status = cudnnBackendExecute(cudnn, plan.plan.get(), pack.get());
+  if (const cudnnStatus_t status = cuda::execute(cudnn, plan.plan.get(), uids, pointers,
+                                                 workspace.numel() ? workspace.data() : nullptr);
       status != CUDNN_STATUS_SUCCESS) {
     auto& counters = s_->attention_cudnn;
     ++counters.refused;

@@ -140,14 +140,9 @@ struct GraphProblem {
 // Runs `plan` once on the stream.
 void execute_plan(cudnnHandle_t cudnn, cudnnBackendDescriptor_t plan, const void* x, const void* w, void* y,
                   void* workspace) {
-  auto pack = make_backend(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-  void* pointers[3] = {const_cast<void*>(x), const_cast<void*>(w), y};
+  void* const pointers[3] = {const_cast<void*>(x), const_cast<void*>(w), y};
   const std::int64_t uids[3] = {kUidX, kUidW, kUidY};
-  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, pointers);
-  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids);
-  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
-  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(pack.get()));
-  FISEDIT_CUDNN_CHECK(cudnnBackendExecute(cudnn, plan, pack.get()));
+  FISEDIT_CUDNN_CHECK(cuda::execute(cudnn, plan, uids, pointers, workspace));
 }
 
 struct GraphChoice {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,19 @@ inline ExecutionPlan execution_plan(cudnnHandle_t cudnn, cudnnBackendDescriptor_
                                                1, &got, &made.workspace_bytes));
   made.plan = std::move(plan);
   return made;
+}
+
+// Runs `plan` once on the handle's stream with the tensors `uids[i]` at `pointers[i]` and `workspace`
+// (null when the plan needs none): cuDNN's status, for the caller to check or act on.
+inline cudnnStatus_t execute(cudnnHandle_t cudnn, cudnnBackendDescriptor_t plan, std::span<const std::int64_t> uids,
+                             std::span<void* const> pointers, void* workspace) {
+  auto pack = make_backend(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+  const auto count = static_cast<std::int64_t>(uids.size());
+  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, count, pointers.data());
+  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, count, uids.data());
+  set_attr(pack.get(), CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+  FISEDIT_CUDNN_CHECK(cudnnBackendFinalize(pack.get()));
+  return cudnnBackendExecute(cudnn, plan, pack.get());
 }
 
 // What cuDNN says about its last failure on this thread (it names the attribute or the unsupported
